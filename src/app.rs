@@ -1,0 +1,259 @@
+//! Wires config → journal → tasks → routers, and owns shutdown. Tests call
+//! [`start`] on port 0 exactly as `main` does through [`run`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Secret};
+use crate::journal::{Journal, OpenError};
+use crate::metrics::Metrics;
+use crate::{clock, ingest, ops, server, shutdown, systemd};
+
+/// How often an unwritable journal is probed, so /readyz and the metrics
+/// recover by themselves once space returns, even with no traffic.
+const HEAL_INTERVAL: Duration = Duration::from_secs(1);
+const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
+/// Small prune batches keep each delete transaction short, so acks queued
+/// behind it barely notice.
+const PRUNE_BATCH: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Journal(#[from] OpenError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running gatehouse.
+pub struct App {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    stopping: Arc<AtomicBool>,
+    done: JoinHandle<()>,
+    journal: Journal,
+}
+
+impl App {
+    /// The address the webhook/admin listener is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Begins a graceful shutdown: stop accepting, finish in-flight
+    /// requests, commit what is pending.
+    pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits until everything has stopped and the journal is closed.
+    pub async fn stopped(self) {
+        let _ = self.done.await;
+    }
+}
+
+pub async fn start(config: Config) -> Result<App, StartError> {
+    let metrics = Metrics::new();
+    let path = config.storage.path.clone();
+    let journal_metrics = metrics.journal.clone();
+    let journal = tokio::task::spawn_blocking(move || Journal::open(&path, journal_metrics))
+        .await
+        .expect("journal open task")?;
+
+    let addr = config.server.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let addr = listener.local_addr().expect("bound socket has an address");
+
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (stop, stop_rx) = watch::channel(false);
+    let router = ingest::router(ingest::IngestState {
+        journal: journal.clone(),
+        secrets: config.webhooks.secrets.clone(),
+        max_body_bytes: config.webhooks.max_body_bytes,
+        partition_by: config.webhooks.partition_by,
+        body_timeout: Duration::from_secs(config.server.body_timeout_secs),
+        metrics: metrics.ingest.clone(),
+    })
+    .merge(ops::router(ops::OpsState {
+        journal: journal.clone(),
+        metrics: metrics.clone(),
+        stopping: stopping.clone(),
+    }))
+    .fallback(not_found);
+
+    let tasks = vec![
+        tokio::spawn(heal(journal.clone(), stop_rx.clone())),
+        tokio::spawn(retention(
+            journal.clone(),
+            config.storage.retention_days,
+            stop_rx.clone(),
+        )),
+    ];
+    let limits = server::Limits {
+        max_connections: config.server.max_connections,
+        header_timeout: Duration::from_secs(config.server.header_timeout_secs),
+        shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+    };
+    let closing = journal.clone();
+    let done = tokio::spawn(async move {
+        server::serve(listener, router, limits, stop_rx).await;
+        for t in tasks {
+            let _ = t.await;
+        }
+        // Every handler has returned, so nothing more can be appended: let
+        // the writer commit what it holds, checkpoint and stop.
+        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    });
+    tracing::info!("listening on http://{addr}");
+    Ok(App {
+        addr,
+        stop,
+        stopping,
+        done,
+        journal,
+    })
+}
+
+/// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let app = start(config).await?;
+    systemd::notify("READY=1");
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    systemd::notify("STOPPING=1");
+    app.shutdown();
+    app.stopped().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+async fn not_found() -> impl axum::response::IntoResponse {
+    (
+        http::StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "error": "not found" })),
+    )
+}
+
+async fn heal(journal: Journal, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HEAL_INTERVAL) => {}
+            _ = shutdown::requested(&mut stop) => return,
+        }
+        if !journal.is_writable() {
+            let _ = journal.probe().await;
+        }
+    }
+}
+
+async fn retention(journal: Journal, days: u32, mut stop: watch::Receiver<bool>) {
+    if days == 0 {
+        return;
+    }
+    loop {
+        let cutoff = clock::now_ms() - i64::from(days) * 86_400_000;
+        let mut total = 0;
+        loop {
+            match journal.prune(cutoff, PRUNE_BATCH).await {
+                Ok(n) => {
+                    total += n;
+                    if n < PRUNE_BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention pruning failed");
+                    break;
+                }
+            }
+            if *stop.borrow() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        if total > 0 {
+            tracing::info!(deleted = total, days, "pruned old deliveries");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETENTION_INTERVAL) => {}
+            _ = shutdown::requested(&mut stop) => return,
+        }
+    }
+}
+
+/// Where the embedded default keeps its webhook secret, beside the journal.
+pub fn default_secret_path(db_path: &Path) -> PathBuf {
+    db_path
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("webhook-secret")
+}
+
+/// The embedded default config (DESIGN.md): loads the webhook secret from
+/// the data directory, generating and storing it the first time. Returns
+/// the config and, when it was just generated, the new secret to show once.
+pub fn embedded_default() -> std::io::Result<(Config, Option<String>)> {
+    let mut config = Config::default();
+    let path = default_secret_path(&config.storage.path);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let fresh = match crate::config::read_secret_file(&path) {
+        Ok(secret) => {
+            config.webhooks.secrets.push(secret);
+            None
+        }
+        Err(_) if !path.exists() => {
+            let value = generate_secret();
+            write_private(&path, &value)?;
+            config.webhooks.secrets.push(Secret::new(value.clone()));
+            Some(value)
+        }
+        Err(e) => return Err(std::io::Error::other(e)),
+    };
+    Ok((config, fresh))
+}
+
+fn generate_secret() -> String {
+    let mut bytes = [0u8; 24];
+    rand::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(f, "{value}")?;
+    f.sync_all()
+}

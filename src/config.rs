@@ -1,0 +1,466 @@
+//! Configuration: one TOML file, one struct tree, defaults in one place.
+//!
+//! Unknown keys and bad values are errors that name the key and the line, so
+//! an operator can fix a file without reading our source. Every secret `x`
+//! has an `x_file` twin so systemd credentials (`LoadCredential=`) work.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The listen address and database path of the embedded default (DESIGN.md).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DB_PATH: &str = "gatehouse-data/gatehouse.db";
+/// GitHub caps webhook payloads at 25 MB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 25 * 1024 * 1024;
+/// Far above anything GitHub sends; a guard against a typo that would let a
+/// sender make us buffer gigabytes.
+const MAX_MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub webhooks: WebhooksConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Open connections beyond this wait in the kernel's backlog, so memory
+    /// stays bounded under a flood.
+    pub max_connections: usize,
+    /// A client that has not sent its request headers by then is cut off.
+    pub header_timeout_secs: u64,
+    /// A request body that has not fully arrived by then gets 408.
+    pub body_timeout_secs: u64,
+    /// On SIGTERM, in-flight requests get this long to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+    /// Deliveries older than this are pruned; 0 keeps everything.
+    pub retention_days: u32,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    pub secrets: Vec<Secret>,
+    pub secret_files: Vec<PathBuf>,
+    pub max_body_bytes: u64,
+    pub partition_by: PartitionBy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionBy {
+    #[default]
+    Owner,
+    Repository,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `gatehouse=debug`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A secret value: its Debug form never shows the value, so a config dump in
+/// a log cannot leak it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Debug for WebhooksConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhooksConfig")
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets.len()),
+            )
+            .field("secret_files", &self.secret_files)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("partition_by", &self.partition_by)
+            .finish()
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            max_connections: 1024,
+            header_timeout_secs: 10,
+            body_timeout_secs: 60,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from(DEFAULT_DB_PATH),
+            retention_days: 30,
+        }
+    }
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            secrets: Vec::new(),
+            secret_files: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            partition_by: PartitionBy::Owner,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// What is wrong with a config file, with the key and line when known.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}{}: {key}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        file: String,
+        line: Option<usize>,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates a config file, and reads every `*_file`
+    /// secret it names. Secrets from files end up in `webhooks.secrets`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses config text; `file` names it in error messages.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of_offset(text, s.start));
+            let key = line
+                .and_then(|l| key_at_line(text, l))
+                .unwrap_or_else(|| "(file)".to_string());
+            ConfigError::Invalid {
+                file: file.to_string(),
+                line,
+                key,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                file: file.to_string(),
+                line: line_of_key(text, key),
+                key: key.to_string(),
+                message,
+            })?;
+        config
+            .read_secret_files()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                file: file.to_string(),
+                line: line_of_key(text, "webhooks.secret_files"),
+                key,
+                message,
+            })?;
+        if config.webhooks.secrets.is_empty() {
+            return Err(ConfigError::Invalid {
+                file: file.to_string(),
+                line: line_of_key(text, "webhooks"),
+                key: "webhooks.secrets".to_string(),
+                message: "at least one webhook secret is required (secrets or secret_files); \
+                          GitHub signs every delivery with it"
+                    .to_string(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Checks values that serde's types alone do not rule out. Returns the
+    /// dotted key and what is wrong with it.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.server.max_connections == 0 {
+            return Err(("server.max_connections", "must be at least 1".into()));
+        }
+        for (key, secs) in [
+            (
+                "server.header_timeout_secs",
+                self.server.header_timeout_secs,
+            ),
+            ("server.body_timeout_secs", self.server.body_timeout_secs),
+        ] {
+            if secs == 0 {
+                return Err((key, "must be at least 1 second".into()));
+            }
+        }
+        if self.storage.path.as_os_str().is_empty() {
+            return Err(("storage.path", "must not be empty".into()));
+        }
+        if self.webhooks.max_body_bytes == 0 || self.webhooks.max_body_bytes > MAX_MAX_BODY_BYTES {
+            return Err((
+                "webhooks.max_body_bytes",
+                format!("must be between 1 and {MAX_MAX_BODY_BYTES}"),
+            ));
+        }
+        if self.webhooks.secrets.iter().any(|s| s.0.is_empty()) {
+            return Err(("webhooks.secrets", "a secret must not be empty".into()));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(("log.level", format!("not a valid filter: {e}")));
+        }
+        Ok(())
+    }
+
+    fn read_secret_files(&mut self) -> Result<(), (String, String)> {
+        for (i, path) in self.webhooks.secret_files.iter().enumerate() {
+            let key = format!("webhooks.secret_files[{i}]");
+            let secret = read_secret_file(path).map_err(|m| (key, m))?;
+            self.webhooks.secrets.push(secret);
+        }
+        Ok(())
+    }
+}
+
+/// Reads one secret from a file (a systemd credential, say). Paths may start
+/// with `$CREDENTIALS_DIRECTORY/`, which systemd sets for `LoadCredential=`.
+/// A trailing newline is not part of the secret.
+pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    let path = expand_credentials_dir(path);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let value = text.trim_end_matches(['\r', '\n']);
+    if value.is_empty() {
+        return Err(format!("secret file {} is empty", path.display()));
+    }
+    Ok(Secret(value.to_string()))
+}
+
+fn expand_credentials_dir(path: &Path) -> PathBuf {
+    const PREFIX: &str = "$CREDENTIALS_DIRECTORY/";
+    match path.to_str().and_then(|p| p.strip_prefix(PREFIX)) {
+        Some(rest) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) => PathBuf::from(dir).join(rest),
+            None => path.to_path_buf(),
+        },
+        None => path.to_path_buf(),
+    }
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The dotted key on a given 1-based line: the enclosing `[table]` plus the
+/// key before `=`, or the table itself on a header line.
+fn key_at_line(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if let Some(header) = table_header(l) {
+            table = header;
+            if i + 1 == line {
+                return Some(table);
+            }
+        } else if i + 1 == line {
+            let key = l.split('=').next()?.trim().trim_matches('"');
+            return Some(if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            });
+        }
+    }
+    None
+}
+
+/// The line where a dotted key (`table.key`, or a bare table) is written.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let (want_table, want_key) = match dotted.rsplit_once('.') {
+        Some((t, k)) => (t, Some(k)),
+        None => (dotted, None),
+    };
+    let mut table = String::new();
+    let mut table_line = None;
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if let Some(header) = table_header(l) {
+            table = header;
+            if table == dotted {
+                return Some(i + 1);
+            }
+            if table == want_table {
+                table_line = Some(i + 1);
+            }
+        } else if table == want_table
+            && let Some(k) = want_key
+            && l.split('=').next().map(|s| s.trim().trim_matches('"')) == Some(k)
+            && l.contains('=')
+        {
+            return Some(i + 1);
+        }
+    }
+    table_line
+}
+
+fn table_header(line: &str) -> Option<String> {
+    let inner = line.strip_prefix('[')?;
+    let inner = inner.strip_prefix('[').unwrap_or(inner);
+    let end = inner.find(']')?;
+    Some(inner[..end].trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "t.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = err(
+            "[webhooks]\nsecrets = [\"x\"]\n\n[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n",
+        );
+        assert!(e.starts_with("t.toml:6: server.listne:"), "{e}");
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn unknown_table_is_an_error() {
+        let e = err("[webhooks]\nsecrets = [\"x\"]\n[sever]\nlisten = 1\n");
+        assert!(e.contains("unknown field `sever`"), "{e}");
+    }
+
+    #[test]
+    fn bad_listen_address_names_key() {
+        let e = err("[server]\nlisten = \"localhost\"\n[webhooks]\nsecrets=[\"x\"]\n");
+        assert!(e.starts_with("t.toml:2: server.listen:"), "{e}");
+    }
+
+    #[test]
+    fn bad_partition_by_names_key() {
+        let e = err("[webhooks]\nsecrets = [\"x\"]\npartition_by = \"org\"\n");
+        assert!(e.starts_with("t.toml:3: webhooks.partition_by:"), "{e}");
+    }
+
+    #[test]
+    fn zero_max_body_is_rejected_with_line() {
+        let e = err("[webhooks]\nsecrets = [\"x\"]\nmax_body_bytes = 0\n");
+        assert!(
+            e.starts_with("t.toml:3: webhooks.max_body_bytes: must be"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn negative_max_body_is_rejected() {
+        let e = err("[webhooks]\nsecrets = [\"x\"]\nmax_body_bytes = -5\n");
+        assert!(e.starts_with("t.toml:3: webhooks.max_body_bytes:"), "{e}");
+    }
+
+    #[test]
+    fn no_secret_is_an_error() {
+        let e = err("[webhooks]\nmax_body_bytes = 10\n");
+        assert!(
+            e.contains("webhooks.secrets: at least one webhook secret"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unreadable_secret_file_names_path_not_content() {
+        let e = err("[webhooks]\nsecret_files = [\"/nonexistent/gh-secret\"]\n");
+        assert!(
+            e.starts_with(
+                "t.toml:2: webhooks.secret_files[0]: cannot read secret file /nonexistent/gh-secret"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn secret_file_trailing_newline_is_stripped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s");
+        std::fs::write(&p, "abc\n").unwrap();
+        let c = Config::parse(
+            &format!(
+                "[webhooks]\nsecret_files = [{:?}]\n",
+                p.display().to_string()
+            ),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.webhooks.secrets, vec![Secret::new("abc")]);
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = Config::parse("[webhooks]\nsecrets = [\"hunter2-very-secret\"]\n", "t").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = Config::parse("[webhooks]\nsecrets = [\"x\"]\n", "t").unwrap();
+        assert_eq!(c.server.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.webhooks.max_body_bytes, 26_214_400);
+        assert_eq!(c.webhooks.partition_by, PartitionBy::Owner);
+    }
+}

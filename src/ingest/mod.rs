@@ -1,0 +1,248 @@
+//! `POST /webhooks/github`: size limit, content type, GitHub's headers,
+//! HMAC-SHA256 verification over the raw bytes, envelope extraction, and an
+//! answer only after the journal has durably committed the delivery.
+
+pub mod envelope;
+mod request;
+pub mod signature;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http::StatusCode;
+use serde_json::json;
+
+use crate::clock;
+use crate::config::{PartitionBy, Secret};
+use crate::journal::{
+    Appended, ContentKind, Journal, JournalError, NewDelivery, ParseStatus, model,
+};
+use crate::metrics::{IngestMetrics, IngestResult};
+use request::GithubHeaders;
+
+pub use request::event_label;
+
+/// GitHub gives a receiver 10 s; answering 503 before that at least tells
+/// GitHub (and the operator) the truth instead of timing out.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
+/// What a 503 asks a sender to wait.
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// What the webhook handler needs, and nothing more.
+pub struct IngestState {
+    pub journal: Journal,
+    pub secrets: Vec<Secret>,
+    pub max_body_bytes: u64,
+    pub partition_by: PartitionBy,
+    pub body_timeout: Duration,
+    pub metrics: IngestMetrics,
+}
+
+pub fn router(state: IngestState) -> Router {
+    Router::new()
+        .route("/webhooks/github", post(receive))
+        .with_state(Arc::new(state))
+}
+
+/// Why a request was not journaled. Each maps to one status and one metric
+/// result, here at the HTTP edge.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("payload exceeds {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error(
+        "unsupported content type {0:?}: GitHub sends application/json or application/x-www-form-urlencoded"
+    )]
+    UnsupportedMediaType(String),
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    #[error("invalid {0} header")]
+    InvalidHeader(&'static str),
+    #[error("missing or invalid X-Hub-Signature-256")]
+    BadSignature,
+    #[error("request body did not arrive in time")]
+    BodyTimeout,
+    #[error("could not read request body: {0}")]
+    BodyRead(String),
+    #[error("journal unavailable, delivery not accepted")]
+    Unavailable,
+}
+
+impl Rejection {
+    fn result(&self) -> IngestResult {
+        match self {
+            Rejection::TooLarge { .. } => IngestResult::TooLarge,
+            Rejection::UnsupportedMediaType(_) => IngestResult::UnsupportedMediaType,
+            Rejection::MissingHeader(_)
+            | Rejection::InvalidHeader(_)
+            | Rejection::BodyTimeout
+            | Rejection::BodyRead(_) => IngestResult::BadRequest,
+            Rejection::BadSignature => IngestResult::BadSignature,
+            Rejection::Unavailable => IngestResult::Unavailable,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::MissingHeader(_) | Rejection::InvalidHeader(_) | Rejection::BodyRead(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Rejection::BadSignature => StatusCode::UNAUTHORIZED,
+            Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let body = axum::Json(json!({ "error": self.to_string() }));
+        match self {
+            Rejection::Unavailable => (
+                self.status(),
+                [(http::header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())],
+                body,
+            )
+                .into_response(),
+            // The body was not read to its end; make the client open a new
+            // connection rather than reuse one with unread bytes on it.
+            Rejection::TooLarge { .. } | Rejection::BodyTimeout => {
+                (self.status(), [(http::header::CONNECTION, "close")], body).into_response()
+            }
+            _ => (self.status(), body).into_response(),
+        }
+    }
+}
+
+async fn receive(State(state): State<Arc<IngestState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let received_at_ms = clock::now_ms();
+    let event = req
+        .headers()
+        .get("x-github-event")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let guid = req
+        .headers()
+        .get("x-github-delivery")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let outcome = accept(&state, req, received_at_ms).await;
+    let (result, authenticated) = match &outcome {
+        Ok((Appended::Queued { .. }, _)) => (IngestResult::Queued, true),
+        Ok((Appended::Duplicate, _)) => (IngestResult::Duplicate, true),
+        Err(r) => (r.result(), matches!(r, Rejection::Unavailable)),
+    };
+    state.metrics.record(
+        event_label(event.as_deref(), authenticated),
+        result,
+        started.elapsed(),
+    );
+    match outcome {
+        Ok((appended, guid)) => {
+            let (status, word) = match appended {
+                Appended::Queued { .. } => (StatusCode::ACCEPTED, "queued"),
+                Appended::Duplicate => (StatusCode::OK, "duplicate"),
+            };
+            tracing::debug!(delivery = %guid, event = event.as_deref().unwrap_or("-"), status = word, "webhook");
+            (
+                status,
+                axum::Json(json!({ "delivery": guid, "status": word })),
+            )
+                .into_response()
+        }
+        Err(rejection) => {
+            // The GUID and event are not secret and help an operator find
+            // the delivery in GitHub's log; the signature and secrets are
+            // never logged.
+            let delivery = guid.as_deref().unwrap_or("-");
+            let event = event.as_deref().unwrap_or("-");
+            match rejection {
+                Rejection::BadSignature | Rejection::Unavailable => {
+                    tracing::warn!(delivery, event, reason = %rejection, "webhook rejected")
+                }
+                _ => tracing::info!(delivery, event, reason = %rejection, "webhook rejected"),
+            }
+            rejection.into_response()
+        }
+    }
+}
+
+/// Checks, verifies and journals one request. Returns the journal's answer
+/// and the GUID.
+async fn accept(
+    state: &IngestState,
+    req: Request,
+    received_at_ms: i64,
+) -> Result<(Appended, String), Rejection> {
+    let (parts, body) = req.into_parts();
+    let declared = request::declared_length(&parts.headers, state.max_body_bytes)?;
+    let gh = GithubHeaders::parse(&parts.headers)?;
+    let kind = request::content_kind(&parts.headers)?;
+    let body = tokio::time::timeout(
+        state.body_timeout,
+        request::read_body(body, state.max_body_bytes, declared),
+    )
+    .await
+    .map_err(|_| Rejection::BodyTimeout)??;
+
+    let signature = parts
+        .headers
+        .get("x-hub-signature-256")
+        .map(|v| v.as_bytes());
+    if !signature::verify(&state.secrets, &body, signature) {
+        return Err(Rejection::BadSignature);
+    }
+
+    let (envelope, parse_status) = read_envelope(kind, &body);
+    let headers = model::encode_headers(
+        parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+    );
+    let delivery = NewDelivery {
+        hook_id: gh.hook_id,
+        guid: gh.guid.clone(),
+        event: gh.event,
+        partition_key: envelope.partition_key(state.partition_by),
+        action: envelope.action,
+        installation_id: envelope.installation_id,
+        target_type: gh.target_type,
+        target_id: gh.target_id,
+        repository: envelope.repository,
+        owner: envelope.owner,
+        received_at_ms,
+        content_kind: kind,
+        parse_status,
+        headers,
+        body,
+    };
+    match tokio::time::timeout(COMMIT_TIMEOUT, state.journal.append(delivery)).await {
+        Ok(Ok(appended)) => Ok((appended, gh.guid)),
+        Ok(Err(JournalError::Unavailable(_) | JournalError::Closed | JournalError::Read(_)))
+        | Err(_) => Err(Rejection::Unavailable),
+    }
+}
+
+/// The envelope of a verified body. A body that is not JSON still gets
+/// journaled (invariant 7): its envelope is empty and it is marked.
+fn read_envelope(kind: ContentKind, body: &[u8]) -> (envelope::Envelope, ParseStatus) {
+    let parsed = match kind {
+        ContentKind::Json => envelope::extract(body),
+        ContentKind::Form => match request::form_payload(body) {
+            Some(json) => envelope::extract(&json),
+            None => Err("form body has no payload field".to_string()),
+        },
+    };
+    match parsed {
+        Ok(env) => (env, ParseStatus::Ok),
+        Err(e) => (envelope::Envelope::default(), ParseStatus::Unparseable(e)),
+    }
+}

@@ -1,0 +1,228 @@
+//! The parts of an incoming webhook request we check before trusting it:
+//! content type, GitHub's headers, and a body read under a size limit.
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http_body_util::BodyExt;
+
+use super::Rejection;
+use crate::journal::ContentKind;
+
+/// The GitHub webhook event names, for bounding the `event` label of
+/// metrics on requests that were never authenticated.
+const KNOWN_EVENTS: &[&str] = &[
+    "branch_protection_configuration",
+    "branch_protection_rule",
+    "check_run",
+    "check_suite",
+    "code_scanning_alert",
+    "commit_comment",
+    "create",
+    "custom_property",
+    "custom_property_values",
+    "delete",
+    "dependabot_alert",
+    "deploy_key",
+    "deployment",
+    "deployment_protection_rule",
+    "deployment_review",
+    "deployment_status",
+    "discussion",
+    "discussion_comment",
+    "fork",
+    "github_app_authorization",
+    "gollum",
+    "installation",
+    "installation_repositories",
+    "installation_target",
+    "issue_comment",
+    "issues",
+    "label",
+    "marketplace_purchase",
+    "member",
+    "membership",
+    "merge_group",
+    "meta",
+    "milestone",
+    "org_block",
+    "organization",
+    "package",
+    "page_build",
+    "personal_access_token_request",
+    "ping",
+    "project",
+    "project_card",
+    "project_column",
+    "projects_v2",
+    "projects_v2_item",
+    "public",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "pull_request_review_thread",
+    "push",
+    "registry_package",
+    "release",
+    "repository",
+    "repository_advisory",
+    "repository_dispatch",
+    "repository_import",
+    "repository_ruleset",
+    "repository_vulnerability_alert",
+    "secret_scanning_alert",
+    "secret_scanning_alert_location",
+    "security_advisory",
+    "security_and_analysis",
+    "sponsorship",
+    "star",
+    "status",
+    "team",
+    "team_add",
+    "watch",
+    "workflow_dispatch",
+    "workflow_job",
+    "workflow_run",
+];
+
+/// The metrics label for an event name. An authenticated sender may name
+/// any event (GitHub adds new ones); an unauthenticated one only a known
+/// one, so nobody can grow our label set by sending junk headers.
+pub fn event_label(event: Option<&str>, authenticated: bool) -> &str {
+    match event {
+        Some(e) if KNOWN_EVENTS.contains(&e) => e,
+        Some(e) if authenticated => e,
+        Some(_) => "other",
+        None => "-",
+    }
+}
+
+/// GitHub's identifying headers, checked for presence and sanity.
+pub struct GithubHeaders {
+    pub event: String,
+    pub guid: String,
+    pub hook_id: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+}
+
+/// A header value we are willing to store in an indexed column: short
+/// printable ASCII. GUIDs are 36 characters, event names shorter.
+fn token(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, Rejection> {
+    let Some(v) = headers.get(name) else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .ok()
+        .filter(|s| !s.is_empty() && s.len() <= 200 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or(Rejection::InvalidHeader(name))?;
+    Ok(Some(s.to_string()))
+}
+
+impl GithubHeaders {
+    pub fn parse(headers: &HeaderMap) -> Result<GithubHeaders, Rejection> {
+        let event =
+            token(headers, "x-github-event")?.ok_or(Rejection::MissingHeader("X-GitHub-Event"))?;
+        let guid = token(headers, "x-github-delivery")?
+            .ok_or(Rejection::MissingHeader("X-GitHub-Delivery"))?;
+        Ok(GithubHeaders {
+            event,
+            guid,
+            hook_id: token(headers, "x-github-hook-id")?.unwrap_or_default(),
+            target_type: token(headers, "x-github-hook-installation-target-type")?,
+            target_id: token(headers, "x-github-hook-installation-target-id")?,
+        })
+    }
+}
+
+/// The two content types GitHub sends; anything else is refused.
+pub fn content_kind(headers: &HeaderMap) -> Result<ContentKind, Rejection> {
+    let raw = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = raw.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case("application/json") {
+        Ok(ContentKind::Json)
+    } else if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Ok(ContentKind::Form)
+    } else {
+        Err(Rejection::UnsupportedMediaType(
+            raw.chars().take(100).collect(),
+        ))
+    }
+}
+
+/// The declared length, if any. A length over the limit is refused before a
+/// single body byte is read.
+pub fn declared_length(headers: &HeaderMap, limit: u64) -> Result<Option<u64>, Rejection> {
+    let len = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    match len {
+        Some(n) if n > limit => Err(Rejection::TooLarge { limit }),
+        other => Ok(other),
+    }
+}
+
+/// Reads the body, refusing it as soon as it passes `limit` bytes (for a
+/// chunked body with no declared length, or one that lies about it).
+pub async fn read_body(body: Body, limit: u64, declared: Option<u64>) -> Result<Bytes, Rejection> {
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(limit) as usize);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Rejection::BodyRead(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > limit {
+                return Err(Rejection::TooLarge { limit });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// The JSON inside a form-encoded body (`payload=<url-encoded json>`).
+pub fn form_payload(body: &[u8]) -> Option<Vec<u8>> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| v.into_owned().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_payload_decodes_plus_and_percent() {
+        assert_eq!(
+            form_payload(b"a=1&payload=%7B%22x%22%3A+1%7D").as_deref(),
+            Some(&b"{\"x\": 1}"[..])
+        );
+        assert_eq!(form_payload(b"other=1"), None);
+    }
+
+    #[test]
+    fn content_type_parameters_and_case_are_accepted() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "content-type",
+            "Application/JSON; charset=utf-8".parse().unwrap(),
+        );
+        assert_eq!(content_kind(&h).unwrap(), ContentKind::Json);
+        h.insert("content-type", "text/plain".parse().unwrap());
+        assert!(content_kind(&h).is_err());
+    }
+
+    #[test]
+    fn event_labels_are_bounded_for_strangers() {
+        assert_eq!(event_label(Some("push"), false), "push");
+        assert_eq!(event_label(Some("made_up_123"), false), "other");
+        assert_eq!(
+            event_label(Some("new_github_event"), true),
+            "new_github_event"
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! Reads through an r2d2 pool of query-only connections. Every call is
+//! blocking; async callers wrap it in `spawn_blocking` (see [`Reader::run`]).
+
+use std::path::Path;
+
+use r2d2::Pool;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::JournalError;
+use super::model::{ContentKind, DeliveryRow};
+use super::schema;
+
+/// A delivery's request as received: headers in wire form, raw body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    pub headers: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct Reader {
+    pool: Pool<SqliteConnectionManager>,
+}
+
+const COLUMNS: &str = "id, hook_id, guid, event, action, installation_id, target_type, target_id,
+     repository, owner, partition_key, received_at_ms, body_size, content_kind,
+     parse_status, parse_error";
+
+fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    let kind: String = r.get(13)?;
+    Ok(DeliveryRow {
+        id: r.get(0)?,
+        hook_id: r.get(1)?,
+        guid: r.get(2)?,
+        event: r.get(3)?,
+        action: r.get(4)?,
+        installation_id: r.get(5)?,
+        target_type: r.get(6)?,
+        target_id: r.get(7)?,
+        repository: r.get(8)?,
+        owner: r.get(9)?,
+        partition_key: r.get(10)?,
+        received_at_ms: r.get(11)?,
+        body_size: r.get(12)?,
+        content_kind: ContentKind::parse(&kind).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                13,
+                rusqlite::types::Type::Text,
+                format!("unknown content_kind {kind:?}").into(),
+            )
+        })?,
+        parse_status: r.get(14)?,
+        parse_error: r.get(15)?,
+    })
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader, r2d2::Error> {
+        let manager = SqliteConnectionManager::file(path).with_init(|c| {
+            schema::configure(c)?;
+            c.pragma_update(None, "query_only", true)
+        });
+        let pool = Pool::builder().max_size(4).build(manager)?;
+        Ok(Reader { pool })
+    }
+
+    /// Runs blocking read work on tokio's blocking pool.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Reader) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .map_err(|e| JournalError::Read(e.to_string()))?
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, JournalError> {
+        self.pool
+            .get()
+            .map_err(|e| JournalError::Read(e.to_string()))
+    }
+
+    pub fn count(&self) -> Result<i64, JournalError> {
+        self.conn()?
+            .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
+            .map_err(read_err)
+    }
+
+    pub fn get(&self, hook_id: &str, guid: &str) -> Result<Option<DeliveryRow>, JournalError> {
+        self.conn()?
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM deliveries WHERE hook_id = ?1 AND guid = ?2"),
+                params![hook_id, guid],
+                row_to_delivery,
+            )
+            .optional()
+            .map_err(read_err)
+    }
+
+    /// The newest deliveries first, at most `limit`.
+    pub fn recent(&self, limit: usize) -> Result<Vec<DeliveryRow>, JournalError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM deliveries ORDER BY id DESC LIMIT ?1"
+            ))
+            .map_err(read_err)?;
+        let rows = stmt
+            .query_map([limit as i64], row_to_delivery)
+            .map_err(read_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read_err)?;
+        Ok(rows)
+    }
+
+    /// The stored headers and raw body of one delivery.
+    pub fn payload(&self, id: i64) -> Result<Option<Payload>, JournalError> {
+        self.conn()?
+            .query_row(
+                "SELECT headers, body FROM delivery_payloads WHERE delivery_id = ?1",
+                [id],
+                |r| {
+                    Ok(Payload {
+                        headers: r.get(0)?,
+                        body: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(read_err)
+    }
+}
+
+fn read_err(e: rusqlite::Error) -> JournalError {
+    JournalError::Read(e.to_string())
+}

@@ -1,0 +1,247 @@
+//! The one writer. It owns the only read-write connection and commits many
+//! operations per transaction (group commit): while one fsync is under way,
+//! new requests queue up and all of them go into the next transaction, so
+//! durable acks are not capped by the disk's fsync rate.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::JournalError;
+use super::model::{Appended, NewDelivery};
+use crate::metrics::JournalMetrics;
+
+/// At most this many operations in one transaction, so one commit's latency
+/// stays bounded when a large backlog has built up.
+const MAX_BATCH_OPS: usize = 2048;
+/// And at most this many body bytes, so a burst of large payloads does not
+/// pile up in memory waiting for one giant commit.
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+/// Bodies larger than this are written through SQLite's incremental blob API,
+/// which avoids a transient copy of the whole payload.
+const STREAM_BLOB_ABOVE: usize = 1024 * 1024;
+/// The WAL is checkpointed by a background thread; if it still outgrows this
+/// (a long busy period), the writer finishes the job itself.
+const WAL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
+
+pub(super) enum Command {
+    Append(Box<NewDelivery>, Reply<Appended>),
+    /// A tiny write that tells whether the journal is writable again.
+    Probe(Reply<()>),
+    /// Deletes up to `limit` deliveries received before `before_ms`.
+    Prune {
+        before_ms: i64,
+        limit: usize,
+        reply: Reply<usize>,
+    },
+}
+
+impl Command {
+    fn body_len(&self) -> usize {
+        match self {
+            Command::Append(d, _) => d.body.len(),
+            _ => 0,
+        }
+    }
+}
+
+pub(super) struct Writer {
+    pub conn: Connection,
+    pub rx: mpsc::Receiver<Command>,
+    pub writable: Arc<AtomicBool>,
+    pub metrics: JournalMetrics,
+    pub wal_path: PathBuf,
+}
+
+impl Writer {
+    /// Runs until every sender is gone, then checkpoints and returns.
+    pub fn run(mut self) {
+        let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH_OPS);
+        let mut commits: u64 = 0;
+        while let Some(first) = self.rx.blocking_recv() {
+            let mut bytes = first.body_len();
+            batch.push(first);
+            while batch.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
+                match self.rx.try_recv() {
+                    Ok(cmd) => {
+                        bytes += cmd.body_len();
+                        batch.push(cmd);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch);
+            commits += 1;
+            if commits.is_multiple_of(64) {
+                self.limit_wal();
+            }
+        }
+        // Leave a small, fully checkpointed file behind on a clean shutdown.
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "final checkpoint failed");
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Command>) {
+        let started = Instant::now();
+        let n = batch.len();
+        match self.apply(batch) {
+            Ok(results) => {
+                self.metrics.observe_commit(n, started.elapsed());
+                if !self.writable.swap(true, Ordering::SeqCst) {
+                    tracing::info!("journal is writable again");
+                }
+                for (cmd, result) in batch.drain(..).zip(results) {
+                    match (cmd, result) {
+                        (Command::Append(_, reply), Outcome::Appended(a)) => {
+                            let _ = reply.send(Ok(a));
+                        }
+                        (Command::Probe(reply), _) => {
+                            let _ = reply.send(Ok(()));
+                        }
+                        (Command::Prune { reply, .. }, Outcome::Pruned(n)) => {
+                            let _ = reply.send(Ok(n));
+                        }
+                        _ => unreachable!("one outcome per command, in order"),
+                    }
+                }
+            }
+            Err(e) => {
+                // Nothing in this batch is on disk: answer every caller with
+                // an error so none of them acknowledges (invariant 1).
+                if self.writable.swap(false, Ordering::SeqCst) {
+                    tracing::error!(error = %e, ops = n, "journal commit failed; answering 503");
+                }
+                self.metrics.commit_failures.inc();
+                let msg = e.to_string();
+                for cmd in batch.drain(..) {
+                    let err = || JournalError::Unavailable(msg.clone());
+                    match cmd {
+                        Command::Append(_, reply) => {
+                            let _ = reply.send(Err(err()));
+                        }
+                        Command::Probe(reply) => {
+                            let _ = reply.send(Err(err()));
+                        }
+                        Command::Prune { reply, .. } => {
+                            let _ = reply.send(Err(err()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, batch: &[Command]) -> rusqlite::Result<Vec<Outcome>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(batch.len());
+        for cmd in batch {
+            out.push(match cmd {
+                Command::Append(d, _) => Outcome::Appended(insert(&tx, d)?),
+                Command::Probe(_) => {
+                    tx.prepare_cached(
+                        "INSERT INTO journal_meta (key, value) VALUES ('probe', ?1)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    )?
+                    .execute([crate::clock::now_ms().to_string()])?;
+                    Outcome::Probed
+                }
+                Command::Prune {
+                    before_ms, limit, ..
+                } => Outcome::Pruned(
+                    tx.prepare_cached(
+                        "DELETE FROM deliveries WHERE id IN (
+                         SELECT id FROM deliveries WHERE received_at_ms < ?1 ORDER BY id LIMIT ?2)",
+                    )?
+                    .execute(params![before_ms, *limit as i64])?,
+                ),
+            });
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn limit_wal(&mut self) {
+        let size = std::fs::metadata(&self.wal_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if size > WAL_LIMIT_BYTES {
+            let started = Instant::now();
+            let r = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            tracing::info!(
+                wal_bytes = size,
+                took_ms = started.elapsed().as_millis() as u64,
+                ok = r.is_ok(),
+                "writer checkpointed an oversized WAL"
+            );
+        }
+    }
+}
+
+enum Outcome {
+    Appended(Appended),
+    Probed,
+    Pruned(usize),
+}
+
+/// Inserts one delivery unless its (hook id, GUID) is already there. Within
+/// one batch the second of two identical deliveries sees the first, so
+/// dedupe holds inside a transaction too.
+fn insert(tx: &rusqlite::Transaction<'_>, d: &NewDelivery) -> rusqlite::Result<Appended> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (hook_id, guid, event, action, installation_id, target_type,
+                 target_id, repository, owner, partition_key, received_at_ms, body_size,
+                 content_kind, parse_status, parse_error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+             ON CONFLICT (hook_id, guid) DO NOTHING",
+        )?
+        .execute(params![
+            d.hook_id,
+            d.guid,
+            d.event,
+            d.action,
+            d.installation_id,
+            d.target_type,
+            d.target_id,
+            d.repository,
+            d.owner,
+            d.partition_key,
+            d.received_at_ms,
+            d.body.len() as i64,
+            d.content_kind.as_str(),
+            d.parse_status.as_str(),
+            d.parse_status.error(),
+        ])?;
+    if inserted == 0 {
+        return Ok(Appended::Duplicate);
+    }
+    let id = tx.last_insert_rowid();
+    if d.body.len() > STREAM_BLOB_ABOVE {
+        tx.prepare_cached(
+            "INSERT INTO delivery_payloads (delivery_id, headers, body) VALUES (?1, ?2, zeroblob(?3))",
+        )?
+        .execute(params![id, d.headers, d.body.len() as i64])?;
+        let mut blob = tx.blob_open(rusqlite::MAIN_DB, "delivery_payloads", "body", id, false)?;
+        blob.write_at(&d.body, 0)?;
+    } else {
+        tx.prepare_cached(
+            "INSERT INTO delivery_payloads (delivery_id, headers, body) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![id, d.headers, &d.body[..]])?;
+    }
+    Ok(Appended::Queued { id })
+}

@@ -1,0 +1,15 @@
+//! gatehouse: a self-hosted appliance that makes GitHub automation reliable.
+//! The modules follow the flow: ingest → journal → (scheduler → sinks);
+//! app wires them, ops and metrics make them visible.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod ingest;
+pub mod journal;
+pub mod logging;
+pub mod metrics;
+pub mod ops;
+pub mod server;
+pub mod shutdown;
+pub mod systemd;

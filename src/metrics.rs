@@ -1,0 +1,167 @@
+//! Every metric gatehouse exports, registered and named in one place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// The outcome of one `POST /webhooks/github`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestResult {
+    Queued,
+    Duplicate,
+    BadSignature,
+    TooLarge,
+    BadRequest,
+    UnsupportedMediaType,
+    Unavailable,
+}
+
+impl IngestResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngestResult::Queued => "queued",
+            IngestResult::Duplicate => "duplicate",
+            IngestResult::BadSignature => "bad_signature",
+            IngestResult::TooLarge => "too_large",
+            IngestResult::BadRequest => "bad_request",
+            IngestResult::UnsupportedMediaType => "unsupported_media_type",
+            IngestResult::Unavailable => "unavailable",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    event: String,
+    result: String,
+}
+
+#[derive(Clone)]
+pub struct IngestMetrics {
+    deliveries: Family<DeliveryLabels, Counter>,
+    latency: Histogram,
+}
+
+impl IngestMetrics {
+    /// `event` must already be bounded (see `ingest::event_label`): label
+    /// values from unauthenticated requests would otherwise be unbounded.
+    pub fn record(&self, event: &str, result: IngestResult, took: Duration) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                event: event.to_string(),
+                result: result.as_str().to_string(),
+            })
+            .inc();
+        self.latency.observe(took.as_secs_f64());
+    }
+}
+
+#[derive(Clone)]
+pub struct JournalMetrics {
+    batch_size: Histogram,
+    commit_latency: Histogram,
+    pub commit_failures: Counter,
+}
+
+impl JournalMetrics {
+    pub fn observe_commit(&self, ops: usize, took: Duration) {
+        self.batch_size.observe(ops as f64);
+        self.commit_latency.observe(took.as_secs_f64());
+    }
+}
+
+/// Gauges read at scrape time.
+#[derive(Clone, Default)]
+pub struct JournalGauges {
+    pub size_bytes: Gauge,
+    pub writable: Gauge,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub ingest: IngestMetrics,
+    pub journal: JournalMetrics,
+    pub journal_gauges: JournalGauges,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("gatehouse");
+        let ingest = IngestMetrics {
+            deliveries: Family::default(),
+            // 0.25 ms .. ~8 s
+            latency: Histogram::new(exponential_buckets(0.00025, 2.0, 16)),
+        };
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries received, by event and result",
+            ingest.deliveries.clone(),
+        );
+        registry.register_with_unit(
+            "webhook_ingest_duration",
+            "Time from request start to answer, for POST /webhooks/github",
+            Unit::Seconds,
+            ingest.latency.clone(),
+        );
+        let journal = JournalMetrics {
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            commit_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            commit_failures: Counter::default(),
+        };
+        registry.register(
+            "journal_commit_batch_size",
+            "Operations committed per journal transaction (group commit)",
+            journal.batch_size.clone(),
+        );
+        registry.register_with_unit(
+            "journal_commit_duration",
+            "Time to write and durably commit one journal transaction",
+            Unit::Seconds,
+            journal.commit_latency.clone(),
+        );
+        registry.register(
+            "journal_commit_failures",
+            "Journal transactions that failed to commit (nothing in them was acknowledged)",
+            journal.commit_failures.clone(),
+        );
+        let journal_gauges = JournalGauges::default();
+        registry.register_with_unit(
+            "journal_size",
+            "Bytes on disk of the journal database and its WAL",
+            Unit::Bytes,
+            journal_gauges.size_bytes.clone(),
+        );
+        registry.register(
+            "journal_writable",
+            "1 when the last journal commit succeeded, 0 after a failure",
+            journal_gauges.writable.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            ingest,
+            journal,
+            journal_gauges,
+        }
+    }
+
+    /// The Prometheus/OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
