@@ -1,0 +1,240 @@
+//! Test harness: gatehouse in-process on a loopback port with a real SQLite
+//! file, an HMAC signer that does not share code with the one under test,
+//! and the real GitHub payloads from ../shared/fixtures/github.
+#![allow(dead_code)]
+
+pub mod binary;
+
+use std::path::{Path, PathBuf};
+
+use gatehouse::app::{self, App};
+use gatehouse::config::{Config, Secret};
+use hmac::{Hmac, KeyInit, Mac};
+use rusqlite::{Connection, OpenFlags};
+use sha2::Sha256;
+
+pub const SECRET: &str = "test-webhook-secret";
+
+/// The shared fixtures, read in place (never copied into this repo).
+pub fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("GATEHOUSE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/github"));
+    assert!(
+        dir.join("payloads").is_dir(),
+        "GitHub fixtures not found at {} (set GATEHOUSE_FIXTURES)",
+        dir.display()
+    );
+    dir
+}
+
+/// Every payload file with its event (the directory name), sorted.
+pub fn payload_files() -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for event in std::fs::read_dir(fixtures().join("payloads")).unwrap() {
+        let event = event.unwrap();
+        for file in std::fs::read_dir(event.path()).unwrap() {
+            let file = file.unwrap().path();
+            if file.extension().is_some_and(|e| e == "json") {
+                out.push((event.file_name().into_string().unwrap(), file));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A payload as GitHub sends it: compact JSON.
+pub fn compact(path: &Path) -> Vec<u8> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// `sha256=<hex>` computed here, independently of gatehouse's own code.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// One webhook request, built like GitHub builds it.
+#[derive(Clone)]
+pub struct Delivery {
+    pub event: Option<String>,
+    pub guid: Option<String>,
+    pub hook_id: Option<String>,
+    pub content_type: Option<String>,
+    pub signature: Option<String>,
+    pub body: Vec<u8>,
+    pub extra: Vec<(String, String)>,
+}
+
+impl Delivery {
+    pub fn json(event: &str, guid: &str, body: impl Into<Vec<u8>>) -> Delivery {
+        let body = body.into();
+        Delivery {
+            event: Some(event.into()),
+            guid: Some(guid.into()),
+            hook_id: Some("100".into()),
+            content_type: Some("application/json".into()),
+            signature: Some(sign(SECRET, &body)),
+            body,
+            extra: vec![],
+        }
+    }
+
+    /// The form-encoded variant GitHub sends when a hook's content type is
+    /// `application/x-www-form-urlencoded`.
+    pub fn form(event: &str, guid: &str, json: &[u8]) -> Delivery {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", std::str::from_utf8(json).unwrap())
+            .finish();
+        let mut d = Delivery::json(event, guid, body.into_bytes());
+        d.content_type = Some("application/x-www-form-urlencoded".into());
+        d
+    }
+
+    pub fn hook(mut self, id: &str) -> Self {
+        self.hook_id = Some(id.into());
+        self
+    }
+
+    pub fn signed_with(mut self, secret: &str) -> Self {
+        self.signature = Some(sign(secret, &self.body));
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.extra.push((name.into(), value.into()));
+        self
+    }
+
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        let mut req = client
+            .post(format!("{base}/webhooks/github"))
+            .header("user-agent", "GitHub-Hookshot/test")
+            .body(self.body.clone());
+        for (name, value) in [
+            ("x-github-event", &self.event),
+            ("x-github-delivery", &self.guid),
+            ("x-github-hook-id", &self.hook_id),
+            ("content-type", &self.content_type),
+            ("x-hub-signature-256", &self.signature),
+        ] {
+            if let Some(v) = value {
+                req = req.header(name, v);
+            }
+        }
+        for (n, v) in &self.extra {
+            req = req.header(n, v);
+        }
+        req.send().await
+    }
+}
+
+/// gatehouse running in this process on 127.0.0.1:0 with its own data dir.
+pub struct TestApp {
+    pub app: App,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db_path: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn test_config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.storage.path = dir.join("gatehouse.db");
+    c.webhooks.secrets = vec![Secret::new(SECRET)];
+    c
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(edit: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        edit(&mut config);
+        TestApp::start_in(dir, config).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestApp {
+        let db_path = config.storage.path.clone();
+        let app = app::start(config).await.expect("gatehouse starts");
+        TestApp {
+            base: format!("http://{}", app.addr()),
+            app,
+            client: reqwest::Client::new(),
+            db_path,
+            dir,
+        }
+    }
+
+    pub async fn send(&self, d: &Delivery) -> reqwest::Response {
+        d.send(&self.client, &self.base)
+            .await
+            .expect("request reaches gatehouse")
+    }
+
+    /// A separate read-only connection to the real database file.
+    pub fn db(&self) -> Connection {
+        open_db(&self.db_path)
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Graceful stop; returns the data dir so a test can start again on it.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.app.shutdown();
+        self.app.stopped().await;
+        self.dir
+    }
+}
+
+pub fn open_db(path: &Path) -> Connection {
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+}
+
+pub fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// The value of one sample line in a Prometheus text exposition.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Sends raw bytes on a fresh connection and returns what comes back, for
+/// requests an HTTP client library will not make (hand-built chunking).
+pub async fn raw_http(base: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before reading everything we send.
+    let _ = s.write_all(request).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,438 @@
+//! POST /webhooks/github as DESIGN.md's contract says, against gatehouse
+//! running in-process on a loopback port with a real SQLite file.
+
+mod common;
+
+use common::{Delivery, SECRET, TestApp, compact, count, metric, sign};
+use gatehouse::config::Secret;
+use serde_json::{Value, json};
+
+fn push_body() -> Vec<u8> {
+    compact(&common::fixtures().join("payloads/push/payload.json"))
+}
+
+async fn json_of(r: reqwest::Response) -> Value {
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_delivery_is_queued_and_on_disk() {
+    let t = TestApp::spawn().await;
+    let r = t.send(&Delivery::json("push", "guid-1", push_body())).await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        json_of(r).await,
+        json!({"delivery": "guid-1", "status": "queued"})
+    );
+    // Read through a separate connection: the row is committed.
+    let db = t.db();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM deliveries WHERE guid = 'guid-1'"),
+        1
+    );
+    let (hook, size): (String, i64) = db
+        .query_row("SELECT hook_id, body_size FROM deliveries", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(hook, "100");
+    assert_eq!(size, push_body().len() as i64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_guid_changes_nothing() {
+    let t = TestApp::spawn().await;
+    let first = Delivery::json("push", "dup", push_body());
+    assert_eq!(t.send(&first).await.status(), 202);
+    // A redelivery keeps the GUID; even a different body must not replace
+    // what was journaled first.
+    let again = Delivery::json("push", "dup", b"{\"changed\":true}".to_vec());
+    let r = t.send(&again).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        json_of(r).await,
+        json!({"delivery": "dup", "status": "duplicate"})
+    );
+    let db = t.db();
+    assert_eq!(count(&db, "SELECT count(*) FROM deliveries"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM delivery_payloads"), 1);
+    let body: Vec<u8> = db
+        .query_row("SELECT body FROM delivery_payloads", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(body, push_body());
+    let m = t.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"gatehouse_webhook_deliveries_total{event="push",result="duplicate"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"gatehouse_webhook_deliveries_total{event="push",result="queued"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn same_guid_from_a_second_hook_is_accepted() {
+    let t = TestApp::spawn().await;
+    assert_eq!(
+        t.send(&Delivery::json("push", "shared", push_body()).hook("1"))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        t.send(&Delivery::json("push", "shared", push_body()).hook("2"))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        t.send(&Delivery::json("push", "shared", push_body()).hook("2"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        count(
+            &t.db(),
+            "SELECT count(*) FROM deliveries WHERE guid = 'shared'"
+        ),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_or_missing_signature_is_401_and_journals_nothing() {
+    let t = TestApp::spawn().await;
+    let mut wrong = Delivery::json("push", "bad-1", push_body()).signed_with("not-the-secret");
+    let r = t.send(&wrong).await;
+    assert_eq!(r.status(), 401);
+    assert!(
+        json_of(r).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-Hub-Signature-256")
+    );
+    wrong.signature = None;
+    wrong.guid = Some("bad-2".into());
+    assert_eq!(t.send(&wrong).await.status(), 401);
+    // A valid signature for another body (tampered payload).
+    let mut tampered = Delivery::json("push", "bad-3", push_body());
+    tampered.body.push(b' ');
+    assert_eq!(t.send(&tampered).await.status(), 401);
+    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 0);
+    let m = t.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"gatehouse_webhook_deliveries_total{event="push",result="bad_signature"}"#
+        ),
+        Some(3.0)
+    );
+    assert!(!m.contains(SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_github_headers_are_400() {
+    let t = TestApp::spawn().await;
+    let mut no_event = Delivery::json("push", "h1", push_body());
+    no_event.event = None;
+    let r = t.send(&no_event).await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        json_of(r).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-GitHub-Event")
+    );
+    let mut no_guid = Delivery::json("push", "h2", push_body());
+    no_guid.guid = None;
+    let r = t.send(&no_guid).await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        json_of(r).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-GitHub-Delivery")
+    );
+    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 0);
+    let m = t.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"gatehouse_webhook_deliveries_total{event="-",result="bad_request"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_content_types_are_415() {
+    let t = TestApp::spawn().await;
+    for ct in [
+        Some("text/plain"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut d = Delivery::json("push", "ct", push_body());
+        d.content_type = ct.map(String::from);
+        let r = t.send(&d).await;
+        assert_eq!(r.status(), 415, "{ct:?}");
+        assert!(json_of(r).await["error"].is_string());
+    }
+    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversize_bodies_are_413_declared_or_streamed() {
+    let t = TestApp::spawn_with(|c| c.webhooks.max_body_bytes = 1000).await;
+    // Declared: refused from Content-Length alone.
+    let big = Delivery::json("push", "big", vec![b' '; 1001]);
+    let r = t.send(&big).await;
+    assert_eq!(r.status(), 413);
+    // Chunked, no Content-Length: refused once the limit is passed.
+    let mut req = format!(
+        "POST /webhooks/github HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-github-event: push\r\nx-github-delivery: chunked\r\nx-hub-signature-256: {}\r\n\
+         transfer-encoding: chunked\r\n\r\n",
+        sign(SECRET, &[b' '; 5000])
+    )
+    .into_bytes();
+    for _ in 0..50 {
+        req.extend_from_slice(format!("64\r\n{}\r\n", " ".repeat(100)).as_bytes());
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let response = common::raw_http(&t.base, &req).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    // Exactly at the limit is fine.
+    let mut at_limit = br#"{"a":""#.to_vec();
+    at_limit.resize(999, b'x');
+    at_limit.push(b'}');
+    let at = Delivery::json("push", "at-limit", at_limit.clone());
+    assert_eq!(at_limit.len(), 1000);
+    assert_eq!(t.send(&at).await.status(), 202);
+    let m = t.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"gatehouse_webhook_deliveries_total{event="push",result="too_large"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn form_encoded_delivery_is_journaled_with_raw_bytes() {
+    let t = TestApp::spawn().await;
+    let json = push_body();
+    let d = Delivery::form("push", "form-1", &json);
+    assert_eq!(t.send(&d).await.status(), 202);
+    let row = t
+        .app
+        .journal()
+        .reader()
+        .get("100", "form-1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.owner.as_deref(), Some("Codertocat"));
+    assert_eq!(row.repository.as_deref(), Some("Codertocat/Hello-World"));
+    assert_eq!(row.parse_status, "ok");
+    let payload = t.app.journal().reader().payload(row.id).unwrap().unwrap();
+    // The body GitHub signed (form-encoded), not the decoded JSON.
+    assert_eq!(payload.body, d.body);
+    let headers = String::from_utf8(payload.headers).unwrap();
+    assert!(
+        headers.contains("content-type: application/x-www-form-urlencoded"),
+        "{headers}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_body_that_is_not_json_is_kept_and_marked() {
+    let t = TestApp::spawn().await;
+    for (guid, body) in [
+        ("nj-1", &b"Hello, World!"[..]),
+        ("nj-2", b"{\"truncated\":"),
+        ("nj-3", b"[1,2,3]"),
+    ] {
+        let r = t.send(&Delivery::json("push", guid, body.to_vec())).await;
+        assert_eq!(r.status(), 202, "{guid}");
+        let row = t.app.journal().reader().get("100", guid).unwrap().unwrap();
+        assert_eq!(row.parse_status, "unparseable");
+        assert!(row.parse_error.is_some());
+        assert_eq!(row.partition_key, "-");
+        assert_eq!(
+            t.app
+                .journal()
+                .reader()
+                .payload(row.id)
+                .unwrap()
+                .unwrap()
+                .body,
+            body
+        );
+    }
+    // A form body without a payload field is signed, so it is kept too.
+    let mut d = Delivery::form("push", "nj-4", b"{}");
+    d.body = b"other=1".to_vec();
+    let d = d.signed_with(SECRET);
+    assert_eq!(t.send(&d).await.status(), 202);
+    let row = t
+        .app
+        .journal()
+        .reader()
+        .get("100", "nj-4")
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.parse_status, "unparseable");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_rotating_secrets_are_both_accepted() {
+    let t = TestApp::spawn_with(|c| {
+        c.webhooks.secrets = vec![Secret::new("old-secret"), Secret::new("new-secret")];
+    })
+    .await;
+    let old = Delivery::json("push", "rot-1", push_body()).signed_with("old-secret");
+    let new = Delivery::json("push", "rot-2", push_body()).signed_with("new-secret");
+    let neither = Delivery::json("push", "rot-3", push_body()).signed_with("other");
+    assert_eq!(t.send(&old).await.status(), 202);
+    assert_eq!(t.send(&new).await.status(), 202);
+    assert_eq!(t.send(&neither).await.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_headers_and_installation_target_are_kept() {
+    let t = TestApp::spawn().await;
+    let d = Delivery::json("push", "hdr", push_body())
+        .header("x-github-hook-installation-target-type", "integration")
+        .header("x-github-hook-installation-target-id", "79929171");
+    assert_eq!(t.send(&d).await.status(), 202);
+    let row = t.app.journal().reader().get("100", "hdr").unwrap().unwrap();
+    assert_eq!(row.target_type.as_deref(), Some("integration"));
+    assert_eq!(row.target_id.as_deref(), Some("79929171"));
+    let headers = t
+        .app
+        .journal()
+        .reader()
+        .payload(row.id)
+        .unwrap()
+        .unwrap()
+        .headers;
+    let headers = String::from_utf8(headers).unwrap();
+    for h in [
+        "x-github-event: push",
+        "x-github-delivery: hdr",
+        "user-agent: GitHub-Hookshot/test",
+        "x-hub-signature-256: sha256=",
+    ] {
+        assert!(headers.contains(h), "{h} in {headers}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_deliveries_share_commits() {
+    let t = TestApp::spawn().await;
+    let body = push_body();
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let d = Delivery::json("push", &format!("c-{i}"), body.clone());
+        let (client, base) = (t.client.clone(), t.base.clone());
+        tasks.push(tokio::spawn(async move {
+            d.send(&client, &base).await.unwrap().status()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 202);
+    }
+    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 400);
+    let m = t.metrics().await;
+    let commits = metric(&m, "gatehouse_journal_commit_batch_size_count").unwrap();
+    assert!(
+        commits < 400.0,
+        "400 concurrent deliveries took {commits} commits: no group commit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_ready_and_metrics_endpoints() {
+    let t = TestApp::spawn().await;
+    let get = |p: &str| t.client.get(format!("{}{p}", t.base)).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(json_of(ready).await["status"], "ready");
+    t.send(&Delivery::json("push", "m", push_body())).await;
+    let m = get("/metrics").await.unwrap();
+    assert!(
+        m.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("openmetrics-text")
+    );
+    let m = m.text().await.unwrap();
+    for series in [
+        "gatehouse_webhook_ingest_duration_seconds_count",
+        "gatehouse_journal_commit_batch_size_count",
+        "gatehouse_journal_commit_duration_seconds_count",
+        "gatehouse_journal_writable",
+    ] {
+        assert!(metric(&m, series).unwrap() >= 1.0, "{series}");
+    }
+    assert!(metric(&m, "gatehouse_journal_size_bytes").unwrap() > 4096.0);
+    assert_eq!(get("/nope").await.unwrap().status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_keeps_everything_and_still_dedupes() {
+    let t = TestApp::spawn().await;
+    for i in 0..50 {
+        assert_eq!(
+            t.send(&Delivery::json("push", &format!("r-{i}"), push_body()))
+                .await
+                .status(),
+            202
+        );
+    }
+    let config = common::test_config(t.dir.path());
+    let dir = t.stop().await;
+    let t = TestApp::start_in(dir, config).await;
+    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 50);
+    assert_eq!(
+        t.send(&Delivery::json("push", "r-7", push_body()))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        t.send(&Delivery::json("push", "r-50", push_body()))
+            .await
+            .status(),
+        202
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_server_on_the_same_file_is_refused() {
+    let t = TestApp::spawn().await;
+    let config = common::test_config(t.dir.path());
+    let err = match gatehouse::app::start(config).await {
+        Ok(_) => panic!("a second server on the same journal must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("in use by another gatehouse process"), "{err}");
+    // The first one is unaffected.
+    assert_eq!(
+        t.send(&Delivery::json("push", "still", push_body()))
+            .await
+            .status(),
+        202
+    );
+}
