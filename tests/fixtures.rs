@@ -142,7 +142,15 @@ async fn partition_by_repository_uses_full_name_and_falls_back_to_owner() {
     );
 }
 
-fn vectors() -> Vec<(String, Vec<String>, Vec<u8>, String, bool)> {
+struct Vector {
+    id: String,
+    secrets: Vec<String>,
+    body: Vec<u8>,
+    header: String,
+    valid: bool,
+}
+
+fn vectors() -> Vec<Vector> {
     let text = std::fs::read(common::fixtures().join("signature-vectors.json")).unwrap();
     let doc: Value = serde_json::from_slice(&text).unwrap();
     let mut out = Vec::new();
@@ -152,15 +160,15 @@ fn vectors() -> Vec<(String, Vec<String>, Vec<u8>, String, bool)> {
             for extra in v["additional_secrets"].as_array().into_iter().flatten() {
                 secrets.push(extra.as_str().unwrap().to_string());
             }
-            out.push((
-                v["id"].as_str().unwrap().to_string(),
+            out.push(Vector {
+                id: v["id"].as_str().unwrap().to_string(),
                 secrets,
-                BASE64
+                body: BASE64
                     .decode(v["payload_base64"].as_str().unwrap())
                     .unwrap(),
-                v["signature_header"].as_str().unwrap().to_string(),
-                v["valid"].as_bool().unwrap(),
-            ));
+                header: v["signature_header"].as_str().unwrap().to_string(),
+                valid: v["valid"].as_bool().unwrap(),
+            });
         }
     }
     out
@@ -170,7 +178,14 @@ fn vectors() -> Vec<(String, Vec<String>, Vec<u8>, String, bool)> {
 async fn every_signature_vector_gives_its_verdict_over_http() {
     let all = vectors();
     assert!(all.len() >= 10, "found {} vectors", all.len());
-    for (id, secrets, body, header, valid) in all {
+    for Vector {
+        id,
+        secrets,
+        body,
+        header,
+        valid,
+    } in all
+    {
         let t = TestApp::spawn_with(|c| {
             c.webhooks.secrets = secrets.iter().map(Secret::new).collect();
         })
@@ -192,7 +207,14 @@ async fn every_signature_vector_gives_its_verdict_over_http() {
 
 #[test]
 fn every_signature_vector_gives_its_verdict_in_the_verifier() {
-    for (id, secrets, body, header, valid) in vectors() {
+    for Vector {
+        id,
+        secrets,
+        body,
+        header,
+        valid,
+    } in vectors()
+    {
         let secrets: Vec<Secret> = secrets.iter().map(Secret::new).collect();
         assert_eq!(
             gatehouse::ingest::signature::verify(&secrets, &body, Some(header.as_bytes())),
