@@ -222,7 +222,7 @@ fn second_process_on_the_same_file_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_default_generates_a_secret_once_and_uses_it() {
     let cwd = tempfile::tempdir().unwrap();
-    let mut server = Server::start_args(&["serve"], Some(cwd.path()));
+    let mut server = Server::start_args(&["serve"], Some(cwd.path()), &[]);
     assert_eq!(server.addr.to_string(), "127.0.0.1:8080");
     let output = server.output();
     let secret_file = cwd.path().join("gatehouse-data/webhook-secret");
@@ -256,7 +256,7 @@ async fn embedded_default_generates_a_secret_once_and_uses_it() {
     assert!(server.terminate().success());
 
     // Second start: the same secret, not printed again.
-    let mut server = Server::start_args(&["serve"], Some(cwd.path()));
+    let mut server = Server::start_args(&["serve"], Some(cwd.path()), &[]);
     let output = server.output();
     assert!(
         !output.contains(&secret),
@@ -427,4 +427,52 @@ async fn full_disk_answers_503_loses_nothing_and_recovers() {
     integrity_ok(&db);
     drop(server);
     drop(fs);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_name_rejected_guids_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("second-secret");
+    std::fs::write(&secret_file, "file-secret-value-42\n").unwrap();
+    let config = binary::write_config(
+        dir.path(),
+        &dir.path().join("g.db"),
+        &format!(
+            "secret_files = [{:?}]\n[log]\nformat = \"json\"\nlevel = \"debug\"\n",
+            secret_file.display().to_string()
+        ),
+    );
+    let mut server = Server::start(&config);
+    let client = reqwest::Client::new();
+    let body = compact(&common::fixtures().join("payloads/push/payload.json"));
+    let bad = Delivery::json("push", "guid-with-bad-signature", body.clone()).signed_with("wrong");
+    assert_eq!(bad.send(&client, &server.base).await.unwrap().status(), 401);
+    let good = Delivery::json("push", "guid-ok", body.clone()).signed_with("file-secret-value-42");
+    assert_eq!(
+        good.send(&client, &server.base).await.unwrap().status(),
+        202
+    );
+    assert!(server.terminate().success());
+
+    let output = server.output();
+    for secret in [common::SECRET, "file-secret-value-42"] {
+        assert!(!output.contains(secret), "a secret reached the logs");
+    }
+    assert!(!output.contains(bad.signature.as_deref().unwrap()));
+    let mut rejected = false;
+    for line in output.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["delivery"] == "guid-with-bad-signature" {
+            assert_eq!(v["level"], "WARN");
+            assert!(
+                v["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("X-Hub-Signature-256")
+            );
+            rejected = true;
+        }
+    }
+    assert!(rejected, "the rejection is logged with its GUID: {output}");
 }

@@ -47,12 +47,13 @@ fn collect(
 impl Server {
     /// Starts `gatehouse serve --config CONFIG` and waits for its listen line.
     pub fn start(config: &Path) -> Server {
-        Server::start_args(&["serve", "--config", config.to_str().unwrap()], None)
+        Server::start_args(&["serve", "--config", config.to_str().unwrap()], None, &[])
     }
 
-    pub fn start_args(args: &[&str], cwd: Option<&Path>) -> Server {
+    pub fn start_args(args: &[&str], cwd: Option<&Path>, env: &[(&str, &Path)]) -> Server {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
+            .envs(env.iter().copied())
             .env_remove("GATEHOUSE_CONFIG")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -69,7 +70,11 @@ impl Server {
         loop {
             let found = output.lock().unwrap().iter().find_map(|l| {
                 let rest = l.split("listening on http://").nth(1)?;
-                rest.split_whitespace().next()?.parse::<SocketAddr>().ok()
+                // Text or JSON logs: the address ends at a space or a quote.
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
+                    .unwrap_or(rest.len());
+                rest[..end].parse::<SocketAddr>().ok()
             });
             if let Some(addr) = found {
                 return Server {

@@ -1,0 +1,397 @@
+//! Ingest benchmark: starts the release `gatehouse` binary on a loopback
+//! port with its journal on the real disk, drives it with signed real GitHub
+//! payloads, and prints deliveries/s, ack latency (p50/p99/max) and the
+//! server's peak RSS. Not a test: run it with
+//!
+//!     cargo bench --bench ingest [-- --seconds 20 --connections 64 --rate 1000]
+//!
+//! Three phases, each on a fresh server and database so that peak RSS
+//! belongs to that phase alone:
+//!   1. throughput: `--connections` closed-loop senders for `--seconds`;
+//!   2. steady: an open-loop `--rate` deliveries/s for `--seconds`, latency
+//!      measured from each request's scheduled time (no coordinated omission);
+//!   3. large: one 25 MB push delivery.
+//!
+//! Every loop is bounded by count and time and stops by itself.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+const SECRET: &str = "bench-secret";
+
+struct Args {
+    seconds: u64,
+    connections: usize,
+    rate: u64,
+    data_dir: PathBuf,
+    phases: Vec<String>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        seconds: 20,
+        connections: 64,
+        rate: 1000,
+        data_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/bench-data")),
+        phases: vec!["throughput".into(), "steady".into(), "large".into()],
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().expect("flag needs a value");
+        match flag.as_str() {
+            "--seconds" => a.seconds = value().parse().expect("seconds"),
+            "--connections" => a.connections = value().parse().expect("connections"),
+            "--rate" => a.rate = value().parse().expect("rate"),
+            "--data-dir" => a.data_dir = PathBuf::from(value()),
+            "--phases" => a.phases = value().split(',').map(String::from).collect(),
+            // cargo bench passes --bench; ignore what is not ours.
+            _ => {}
+        }
+    }
+    a
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Every fixture payload, compacted and signed once up front so the load
+/// generator spends its CPU on sending, not hashing.
+fn payloads() -> Vec<(String, bytes::Bytes, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/github/payloads");
+    let mut out = Vec::new();
+    for event in std::fs::read_dir(&dir).expect("fixtures at ../shared/fixtures/github") {
+        let event = event.unwrap();
+        for file in std::fs::read_dir(event.path()).unwrap() {
+            let path = file.unwrap().path();
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let body = serde_json::to_vec(&v).unwrap();
+            let sig = sign(&body);
+            out.push((event.file_name().into_string().unwrap(), body.into(), sig));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("gatehouse.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n[webhooks]\nsecrets = [{SECRET:?}]\n[log]\nlevel = \"warn,gatehouse::app=info\"\n",
+                dir.join("gatehouse.db").display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gatehouse");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("gatehouse did not start");
+        Server { child, base }
+    }
+
+    /// Peak resident set size so far (VmHWM), in MB.
+    fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        kb / 1024.0
+    }
+
+    fn stop(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn client(connections: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    i: u64,
+    (event, body, sig): &(String, bytes::Bytes, String),
+) -> bool {
+    client
+        .post(format!("{base}/webhooks/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", event.as_str())
+        .header("x-github-delivery", format!("bench-{i}"))
+        .header("x-github-hook-id", "1")
+        .header("x-hub-signature-256", sig.as_str())
+        .body(body.clone())
+        .send()
+        .await
+        .map(|r| r.status() == 202)
+        .unwrap_or(false)
+}
+
+struct Sample {
+    latencies: Vec<Duration>,
+    errors: usize,
+    elapsed: Duration,
+    bytes: u64,
+}
+
+fn report(phase: &str, s: &mut Sample, rss: f64) {
+    s.latencies.sort();
+    let pct = |p: f64| {
+        s.latencies
+            .get(((s.latencies.len() as f64 * p) as usize).min(s.latencies.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(f64::NAN)
+    };
+    let n = s.latencies.len();
+    println!(
+        "{phase:<11} acked {n:>7}  errors {:>4}  {:>8.0} deliveries/s  {:>6.1} MB/s  ack latency ms p50 {:>6.2}  p99 {:>6.2}  max {:>7.2}  peak RSS {:>6.1} MB",
+        s.errors,
+        n as f64 / s.elapsed.as_secs_f64(),
+        s.bytes as f64 / s.elapsed.as_secs_f64() / 1e6,
+        pct(0.50),
+        pct(0.99),
+        s.latencies
+            .last()
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(f64::NAN),
+        rss,
+    );
+}
+
+/// Closed loop: each connection sends its next delivery when the last one
+/// was acknowledged.
+async fn throughput(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String)>>) {
+    let server = Server::start(&args.data_dir.join("throughput"));
+    let client = client(args.connections);
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..args.connections {
+        let (client, base, next, errors, bytes, payloads) = (
+            client.clone(),
+            server.base.clone(),
+            next.clone(),
+            errors.clone(),
+            bytes.clone(),
+            payloads.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let p = &payloads[i as usize % payloads.len()];
+                let t = Instant::now();
+                if send(&client, &base, i, p).await {
+                    lat.push(t.elapsed());
+                    bytes.fetch_add(p.1.len() as u64, Ordering::Relaxed);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let mut s = Sample {
+        latencies,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        bytes: bytes.load(Ordering::Relaxed),
+    };
+    let rss = server.peak_rss_mb();
+    print_batches(&server.base).await;
+    report("throughput", &mut s, rss);
+    server.stop();
+}
+
+/// Open loop: requests are scheduled at a fixed rate whatever the server
+/// does; latency counts from the scheduled time.
+async fn steady(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String)>>) {
+    let server = Server::start(&args.data_dir.join("steady"));
+    let client = client(args.connections);
+    let slots = Arc::new(tokio::sync::Semaphore::new(args.connections));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let total = args.rate * args.seconds;
+    let period = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let scheduled = started + period * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let (client, base, slots, latencies, errors, bytes, payloads) = (
+            client.clone(),
+            server.base.clone(),
+            slots.clone(),
+            latencies.clone(),
+            errors.clone(),
+            bytes.clone(),
+            payloads.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _slot = slots.acquire().await.unwrap();
+            let p = &payloads[i as usize % payloads.len()];
+            if send(&client, &base, i, p).await {
+                latencies.lock().unwrap().push(scheduled.elapsed());
+                bytes.fetch_add(p.1.len() as u64, Ordering::Relaxed);
+            } else {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut s = Sample {
+        latencies: std::mem::take(&mut *latencies.lock().unwrap()),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        bytes: bytes.load(Ordering::Relaxed),
+    };
+    let rss = server.peak_rss_mb();
+    print_batches(&server.base).await;
+    report("steady", &mut s, rss);
+    server.stop();
+}
+
+/// One 25 MB delivery: a real push payload whose commit list is repeated
+/// until the body is just under GitHub's 25 MB cap.
+async fn large(args: &Args) {
+    let server = Server::start(&args.data_dir.join("large"));
+    let idle_rss = server.peak_rss_mb();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/github/payloads/push/with-new-branch.payload.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let commit = serde_json::to_value(serde_json::json!({
+        "id": "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
+        "message": "Update README.md with a longer message to make the commit a realistic size",
+        "timestamp": "2019-05-15T15:20:30-05:00",
+        "author": {"name": "Codertocat", "email": "21031067+Codertocat@users.noreply.github.com", "username": "Codertocat"},
+        "added": [], "removed": [], "modified": ["README.md"]
+    }))
+    .unwrap();
+    let one = serde_json::to_vec(&commit).unwrap().len() + 1;
+    let target = 25 * 1024 * 1024 - 4096;
+    let count = (target - serde_json::to_vec(&v).unwrap().len()) / one;
+    v["commits"] = serde_json::Value::Array(vec![commit; count]);
+    let body: bytes::Bytes = serde_json::to_vec(&v).unwrap().into();
+    let payload = ("push".to_string(), body.clone(), sign(&body));
+    let client = client(1);
+    let t = Instant::now();
+    let ok = send(&client, &server.base, 1, &payload).await;
+    let took = t.elapsed();
+    let mut s = Sample {
+        latencies: if ok { vec![took] } else { vec![] },
+        errors: usize::from(!ok),
+        elapsed: took,
+        bytes: body.len() as u64,
+    };
+    let rss = server.peak_rss_mb();
+    report("large", &mut s, rss);
+    println!(
+        "            body {:.1} MB, server peak RSS before {:.1} MB, after {:.1} MB",
+        body.len() as f64 / 1048576.0,
+        idle_rss,
+        rss
+    );
+    server.stop();
+}
+
+async fn print_batches(base: &str) {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let commits = value("gatehouse_journal_commit_batch_size_count");
+    let ops = value("gatehouse_journal_commit_batch_size_sum");
+    let commit_s = value("gatehouse_journal_commit_duration_seconds_sum");
+    println!(
+        "            {commits:.0} commits, {:.1} deliveries per commit on average, mean commit {:.2} ms",
+        ops / commits.max(1.0),
+        commit_s * 1000.0 / commits.max(1.0)
+    );
+}
+
+fn main() {
+    let args = parse_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let payloads = Arc::new(payloads());
+    println!(
+        "gatehouse ingest benchmark: {} real payloads, {} s per phase, {} connections, steady rate {}/s, journal in {}",
+        payloads.len(),
+        args.seconds,
+        args.connections,
+        args.rate,
+        args.data_dir.display()
+    );
+    runtime.block_on(async {
+        for phase in &args.phases {
+            match phase.as_str() {
+                "throughput" => throughput(&args, payloads.clone()).await,
+                "steady" => steady(&args, payloads.clone()).await,
+                "large" => large(&args).await,
+                other => eprintln!("unknown phase {other}"),
+            }
+        }
+    });
+    let _ = std::fs::remove_dir_all(&args.data_dir);
+}
