@@ -5,8 +5,10 @@
 //!
 //!     cargo bench --bench ingest [-- --seconds 20 --connections 64 --rate 1000]
 //!
-//! Three phases, each on a fresh server and database so that peak RSS
-//! belongs to that phase alone:
+//! Phases, each on a fresh server and database so that peak RSS belongs to
+//! that phase alone:
+//!   0. disk: the raw rate of 4 KB write + fdatasync in the same directory,
+//!      the cap one commit per delivery would put on durable acks;
 //!   1. throughput: `--connections` closed-loop senders for `--seconds`;
 //!   2. steady: an open-loop `--rate` deliveries/s for `--seconds`, latency
 //!      measured from each request's scheduled time (no coordinated omission);
@@ -40,7 +42,12 @@ fn parse_args() -> Args {
         connections: 64,
         rate: 1000,
         data_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/bench-data")),
-        phases: vec!["throughput".into(), "steady".into(), "large".into()],
+        phases: vec![
+            "disk".into(),
+            "throughput".into(),
+            "steady".into(),
+            "large".into(),
+        ],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -346,6 +353,28 @@ async fn large(args: &Args) {
     server.stop();
 }
 
+/// Appends 4 KB and fdatasyncs, for 3 s: what one durable commit per
+/// delivery would cost on this disk.
+fn disk(args: &Args) {
+    use std::io::Write;
+    std::fs::create_dir_all(&args.data_dir).unwrap();
+    let path = args.data_dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = [7u8; 4096];
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(3) && n < 1_000_000 {
+        f.write_all(&block).unwrap();
+        f.sync_data().unwrap();
+        n += 1;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "disk        {rate:>8.0} fsyncs/s (4 KB append + fdatasync): the ceiling for one commit per delivery"
+    );
+}
+
 async fn print_batches(base: &str) {
     let text = reqwest::get(format!("{base}/metrics"))
         .await
@@ -386,6 +415,7 @@ fn main() {
     runtime.block_on(async {
         for phase in &args.phases {
             match phase.as_str() {
+                "disk" => disk(&args),
                 "throughput" => throughput(&args, payloads.clone()).await,
                 "steady" => steady(&args, payloads.clone()).await,
                 "large" => large(&args).await,
