@@ -96,7 +96,8 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         metrics: metrics.clone(),
         stopping: stopping.clone(),
     }))
-    .fallback(not_found);
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed);
 
     let tasks = vec![
         tokio::spawn(heal(journal.clone(), stop_rx.clone())),
@@ -157,6 +158,13 @@ async fn not_found() -> impl axum::response::IntoResponse {
     (
         http::StatusCode::NOT_FOUND,
         axum::Json(serde_json::json!({ "error": "not found" })),
+    )
+}
+
+async fn method_not_allowed() -> impl axum::response::IntoResponse {
+    (
+        http::StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(serde_json::json!({ "error": "method not allowed" })),
     )
 }
 

@@ -387,7 +387,12 @@ async fn health_ready_and_metrics_endpoints() {
         assert!(metric(&m, series).unwrap() >= 1.0, "{series}");
     }
     assert!(metric(&m, "gatehouse_journal_size_bytes").unwrap() > 4096.0);
-    assert_eq!(get("/nope").await.unwrap().status(), 404);
+    let missing = get("/nope").await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(json_of(missing).await["error"], "not found");
+    let wrong_method = get("/webhooks/github").await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(json_of(wrong_method).await["error"], "method not allowed");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -434,5 +439,35 @@ async fn second_server_on_the_same_file_is_refused() {
             .await
             .status(),
         202
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_25_mb_delivery_is_accepted_and_kept_byte_for_byte() {
+    let t = TestApp::spawn().await;
+    // A real push payload whose commit list is repeated to just under 25 MB.
+    let mut v: Value = serde_json::from_slice(&push_body()).unwrap();
+    let commit = v["commits"][0].clone();
+    let one = serde_json::to_vec(&commit).unwrap().len() + 1;
+    v["commits"] = Value::Array(vec![commit; (25 * 1024 * 1024 - 8192) / one]);
+    let body = serde_json::to_vec(&v).unwrap();
+    assert!(body.len() > 24 * 1024 * 1024 && body.len() <= 26_214_400);
+    let r = t
+        .send(&Delivery::json("push", "big-push", body.clone()))
+        .await;
+    assert_eq!(r.status(), 202);
+    let row = t
+        .app
+        .journal()
+        .reader()
+        .get("100", "big-push")
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.owner.as_deref(), Some("Codertocat"));
+    assert_eq!(row.body_size, body.len() as i64);
+    let stored = t.app.journal().reader().payload(row.id).unwrap().unwrap();
+    assert!(
+        stored.body == body,
+        "stored bytes differ from the signed body"
     );
 }
