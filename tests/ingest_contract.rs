@@ -471,3 +471,24 @@ async fn a_25_mb_delivery_is_accepted_and_kept_byte_for_byte() {
         "stored bytes differ from the signed body"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_from_a_newer_release_is_refused() {
+    let t = TestApp::spawn().await;
+    let config = common::test_config(t.dir.path());
+    let dir = t.stop().await;
+    let newer = gatehouse::journal::latest_version() + 1;
+    rusqlite::Connection::open(&config.storage.path)
+        .unwrap()
+        .pragma_update(None, "user_version", newer)
+        .unwrap();
+    let err = match gatehouse::app::start(config).await {
+        Ok(_) => panic!("a newer schema must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(&format!("schema version {newer} is newer")),
+        "{err}"
+    );
+    drop(dir);
+}
