@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::{Delivery, TestApp, compact, count, payload_files};
 use gatehouse::config::{PartitionBy, Secret};
+use gatehouse::journal::ParseStatus;
 use serde_json::Value;
 
 /// What the journal must record for a payload, read here from the JSON by
@@ -53,17 +54,17 @@ async fn every_fixture_payload_is_journaled_with_its_envelope() {
         let want = expected(&v);
         let row = t.app.journal().reader().get("100", &guid).unwrap().unwrap();
         let name = path.display();
-        assert_eq!(row.event, *event, "{name}");
-        assert_eq!(row.action, want.action, "{name}");
-        assert_eq!(row.repository, want.repository, "{name}");
-        assert_eq!(row.owner, want.owner, "{name}");
-        assert_eq!(row.installation_id, want.installation_id, "{name}");
+        assert_eq!(row.meta.event, *event, "{name}");
+        assert_eq!(row.meta.action, want.action, "{name}");
+        assert_eq!(row.meta.repository, want.repository, "{name}");
+        assert_eq!(row.meta.owner, want.owner, "{name}");
+        assert_eq!(row.meta.installation_id, want.installation_id, "{name}");
         assert_eq!(
-            row.partition_key,
+            row.meta.partition_key,
             want.owner.clone().unwrap_or("-".into()),
             "{name}"
         );
-        assert_eq!(row.parse_status, "ok", "{name}");
+        assert_eq!(row.meta.parse_status, ParseStatus::Ok, "{name}");
         let payload = t.app.journal().reader().payload(row.id).unwrap().unwrap();
         assert_eq!(payload.body, body, "{name}: raw bytes kept exactly");
     }
@@ -99,7 +100,7 @@ async fn owner_falls_back_as_github_documents() {
             .await;
         assert_eq!(r.status(), 202);
         let row = t.app.journal().reader().get("100", file).unwrap().unwrap();
-        assert_eq!(row.partition_key, partition, "{file}");
+        assert_eq!(row.meta.partition_key, partition, "{file}");
     }
     for (event, dir) in [
         ("sponsorship", "sponsorship"),
@@ -110,7 +111,7 @@ async fn owner_falls_back_as_github_documents() {
             let guid = path.display().to_string();
             t.send(&Delivery::json(event, &guid, compact(&path))).await;
             let row = t.app.journal().reader().get("100", &guid).unwrap().unwrap();
-            assert_ne!(row.partition_key, "-", "{guid} names its account");
+            assert_ne!(row.meta.partition_key, "-", "{guid} names its account");
         }
     }
 }
@@ -133,11 +134,11 @@ async fn partition_by_repository_uses_full_name_and_falls_back_to_owner() {
     .await;
     let r = t.app.journal().reader();
     assert_eq!(
-        r.get("100", "a").unwrap().unwrap().partition_key,
+        r.get("100", "a").unwrap().unwrap().meta.partition_key,
         "Codertocat/Hello-World"
     );
     assert_eq!(
-        r.get("100", "b").unwrap().unwrap().partition_key,
+        r.get("100", "b").unwrap().unwrap().meta.partition_key,
         "Octocoders"
     );
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::{Delivery, SECRET, TestApp, compact, count, metric, sign};
 use gatehouse::config::Secret;
+use gatehouse::journal::ParseStatus;
 use serde_json::{Value, json};
 
 fn push_body() -> Vec<u8> {
@@ -241,9 +242,12 @@ async fn form_encoded_delivery_is_journaled_with_raw_bytes() {
         .get("100", "form-1")
         .unwrap()
         .unwrap();
-    assert_eq!(row.owner.as_deref(), Some("Codertocat"));
-    assert_eq!(row.repository.as_deref(), Some("Codertocat/Hello-World"));
-    assert_eq!(row.parse_status, "ok");
+    assert_eq!(row.meta.owner.as_deref(), Some("Codertocat"));
+    assert_eq!(
+        row.meta.repository.as_deref(),
+        Some("Codertocat/Hello-World")
+    );
+    assert_eq!(row.meta.parse_status, ParseStatus::Ok);
     let payload = t.app.journal().reader().payload(row.id).unwrap().unwrap();
     // The body GitHub signed (form-encoded), not the decoded JSON.
     assert_eq!(payload.body, d.body);
@@ -265,9 +269,12 @@ async fn signed_body_that_is_not_json_is_kept_and_marked() {
         let r = t.send(&Delivery::json("push", guid, body.to_vec())).await;
         assert_eq!(r.status(), 202, "{guid}");
         let row = t.app.journal().reader().get("100", guid).unwrap().unwrap();
-        assert_eq!(row.parse_status, "unparseable");
-        assert!(row.parse_error.is_some());
-        assert_eq!(row.partition_key, "-");
+        assert!(
+            matches!(&row.meta.parse_status, ParseStatus::Unparseable(e) if !e.is_empty()),
+            "{guid}: {:?}",
+            row.meta.parse_status
+        );
+        assert_eq!(row.meta.partition_key, "-");
         assert_eq!(
             t.app
                 .journal()
@@ -291,7 +298,7 @@ async fn signed_body_that_is_not_json_is_kept_and_marked() {
         .get("100", "nj-4")
         .unwrap()
         .unwrap();
-    assert_eq!(row.parse_status, "unparseable");
+    assert!(matches!(row.meta.parse_status, ParseStatus::Unparseable(_)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -316,8 +323,8 @@ async fn all_headers_and_installation_target_are_kept() {
         .header("x-github-hook-installation-target-id", "79929171");
     assert_eq!(t.send(&d).await.status(), 202);
     let row = t.app.journal().reader().get("100", "hdr").unwrap().unwrap();
-    assert_eq!(row.target_type.as_deref(), Some("integration"));
-    assert_eq!(row.target_id.as_deref(), Some("79929171"));
+    assert_eq!(row.meta.target_type.as_deref(), Some("integration"));
+    assert_eq!(row.meta.target_id.as_deref(), Some("79929171"));
     let headers = t
         .app
         .journal()
@@ -463,7 +470,7 @@ async fn a_25_mb_delivery_is_accepted_and_kept_byte_for_byte() {
         .get("100", "big-push")
         .unwrap()
         .unwrap();
-    assert_eq!(row.owner.as_deref(), Some("Codertocat"));
+    assert_eq!(row.meta.owner.as_deref(), Some("Codertocat"));
     assert_eq!(row.body_size, body.len() as i64);
     let stored = t.app.journal().reader().payload(row.id).unwrap().unwrap();
     assert!(

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::clock;
 use crate::config::{PartitionBy, Secret};
 use crate::journal::{
-    Appended, ContentKind, Journal, JournalError, NewDelivery, ParseStatus, model,
+    Appended, ContentKind, DeliveryMeta, Journal, JournalError, NewDelivery, ParseStatus, model,
 };
 use crate::metrics::{IngestMetrics, IngestResult};
 use request::GithubHeaders;
@@ -208,19 +208,21 @@ async fn accept(
             .map(|(name, value)| (name.as_str(), value.as_bytes())),
     );
     let delivery = NewDelivery {
-        hook_id: gh.hook_id,
-        guid: gh.guid.clone(),
-        event: gh.event,
-        partition_key: envelope.partition_key(state.partition_by),
-        action: envelope.action,
-        installation_id: envelope.installation_id,
-        target_type: gh.target_type,
-        target_id: gh.target_id,
-        repository: envelope.repository,
-        owner: envelope.owner,
-        received_at_ms,
-        content_kind: kind,
-        parse_status,
+        meta: DeliveryMeta {
+            hook_id: gh.hook_id,
+            guid: gh.guid.clone(),
+            event: gh.event,
+            partition_key: envelope.partition_key(state.partition_by),
+            action: envelope.action,
+            installation_id: envelope.installation_id,
+            target_type: gh.target_type,
+            target_id: gh.target_id,
+            repository: envelope.repository,
+            owner: envelope.owner,
+            received_at_ms,
+            content_kind: kind,
+            parse_status,
+        },
         headers,
         body,
     };

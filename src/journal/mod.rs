@@ -18,7 +18,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 pub use lock::LockError;
-pub use model::{Appended, ContentKind, DeliveryRow, NewDelivery, ParseStatus};
+pub use model::{Appended, ContentKind, DeliveryMeta, DeliveryRow, NewDelivery, ParseStatus};
 pub use reader::{Payload, Reader};
 pub use schema::{SchemaError, latest_version};
 

@@ -48,11 +48,21 @@ impl ParseStatus {
             ParseStatus::Unparseable(e) => Some(e),
         }
     }
+    /// The inverse of `as_str` and `error`, for rows read back.
+    pub fn from_columns(status: &str, error: Option<String>) -> Option<Self> {
+        match status {
+            "ok" => Some(ParseStatus::Ok),
+            "unparseable" => Some(ParseStatus::Unparseable(error.unwrap_or_default())),
+            _ => None,
+        }
+    }
 }
 
-/// One verified delivery, ready to be journaled.
-#[derive(Debug, Clone)]
-pub struct NewDelivery {
+/// What the journal records about a delivery besides its request bytes.
+/// Lists and scheduling read only this, never bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryMeta {
+    /// `X-GitHub-Hook-ID`, or empty when absent.
     pub hook_id: String,
     pub guid: String,
     pub event: String,
@@ -66,6 +76,12 @@ pub struct NewDelivery {
     pub received_at_ms: i64,
     pub content_kind: ContentKind,
     pub parse_status: ParseStatus,
+}
+
+/// One verified delivery, ready to be journaled.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub meta: DeliveryMeta,
     /// Request headers in HTTP/1 wire form.
     pub headers: Vec<u8>,
     /// The raw body, exactly as signed.
@@ -84,22 +100,10 @@ pub enum Appended {
 /// A journaled delivery's metadata (never its body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryRow {
+    /// The journal sequence: received order.
     pub id: i64,
-    pub hook_id: String,
-    pub guid: String,
-    pub event: String,
-    pub action: Option<String>,
-    pub installation_id: Option<i64>,
-    pub target_type: Option<String>,
-    pub target_id: Option<String>,
-    pub repository: Option<String>,
-    pub owner: Option<String>,
-    pub partition_key: String,
-    pub received_at_ms: i64,
+    pub meta: DeliveryMeta,
     pub body_size: i64,
-    pub content_kind: ContentKind,
-    pub parse_status: String,
-    pub parse_error: Option<String>,
 }
 
 /// Encodes header pairs in HTTP/1 wire form. Values are kept as raw bytes so

@@ -8,7 +8,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::JournalError;
-use super::model::{ContentKind, DeliveryRow};
+use super::model::{ContentKind, DeliveryMeta, DeliveryRow, ParseStatus};
 use super::schema;
 
 /// A delivery's request as received: headers in wire form, raw body.
@@ -28,30 +28,31 @@ const COLUMNS: &str = "id, hook_id, guid, event, action, installation_id, target
      parse_status, parse_error";
 
 fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    let bad = |col: usize, what: String| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, what.into())
+    };
     let kind: String = r.get(13)?;
+    let status: String = r.get(14)?;
     Ok(DeliveryRow {
         id: r.get(0)?,
-        hook_id: r.get(1)?,
-        guid: r.get(2)?,
-        event: r.get(3)?,
-        action: r.get(4)?,
-        installation_id: r.get(5)?,
-        target_type: r.get(6)?,
-        target_id: r.get(7)?,
-        repository: r.get(8)?,
-        owner: r.get(9)?,
-        partition_key: r.get(10)?,
-        received_at_ms: r.get(11)?,
+        meta: DeliveryMeta {
+            hook_id: r.get(1)?,
+            guid: r.get(2)?,
+            event: r.get(3)?,
+            action: r.get(4)?,
+            installation_id: r.get(5)?,
+            target_type: r.get(6)?,
+            target_id: r.get(7)?,
+            repository: r.get(8)?,
+            owner: r.get(9)?,
+            partition_key: r.get(10)?,
+            received_at_ms: r.get(11)?,
+            content_kind: ContentKind::parse(&kind)
+                .ok_or_else(|| bad(13, format!("unknown content_kind {kind:?}")))?,
+            parse_status: ParseStatus::from_columns(&status, r.get(15)?)
+                .ok_or_else(|| bad(14, format!("unknown parse_status {status:?}")))?,
+        },
         body_size: r.get(12)?,
-        content_kind: ContentKind::parse(&kind).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                13,
-                rusqlite::types::Type::Text,
-                format!("unknown content_kind {kind:?}").into(),
-            )
-        })?,
-        parse_status: r.get(14)?,
-        parse_error: r.get(15)?,
     })
 }
 

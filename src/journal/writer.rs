@@ -201,6 +201,7 @@ enum Outcome {
 /// one batch the second of two identical deliveries sees the first, so
 /// dedupe holds inside a transaction too.
 fn insert(tx: &rusqlite::Transaction<'_>, d: &NewDelivery) -> rusqlite::Result<Appended> {
+    let m = &d.meta;
     let inserted = tx
         .prepare_cached(
             "INSERT INTO deliveries (hook_id, guid, event, action, installation_id, target_type,
@@ -210,21 +211,21 @@ fn insert(tx: &rusqlite::Transaction<'_>, d: &NewDelivery) -> rusqlite::Result<A
              ON CONFLICT (hook_id, guid) DO NOTHING",
         )?
         .execute(params![
-            d.hook_id,
-            d.guid,
-            d.event,
-            d.action,
-            d.installation_id,
-            d.target_type,
-            d.target_id,
-            d.repository,
-            d.owner,
-            d.partition_key,
-            d.received_at_ms,
+            m.hook_id,
+            m.guid,
+            m.event,
+            m.action,
+            m.installation_id,
+            m.target_type,
+            m.target_id,
+            m.repository,
+            m.owner,
+            m.partition_key,
+            m.received_at_ms,
             d.body.len() as i64,
-            d.content_kind.as_str(),
-            d.parse_status.as_str(),
-            d.parse_status.error(),
+            m.content_kind.as_str(),
+            m.parse_status.as_str(),
+            m.parse_status.error(),
         ])?;
     if inserted == 0 {
         return Ok(Appended::Duplicate);
