@@ -1,0 +1,111 @@
+//! Injected latency, error answers and dropped connections, per route.
+
+use std::time::Duration;
+
+use rand::RngExt;
+
+use crate::config::FaultConfig;
+
+pub struct Faults {
+    rules: Vec<Rule>,
+}
+
+struct Rule {
+    method: Option<String>,
+    segments: Vec<String>,
+    config: FaultConfig,
+}
+
+/// What to do to one request.
+#[derive(Debug, Default, PartialEq)]
+pub struct Decision {
+    pub latency: Duration,
+    pub error_status: Option<u16>,
+    pub reset: bool,
+}
+
+impl Rule {
+    fn matches(&self, method: &str, path: &str) -> bool {
+        if self
+            .method
+            .as_deref()
+            .is_some_and(|m| !m.eq_ignore_ascii_case(method))
+        {
+            return false;
+        }
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let mut i = 0;
+        for (k, seg) in self.segments.iter().enumerate() {
+            if seg == "**" && k == self.segments.len() - 1 {
+                return true;
+            }
+            match parts.get(i) {
+                Some(p) if seg == "*" || seg == p => i += 1,
+                _ => return false,
+            }
+        }
+        i == parts.len()
+    }
+}
+
+impl Faults {
+    pub fn new(configs: &[FaultConfig]) -> Faults {
+        Faults {
+            rules: configs
+                .iter()
+                .map(|c| {
+                    let (method, path) = c.route.split_once(' ').unwrap_or(("*", &c.route));
+                    Rule {
+                        method: (method != "*").then(|| method.to_string()),
+                        segments: path
+                            .trim_matches('/')
+                            .split('/')
+                            .map(String::from)
+                            .collect(),
+                        config: c.clone(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The first matching rule decides; no rule, no fault.
+    pub fn decide(&self, method: &str, path: &str) -> Decision {
+        let Some(rule) = self.rules.iter().find(|r| r.matches(method, path)) else {
+            return Decision::default();
+        };
+        let c = &rule.config;
+        let mut rng = rand::rng();
+        let ms = match c.latency_max_ms {
+            Some(max) if max > c.latency_ms => rng.random_range(c.latency_ms..=max),
+            _ => c.latency_ms,
+        };
+        Decision {
+            latency: Duration::from_millis(ms),
+            reset: c.reset_rate > 0.0 && rng.random_bool(c.reset_rate.min(1.0)),
+            error_status: (c.error_rate > 0.0 && rng.random_bool(c.error_rate.min(1.0)))
+                .then_some(c.error_status),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_patterns_match_segments() {
+        let mut c = FaultConfig::new("GET /repos/*/*/pulls");
+        c.error_rate = 1.0;
+        let f = Faults::new(&[c]);
+        assert_eq!(f.decide("GET", "/repos/o/r/pulls").error_status, Some(502));
+        assert_eq!(f.decide("POST", "/repos/o/r/pulls").error_status, None);
+        assert_eq!(f.decide("GET", "/repos/o/r/pulls/1").error_status, None);
+        let mut all = FaultConfig::new("* /**");
+        all.latency_ms = 5;
+        assert_eq!(
+            Faults::new(&[all]).decide("PUT", "/x/y").latency,
+            Duration::from_millis(5)
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The shared state behind every handler, and the webhook operations that
+//! need several parts of it (world, log, HTTP client).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::faults::Faults;
+use crate::limits::Limits;
+use crate::webhooks::{self, DeliveryLog, HookRef, Outgoing, Record};
+use crate::world::{World, WorldError, key};
+
+pub struct Hub {
+    pub world: Mutex<World>,
+    pub limits: Arc<Limits>,
+    pub faults: Faults,
+    pub log: Mutex<DeliveryLog>,
+    pub http: reqwest::Client,
+    pub webhook_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("unknown hook {0:?}")]
+    UnknownHook(HookRef),
+    #[error("app {0} has no webhook_url")]
+    NoWebhook(i64),
+    #[error("unknown repository {0}")]
+    UnknownRepo(String),
+    #[error(transparent)]
+    World(#[from] WorldError),
+    #[error("no delivery {0} for this hook")]
+    UnknownDelivery(i64),
+}
+
+impl Hub {
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().expect("world lock")
+    }
+
+    /// Builds the delivery GitHub would send to `hook` for a fixture event
+    /// about `owner/repo`, with a new GUID.
+    pub fn outgoing(
+        &self,
+        hook: HookRef,
+        event: &str,
+        file: &str,
+        owner: &str,
+        repo: &str,
+    ) -> Result<Outgoing, DeliverError> {
+        let w = self.world();
+        let mut payload = w.payload(event, file, owner, repo)?;
+        let (target, target_type, target_id) = match hook {
+            HookRef::App(app_id) => {
+                let app = w.apps.get(&app_id).ok_or(DeliverError::UnknownHook(hook))?;
+                let target = app.hook.clone().ok_or(DeliverError::NoWebhook(app_id))?;
+                // App deliveries name the installation (as {id, node_id}).
+                if let Some(i) = w.installation_for_account(app_id, owner) {
+                    payload["installation"] = json!({"id": i.id, "node_id": format!("MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9u{}", i.id)});
+                }
+                (target, "integration", app_id)
+            }
+            HookRef::Hook(id) => {
+                let h = w.hooks.get(&id).ok_or(DeliverError::UnknownHook(hook))?;
+                match &h.repo {
+                    Some(r) => {
+                        let full = format!("{}/{r}", h.owner);
+                        let rid = w
+                            .repos
+                            .get(&key(&full))
+                            .map(|r| r.id)
+                            .ok_or(DeliverError::UnknownRepo(full))?;
+                        (h.target.clone(), "repository", rid)
+                    }
+                    None => (
+                        h.target.clone(),
+                        "organization",
+                        w.accounts[&key(&h.owner)].id,
+                    ),
+                }
+            }
+        };
+        Ok(Outgoing {
+            hook,
+            target,
+            guid: uuid::Uuid::new_v4().to_string(),
+            event: event.to_string(),
+            payload,
+            target_type,
+            target_id,
+            redelivery: false,
+        })
+    }
+
+    /// Sends and logs one delivery; returns its record.
+    pub async fn send(&self, out: Outgoing) -> Record {
+        let id = self.log.lock().expect("log lock").next_id();
+        let record = webhooks::send(&self.http, self.webhook_timeout, out, id).await;
+        self.log.lock().expect("log lock").push(record.clone());
+        record
+    }
+
+    /// Sends a fixture event to a hook now, as GitHub would.
+    pub async fn deliver(
+        &self,
+        hook: HookRef,
+        event: &str,
+        file: &str,
+        owner: &str,
+        repo: &str,
+    ) -> Result<Record, DeliverError> {
+        let out = self.outgoing(hook, event, file, owner, repo)?;
+        Ok(self.send(out).await)
+    }
+
+    /// Sends a logged delivery again, with the same GUID, as a new attempt
+    /// marked `redelivery: true`.
+    pub fn redeliver_outgoing(&self, hook: HookRef, id: i64) -> Result<Outgoing, DeliverError> {
+        let log = self.log.lock().expect("log lock");
+        let r = log.get(hook, id).ok_or(DeliverError::UnknownDelivery(id))?;
+        let w = self.world();
+        let target = match hook {
+            HookRef::App(a) => w.apps.get(&a).and_then(|a| a.hook.clone()),
+            HookRef::Hook(h) => w.hooks.get(&h).map(|h| h.target.clone()),
+        }
+        .ok_or(DeliverError::UnknownHook(hook))?;
+        let find = |name: &str| {
+            r.request_headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let target_type = match find("X-GitHub-Hook-Installation-Target-Type").as_str() {
+            "repository" => "repository",
+            "organization" => "organization",
+            _ => "integration",
+        };
+        Ok(Outgoing {
+            hook,
+            target,
+            guid: r.guid.clone(),
+            event: r.event.clone(),
+            payload: r.payload.clone(),
+            target_type,
+            target_id: find("X-GitHub-Hook-Installation-Target-ID")
+                .parse()
+                .unwrap_or(0),
+            redelivery: true,
+        })
+    }
+}
