@@ -180,3 +180,27 @@ impl Rewriter {
         }
     }
 }
+
+/// Makes a payload belong to `owner`: every place GitHub names the account
+/// (repository owner and full name, organization, installation account,
+/// marketplace account, sponsorable) says `owner`, so receivers that
+/// partition by owner see one owner per payload.
+pub fn assign_owner(v: &mut Value, owner: &str) {
+    if let Some(repo) = v.get_mut("repository").filter(|r| r.is_object()) {
+        let name = repo["name"].as_str().unwrap_or("repo").to_string();
+        repo["full_name"] = Value::String(format!("{owner}/{name}"));
+        if repo.get("owner").is_some_and(Value::is_object) {
+            repo["owner"]["login"] = Value::String(owner.to_string());
+        }
+    }
+    for pointer in [
+        "/organization",
+        "/installation/account",
+        "/marketplace_purchase/account",
+        "/sponsorship/sponsorable",
+    ] {
+        if let Some(obj) = v.pointer_mut(pointer).filter(|o| o.is_object()) {
+            obj["login"] = Value::String(owner.to_string());
+        }
+    }
+}

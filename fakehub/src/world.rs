@@ -561,16 +561,14 @@ impl World {
     ) -> Result<Value, WorldError> {
         let raw = self.templates.payload(event, file)?;
         let mut v = Rewriter::for_repo(&self.base, owner, repo).apply(&raw);
-        if let Some(r) = self.repos.get(&key(&format!("{owner}/{repo}"))) {
-            if v.get("repository").is_some_and(Value::is_object) {
-                v["repository"]["id"] = json!(r.id);
-                v["repository"]["name"] = json!(r.name);
-                v["repository"]["owner"] = self.accounts[&key(owner)].json.clone();
-            }
-            if v.get("organization").is_some_and(Value::is_object) {
-                v["organization"]["login"] = json!(owner);
-            }
+        if let Some(r) = self.repos.get(&key(&format!("{owner}/{repo}")))
+            && v.get("repository").is_some_and(Value::is_object)
+        {
+            v["repository"]["id"] = json!(r.id);
+            v["repository"]["name"] = json!(r.name);
+            v["repository"]["owner"] = self.accounts[&key(owner)].json.clone();
         }
+        crate::templates::assign_owner(&mut v, owner);
         Ok(v)
     }
 

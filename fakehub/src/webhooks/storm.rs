@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::build_request;
 use crate::config::ContentType;
-use crate::templates::{Rewriter, Templates};
+use crate::templates::{Rewriter, Templates, assign_owner};
 
 #[derive(Debug, Clone)]
 pub struct Storm {
@@ -113,11 +113,10 @@ fn plan(templates: &Templates, s: &Storm) -> (Vec<Planned>, usize) {
             .entry((o, c))
             .or_insert_with(|| {
                 let raw = templates.payload(event, file).unwrap_or(Value::Null);
-                Arc::new(
-                    Rewriter::for_repo("https://api.github.com", &org, "hello-world")
-                        .and("Octocoders", org.clone())
-                        .apply(&raw),
-                )
+                let mut v =
+                    Rewriter::for_repo("https://api.github.com", &org, "hello-world").apply(&raw);
+                assign_owner(&mut v, &org);
+                Arc::new(v)
             })
             .clone();
         let seq = per_org[o].len();

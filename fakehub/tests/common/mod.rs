@@ -93,17 +93,20 @@ pub fn header(r: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// What a receiver got: each request's headers and body, in arrival order.
+pub type Received = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+
 /// A webhook receiver on a loopback port that records each request and
 /// answers `status` after `delay`.
 #[derive(Clone)]
 pub struct Receiver {
     pub url: String,
-    pub got: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>,
+    pub got: Received,
 }
 
 #[derive(Clone)]
 struct RxState {
-    got: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>,
+    got: Received,
     status: u16,
     delay: Duration,
 }
