@@ -28,6 +28,8 @@ const PRUNE_BATCH: usize = 500;
 pub enum StartError {
     #[error(transparent)]
     Journal(#[from] OpenError),
+    #[error("cannot start the scheduler: {0}")]
+    Scheduler(crate::journal::JournalError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -90,6 +92,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         partition_by: config.webhooks.partition_by,
         body_timeout: Duration::from_secs(config.server.body_timeout_secs),
         metrics: metrics.ingest.clone(),
+        routes: config.routes.clone(),
     })
     .merge(ops::router(ops::OpsState {
         journal: journal.clone(),
@@ -99,7 +102,16 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed);
 
+    let scheduler = crate::scheduler::spawn(
+        journal.clone(),
+        config.routes.clone(),
+        config.processing.clone(),
+        stop_rx.clone(),
+    )
+    .await
+    .map_err(StartError::Scheduler)?;
     let tasks = vec![
+        scheduler,
         tokio::spawn(heal(journal.clone(), stop_rx.clone())),
         tokio::spawn(retention(
             journal.clone(),

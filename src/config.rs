@@ -26,6 +26,76 @@ pub struct Config {
     pub storage: StorageConfig,
     pub webhooks: WebhooksConfig,
     pub log: LogConfig,
+    pub processing: ProcessingConfig,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The scheduler: how many partitions are worked on at once, how long a
+/// lease lasts without renewal, and how many jobs one lease takes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    pub workers: usize,
+    pub lease_secs: u64,
+    pub batch_size: usize,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            workers: 16,
+            lease_secs: 30,
+            batch_size: 50,
+        }
+    }
+}
+
+/// Whether a failing job holds up the rest of its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Ordering {
+    /// A failing head blocks its partition until it succeeds or dies.
+    #[default]
+    Strict,
+    /// Failed jobs step aside; later ones go ahead.
+    None,
+}
+
+/// A forward sink: one internal consumer that receives matching deliveries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    pub url: String,
+    /// Event names; empty = all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Payload actions; empty = all.
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Repository full names, `*` matching any run of characters
+    /// (`"octo-org/*"`); empty = all.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// Re-sign `X-Hub-Signature-256` with this; absent = pass GitHub's through.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default = "default_route_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub ordering: Ordering,
+}
+
+fn default_route_timeout() -> u64 {
+    10
+}
+
+fn default_max_attempts() -> u32 {
+    12
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,6 +333,47 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(("log.level", format!("not a valid filter: {e}")));
         }
+        let p = &self.processing;
+        if p.workers == 0 || p.lease_secs == 0 || p.batch_size == 0 {
+            return Err((
+                "processing",
+                "workers, lease_secs and batch_size must be at least 1".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for r in &self.routes {
+            if r.name.is_empty()
+                || !r
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err((
+                    "routes.name",
+                    format!("{:?}: use letters, digits, - and _", r.name),
+                ));
+            }
+            if !names.insert(r.name.as_str()) {
+                return Err(("routes.name", format!("{:?} is used twice", r.name)));
+            }
+            if !(r.url.starts_with("http://") || r.url.starts_with("https://"))
+                || r.url.parse::<http::Uri>().is_err()
+            {
+                return Err((
+                    "routes.url",
+                    format!("route {:?}: {:?} is not an http(s) URL", r.name, r.url),
+                ));
+            }
+            if r.max_attempts == 0 || r.timeout_secs == 0 {
+                return Err((
+                    "routes.max_attempts",
+                    format!(
+                        "route {:?}: max_attempts and timeout_secs must be at least 1",
+                        r.name
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -271,6 +382,12 @@ impl Config {
             let key = format!("webhooks.secret_files[{i}]");
             let secret = read_secret_file(path).map_err(|m| (key, m))?;
             self.webhooks.secrets.push(secret);
+        }
+        for (i, route) in self.routes.iter_mut().enumerate() {
+            if let Some(path) = &route.secret_file {
+                let key = format!("routes[{i}].secret_file");
+                route.secret = Some(read_secret_file(path).map_err(|m| (key, m))?);
+            }
         }
         Ok(())
     }

@@ -10,6 +10,8 @@ pub mod journal;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
+pub mod scheduler;
 pub mod server;
 pub mod shutdown;
+pub mod sinks;
 pub mod systemd;

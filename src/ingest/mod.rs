@@ -40,6 +40,8 @@ pub struct IngestState {
     pub partition_by: PartitionBy,
     pub body_timeout: Duration,
     pub metrics: IngestMetrics,
+    /// The forward routes; a delivery becomes one job per matching route.
+    pub routes: Vec<crate::config::RouteConfig>,
 }
 
 pub fn router(state: IngestState) -> Router {
@@ -207,22 +209,24 @@ async fn accept(
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes())),
     );
+    let meta = DeliveryMeta {
+        hook_id: gh.hook_id,
+        guid: gh.guid.clone(),
+        event: gh.event,
+        partition_key: envelope.partition_key(state.partition_by),
+        action: envelope.action,
+        installation_id: envelope.installation_id,
+        target_type: gh.target_type,
+        target_id: gh.target_id,
+        repository: envelope.repository,
+        owner: envelope.owner,
+        received_at_ms,
+        content_kind: kind,
+        parse_status,
+    };
     let delivery = NewDelivery {
-        meta: DeliveryMeta {
-            hook_id: gh.hook_id,
-            guid: gh.guid.clone(),
-            event: gh.event,
-            partition_key: envelope.partition_key(state.partition_by),
-            action: envelope.action,
-            installation_id: envelope.installation_id,
-            target_type: gh.target_type,
-            target_id: gh.target_id,
-            repository: envelope.repository,
-            owner: envelope.owner,
-            received_at_ms,
-            content_kind: kind,
-            parse_status,
-        },
+        sinks: crate::sinks::routes::sinks_for(&state.routes, &meta),
+        meta,
         headers,
         body,
     };

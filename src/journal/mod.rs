@@ -23,7 +23,8 @@ pub use reader::{Payload, Reader};
 pub use schema::{SchemaError, latest_version};
 
 use crate::metrics::JournalMetrics;
-use writer::{Command, Writer};
+pub use writer::WorkNotice;
+use writer::{Command, ExecOp, Writer};
 
 /// Appends wait here when the writer is behind; the bound turns a flood into
 /// backpressure on the HTTP side instead of unbounded memory.
@@ -75,6 +76,7 @@ struct Inner {
     wal_path: PathBuf,
     threads: Mutex<Vec<JoinHandle<()>>>,
     checkpointer: Mutex<Option<checkpoint::Stop>>,
+    notices: Mutex<Option<mpsc::UnboundedReceiver<WorkNotice>>>,
     _lock: lock::ProcessLock,
 }
 
@@ -110,12 +112,14 @@ impl Journal {
         let wal_path = sibling(path, "-wal");
         let writable = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (notices, notices_rx) = mpsc::unbounded_channel();
         let writer = Writer {
             conn,
             rx,
             writable: writable.clone(),
             metrics,
             wal_path: wal_path.clone(),
+            notices,
         };
         let writer_thread = std::thread::Builder::new()
             .name("journal-writer".into())
@@ -132,6 +136,7 @@ impl Journal {
                 wal_path,
                 threads: Mutex::new(vec![writer_thread, checkpoint_thread]),
                 checkpointer: Mutex::new(Some(stop)),
+                notices: Mutex::new(Some(notices_rx)),
                 _lock: lock,
             }),
         })
@@ -179,6 +184,30 @@ impl Journal {
             reply,
         })
         .await
+    }
+
+    /// Runs `f` inside the writer's next group commit and returns its value
+    /// once the transaction is durably committed. For writes whose SQL
+    /// belongs to another module (the scheduler's jobs and leases).
+    pub async fn exec<T, F>(&self, f: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.request(|reply| {
+            Command::Exec(Box::new(ExecOp {
+                f: Some(f),
+                value: None,
+                reply: Some(reply),
+            }))
+        })
+        .await
+    }
+
+    /// The stream of (sink, partition) pairs that just got a job; one
+    /// taker (the scheduler).
+    pub fn take_work_notices(&self) -> Option<mpsc::UnboundedReceiver<WorkNotice>> {
+        self.inner.notices.lock().expect("lock").take()
     }
 
     /// False after a failed commit, until a later commit succeeds.

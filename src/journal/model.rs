@@ -86,6 +86,10 @@ pub struct NewDelivery {
     pub headers: Vec<u8>,
     /// The raw body, exactly as signed.
     pub body: Bytes,
+    /// The sinks whose filters it matches: one job each, in the same
+    /// transaction as the delivery, so an acknowledged delivery never lacks
+    /// its jobs.
+    pub sinks: Vec<String>,
 }
 
 /// What happened to an append.

@@ -83,6 +83,16 @@ impl Reader {
             .map_err(|e| JournalError::Read(e.to_string()))
     }
 
+    /// A read-only query whose SQL belongs to another module (the
+    /// scheduler's). Blocking, like every method here.
+    pub fn query<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, JournalError> {
+        let conn = self.conn()?;
+        f(&conn).map_err(read_err)
+    }
+
     pub fn count(&self) -> Result<i64, JournalError> {
         self.conn()?
             .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))

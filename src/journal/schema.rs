@@ -4,11 +4,14 @@ use rusqlite::Connection;
 
 /// Every migration, in order. The number is also the schema version stored
 /// in `PRAGMA user_version` once it is applied.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "journal",
-    include_str!("../../migrations/0001_journal.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "journal",
+        include_str!("../../migrations/0001_journal.sql"),
+    ),
+    (2, "jobs", include_str!("../../migrations/0002_jobs.sql")),
+];
 
 pub fn latest_version() -> u32 {
     MIGRATIONS.last().map(|m| m.0).unwrap_or(0)

@@ -40,7 +40,43 @@ pub(super) enum Command {
         limit: usize,
         reply: Reply<usize>,
     },
+    /// Any other write, run inside the next group commit (see `Journal::exec`).
+    Exec(Box<dyn Op>),
 }
+
+/// A write whose SQL lives with its owner (the scheduler, say); its result
+/// is handed back only after the transaction has committed.
+pub(super) trait Op: Send {
+    fn apply(&mut self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
+    fn finish(self: Box<Self>, result: Result<(), JournalError>);
+}
+
+pub(super) struct ExecOp<T, F> {
+    pub f: Option<F>,
+    pub value: Option<T>,
+    pub reply: Option<Reply<T>>,
+}
+
+impl<T, F> Op for ExecOp<T, F>
+where
+    T: Send,
+    F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send,
+{
+    fn apply(&mut self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        let f = self.f.take().expect("an op is applied once");
+        self.value = Some(f(tx)?);
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, result: Result<(), JournalError>) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(result.map(|()| self.value.take().expect("applied before commit")));
+        }
+    }
+}
+
+/// New work for the scheduler: a (sink, partition) that just got a job.
+pub type WorkNotice = (String, String);
 
 impl Command {
     fn body_len(&self) -> usize {
@@ -57,6 +93,7 @@ pub(super) struct Writer {
     pub writable: Arc<AtomicBool>,
     pub metrics: JournalMetrics,
     pub wal_path: PathBuf,
+    pub notices: mpsc::UnboundedSender<WorkNotice>,
 }
 
 impl Writer {
@@ -94,7 +131,7 @@ impl Writer {
     fn commit(&mut self, batch: &mut Vec<Command>) {
         let started = Instant::now();
         let n = batch.len();
-        match self.apply(batch) {
+        match self.apply(batch.as_mut_slice()) {
             Ok(results) => {
                 self.metrics.observe_commit(n, started.elapsed());
                 if !self.writable.swap(true, Ordering::SeqCst) {
@@ -102,9 +139,17 @@ impl Writer {
                 }
                 for (cmd, result) in batch.drain(..).zip(results) {
                     match (cmd, result) {
-                        (Command::Append(_, reply), Outcome::Appended(a)) => {
+                        (Command::Append(d, reply), Outcome::Appended(a)) => {
+                            if matches!(a, Appended::Queued { .. }) {
+                                for sink in &d.sinks {
+                                    let _ = self
+                                        .notices
+                                        .send((sink.clone(), d.meta.partition_key.clone()));
+                                }
+                            }
                             let _ = reply.send(Ok(a));
                         }
+                        (Command::Exec(op), _) => op.finish(Ok(())),
                         (Command::Probe(reply), _) => {
                             let _ = reply.send(Ok(()));
                         }
@@ -135,18 +180,19 @@ impl Writer {
                         Command::Prune { reply, .. } => {
                             let _ = reply.send(Err(err()));
                         }
+                        Command::Exec(op) => op.finish(Err(err())),
                     }
                 }
             }
         }
     }
 
-    fn apply(&mut self, batch: &[Command]) -> rusqlite::Result<Vec<Outcome>> {
+    fn apply(&mut self, batch: &mut [Command]) -> rusqlite::Result<Vec<Outcome>> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(batch.len());
-        for cmd in batch {
+        for cmd in batch.iter_mut() {
             out.push(match cmd {
                 Command::Append(d, _) => Outcome::Appended(insert(&tx, d)?),
                 Command::Probe(_) => {
@@ -157,15 +203,24 @@ impl Writer {
                     .execute([crate::clock::now_ms().to_string()])?;
                     Outcome::Probed
                 }
+                // Only deliveries whose every job is done: pending work and
+                // dead letters are kept until they are retried.
                 Command::Prune {
                     before_ms, limit, ..
                 } => Outcome::Pruned(
                     tx.prepare_cached(
                         "DELETE FROM deliveries WHERE id IN (
-                         SELECT id FROM deliveries WHERE received_at_ms < ?1 ORDER BY id LIMIT ?2)",
+                         SELECT d.id FROM deliveries d WHERE d.received_at_ms < ?1
+                           AND NOT EXISTS (SELECT 1 FROM jobs j
+                                           WHERE j.delivery_id = d.id AND j.state != 'done')
+                         ORDER BY d.id LIMIT ?2)",
                     )?
-                    .execute(params![before_ms, *limit as i64])?,
+                    .execute(params![*before_ms, *limit as i64])?,
                 ),
+                Command::Exec(op) => {
+                    op.apply(&tx)?;
+                    Outcome::Probed
+                }
             });
         }
         tx.commit()?;
@@ -243,6 +298,17 @@ fn insert(tx: &rusqlite::Transaction<'_>, d: &NewDelivery) -> rusqlite::Result<A
             "INSERT INTO delivery_payloads (delivery_id, headers, body) VALUES (?1, ?2, ?3)",
         )?
         .execute(params![id, d.headers, &d.body[..]])?;
+    }
+    for sink in &d.sinks {
+        tx.prepare_cached(
+            "INSERT INTO jobs (delivery_id, sink, partition_key, state, attempts, next_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
+        )?
+        .execute(params![id, sink, m.partition_key, m.received_at_ms])?;
+        tx.prepare_cached(
+            "INSERT INTO partitions (sink, partition_key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![sink, m.partition_key])?;
     }
     Ok(Appended::Queued { id })
 }

@@ -1,0 +1,322 @@
+//! The scheduler: a lease per (sink, partition); within one, jobs run
+//! strictly in received order, one at a time; many partitions run in
+//! parallel on a bounded pool of workers (invariant 3).
+//!
+//! Idle costs nothing: the dispatcher sleeps until new work is committed
+//! (the journal's work notices), a worker finishes, or the next due time
+//! (a retry's backoff, a consumer's pause) arrives. It never polls.
+
+pub mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::RngExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::clock;
+use crate::config::{Ordering, ProcessingConfig, RouteConfig};
+use crate::journal::{Journal, JournalError, WorkNotice};
+use crate::shutdown;
+use crate::sinks::forward;
+use store::After;
+
+type Key = (String, String);
+
+/// Backoff before retry `n` (1-based): exponential from one second, capped
+/// at an hour, with jitter so that many failing partitions do not retry in
+/// lockstep ("equal jitter": between half and all of the step).
+pub fn backoff_ms(attempts: u32) -> i64 {
+    let step = 1000i64.saturating_mul(1i64 << attempts.saturating_sub(1).min(20));
+    let step = step.min(3_600_000);
+    rand::rng().random_range(step / 2..=step)
+}
+
+/// What the workers share.
+struct Shared {
+    journal: Journal,
+    routes: HashMap<String, Arc<RouteConfig>>,
+    client: reqwest::Client,
+    owner: String,
+    lease_ms: i64,
+    batch_size: usize,
+    stop: watch::Receiver<bool>,
+}
+
+#[derive(Default)]
+struct PartState {
+    running: bool,
+    /// Work arrived while running: look again as soon as it finishes.
+    dirty: bool,
+    due_ms: Option<i64>,
+}
+
+/// Starts the scheduler for these routes; it ends when `stop` turns true,
+/// after its workers finish the job in hand.
+pub async fn spawn(
+    journal: Journal,
+    routes: Vec<RouteConfig>,
+    processing: ProcessingConfig,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, JournalError> {
+    let notices = journal
+        .take_work_notices()
+        .expect("one scheduler per journal");
+    store::clear_leases(&journal).await?;
+    let initial = store::due_partitions(&journal).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(processing.workers)
+        .build()
+        .expect("HTTP client");
+    let shared = Arc::new(Shared {
+        journal,
+        routes: routes
+            .into_iter()
+            .map(|r| (r.name.clone(), Arc::new(r)))
+            .collect(),
+        client,
+        owner: format!("{}-{}", std::process::id(), clock::now_ms()),
+        lease_ms: processing.lease_secs as i64 * 1000,
+        batch_size: processing.batch_size,
+        stop: stop.clone(),
+    });
+    Ok(tokio::spawn(dispatch(
+        shared,
+        notices,
+        initial,
+        processing.workers,
+        stop,
+    )))
+}
+
+struct Dispatcher {
+    parts: HashMap<Key, PartState>,
+    due: BTreeSet<(i64, Key)>,
+}
+
+impl Dispatcher {
+    /// Marks a partition due at `at` (earlier wins), unless it is running.
+    fn schedule(&mut self, key: Key, at: i64) {
+        let p = self.parts.entry(key.clone()).or_default();
+        if p.running {
+            if at <= clock::now_ms() {
+                p.dirty = true;
+            } else {
+                p.due_ms = Some(p.due_ms.map_or(at, |d| d.min(at)));
+            }
+            return;
+        }
+        if let Some(old) = p.due_ms {
+            if old <= at {
+                return;
+            }
+            self.due.remove(&(old, key.clone()));
+        }
+        p.due_ms = Some(at);
+        self.due.insert((at, key));
+    }
+}
+
+async fn dispatch(
+    shared: Arc<Shared>,
+    mut notices: mpsc::UnboundedReceiver<WorkNotice>,
+    initial: Vec<(String, String, i64)>,
+    workers: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut d = Dispatcher {
+        parts: HashMap::new(),
+        due: BTreeSet::new(),
+    };
+    for (sink, partition, at) in initial {
+        d.schedule((sink, partition), at);
+    }
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Key, Option<i64>)>();
+    let mut running = 0usize;
+    loop {
+        let now = clock::now_ms();
+        while running < workers {
+            let Some((at, key)) = d.due.first().cloned() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            d.due.remove(&(at, key.clone()));
+            let p = d
+                .parts
+                .get_mut(&key)
+                .expect("scheduled partitions are known");
+            p.due_ms = None;
+            p.running = true;
+            running += 1;
+            let (shared, done) = (shared.clone(), done_tx.clone());
+            tokio::spawn(async move {
+                let next = work(&shared, &key.0, &key.1).await;
+                let _ = done.send((key, next));
+            });
+        }
+        let wake = d
+            .due
+            .first()
+            .filter(|_| running < workers)
+            .map(|(at, _)| *at);
+        let sleep = async {
+            match wake {
+                Some(at) => {
+                    let ms = (at - clock::now_ms()).max(0) as u64;
+                    tokio::time::sleep(Duration::from_millis(ms)).await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some((sink, partition)) = notices.recv() => d.schedule((sink, partition), clock::now_ms()),
+            Some((key, next)) = done_rx.recv() => {
+                running -= 1;
+                let p = d.parts.entry(key.clone()).or_default();
+                p.running = false;
+                let later = p.due_ms.take();
+                let dirty = std::mem::take(&mut p.dirty);
+                let at = if dirty { Some(clock::now_ms()) } else { [next, later].into_iter().flatten().min() };
+                match at {
+                    Some(at) => d.schedule(key, at),
+                    None => { d.parts.remove(&key); }
+                }
+            }
+            _ = sleep => {}
+            _ = shutdown::requested(&mut stop) => break,
+        }
+    }
+    // Let workers finish the job in hand; they stop between jobs.
+    while running > 0 {
+        if done_rx.recv().await.is_none() {
+            break;
+        }
+        running -= 1;
+    }
+}
+
+/// Runs one lease's worth of a partition's jobs. Returns when the partition
+/// is next due (None: nothing pending).
+async fn work(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
+    match work_inner(s, sink, partition).await {
+        Ok(next) => next,
+        Err(e) => {
+            // The journal cannot be written or read now: try again soon.
+            tracing::warn!(sink, partition, error = %e, "scheduler could not work a partition");
+            let _ = store::release(&s.journal, sink, partition, &s.owner).await;
+            Some(clock::now_ms() + 1000)
+        }
+    }
+}
+
+async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i64>, JournalError> {
+    let Some(route) = s.routes.get(sink).cloned() else {
+        // Jobs of a route that is no longer configured wait for it to return.
+        return Ok(None);
+    };
+    let now = clock::now_ms();
+    let Some(paused_until) =
+        store::acquire(&s.journal, sink, partition, &s.owner, now, s.lease_ms).await?
+    else {
+        return Ok(Some(now + s.lease_ms));
+    };
+    let next = run_batch(s, &route, sink, partition, paused_until).await;
+    store::release(&s.journal, sink, partition, &s.owner).await?;
+    next
+}
+
+async fn run_batch(
+    s: &Shared,
+    route: &RouteConfig,
+    sink: &str,
+    partition: &str,
+    paused_until: i64,
+) -> Result<Option<i64>, JournalError> {
+    let now = clock::now_ms();
+    if paused_until > now {
+        return Ok(Some(paused_until));
+    }
+    let due_by = match route.ordering {
+        Ordering::Strict => None,
+        Ordering::None => Some(now),
+    };
+    let jobs = store::pending(&s.journal, sink, partition, due_by, s.batch_size).await?;
+    if jobs.is_empty() {
+        return store::next_due(&s.journal, sink, partition).await;
+    }
+    for job in jobs {
+        if *s.stop.borrow() {
+            return Ok(Some(clock::now_ms()));
+        }
+        if job.next_at_ms > clock::now_ms() {
+            // Strict order: the head is waiting for its retry, and so is
+            // everything behind it.
+            return Ok(Some(job.next_at_ms));
+        }
+        let Some(payload) = store::payload(&s.journal, job.delivery_id).await? else {
+            store::bury(&s.journal, job.id, "delivery no longer in the journal").await?;
+            continue;
+        };
+        let attempt = forward::forward(
+            &s.client,
+            route,
+            &payload.headers,
+            Bytes::from(payload.body),
+            job.attempts + 1,
+        )
+        .await;
+        if let Some(err) = &attempt.error {
+            tracing::info!(sink, partition, job = job.id, attempt = job.attempts + 1, error = %err, "forward failed");
+        }
+        let retry_at = clock::now_ms() + backoff_ms(job.attempts + 1);
+        let after = store::record(
+            &s.journal,
+            &job,
+            sink,
+            partition,
+            &s.owner,
+            attempt,
+            route.max_attempts,
+            retry_at,
+            s.lease_ms,
+        )
+        .await?;
+        match (after, route.ordering) {
+            (After::Done | After::Dead, _) => {}
+            (After::Paused { until_ms }, _) => return Ok(Some(until_ms)),
+            (After::Retry { next_at_ms }, Ordering::Strict) => return Ok(Some(next_at_ms)),
+            (After::Retry { .. }, Ordering::None) => {}
+        }
+        if let After::Dead = after {
+            tracing::warn!(
+                sink,
+                partition,
+                job = job.id,
+                "job dead-lettered after max_attempts"
+            );
+        }
+    }
+    // More may be pending (or retries due later): look again.
+    Ok(Some(clock::now_ms()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_from_seconds_and_caps_at_an_hour() {
+        for _ in 0..100 {
+            let first = backoff_ms(1);
+            assert!((500..=1000).contains(&first), "{first}");
+            let fifth = backoff_ms(5);
+            assert!((8_000..=16_000).contains(&fifth), "{fifth}");
+            let late = backoff_ms(30);
+            assert!((1_800_000..=3_600_000).contains(&late), "{late}");
+        }
+    }
+}

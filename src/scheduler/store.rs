@@ -1,0 +1,281 @@
+//! The scheduler's SQL: jobs, leases and attempts. Writes run inside the
+//! journal writer's group commit (`Journal::exec`); reads go through the
+//! read pool on blocking threads.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::journal::{Journal, JournalError, Payload};
+use crate::sinks::forward::{Attempt, Outcome};
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub attempts: u32,
+    pub next_at_ms: i64,
+}
+
+/// Where a job stands after an attempt was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Done,
+    Retry { next_at_ms: i64 },
+    Dead,
+    Paused { until_ms: i64 },
+}
+
+/// This process owns the database (the process lock), so any lease in it
+/// belongs to a process that died: free them all.
+pub async fn clear_leases(journal: &Journal) -> Result<(), JournalError> {
+    journal
+        .exec(|tx| {
+            tx.execute(
+                "UPDATE partitions SET lease_owner = NULL, lease_until_ms = 0 WHERE lease_owner IS NOT NULL",
+                [],
+            )
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Every (sink, partition) with pending work, and when it is next due
+/// (its earliest job, or the end of a pause).
+pub async fn due_partitions(journal: &Journal) -> Result<Vec<(String, String, i64)>, JournalError> {
+    journal
+        .reader()
+        .run(|r| {
+            r.query(|c| {
+                let mut st = c.prepare(
+                    "SELECT j.sink, j.partition_key, MAX(MIN(j.next_at_ms), COALESCE(p.paused_until_ms, 0))
+                     FROM jobs j LEFT JOIN partitions p USING (sink, partition_key)
+                     WHERE j.state = 'pending' GROUP BY j.sink, j.partition_key",
+                )?;
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+        })
+        .await
+}
+
+/// Takes the lease on (sink, partition) unless another owner holds an
+/// unexpired one. Returns the partition's pause end.
+pub async fn acquire(
+    journal: &Journal,
+    sink: &str,
+    partition: &str,
+    owner: &str,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<Option<i64>, JournalError> {
+    let (sink, partition, owner) = (sink.to_string(), partition.to_string(), owner.to_string());
+    journal
+        .exec(move |tx| {
+            let n = tx.execute(
+                "UPDATE partitions SET lease_owner = ?3, lease_until_ms = ?4
+                 WHERE sink = ?1 AND partition_key = ?2
+                   AND (lease_owner IS NULL OR lease_owner = ?3 OR lease_until_ms < ?5)",
+                params![sink, partition, owner, now_ms + lease_ms, now_ms],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            tx.query_row(
+                "SELECT paused_until_ms FROM partitions WHERE sink = ?1 AND partition_key = ?2",
+                params![sink, partition],
+                |r| r.get(0),
+            )
+            .map(Some)
+        })
+        .await
+}
+
+pub async fn release(
+    journal: &Journal,
+    sink: &str,
+    partition: &str,
+    owner: &str,
+) -> Result<(), JournalError> {
+    let (sink, partition, owner) = (sink.to_string(), partition.to_string(), owner.to_string());
+    journal
+        .exec(move |tx| {
+            tx.execute(
+                "UPDATE partitions SET lease_owner = NULL, lease_until_ms = 0
+                 WHERE sink = ?1 AND partition_key = ?2 AND lease_owner = ?3",
+                params![sink, partition, owner],
+            )
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Pending jobs of a partition in received order; with `due_by`, only
+/// those due by then (for `ordering = "none"`).
+pub async fn pending(
+    journal: &Journal,
+    sink: &str,
+    partition: &str,
+    due_by: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Job>, JournalError> {
+    let (sink, partition) = (sink.to_string(), partition.to_string());
+    journal
+        .reader()
+        .run(move |r| {
+            r.query(|c| {
+                let mut st = c.prepare_cached(
+                    "SELECT id, delivery_id, attempts, next_at_ms FROM jobs
+                     WHERE sink = ?1 AND partition_key = ?2 AND state = 'pending' AND next_at_ms <= ?3
+                     ORDER BY id LIMIT ?4",
+                )?;
+                st.query_map(
+                    params![sink, partition, due_by.unwrap_or(i64::MAX), limit as i64],
+                    |r| {
+                        Ok(Job {
+                            id: r.get(0)?,
+                            delivery_id: r.get(1)?,
+                            attempts: r.get(2)?,
+                            next_at_ms: r.get(3)?,
+                        })
+                    },
+                )?
+                .collect()
+            })
+        })
+        .await
+}
+
+/// The earliest due time among a partition's pending jobs.
+pub async fn next_due(
+    journal: &Journal,
+    sink: &str,
+    partition: &str,
+) -> Result<Option<i64>, JournalError> {
+    let (sink, partition) = (sink.to_string(), partition.to_string());
+    journal
+        .reader()
+        .run(move |r| {
+            r.query(|c| {
+                c.query_row(
+                    "SELECT MIN(next_at_ms) FROM jobs WHERE sink = ?1 AND partition_key = ?2 AND state = 'pending'",
+                    params![sink, partition],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map(Option::flatten)
+            })
+        })
+        .await
+}
+
+pub async fn payload(journal: &Journal, delivery_id: i64) -> Result<Option<Payload>, JournalError> {
+    journal.reader().run(move |r| r.payload(delivery_id)).await
+}
+
+/// Records an attempt and moves the job on, renewing the lease, in one
+/// transaction.
+#[allow(clippy::too_many_arguments)]
+pub async fn record(
+    journal: &Journal,
+    job: &Job,
+    sink: &str,
+    partition: &str,
+    owner: &str,
+    attempt: Attempt,
+    max_attempts: u32,
+    retry_at_ms: i64,
+    lease_ms: i64,
+) -> Result<After, JournalError> {
+    let (job, sink, partition, owner) = (
+        job.clone(),
+        sink.to_string(),
+        partition.to_string(),
+        owner.to_string(),
+    );
+    journal
+        .exec(move |tx| {
+            let now = attempt.started_at_ms + attempt.duration_ms;
+            let n: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE job_id = ?1",
+                [job.id],
+                |r| r.get(0),
+            )?;
+            let outcome = match attempt.outcome {
+                Outcome::Done => "done",
+                Outcome::Pause { .. } => "paused",
+                Outcome::Failed => "failed",
+            };
+            tx.execute(
+                "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, status_code, outcome, error, response_excerpt)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    job.id,
+                    n,
+                    attempt.started_at_ms,
+                    attempt.duration_ms,
+                    attempt.status_code,
+                    outcome,
+                    attempt.error,
+                    attempt.response_excerpt
+                ],
+            )?;
+            let after = match attempt.outcome {
+                Outcome::Done => {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'done', attempts = attempts + 1, updated_at_ms = ?2 WHERE id = ?1",
+                        params![job.id, now],
+                    )?;
+                    After::Done
+                }
+                Outcome::Pause { until_ms } => {
+                    // The job keeps its place and its attempt count.
+                    tx.execute(
+                        "UPDATE partitions SET paused_until_ms = ?3 WHERE sink = ?1 AND partition_key = ?2",
+                        params![sink, partition, until_ms],
+                    )?;
+                    After::Paused { until_ms }
+                }
+                Outcome::Failed if job.attempts + 1 >= max_attempts => {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'dead', attempts = attempts + 1, updated_at_ms = ?2 WHERE id = ?1",
+                        params![job.id, now],
+                    )?;
+                    After::Dead
+                }
+                Outcome::Failed => {
+                    tx.execute(
+                        "UPDATE jobs SET attempts = attempts + 1, next_at_ms = ?2, updated_at_ms = ?3 WHERE id = ?1",
+                        params![job.id, retry_at_ms, now],
+                    )?;
+                    After::Retry {
+                        next_at_ms: retry_at_ms,
+                    }
+                }
+            };
+            tx.execute(
+                "UPDATE partitions SET lease_until_ms = ?4 WHERE sink = ?1 AND partition_key = ?2 AND lease_owner = ?3",
+                params![sink, partition, owner, now + lease_ms],
+            )?;
+            Ok(after)
+        })
+        .await
+}
+
+/// A job whose delivery is gone (pruned) cannot run: it is dead.
+pub async fn bury(journal: &Journal, job_id: i64, why: &str) -> Result<(), JournalError> {
+    let why = why.to_string();
+    journal
+        .exec(move |tx| {
+            let now = crate::clock::now_ms();
+            tx.execute(
+                "UPDATE jobs SET state = 'dead', updated_at_ms = ?2 WHERE id = ?1",
+                params![job_id, now],
+            )?;
+            tx.execute(
+                "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, outcome, error)
+                 VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE job_id = ?1), ?2, 0, 'failed', ?3)",
+                params![job_id, now, why],
+            )
+        })
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,151 @@
+//! A consumer for forwarded deliveries on a loopback port: it records what
+//! arrives and the most requests ever in flight per organisation, and
+//! answers as a test scripts it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http::HeaderMap;
+
+/// One request as the consumer saw it.
+#[derive(Clone, Debug)]
+pub struct Arrival {
+    pub guid: String,
+    pub org: String,
+    pub attempt: u32,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+/// Decides the answer to each arrival (status and extra headers).
+pub type Script = Arc<dyn Fn(&Arrival, usize) -> (u16, Vec<(&'static str, String)>) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Consumer {
+    pub url: String,
+    pub arrivals: Arc<Mutex<Vec<Arrival>>>,
+    pub max_in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    pub max_total_in_flight: Arc<Mutex<usize>>,
+}
+
+#[derive(Clone)]
+struct St {
+    c: Consumer,
+    in_flight: Arc<Mutex<(HashMap<String, usize>, usize)>>,
+    delay: Duration,
+    script: Script,
+}
+
+fn org_of(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/repository/owner/login")
+                .and_then(|o| o.as_str())
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+async fn receive(State(s): State<St>, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    let arrival = Arrival {
+        guid: headers
+            .get("x-github-delivery")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        org: org_of(&body),
+        attempt: headers
+            .get("x-gatehouse-attempt")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        headers,
+        body: body.to_vec(),
+        at: Instant::now(),
+    };
+    {
+        let mut f = s.in_flight.lock().unwrap();
+        let n = f.0.entry(arrival.org.clone()).or_insert(0);
+        *n += 1;
+        let n = *n;
+        f.1 += 1;
+        let total = f.1;
+        let mut m = s.c.max_in_flight.lock().unwrap();
+        let e = m.entry(arrival.org.clone()).or_insert(0);
+        *e = (*e).max(n);
+        let mut t = s.c.max_total_in_flight.lock().unwrap();
+        *t = (*t).max(total);
+    }
+    tokio::time::sleep(s.delay).await;
+    let seen =
+        s.c.arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.guid == arrival.guid)
+            .count();
+    let (status, extra) = (s.script)(&arrival, seen);
+    s.c.arrivals.lock().unwrap().push(arrival.clone());
+    {
+        let mut f = s.in_flight.lock().unwrap();
+        *f.0.get_mut(&arrival.org).unwrap() -= 1;
+        f.1 -= 1;
+    }
+    let mut r = http::StatusCode::from_u16(status).unwrap().into_response();
+    for (k, v) in extra {
+        r.headers_mut().insert(k, v.parse().unwrap());
+    }
+    r
+}
+
+pub async fn start(delay: Duration, script: Script) -> Consumer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let c = Consumer {
+        url: format!("http://{}/hook", listener.local_addr().unwrap()),
+        arrivals: Arc::default(),
+        max_in_flight: Arc::default(),
+        max_total_in_flight: Arc::default(),
+    };
+    let st = St {
+        c: c.clone(),
+        in_flight: Arc::default(),
+        delay,
+        script,
+    };
+    let app = Router::new().route("/hook", post(receive)).with_state(st);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    c
+}
+
+pub fn always(status: u16) -> Script {
+    Arc::new(move |_, _| (status, vec![]))
+}
+
+impl Consumer {
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.arrivals.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until `f` holds for the arrivals so far.
+    pub async fn wait_for(&self, what: &str, limit: Duration, f: impl Fn(&[Arrival]) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if f(&self.arrivals()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; got {} arrivals",
+                self.arrivals().len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

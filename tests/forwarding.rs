@@ -1,0 +1,319 @@
+//! Forward routes: per-organisation order with one in flight (invariant 3),
+//! at least once with the same GUID (invariant 4), re-signing, backoff,
+//! dead letters, pauses, ordering policies and filters.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::consumer::{self, Consumer};
+use common::{Delivery, SECRET, TestApp, compact, count, sign};
+use gatehouse::config::{Ordering, RouteConfig, Secret};
+use serde_json::Value;
+
+fn route(name: &str, url: &str) -> RouteConfig {
+    RouteConfig {
+        name: name.into(),
+        url: url.into(),
+        events: vec![],
+        actions: vec![],
+        repositories: vec![],
+        secret: None,
+        secret_file: None,
+        timeout_secs: 5,
+        max_attempts: 12,
+        ordering: Ordering::Strict,
+    }
+}
+
+/// A push payload that belongs to `org` (every owner field rewritten).
+fn push_for(org: &str, n: usize) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&compact(
+        &common::fixtures().join("payloads/push/payload.json"),
+    ))
+    .unwrap();
+    v["repository"]["owner"]["login"] = org.into();
+    v["repository"]["full_name"] = format!("{org}/repo").into();
+    v["after"] = format!("{n:040}").into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// GUIDs of one partition in journal (received) order.
+fn journal_order(t: &TestApp, org: &str) -> Vec<String> {
+    let db = t.db();
+    let mut st = db
+        .prepare("SELECT guid FROM deliveries WHERE partition_key = ?1 ORDER BY id")
+        .unwrap();
+    st.query_map([org], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// First arrival of each GUID, per org, in arrival order.
+fn first_arrivals(c: &Consumer) -> HashMap<String, Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for a in c.arrivals() {
+        if seen.insert(a.guid.clone()) {
+            out.entry(a.org.clone()).or_default().push(a.guid);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_org_arrives_in_journal_order_with_one_in_flight() {
+    let c = consumer::start(Duration::from_millis(3), consumer::always(200)).await;
+    let t = TestApp::spawn_with(|cfg| cfg.routes = vec![route("ci", &c.url)]).await;
+    let orgs = ["org-a", "org-b", "org-c"];
+    // Sent concurrently, so arrival order at gatehouse is not send order:
+    // the journal decides the order.
+    let mut tasks = Vec::new();
+    for i in 0..90 {
+        let org = orgs[i % 3];
+        let d = Delivery::json("push", &format!("{org}-{i}"), push_for(org, i));
+        let (client, base) = (t.client.clone(), t.base.clone());
+        tasks.push(tokio::spawn(async move {
+            d.send(&client, &base).await.unwrap().status()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 202);
+    }
+    c.wait_for("90 deliveries", Duration::from_secs(30), |a| a.len() >= 90)
+        .await;
+    let got = first_arrivals(&c);
+    for org in orgs {
+        assert_eq!(
+            got[org],
+            journal_order(&t, org),
+            "{org} arrives in journal order"
+        );
+        assert_eq!(
+            c.max_in_flight.lock().unwrap()[org],
+            1,
+            "{org}: one in flight"
+        );
+    }
+    assert!(
+        *c.max_total_in_flight.lock().unwrap() > 1,
+        "orgs proceed in parallel"
+    );
+    assert_eq!(
+        count(&t.db(), "SELECT count(*) FROM jobs WHERE state = 'done'"),
+        90
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_requests_are_githubs_resigned_or_passed_through() {
+    let c1 = consumer::start(Duration::ZERO, consumer::always(200)).await;
+    let c2 = consumer::start(Duration::ZERO, consumer::always(202)).await;
+    let t = TestApp::spawn_with(|cfg| {
+        let mut signed = route("signed", &c1.url);
+        signed.secret = Some(Secret::new("consumer-secret"));
+        cfg.routes = vec![signed, route("passthrough", &c2.url)];
+    })
+    .await;
+    let body = push_for("octo", 1);
+    let d = Delivery::json("push", "sig-1", body.clone())
+        .header("x-github-hook-installation-target-type", "integration");
+    assert_eq!(t.send(&d).await.status(), 202);
+    for c in [&c1, &c2] {
+        c.wait_for("one delivery", Duration::from_secs(10), |a| a.len() == 1)
+            .await;
+    }
+    let a1 = &c1.arrivals()[0];
+    assert_eq!(a1.body, body, "same body bytes");
+    assert_eq!(
+        a1.headers["x-hub-signature-256"],
+        sign("consumer-secret", &body).as_str()
+    );
+    assert_eq!(a1.headers["x-github-event"], "push");
+    assert_eq!(a1.headers["x-github-delivery"], "sig-1");
+    assert_eq!(a1.headers["x-github-hook-id"], "100");
+    assert_eq!(
+        a1.headers["x-github-hook-installation-target-type"],
+        "integration"
+    );
+    assert_eq!(a1.headers["user-agent"], "GitHub-Hookshot/test");
+    assert_eq!(a1.headers["content-type"], "application/json");
+    assert_eq!(a1.attempt, 1);
+    let a2 = &c2.arrivals()[0];
+    assert_eq!(
+        a2.headers["x-hub-signature-256"],
+        sign(SECRET, &body).as_str(),
+        "GitHub's own"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_back_off_then_dead_letter_with_the_same_guid() {
+    let c = consumer::start(Duration::ZERO, consumer::always(500)).await;
+    let t = TestApp::spawn_with(|cfg| {
+        let mut r = route("ci", &c.url);
+        r.max_attempts = 3;
+        cfg.routes = vec![r];
+    })
+    .await;
+    t.send(&Delivery::json("push", "doomed", push_for("octo", 1)))
+        .await;
+    c.wait_for("three attempts", Duration::from_secs(15), |a| a.len() == 3)
+        .await;
+    let a = c.arrivals();
+    assert!(a.iter().all(|x| x.guid == "doomed"));
+    assert_eq!(
+        a.iter().map(|x| x.attempt).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    // Backoff: ~0.5-1 s, then ~1-2 s.
+    let gap1 = a[1].at - a[0].at;
+    let gap2 = a[2].at - a[1].at;
+    assert!(
+        gap1 >= Duration::from_millis(450) && gap1 < Duration::from_millis(1900),
+        "{gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(950) && gap2 < Duration::from_millis(3000),
+        "{gap2:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while count(&t.db(), "SELECT count(*) FROM jobs WHERE state = 'dead'") != 1 {
+        assert!(std::time::Instant::now() < deadline, "job is dead-lettered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let db = t.db();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM attempts WHERE outcome = 'failed' AND status_code = 500"
+        ),
+        3
+    );
+    let excerpt: Option<String> = db
+        .query_row("SELECT error FROM attempts WHERE n = 3", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(excerpt.as_deref(), Some("HTTP 500"));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(c.arrivals().len(), 3, "no attempt after the dead letter");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_pauses_the_partition_without_using_an_attempt() {
+    let script: consumer::Script = Arc::new(|_, seen| {
+        if seen == 0 {
+            (503, vec![("retry-after", "2".to_string())])
+        } else {
+            (200, vec![])
+        }
+    });
+    let c = consumer::start(Duration::ZERO, script).await;
+    let t = TestApp::spawn_with(|cfg| cfg.routes = vec![route("ci", &c.url)]).await;
+    t.send(&Delivery::json("push", "p-1", push_for("octo", 1)))
+        .await;
+    t.send(&Delivery::json("push", "p-2", push_for("octo", 2)))
+        .await;
+    c.wait_for("p-1 twice and p-2", Duration::from_secs(10), |a| {
+        a.len() == 3
+    })
+    .await;
+    let a = c.arrivals();
+    assert_eq!(
+        a.iter().map(|x| x.guid.as_str()).collect::<Vec<_>>(),
+        ["p-1", "p-1", "p-2"]
+    );
+    let waited = a[1].at - a[0].at;
+    assert!(
+        waited >= Duration::from_millis(1900) && waited <= Duration::from_millis(3000),
+        "paused {waited:?}"
+    );
+    assert_eq!(a[1].attempt, 1, "a pause is not an attempt");
+    let attempts: i64 = t
+        .db()
+        .query_row("SELECT attempts FROM jobs WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(attempts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_ordering_blocks_behind_a_failing_head_and_none_steps_aside() {
+    let script: consumer::Script = Arc::new(|a, _| {
+        if a.guid.ends_with("bad") {
+            (500, vec![])
+        } else {
+            (200, vec![])
+        }
+    });
+    let strict = consumer::start(Duration::ZERO, script.clone()).await;
+    let loose = consumer::start(Duration::ZERO, script).await;
+    let t = TestApp::spawn_with(|cfg| {
+        let mut none = route("loose", &loose.url);
+        none.ordering = Ordering::None;
+        cfg.routes = vec![route("strict", &strict.url), none];
+    })
+    .await;
+    for g in ["o-1", "o-bad", "o-3"] {
+        t.send(&Delivery::json("push", g, push_for("octo", 1)))
+            .await;
+    }
+    loose
+        .wait_for(
+            "o-3 goes past the failing job",
+            Duration::from_secs(10),
+            |a| a.iter().any(|x| x.guid == "o-3"),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s: Vec<String> = strict.arrivals().into_iter().map(|a| a.guid).collect();
+    assert!(
+        !s.contains(&"o-3".to_string()),
+        "strict: o-3 waits behind o-bad: {s:?}"
+    );
+    assert!(
+        s.iter().filter(|g| *g == "o-bad").count() >= 2,
+        "o-bad is retried: {s:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_filter_by_event_action_and_repository() {
+    let c = consumer::start(Duration::ZERO, consumer::always(200)).await;
+    let t = TestApp::spawn_with(|cfg| {
+        let mut r = route("prs", &c.url);
+        r.events = vec!["pull_request".into()];
+        r.actions = vec!["opened".into()];
+        r.repositories = vec!["codertocat/*".into()];
+        cfg.routes = vec![r];
+    })
+    .await;
+    let fx = common::fixtures().join("payloads");
+    t.send(&Delivery::json(
+        "pull_request",
+        "want",
+        compact(&fx.join("pull_request/opened.payload.json")),
+    ))
+    .await;
+    t.send(&Delivery::json(
+        "pull_request",
+        "closed",
+        compact(&fx.join("pull_request/closed.payload.json")),
+    ))
+    .await;
+    t.send(&Delivery::json(
+        "push",
+        "push",
+        compact(&fx.join("push/payload.json")),
+    ))
+    .await;
+    c.wait_for("the opened PR", Duration::from_secs(10), |a| a.len() == 1)
+        .await;
+    assert_eq!(c.arrivals()[0].guid, "want");
+    assert_eq!(
+        count(&t.db(), "SELECT count(*) FROM jobs"),
+        1,
+        "only matching deliveries become jobs"
+    );
+}
