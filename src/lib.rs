@@ -5,6 +5,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod ingest;
 pub mod journal;
 pub mod logging;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gatehouse::{app, config::Config, logging};
+use gatehouse::{app, config::Config, control, logging};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +30,85 @@ enum Command {
         #[arg(long, env = "GATEHOUSE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Browse and retry journaled deliveries (works beside a running server).
+    Deliveries {
+        #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: DeliveriesCmd,
+    },
+    /// Pause or resume a forward route.
+    Routes {
+        #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: HoldCmd,
+    },
+    /// Pause or resume one route's partition (an organisation, by default).
+    Partitions {
+        #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: PartitionHoldCmd,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct FilterArgs {
+    #[arg(long)]
+    event: Option<String>,
+    #[arg(long)]
+    partition: Option<String>,
+    /// A job state: pending, done or dead.
+    #[arg(long)]
+    state: Option<String>,
+    #[arg(long)]
+    route: Option<String>,
+    /// 30m, 6h, 2d, or an RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum DeliveriesCmd {
+    /// The newest deliveries first, with their jobs.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One delivery (by GUID), its jobs and every attempt.
+    Show {
+        guid: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run jobs again: one GUID's, every dead letter matching the filters
+    /// (--dead), or a new route's back-fill (--route R --since T --backfill).
+    Retry {
+        guid: Option<String>,
+        #[arg(long)]
+        dead: bool,
+        #[arg(long)]
+        backfill: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum HoldCmd {
+    Pause { route: String },
+    Resume { route: String },
+}
+
+#[derive(Subcommand)]
+enum PartitionHoldCmd {
+    Pause { route: String, partition: String },
+    Resume { route: String, partition: String },
 }
 
 fn main() -> ExitCode {
@@ -37,7 +116,219 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
+        Command::Deliveries { config, action } => {
+            operate(config, |c, conn| deliveries(c, conn, action))
+        }
+        Command::Routes { config, action } => operate(config, |_, conn| {
+            let (route, hold) = match action {
+                HoldCmd::Pause { route } => (route, true),
+                HoldCmd::Resume { route } => (route, false),
+            };
+            control::hold_route(conn, &route, hold)?;
+            println!("route {route} {}", if hold { "paused" } else { "resumed" });
+            Ok(())
+        }),
+        Command::Partitions { config, action } => operate(config, |_, conn| {
+            let (route, partition, hold) = match action {
+                PartitionHoldCmd::Pause { route, partition } => (route, partition, true),
+                PartitionHoldCmd::Resume { route, partition } => (route, partition, false),
+            };
+            control::hold_partition(conn, &route, &partition, hold)?;
+            println!(
+                "partition {partition} of route {route} {}",
+                if hold { "paused" } else { "resumed" }
+            );
+            Ok(())
+        }),
     }
+}
+
+/// Loads the config (or the embedded default's paths), opens the journal
+/// for operator actions, and runs `f`.
+fn operate(
+    path: Option<PathBuf>,
+    f: impl FnOnce(&Config, &mut rusqlite::Connection) -> Result<(), control::ControlError>,
+) -> ExitCode {
+    let config = match path.as_ref() {
+        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        None => Ok(Config::default()),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatehouse: config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = control::open(&config.storage.path).and_then(|mut conn| f(&config, &mut conn));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn filter_of(a: &FilterArgs) -> Result<control::Filter, control::ControlError> {
+    Ok(control::Filter {
+        event: a.event.clone(),
+        partition: a.partition.clone(),
+        state: a.state.clone(),
+        route: a.route.clone(),
+        since_ms: a
+            .since
+            .as_deref()
+            .map(|s| control::parse_since(s, gatehouse::clock::now_ms()))
+            .transpose()?,
+    })
+}
+
+fn time(ms: i64) -> String {
+    humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+    )
+    .to_string()
+}
+
+fn deliveries(
+    config: &Config,
+    conn: &mut rusqlite::Connection,
+    action: DeliveriesCmd,
+) -> Result<(), control::ControlError> {
+    match action {
+        DeliveriesCmd::List {
+            filter,
+            limit,
+            json,
+        } => {
+            let rows = control::list(conn, &filter_of(&filter)?, limit)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("serializable")
+                );
+            } else {
+                println!(
+                    "{:<24}  {:<36}  {:<28}  {:<20}  jobs",
+                    "received", "guid", "event", "partition"
+                );
+                for r in rows {
+                    let event = match &r.action {
+                        Some(a) => format!("{}.{a}", r.event),
+                        None => r.event.clone(),
+                    };
+                    println!(
+                        "{:<24}  {:<36}  {:<28}  {:<20}  {}",
+                        time(r.received_at_ms),
+                        r.guid,
+                        event,
+                        r.partition,
+                        r.jobs.join(" ")
+                    );
+                }
+            }
+        }
+        DeliveriesCmd::Show { guid, json } => {
+            let found = control::show(conn, &guid)?;
+            if found.is_empty() {
+                return Err(control::ControlError::Invalid(format!(
+                    "no delivery with GUID {guid}"
+                )));
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&found).expect("serializable")
+                );
+                return Ok(());
+            }
+            for d in found {
+                let l = &d.listed;
+                println!(
+                    "delivery {} (hook {}): {}{} for {} at {}",
+                    l.guid,
+                    l.hook_id,
+                    l.event,
+                    l.action
+                        .as_deref()
+                        .map(|a| format!(".{a}"))
+                        .unwrap_or_default(),
+                    l.partition,
+                    time(l.received_at_ms)
+                );
+                println!(
+                    "  repository {}  installation {}  {} bytes  {}",
+                    d.repository.as_deref().unwrap_or("-"),
+                    d.installation_id
+                        .map(|i| i.to_string())
+                        .unwrap_or("-".into()),
+                    d.body_size,
+                    d.parse_status
+                );
+                for j in &d.jobs {
+                    println!(
+                        "  route {}: {} after {} attempt(s)",
+                        j.route, j.state, j.attempts
+                    );
+                    for a in &j.history {
+                        println!(
+                            "    #{} {} {} ms  {}  {}{}",
+                            a.n,
+                            time(a.started_at_ms),
+                            a.duration_ms,
+                            a.outcome,
+                            a.status_code.map(|c| c.to_string()).unwrap_or("-".into()),
+                            a.error
+                                .as_deref()
+                                .map(|e| format!("  {e}"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+        DeliveriesCmd::Retry {
+            guid,
+            dead,
+            backfill,
+            filter,
+        } => {
+            let n = match (guid, dead, backfill) {
+                (Some(g), false, false) => control::retry_guid(conn, &g, filter.route.as_deref())?,
+                (None, true, false) => control::retry_dead(conn, &filter_of(&filter)?)?,
+                (None, false, true) => {
+                    let name = filter.route.as_deref().ok_or_else(|| {
+                        control::ControlError::Invalid("--backfill needs --route".into())
+                    })?;
+                    let since = filter.since.as_deref().ok_or_else(|| {
+                        control::ControlError::Invalid("--backfill needs --since".into())
+                    })?;
+                    let route = config
+                        .routes
+                        .iter()
+                        .find(|r| r.name == name)
+                        .ok_or_else(|| {
+                            control::ControlError::Invalid(format!(
+                                "no route {name:?} in the config"
+                            ))
+                        })?;
+                    control::backfill(
+                        conn,
+                        route,
+                        control::parse_since(since, gatehouse::clock::now_ms())?,
+                    )?
+                }
+                _ => {
+                    return Err(control::ControlError::Invalid(
+                        "give a GUID, or --dead, or --backfill".into(),
+                    ));
+                }
+            };
+            println!("{n} job(s) queued; a running gatehouse picks them up within 10 s");
+        }
+    }
+    Ok(())
 }
 
 fn load(path: Option<&PathBuf>) -> Result<(Config, Option<String>), String> {

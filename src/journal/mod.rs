@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use lock::LockError;
 pub use model::{Appended, ContentKind, DeliveryMeta, DeliveryRow, NewDelivery, ParseStatus};
 pub use reader::{Payload, Reader};
-pub use schema::{SchemaError, latest_version};
+pub use schema::{SchemaError, configure, latest_version};
 
 use crate::metrics::JournalMetrics;
 pub use writer::WorkNotice;

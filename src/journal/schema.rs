@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("../../migrations/0001_journal.sql"),
     ),
     (2, "jobs", include_str!("../../migrations/0002_jobs.sql")),
+    (3, "holds", include_str!("../../migrations/0003_holds.sql")),
 ];
 
 pub fn latest_version() -> u32 {

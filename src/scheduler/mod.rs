@@ -4,7 +4,10 @@
 //!
 //! Idle costs nothing: the dispatcher sleeps until new work is committed
 //! (the journal's work notices), a worker finishes, or the next due time
-//! (a retry's backoff, a consumer's pause) arrives. It never polls.
+//! (a retry's backoff, a consumer's pause) arrives. The one periodic
+//! task is a rescan every `RESCAN` (one indexed query over pending jobs)
+//! that notices work made by another process: `gatehouse deliveries
+//! retry` and `resume` from the CLI.
 
 pub mod store;
 
@@ -24,6 +27,8 @@ use crate::sinks::forward;
 use store::After;
 
 type Key = (String, String);
+
+const RESCAN: Duration = Duration::from_secs(10);
 
 /// Backoff before retry `n` (1-based): exponential from one second, capped
 /// at an hour, with jitter so that many failing partitions do not retry in
@@ -135,6 +140,9 @@ async fn dispatch(
     }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Key, Option<i64>)>();
     let mut running = 0usize;
+    let mut rescan = tokio::time::interval(RESCAN);
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    rescan.tick().await;
     loop {
         let now = clock::now_ms();
         while running < workers {
@@ -187,6 +195,14 @@ async fn dispatch(
                 }
             }
             _ = sleep => {}
+            _ = rescan.tick() => {
+                match store::due_partitions(&shared.journal).await {
+                    Ok(found) => for (sink, partition, at) in found {
+                        d.schedule((sink, partition), at);
+                    },
+                    Err(e) => tracing::warn!(error = %e, "scheduler rescan failed"),
+                }
+            }
             _ = shutdown::requested(&mut stop) => break,
         }
     }
@@ -219,11 +235,13 @@ async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i6
         return Ok(None);
     };
     let now = clock::now_ms();
-    let Some(paused_until) =
-        store::acquire(&s.journal, sink, partition, &s.owner, now, s.lease_ms).await?
-    else {
-        return Ok(Some(now + s.lease_ms));
-    };
+    let paused_until =
+        match store::acquire(&s.journal, sink, partition, &s.owner, now, s.lease_ms).await? {
+            store::Lease::Busy => return Ok(Some(now + s.lease_ms)),
+            // Parked until an operator resumes it; the rescan finds it then.
+            store::Lease::Held => return Ok(None),
+            store::Lease::Taken { paused_until_ms } => paused_until_ms,
+        };
     let next = run_batch(s, &route, sink, partition, paused_until).await;
     store::release(&s.journal, sink, partition, &s.owner).await?;
     next

@@ -48,7 +48,9 @@ pub async fn due_partitions(journal: &Journal) -> Result<Vec<(String, String, i6
                 let mut st = c.prepare(
                     "SELECT j.sink, j.partition_key, MAX(MIN(j.next_at_ms), COALESCE(p.paused_until_ms, 0))
                      FROM jobs j LEFT JOIN partitions p USING (sink, partition_key)
-                     WHERE j.state = 'pending' GROUP BY j.sink, j.partition_key",
+                     WHERE j.state = 'pending' AND COALESCE(p.held, 0) = 0
+                       AND j.sink NOT IN (SELECT sink FROM route_holds)
+                     GROUP BY j.sink, j.partition_key",
                 )?;
                 st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect()
@@ -57,8 +59,18 @@ pub async fn due_partitions(journal: &Journal) -> Result<Vec<(String, String, i6
         .await
 }
 
+/// What taking a lease found.
+pub enum Lease {
+    /// Another owner holds an unexpired lease.
+    Busy,
+    /// An operator paused the partition or its route: run nothing.
+    Held,
+    /// Ours; the partition is paused by its consumer until then (0: not).
+    Taken { paused_until_ms: i64 },
+}
+
 /// Takes the lease on (sink, partition) unless another owner holds an
-/// unexpired one. Returns the partition's pause end.
+/// unexpired one.
 pub async fn acquire(
     journal: &Journal,
     sink: &str,
@@ -66,10 +78,19 @@ pub async fn acquire(
     owner: &str,
     now_ms: i64,
     lease_ms: i64,
-) -> Result<Option<i64>, JournalError> {
+) -> Result<Lease, JournalError> {
     let (sink, partition, owner) = (sink.to_string(), partition.to_string(), owner.to_string());
     journal
         .exec(move |tx| {
+            let held: bool = tx.query_row(
+                "SELECT COALESCE((SELECT held FROM partitions WHERE sink = ?1 AND partition_key = ?2), 0)
+                     OR EXISTS (SELECT 1 FROM route_holds WHERE sink = ?1)",
+                params![sink, partition],
+                |r| r.get(0),
+            )?;
+            if held {
+                return Ok(Lease::Held);
+            }
             let n = tx.execute(
                 "UPDATE partitions SET lease_owner = ?3, lease_until_ms = ?4
                  WHERE sink = ?1 AND partition_key = ?2
@@ -77,14 +98,14 @@ pub async fn acquire(
                 params![sink, partition, owner, now_ms + lease_ms, now_ms],
             )?;
             if n == 0 {
-                return Ok(None);
+                return Ok(Lease::Busy);
             }
             tx.query_row(
                 "SELECT paused_until_ms FROM partitions WHERE sink = ?1 AND partition_key = ?2",
                 params![sink, partition],
                 |r| r.get(0),
             )
-            .map(Some)
+            .map(|paused_until_ms| Lease::Taken { paused_until_ms })
         })
         .await
 }
