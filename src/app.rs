@@ -106,6 +106,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         journal.clone(),
         config.routes.clone(),
         config.processing.clone(),
+        metrics.sinks.clone(),
         stop_rx.clone(),
     )
     .await

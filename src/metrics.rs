@@ -83,12 +83,68 @@ pub struct JournalGauges {
     pub writable: Gauge,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkOutcome {
+    sink: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    pub sink: String,
+}
+
+/// Forwarding, labelled by sink (one per configured route) and never by
+/// partition, so cardinality stays bounded however many orgs there are.
+#[derive(Clone)]
+pub struct SinkMetrics {
+    attempts: Family<SinkOutcome, Counter>,
+    finished: Family<SinkOutcome, Counter>,
+    latency: Family<SinkLabel, Histogram>,
+}
+
+impl SinkMetrics {
+    /// One attempt: `outcome` is done, failed or paused.
+    pub fn attempt(&self, sink: &str, outcome: &str, took: Duration) {
+        self.attempts
+            .get_or_create(&SinkOutcome {
+                sink: sink.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&SinkLabel { sink: sink.into() })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A job reached a final state: done or dead.
+    pub fn finished(&self, sink: &str, state: &str) {
+        self.finished
+            .get_or_create(&SinkOutcome {
+                sink: sink.into(),
+                outcome: state.into(),
+            })
+            .inc();
+    }
+}
+
+/// Read from the journal at scrape time.
+#[derive(Clone, Default)]
+pub struct SinkGauges {
+    pub pending: Family<SinkLabel, Gauge>,
+    pub lag_seconds: Family<SinkLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub dead: Family<SinkLabel, Gauge>,
+    pub partitions_paused: Gauge,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
     pub ingest: IngestMetrics,
     pub journal: JournalMetrics,
     pub journal_gauges: JournalGauges,
+    pub sinks: SinkMetrics,
+    pub sink_gauges: SinkGauges,
 }
 
 impl Default for Metrics {
@@ -149,11 +205,59 @@ impl Metrics {
             "1 when the last journal commit succeeded, 0 after a failure",
             journal_gauges.writable.clone(),
         );
+        let sinks = SinkMetrics {
+            attempts: Family::default(),
+            finished: Family::default(),
+            latency: Family::new_with_constructor(|| {
+                // 1 ms .. ~30 s
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+        };
+        registry.register(
+            "forward_attempts",
+            "Forward attempts by sink and outcome (done, failed, paused)",
+            sinks.attempts.clone(),
+        );
+        registry.register(
+            "jobs_finished",
+            "Jobs that reached a final state, by sink and state (done, dead)",
+            sinks.finished.clone(),
+        );
+        registry.register_with_unit(
+            "forward_duration",
+            "Time for a consumer to answer one forwarded delivery",
+            Unit::Seconds,
+            sinks.latency.clone(),
+        );
+        let sink_gauges = SinkGauges::default();
+        registry.register(
+            "jobs_pending",
+            "Jobs waiting to run, by sink",
+            sink_gauges.pending.clone(),
+        );
+        registry.register_with_unit(
+            "sink_lag",
+            "Age of the oldest pending job's delivery, by sink",
+            Unit::Seconds,
+            sink_gauges.lag_seconds.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Jobs that used up their attempts, by sink, until retried",
+            sink_gauges.dead.clone(),
+        );
+        registry.register(
+            "partitions_paused",
+            "Partitions paused by a consumer (Retry-After, rate limit) or an operator",
+            sink_gauges.partitions_paused.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             ingest,
             journal,
             journal_gauges,
+            sinks,
+            sink_gauges,
         }
     }
 

@@ -55,6 +55,26 @@ async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
     let g = &s.metrics.journal_gauges;
     g.size_bytes.set(s.journal.size_bytes() as i64);
     g.writable.set(s.journal.is_writable() as i64);
+    let now = crate::clock::now_ms();
+    let backlog = s
+        .journal
+        .reader()
+        .run(move |r| crate::scheduler::store::backlog(r, now))
+        .await;
+    match backlog {
+        Ok(b) => {
+            let sg = &s.metrics.sink_gauges;
+            for (sink, pending, oldest, dead) in b.per_sink {
+                let label = crate::metrics::SinkLabel { sink };
+                sg.pending.get_or_create(&label).set(pending);
+                sg.dead.get_or_create(&label).set(dead);
+                let lag = oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+                sg.lag_seconds.get_or_create(&label).set(lag);
+            }
+            sg.partitions_paused.set(b.partitions_paused);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the backlog"),
+    }
     (
         [(
             http::header::CONTENT_TYPE,

@@ -197,6 +197,25 @@ async fn failures_back_off_then_dead_letter_with_the_same_guid() {
         .query_row("SELECT error FROM attempts WHERE n = 3", [], |r| r.get(0))
         .unwrap();
     assert_eq!(excerpt.as_deref(), Some("HTTP 500"));
+    let m = t.metrics().await;
+    assert_eq!(
+        common::metric(&m, r#"gatehouse_dead_letters{sink="ci"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        common::metric(
+            &m,
+            r#"gatehouse_forward_attempts_total{sink="ci",outcome="failed"}"#
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        common::metric(
+            &m,
+            r#"gatehouse_jobs_finished_total{sink="ci",outcome="dead"}"#
+        ),
+        Some(1.0)
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(c.arrivals().len(), 3, "no attempt after the dead letter");
 }

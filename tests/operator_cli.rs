@@ -33,13 +33,22 @@ async fn dead_letters_are_listed_shown_and_retried_from_the_cli() {
     let config = binary::write_config(
         dir.path(),
         &db,
-        &format!("\n[[routes]]\nname = \"ci\"\nurl = \"{}\"\nmax_attempts = 1\n", c.url),
+        &format!(
+            "\n[[routes]]\nname = \"ci\"\nurl = \"{}\"\nmax_attempts = 1\n",
+            c.url
+        ),
     );
     let server = Server::start(&config);
     let client = reqwest::Client::new();
     let body = compact(&common::fixtures().join("payloads/push/payload.json"));
-    Delivery::json("push", "will-die", body.clone()).send(&client, &server.base).await.unwrap();
-    c.wait_for("the failing attempt", Duration::from_secs(10), |a| a.len() == 1).await;
+    Delivery::json("push", "will-die", body.clone())
+        .send(&client, &server.base)
+        .await
+        .unwrap();
+    c.wait_for("the failing attempt", Duration::from_secs(10), |a| {
+        a.len() == 1
+    })
+    .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let listed = loop {
         let out = cli(&config, &["deliveries", "list", "--state", "dead"]);
@@ -48,9 +57,15 @@ async fn dead_letters_are_listed_shown_and_retried_from_the_cli() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(listed.contains("will-die") && listed.contains("ci:dead"), "{listed}");
+    assert!(
+        listed.contains("will-die") && listed.contains("ci:dead"),
+        "{listed}"
+    );
     let shown = cli(&config, &["deliveries", "show", "will-die"]);
-    assert!(shown.contains("route ci: dead after 1 attempt(s)"), "{shown}");
+    assert!(
+        shown.contains("route ci: dead after 1 attempt(s)"),
+        "{shown}"
+    );
     assert!(shown.contains("failed  500  HTTP 500"), "{shown}");
     let json = cli(&config, &["deliveries", "show", "will-die", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -59,9 +74,16 @@ async fn dead_letters_are_listed_shown_and_retried_from_the_cli() {
     healthy.store(true, Ordering::SeqCst);
     let out = cli(&config, &["deliveries", "retry", "--dead", "--route", "ci"]);
     assert!(out.starts_with("1 job(s) queued"), "{out}");
-    c.wait_for("the retried delivery", Duration::from_secs(20), |a| a.len() == 2).await;
+    c.wait_for("the retried delivery", Duration::from_secs(20), |a| {
+        a.len() == 2
+    })
+    .await;
     assert_eq!(c.arrivals()[1].guid, "will-die");
-    assert_eq!(c.arrivals()[1].attempt, 1, "a retried dead letter starts over");
+    assert_eq!(
+        c.arrivals()[1].attempt,
+        1,
+        "a retried dead letter starts over"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -76,21 +98,46 @@ async fn a_paused_route_holds_its_jobs_until_resumed_and_backfill_fills_a_new_ro
     cli(&config, &["routes", "pause", "ci"]);
     let client = reqwest::Client::new();
     let body = compact(&common::fixtures().join("payloads/push/payload.json"));
-    Delivery::json("push", "held-1", body.clone()).send(&client, &server.base).await.unwrap();
+    Delivery::json("push", "held-1", body.clone())
+        .send(&client, &server.base)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(c.arrivals().is_empty(), "a paused route forwards nothing");
     cli(&config, &["routes", "resume", "ci"]);
-    c.wait_for("the held delivery after resume", Duration::from_secs(20), |a| a.len() == 1).await;
+    c.wait_for(
+        "the held delivery after resume",
+        Duration::from_secs(20),
+        |a| a.len() == 1,
+    )
+    .await;
     assert!(server.terminate().success());
 
     // A route added later gets old deliveries only when asked.
-    let with_late = format!("{routes}\n[[routes]]\nname = \"late\"\nurl = \"{}\"\nevents = [\"push\"]\n", late.url);
+    let with_late = format!(
+        "{routes}\n[[routes]]\nname = \"late\"\nurl = \"{}\"\nevents = [\"push\"]\n",
+        late.url
+    );
     let config = binary::write_config(dir.path(), &db, &with_late);
     let _server = Server::start(&config);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(late.arrivals().is_empty(), "no back-fill unless asked");
-    let out = cli(&config, &["deliveries", "retry", "--backfill", "--route", "late", "--since", "1h"]);
+    let out = cli(
+        &config,
+        &[
+            "deliveries",
+            "retry",
+            "--backfill",
+            "--route",
+            "late",
+            "--since",
+            "1h",
+        ],
+    );
     assert!(out.starts_with("1 job(s) queued"), "{out}");
-    late.wait_for("the back-filled delivery", Duration::from_secs(20), |a| a.len() == 1).await;
+    late.wait_for("the back-filled delivery", Duration::from_secs(20), |a| {
+        a.len() == 1
+    })
+    .await;
     assert_eq!(late.arrivals()[0].guid, "held-1");
 }

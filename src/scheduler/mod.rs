@@ -48,6 +48,7 @@ struct Shared {
     lease_ms: i64,
     batch_size: usize,
     stop: watch::Receiver<bool>,
+    metrics: crate::metrics::SinkMetrics,
 }
 
 #[derive(Default)]
@@ -64,6 +65,7 @@ pub async fn spawn(
     journal: Journal,
     routes: Vec<RouteConfig>,
     processing: ProcessingConfig,
+    metrics: crate::metrics::SinkMetrics,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, JournalError> {
     let notices = journal
@@ -86,6 +88,7 @@ pub async fn spawn(
         lease_ms: processing.lease_secs as i64 * 1000,
         batch_size: processing.batch_size,
         stop: stop.clone(),
+        metrics,
     });
     Ok(tokio::spawn(dispatch(
         shared,
@@ -290,6 +293,16 @@ async fn run_batch(
         if let Some(err) = &attempt.error {
             tracing::info!(sink, partition, job = job.id, attempt = job.attempts + 1, error = %err, "forward failed");
         }
+        let outcome = match attempt.outcome {
+            forward::Outcome::Done => "done",
+            forward::Outcome::Pause { .. } => "paused",
+            forward::Outcome::Failed => "failed",
+        };
+        s.metrics.attempt(
+            sink,
+            outcome,
+            Duration::from_millis(attempt.duration_ms as u64),
+        );
         let retry_at = clock::now_ms() + backoff_ms(job.attempts + 1);
         let after = store::record(
             &s.journal,
@@ -303,6 +316,11 @@ async fn run_batch(
             s.lease_ms,
         )
         .await?;
+        match after {
+            After::Done => s.metrics.finished(sink, "done"),
+            After::Dead => s.metrics.finished(sink, "dead"),
+            _ => {}
+        }
         match (after, route.ordering) {
             (After::Done | After::Dead, _) => {}
             (After::Paused { until_ms }, _) => return Ok(Some(until_ms)),

@@ -300,3 +300,36 @@ pub async fn bury(journal: &Journal, job_id: i64, why: &str) -> Result<(), Journ
         .await
         .map(|_| ())
 }
+
+/// Per sink: pending jobs, the oldest pending delivery's time, dead
+/// letters; and how many partitions are paused now. For /metrics.
+pub struct Backlog {
+    pub per_sink: Vec<(String, i64, Option<i64>, i64)>,
+    pub partitions_paused: i64,
+}
+
+pub fn backlog(r: &crate::journal::Reader, now_ms: i64) -> Result<Backlog, JournalError> {
+    r.query(|c| {
+        let mut st = c.prepare_cached(
+            "SELECT s.sink,
+                    (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'pending'),
+                    (SELECT MIN(d.received_at_ms) FROM jobs j JOIN deliveries d ON d.id = j.delivery_id
+                      WHERE j.sink = s.sink AND j.state = 'pending'),
+                    (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'dead')
+             FROM (SELECT DISTINCT sink FROM partitions) s",
+        )?;
+        let per_sink = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        let partitions_paused = c.query_row(
+            "SELECT COUNT(*) FROM partitions WHERE held = 1 OR paused_until_ms > ?1
+                 OR sink IN (SELECT sink FROM route_holds)",
+            [now_ms],
+            |r| r.get(0),
+        )?;
+        Ok(Backlog {
+            per_sink,
+            partitions_paused,
+        })
+    })
+}
