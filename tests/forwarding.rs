@@ -336,3 +336,54 @@ async fn routes_filter_by_event_action_and_repository() {
         "only matching deliveries become jobs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_keeps_deliveries_with_unfinished_jobs() {
+    let c = consumer::start(Duration::ZERO, consumer::always(500)).await;
+    let t = TestApp::spawn_with(|cfg| {
+        let mut r = route("ci", &c.url);
+        r.events = vec!["push".into()];
+        cfg.routes = vec![r];
+    })
+    .await;
+    let fx = common::fixtures().join("payloads");
+    t.send(&Delivery::json(
+        "ping",
+        "no-jobs",
+        compact(&fx.join("ping/payload.json")),
+    ))
+    .await;
+    t.send(&Delivery::json("push", "failing", push_for("octo", 1)))
+        .await;
+    c.wait_for("the failing attempt", Duration::from_secs(10), |a| {
+        !a.is_empty()
+    })
+    .await;
+    let deleted = t
+        .app
+        .journal()
+        .prune(gatehouse::clock::now_ms() + 1, 500)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1, "only the delivery without unfinished jobs goes");
+    let db = t.db();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM deliveries WHERE guid = 'failing'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM deliveries WHERE guid = 'no-jobs'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM delivery_payloads"),
+        1,
+        "payloads go with their delivery"
+    );
+}

@@ -1,0 +1,353 @@
+//! Forwarding benchmark: the release `gatehouse` binary with one route to a
+//! consumer in this process that answers 200 at once. Run:
+//!
+//!     cargo bench --bench forward [-- --phases drain,latency,idle --drain 100000 --orgs 500]
+//!
+//! Phases, each on a fresh server and journal:
+//!   drain:   the route is paused, `--drain` deliveries across `--orgs` orgs
+//!            are journaled, the route is resumed; deliveries/s from the
+//!            first to the last arrival at the consumer, and peak RSS.
+//!   latency: a steady 200 deliveries/s for 20 s; time from the POST to
+//!            gatehouse until the consumer has the delivery, p50/p99/max.
+//!   idle:    10,000 partitions known (one delivery each, all forwarded),
+//!            then 60 s with nothing to do: CPU time used.
+//!
+//! Every loop is bounded by count and time.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+const SECRET: &str = "bench-secret";
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A real push payload per org, signed once.
+fn bodies(orgs: usize) -> Vec<(bytes::Bytes, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/github/payloads/push/payload.json");
+    let template: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    (0..orgs)
+        .map(|i| {
+            let mut v = template.clone();
+            v["repository"]["owner"]["login"] = format!("org-{i}").into();
+            v["repository"]["full_name"] = format!("org-{i}/repo").into();
+            let body = serde_json::to_vec(&v).unwrap();
+            let sig = sign(&body);
+            (body.into(), sig)
+        })
+        .collect()
+}
+
+/// Arrival times by GUID.
+#[derive(Clone, Default)]
+struct Consumer {
+    arrivals: Arc<Mutex<HashMap<String, Instant>>>,
+    count: Arc<AtomicUsize>,
+}
+
+async fn consumer() -> (String, Consumer) {
+    let c = Consumer::default();
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(|State(c): State<Consumer>, h: http::HeaderMap| async move {
+                let guid = h
+                    .get("x-github-delivery")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                c.arrivals
+                    .lock()
+                    .unwrap()
+                    .entry(guid)
+                    .or_insert_with(Instant::now);
+                c.count.fetch_add(1, Ordering::Relaxed);
+                http::StatusCode::OK
+            }),
+        )
+        .with_state(c.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, c)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    config: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path, consumer: &str) -> Server {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("gatehouse.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n[webhooks]\nsecrets = [{SECRET:?}]\n[log]\nlevel = \"warn,gatehouse::app=info\"\n[[routes]]\nname = \"bench\"\nurl = {consumer:?}\n",
+                dir.join("gatehouse.db").display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("gatehouse starts");
+        Server {
+            child,
+            base,
+            config,
+        }
+    }
+
+    fn cli(&self, args: &[&str]) {
+        let s = Command::new(BIN)
+            .args(args)
+            .args(["--config", self.config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(s.success(), "{args:?}");
+    }
+
+    fn proc_status(&self, field: &str) -> f64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn peak_rss_mb(&self) -> f64 {
+        self.proc_status("VmHWM:") / 1024.0
+    }
+
+    /// utime + stime in seconds.
+    fn cpu_secs(&self) -> f64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after = &s[s.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
+
+    fn stop(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Posts `n` deliveries (org = i % orgs) from 64 connections; bounded.
+async fn post_all(base: &str, bodies: &[(bytes::Bytes, String)], n: usize, prefix: &str) {
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicU64::new(0));
+    let bodies = Arc::new(bodies.to_vec());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (client, base, next, bodies, prefix) = (
+            client.clone(),
+            base.to_string(),
+            next.clone(),
+            bodies.clone(),
+            prefix.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= n || Instant::now() > deadline {
+                    break;
+                }
+                let (body, sig) = &bodies[i % bodies.len()];
+                send(&client, &base, &format!("{prefix}-{i}"), body, sig).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+async fn send(client: &reqwest::Client, base: &str, guid: &str, body: &bytes::Bytes, sig: &str) {
+    let r = client
+        .post(format!("{base}/webhooks/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", guid)
+        .header("x-github-hook-id", "1")
+        .header("x-hub-signature-256", sig)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+async fn wait_for(c: &Consumer, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while c.arrivals.lock().unwrap().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} arrived",
+            c.arrivals.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn drain(dir: &Path, n: usize, orgs: usize) {
+    let (url, c) = consumer().await;
+    let server = Server::start(&dir.join("drain"), &url);
+    server.cli(&["routes", "pause", "bench"]);
+    let bodies = bodies(orgs);
+    let t = Instant::now();
+    post_all(&server.base, &bodies, n, "d").await;
+    println!(
+        "drain       journaled {n} deliveries across {orgs} orgs in {:.1} s (route paused)",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(c.count.load(Ordering::Relaxed), 0);
+    server.cli(&["routes", "resume", "bench"]);
+    wait_for(&c, n, Duration::from_secs(600)).await;
+    let times: Vec<Instant> = c.arrivals.lock().unwrap().values().copied().collect();
+    let first = *times.iter().min().unwrap();
+    let last = *times.iter().max().unwrap();
+    let secs = (last - first).as_secs_f64();
+    println!(
+        "drain       forwarded {n} in {secs:.1} s: {:.0} deliveries/s ({} requests, peak RSS {:.1} MB)",
+        n as f64 / secs,
+        c.count.load(Ordering::Relaxed),
+        server.peak_rss_mb()
+    );
+    server.stop();
+}
+
+async fn latency(dir: &Path) {
+    let (url, c) = consumer().await;
+    let server = Server::start(&dir.join("latency"), &url);
+    let bodies = Arc::new(bodies(50));
+    let client = reqwest::Client::new();
+    let rate = 200u32;
+    let total = rate * 20;
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..total {
+        tokio::time::sleep_until(
+            (started + Duration::from_secs_f64(i as f64 / rate as f64)).into(),
+        )
+        .await;
+        let (client, base, bodies, sent) = (
+            client.clone(),
+            server.base.clone(),
+            bodies.clone(),
+            sent.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let guid = format!("l-{i}");
+            let (body, sig) = &bodies[i as usize % bodies.len()];
+            sent.lock().unwrap().insert(guid.clone(), Instant::now());
+            send(&client, &base, &guid, body, sig).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    wait_for(&c, total as usize, Duration::from_secs(60)).await;
+    let arrivals = c.arrivals.lock().unwrap();
+    let sent = sent.lock().unwrap();
+    let mut lat: Vec<f64> = sent
+        .iter()
+        .map(|(g, t0)| (arrivals[g] - *t0).as_secs_f64() * 1000.0)
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "latency     {total} deliveries at {rate}/s: POST → consumer p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        pct(0.5),
+        pct(0.99),
+        lat.last().unwrap()
+    );
+    server.stop();
+}
+
+async fn idle(dir: &Path) {
+    let (url, c) = consumer().await;
+    let server = Server::start(&dir.join("idle"), &url);
+    let n = 10_000;
+    post_all(&server.base, &bodies(n), n, "i").await;
+    wait_for(&c, n, Duration::from_secs(300)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = server.cpu_secs();
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let used = server.cpu_secs() - before;
+    println!(
+        "idle        {n} partitions known, {:.0} s idle: {:.2} s CPU = {:.3}% of a core",
+        t.elapsed().as_secs_f64(),
+        used,
+        used / t.elapsed().as_secs_f64() * 100.0
+    );
+    server.stop();
+}
+
+fn main() {
+    let mut phases = vec!["drain".to_string(), "latency".into(), "idle".into()];
+    let (mut n, mut orgs) = (100_000usize, 500usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--phases" => phases = args.next().unwrap().split(',').map(String::from).collect(),
+            "--drain" => n = args.next().unwrap().parse().unwrap(),
+            "--orgs" => orgs = args.next().unwrap().parse().unwrap(),
+            _ => {}
+        }
+    }
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/bench-data/forward"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for p in &phases {
+            match p.as_str() {
+                "drain" => drain(&dir, n, orgs).await,
+                "latency" => latency(&dir).await,
+                "idle" => idle(&dir).await,
+                other => eprintln!("unknown phase {other}"),
+            }
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
