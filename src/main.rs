@@ -86,14 +86,13 @@ enum DeliveriesCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Run jobs again: one GUID's, every dead letter matching the filters
-    /// (--dead), or a new route's back-fill (--route R --since T --backfill).
+    /// Run jobs again: one GUID's (optionally only --route's), every dead
+    /// letter matching the filters (--dead), or, with --route R --since T
+    /// alone, back-fill route R with the deliveries it missed since T.
     Retry {
         guid: Option<String>,
         #[arg(long)]
         dead: bool,
-        #[arg(long)]
-        backfill: bool,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -288,42 +287,30 @@ fn deliveries(
                 }
             }
         }
-        DeliveriesCmd::Retry {
-            guid,
-            dead,
-            backfill,
-            filter,
-        } => {
-            let n = match (guid, dead, backfill) {
-                (Some(g), false, false) => control::retry_guid(conn, &g, filter.route.as_deref())?,
-                (None, true, false) => control::retry_dead(conn, &filter_of(&filter)?)?,
-                (None, false, true) => {
-                    let name = filter.route.as_deref().ok_or_else(|| {
-                        control::ControlError::Invalid("--backfill needs --route".into())
+        DeliveriesCmd::Retry { guid, dead, filter } => {
+            let n = if let Some(g) = guid {
+                control::retry_guid(conn, &g, filter.route.as_deref())?
+            } else if dead {
+                control::retry_dead(conn, &filter_of(&filter)?)?
+            } else if let (Some(name), Some(since)) =
+                (filter.route.as_deref(), filter.since.as_deref())
+            {
+                let route = config
+                    .routes
+                    .iter()
+                    .find(|r| r.name == name)
+                    .ok_or_else(|| {
+                        control::ControlError::Invalid(format!("no route {name:?} in the config"))
                     })?;
-                    let since = filter.since.as_deref().ok_or_else(|| {
-                        control::ControlError::Invalid("--backfill needs --since".into())
-                    })?;
-                    let route = config
-                        .routes
-                        .iter()
-                        .find(|r| r.name == name)
-                        .ok_or_else(|| {
-                            control::ControlError::Invalid(format!(
-                                "no route {name:?} in the config"
-                            ))
-                        })?;
-                    control::backfill(
-                        conn,
-                        route,
-                        control::parse_since(since, gatehouse::clock::now_ms())?,
-                    )?
-                }
-                _ => {
-                    return Err(control::ControlError::Invalid(
-                        "give a GUID, or --dead, or --backfill".into(),
-                    ));
-                }
+                control::backfill(
+                    conn,
+                    route,
+                    control::parse_since(since, gatehouse::clock::now_ms())?,
+                )?
+            } else {
+                return Err(control::ControlError::Invalid(
+                    "give a GUID, --dead [filters], or --route R --since T to back-fill".into(),
+                ));
             };
             println!("{n} job(s) queued; a running gatehouse picks them up within 10 s");
         }

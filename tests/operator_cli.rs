@@ -111,6 +111,35 @@ async fn a_paused_route_holds_its_jobs_until_resumed_and_backfill_fills_a_new_ro
         |a| a.len() == 1,
     )
     .await;
+
+    // A paused partition holds its own jobs; other partitions go on.
+    cli(&config, &["partitions", "pause", "ci", "Codertocat"]);
+    let mut other: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    other["repository"]["owner"]["login"] = "someone-else".into();
+    Delivery::json("push", "held-2", body.clone())
+        .send(&client, &server.base)
+        .await
+        .unwrap();
+    Delivery::json("push", "free-1", serde_json::to_vec(&other).unwrap())
+        .send(&client, &server.base)
+        .await
+        .unwrap();
+    c.wait_for(
+        "the other partition's delivery",
+        Duration::from_secs(10),
+        |a| a.iter().any(|x| x.guid == "free-1"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !c.arrivals().iter().any(|x| x.guid == "held-2"),
+        "the paused partition waits"
+    );
+    cli(&config, &["partitions", "resume", "ci", "Codertocat"]);
+    c.wait_for("held-2 after resume", Duration::from_secs(20), |a| {
+        a.iter().any(|x| x.guid == "held-2")
+    })
+    .await;
     assert!(server.terminate().success());
 
     // A route added later gets old deliveries only when asked.
@@ -124,20 +153,14 @@ async fn a_paused_route_holds_its_jobs_until_resumed_and_backfill_fills_a_new_ro
     assert!(late.arrivals().is_empty(), "no back-fill unless asked");
     let out = cli(
         &config,
-        &[
-            "deliveries",
-            "retry",
-            "--backfill",
-            "--route",
-            "late",
-            "--since",
-            "1h",
-        ],
+        &["deliveries", "retry", "--route", "late", "--since", "1h"],
     );
-    assert!(out.starts_with("1 job(s) queued"), "{out}");
-    late.wait_for("the back-filled delivery", Duration::from_secs(20), |a| {
-        a.len() == 1
+    assert!(out.starts_with("3 job(s) queued"), "{out}");
+    late.wait_for("the back-filled deliveries", Duration::from_secs(20), |a| {
+        a.len() == 3
     })
     .await;
-    assert_eq!(late.arrivals()[0].guid, "held-1");
+    let mut got: Vec<String> = late.arrivals().into_iter().map(|a| a.guid).collect();
+    got.sort();
+    assert_eq!(got, ["free-1", "held-1", "held-2"]);
 }
