@@ -14,10 +14,10 @@
 //!
 //! Every loop is bounded by count and time.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,17 +25,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 
-const SECRET: &str = "bench-secret";
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-
-fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
+use common::{Server, sign};
 
 /// A real push payload per org, signed once.
 fn bodies(orgs: usize) -> Vec<(bytes::Bytes, String)> {
@@ -87,88 +78,6 @@ async fn consumer() -> (String, Consumer) {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, c)
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    config: PathBuf,
-}
-
-impl Server {
-    fn start(dir: &Path, consumer: &str) -> Server {
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).unwrap();
-        let config = dir.join("gatehouse.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n[webhooks]\nsecrets = [{SECRET:?}]\n[log]\nlevel = \"warn,gatehouse::app=info\"\n[[routes]]\nname = \"bench\"\nurl = {consumer:?}\n",
-                dir.join("gatehouse.db").display().to_string()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("gatehouse starts");
-        Server {
-            child,
-            base,
-            config,
-        }
-    }
-
-    fn cli(&self, args: &[&str]) {
-        let s = Command::new(BIN)
-            .args(args)
-            .args(["--config", self.config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(s.success(), "{args:?}");
-    }
-
-    fn proc_status(&self, field: &str) -> f64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        s.lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    fn peak_rss_mb(&self) -> f64 {
-        self.proc_status("VmHWM:") / 1024.0
-    }
-
-    /// utime + stime in seconds.
-    fn cpu_secs(&self) -> f64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let after = &s[s.rfind(')').unwrap() + 2..];
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-        ticks / 100.0
-    }
-
-    fn stop(mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
 }
 
 /// Posts `n` deliveries (org = i % orgs) from 64 connections; bounded.
@@ -229,9 +138,14 @@ async fn wait_for(c: &Consumer, n: usize, limit: Duration) {
     }
 }
 
+/// The one route every phase forwards to.
+fn route(consumer: &str) -> String {
+    format!("[[routes]]\nname = \"bench\"\nurl = {consumer:?}\n")
+}
+
 async fn drain(dir: &Path, n: usize, orgs: usize) {
     let (url, c) = consumer().await;
-    let server = Server::start(&dir.join("drain"), &url);
+    let server = Server::start(&dir.join("drain"), &route(&url));
     server.cli(&["routes", "pause", "bench"]);
     let bodies = bodies(orgs);
     let t = Instant::now();
@@ -258,7 +172,7 @@ async fn drain(dir: &Path, n: usize, orgs: usize) {
 
 async fn latency(dir: &Path) {
     let (url, c) = consumer().await;
-    let server = Server::start(&dir.join("latency"), &url);
+    let server = Server::start(&dir.join("latency"), &route(&url));
     let bodies = Arc::new(bodies(50));
     let client = reqwest::Client::new();
     let rate = 200u32;
@@ -307,7 +221,7 @@ async fn latency(dir: &Path) {
 
 async fn idle(dir: &Path) {
     let (url, c) = consumer().await;
-    let server = Server::start(&dir.join("idle"), &url);
+    let server = Server::start(&dir.join("idle"), &route(&url));
     let n = 10_000;
     post_all(&server.base, &bodies(n), n, "i").await;
     wait_for(&c, n, Duration::from_secs(300)).await;

@@ -16,17 +16,14 @@
 //!
 //! Every loop is bounded by count and time and stops by itself.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-
-const SECRET: &str = "bench-secret";
+use common::{Server, sign};
 
 struct Args {
     seconds: u64,
@@ -65,12 +62,6 @@ fn parse_args() -> Args {
     a
 }
 
-fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 /// Every fixture payload, compacted and signed once up front so the load
 /// generator spends its CPU on sending, not hashing.
 fn payloads() -> Vec<(String, bytes::Bytes, String)> {
@@ -89,63 +80,6 @@ fn payloads() -> Vec<(String, bytes::Bytes, String)> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).unwrap();
-        let config = dir.join("gatehouse.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n[webhooks]\nsecrets = [{SECRET:?}]\n[log]\nlevel = \"warn,gatehouse::app=info\"\n",
-                dir.join("gatehouse.db").display().to_string()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gatehouse");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("gatehouse did not start");
-        Server { child, base }
-    }
-
-    /// Peak resident set size so far (VmHWM), in MB.
-    fn peak_rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0.0);
-        kb / 1024.0
-    }
-
-    fn stop(mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
 }
 
 fn client(connections: usize) -> reqwest::Client {
@@ -210,7 +144,7 @@ fn report(phase: &str, s: &mut Sample, rss: f64) {
 /// Closed loop: each connection sends its next delivery when the last one
 /// was acknowledged.
 async fn throughput(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String)>>) {
-    let server = Server::start(&args.data_dir.join("throughput"));
+    let server = Server::start(&args.data_dir.join("throughput"), "");
     let client = client(args.connections);
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
@@ -262,7 +196,7 @@ async fn throughput(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String
 /// Open loop: requests are scheduled at a fixed rate whatever the server
 /// does; latency counts from the scheduled time.
 async fn steady(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String)>>) {
-    let server = Server::start(&args.data_dir.join("steady"));
+    let server = Server::start(&args.data_dir.join("steady"), "");
     let client = client(args.connections);
     let slots = Arc::new(tokio::sync::Semaphore::new(args.connections));
     let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -313,7 +247,7 @@ async fn steady(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String)>>)
 /// One 25 MB delivery: a real push payload whose commit list is repeated
 /// until the body is just under GitHub's 25 MB cap.
 async fn large(args: &Args) {
-    let server = Server::start(&args.data_dir.join("large"));
+    let server = Server::start(&args.data_dir.join("large"), "");
     let idle_rss = server.peak_rss_mb();
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/fixtures/github/payloads/push/with-new-branch.payload.json");

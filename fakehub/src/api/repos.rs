@@ -158,6 +158,29 @@ fn state_filter(q: &HashMap<String, String>) -> Result<&str, ApiError> {
     }
 }
 
+/// One page of pull requests or issues (newest first) in the `state`
+/// the query asks for (open by default), as GitHub lists them.
+fn list_by_state<'a>(
+    w: &World,
+    uri: &http::Uri,
+    q: &HashMap<String, String>,
+    items: impl DoubleEndedIterator<Item = (&'a Value, i64)>,
+) -> ApiResult {
+    let state = state_filter(q)?;
+    let chosen: Vec<(&Value, i64)> = items
+        .rev()
+        .filter(|(json, _)| state == "all" || json["state"] == state)
+        .collect();
+    let lm = latest(chosen.iter().map(|(_, updated)| *updated));
+    respond::page(
+        &w.base,
+        uri,
+        q,
+        chosen.into_iter().map(|(j, _)| j.clone()).collect(),
+        lm,
+    )
+}
+
 pub async fn list_pulls(
     State(hub): State<Arc<Hub>>,
     Cred(cred): Cred,
@@ -167,20 +190,11 @@ pub async fn list_pulls(
 ) -> ApiResult {
     let w = hub.world();
     let repo = repo(&w, &cred, &o, &r)?;
-    let state = state_filter(&q)?;
-    let pulls: Vec<_> = repo
-        .pulls
-        .values()
-        .rev()
-        .filter(|p| state == "all" || p.json["state"] == state)
-        .collect();
-    let lm = latest(pulls.iter().map(|p| p.updated));
-    respond::page(
-        &w.base,
+    list_by_state(
+        &w,
         &uri,
         &q,
-        pulls.into_iter().map(|p| p.json.clone()).collect(),
-        lm,
+        repo.pulls.values().map(|p| (&p.json, p.updated)),
     )
 }
 
@@ -231,20 +245,11 @@ pub async fn list_issues(
 ) -> ApiResult {
     let w = hub.world();
     let repo = repo(&w, &cred, &o, &r)?;
-    let state = state_filter(&q)?;
-    let issues: Vec<_> = repo
-        .issues
-        .values()
-        .rev()
-        .filter(|i| state == "all" || i.json["state"] == state)
-        .collect();
-    let lm = latest(issues.iter().map(|i| i.updated));
-    respond::page(
-        &w.base,
+    list_by_state(
+        &w,
         &uri,
         &q,
-        issues.into_iter().map(|i| i.json.clone()).collect(),
-        lm,
+        repo.issues.values().map(|i| (&i.json, i.updated)),
     )
 }
 
