@@ -284,7 +284,15 @@ impl Config {
             .read_secret_files()
             .map_err(|(key, message)| ConfigError::Invalid {
                 file: file.to_string(),
-                line: line_of_key(text, "webhooks.secret_files"),
+                // A route's secret file sits in its [[routes]] table.
+                line: line_of_key(
+                    text,
+                    if key.starts_with("routes") {
+                        "routes.secret_file"
+                    } else {
+                        "webhooks.secret_files"
+                    },
+                ),
                 key,
                 message,
             })?;
@@ -571,6 +579,40 @@ mod tests {
     fn debug_output_hides_secrets() {
         let c = Config::parse("[webhooks]\nsecrets = [\"hunter2-very-secret\"]\n", "t").unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn routes_are_validated() {
+        let base = "[webhooks]\nsecrets = [\"x\"]\n";
+        let e = err(&format!(
+            "{base}[[routes]]\nname = \"a\"\nurl = \"ftp://x\"\n"
+        ));
+        assert!(
+            e.contains("routes.url") && e.contains("not an http(s) URL"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{base}[[routes]]\nname = \"a\"\nurl = \"http://x\"\n[[routes]]\nname = \"a\"\nurl = \"http://y\"\n"
+        ));
+        assert!(e.contains("\"a\" is used twice"), "{e}");
+        let e = err(&format!(
+            "{base}[[routes]]\nname = \"a\"\nurl = \"http://x\"\nordering = \"fifo\"\n"
+        ));
+        assert!(e.starts_with("t.toml:6: routes.ordering:"), "{e}");
+        let e = err(&format!(
+            "{base}\n[[routes]]\nname = \"a\"\nurl = \"http://x\"\nsecret_file = \"/nonexistent/r\"\n"
+        ));
+        assert!(
+            e.starts_with("t.toml:7: routes[0].secret_file: cannot read secret file"),
+            "{e}"
+        );
+        let ok = Config::parse(
+            &format!("{base}[[routes]]\nname = \"ci-1\"\nurl = \"https://ci.internal/hook\"\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(ok.routes[0].max_attempts, 12);
+        assert_eq!(ok.routes[0].ordering, Ordering::Strict);
     }
 
     #[test]
