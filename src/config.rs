@@ -28,6 +28,54 @@ pub struct Config {
     pub log: LogConfig,
     pub processing: ProcessingConfig,
     pub routes: Vec<RouteConfig>,
+    pub github: GithubConfig,
+}
+
+/// Where GitHub is and which credentials gatehouse may spend there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GithubConfig {
+    /// `https://api.github.com`, or `https://HOST/api/v3` for GHES.
+    pub api_url: String,
+    pub apps: Vec<GithubAppConfig>,
+    pub tokens: Vec<GithubTokenConfig>,
+    /// Callers waiting for one credential beyond this are refused at once.
+    pub max_queue: usize,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        GithubConfig {
+            api_url: "https://api.github.com".into(),
+            apps: Vec::new(),
+            tokens: Vec::new(),
+            max_queue: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubAppConfig {
+    pub id: i64,
+    /// PEM, PKCS#1 or PKCS#8 (or `private_key_file`).
+    #[serde(default)]
+    pub private_key: Option<Secret>,
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubTokenConfig {
+    pub name: String,
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Owners this token may be used for; empty = any.
+    #[serde(default)]
+    pub owners: Vec<String>,
 }
 
 /// The scheduler: how many partitions are worked on at once, how long a
@@ -391,6 +439,39 @@ impl Config {
             let secret = read_secret_file(path).map_err(|m| (key, m))?;
             self.webhooks.secrets.push(secret);
         }
+        for (i, app) in self.github.apps.iter_mut().enumerate() {
+            if let Some(path) = &app.private_key_file {
+                let key = format!("github.apps[{i}].private_key_file");
+                app.private_key = Some(read_secret_file(path).map_err(|m| (key, m))?);
+            }
+            let key = app.private_key.as_ref().ok_or_else(|| {
+                (
+                    format!("github.apps[{i}]"),
+                    format!("app {}: needs private_key or private_key_file", app.id),
+                )
+            })?;
+            jsonwebtoken::EncodingKey::from_rsa_pem(key.expose()).map_err(|e| {
+                (
+                    format!("github.apps[{i}].private_key_file"),
+                    format!(
+                        "app {}: not an RSA private key in PEM (PKCS#1 or PKCS#8): {e}",
+                        app.id
+                    ),
+                )
+            })?;
+        }
+        for (i, t) in self.github.tokens.iter_mut().enumerate() {
+            if let Some(path) = &t.token_file {
+                let key = format!("github.tokens[{i}].token_file");
+                t.token = Some(read_secret_file(path).map_err(|m| (key, m))?);
+            }
+            if t.token.is_none() {
+                return Err((
+                    format!("github.tokens[{i}]"),
+                    format!("token {:?}: needs token or token_file", t.name),
+                ));
+            }
+        }
         for (i, route) in self.routes.iter_mut().enumerate() {
             if let Some(path) = &route.secret_file {
                 let key = format!("routes[{i}].secret_file");
@@ -613,6 +694,47 @@ mod tests {
         .unwrap();
         assert_eq!(ok.routes[0].max_attempts, 12);
         assert_eq!(ok.routes[0].ordering, Ordering::Strict);
+    }
+
+    #[test]
+    fn github_credentials_are_read_and_checked() {
+        let base = "[webhooks]\nsecrets = [\"x\"]\n";
+        let e = err(&format!(
+            "{base}[[github.apps]]\nid = 1\nprivate_key_file = \"/nonexistent/k.pem\"\n"
+        ));
+        assert!(
+            e.contains(
+                "github.apps[0].private_key_file: cannot read secret file /nonexistent/k.pem"
+            ),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "not a key").unwrap();
+        let e = err(&format!(
+            "{base}[[github.apps]]\nid = 1\nprivate_key_file = {:?}\n",
+            bad.display().to_string()
+        ));
+        assert!(e.contains("not an RSA private key"), "{e}");
+        assert!(
+            !e.contains("not a key"),
+            "the key's content is never echoed: {e}"
+        );
+        let e = err(&format!("{base}[[github.tokens]]\nname = \"bot\"\n"));
+        assert!(
+            e.contains("github.tokens[0]: token \"bot\": needs token or token_file"),
+            "{e}"
+        );
+        let good = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fakehub/testdata/app-a.pkcs1.pem"
+        );
+        let c = Config::parse(&format!("{base}[github]\napi_url = \"https://ghe.example/api/v3\"\n[[github.apps]]\nid = 7\nprivate_key_file = {good:?}\n"), "t").unwrap();
+        assert_eq!(c.github.apps[0].id, 7);
+        assert!(
+            !format!("{c:?}").contains("PRIVATE KEY"),
+            "Debug hides the key"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod github;
 pub mod ingest;
 pub mod journal;
 pub mod logging;

@@ -197,6 +197,17 @@ pub struct FaultConfig {
     /// Share of matching requests whose connection is dropped unanswered.
     #[serde(default)]
     pub reset_rate: f64,
+    /// Only requests by this credential (`installation:ID`, `user:LOGIN`,
+    /// `app:ID`, `anonymous`).
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// With an error status, answer as GitHub's secondary limit does: its
+    /// message and `retry-after: N`.
+    #[serde(default)]
+    pub retry_after_secs: Option<u64>,
+    /// Stop injecting errors after this many.
+    #[serde(default)]
+    pub max_hits: Option<u64>,
 }
 
 fn default_error_status() -> u16 {
@@ -353,6 +364,9 @@ impl FaultConfig {
             error_rate: 0.0,
             error_status: default_error_status(),
             reset_rate: 0.0,
+            credential: None,
+            retry_after_secs: None,
+            max_hits: None,
         }
     }
 }

@@ -14,6 +14,7 @@ struct Rule {
     method: Option<String>,
     segments: Vec<String>,
     config: FaultConfig,
+    hits: std::sync::atomic::AtomicU64,
 }
 
 /// What to do to one request.
@@ -21,6 +22,8 @@ struct Rule {
 pub struct Decision {
     pub latency: Duration,
     pub error_status: Option<u16>,
+    /// Answer as a secondary limit, with this retry-after.
+    pub retry_after: Option<u64>,
     pub reset: bool,
 }
 
@@ -63,15 +66,23 @@ impl Faults {
                             .map(String::from)
                             .collect(),
                         config: c.clone(),
+                        hits: Default::default(),
                     }
                 })
                 .collect(),
         }
     }
 
-    /// The first matching rule decides; no rule, no fault.
-    pub fn decide(&self, method: &str, path: &str) -> Decision {
-        let Some(rule) = self.rules.iter().find(|r| r.matches(method, path)) else {
+    /// The first matching rule decides; no rule, no fault. `credential` is
+    /// the caller's rate-limit key, when known.
+    pub fn decide(&self, method: &str, path: &str, credential: Option<&str>) -> Decision {
+        let Some(rule) = self.rules.iter().find(|r| {
+            r.matches(method, path)
+                && r.config
+                    .credential
+                    .as_deref()
+                    .is_none_or(|c| Some(c) == credential)
+        }) else {
             return Decision::default();
         };
         let c = &rule.config;
@@ -80,11 +91,15 @@ impl Faults {
             Some(max) if max > c.latency_ms => rng.random_range(c.latency_ms..=max),
             _ => c.latency_ms,
         };
+        let mut error = c.error_rate > 0.0 && rng.random_bool(c.error_rate.min(1.0));
+        if error && let Some(max) = c.max_hits {
+            error = rule.hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < max;
+        }
         Decision {
             latency: Duration::from_millis(ms),
             reset: c.reset_rate > 0.0 && rng.random_bool(c.reset_rate.min(1.0)),
-            error_status: (c.error_rate > 0.0 && rng.random_bool(c.error_rate.min(1.0)))
-                .then_some(c.error_status),
+            error_status: error.then_some(c.error_status),
+            retry_after: error.then_some(c.retry_after_secs).flatten(),
         }
     }
 }
@@ -98,13 +113,22 @@ mod tests {
         let mut c = FaultConfig::new("GET /repos/*/*/pulls");
         c.error_rate = 1.0;
         let f = Faults::new(&[c]);
-        assert_eq!(f.decide("GET", "/repos/o/r/pulls").error_status, Some(502));
-        assert_eq!(f.decide("POST", "/repos/o/r/pulls").error_status, None);
-        assert_eq!(f.decide("GET", "/repos/o/r/pulls/1").error_status, None);
+        assert_eq!(
+            f.decide("GET", "/repos/o/r/pulls", None).error_status,
+            Some(502)
+        );
+        assert_eq!(
+            f.decide("POST", "/repos/o/r/pulls", None).error_status,
+            None
+        );
+        assert_eq!(
+            f.decide("GET", "/repos/o/r/pulls/1", None).error_status,
+            None
+        );
         let mut all = FaultConfig::new("* /**");
         all.latency_ms = 5;
         assert_eq!(
-            Faults::new(&[all]).decide("PUT", "/x/y").latency,
+            Faults::new(&[all]).decide("PUT", "/x/y", None).latency,
             Duration::from_millis(5)
         );
     }

@@ -184,11 +184,18 @@ async fn pipeline(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) -> 
         Admission::Go(g) => g,
         Admission::Secondary(after) => return secondary_limited(after),
     };
-    let fault = hub.faults.decide(req.method().as_str(), &path);
+    let fault = hub
+        .faults
+        .decide(req.method().as_str(), &path, Some(&cred.rate_key()));
     if !fault.latency.is_zero() {
         tokio::time::sleep(fault.latency).await;
     }
     if let Some(status) = fault.error_status {
+        if let Some(after) = fault.retry_after {
+            let mut r = secondary_limited(after);
+            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+            return r;
+        }
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
         return ApiError::new(status, "Server Error").into_response();
     }

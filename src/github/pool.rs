@@ -1,0 +1,576 @@
+//! The credential pool. Per owner, the candidates are each App's
+//! installation on that owner plus the tokens allowed for it. A request
+//! goes to the candidate with the most remaining budget that is neither
+//! spent until its reset nor paused by a secondary limit, and waits in that
+//! credential's fair queue: at most one request is in flight per credential
+//! (GitHub's advice to integrators; invariant 5).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use rand::RngExt;
+use tokio::sync::Semaphore;
+
+use super::app::AppAuth;
+use super::budget::{self, Budget, Resource};
+use crate::config::{GithubConfig, Secret};
+
+/// Installation tokens live an hour; mint a new one this long before.
+const REFRESH_AHEAD_SECS: i64 = 300;
+/// GitHub asks to wait at least a minute after a secondary limit that
+/// names no time; later hits back off further.
+const SECONDARY_BASE_SECS: u64 = 60;
+/// Choosing again after finding the chosen credential paused or spent.
+const MAX_CHOICES: usize = 8;
+
+fn now_secs() -> i64 {
+    crate::clock::now_ms() / 1000
+}
+
+/// A credential, by what may be shown (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CredId {
+    Installation { app: i64, installation: i64 },
+    Token(String),
+}
+
+impl fmt::Display for CredId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredId::Installation { app, installation } => {
+                write!(f, "app:{app}/installation:{installation}")
+            }
+            CredId::Token(name) => write!(f, "token:{name}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("no credential can act for {0:?}: no App is installed there and no token is allowed")]
+    NoCredential(String),
+    /// Every candidate is spent or paused; the earliest moment one returns.
+    #[error("every credential for this owner is rate limited until {reset}")]
+    Exhausted { reset: i64, resource: Resource },
+    #[error("too many requests waiting for {0}")]
+    QueueFull(CredId),
+    #[error("GitHub request failed: {0}")]
+    Http(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl PoolError {
+    /// The answer GitHub itself gives when a budget is spent, for callers
+    /// that speak GitHub's API (the gateway).
+    pub fn github_shaped(&self) -> Option<(StatusCode, HeaderMap, Bytes)> {
+        let PoolError::Exhausted { reset, resource } = self else {
+            return None;
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", HeaderValue::from(0));
+        h.insert("x-ratelimit-reset", HeaderValue::from(*reset));
+        h.insert(
+            "x-ratelimit-resource",
+            HeaderValue::from_static(resource.as_str()),
+        );
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let body = serde_json::json!({
+            "message": "API rate limit exceeded for every credential gatehouse holds for this owner.",
+            "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+        });
+        Some((StatusCode::FORBIDDEN, h, Bytes::from(body.to_string())))
+    }
+}
+
+/// What the pool knows of one credential right now.
+#[derive(Debug, Clone)]
+pub struct CredStatus {
+    pub id: CredId,
+    pub budgets: Vec<(Resource, Budget)>,
+    pub paused: bool,
+}
+
+/// A request to GitHub, relative to the API base (`/repos/o/r?x=1`).
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn get(path: &str) -> Request {
+        Request {
+            method: Method::GET,
+            path: path.to_string(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// GitHub's answer, and which credential paid for it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub credential: CredId,
+}
+
+#[derive(Default)]
+struct SlotState {
+    budgets: HashMap<Resource, Budget>,
+    paused_until: Option<Instant>,
+    secondary_hits: u32,
+}
+
+/// One credential's lane: one permit, so one request in flight, and
+/// tokio's semaphore queues waiters in order.
+struct Slot {
+    id: CredId,
+    lane: Semaphore,
+    waiting: AtomicUsize,
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    fn usable(&self, resource: Resource, now: i64) -> Result<u64, i64> {
+        let st = self.state.lock().expect("slot lock");
+        if let Some(until) = st.paused_until
+            && until > Instant::now()
+        {
+            let left = until.saturating_duration_since(Instant::now()).as_secs() as i64;
+            return Err(now + left + 1);
+        }
+        match st.budgets.get(&resource) {
+            Some(b) if b.exhausted(now) => Err(b.reset),
+            Some(b) => Ok(b.remaining),
+            // Not used yet: worth trying before any partly spent one.
+            None => Ok(u64::MAX),
+        }
+    }
+}
+
+/// An installation's token and its expiry (epoch seconds), behind an
+/// async mutex held while minting.
+type TokenCell = Arc<tokio::sync::Mutex<Option<(String, i64)>>>;
+
+struct AppEntry {
+    auth: AppAuth,
+    /// Owner (lowercase) → installation id, or None when not installed.
+    installations: Mutex<HashMap<String, Option<i64>>>,
+    /// Installation → its token; the async mutex makes minting
+    /// single-flight per installation.
+    tokens: Mutex<HashMap<i64, TokenCell>>,
+}
+
+struct TokenEntry {
+    name: String,
+    secret: Secret,
+    owners: Vec<String>,
+}
+
+pub struct Pool {
+    http: reqwest::Client,
+    api: String,
+    apps: Vec<AppEntry>,
+    tokens: Vec<TokenEntry>,
+    slots: Mutex<HashMap<CredId, Arc<Slot>>>,
+    max_queue: usize,
+}
+
+impl Pool {
+    pub fn new(cfg: &GithubConfig) -> Result<Pool, PoolError> {
+        let apps =
+            cfg.apps
+                .iter()
+                .map(|a| {
+                    let pem = a.private_key.as_ref().ok_or_else(|| {
+                        PoolError::Config(format!("app {}: no private key", a.id))
+                    })?;
+                    let auth = AppAuth::new(a.id, pem.expose())
+                        .map_err(|e| PoolError::Config(format!("app {}: {e}", a.id)))?;
+                    Ok(AppEntry {
+                        auth,
+                        installations: Mutex::default(),
+                        tokens: Mutex::default(),
+                    })
+                })
+                .collect::<Result<_, PoolError>>()?;
+        let tokens = cfg
+            .tokens
+            .iter()
+            .filter_map(|t| {
+                Some(TokenEntry {
+                    name: t.name.clone(),
+                    secret: t.token.clone()?,
+                    owners: t.owners.iter().map(|o| o.to_lowercase()).collect(),
+                })
+            })
+            .collect();
+        Ok(Pool {
+            http: reqwest::Client::builder()
+                .user_agent("gatehouse")
+                .build()
+                .map_err(|e| PoolError::Config(e.to_string()))?,
+            api: cfg.api_url.trim_end_matches('/').to_string(),
+            apps,
+            tokens,
+            slots: Mutex::default(),
+            max_queue: cfg.max_queue.max(1),
+        })
+    }
+
+    fn slot(&self, id: &CredId) -> Arc<Slot> {
+        self.slots
+            .lock()
+            .expect("slots lock")
+            .entry(id.clone())
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    id: id.clone(),
+                    lane: Semaphore::new(1),
+                    waiting: AtomicUsize::new(0),
+                    state: Mutex::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// Sends `req` on behalf of `owner` (the org or user the path is about)
+    /// with the best credential for it.
+    pub async fn send(&self, owner: &str, req: Request) -> Result<Answer, PoolError> {
+        let resource = Resource::for_path(&req.path);
+        let candidates = self.candidates(owner).await?;
+        if candidates.is_empty() {
+            return Err(PoolError::NoCredential(owner.to_string()));
+        }
+        for _ in 0..MAX_CHOICES {
+            let slot = self.choose(&candidates, resource)?;
+            if slot.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_queue {
+                slot.waiting.fetch_sub(1, Ordering::SeqCst);
+                return Err(PoolError::QueueFull(slot.id.clone()));
+            }
+            let permit = slot.lane.acquire().await.expect("lanes are never closed");
+            slot.waiting.fetch_sub(1, Ordering::SeqCst);
+            // Something may have paused or spent it while we queued: send
+            // nothing to it then, choose again.
+            if slot.usable(resource, now_secs()).is_err() {
+                drop(permit);
+                continue;
+            }
+            let answer = self.send_with(&slot, &req, resource).await;
+            drop(permit);
+            return answer;
+        }
+        // Every choice was taken from under us; report the earliest return.
+        Err(self
+            .choose(&candidates, resource)
+            .err()
+            .unwrap_or(PoolError::Exhausted {
+                reset: now_secs() + 1,
+                resource,
+            }))
+    }
+
+    fn choose(&self, candidates: &[CredId], resource: Resource) -> Result<Arc<Slot>, PoolError> {
+        let now = now_secs();
+        let mut best: Option<(u64, usize, Arc<Slot>)> = None;
+        let mut earliest = i64::MAX;
+        for id in candidates {
+            let slot = self.slot(id);
+            match slot.usable(resource, now) {
+                Ok(remaining) => {
+                    let waiting = slot.waiting.load(Ordering::SeqCst);
+                    let better = match &best {
+                        None => true,
+                        Some((r, w, _)) => remaining > *r || (remaining == *r && waiting < *w),
+                    };
+                    if better {
+                        best = Some((remaining, waiting, slot));
+                    }
+                }
+                Err(back_at) => earliest = earliest.min(back_at),
+            }
+        }
+        best.map(|(_, _, s)| s).ok_or(PoolError::Exhausted {
+            reset: earliest,
+            resource,
+        })
+    }
+
+    async fn send_with(
+        &self,
+        slot: &Slot,
+        req: &Request,
+        resource: Resource,
+    ) -> Result<Answer, PoolError> {
+        for retry in 0..2 {
+            let auth = self.authorization(&slot.id, retry > 0).await?;
+            let mut headers = req.headers.clone();
+            headers.remove(http::header::AUTHORIZATION);
+            headers.remove(http::header::HOST);
+            let resp = self
+                .http
+                .request(req.method.clone(), format!("{}{}", self.api, req.path))
+                .headers(headers)
+                .header(http::header::AUTHORIZATION, auth)
+                .body(req.body.clone())
+                .send()
+                .await
+                .map_err(|e| PoolError::Http(e.to_string()))?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| PoolError::Http(e.to_string()))?;
+            self.observe(slot, status, &headers, &body, resource);
+            // A token GitHub no longer accepts: mint a fresh one, once.
+            if status == StatusCode::UNAUTHORIZED
+                && retry == 0
+                && matches!(slot.id, CredId::Installation { .. })
+            {
+                continue;
+            }
+            return Ok(Answer {
+                status,
+                headers,
+                body,
+                credential: slot.id.clone(),
+            });
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    /// Learns from an answer: the budget it reports, and secondary limits
+    /// (403/429 with `retry-after`, or GitHub's secondary-limit message).
+    fn observe(
+        &self,
+        slot: &Slot,
+        status: StatusCode,
+        h: &HeaderMap,
+        body: &[u8],
+        asked: Resource,
+    ) {
+        let mut st = slot.state.lock().expect("slot lock");
+        if let Some((resource, b)) = budget::from_headers(h, asked) {
+            st.budgets.insert(resource, b);
+        }
+        let limited = status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS;
+        let retry_after = h
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let secondary = limited
+            && (retry_after.is_some()
+                || String::from_utf8_lossy(body).contains("secondary rate limit"));
+        if secondary {
+            st.secondary_hits += 1;
+            let wait = retry_after.unwrap_or_else(|| {
+                let step = SECONDARY_BASE_SECS << (st.secondary_hits - 1).min(5);
+                rand::rng().random_range(step..=step + step / 2)
+            });
+            st.paused_until = Some(Instant::now() + Duration::from_secs(wait));
+            tracing::warn!(credential = %slot.id, wait_secs = wait, "secondary rate limit: credential paused");
+        } else if status.is_success() {
+            st.secondary_hits = 0;
+        }
+    }
+
+    /// The Authorization header for a credential.
+    async fn authorization(&self, id: &CredId, fresh: bool) -> Result<String, PoolError> {
+        match id {
+            CredId::Token(name) => {
+                let t = self
+                    .tokens
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .expect("known token");
+                Ok(format!(
+                    "token {}",
+                    String::from_utf8_lossy(t.secret.expose())
+                ))
+            }
+            CredId::Installation { app, installation } => {
+                let app = self
+                    .apps
+                    .iter()
+                    .find(|a| a.auth.id == *app)
+                    .expect("known app");
+                Ok(format!(
+                    "token {}",
+                    self.installation_token(app, *installation, fresh).await?
+                ))
+            }
+        }
+    }
+
+    /// A cached installation token, minted when missing, expiring soon, or
+    /// refused; never minted twice at once for one installation.
+    async fn installation_token(
+        &self,
+        app: &AppEntry,
+        installation: i64,
+        fresh: bool,
+    ) -> Result<String, PoolError> {
+        let cell = app
+            .tokens
+            .lock()
+            .expect("tokens lock")
+            .entry(installation)
+            .or_default()
+            .clone();
+        let mut cached = cell.lock().await;
+        if let Some((token, expires)) = cached.as_ref()
+            && !fresh
+            && *expires - REFRESH_AHEAD_SECS > now_secs()
+        {
+            return Ok(token.clone());
+        }
+        let resp = self
+            .http
+            .post(format!(
+                "{}/app/installations/{installation}/access_tokens",
+                self.api
+            ))
+            .bearer_auth(app.auth.jwt(now_secs()))
+            .header(http::header::ACCEPT, "application/vnd.github+json")
+            .send()
+            .await
+            .map_err(|e| PoolError::Http(e.to_string()))?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            // Uninstalled: forget where we thought it was.
+            app.installations
+                .lock()
+                .expect("installations lock")
+                .retain(|_, v| *v != Some(installation));
+        }
+        if resp.status() != StatusCode::CREATED {
+            return Err(PoolError::Http(format!(
+                "app {} could not mint a token for installation {installation}: HTTP {}",
+                app.auth.id,
+                resp.status()
+            )));
+        }
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| PoolError::Http(e.to_string()))?;
+        let token = v["token"]
+            .as_str()
+            .ok_or_else(|| PoolError::Http("no token in answer".into()))?;
+        let expires = v["expires_at"]
+            .as_str()
+            .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(now_secs() + 3600);
+        *cached = Some((token.to_string(), expires));
+        Ok(token.to_string())
+    }
+
+    /// The installations and tokens that can act for `owner`.
+    async fn candidates(&self, owner: &str) -> Result<Vec<CredId>, PoolError> {
+        let mut out = Vec::new();
+        for app in &self.apps {
+            if let Some(installation) = self.installation_of(app, owner).await? {
+                out.push(CredId::Installation {
+                    app: app.auth.id,
+                    installation,
+                });
+            }
+        }
+        let lower = owner.to_lowercase();
+        out.extend(
+            self.tokens
+                .iter()
+                .filter(|t| t.owners.is_empty() || t.owners.contains(&lower))
+                .map(|t| CredId::Token(t.name.clone())),
+        );
+        Ok(out)
+    }
+
+    /// Where an App is installed for `owner` (an org, else a user), cached.
+    async fn installation_of(&self, app: &AppEntry, owner: &str) -> Result<Option<i64>, PoolError> {
+        let key = owner.to_lowercase();
+        if let Some(found) = app
+            .installations
+            .lock()
+            .expect("installations lock")
+            .get(&key)
+        {
+            return Ok(*found);
+        }
+        let mut found = None;
+        for kind in ["orgs", "users"] {
+            let resp = self
+                .http
+                .get(format!("{}/{kind}/{owner}/installation", self.api))
+                .bearer_auth(app.auth.jwt(now_secs()))
+                .send()
+                .await
+                .map_err(|e| PoolError::Http(e.to_string()))?;
+            match resp.status() {
+                StatusCode::OK => {
+                    let v: serde_json::Value = resp
+                        .json()
+                        .await
+                        .map_err(|e| PoolError::Http(e.to_string()))?;
+                    found = v["id"].as_i64();
+                    break;
+                }
+                StatusCode::NOT_FOUND => continue,
+                s => {
+                    return Err(PoolError::Http(format!(
+                        "installation lookup for {owner}: HTTP {s}"
+                    )));
+                }
+            }
+        }
+        app.installations
+            .lock()
+            .expect("installations lock")
+            .insert(key, found);
+        Ok(found)
+    }
+
+    /// Forgets what discovery learned about `owner` (an `installation`
+    /// webhook said it changed).
+    pub fn forget_owner(&self, owner: &str) {
+        for app in &self.apps {
+            app.installations
+                .lock()
+                .expect("installations lock")
+                .remove(&owner.to_lowercase());
+        }
+    }
+
+    /// Each known credential's budgets and pause, for status and metrics.
+    pub fn snapshot(&self) -> Vec<CredStatus> {
+        let slots = self.slots.lock().expect("slots lock");
+        let mut out: Vec<_> = slots
+            .values()
+            .map(|s| {
+                let st = s.state.lock().expect("slot lock");
+                CredStatus {
+                    id: s.id.clone(),
+                    budgets: st.budgets.iter().map(|(r, b)| (*r, *b)).collect(),
+                    paused: st.paused_until.is_some_and(|u| u > Instant::now()),
+                }
+            })
+            .collect();
+        out.sort_by_key(|c| c.id.to_string());
+        out
+    }
+}

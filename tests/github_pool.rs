@@ -1,0 +1,264 @@
+//! The credential pool against fakehub: App JWTs and installation tokens,
+//! discovery, budget-based choice, one request in flight per credential,
+//! secondary-limit pauses (invariant 5).
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use fakehub::config::FaultConfig;
+use fakehub::{Config as HubConfig, FakeHub};
+use gatehouse::config::{GithubAppConfig, GithubConfig, GithubTokenConfig, Secret};
+use gatehouse::github::{CredId, Pool, PoolError, Request};
+
+fn key(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/fakehub/testdata/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// Two Apps (101, 202) both installed on octo-org (11 and 21).
+fn two_apps() -> HubConfig {
+    let mut c = HubConfig::default()
+        .org("octo-org", &["widgets", "gadgets"])
+        .user("octo-user", &["dotfiles"])
+        .app(
+            101,
+            &key("app-a.pub.pem"),
+            &[(11, "octo-org"), (12, "octo-user")],
+        )
+        .app(202, &key("app-b.pub.pem"), &[(21, "octo-org")])
+        .token("bot", "ghp_pooltoken");
+    c.fixtures = Some(common::fixtures());
+    c
+}
+
+fn pool(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> Pool {
+    Pool::new(&GithubConfig {
+        api_url: hub.url().to_string(),
+        apps: apps
+            .iter()
+            .map(|(id, k)| GithubAppConfig {
+                id: *id,
+                private_key: Some(Secret::new(key(k))),
+                private_key_file: None,
+            })
+            .collect(),
+        tokens: tokens
+            .iter()
+            .map(|t| GithubTokenConfig {
+                name: "bot".into(),
+                token: Some(Secret::new(*t)),
+                token_file: None,
+                owners: vec![],
+            })
+            .collect(),
+        max_queue: 256,
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn app_jwts_and_installation_tokens_are_accepted_and_reused() {
+    let hub = FakeHub::start(two_apps()).await.unwrap();
+    // PKCS#8 and PKCS#1 keys both work.
+    let p = pool(&hub, &[(101, "app-a.pkcs1.pem")], &[]);
+    for _ in 0..3 {
+        let a = p
+            .send("octo-org", Request::get("/repos/octo-org/widgets"))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200);
+        assert_eq!(
+            a.credential,
+            CredId::Installation {
+                app: 101,
+                installation: 11
+            }
+        );
+    }
+    let a = p
+        .send("octo-user", Request::get("/repos/octo-user/dotfiles"))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.credential,
+        CredId::Installation {
+            app: 101,
+            installation: 12
+        }
+    );
+    let s = hub.stats();
+    // JWT calls: org lookup, one token for 11; user lookup (orgs 404, users), one token for 12.
+    assert_eq!(
+        s.tokens["app:101"].requests, 5,
+        "tokens and discovery are cached"
+    );
+    assert_eq!(s.installations[&11].requests, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traffic_spreads_by_budget_and_never_meets_a_rate_limit_while_budget_remains() {
+    let mut c = two_apps();
+    c.rate_limit.core = 5;
+    let hub = FakeHub::start(c).await.unwrap();
+    let p = pool(&hub, &[(101, "app-a.pem"), (202, "app-b.pem")], &[]);
+    let mut used = HashSet::new();
+    for i in 0..10 {
+        let a = p
+            .send("octo-org", Request::get("/repos/octo-org/widgets"))
+            .await
+            .unwrap();
+        assert_eq!(
+            a.status, 200,
+            "request {i} met a limit while budget remained"
+        );
+        used.insert(a.credential);
+    }
+    assert_eq!(used.len(), 2, "both Apps carried traffic");
+    let s = hub.stats();
+    assert_eq!(s.installations[&11].units_spent, 5);
+    assert_eq!(s.installations[&21].units_spent, 5);
+    assert_eq!(
+        s.installations[&11].rate_limited + s.installations[&21].rate_limited,
+        0
+    );
+    // Both spent: an answer at once, shaped like GitHub's, with the reset.
+    let started = Instant::now();
+    let err = p
+        .send("octo-org", Request::get("/repos/octo-org/widgets"))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(200));
+    let PoolError::Exhausted { reset, .. } = err else {
+        panic!("{err}")
+    };
+    let fakehub_reset = hub.hub().limits.bucket(
+        &fakehub::auth::Credential::Installation {
+            installation_id: 11,
+            token: String::new(),
+        },
+        fakehub::limits::Resource::Core,
+        fakehub::world::now_secs(),
+    );
+    assert!(
+        (reset - fakehub_reset.reset).abs() <= 1,
+        "reset {reset} vs {}",
+        fakehub_reset.reset
+    );
+    let (status, headers, _) = err.github_shaped().unwrap();
+    assert_eq!(status, 403);
+    assert_eq!(headers["x-ratelimit-remaining"], "0");
+    assert_eq!(headers["x-ratelimit-reset"], reset.to_string().as_str());
+    assert_eq!(
+        hub.stats().installations[&11].rate_limited,
+        0,
+        "nothing was sent to a spent credential"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_four_concurrent_callers_keep_one_request_in_flight_per_credential() {
+    let mut c = two_apps();
+    let mut slow = FaultConfig::new("GET /repos/**");
+    slow.latency_ms = 3;
+    c.faults.push(slow);
+    let hub = FakeHub::start(c).await.unwrap();
+    let p = std::sync::Arc::new(pool(&hub, &[(101, "app-a.pem")], &[]));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            p.send("octo-org", Request::get("/repos/octo-org/widgets"))
+                .await
+                .unwrap()
+                .status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let s = hub.stats();
+    assert_eq!(s.installations[&11].requests, 64);
+    assert_eq!(
+        s.installations[&11].max_concurrency, 1,
+        "serial per installation"
+    );
+    let token_max = s
+        .tokens
+        .iter()
+        .filter(|(k, _)| k.starts_with("ghs_"))
+        .map(|(_, u)| u.max_concurrency)
+        .max();
+    assert_eq!(token_max, Some(1), "serial per token");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secondary_limit_pauses_that_credential_for_its_retry_after() {
+    let mut c = two_apps();
+    let mut secondary = FaultConfig::new("GET /repos/**");
+    secondary.credential = Some("installation:11".into());
+    secondary.error_rate = 1.0;
+    secondary.error_status = 403;
+    secondary.retry_after_secs = Some(2);
+    secondary.max_hits = Some(1);
+    c.faults.push(secondary);
+    let hub = FakeHub::start(c).await.unwrap();
+    let p = pool(&hub, &[(101, "app-a.pem")], &["ghp_pooltoken"]);
+    // Fresh credentials are tried first: the installation, which is limited.
+    let first = p
+        .send("octo-org", Request::get("/repos/octo-org/widgets"))
+        .await
+        .unwrap();
+    assert_eq!(first.status, 403);
+    assert_eq!(
+        first.credential,
+        CredId::Installation {
+            app: 101,
+            installation: 11
+        }
+    );
+    let paused_at = Instant::now();
+    while paused_at.elapsed() < Duration::from_millis(1700) {
+        let a = p
+            .send("octo-org", Request::get("/repos/octo-org/widgets"))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200);
+        assert_eq!(
+            a.credential,
+            CredId::Token("bot".into()),
+            "the paused credential gets nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(hub.stats().installations[&11].requests, 1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // After its retry-after it is chosen again (never used budget beats the token's).
+    let a = p
+        .send("octo-org", Request::get("/repos/octo-org/widgets"))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.credential,
+        CredId::Installation {
+            app: 101,
+            installation: 11
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn owners_without_an_installation_or_token_get_a_clear_error() {
+    let hub = FakeHub::start(two_apps()).await.unwrap();
+    let p = pool(&hub, &[(202, "app-b.pem")], &[]);
+    let err = p
+        .send("octo-user", Request::get("/repos/octo-user/dotfiles"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PoolError::NoCredential(_)), "{err}");
+}
