@@ -41,6 +41,12 @@ pub struct GithubConfig {
     pub tokens: Vec<GithubTokenConfig>,
     /// Callers waiting for one credential beyond this are refused at once.
     pub max_queue: usize,
+    /// Remaining budget each credential keeps for people and other tools;
+    /// gatehouse treats a credential at or below it as spent.
+    pub reserve: u64,
+    /// When every candidate is spent but one resets within this many
+    /// seconds, wait for it instead of answering 403 at once.
+    pub max_wait_secs: u64,
 }
 
 impl Default for GithubConfig {
@@ -50,6 +56,8 @@ impl Default for GithubConfig {
             apps: Vec::new(),
             tokens: Vec::new(),
             max_queue: 256,
+            reserve: 0,
+            max_wait_secs: 0,
         }
     }
 }

@@ -57,6 +57,8 @@ fn pool(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> Pool {
             })
             .collect(),
         max_queue: 256,
+        reserve: 0,
+        max_wait_secs: 0,
     })
     .unwrap()
 }
@@ -261,4 +263,83 @@ async fn owners_without_an_installation_or_token_get_a_clear_error() {
         .await
         .unwrap_err();
     assert!(matches!(err, PoolError::NoCredential(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn installation_tokens_are_refreshed_ahead_of_expiry() {
+    let mut c = two_apps();
+    // The pool refreshes 300 s ahead; a 301 s token is fresh for 1 s.
+    c.installation_token_secs = 301;
+    let hub = FakeHub::start(c).await.unwrap();
+    let p = pool(&hub, &[(101, "app-a.pem")], &[]);
+    p.send("octo-org", Request::get("/repos/octo-org/widgets"))
+        .await
+        .unwrap();
+    p.send("octo-org", Request::get("/repos/octo-org/widgets"))
+        .await
+        .unwrap();
+    let minted = |hub: &FakeHub| {
+        hub.stats()
+            .tokens
+            .keys()
+            .filter(|k| k.starts_with("ghs_"))
+            .count()
+    };
+    assert_eq!(minted(&hub), 1, "reused while fresh");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let a = p
+        .send("octo-org", Request::get("/repos/octo-org/widgets"))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(minted(&hub), 2, "a new token before the old one expires");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reserve_is_left_for_people_and_a_near_reset_is_waited_for() {
+    let mut c = two_apps();
+    c.rate_limit.core = 5;
+    c.rate_limit.window_secs = 2;
+    let hub = FakeHub::start(c).await.unwrap();
+    let p = Pool::new(&GithubConfig {
+        api_url: hub.url().to_string(),
+        apps: vec![GithubAppConfig {
+            id: 101,
+            private_key: Some(Secret::new(key("app-a.pem"))),
+            private_key_file: None,
+        }],
+        tokens: vec![],
+        max_queue: 16,
+        reserve: 2,
+        max_wait_secs: 5,
+    })
+    .unwrap();
+    // Limit 5, reserve 2: three requests, then the pool waits for the
+    // reset (2 s window) rather than dipping into the reserve.
+    for _ in 0..3 {
+        assert_eq!(
+            p.send("octo-org", Request::get("/repos/octo-org/widgets"))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    let started = Instant::now();
+    let a = p
+        .send("octo-org", Request::get("/repos/octo-org/widgets"))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "waited for the reset: {:?}",
+        started.elapsed()
+    );
+    let s = hub.stats();
+    assert_eq!(s.installations[&11].rate_limited, 0);
+    assert_eq!(
+        s.installations[&11].units_spent, 4,
+        "the reserve was never spent"
+    );
 }

@@ -28,6 +28,8 @@ pub struct Config {
     pub seed: SeedConfig,
     /// GitHub gives a webhook receiver 10 s; tests may shorten it.
     pub webhook_timeout_ms: u64,
+    /// Installation tokens live an hour on GitHub; tests may shorten it.
+    pub installation_token_secs: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -252,6 +254,7 @@ impl Default for Config {
             faults: Vec::new(),
             seed: SeedConfig::default(),
             webhook_timeout_ms: 10_000,
+            installation_token_secs: crate::auth::INSTALLATION_TOKEN_SECS,
         }
     }
 }

@@ -165,6 +165,8 @@ pub struct World {
     pub pats: HashMap<String, Pat>,
     pub installation_tokens: HashMap<String, InstallationToken>,
     pub hooks: BTreeMap<i64, RepoHook>,
+    /// How long a minted installation token is valid.
+    pub token_lifetime_secs: i64,
     next_id: i64,
 }
 
@@ -210,6 +212,7 @@ impl World {
             pats: HashMap::new(),
             installation_tokens: HashMap::new(),
             hooks: BTreeMap::new(),
+            token_lifetime_secs: config.installation_token_secs,
             next_id: 1_000_000,
         };
         let epoch = now_secs() - 30 * 86_400;

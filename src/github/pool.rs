@@ -144,7 +144,8 @@ struct Slot {
 }
 
 impl Slot {
-    fn usable(&self, resource: Resource, now: i64) -> Result<u64, i64> {
+    /// Remaining budget above `reserve`, or when it is usable again.
+    fn usable(&self, resource: Resource, now: i64, reserve: u64) -> Result<u64, i64> {
         let st = self.state.lock().expect("slot lock");
         if let Some(until) = st.paused_until
             && until > Instant::now()
@@ -153,7 +154,9 @@ impl Slot {
             return Err(now + left + 1);
         }
         match st.budgets.get(&resource) {
-            Some(b) if b.exhausted(now) => Err(b.reset),
+            Some(b) if b.exhausted(now) || (b.remaining <= reserve && b.reset > now) => {
+                Err(b.reset)
+            }
             Some(b) => Ok(b.remaining),
             // Not used yet: worth trying before any partly spent one.
             None => Ok(u64::MAX),
@@ -187,6 +190,8 @@ pub struct Pool {
     tokens: Vec<TokenEntry>,
     slots: Mutex<HashMap<CredId, Arc<Slot>>>,
     max_queue: usize,
+    reserve: u64,
+    max_wait_secs: u64,
 }
 
 impl Pool {
@@ -228,6 +233,8 @@ impl Pool {
             tokens,
             slots: Mutex::default(),
             max_queue: cfg.max_queue.max(1),
+            reserve: cfg.reserve,
+            max_wait_secs: cfg.max_wait_secs,
         })
     }
 
@@ -255,8 +262,21 @@ impl Pool {
         if candidates.is_empty() {
             return Err(PoolError::NoCredential(owner.to_string()));
         }
+        let mut waited = false;
         for _ in 0..MAX_CHOICES {
-            let slot = self.choose(&candidates, resource)?;
+            let slot = match self.choose(&candidates, resource) {
+                Ok(slot) => slot,
+                // Everything spent, but a reset is near: wait for it, once.
+                Err(PoolError::Exhausted { reset, .. })
+                    if !waited && reset - now_secs() <= self.max_wait_secs as i64 =>
+                {
+                    waited = true;
+                    let ms = ((reset - now_secs()).max(0) * 1000 + 250) as u64;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if slot.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_queue {
                 slot.waiting.fetch_sub(1, Ordering::SeqCst);
                 return Err(PoolError::QueueFull(slot.id.clone()));
@@ -265,7 +285,7 @@ impl Pool {
             slot.waiting.fetch_sub(1, Ordering::SeqCst);
             // Something may have paused or spent it while we queued: send
             // nothing to it then, choose again.
-            if slot.usable(resource, now_secs()).is_err() {
+            if slot.usable(resource, now_secs(), self.reserve).is_err() {
                 drop(permit);
                 continue;
             }
@@ -289,7 +309,7 @@ impl Pool {
         let mut earliest = i64::MAX;
         for id in candidates {
             let slot = self.slot(id);
-            match slot.usable(resource, now) {
+            match slot.usable(resource, now, self.reserve) {
                 Ok(remaining) => {
                     let waiting = slot.waiting.load(Ordering::SeqCst);
                     let better = match &best {

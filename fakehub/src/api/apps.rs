@@ -183,7 +183,7 @@ pub async fn create_token(
             .collect()
     });
     let token = auth::new_installation_token();
-    let expires_at = now_secs() + auth::INSTALLATION_TOKEN_SECS;
+    let expires_at = now_secs() + w.token_lifetime_secs;
     let mut answer = json!({
         "token": token,
         "expires_at": iso(expires_at),
