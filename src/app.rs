@@ -28,6 +28,8 @@ const PRUNE_BATCH: usize = 500;
 pub enum StartError {
     #[error(transparent)]
     Journal(#[from] OpenError),
+    #[error("[github]: {0}")]
+    Github(crate::github::PoolError),
     #[error("cannot start the scheduler: {0}")]
     Scheduler(crate::journal::JournalError),
     #[error("cannot listen on {addr}: {source}")]
@@ -40,6 +42,7 @@ pub enum StartError {
 /// A running gatehouse.
 pub struct App {
     addr: SocketAddr,
+    pool: Option<Arc<crate::github::Pool>>,
     stop: watch::Sender<bool>,
     stopping: Arc<AtomicBool>,
     done: JoinHandle<()>,
@@ -54,6 +57,11 @@ impl App {
 
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// The GitHub credential pool, when `[github]` names credentials.
+    pub fn github_pool(&self) -> Option<&Arc<crate::github::Pool>> {
+        self.pool.as_ref()
     }
 
     /// Begins a graceful shutdown: stop accepting, finish in-flight
@@ -83,6 +91,13 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         .map_err(|source| StartError::Listen { addr, source })?;
     let addr = listener.local_addr().expect("bound socket has an address");
 
+    let pool = if config.github.apps.is_empty() && config.github.tokens.is_empty() {
+        None
+    } else {
+        Some(Arc::new(
+            crate::github::Pool::new(&config.github).map_err(StartError::Github)?,
+        ))
+    };
     let stopping = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);
     let router = ingest::router(ingest::IngestState {
@@ -93,6 +108,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         body_timeout: Duration::from_secs(config.server.body_timeout_secs),
         metrics: metrics.ingest.clone(),
         routes: config.routes.clone(),
+        pool: pool.clone(),
     })
     .merge(ops::router(ops::OpsState {
         journal: journal.clone(),
@@ -138,6 +154,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     tracing::info!("listening on http://{addr}");
     Ok(App {
         addr,
+        pool,
         stop,
         stopping,
         done,

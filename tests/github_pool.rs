@@ -343,3 +343,48 @@ async fn a_reserve_is_left_for_people_and_a_near_reset_is_waited_for() {
         "the reserve was never spent"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_installation_webhook_makes_the_pool_look_again() {
+    let hub = FakeHub::start(two_apps()).await.unwrap();
+    let t = common::TestApp::spawn_with(|c| {
+        c.github = GithubConfig {
+            api_url: hub.url().to_string(),
+            apps: vec![GithubAppConfig {
+                id: 101,
+                private_key: Some(Secret::new(key("app-a.pem"))),
+                private_key_file: None,
+            }],
+            tokens: vec![],
+            max_queue: 16,
+            reserve: 0,
+            max_wait_secs: 0,
+        };
+    })
+    .await;
+    let p = t
+        .app
+        .github_pool()
+        .expect("a pool when [github] names credentials")
+        .clone();
+    p.send("octo-org", Request::get("/repos/octo-org/widgets"))
+        .await
+        .unwrap();
+    p.send("octo-org", Request::get("/repos/octo-org/widgets"))
+        .await
+        .unwrap();
+    let jwt_calls = |hub: &FakeHub| hub.stats().tokens["app:101"].requests;
+    assert_eq!(jwt_calls(&hub), 2, "one lookup, one token");
+    // GitHub says the App's installation on octo-org changed.
+    let mut v: serde_json::Value = serde_json::from_slice(&common::compact(
+        &common::fixtures().join("payloads/installation/created.payload.json"),
+    ))
+    .unwrap();
+    v["installation"]["account"]["login"] = "octo-org".into();
+    let d = common::Delivery::json("installation", "inst-1", serde_json::to_vec(&v).unwrap());
+    assert_eq!(t.send(&d).await.status(), 202);
+    p.send("octo-org", Request::get("/repos/octo-org/widgets"))
+        .await
+        .unwrap();
+    assert_eq!(jwt_calls(&hub), 3, "looked up again; the token was kept");
+}

@@ -42,7 +42,16 @@ pub struct IngestState {
     pub metrics: IngestMetrics,
     /// The forward routes; a delivery becomes one job per matching route.
     pub routes: Vec<crate::config::RouteConfig>,
+    /// Told when an installation changes, so it discovers again.
+    pub pool: Option<Arc<crate::github::Pool>>,
 }
+
+/// Events that say where an App is installed has changed.
+const INSTALLATION_EVENTS: &[&str] = &[
+    "installation",
+    "installation_repositories",
+    "installation_target",
+];
 
 pub fn router(state: IngestState) -> Router {
     Router::new()
@@ -224,6 +233,9 @@ async fn accept(
         content_kind: kind,
         parse_status,
     };
+    let changed_owner = (INSTALLATION_EVENTS.contains(&meta.event.as_str()))
+        .then(|| meta.owner.clone())
+        .flatten();
     let delivery = NewDelivery {
         sinks: crate::sinks::routes::sinks_for(&state.routes, &meta),
         meta,
@@ -231,7 +243,14 @@ async fn accept(
         body,
     };
     match tokio::time::timeout(COMMIT_TIMEOUT, state.journal.append(delivery)).await {
-        Ok(Ok(appended)) => Ok((appended, gh.guid)),
+        Ok(Ok(appended)) => {
+            if let (Some(pool), Some(owner), Appended::Queued { .. }) =
+                (&state.pool, &changed_owner, appended)
+            {
+                pool.forget_owner(owner);
+            }
+            Ok((appended, gh.guid))
+        }
         Ok(Err(JournalError::Unavailable(_) | JournalError::Closed | JournalError::Read(_)))
         | Err(_) => Err(Rejection::Unavailable),
     }
