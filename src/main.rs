@@ -44,6 +44,14 @@ enum Command {
         #[command(subcommand)]
         action: HoldCmd,
     },
+    /// The GitHub credential pool: `status` probes every App installation
+    /// and token for its budgets now (GET /rate_limit, which costs nothing).
+    Github {
+        #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: GithubCmd,
+    },
     /// Pause or resume one route's partition (an organisation, by default).
     Partitions {
         #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
@@ -99,6 +107,14 @@ enum DeliveriesCmd {
 }
 
 #[derive(Subcommand)]
+enum GithubCmd {
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum HoldCmd {
     Pause { route: String },
     Resume { route: String },
@@ -118,6 +134,7 @@ fn main() -> ExitCode {
         Command::Deliveries { config, action } => {
             operate(config, |c, conn| deliveries(c, conn, action))
         }
+        Command::Github { config, action } => github(config, action),
         Command::Routes { config, action } => operate(config, |_, conn| {
             let (route, hold) = match action {
                 HoldCmd::Pause { route } => (route, true),
@@ -139,6 +156,62 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
+    }
+}
+
+fn github(path: Option<PathBuf>, action: GithubCmd) -> ExitCode {
+    let GithubCmd::Status { json } = action;
+    let Some(path) = path else {
+        eprintln!("gatehouse: github status needs --config (the embedded default has no [github])");
+        return ExitCode::from(2);
+    };
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatehouse: config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rows = runtime.block_on(async {
+        let pool = gatehouse::github::Pool::new(&config.github)?;
+        pool.probe().await
+    });
+    match rows {
+        Ok(rows) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).expect("serializable")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(rows) => {
+            let now = gatehouse::clock::now_ms() / 1000;
+            println!(
+                "{:<36}  {:<20}  {:<8}  {:>9}  {:>9}  reset",
+                "credential", "owner", "resource", "remaining", "limit"
+            );
+            for r in rows {
+                println!(
+                    "{:<36}  {:<20}  {:<8}  {:>9}  {:>9}  {} (in {} s)",
+                    r.credential,
+                    r.owner,
+                    r.resource,
+                    r.remaining,
+                    r.limit,
+                    time(r.reset * 1000),
+                    (r.reset - now).max(0)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -388,3 +388,46 @@ async fn an_installation_webhook_makes_the_pool_look_again() {
         .unwrap();
     assert_eq!(jwt_calls(&hub), 3, "looked up again; the token was kept");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn github_status_probes_every_credential_without_spending() {
+    let mut c = two_apps();
+    c.rate_limit.core = 50;
+    let hub = FakeHub::start(c).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::binary::write_config(
+        dir.path(),
+        &dir.path().join("g.db"),
+        &format!(
+            "\n[github]\napi_url = \"{}\"\n\n[[github.apps]]\nid = 101\nprivate_key_file = {:?}\n\n[[github.tokens]]\nname = \"bot\"\ntoken = \"ghp_pooltoken\"\n",
+            hub.url(),
+            format!("{}/fakehub/testdata/app-a.pem", env!("CARGO_MANIFEST_DIR"))
+        ),
+    );
+    let config = config.to_str().unwrap().to_string();
+    let (status, out) = tokio::task::spawn_blocking(move || {
+        common::binary::run(&["github", "status", "--config", &config], None)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{out}");
+    for want in [
+        "app:101/installation:11",
+        "app:101/installation:12",
+        "token:bot",
+        "octo-user",
+    ] {
+        assert!(out.contains(want), "{want} in {out}");
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.contains("installation:11") && l.contains("core") && l.contains("50")),
+        "{out}"
+    );
+    assert!(!out.contains("ghp_pooltoken"), "no secret in the output");
+    let s = hub.stats();
+    assert_eq!(
+        s.installations[&11].units_spent, 0,
+        "GET /rate_limit is free"
+    );
+}

@@ -7,4 +7,4 @@ pub mod app;
 pub mod budget;
 pub mod pool;
 
-pub use pool::{Answer, CredId, CredStatus, Pool, PoolError, Request};
+pub use pool::{Answer, CredId, CredStatus, Pool, PoolError, ProbeRow, Request};

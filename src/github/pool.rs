@@ -91,6 +91,18 @@ impl PoolError {
     }
 }
 
+/// One credential's budget for one resource, as `GET /rate_limit` says.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProbeRow {
+    pub credential: String,
+    /// The account an installation is on, or the owners a token may serve.
+    pub owner: String,
+    pub resource: String,
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset: i64,
+}
+
 /// What the pool knows of one credential right now.
 #[derive(Debug, Clone)]
 pub struct CredStatus {
@@ -563,6 +575,98 @@ impl Pool {
             .expect("installations lock")
             .insert(key, found);
         Ok(found)
+    }
+
+    /// Asks GitHub for every credential's budgets now: each App's
+    /// installations (through `GET /app/installations`) and each token, via
+    /// `GET /rate_limit`, which costs nothing.
+    pub async fn probe(&self) -> Result<Vec<ProbeRow>, PoolError> {
+        let mut rows = Vec::new();
+        for app in &self.apps {
+            let resp = self
+                .http
+                .get(format!("{}/app/installations?per_page=100", self.api))
+                .bearer_auth(app.auth.jwt(now_secs()))
+                .send()
+                .await
+                .map_err(|e| PoolError::Http(e.to_string()))?;
+            if !resp.status().is_success() {
+                return Err(PoolError::Http(format!(
+                    "app {}: GET /app/installations: HTTP {}",
+                    app.auth.id,
+                    resp.status()
+                )));
+            }
+            let list: serde_json::Value = resp
+                .json()
+                .await
+                .map_err(|e| PoolError::Http(e.to_string()))?;
+            for inst in list.as_array().into_iter().flatten() {
+                let Some(id) = inst["id"].as_i64() else {
+                    continue;
+                };
+                let owner = inst["account"]["login"].as_str().unwrap_or("?").to_string();
+                let token = self.installation_token(app, id, false).await?;
+                let cred = CredId::Installation {
+                    app: app.auth.id,
+                    installation: id,
+                };
+                rows.extend(
+                    self.rate_limit_rows(&cred, &owner, &format!("token {token}"))
+                        .await?,
+                );
+            }
+        }
+        for t in &self.tokens {
+            let auth = format!("token {}", String::from_utf8_lossy(t.secret.expose()));
+            let scope = if t.owners.is_empty() {
+                "any owner".to_string()
+            } else {
+                t.owners.join(",")
+            };
+            rows.extend(
+                self.rate_limit_rows(&CredId::Token(t.name.clone()), &scope, &auth)
+                    .await?,
+            );
+        }
+        Ok(rows)
+    }
+
+    async fn rate_limit_rows(
+        &self,
+        cred: &CredId,
+        owner: &str,
+        auth: &str,
+    ) -> Result<Vec<ProbeRow>, PoolError> {
+        let resp = self
+            .http
+            .get(format!("{}/rate_limit", self.api))
+            .header(http::header::AUTHORIZATION, auth)
+            .send()
+            .await
+            .map_err(|e| PoolError::Http(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(PoolError::Http(format!(
+                "{cred}: GET /rate_limit: HTTP {}",
+                resp.status()
+            )));
+        }
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| PoolError::Http(e.to_string()))?;
+        let mut rows = Vec::new();
+        for (resource, b) in v["resources"].as_object().into_iter().flatten() {
+            rows.push(ProbeRow {
+                credential: cred.to_string(),
+                owner: owner.to_string(),
+                resource: resource.clone(),
+                limit: b["limit"].as_u64().unwrap_or(0),
+                remaining: b["remaining"].as_u64().unwrap_or(0),
+                reset: b["reset"].as_i64().unwrap_or(0),
+            });
+        }
+        Ok(rows)
     }
 
     /// Forgets what discovery learned about `owner` (an `installation`
