@@ -95,7 +95,9 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         None
     } else {
         Some(Arc::new(
-            crate::github::Pool::new(&config.github).map_err(StartError::Github)?,
+            crate::github::Pool::new(&config.github)
+                .map_err(StartError::Github)?
+                .with_metrics(metrics.github.clone()),
         ))
     };
     let stopping = Arc::new(AtomicBool::new(false));
@@ -114,6 +116,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         journal: journal.clone(),
         metrics: metrics.clone(),
         stopping: stopping.clone(),
+        pool: pool.clone(),
     }))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed);

@@ -137,6 +137,45 @@ pub struct SinkGauges {
     pub partitions_paused: Gauge,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialLabel {
+    pub credential: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub credential: String,
+    pub resource: String,
+}
+
+/// The GitHub credential pool, labelled by credential (App + installation
+/// id, or token name; never a secret).
+#[derive(Clone)]
+pub struct GithubMetrics {
+    pub requests: Family<CredentialLabel, Counter>,
+    pub secondary_limits: Family<CredentialLabel, Counter>,
+    pub wait: Family<CredentialLabel, Histogram>,
+    pub limit: Family<BudgetLabels, Gauge>,
+    pub remaining: Family<BudgetLabels, Gauge>,
+    pub reset: Family<BudgetLabels, Gauge>,
+}
+
+impl Default for GithubMetrics {
+    fn default() -> Self {
+        GithubMetrics {
+            requests: Family::default(),
+            secondary_limits: Family::default(),
+            // 0.1 ms .. ~3 s in the credential's queue
+            wait: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+            }),
+            limit: Family::default(),
+            remaining: Family::default(),
+            reset: Family::default(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
@@ -145,6 +184,7 @@ pub struct Metrics {
     pub journal_gauges: JournalGauges,
     pub sinks: SinkMetrics,
     pub sink_gauges: SinkGauges,
+    pub github: GithubMetrics,
 }
 
 impl Default for Metrics {
@@ -251,6 +291,38 @@ impl Metrics {
             "Partitions paused by a consumer (Retry-After, rate limit) or an operator",
             sink_gauges.partitions_paused.clone(),
         );
+        let github = GithubMetrics::default();
+        registry.register(
+            "github_requests",
+            "Requests sent to GitHub, by credential",
+            github.requests.clone(),
+        );
+        registry.register(
+            "github_secondary_limits",
+            "Secondary rate limits met, by credential (each pauses it)",
+            github.secondary_limits.clone(),
+        );
+        registry.register_with_unit(
+            "github_queue_wait",
+            "Time a request waited for its credential's lane (one in flight each)",
+            Unit::Seconds,
+            github.wait.clone(),
+        );
+        registry.register(
+            "github_rate_limit",
+            "A credential's budget per window, as GitHub last reported it",
+            github.limit.clone(),
+        );
+        registry.register(
+            "github_rate_remaining",
+            "A credential's remaining budget, as GitHub last reported it",
+            github.remaining.clone(),
+        );
+        registry.register(
+            "github_rate_reset_timestamp",
+            "When a credential's budget is refilled (epoch seconds)",
+            github.reset.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             ingest,
@@ -258,6 +330,7 @@ impl Metrics {
             journal_gauges,
             sinks,
             sink_gauges,
+            github,
         }
     }
 

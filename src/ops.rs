@@ -19,6 +19,7 @@ pub struct OpsState {
     pub metrics: Metrics,
     /// Set when shutdown begins, so a load balancer stops sending work.
     pub stopping: Arc<AtomicBool>,
+    pub pool: Option<Arc<crate::github::Pool>>,
 }
 
 pub fn router(state: OpsState) -> Router {
@@ -74,6 +75,9 @@ async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
             sg.partitions_paused.set(b.partitions_paused);
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read the backlog"),
+    }
+    if let Some(pool) = &s.pool {
+        pool.export_budgets();
     }
     (
         [(

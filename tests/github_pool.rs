@@ -387,6 +387,34 @@ async fn an_installation_webhook_makes_the_pool_look_again() {
         .await
         .unwrap();
     assert_eq!(jwt_calls(&hub), 3, "looked up again; the token was kept");
+    let m = t.metrics().await;
+    let cred = r#"credential="app:101/installation:11""#;
+    assert_eq!(
+        common::metric(&m, &format!("gatehouse_github_requests_total{{{cred}}}")),
+        Some(3.0)
+    );
+    assert_eq!(
+        common::metric(
+            &m,
+            &format!("gatehouse_github_queue_wait_seconds_count{{{cred}}}")
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        common::metric(
+            &m,
+            &format!(r#"gatehouse_github_rate_remaining{{{cred},resource="core"}}"#)
+        ),
+        Some(4997.0)
+    );
+    assert_eq!(
+        common::metric(
+            &m,
+            &format!(r#"gatehouse_github_rate_limit{{{cred},resource="core"}}"#)
+        ),
+        Some(5000.0)
+    );
+    assert!(!m.contains("ghs_"), "no token in the metrics");
 }
 
 #[tokio::test(flavor = "multi_thread")]

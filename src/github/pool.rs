@@ -204,6 +204,7 @@ pub struct Pool {
     max_queue: usize,
     reserve: u64,
     max_wait_secs: u64,
+    metrics: crate::metrics::GithubMetrics,
 }
 
 impl Pool {
@@ -247,7 +248,34 @@ impl Pool {
             max_queue: cfg.max_queue.max(1),
             reserve: cfg.reserve,
             max_wait_secs: cfg.max_wait_secs,
+            metrics: crate::metrics::GithubMetrics::default(),
         })
+    }
+
+    /// Records into these metrics (the server's registry) from now on.
+    pub fn with_metrics(mut self, metrics: crate::metrics::GithubMetrics) -> Pool {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Publishes every known credential's budgets into the gauges; called
+    /// at scrape time.
+    pub fn export_budgets(&self) {
+        use crate::metrics::BudgetLabels;
+        for c in self.snapshot() {
+            for (resource, b) in c.budgets {
+                let l = BudgetLabels {
+                    credential: c.id.to_string(),
+                    resource: resource.as_str().to_string(),
+                };
+                self.metrics.limit.get_or_create(&l).set(b.limit as i64);
+                self.metrics
+                    .remaining
+                    .get_or_create(&l)
+                    .set(b.remaining as i64);
+                self.metrics.reset.get_or_create(&l).set(b.reset);
+            }
+        }
     }
 
     fn slot(&self, id: &CredId) -> Arc<Slot> {
@@ -293,8 +321,16 @@ impl Pool {
                 slot.waiting.fetch_sub(1, Ordering::SeqCst);
                 return Err(PoolError::QueueFull(slot.id.clone()));
             }
+            let queued = Instant::now();
             let permit = slot.lane.acquire().await.expect("lanes are never closed");
             slot.waiting.fetch_sub(1, Ordering::SeqCst);
+            let label = crate::metrics::CredentialLabel {
+                credential: slot.id.to_string(),
+            };
+            self.metrics
+                .wait
+                .get_or_create(&label)
+                .observe(queued.elapsed().as_secs_f64());
             // Something may have paused or spent it while we queued: send
             // nothing to it then, choose again.
             if slot.usable(resource, now_secs(), self.reserve).is_err() {
@@ -361,6 +397,10 @@ impl Pool {
                 .send()
                 .await
                 .map_err(|e| PoolError::Http(e.to_string()))?;
+            let label = crate::metrics::CredentialLabel {
+                credential: slot.id.to_string(),
+            };
+            self.metrics.requests.get_or_create(&label).inc();
             let status = resp.status();
             let headers = resp.headers().clone();
             let body = resp
@@ -409,6 +449,12 @@ impl Pool {
                 || String::from_utf8_lossy(body).contains("secondary rate limit"));
         if secondary {
             st.secondary_hits += 1;
+            self.metrics
+                .secondary_limits
+                .get_or_create(&crate::metrics::CredentialLabel {
+                    credential: slot.id.to_string(),
+                })
+                .inc();
             let wait = retry_after.unwrap_or_else(|| {
                 let step = SECONDARY_BASE_SECS << (st.secondary_hits - 1).min(5);
                 rand::rng().random_range(step..=step + step / 2)
