@@ -196,6 +196,8 @@ async fn sixty_four_concurrent_callers_keep_one_request_in_flight_per_credential
         .map(|(_, u)| u.max_concurrency)
         .max();
     assert_eq!(token_max, Some(1), "serial per token");
+    let minted = s.tokens.keys().filter(|k| k.starts_with("ghs_")).count();
+    assert_eq!(minted, 1, "64 callers at once, one token minted");
 }
 
 #[tokio::test(flavor = "multi_thread")]
