@@ -36,8 +36,9 @@ fn two_apps() -> HubConfig {
     c
 }
 
-fn pool(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> Pool {
-    Pool::new(&GithubConfig {
+/// The [github] section for these Apps (by key file) and tokens.
+fn github_config(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> GithubConfig {
+    GithubConfig {
         api_url: hub.url().to_string(),
         apps: apps
             .iter()
@@ -56,11 +57,12 @@ fn pool(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> Pool {
                 owners: vec![],
             })
             .collect(),
-        max_queue: 256,
-        reserve: 0,
-        max_wait_secs: 0,
-    })
-    .unwrap()
+        ..GithubConfig::default()
+    }
+}
+
+fn pool(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> Pool {
+    Pool::new(&github_config(hub, apps, tokens)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -303,19 +305,10 @@ async fn a_reserve_is_left_for_people_and_a_near_reset_is_waited_for() {
     c.rate_limit.core = 5;
     c.rate_limit.window_secs = 2;
     let hub = FakeHub::start(c).await.unwrap();
-    let p = Pool::new(&GithubConfig {
-        api_url: hub.url().to_string(),
-        apps: vec![GithubAppConfig {
-            id: 101,
-            private_key: Some(Secret::new(key("app-a.pem"))),
-            private_key_file: None,
-        }],
-        tokens: vec![],
-        max_queue: 16,
-        reserve: 2,
-        max_wait_secs: 5,
-    })
-    .unwrap();
+    let mut cfg = github_config(&hub, &[(101, "app-a.pem")], &[]);
+    cfg.reserve = 2;
+    cfg.max_wait_secs = 5;
+    let p = Pool::new(&cfg).unwrap();
     // Limit 5, reserve 2: three requests, then the pool waits for the
     // reset (2 s window) rather than dipping into the reserve.
     for _ in 0..3 {
@@ -350,18 +343,7 @@ async fn a_reserve_is_left_for_people_and_a_near_reset_is_waited_for() {
 async fn an_installation_webhook_makes_the_pool_look_again() {
     let hub = FakeHub::start(two_apps()).await.unwrap();
     let t = common::TestApp::spawn_with(|c| {
-        c.github = GithubConfig {
-            api_url: hub.url().to_string(),
-            apps: vec![GithubAppConfig {
-                id: 101,
-                private_key: Some(Secret::new(key("app-a.pem"))),
-                private_key_file: None,
-            }],
-            tokens: vec![],
-            max_queue: 16,
-            reserve: 0,
-            max_wait_secs: 0,
-        };
+        c.github = github_config(&hub, &[(101, "app-a.pem")], &[]);
     })
     .await;
     let p = t
