@@ -206,10 +206,6 @@ impl Limits {
         // Requests in flight now end later; their guards saturate at zero.
         self.inner.lock().expect("limits lock").stats = Stats::default();
     }
-
-    pub fn secondary_retry_after(&self) -> u64 {
-        self.secondary.retry_after_secs
-    }
 }
 
 /// Applies `f` to the usage of the credential's token and installation.

@@ -93,12 +93,6 @@ impl Reader {
         f(&conn).map_err(read_err)
     }
 
-    pub fn count(&self) -> Result<i64, JournalError> {
-        self.conn()?
-            .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
-            .map_err(read_err)
-    }
-
     pub fn get(&self, hook_id: &str, guid: &str) -> Result<Option<DeliveryRow>, JournalError> {
         self.conn()?
             .query_row(
@@ -108,22 +102,6 @@ impl Reader {
             )
             .optional()
             .map_err(read_err)
-    }
-
-    /// The newest deliveries first, at most `limit`.
-    pub fn recent(&self, limit: usize) -> Result<Vec<DeliveryRow>, JournalError> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {COLUMNS} FROM deliveries ORDER BY id DESC LIMIT ?1"
-            ))
-            .map_err(read_err)?;
-        let rows = stmt
-            .query_map([limit as i64], row_to_delivery)
-            .map_err(read_err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(read_err)?;
-        Ok(rows)
     }
 
     /// The stored headers and raw body of one delivery.
