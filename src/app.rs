@@ -20,6 +20,7 @@ use crate::{clock, ingest, ops, server, shutdown, systemd};
 /// recover by themselves once space returns, even with no traffic.
 const HEAL_INTERVAL: Duration = Duration::from_secs(1);
 const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
+const GATEWAY_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// Small prune batches keep each delete transaction short, so acks queued
 /// behind it barely notice.
 const PRUNE_BATCH: usize = 500;
@@ -32,6 +33,8 @@ pub enum StartError {
     Github(crate::github::PoolError),
     #[error("cannot start the scheduler: {0}")]
     Scheduler(crate::journal::JournalError),
+    #[error("[gateway] cache: {0}")]
+    Cache(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -42,6 +45,7 @@ pub enum StartError {
 /// A running gatehouse.
 pub struct App {
     addr: SocketAddr,
+    gateway_addr: Option<SocketAddr>,
     pool: Option<Arc<crate::github::Pool>>,
     stop: watch::Sender<bool>,
     stopping: Arc<AtomicBool>,
@@ -53,6 +57,11 @@ impl App {
     /// The address the webhook/admin listener is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The API gateway's listener, when `[gateway]` is configured.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.gateway_addr
     }
 
     pub fn journal(&self) -> &Journal {
@@ -130,7 +139,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     )
     .await
     .map_err(StartError::Scheduler)?;
-    let tasks = vec![
+    let mut tasks = vec![
         scheduler,
         tokio::spawn(heal(journal.clone(), stop_rx.clone())),
         tokio::spawn(retention(
@@ -139,14 +148,32 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             stop_rx.clone(),
         )),
     ];
-    let limits = server::Limits {
-        max_connections: config.server.max_connections,
-        header_timeout: Duration::from_secs(config.server.header_timeout_secs),
-        shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+    let server_config = config.server.clone();
+    let limits = move || server::Limits {
+        max_connections: server_config.max_connections,
+        header_timeout: Duration::from_secs(server_config.header_timeout_secs),
+        shutdown_grace: Duration::from_secs(server_config.shutdown_grace_secs),
     };
+    let mut gateway_addr = None;
+    if let (Some(gw), Some(pool)) = (&config.gateway, &pool) {
+        let (listener, state) =
+            gateway(&config, gw, pool.clone(), journal.clone(), &metrics).await?;
+        gateway_addr = Some(listener.local_addr().expect("bound socket has an address"));
+        tasks.push(tokio::spawn(gateway_upkeep(state.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            crate::gateway::router(state),
+            limits(),
+            stop_rx.clone(),
+        )));
+        tracing::info!(
+            "API gateway serving on http://{}",
+            gateway_addr.expect("just set")
+        );
+    }
     let closing = journal.clone();
     let done = tokio::spawn(async move {
-        server::serve(listener, router, limits, stop_rx).await;
+        server::serve(listener, router, limits(), stop_rx).await;
         for t in tasks {
             let _ = t.await;
         }
@@ -157,12 +184,63 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     tracing::info!("listening on http://{addr}");
     Ok(App {
         addr,
+        gateway_addr,
         pool,
         stop,
         stopping,
         done,
         journal,
     })
+}
+
+/// Opens the gateway's cache and binds its listener.
+async fn gateway(
+    config: &Config,
+    gw: &crate::config::GatewayConfig,
+    pool: Arc<crate::github::Pool>,
+    journal: Journal,
+    metrics: &Metrics,
+) -> Result<(TcpListener, Arc<crate::gateway::GatewayState>), StartError> {
+    use crate::gateway::{GatewayState, cache::Cache, usage::Recorder};
+    let path = config.gateway_cache_path().expect("gateway is configured");
+    let (max, fresh, m) = (
+        gw.cache_max_bytes,
+        gw.fresh.clone(),
+        metrics.gateway.clone(),
+    );
+    let cache = tokio::task::spawn_blocking(move || Cache::open(&path, max, &fresh, m))
+        .await
+        .expect("cache open task")
+        .map_err(StartError::Cache)?;
+    let addr = gw.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let state = Arc::new(GatewayState {
+        pool,
+        usage: Arc::new(Recorder::new(metrics.gateway.clone(), journal.clone())),
+        journal,
+        cache: Arc::new(cache),
+        config: gw.clone(),
+        inflight: Default::default(),
+    });
+    Ok((listener, state))
+}
+
+/// Writes client usage and cache use times every few seconds, and once
+/// more at shutdown.
+async fn gateway_upkeep(state: Arc<crate::gateway::GatewayState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(GATEWAY_FLUSH_INTERVAL) => false,
+            _ = shutdown::requested(&mut stop) => true,
+        };
+        state.usage.flush().await;
+        state.cache.flush_used().await;
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.

@@ -29,6 +29,78 @@ pub struct Config {
     pub processing: ProcessingConfig,
     pub routes: Vec<RouteConfig>,
     pub github: GithubConfig,
+    /// The API gateway; absent = no gateway listener.
+    pub gateway: Option<GatewayConfig>,
+}
+
+/// The GitHub API gateway: its listener, how it routes requests that name
+/// no owner, and its response cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// The base URL clients use (`https://gh-proxy.internal`), for the
+    /// `Link`/`Location` headers and API URLs in bodies; empty = taken from
+    /// each request's `Host`, over http.
+    pub public_url: String,
+    /// Whose credentials serve requests that name no owner (`/user`,
+    /// `/search/...`, GraphQL) for a client without `--owner`; empty = a
+    /// token allowed for any owner.
+    pub default_owner: String,
+    pub max_body_bytes: u64,
+    /// Rewrite GitHub's API base in JSON bodies to the gateway's, so
+    /// clients that follow `url` fields (PyGithub does) stay on it.
+    pub rewrite_body_urls: bool,
+    /// The cache's own SQLite file; empty = `gateway-cache.db` beside the
+    /// journal. It holds nothing that cannot be fetched again.
+    pub cache_path: PathBuf,
+    /// Size bound of the cache (bodies and headers); least recently used
+    /// entries go first.
+    pub cache_max_bytes: u64,
+    /// Paths served from the cache without asking GitHub for a while.
+    pub fresh: Vec<FreshRule>,
+}
+
+/// Serve answers for paths matching `path` (a regex on the path and query)
+/// for `secs` after they were fetched or revalidated, without asking
+/// GitHub. Off unless configured: a change on GitHub shows up late.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshRule {
+    pub path: String,
+    pub secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: "127.0.0.1:8081".parse().expect("valid default address"),
+            public_url: String::new(),
+            default_owner: String::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            rewrite_body_urls: true,
+            cache_path: PathBuf::new(),
+            cache_max_bytes: 256 * 1024 * 1024,
+            fresh: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Where the gateway's cache lives.
+    pub fn gateway_cache_path(&self) -> Option<PathBuf> {
+        let g = self.gateway.as_ref()?;
+        if !g.cache_path.as_os_str().is_empty() {
+            return Some(g.cache_path.clone());
+        }
+        Some(
+            self.storage
+                .path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("gateway-cache.db"),
+        )
+    }
 }
 
 /// Where GitHub is and which credentials gatehouse may spend there.
@@ -404,6 +476,35 @@ impl Config {
                 "workers, lease_secs and batch_size must be at least 1".into(),
             ));
         }
+        if let Some(g) = &self.gateway {
+            if self.github.apps.is_empty() && self.github.tokens.is_empty() {
+                return Err((
+                    "gateway",
+                    "the gateway needs credentials to spend: add [[github.apps]] or [[github.tokens]]"
+                        .into(),
+                ));
+            }
+            if g.max_body_bytes == 0 || g.max_body_bytes > MAX_MAX_BODY_BYTES {
+                return Err((
+                    "gateway.max_body_bytes",
+                    format!("must be between 1 and {MAX_MAX_BODY_BYTES}"),
+                ));
+            }
+            if !g.public_url.is_empty()
+                && (!(g.public_url.starts_with("http://") || g.public_url.starts_with("https://"))
+                    || g.public_url.parse::<http::Uri>().is_err())
+            {
+                return Err((
+                    "gateway.public_url",
+                    format!("{:?} is not an http(s) URL", g.public_url),
+                ));
+            }
+            for f in &g.fresh {
+                if let Err(e) = regex::Regex::new(&f.path) {
+                    return Err(("gateway.fresh.path", format!("{:?}: {e}", f.path)));
+                }
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for r in &self.routes {
             if r.name.is_empty()
@@ -742,6 +843,34 @@ mod tests {
         assert!(
             !format!("{c:?}").contains("PRIVATE KEY"),
             "Debug hides the key"
+        );
+    }
+
+    #[test]
+    fn gateway_is_checked() {
+        let base = "[webhooks]\nsecrets = [\"x\"]\n";
+        let e = err(&format!("{base}[gateway]\nlisten = \"127.0.0.1:0\"\n"));
+        assert!(e.contains("gateway: the gateway needs credentials"), "{e}");
+        let creds = "[[github.tokens]]\nname = \"bot\"\ntoken = \"t\"\n";
+        let e = err(&format!(
+            "{base}{creds}[gateway]\n[[gateway.fresh]]\npath = \"(\"\nsecs = 5\n"
+        ));
+        assert!(e.contains("gateway.fresh.path"), "{e}");
+        let e = err(&format!(
+            "{base}{creds}[gateway]\npublic_url = \"ftp://x\"\n"
+        ));
+        assert!(e.contains("gateway.public_url"), "{e}");
+        let c = Config::parse(
+            &format!("{base}[storage]\npath = \"/d/g.db\"\n{creds}[gateway]\n"),
+            "t",
+        )
+        .unwrap();
+        let g = c.gateway.as_ref().unwrap();
+        assert_eq!(g.listen.to_string(), "127.0.0.1:8081");
+        assert!(g.fresh.is_empty(), "no fresh window unless configured");
+        assert_eq!(
+            c.gateway_cache_path().unwrap(),
+            PathBuf::from("/d/gateway-cache.db")
         );
     }
 

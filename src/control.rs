@@ -17,7 +17,9 @@ use crate::sinks::routes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("no journal at {0} (is [storage] path right?)")]
+    #[error(
+        "no journal at {0} (is [storage] path right? `gatehouse serve` creates it on its first start)"
+    )]
     Missing(String),
     #[error(
         "journal schema version {found}, this gatehouse expects {want}: start `gatehouse serve` once to migrate, or use the matching release"

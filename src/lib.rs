@@ -1,11 +1,13 @@
 //! gatehouse: a self-hosted appliance that makes GitHub automation reliable.
 //! The modules follow the flow: ingest → journal → (scheduler → sinks);
-//! app wires them, ops and metrics make them visible.
+//! the gateway spends the github pool for API clients; app wires them, ops
+//! and metrics make them visible.
 
 pub mod app;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod gateway;
 pub mod github;
 pub mod ingest;
 pub mod journal;

@@ -52,6 +52,13 @@ enum Command {
         #[command(subcommand)]
         action: GithubCmd,
     },
+    /// API gateway clients: each has its own token, scopes and owners.
+    Clients {
+        #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: ClientsCmd,
+    },
     /// Pause or resume one route's partition (an organisation, by default).
     Partitions {
         #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
@@ -115,6 +122,30 @@ enum GithubCmd {
 }
 
 #[derive(Subcommand)]
+enum ClientsCmd {
+    /// Create a client and print its token (once: only a hash is kept).
+    Add {
+        name: String,
+        /// 'METHOD PATH_REGEX' (the regex matches the whole path, without
+        /// /api/v3 and the query; METHOD may be *). Repeat for more; none =
+        /// any request.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// An organisation or user the client may act for. Repeat for
+        /// more; none = any. Requests naming no owner use the first.
+        #[arg(long = "owner")]
+        owners: Vec<String>,
+    },
+    /// Every client with its last hour's requests and rate-limit units.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse a client's token from now on.
+    Revoke { name: String },
+}
+
+#[derive(Subcommand)]
 enum HoldCmd {
     Pause { route: String },
     Resume { route: String },
@@ -135,6 +166,7 @@ fn main() -> ExitCode {
             operate(config, |c, conn| deliveries(c, conn, action))
         }
         Command::Github { config, action } => github(config, action),
+        Command::Clients { config, action } => operate(config, |_, conn| clients(conn, action)),
         Command::Routes { config, action } => operate(config, |_, conn| {
             let (route, hold) = match action {
                 HoldCmd::Pause { route } => (route, true),
@@ -157,6 +189,82 @@ fn main() -> ExitCode {
             Ok(())
         }),
     }
+}
+
+fn clients(
+    conn: &mut rusqlite::Connection,
+    action: ClientsCmd,
+) -> Result<(), control::ControlError> {
+    use gatehouse::gateway::clients;
+    let now = gatehouse::clock::now_ms();
+    let err = |e: clients::ClientError| control::ControlError::Invalid(e.to_string());
+    match action {
+        ClientsCmd::Add {
+            name,
+            scopes,
+            owners,
+        } => {
+            let token = clients::add(conn, &name, &scopes, &owners, now).map_err(err)?;
+            eprintln!("client {name} created; its token (shown only this once):");
+            println!("{token}");
+        }
+        ClientsCmd::Revoke { name } => {
+            clients::revoke(conn, &name, now).map_err(err)?;
+            println!("client {name} revoked");
+        }
+        ClientsCmd::List { json } => {
+            let rows = clients::list(conn, now).map_err(err)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("serializable")
+                );
+                return Ok(());
+            }
+            println!(
+                "{:<20}  {:<8}  {:>8}  {:>6}  {:>11}  {:>6}  {:>6}  {:>6}  {:>6}  scopes / owners",
+                "client",
+                "state",
+                "requests",
+                "hits",
+                "revalidated",
+                "misses",
+                "bypass",
+                "spent",
+                "saved"
+            );
+            for r in rows {
+                let u = &r.last_hour;
+                let any = |v: &[String]| {
+                    if v.is_empty() {
+                        "any".to_string()
+                    } else {
+                        v.join("; ")
+                    }
+                };
+                println!(
+                    "{:<20}  {:<8}  {:>8}  {:>6}  {:>11}  {:>6}  {:>6}  {:>6}  {:>6}  {} / {}",
+                    r.name,
+                    if r.revoked_at_ms.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    },
+                    u.requests,
+                    u.hits,
+                    u.revalidated,
+                    u.misses,
+                    u.bypassed,
+                    u.units_spent,
+                    u.units_saved,
+                    any(&r.scopes),
+                    any(&r.owners),
+                );
+            }
+            println!("(usage over the last hour)");
+        }
+    }
+    Ok(())
 }
 
 fn github(path: Option<PathBuf>, action: GithubCmd) -> ExitCode {

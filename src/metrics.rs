@@ -176,6 +176,63 @@ impl Default for GithubMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientStatusLabels {
+    pub client: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientOutcomeLabels {
+    pub client: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabel {
+    pub client: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+/// The API gateway, labelled by client name (clients are created by an
+/// operator, so the set is bounded) and cache outcome.
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    pub requests: Family<ClientStatusLabels, Counter>,
+    pub cache: Family<ClientOutcomeLabels, Counter>,
+    pub units_spent: Family<ClientLabel, Counter>,
+    pub units_saved: Family<ClientLabel, Counter>,
+    pub duration: Family<OutcomeLabel, Histogram>,
+    /// (hits + revalidated) / (hits + revalidated + misses), all clients.
+    pub hit_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub cache_bytes: Gauge,
+    pub cache_entries: Gauge,
+    pub cache_evictions: Counter,
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        GatewayMetrics {
+            requests: Family::default(),
+            cache: Family::default(),
+            units_spent: Family::default(),
+            units_saved: Family::default(),
+            // 0.1 ms .. ~3 s
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+            }),
+            hit_ratio: Gauge::default(),
+            cache_bytes: Gauge::default(),
+            cache_entries: Gauge::default(),
+            cache_evictions: Counter::default(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
@@ -185,6 +242,7 @@ pub struct Metrics {
     pub sinks: SinkMetrics,
     pub sink_gauges: SinkGauges,
     pub github: GithubMetrics,
+    pub gateway: GatewayMetrics,
 }
 
 impl Default for Metrics {
@@ -323,7 +381,56 @@ impl Metrics {
             "When a credential's budget is refilled (epoch seconds)",
             github.reset.clone(),
         );
+        let gateway = GatewayMetrics::default();
+        registry.register(
+            "gateway_requests",
+            "API gateway requests, by client and answer status",
+            gateway.requests.clone(),
+        );
+        registry.register(
+            "gateway_cache",
+            "API gateway answers by client and cache outcome (hit, revalidated, miss, bypass)",
+            gateway.cache.clone(),
+        );
+        registry.register(
+            "gateway_rate_limit_units_spent",
+            "GitHub rate-limit units spent for a client's requests",
+            gateway.units_spent.clone(),
+        );
+        registry.register(
+            "gateway_rate_limit_units_saved",
+            "GitHub rate-limit units a client's requests did not spend thanks to the cache",
+            gateway.units_saved.clone(),
+        );
+        registry.register_with_unit(
+            "gateway_request_duration",
+            "Time to answer a gateway request, by cache outcome",
+            Unit::Seconds,
+            gateway.duration.clone(),
+        );
+        registry.register(
+            "gateway_cache_hit_ratio",
+            "Share of cacheable requests answered without spending rate limit",
+            gateway.hit_ratio.clone(),
+        );
+        registry.register_with_unit(
+            "gateway_cache_size",
+            "Bytes held by the gateway cache",
+            Unit::Bytes,
+            gateway.cache_bytes.clone(),
+        );
+        registry.register(
+            "gateway_cache_entries",
+            "Answers held by the gateway cache",
+            gateway.cache_entries.clone(),
+        );
+        registry.register(
+            "gateway_cache_evictions",
+            "Gateway cache entries evicted to stay within cache_max_bytes",
+            gateway.cache_evictions.clone(),
+        );
         Metrics {
+            gateway,
             registry: Arc::new(registry),
             ingest,
             journal,

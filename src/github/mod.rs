@@ -7,4 +7,7 @@ pub mod app;
 pub mod budget;
 pub mod pool;
 
-pub use pool::{Answer, CredId, CredStatus, Pool, PoolError, ProbeRow, Request};
+pub use pool::{
+    Answer, Conditional, CredId, CredStatus, HeldEtag, Pool, PoolError, ProbeRow, Request,
+    Validators,
+};

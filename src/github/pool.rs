@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use rand::RngExt;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::app::AppAuth;
@@ -50,6 +51,24 @@ impl fmt::Display for CredId {
     }
 }
 
+impl std::str::FromStr for CredId {
+    type Err = String;
+    /// The inverse of `Display`, for ids stored by the gateway's cache.
+    fn from_str(s: &str) -> Result<CredId, String> {
+        if let Some(name) = s.strip_prefix("token:") {
+            return Ok(CredId::Token(name.to_string()));
+        }
+        let parsed = s.strip_prefix("app:").and_then(|rest| {
+            let (app, inst) = rest.split_once("/installation:")?;
+            Some(CredId::Installation {
+                app: app.parse().ok()?,
+                installation: inst.parse().ok()?,
+            })
+        });
+        parsed.ok_or_else(|| format!("not a credential id: {s:?}"))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error("no credential can act for {0:?}: no App is installed there and no token is allowed")]
@@ -57,6 +76,11 @@ pub enum PoolError {
     /// Every candidate is spent or paused; the earliest moment one returns.
     #[error("every credential for this owner is rate limited until {reset}")]
     Exhausted { reset: i64, resource: Resource },
+    #[error(
+        "no credential serves requests without an owner: give the client an owner, \
+         set [gateway] default_owner, or add a [[github.tokens]] entry without owners"
+    )]
+    NoDefault,
     #[error("too many requests waiting for {0}")]
     QueueFull(CredId),
     #[error("GitHub request failed: {0}")]
@@ -117,6 +141,8 @@ pub struct Request {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// What the caller holds of an earlier answer, to ask conditionally.
+    pub validators: Option<Validators>,
 }
 
 impl Request {
@@ -126,8 +152,38 @@ impl Request {
             path: path.to_string(),
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            validators: None,
         }
     }
+}
+
+/// Validators of a stored answer. GitHub's ETags belong to the token that
+/// read them (a validator from another token never matches), so the pool
+/// prefers the credential that holds the ETag and sends `If-None-Match`
+/// only when that same token is still in use; otherwise it falls back to
+/// `If-Modified-Since`, which does not depend on the token.
+#[derive(Debug, Clone, Default)]
+pub struct Validators {
+    pub etag: Option<HeldEtag>,
+    /// `Last-Modified`, only when a later change is sure to move it (see
+    /// the gateway's cache): it has one-second resolution.
+    pub last_modified: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HeldEtag {
+    pub etag: String,
+    pub credential: CredId,
+    /// [`Answer::token_tag`] of the answer that carried the ETag.
+    pub token_tag: String,
+}
+
+/// Which validator went with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conditional {
+    None,
+    IfNoneMatch,
+    IfModifiedSince,
 }
 
 /// GitHub's answer, and which credential paid for it.
@@ -137,6 +193,13 @@ pub struct Answer {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub credential: CredId,
+    /// A fingerprint of the exact token used (installation tokens rotate
+    /// hourly), never the token itself.
+    pub token_tag: String,
+    /// Rate-limit units this request spent: 0 for a 304, GraphQL's points
+    /// from the budget it reported, else 1.
+    pub cost: u64,
+    pub conditional: Conditional,
 }
 
 #[derive(Default)]
@@ -297,14 +360,38 @@ impl Pool {
     /// Sends `req` on behalf of `owner` (the org or user the path is about)
     /// with the best credential for it.
     pub async fn send(&self, owner: &str, req: Request) -> Result<Answer, PoolError> {
-        let resource = Resource::for_path(&req.path);
         let candidates = self.candidates(owner).await?;
         if candidates.is_empty() {
             return Err(PoolError::NoCredential(owner.to_string()));
         }
+        self.send_among(&candidates, req).await
+    }
+
+    /// Sends a request that concerns no particular owner (`/user`,
+    /// `/search/...`) with a token allowed for any owner.
+    pub async fn send_default(&self, req: Request) -> Result<Answer, PoolError> {
+        let candidates: Vec<CredId> = self
+            .tokens
+            .iter()
+            .filter(|t| t.owners.is_empty())
+            .map(|t| CredId::Token(t.name.clone()))
+            .collect();
+        if candidates.is_empty() {
+            return Err(PoolError::NoDefault);
+        }
+        self.send_among(&candidates, req).await
+    }
+
+    async fn send_among(&self, candidates: &[CredId], req: Request) -> Result<Answer, PoolError> {
+        let resource = Resource::for_path(&req.path);
+        let prefer = req
+            .validators
+            .as_ref()
+            .and_then(|v| v.etag.as_ref())
+            .map(|e| &e.credential);
         let mut waited = false;
         for _ in 0..MAX_CHOICES {
-            let slot = match self.choose(&candidates, resource) {
+            let slot = match self.choose(candidates, resource, prefer) {
                 Ok(slot) => slot,
                 // Everything spent, but a reset is near: wait for it, once.
                 Err(PoolError::Exhausted { reset, .. })
@@ -343,7 +430,7 @@ impl Pool {
         }
         // Every choice was taken from under us; report the earliest return.
         Err(self
-            .choose(&candidates, resource)
+            .choose(candidates, resource, None)
             .err()
             .unwrap_or(PoolError::Exhausted {
                 reset: now_secs() + 1,
@@ -351,13 +438,21 @@ impl Pool {
             }))
     }
 
-    fn choose(&self, candidates: &[CredId], resource: Resource) -> Result<Arc<Slot>, PoolError> {
+    /// The usable candidate with the most remaining budget, or `prefer`
+    /// when it is usable: it holds the ETag, and a 304 costs nothing.
+    fn choose(
+        &self,
+        candidates: &[CredId],
+        resource: Resource,
+        prefer: Option<&CredId>,
+    ) -> Result<Arc<Slot>, PoolError> {
         let now = now_secs();
         let mut best: Option<(u64, usize, Arc<Slot>)> = None;
         let mut earliest = i64::MAX;
         for id in candidates {
             let slot = self.slot(id);
             match slot.usable(resource, now, self.reserve) {
+                Ok(_) if prefer == Some(id) => return Ok(slot),
                 Ok(remaining) => {
                     let waiting = slot.waiting.load(Ordering::SeqCst);
                     let better = match &best {
@@ -384,13 +479,15 @@ impl Pool {
         resource: Resource,
     ) -> Result<Answer, PoolError> {
         for retry in 0..2 {
-            let auth = self.authorization(&slot.id, retry > 0).await?;
+            let (auth, token_tag) = self.authorization(&slot.id, retry > 0).await?;
             let mut headers = req.headers.clone();
             headers.remove(http::header::AUTHORIZATION);
             headers.remove(http::header::HOST);
+            let conditional =
+                add_validators(&mut headers, req.validators.as_ref(), &slot.id, &token_tag);
             let resp = self
                 .http
-                .request(req.method.clone(), format!("{}{}", self.api, req.path))
+                .request(req.method.clone(), self.url(&req.path))
                 .headers(headers)
                 .header(http::header::AUTHORIZATION, auth)
                 .body(req.body.clone())
@@ -407,7 +504,7 @@ impl Pool {
                 .bytes()
                 .await
                 .map_err(|e| PoolError::Http(e.to_string()))?;
-            self.observe(slot, status, &headers, &body, resource);
+            let cost = self.observe(slot, status, &headers, &body, resource);
             // A token GitHub no longer accepts: mint a fresh one, once.
             if status == StatusCode::UNAUTHORIZED
                 && retry == 0
@@ -420,6 +517,9 @@ impl Pool {
                 headers,
                 body,
                 credential: slot.id.clone(),
+                token_tag,
+                cost,
+                conditional,
             });
         }
         unreachable!("the loop returns on its second pass")
@@ -427,6 +527,7 @@ impl Pool {
 
     /// Learns from an answer: the budget it reports, and secondary limits
     /// (403/429 with `retry-after`, or GitHub's secondary-limit message).
+    /// Returns the units the request spent.
     fn observe(
         &self,
         slot: &Slot,
@@ -434,9 +535,19 @@ impl Pool {
         h: &HeaderMap,
         body: &[u8],
         asked: Resource,
-    ) {
+    ) -> u64 {
         let mut st = slot.state.lock().expect("slot lock");
+        let mut cost = u64::from(status != StatusCode::NOT_MODIFIED);
         if let Some((resource, b)) = budget::from_headers(h, asked) {
+            // GraphQL costs points by query; with one request in flight per
+            // credential, the drop in `remaining` within one window is it.
+            if resource == Resource::Graphql
+                && let Some(prev) = st.budgets.get(&resource)
+                && prev.reset == b.reset
+                && prev.remaining >= b.remaining
+            {
+                cost = (prev.remaining - b.remaining).max(cost);
+            }
             st.budgets.insert(resource, b);
         }
         let limited = status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS;
@@ -464,21 +575,35 @@ impl Pool {
         } else if status.is_success() {
             st.secondary_hits = 0;
         }
+        cost
     }
 
-    /// The Authorization header for a credential.
-    async fn authorization(&self, id: &CredId, fresh: bool) -> Result<String, PoolError> {
-        match id {
+    /// The full URL of an API path. GitHub Enterprise Server serves REST
+    /// under `/api/v3` but GraphQL at `/api/graphql`.
+    fn url(&self, path: &str) -> String {
+        if let Some(rest) = path.strip_prefix("/graphql")
+            && let Some(host) = self.api.strip_suffix("/api/v3")
+        {
+            return format!("{host}/api/graphql{rest}");
+        }
+        format!("{}{}", self.api, path)
+    }
+
+    /// The API base URL GitHub's own links start with.
+    pub fn api_url(&self) -> &str {
+        &self.api
+    }
+
+    /// The Authorization header for a credential, and its fingerprint.
+    async fn authorization(&self, id: &CredId, fresh: bool) -> Result<(String, String), PoolError> {
+        let header = match id {
             CredId::Token(name) => {
                 let t = self
                     .tokens
                     .iter()
                     .find(|t| &t.name == name)
                     .expect("known token");
-                Ok(format!(
-                    "token {}",
-                    String::from_utf8_lossy(t.secret.expose())
-                ))
+                format!("token {}", String::from_utf8_lossy(t.secret.expose()))
             }
             CredId::Installation { app, installation } => {
                 let app = self
@@ -486,12 +611,14 @@ impl Pool {
                     .iter()
                     .find(|a| a.auth.id == *app)
                     .expect("known app");
-                Ok(format!(
+                format!(
                     "token {}",
                     self.installation_token(app, *installation, fresh).await?
-                ))
+                )
             }
-        }
+        };
+        let tag = hex::encode(&Sha256::digest(header.as_bytes())[..8]);
+        Ok((header, tag))
     }
 
     /// A cached installation token, minted when missing, expiring soon, or
@@ -743,4 +870,34 @@ impl Pool {
         out.sort_by_key(|c| c.id.to_string());
         out
     }
+}
+
+/// Adds the validator that can work for this credential and token, after
+/// dropping any the caller passed (they belong to the caller's cache).
+fn add_validators(
+    headers: &mut HeaderMap,
+    v: Option<&Validators>,
+    cred: &CredId,
+    token_tag: &str,
+) -> Conditional {
+    let Some(v) = v else {
+        return Conditional::None;
+    };
+    headers.remove(http::header::IF_NONE_MATCH);
+    headers.remove(http::header::IF_MODIFIED_SINCE);
+    if let Some(e) = &v.etag
+        && &e.credential == cred
+        && e.token_tag == token_tag
+        && let Ok(value) = HeaderValue::from_str(&e.etag)
+    {
+        headers.insert(http::header::IF_NONE_MATCH, value);
+        return Conditional::IfNoneMatch;
+    }
+    if let Some(lm) = &v.last_modified
+        && let Ok(value) = HeaderValue::from_str(lm)
+    {
+        headers.insert(http::header::IF_MODIFIED_SINCE, value);
+        return Conditional::IfModifiedSince;
+    }
+    Conditional::None
 }

@@ -12,6 +12,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     ),
     (2, "jobs", include_str!("../../migrations/0002_jobs.sql")),
     (3, "holds", include_str!("../../migrations/0003_holds.sql")),
+    (
+        4,
+        "clients",
+        include_str!("../../migrations/0004_clients.sql"),
+    ),
 ];
 
 pub fn latest_version() -> u32 {

@@ -1,0 +1,235 @@
+//! The cache's own SQLite file. It holds nothing that cannot be fetched
+//! again, so it trades durability for speed (synchronous=NORMAL: no fsync
+//! per write) and is simply rebuilt when it is unreadable or from another
+//! version. Every call is blocking; callers use `spawn_blocking`.
+
+use std::path::Path;
+
+use r2d2::Pool;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Key;
+
+const VERSION: u32 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE entries (
+    key BLOB NOT NULL UNIQUE,
+    scope TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    headers BLOB NOT NULL,
+    body BLOB NOT NULL,
+    content_etag TEXT NOT NULL,
+    etag TEXT,
+    etag_credential TEXT,
+    token_tag TEXT,
+    last_modified TEXT,
+    validated_at_ms INTEGER NOT NULL,
+    last_used_ms INTEGER NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX entries_scope_path ON entries (scope, path);
+";
+
+/// One stored answer.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub scope: String,
+    pub path: String,
+    pub status: u16,
+    /// End-to-end headers in wire form (`journal::model::encode_headers`).
+    pub headers: Vec<u8>,
+    pub body: bytes::Bytes,
+    /// The validator clients see: a digest of the body, the same whatever
+    /// token read it.
+    pub content_etag: String,
+    /// GitHub's ETag, the credential and token that read it.
+    pub etag: Option<String>,
+    pub etag_credential: Option<String>,
+    pub token_tag: Option<String>,
+    pub last_modified: Option<String>,
+    pub validated_at_ms: i64,
+}
+
+impl Entry {
+    pub fn size(&self) -> u64 {
+        (self.headers.len() + self.body.len() + self.path.len() + 256) as u64
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<SqliteConnectionManager>,
+}
+
+fn configure(c: &Connection) -> rusqlite::Result<()> {
+    c.busy_timeout(std::time::Duration::from_secs(5))?;
+    c.pragma_update(None, "synchronous", "NORMAL")
+}
+
+/// Opens the file, or starts it afresh when it is not a cache of this
+/// version (or not readable at all).
+fn prepare(path: &Path) -> rusqlite::Result<()> {
+    let attempt = || -> rusqlite::Result<()> {
+        let conn = Connection::open(path)?;
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version == VERSION {
+            conn.query_row("SELECT count(*) FROM entries", [], |r| r.get::<_, i64>(0))?;
+            return Ok(());
+        }
+        conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))?;
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch("DROP TABLE IF EXISTS entries;")?;
+        tx.execute_batch(SCHEMA)?;
+        tx.pragma_update(None, "user_version", VERSION)?;
+        tx.commit()
+    };
+    if let Err(e) = attempt() {
+        tracing::warn!(path = %path.display(), error = %e, "gateway cache unreadable; starting it afresh");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        attempt()?;
+    }
+    Ok(())
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        prepare(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let manager =
+            SqliteConnectionManager::file(path).with_init(|c: &mut Connection| configure(c));
+        let pool = Pool::builder()
+            .max_size(4)
+            .build(manager)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Store { pool })
+    }
+
+    fn conn(&self) -> rusqlite::Result<r2d2::PooledConnection<SqliteConnectionManager>> {
+        self.pool
+            .get()
+            .map_err(|e| rusqlite::Error::InvalidParameterName(e.to_string()))
+    }
+
+    pub fn get(&self, key: &Key) -> rusqlite::Result<Option<Entry>> {
+        self.conn()?
+            .prepare_cached(
+                "SELECT scope, path, status, headers, body, content_etag, etag,
+                        etag_credential, token_tag, last_modified, validated_at_ms
+                 FROM entries WHERE key = ?1",
+            )?
+            .query_row([&key[..]], |r| {
+                Ok(Entry {
+                    scope: r.get(0)?,
+                    path: r.get(1)?,
+                    status: r.get(2)?,
+                    headers: r.get(3)?,
+                    body: bytes::Bytes::from(r.get::<_, Vec<u8>>(4)?),
+                    content_etag: r.get(5)?,
+                    etag: r.get(6)?,
+                    etag_credential: r.get(7)?,
+                    token_tag: r.get(8)?,
+                    last_modified: r.get(9)?,
+                    validated_at_ms: r.get(10)?,
+                })
+            })
+            .optional()
+    }
+
+    pub fn put(&self, key: &Key, e: &Entry, now_ms: i64) -> rusqlite::Result<()> {
+        self.conn()?
+            .prepare_cached(
+                "INSERT OR REPLACE INTO entries (key, scope, path, status, headers, body,
+                     content_etag, etag, etag_credential, token_tag, last_modified,
+                     validated_at_ms, last_used_ms, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                &key[..],
+                e.scope,
+                e.path,
+                e.status,
+                e.headers,
+                &e.body[..],
+                e.content_etag,
+                e.etag,
+                e.etag_credential,
+                e.token_tag,
+                e.last_modified,
+                e.validated_at_ms,
+                now_ms,
+                e.size() as i64
+            ])?;
+        Ok(())
+    }
+
+    /// GitHub said 304: the stored answer is current as of `now_ms`.
+    pub fn revalidated(&self, key: &Key, now_ms: i64) -> rusqlite::Result<()> {
+        self.conn()?
+            .prepare_cached(
+                "UPDATE entries SET validated_at_ms = ?2, last_used_ms = ?2 WHERE key = ?1",
+            )?
+            .execute(params![&key[..], now_ms])?;
+        Ok(())
+    }
+
+    pub fn delete(&self, keys: &[Key]) -> rusqlite::Result<()> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM entries WHERE key = ?1")?;
+            for k in keys {
+                stmt.execute([&k[..]])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// After a change made through the gateway: entries under `prefix`
+    /// must be revalidated before they are served again.
+    pub fn expire_prefix(&self, scope: &str, prefix: &str) -> rusqlite::Result<usize> {
+        let upper = format!("{prefix}\u{10FFFF}");
+        self.conn()?
+            .prepare_cached(
+                "UPDATE entries SET validated_at_ms = 0
+                 WHERE scope = ?1 AND path >= ?2 AND path < ?3",
+            )?
+            .execute(params![scope, prefix, upper])
+    }
+
+    /// Records when entries were last served (batched; hits write nothing).
+    pub fn used(&self, touched: &[(Key, i64)]) -> rusqlite::Result<()> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        {
+            let mut stmt =
+                tx.prepare_cached("UPDATE entries SET last_used_ms = ?2 WHERE key = ?1")?;
+            for (k, at) in touched {
+                stmt.execute(params![&k[..], at])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Every entry's key, size and last use, oldest use first.
+    pub fn index(&self) -> rusqlite::Result<Vec<(Key, u64, i64)>> {
+        let conn = self.conn()?;
+        let mut stmt =
+            conn.prepare("SELECT key, size, last_used_ms FROM entries ORDER BY last_used_ms")?;
+        let rows = stmt.query_map([], |r| {
+            let k: Vec<u8> = r.get(0)?;
+            let mut key = [0u8; 32];
+            if k.len() == 32 {
+                key.copy_from_slice(&k);
+            }
+            Ok((key, r.get::<_, i64>(1)? as u64, r.get(2)?))
+        })?;
+        rows.collect()
+    }
+}

@@ -1,0 +1,322 @@
+//! The GitHub API gateway: one base URL that speaks GitHub's REST (also
+//! under `/api/v3`) and GraphQL APIs. Each request passes one pipeline:
+//! client token → scopes and owners → the owner whose credentials serve
+//! it → cache (reads) or pass-through (everything else) through the
+//! credential pool → GitHub's answer with URLs pointing back here.
+
+pub mod cache;
+pub mod clients;
+pub mod rewrite;
+pub mod route;
+pub mod upstream;
+pub mod usage;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+
+use crate::config::GatewayConfig;
+use crate::github::Pool;
+use crate::journal::Journal;
+use cache::Cache;
+use clients::Client;
+use upstream::{Fetched, Inflight, Route};
+use usage::{Outcome, Recorder, Served};
+
+/// Client label for requests whose token was missing or unknown.
+const UNAUTHENTICATED: &str = "(unauthenticated)";
+const DOCS: &str = "https://docs.github.com/rest";
+
+pub struct GatewayState {
+    pub pool: Arc<Pool>,
+    pub journal: Journal,
+    pub cache: Arc<Cache>,
+    pub usage: Arc<Recorder>,
+    pub config: GatewayConfig,
+    pub inflight: Inflight,
+}
+
+pub fn router(state: Arc<GatewayState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+/// GitHub's error shape: `{"message", "documentation_url"}`.
+pub fn github_error(message: &str) -> (HeaderMap, Bytes) {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    let body = serde_json::json!({ "message": message, "documentation_url": DOCS });
+    (h, Bytes::from(body.to_string()))
+}
+
+fn refuse(status: StatusCode, message: &str) -> Fetched {
+    let (headers, body) = github_error(message);
+    Fetched {
+        status,
+        headers,
+        body,
+        outcome: Outcome::Bypass,
+        spent: 0,
+        saved: 0,
+        content_etag: None,
+    }
+}
+
+async fn handle(State(s): State<Arc<GatewayState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let client = match authenticate(&s, &parts.headers).await {
+        Ok(c) => c,
+        Err(refusal) => return finish(&s, UNAUTHENTICATED, &parts, refusal, started),
+    };
+    let fetched = serve(&s, &client, &parts, body).await;
+    finish(&s, &client.name, &parts, fetched, started)
+}
+
+/// Accounts for the answer and makes it the client's: URLs rewritten to
+/// this gateway, the client's own conditional request honoured.
+fn finish(s: &GatewayState, client: &str, parts: &Parts, f: Fetched, started: Instant) -> Response {
+    let rewriter = rewrite::Rewriter::new(
+        s.pool.api_url(),
+        base_url(&s.config, parts),
+        s.config.rewrite_body_urls,
+    );
+    let mut headers = f.headers;
+    rewriter.headers(&mut headers);
+    headers.insert(
+        "x-gatehouse-cache",
+        HeaderValue::from_static(f.outcome.as_str()),
+    );
+    let mut status = f.status;
+    let mut body = rewriter.body(&headers, f.body);
+    if let Some(etag) = &f.content_etag
+        && not_modified(&parts.headers, etag, headers.get(header::LAST_MODIFIED))
+    {
+        status = StatusCode::NOT_MODIFIED;
+        body = Bytes::new();
+        headers.remove(header::CONTENT_TYPE);
+    }
+    if parts.method == Method::HEAD {
+        body = Bytes::new();
+    }
+    s.usage.record(Served {
+        client,
+        status: status.as_u16(),
+        outcome: f.outcome,
+        spent: f.spent,
+        saved: f.saved,
+        took: started.elapsed(),
+    });
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// Whether the client's own validators (ours, from an earlier answer)
+/// still hold. If-None-Match wins over If-Modified-Since (RFC 9110).
+fn not_modified(h: &HeaderMap, etag: &str, last_modified: Option<&HeaderValue>) -> bool {
+    let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    if let Some(inm) = h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        return inm
+            .split(',')
+            .any(|t| t.trim() == "*" || weak(t) == weak(etag));
+    }
+    let date = |v: Option<&HeaderValue>| {
+        v.and_then(|v| v.to_str().ok())
+            .and_then(|s| httpdate::parse_http_date(s).ok())
+    };
+    match (date(h.get(header::IF_MODIFIED_SINCE)), date(last_modified)) {
+        (Some(since), Some(lm)) => lm <= since,
+        _ => false,
+    }
+}
+
+/// The gateway's base URL as this client reached it, with the prefix it
+/// used (`/api/v3` for GHES-style clients).
+fn base_url(config: &GatewayConfig, parts: &Parts) -> String {
+    let prefix = route::target(&parts.uri).prefix;
+    if !config.public_url.is_empty() {
+        return format!("{}{prefix}", config.public_url.trim_end_matches('/'));
+    }
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".into());
+    format!("http://{host}{prefix}")
+}
+
+/// The client holding the request's token (`token X` or `Bearer X`).
+async fn authenticate(s: &GatewayState, h: &HeaderMap) -> Result<Client, Fetched> {
+    let Some(auth) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "Requires authentication"));
+    };
+    let token = auth
+        .strip_prefix("token ")
+        .or_else(|| auth.strip_prefix("Bearer "))
+        .or_else(|| auth.strip_prefix("bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    if token.is_empty() {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "Bad credentials"));
+    }
+    let hash = clients::hash_token(token);
+    let found = s
+        .journal
+        .reader()
+        .run(move |r| r.query(|conn| clients::lookup(conn, &hash)))
+        .await;
+    match found {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(refuse(StatusCode::UNAUTHORIZED, "Bad credentials")),
+        Err(e) => {
+            tracing::warn!(error = %e, "gateway: cannot read clients");
+            Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "gatehouse: cannot check the token right now",
+            ))
+        }
+    }
+}
+
+async fn serve(s: &GatewayState, client: &Client, parts: &Parts, body: Body) -> Fetched {
+    let target = route::target(&parts.uri);
+    if let Err(why) = client.check_scope(&parts.method, &target.path) {
+        return refuse(StatusCode::FORBIDDEN, &why);
+    }
+    // Requests that name no owner act for the client's first owner, else
+    // the configured default, else a token allowed for any owner.
+    let owner = target
+        .owner
+        .clone()
+        .or_else(|| client.owners.first().cloned())
+        .or_else(|| Some(s.config.default_owner.to_lowercase()).filter(|o| !o.is_empty()));
+    if let Some(o) = &owner
+        && let Err(why) = client.check_owner(o)
+    {
+        return refuse(StatusCode::FORBIDDEN, &why);
+    }
+    let limit = s.config.max_body_bytes as usize;
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("gatehouse: request body over {limit} bytes (or unreadable)"),
+            );
+        }
+    };
+    // Whose credentials read an answer decides who may see it again.
+    let scope = owner.clone().unwrap_or_else(|| "*default".into());
+    let route = Route {
+        pool: &s.pool,
+        owner: owner.as_deref(),
+        scope: &scope,
+    };
+    let cache_control = parts
+        .headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let read = parts.method == Method::GET || parts.method == Method::HEAD;
+    if read && !target.graphql && !cache_control.contains("no-store") {
+        let f = upstream::cached(
+            &route,
+            &s.cache,
+            &s.inflight,
+            &target.path_and_query,
+            &parts.headers,
+            cache_control.contains("no-cache"),
+        )
+        .await;
+        return Arc::try_unwrap(f).unwrap_or_else(|shared| Fetched {
+            status: shared.status,
+            headers: shared.headers.clone(),
+            body: shared.body.clone(),
+            outcome: shared.outcome,
+            spent: shared.spent,
+            saved: shared.saved,
+            content_etag: shared.content_etag.clone(),
+        });
+    }
+    let mut headers = rewrite::upstream_request_headers(&parts.headers);
+    // The client's validators are not GitHub's; pass-through requests
+    // carry them unchanged (the client talks to GitHub directly then).
+    for name in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE] {
+        if let Some(v) = parts.headers.get(&name) {
+            headers.insert(name, v.clone());
+        }
+    }
+    let f = upstream::bypass(
+        &route,
+        crate::github::Request {
+            method: parts.method.clone(),
+            path: target.path_and_query.clone(),
+            headers,
+            body,
+            validators: None,
+        },
+    )
+    .await;
+    if !read && f.status.is_success() && !target.graphql {
+        // A change made through us: cached reads of that repository (or
+        // owner) are revalidated before they are served again.
+        s.cache
+            .expire_prefix(scope, changed_prefix(&target.path))
+            .await;
+    }
+    f
+}
+
+/// `/repos/o/r/issues/1/comments` → `/repos/o/r`; `/orgs/o/...` → `/orgs/o`.
+fn changed_prefix(path: &str) -> String {
+    let depth = if path.starts_with("/repos/") { 3 } else { 2 };
+    path.split('/')
+        .take(depth + 1)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_validators_are_honoured() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"gh-1\", W/\"gh-2\""),
+        );
+        assert!(not_modified(&h, "W/\"gh-2\"", None));
+        assert!(!not_modified(&h, "W/\"gh-3\"", None));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::IF_MODIFIED_SINCE,
+            HeaderValue::from_static("Tue, 01 Sep 2026 10:00:00 GMT"),
+        );
+        let lm = HeaderValue::from_static("Tue, 01 Sep 2026 09:00:00 GMT");
+        assert!(not_modified(&h, "W/\"x\"", Some(&lm)));
+        let later = HeaderValue::from_static("Tue, 01 Sep 2026 11:00:00 GMT");
+        assert!(!not_modified(&h, "W/\"x\"", Some(&later)));
+    }
+
+    #[test]
+    fn changes_expire_their_repository() {
+        assert_eq!(changed_prefix("/repos/o/r/issues/1/comments"), "/repos/o/r");
+        assert_eq!(changed_prefix("/orgs/o/teams"), "/orgs/o");
+        assert_eq!(changed_prefix("/user/repos"), "/user/repos");
+    }
+}

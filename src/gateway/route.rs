@@ -1,0 +1,102 @@
+//! What a gateway request is about: the GitHub path it names (without the
+//! `/api/v3` prefix GHES clients use), whether it is GraphQL, and the owner
+//! whose credentials should serve it.
+
+use http::Uri;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The API path without prefix or query: `/repos/acme/w/pulls`.
+    pub path: String,
+    /// The path with its query, as sent upstream.
+    pub path_and_query: String,
+    pub graphql: bool,
+    /// The prefix the client used (`""` or `/api/v3`), for links back.
+    pub prefix: &'static str,
+    /// The organisation or user the path names, lowercase.
+    pub owner: Option<String>,
+}
+
+pub fn target(uri: &Uri) -> Target {
+    let raw = uri.path();
+    let (prefix, path) = match raw.strip_prefix("/api/v3") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => ("/api/v3", rest),
+        _ => ("", raw),
+    };
+    let graphql = path == "/graphql" || (prefix.is_empty() && raw == "/api/graphql");
+    let path = match (graphql, path) {
+        (true, _) => "/graphql".to_string(),
+        (false, "") => "/".to_string(),
+        (false, p) => p.to_string(),
+    };
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    let owner = owner_of(&path);
+    Target {
+        path,
+        path_and_query,
+        graphql,
+        prefix: if raw == "/api/graphql" {
+            "/api/v3"
+        } else {
+            prefix
+        },
+        owner,
+    }
+}
+
+/// `/repos/{owner}/{repo}/...`, `/orgs/{org}/...`, `/users/{user}/...`,
+/// `/networks/{owner}/{repo}/...`; other paths name no owner.
+fn owner_of(path: &str) -> Option<String> {
+    let mut seg = path.trim_start_matches('/').split('/');
+    let kind = seg.next()?;
+    let owner = seg.next().filter(|s| !s.is_empty())?;
+    let needs_repo = matches!(kind, "repos" | "networks");
+    if !matches!(kind, "repos" | "orgs" | "users" | "networks")
+        || (needs_repo && seg.next().is_none_or(str::is_empty))
+    {
+        return None;
+    }
+    Some(owner.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Target {
+        target(&s.parse().unwrap())
+    }
+
+    #[test]
+    fn owners_come_from_the_path() {
+        assert_eq!(
+            t("/repos/Acme/w/pulls?page=2").owner.as_deref(),
+            Some("acme")
+        );
+        assert_eq!(t("/api/v3/orgs/acme/repos").owner.as_deref(), Some("acme"));
+        assert_eq!(t("/users/octocat").owner.as_deref(), Some("octocat"));
+        assert_eq!(
+            t("/repos/acme").owner,
+            None,
+            "a repository path needs a repo"
+        );
+        assert_eq!(t("/user/repos").owner, None);
+        assert_eq!(t("/search/issues?q=repo:acme/w").owner, None);
+    }
+
+    #[test]
+    fn prefixes_and_graphql() {
+        let a = t("/api/v3/repos/acme/w?per_page=2");
+        assert_eq!(a.prefix, "/api/v3");
+        assert_eq!(a.path, "/repos/acme/w");
+        assert_eq!(a.path_and_query, "/repos/acme/w?per_page=2");
+        assert!(t("/graphql").graphql);
+        let g = t("/api/graphql");
+        assert!(g.graphql && g.path == "/graphql" && g.prefix == "/api/v3");
+        assert!(!t("/api/v3x/graphql").graphql);
+        assert_eq!(t("/api/v3").path, "/");
+    }
+}

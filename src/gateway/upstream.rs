@@ -1,0 +1,322 @@
+//! Getting an answer from GitHub through the pool: cached reads (a stored
+//! answer revalidated with the validator that can work for the credential
+//! chosen, identical concurrent reads coalesced into one request) and
+//! pass-through for everything else.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use super::cache::{self, Cache, Entry, Key};
+use super::rewrite;
+use super::usage::Outcome;
+use crate::github::{Answer, HeldEtag, Pool, PoolError, Request, Validators};
+use crate::journal::model::{decode_headers, encode_headers};
+
+/// An answer ready for the client, but for per-client URL rewriting.
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub outcome: Outcome,
+    pub spent: u64,
+    pub saved: u64,
+    /// Set for answers from (or now in) the cache: the validator clients
+    /// get instead of GitHub's token-bound ETag.
+    pub content_etag: Option<String>,
+}
+
+/// Where a request goes: whose credentials, and under which cache scope.
+pub struct Route<'a> {
+    pub pool: &'a Pool,
+    /// The owner whose credentials serve it; None = a default token.
+    pub owner: Option<&'a str>,
+    pub scope: &'a str,
+}
+
+impl Route<'_> {
+    async fn send(&self, req: Request) -> Result<Answer, PoolError> {
+        match self.owner {
+            Some(o) => self.pool.send(o, req).await,
+            None => self.pool.send_default(req).await,
+        }
+    }
+}
+
+/// Answer headers that describe this exchange, not the resource: taken
+/// from GitHub's latest answer, never from the stored one.
+fn live(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    n.starts_with("x-ratelimit-") || n == "x-github-request-id" || n == "date"
+}
+
+type Cell = Arc<OnceCell<Arc<Fetched>>>;
+
+/// Identical reads in flight, by cache key.
+#[derive(Default)]
+pub struct Inflight(Mutex<HashMap<Key, Cell>>);
+
+/// A cacheable read (GET or HEAD). Identical concurrent reads share one
+/// upstream request: the first runs it, the rest get its answer as hits.
+pub async fn cached(
+    route: &Route<'_>,
+    cache: &Arc<Cache>,
+    inflight: &Inflight,
+    path_and_query: &str,
+    client_headers: &HeaderMap,
+    no_cache: bool,
+) -> Arc<Fetched> {
+    let key = cache::key(route.scope, path_and_query, client_headers);
+    let cell = inflight
+        .0
+        .lock()
+        .expect("inflight lock")
+        .entry(key)
+        .or_default()
+        .clone();
+    let led = AtomicBool::new(false);
+    let fetched = cell
+        .get_or_init(|| async {
+            led.store(true, Ordering::Relaxed);
+            Arc::new(fetch(route, cache, key, path_and_query, client_headers, no_cache).await)
+        })
+        .await
+        .clone();
+    if led.load(Ordering::Relaxed) {
+        let mut map = inflight.0.lock().expect("inflight lock");
+        if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            map.remove(&key);
+        }
+        return fetched;
+    }
+    // A follower: it sent nothing; what the leader read is its answer.
+    let served_from_cache = fetched.content_etag.is_some();
+    Arc::new(Fetched {
+        status: fetched.status,
+        headers: fetched.headers.clone(),
+        body: fetched.body.clone(),
+        outcome: if served_from_cache {
+            Outcome::Hit
+        } else {
+            fetched.outcome
+        },
+        spent: 0,
+        saved: u64::from(served_from_cache),
+        content_etag: fetched.content_etag.clone(),
+    })
+}
+
+async fn fetch(
+    route: &Route<'_>,
+    cache: &Arc<Cache>,
+    key: Key,
+    path_and_query: &str,
+    client_headers: &HeaderMap,
+    no_cache: bool,
+) -> Fetched {
+    let entry = cache.get(key).await;
+    let now = crate::clock::now_ms();
+    if let Some(e) = &entry
+        && !no_cache
+        && let Some(window) = cache.fresh_for(path_and_query)
+        && now - e.validated_at_ms < window.as_millis() as i64
+    {
+        return from_entry(e, None, Outcome::Hit);
+    }
+    let req = Request {
+        method: Method::GET,
+        path: path_and_query.to_string(),
+        headers: rewrite::upstream_request_headers(client_headers),
+        body: Bytes::new(),
+        validators: entry.as_ref().map(validators),
+    };
+    let answer = match route.send(req).await {
+        Ok(a) => a,
+        Err(e) => return pool_error(&e, Outcome::Miss),
+    };
+    match (answer.status, &entry) {
+        (StatusCode::NOT_MODIFIED, Some(e)) => {
+            cache.revalidated(key).await;
+            let mut f = from_entry(e, Some(&answer.headers), Outcome::Revalidated);
+            f.spent = answer.cost;
+            f
+        }
+        (StatusCode::OK, _) if has_validator(&answer.headers) => {
+            let e = to_entry(route.scope, path_and_query, &answer);
+            cache.put(key, e.clone()).await;
+            let mut f = from_entry(&e, Some(&answer.headers), Outcome::Miss);
+            f.spent = answer.cost;
+            f.saved = 0;
+            f
+        }
+        (StatusCode::NOT_FOUND | StatusCode::GONE, Some(_)) => {
+            cache.remove(key).await;
+            passed(answer, Outcome::Miss)
+        }
+        _ => passed(answer, Outcome::Miss),
+    }
+}
+
+/// Anything not cacheable, passed through as it is.
+pub async fn bypass(route: &Route<'_>, req: Request) -> Fetched {
+    match route.send(req).await {
+        Ok(a) => passed(a, Outcome::Bypass),
+        Err(e) => pool_error(&e, Outcome::Bypass),
+    }
+}
+
+fn has_validator(h: &HeaderMap) -> bool {
+    h.contains_key(header::ETAG) || h.contains_key(header::LAST_MODIFIED)
+}
+
+/// The validators a stored entry offers. `Last-Modified` has one-second
+/// resolution, so it is offered only when the entry was read at least a
+/// second after it: a change in that same second would not move it.
+fn validators(e: &Entry) -> Validators {
+    let etag = match (&e.etag, &e.etag_credential, &e.token_tag) {
+        (Some(etag), Some(cred), Some(tag)) => cred.parse().ok().map(|credential| HeldEtag {
+            etag: etag.clone(),
+            credential,
+            token_tag: tag.clone(),
+        }),
+        _ => None,
+    };
+    let last_modified = e.last_modified.clone().filter(|lm| {
+        httpdate::parse_http_date(lm)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .is_some_and(|t| e.validated_at_ms >= (t.as_secs() as i64 + 1) * 1000)
+    });
+    Validators {
+        etag,
+        last_modified,
+    }
+}
+
+fn content_etag(body: &[u8]) -> String {
+    format!("W/\"gh-{}\"", hex::encode(&Sha256::digest(body)[..16]))
+}
+
+fn to_entry(scope: &str, path_and_query: &str, a: &Answer) -> Entry {
+    let headers = rewrite::end_to_end(&a.headers);
+    let wire = encode_headers(
+        headers
+            .iter()
+            .filter(|(n, _)| *n != header::ETAG)
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    );
+    let text = |name| {
+        a.headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    Entry {
+        scope: scope.to_string(),
+        path: path_and_query
+            .split('?')
+            .next()
+            .unwrap_or(path_and_query)
+            .to_string(),
+        status: a.status.as_u16(),
+        headers: wire,
+        body: a.body.clone(),
+        content_etag: content_etag(&a.body),
+        etag: text(header::ETAG),
+        etag_credential: Some(a.credential.to_string()),
+        token_tag: Some(a.token_tag.clone()),
+        last_modified: text(header::LAST_MODIFIED),
+        validated_at_ms: crate::clock::now_ms(),
+    }
+}
+
+/// The stored answer, with this exchange's live headers when there was one.
+fn from_entry(e: &Entry, live_from: Option<&HeaderMap>, outcome: Outcome) -> Fetched {
+    let mut headers = HeaderMap::new();
+    for (name, value) in decode_headers(&e.headers) {
+        let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&value),
+        ) else {
+            continue;
+        };
+        if live_from.is_some() && live(&n) {
+            continue;
+        }
+        headers.append(n, v);
+    }
+    if let Some(fresh) = live_from {
+        for (n, v) in fresh {
+            if live(n) {
+                headers.append(n.clone(), v.clone());
+            }
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&e.content_etag) {
+        headers.insert(header::ETAG, v);
+    }
+    Fetched {
+        status: StatusCode::from_u16(e.status).unwrap_or(StatusCode::OK),
+        headers,
+        body: e.body.clone(),
+        outcome,
+        spent: 0,
+        saved: 1,
+        content_etag: Some(e.content_etag.clone()),
+    }
+}
+
+fn passed(a: Answer, outcome: Outcome) -> Fetched {
+    Fetched {
+        status: a.status,
+        headers: rewrite::end_to_end(&a.headers),
+        body: a.body,
+        outcome,
+        spent: a.cost,
+        saved: 0,
+        content_etag: None,
+    }
+}
+
+/// The pool could not get an answer: say so the way GitHub would.
+fn pool_error(e: &PoolError, outcome: Outcome) -> Fetched {
+    if let Some((status, headers, body)) = e.github_shaped() {
+        return Fetched {
+            status,
+            headers,
+            body,
+            outcome,
+            spent: 0,
+            saved: 0,
+            content_etag: None,
+        };
+    }
+    let (status, retry) = match e {
+        PoolError::QueueFull(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+        PoolError::Http(_) => (StatusCode::BAD_GATEWAY, None),
+        PoolError::NoCredential(_) | PoolError::NoDefault => (StatusCode::FORBIDDEN, None),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
+    };
+    if status.is_server_error() {
+        tracing::warn!(error = %e, "gateway: no answer from GitHub");
+    }
+    let (mut headers, body) = super::github_error(&format!("gatehouse: {e}"));
+    if let Some(secs) = retry {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    Fetched {
+        status,
+        headers,
+        body,
+        outcome,
+        spent: 0,
+        saved: 0,
+        content_etag: None,
+    }
+}
