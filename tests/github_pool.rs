@@ -7,18 +7,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use common::hub::{github_config, key};
 use fakehub::config::FaultConfig;
 use fakehub::{Config as HubConfig, FakeHub};
-use gatehouse::config::{GithubAppConfig, GithubConfig, GithubTokenConfig, Secret};
 use gatehouse::github::{CredId, Pool, PoolError, Request};
-
-fn key(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/fakehub/testdata/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
 
 /// Two Apps (101, 202) both installed on octo-org (11 and 21).
 fn two_apps() -> HubConfig {
@@ -34,31 +26,6 @@ fn two_apps() -> HubConfig {
         .token("bot", "ghp_pooltoken");
     c.fixtures = Some(common::fixtures());
     c
-}
-
-/// The [github] section for these Apps (by key file) and tokens.
-fn github_config(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> GithubConfig {
-    GithubConfig {
-        api_url: hub.url().to_string(),
-        apps: apps
-            .iter()
-            .map(|(id, k)| GithubAppConfig {
-                id: *id,
-                private_key: Some(Secret::new(key(k))),
-                private_key_file: None,
-            })
-            .collect(),
-        tokens: tokens
-            .iter()
-            .map(|t| GithubTokenConfig {
-                name: "bot".into(),
-                token: Some(Secret::new(*t)),
-                token_file: None,
-                owners: vec![],
-            })
-            .collect(),
-        ..GithubConfig::default()
-    }
 }
 
 fn pool(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> Pool {

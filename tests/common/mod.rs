@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod consumer;
+pub mod hub;
 
 use std::path::{Path, PathBuf};
 

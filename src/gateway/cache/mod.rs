@@ -28,7 +28,7 @@ const VARY: [&str; 3] = ["accept", "x-github-api-version", "time-zone"];
 
 /// A body larger than this share of the bound is not stored: it would
 /// evict too much.
-const MAX_ENTRY_SHARE: u64 = 8;
+const MAX_ENTRY_SHARE: u64 = 4;
 
 /// The cache key: the scope (whose credentials answered), the path and
 /// query as sent, and the varying request headers.

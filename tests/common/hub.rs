@@ -1,0 +1,40 @@
+//! fakehub-side helpers: the test-only App keys and a [github] section
+//! that spends fakehub's credentials.
+
+use fakehub::FakeHub;
+use gatehouse::config::{GithubAppConfig, GithubConfig, GithubTokenConfig, Secret};
+
+/// A test-only RSA key from fakehub/testdata.
+pub fn key(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/fakehub/testdata/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// The [github] section for these Apps (by key file) and tokens (each
+/// named "bot", allowed for any owner).
+pub fn github_config(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> GithubConfig {
+    GithubConfig {
+        api_url: hub.url().to_string(),
+        apps: apps
+            .iter()
+            .map(|(id, k)| GithubAppConfig {
+                id: *id,
+                private_key: Some(Secret::new(key(k))),
+                private_key_file: None,
+            })
+            .collect(),
+        tokens: tokens
+            .iter()
+            .map(|t| GithubTokenConfig {
+                name: "bot".into(),
+                token: Some(Secret::new(*t)),
+                token_file: None,
+                owners: vec![],
+            })
+            .collect(),
+        ..GithubConfig::default()
+    }
+}

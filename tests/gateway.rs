@@ -1,0 +1,578 @@
+//! The API gateway against fakehub: client tokens, scopes and owners, the
+//! shared cache (free revalidations, coalescing, isolation per owner,
+//! freshness after changes, token rotation, a size bound) and GitHub's
+//! headers passed through with links back to the gateway.
+
+mod common;
+
+use std::time::Duration;
+
+use common::hub::{github_config, key};
+use common::{TestApp, metric};
+use fakehub::config::FaultConfig;
+use fakehub::{Config as HubConfig, FakeHub};
+use gatehouse::config::{Config, FreshRule, GatewayConfig};
+use serde_json::Value;
+
+const INSTALLATION: i64 = 11;
+
+/// App 101 installed on octo-org (11) and other-org (12).
+fn hub_config() -> HubConfig {
+    let mut c = HubConfig::default()
+        .org("octo-org", &["widgets", "gadgets"])
+        .org("other-org", &["secrets"])
+        .app(
+            101,
+            &key("app-a.pub.pem"),
+            &[(INSTALLATION, "octo-org"), (12, "other-org")],
+        );
+    c.fixtures = Some(common::fixtures());
+    c
+}
+
+struct Gw {
+    hub: FakeHub,
+    app: TestApp,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Gw {
+    async fn start(hub: HubConfig, edit: impl FnOnce(&mut GatewayConfig)) -> Gw {
+        let hub = FakeHub::start(hub).await.unwrap();
+        let github = github_config(&hub, &[(101, "app-a.pem")], &[]);
+        let app = TestApp::spawn_with(|c: &mut Config| {
+            c.github = github;
+            let mut gw = GatewayConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..GatewayConfig::default()
+            };
+            edit(&mut gw);
+            c.gateway = Some(gw);
+        })
+        .await;
+        let base = format!("http://{}", app.app.gateway_addr().unwrap());
+        Gw {
+            hub,
+            app,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn client(&self, name: &str, scopes: &[&str], owners: &[&str]) -> String {
+        let conn = gatehouse::control::open(&self.app.db_path).unwrap();
+        let s: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let o: Vec<String> = owners.iter().map(|s| s.to_string()).collect();
+        gatehouse::gateway::clients::add(&conn, name, &s, &o, gatehouse::clock::now_ms()).unwrap()
+    }
+
+    async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header("authorization", format!("token {token}"))
+            .header("accept", "application/vnd.github+json")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    fn installation_usage(&self, id: i64) -> fakehub::limits::Usage {
+        self.hub
+            .stats()
+            .installations
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn cache_of(r: &reqwest::Response) -> String {
+    r.headers()["x-gatehouse-cache"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_missing_and_revoked_tokens_are_refused_as_github_does() {
+    let gw = Gw::start(hub_config(), |_| {}).await;
+    let r = gw.get("gth_not-a-client", "/repos/octo-org/widgets").await;
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["message"], "Bad credentials");
+    let r = gw
+        .http
+        .get(format!("{}/repos/octo-org/widgets", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let token = gw.client("ci", &[], &[]);
+    assert!(token.starts_with("gth_"));
+    // Bearer works as well as `token`.
+    let r = gw
+        .http
+        .get(format!("{}/repos/octo-org/widgets", gw.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let conn = gatehouse::control::open(&gw.app.db_path).unwrap();
+    gatehouse::gateway::clients::revoke(&conn, "ci", gatehouse::clock::now_ms()).unwrap();
+    let r = gw.get(&token, "/repos/octo-org/widgets").await;
+    assert_eq!(r.status(), 401, "a revoked token is refused at once");
+    let m = gw.app.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "gatehouse_gateway_requests_total{client=\"(unauthenticated)\",status=\"401\"}"
+        )
+        .unwrap()
+            >= 3.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scopes_and_owners_are_enforced_and_the_refusal_names_the_rule() {
+    let gw = Gw::start(hub_config(), |_| {}).await;
+    let ro = gw.client("reader", &["GET /repos/octo-org/.*"], &["octo-org"]);
+    assert_eq!(
+        gw.get(&ro, "/repos/octo-org/widgets/pulls").await.status(),
+        200
+    );
+    assert_eq!(
+        gw.get(&ro, "/api/v3/repos/octo-org/widgets").await.status(),
+        200,
+        "scopes match the path without /api/v3"
+    );
+    let r = gw
+        .http
+        .post(format!(
+            "{}/repos/octo-org/widgets/issues/4/comments",
+            gw.base
+        ))
+        .header("authorization", format!("token {ro}"))
+        .json(&serde_json::json!({"body": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("may not POST") && msg.contains("GET /repos/octo-org/.*"),
+        "{msg}"
+    );
+
+    let octo = gw.client("octo", &[], &["octo-org"]);
+    let r = gw.get(&octo, "/repos/other-org/secrets").await;
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("only for octo-org") && msg.contains("other-org"),
+        "{msg}"
+    );
+    assert_eq!(
+        gw.installation_usage(12).requests,
+        0,
+        "nothing was sent for the refused owner"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_client_revalidates_for_free_and_gets_githubs_headers() {
+    let gw = Gw::start(hub_config(), |_| {}).await;
+    let a = gw.client("a", &[], &[]);
+    let b = gw.client("b", &[], &[]);
+    let path = "/repos/octo-org/widgets/pulls/1";
+
+    let first = gw.get(&a, path).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(cache_of(&first), "miss");
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    assert!(
+        etag.starts_with("W/\"gh-"),
+        "clients get the gateway's validator: {etag}"
+    );
+    for h in [
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "x-github-request-id",
+        "last-modified",
+    ] {
+        assert!(first.headers().contains_key(h), "{h} passes through");
+    }
+    let first_id = first.headers()["x-github-request-id"].clone();
+    let first_body = first.bytes().await.unwrap();
+    let spent_after_first = gw.installation_usage(INSTALLATION).units_spent;
+    assert_eq!(spent_after_first, 1);
+
+    let second = gw.get(&b, path).await;
+    assert_eq!(
+        second.status(),
+        200,
+        "a 304 upstream is a full 200 for the client"
+    );
+    assert_eq!(cache_of(&second), "revalidated");
+    assert_ne!(
+        second.headers()["x-github-request-id"],
+        first_id,
+        "live headers come from GitHub's latest answer"
+    );
+    assert_eq!(second.bytes().await.unwrap(), first_body);
+    let u = gw.installation_usage(INSTALLATION);
+    assert_eq!(u.units_spent, 1, "the revalidation spent nothing");
+    assert_eq!(u.not_modified, 1);
+    assert_eq!(u.max_concurrency, 1);
+
+    // The client's own conditional request, with the gateway's validator.
+    let r = gw
+        .http
+        .get(format!("{}{path}", gw.base))
+        .header("authorization", format!("token {b}"))
+        .header("accept", "application/vnd.github+json")
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    let m = gw.app.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "gatehouse_gateway_rate_limit_units_spent_total{client=\"a\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "gatehouse_gateway_rate_limit_units_saved_total{client=\"b\"}"
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "gatehouse_gateway_cache_total{client=\"b\",outcome=\"revalidated\"}"
+        ),
+        Some(2.0)
+    );
+    let ratio = metric(&m, "gatehouse_gateway_cache_hit_ratio").unwrap();
+    assert!((ratio - 2.0 / 3.0).abs() < 1e-9, "{ratio}");
+}
+
+async fn comments(gw: &Gw, token: &str) -> (String, usize) {
+    let r = gw
+        .get(
+            token,
+            "/repos/octo-org/widgets/issues/4/comments?per_page=100",
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let outcome = cache_of(&r);
+    let v: Value = r.json().await.unwrap();
+    (outcome, v.as_array().unwrap().len())
+}
+
+async fn comment(gw: &Gw, token: &str) {
+    let r = gw
+        .http
+        .post(format!(
+            "{}/repos/octo-org/widgets/issues/4/comments",
+            gw.base
+        ))
+        .header("authorization", format!("token {token}"))
+        .json(&serde_json::json!({"body": "from the gateway"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(cache_of(&r), "bypass");
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["url"].as_str().unwrap().starts_with(&gw.base),
+        "API URLs in bodies point at the gateway: {}",
+        v["url"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_shows_in_the_next_read_never_a_stale_copy() {
+    let gw = Gw::start(hub_config(), |_| {}).await;
+    let t = gw.client("ci", &[], &[]);
+    let (o1, n) = comments(&gw, &t).await;
+    assert_eq!(o1, "miss");
+    assert_eq!(comments(&gw, &t).await, ("revalidated".into(), n));
+    comment(&gw, &t).await;
+    let (o3, after) = comments(&gw, &t).await;
+    assert_eq!(after, n + 1, "the new comment is there");
+    assert_eq!(o3, "miss", "GitHub's ETag changed, so the answer is fresh");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_window_serves_hits_until_a_change_made_through_the_gateway() {
+    let gw = Gw::start(hub_config(), |g| {
+        g.fresh = vec![FreshRule {
+            path: "^/repos/[^/]+/[^/]+/issues/".into(),
+            secs: 300,
+        }]
+    })
+    .await;
+    let t = gw.client("ci", &[], &[]);
+    let (o1, n) = comments(&gw, &t).await;
+    assert_eq!(o1, "miss");
+    let before = gw.installation_usage(INSTALLATION).requests;
+    assert_eq!(comments(&gw, &t).await, ("hit".into(), n));
+    assert_eq!(
+        gw.installation_usage(INSTALLATION).requests,
+        before,
+        "a hit asks GitHub nothing"
+    );
+    comment(&gw, &t).await;
+    let (o3, after) = comments(&gw, &t).await;
+    assert_eq!(after, n + 1, "never stale after our own change");
+    assert_ne!(o3, "hit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_concurrent_reads_share_one_upstream_request() {
+    let mut slow = FaultConfig::new("GET /repos/*/*/pulls");
+    slow.latency_ms = 400;
+    let gw = Gw::start(hub_config().fault(slow), |_| {}).await;
+    let t = gw.client("ci", &[], &[]);
+    // Mint the installation token first, so only the reads remain.
+    assert_eq!(gw.get(&t, "/repos/octo-org/widgets").await.status(), 200);
+    let before = gw.installation_usage(INSTALLATION).requests;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        // Each read on its own task and connection, truly concurrent.
+        let (http, url) = (
+            gw.http.clone(),
+            format!("{}/repos/octo-org/widgets/pulls", gw.base),
+        );
+        let auth = format!("token {t}");
+        set.spawn(async move {
+            http.get(url)
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap()
+        });
+    }
+    let answers = set.join_all().await;
+    let mut outcomes: Vec<String> = answers.iter().map(cache_of).collect();
+    outcomes.sort();
+    assert!(answers.iter().all(|r| r.status() == 200));
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "miss").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "hit").count(),
+        15,
+        "{outcomes:?}"
+    );
+    assert_eq!(gw.installation_usage(INSTALLATION).requests - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn installations_on_different_orgs_never_share_an_entry() {
+    let gw = Gw::start(hub_config(), |_| {}).await;
+    let octo = gw.client("octo", &[], &["octo-org"]);
+    let other = gw.client("other", &[], &["other-org"]);
+    // The same path, owner-less: each client's owner decides whose
+    // installation answers, and so which cache entry is used.
+    let names = |v: Value| -> Vec<String> {
+        v["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["full_name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let r1 = gw.get(&octo, "/installation/repositories").await;
+    assert_eq!(cache_of(&r1), "miss");
+    let a = names(r1.json().await.unwrap());
+    let r2 = gw.get(&other, "/installation/repositories").await;
+    assert_eq!(cache_of(&r2), "miss", "not served from octo-org's entry");
+    let b = names(r2.json().await.unwrap());
+    assert!(
+        a.iter().all(|n| n.starts_with("octo-org/")) && !a.is_empty(),
+        "{a:?}"
+    );
+    assert_eq!(b, vec!["other-org/secrets".to_string()]);
+    assert_eq!(gw.installation_usage(12).requests, 1);
+    let cache_db = gatehouse::config::Config {
+        storage: gatehouse::config::StorageConfig {
+            path: gw.app.db_path.clone(),
+            ..Default::default()
+        },
+        gateway: Some(GatewayConfig::default()),
+        ..Default::default()
+    }
+    .gateway_cache_path()
+    .unwrap();
+    let conn = common::open_db(&cache_db);
+    let mut stmt = conn
+        .prepare(
+            "SELECT scope FROM entries WHERE path = '/installation/repositories' ORDER BY scope",
+        )
+        .unwrap();
+    let scopes: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(scopes, vec!["octo-org", "other-org"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pagination_links_stay_on_the_gateway() {
+    let gw = Gw::start(hub_config(), |_| {}).await;
+    let t = gw.client("ci", &[], &[]);
+    for prefix in ["", "/api/v3"] {
+        let r = gw
+            .get(
+                &t,
+                &format!("{prefix}/repos/octo-org/widgets/pulls?per_page=1"),
+            )
+            .await;
+        let link = r.headers()["link"].to_str().unwrap().to_string();
+        let next = link
+            .split(',')
+            .find(|l| l.contains("rel=\"next\""))
+            .and_then(|l| l.split(['<', '>']).nth(1))
+            .unwrap()
+            .to_string();
+        assert!(
+            next.starts_with(&format!("{}{prefix}/repos/", gw.base)),
+            "{link}"
+        );
+        assert!(!link.contains(gw.hub.url()), "{link}");
+        let page2 = gw.get(&t, next.trim_start_matches(&gw.base)).await;
+        assert_eq!(page2.status(), 200);
+        let v: Value = page2.json().await.unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_token_rotation_last_modified_keeps_revalidation_free() {
+    let mut hub = hub_config();
+    // Tokens the pool renews 5 minutes ahead: each lives 2 s for it.
+    hub.installation_token_secs = 302;
+    let gw = Gw::start(hub, |_| {}).await;
+    let t = gw.client("ci", &[], &[]);
+    assert_eq!(
+        cache_of(&gw.get(&t, "/repos/octo-org/widgets").await),
+        "miss"
+    );
+    assert_eq!(
+        cache_of(&gw.get(&t, "/repos/octo-org/widgets/branches").await),
+        "miss"
+    );
+    let tokens_before = gw.hub.stats().tokens.len();
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let r = gw.get(&t, "/repos/octo-org/widgets").await;
+    assert!(
+        gw.hub.stats().tokens.len() > tokens_before,
+        "a new token was minted"
+    );
+    assert_eq!(
+        cache_of(&r),
+        "revalidated",
+        "If-Modified-Since works whatever the token"
+    );
+    // Branches carry no Last-Modified: the old ETag cannot help.
+    assert_eq!(
+        cache_of(&gw.get(&t, "/repos/octo-org/widgets/branches").await),
+        "miss"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graphql_passes_through_with_the_clients_owner() {
+    let gw = Gw::start(hub_config(), |_| {}).await;
+    let t = gw.client("gql", &["POST /graphql"], &["octo-org"]);
+    for path in ["/graphql", "/api/graphql"] {
+        let r = gw
+            .http
+            .post(format!("{}{path}", gw.base))
+            .header("authorization", format!("bearer {t}"))
+            .json(&serde_json::json!({
+                "query": "query { repository(owner: \"octo-org\", name: \"widgets\") { name } rateLimit { cost } }"
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(cache_of(&r), "bypass");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["data"]["repository"]["name"], "widgets", "{v}");
+    }
+    let m = gw.app.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "gatehouse_gateway_rate_limit_units_spent_total{client=\"gql\"}"
+        )
+        .unwrap()
+            >= 2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_stays_within_its_bound() {
+    let gw = Gw::start(hub_config(), |g| g.cache_max_bytes = 72 * 1024).await;
+    let t = gw.client("ci", &[], &[]);
+    for repo in ["widgets", "gadgets"] {
+        for n in 1..=3 {
+            for (what, n) in [("pulls", n), ("issues", n + 3)] {
+                let r = gw
+                    .get(&t, &format!("/repos/octo-org/{repo}/{what}/{n}"))
+                    .await;
+                assert_eq!(r.status(), 200);
+            }
+        }
+    }
+    let m = gw.app.metrics().await;
+    let size = metric(&m, "gatehouse_gateway_cache_size_bytes").unwrap();
+    assert!(size > 0.0 && size <= 72.0 * 1024.0, "{size}");
+    assert!(metric(&m, "gatehouse_gateway_cache_evictions_total").unwrap() > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_reaches_the_journal_for_clients_list() {
+    let gw = Gw::start(hub_config(), |_| {}).await;
+    let t = gw.client("ci", &[], &[]);
+    for _ in 0..3 {
+        gw.get(&t, "/repos/octo-org/widgets").await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let conn = gatehouse::control::open(&gw.app.db_path).unwrap();
+        let rows = gatehouse::gateway::clients::list(&conn, gatehouse::clock::now_ms()).unwrap();
+        let u = &rows[0].last_hour;
+        if u.requests == 3 {
+            assert_eq!(
+                (u.misses, u.revalidated, u.units_spent, u.units_saved),
+                (1, 2, 1, 2)
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "usage not flushed: {u:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
