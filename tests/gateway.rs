@@ -576,3 +576,25 @@ async fn usage_reaches_the_journal_for_clients_list() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revalidated_page_carries_the_new_links_of_its_304() {
+    let gw = Gw::start(hub_config(), |_| {}).await;
+    let t = gw.client("ci", &[], &[]);
+    let path = "/repos/octo-org/widgets/issues/4/comments?per_page=1";
+    let last = |r: &reqwest::Response| -> String {
+        let link = r.headers()["link"].to_str().unwrap().to_string();
+        link.split(',')
+            .find(|l| l.contains("rel=\"last\""))
+            .unwrap_or_else(|| panic!("no last link: {link}"))
+            .to_string()
+    };
+    let first = gw.get(&t, path).await;
+    let before = last(&first);
+    comment(&gw, &t).await;
+    let again = gw.get(&t, path).await;
+    // Page 1's items are unchanged, so GitHub answers 304, but the list
+    // gained a page: the 304's Link replaces the stored one.
+    assert_eq!(cache_of(&again), "revalidated");
+    assert_ne!(last(&again), before, "pagination sees the new last page");
+}

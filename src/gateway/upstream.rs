@@ -49,11 +49,12 @@ impl Route<'_> {
     }
 }
 
-/// Answer headers that describe this exchange, not the resource: taken
-/// from GitHub's latest answer, never from the stored one.
-fn live(name: &HeaderName) -> bool {
-    let n = name.as_str();
-    n.starts_with("x-ratelimit-") || n == "x-github-request-id" || n == "date"
+/// Headers of a 304 that say nothing about the stored body's bytes.
+fn updates_stored(name: &HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "content-type" | "content-encoding" | "content-length" | "etag"
+    )
 }
 
 type Cell = Arc<OnceCell<Arc<Fetched>>>;
@@ -127,7 +128,7 @@ async fn fetch(
         && let Some(window) = cache.fresh_for(path_and_query)
         && now - e.validated_at_ms < window.as_millis() as i64
     {
-        return from_entry(e, None, Outcome::Hit);
+        return from_entry(e, Outcome::Hit);
     }
     let req = Request {
         method: Method::GET,
@@ -142,15 +143,19 @@ async fn fetch(
     };
     match (answer.status, &entry) {
         (StatusCode::NOT_MODIFIED, Some(e)) => {
-            cache.revalidated(key).await;
-            let mut f = from_entry(e, Some(&answer.headers), Outcome::Revalidated);
+            // The 304's headers update the stored ones (RFC 9111, 4.3.4):
+            // a page whose items did not change can still gain a `Link`
+            // to a new last page.
+            let e = freshened(e, &answer.headers);
+            cache.revalidated(key, e.headers.clone()).await;
+            let mut f = from_entry(&e, Outcome::Revalidated);
             f.spent = answer.cost;
             f
         }
         (StatusCode::OK, _) if has_validator(&answer.headers) => {
             let e = to_entry(route.scope, path_and_query, &answer);
             cache.put(key, e.clone()).await;
-            let mut f = from_entry(&e, Some(&answer.headers), Outcome::Miss);
+            let mut f = from_entry(&e, Outcome::Miss);
             f.spent = answer.cost;
             f.saved = 0;
             f
@@ -204,13 +209,7 @@ fn content_etag(body: &[u8]) -> String {
 }
 
 fn to_entry(scope: &str, path_and_query: &str, a: &Answer) -> Entry {
-    let headers = rewrite::end_to_end(&a.headers);
-    let wire = encode_headers(
-        headers
-            .iter()
-            .filter(|(n, _)| *n != header::ETAG)
-            .map(|(n, v)| (n.as_str(), v.as_bytes())),
-    );
+    let wire = encode(&rewrite::end_to_end(&a.headers));
     let text = |name| {
         a.headers
             .get(name)
@@ -236,28 +235,52 @@ fn to_entry(scope: &str, path_and_query: &str, a: &Answer) -> Entry {
     }
 }
 
-/// The stored answer, with this exchange's live headers when there was one.
-fn from_entry(e: &Entry, live_from: Option<&HeaderMap>, outcome: Outcome) -> Fetched {
+fn decode(wire: &[u8]) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    for (name, value) in decode_headers(&e.headers) {
-        let (Ok(n), Ok(v)) = (
+    for (name, value) in decode_headers(wire) {
+        if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_bytes(&value),
-        ) else {
-            continue;
-        };
-        if live_from.is_some() && live(&n) {
-            continue;
-        }
-        headers.append(n, v);
-    }
-    if let Some(fresh) = live_from {
-        for (n, v) in fresh {
-            if live(n) {
-                headers.append(n.clone(), v.clone());
-            }
+        ) {
+            headers.append(n, v);
         }
     }
+    headers
+}
+
+fn encode(h: &HeaderMap) -> Vec<u8> {
+    encode_headers(
+        h.iter()
+            .filter(|(n, _)| *n != header::ETAG)
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    )
+}
+
+/// The stored entry with a 304's headers in place of its own, and valid
+/// as of now.
+fn freshened(e: &Entry, not_modified: &HeaderMap) -> Entry {
+    let mut headers = decode(&e.headers);
+    let fresh = rewrite::end_to_end(not_modified);
+    for name in fresh.keys() {
+        if updates_stored(name) {
+            headers.remove(name);
+        }
+    }
+    for (name, value) in &fresh {
+        if updates_stored(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    Entry {
+        headers: encode(&headers),
+        validated_at_ms: crate::clock::now_ms(),
+        ..e.clone()
+    }
+}
+
+/// The stored answer, with the gateway's validator.
+fn from_entry(e: &Entry, outcome: Outcome) -> Fetched {
+    let mut headers = decode(&e.headers);
     if let Ok(v) = HeaderValue::from_str(&e.content_etag) {
         headers.insert(header::ETAG, v);
     }

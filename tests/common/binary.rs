@@ -95,6 +95,17 @@ impl Server {
         }
     }
 
+    /// The API gateway's address, from its start line.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.output.lock().unwrap().iter().find_map(|l| {
+            let rest = l.split("API gateway serving on http://").nth(1)?;
+            let end = rest
+                .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
+                .unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        })
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }

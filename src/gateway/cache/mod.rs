@@ -202,9 +202,10 @@ impl Cache {
         .await;
     }
 
-    pub async fn revalidated(self: &Arc<Self>, key: Key) {
+    /// GitHub said 304: the entry is current, with these headers.
+    pub async fn revalidated(self: &Arc<Self>, key: Key, headers: Vec<u8>) {
         let me = self.clone();
-        blocking(move || me.store.revalidated(&key, crate::clock::now_ms())).await;
+        blocking(move || me.store.revalidated(&key, &headers, crate::clock::now_ms())).await;
     }
 
     pub async fn remove(self: &Arc<Self>, key: Key) {

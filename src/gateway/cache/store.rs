@@ -169,13 +169,15 @@ impl Store {
         Ok(())
     }
 
-    /// GitHub said 304: the stored answer is current as of `now_ms`.
-    pub fn revalidated(&self, key: &Key, now_ms: i64) -> rusqlite::Result<()> {
+    /// GitHub said 304: the stored answer is current as of `now_ms`, with
+    /// the headers of that 304.
+    pub fn revalidated(&self, key: &Key, headers: &[u8], now_ms: i64) -> rusqlite::Result<()> {
         self.conn()?
             .prepare_cached(
-                "UPDATE entries SET validated_at_ms = ?2, last_used_ms = ?2 WHERE key = ?1",
+                "UPDATE entries SET headers = ?2, validated_at_ms = ?3, last_used_ms = ?3
+                 WHERE key = ?1",
             )?
-            .execute(params![&key[..], now_ms])?;
+            .execute(params![&key[..], headers, now_ms])?;
         Ok(())
     }
 

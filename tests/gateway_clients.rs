@@ -1,0 +1,256 @@
+//! Real GitHub clients, unchanged but for their base URL and token, through
+//! the real `gatehouse` binary's gateway to fakehub: PyGithub (PyPI) and
+//! octokit's REST client (npm), installed by tests/clients/install. Also
+//! what an operator relies on: `clients add|list|revoke` beside a running
+//! server, and client tokens absent from logs and from the database.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::binary::{self, Server};
+use common::hub::key;
+use fakehub::{Config as HubConfig, FakeHub};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn install_clients() {
+    let status = Command::new(root().join("tests/clients/install"))
+        .status()
+        .expect("run tests/clients/install");
+    assert!(status.success(), "installing PyGithub and octokit failed");
+}
+
+/// Runs one client script; returns its exit status success, stdout, stderr.
+fn run_client(
+    program: &str,
+    args: &[&str],
+    cwd: &Path,
+    env: &[(&str, String)],
+) -> (bool, String, String) {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("PYTHONPATH", root().join("target/clients/python"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start client");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{program} did not finish in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn add_client(config: &Path, name: &str) -> String {
+    let (status, out) = binary::run(
+        &[
+            "clients",
+            "add",
+            name,
+            "--owner",
+            "octo-org",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(status.success(), "{out}");
+    out.lines()
+        .find(|l| l.starts_with("gth_"))
+        .unwrap_or_else(|| panic!("no token printed: {out}"))
+        .trim()
+        .to_string()
+}
+
+fn clients_list(config: &Path) -> Vec<Value> {
+    let (status, out) = binary::run(
+        &[
+            "clients",
+            "list",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(status.success(), "{out}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn file_contains(path: &Path, needle: &str) -> bool {
+    std::fs::read(path)
+        .map(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pygithub_and_octokit_work_through_the_gateway_unchanged() {
+    install_clients();
+    let mut hub_config = HubConfig::default().org("octo-org", &["widgets"]).app(
+        101,
+        &key("app-a.pub.pem"),
+        &[(11, "octo-org")],
+    );
+    hub_config.fixtures = Some(common::fixtures());
+    let hub = FakeHub::start(hub_config).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gatehouse.db");
+    let config = binary::write_config(
+        dir.path(),
+        &db,
+        &format!(
+            "\n[github]\napi_url = {:?}\n\n[[github.apps]]\nid = 101\nprivate_key_file = {:?}\n\n[gateway]\nlisten = \"127.0.0.1:0\"\n",
+            hub.url(),
+            root()
+                .join("fakehub/testdata/app-a.pem")
+                .display()
+                .to_string()
+        ),
+    );
+    let server = Server::start(&config);
+    let gw = format!("http://{}", server.gateway_addr().expect("gateway started"));
+    let py_token = add_client(&config, "pygithub");
+    let node_token = add_client(&config, "octokit");
+
+    let common_env = |api: String, token: &str, issue: &str| {
+        vec![
+            ("GATEHOUSE_API", api),
+            ("GATEHOUSE_TOKEN", token.to_string()),
+            ("OWNER", "octo-org".to_string()),
+            ("REPO", "widgets".to_string()),
+            ("ISSUE", issue.to_string()),
+        ]
+    };
+    let clients = root().join("tests/clients");
+    let (ok, py_out, py_err) = run_client(
+        "python3",
+        &["walk.py"],
+        &clients.join("python"),
+        &common_env(format!("{gw}/api/v3"), &py_token, "4"),
+    );
+    assert!(ok, "PyGithub failed:\n{py_err}");
+    let (ok, node_out, node_err) = run_client(
+        "node",
+        &["walk.mjs"],
+        &clients.join("node"),
+        &common_env(gw.clone(), &node_token, "5"),
+    );
+    assert!(ok, "octokit failed:\n{node_err}");
+
+    for (who, out) in [("PyGithub", &py_out), ("octokit", &node_out)] {
+        let v: Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("{who} printed no JSON ({e}): {out}"));
+        // fakehub seeds pull requests 1..3, newest first, one page each.
+        assert_eq!(v["pulls"], serde_json::json!([3, 2, 1]), "{who}: {v}");
+        assert_eq!(v["pull_title"], "Pull request 1 for widgets", "{who}");
+        assert_eq!(v["pull_files"].as_array().unwrap().len(), 2, "{who}: {v}");
+        assert_eq!(
+            v["comments_after"].as_u64().unwrap(),
+            v["comments_before"].as_u64().unwrap() + 1,
+            "{who}: the posted comment is read back, never a stale list"
+        );
+        assert!(
+            v["posted_url"].as_str().unwrap().starts_with(&gw),
+            "{who}: {}",
+            v["posted_url"]
+        );
+        assert_eq!(v["graphql_title"], "Pull request 1 for widgets", "{who}");
+        assert!(
+            v["rate_remaining"].as_u64().unwrap() > 0,
+            "{who}: x-ratelimit-* pass through"
+        );
+        assert!(
+            !out.contains("ghs_"),
+            "{who} never sees an installation token"
+        );
+    }
+
+    // Usage per client reaches `clients list` (flushed every 5 s): the
+    // second client's read of the same pull request was revalidated.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let octokit = loop {
+        let rows = clients_list(&config);
+        let row = rows
+            .iter()
+            .find(|r| r["name"] == "octokit")
+            .cloned()
+            .unwrap();
+        if row["last_hour"]["requests"].as_u64().unwrap() > 0 {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "usage never reached the journal");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        octokit["last_hour"]["revalidated"].as_u64().unwrap() >= 1,
+        "{octokit}"
+    );
+    assert!(
+        octokit["last_hour"]["units_saved"].as_u64().unwrap() >= 1,
+        "{octokit}"
+    );
+
+    // Revoked: the same script now fails with GitHub's 401.
+    let (status, out) = binary::run(
+        &[
+            "clients",
+            "revoke",
+            "pygithub",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(status.success(), "{out}");
+    let (ok, _, err) = run_client(
+        "python3",
+        &["walk.py"],
+        &clients.join("python"),
+        &common_env(format!("{gw}/api/v3"), &py_token, "4"),
+    );
+    assert!(!ok && err.contains("Bad credentials"), "{err}");
+
+    // Tokens never reach the log or the database in clear.
+    let log = server.output();
+    for token in [&py_token, &node_token] {
+        assert!(!log.contains(token.as_str()), "token in the log");
+        for f in [
+            "gatehouse.db",
+            "gatehouse.db-wal",
+            "gateway-cache.db",
+            "gateway-cache.db-wal",
+        ] {
+            assert!(!file_contains(&dir.path().join(f), token), "token in {f}");
+        }
+    }
+    let conn = common::open_db(&db);
+    let hash: String = conn
+        .query_row(
+            "SELECT token_hash FROM clients WHERE name = 'octokit'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(hash, gatehouse::gateway::clients::hash_token(&node_token));
+}
