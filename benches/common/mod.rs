@@ -23,6 +23,8 @@ pub fn sign(body: &[u8]) -> String {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// The API gateway's base URL, when the config has `[gateway]`.
+    pub gateway: Option<String>,
     pub config: PathBuf,
 }
 
@@ -52,17 +54,29 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                for (kind, marker) in [("gateway", "API gateway serving on "), ("server", "listening on ")] {
+                    if let Some(rest) = line.split(marker).nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                        let _ = tx.send((kind, addr));
+                    }
                 }
             }
         });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("gatehouse did not start");
+        let mut gateway = None;
+        let base = loop {
+            let (kind, addr) = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("gatehouse did not start");
+            // The gateway's line comes first when there is one.
+            match kind {
+                "gateway" => gateway = Some(addr),
+                _ => break addr,
+            }
+        };
         Server {
             child,
             base,
+            gateway,
             config,
         }
     }
@@ -76,6 +90,18 @@ impl Server {
             .status()
             .unwrap();
         assert!(s.success(), "{args:?}");
+    }
+
+    /// Runs a `gatehouse` CLI command and returns its stdout.
+    pub fn cli_output(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--config", self.config.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Peak resident set size so far (VmHWM), in MB.
