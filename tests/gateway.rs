@@ -181,6 +181,17 @@ async fn scopes_and_owners_are_enforced_and_the_refusal_names_the_rule() {
         0,
         "nothing was sent for the refused owner"
     );
+
+    // A request that names no owner, from a client without one, with no
+    // default owner and no token for any owner: refused, saying what to do.
+    let anyone = gw.client("anyone", &[], &[]);
+    let r = gw.get(&anyone, "/user").await;
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["message"].as_str().unwrap().contains("default_owner"),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
