@@ -59,7 +59,10 @@ fn gateway(hub: &FakeHub, dir: &str, extra: &str) -> (Server, String) {
             format!("{}/fakehub/testdata/app-a.pem", env!("CARGO_MANIFEST_DIR")),
         ),
     );
-    let token = server.cli_output(&["clients", "add", "bench"]).trim().to_string();
+    let token = server
+        .cli_output(&["clients", "add", "bench"])
+        .trim()
+        .to_string();
     (server, token)
 }
 
@@ -123,7 +126,10 @@ async fn job(base: String, token: String, paths: Vec<String>, n: usize) -> Tally
         get(&http, &base, &token, p, &mut t).await;
     }
     let r = http
-        .post(format!("{base}/repos/acme/repo-{}/issues/4/comments", n % REPOS))
+        .post(format!(
+            "{base}/repos/acme/repo-{}/issues/4/comments",
+            n % REPOS
+        ))
         .header("authorization", format!("token {token}"))
         .json(&serde_json::json!({"body": format!("job {n} passed")}))
         .send()
@@ -244,8 +250,16 @@ async fn latency_bench() {
     );
     let targets = [
         ("direct to fakehub", hub.url().to_string(), PAT.to_string()),
-        ("gateway, revalidated", plain.gateway.clone().unwrap(), token),
-        ("gateway, fresh hit", fresh.gateway.clone().unwrap(), fresh_token),
+        (
+            "gateway, revalidated",
+            plain.gateway.clone().unwrap(),
+            token,
+        ),
+        (
+            "gateway, fresh hit",
+            fresh.gateway.clone().unwrap(),
+            fresh_token,
+        ),
     ];
     let http = reqwest::Client::new();
     let path = "/repos/acme/repo-0/pulls/1";
@@ -270,7 +284,11 @@ async fn latency_bench() {
         let s = &mut samples[i];
         s.sort_by(f64::total_cmp);
         p50s.push((pct(s, 0.5), pct(s, 0.99)));
-        println!("  {label:<22} p50 {:.3}  p99 {:.3}", pct(s, 0.5), pct(s, 0.99));
+        println!(
+            "  {label:<22} p50 {:.3}  p99 {:.3}",
+            pct(s, 0.5),
+            pct(s, 0.99)
+        );
     }
     for i in 1..targets.len() {
         println!(
@@ -323,7 +341,10 @@ async fn throughput_bench() {
         paths.len(),
         total.requests as f64 / 5.0,
         total.outcomes,
-        hub.stats().installations.get(&11).map_or(0, |u| u.max_concurrency)
+        hub.stats()
+            .installations
+            .get(&11)
+            .map_or(0, |u| u.max_concurrency)
     );
     server.stop();
 }

@@ -54,7 +54,10 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                for (kind, marker) in [("gateway", "API gateway serving on "), ("server", "listening on ")] {
+                for (kind, marker) in [
+                    ("gateway", "API gateway serving on "),
+                    ("server", "listening on "),
+                ] {
                     if let Some(rest) = line.split(marker).nth(1) {
                         let addr = rest.split_whitespace().next().unwrap_or("").to_string();
                         let _ = tx.send((kind, addr));
