@@ -159,13 +159,21 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         let (listener, state) =
             gateway(&config, gw, pool.clone(), journal.clone(), &metrics).await?;
         gateway_addr = Some(listener.local_addr().expect("bound socket has an address"));
-        tasks.push(tokio::spawn(gateway_upkeep(state.clone(), stop_rx.clone())));
-        tasks.push(tokio::spawn(server::serve(
+        let upkeep = tokio::spawn(gateway_upkeep(state.clone(), stop_rx.clone()));
+        let serving = server::serve(
             listener,
-            crate::gateway::router(state),
+            crate::gateway::router(state.clone()),
             limits(),
             stop_rx.clone(),
-        )));
+        );
+        tasks.push(tokio::spawn(async move {
+            serving.await;
+            let _ = upkeep.await;
+            // Every gateway request has been answered: record the last of
+            // their usage before the journal closes.
+            state.usage.flush().await;
+            state.cache.flush_used().await;
+        }));
         tracing::info!(
             "API gateway serving on http://{}",
             gateway_addr.expect("just set")
@@ -227,19 +235,16 @@ async fn gateway(
     Ok((listener, state))
 }
 
-/// Writes client usage and cache use times every few seconds, and once
-/// more at shutdown.
+/// Writes client usage and cache use times every few seconds (and, from
+/// the gateway's task, once more after its last request).
 async fn gateway_upkeep(state: Arc<crate::gateway::GatewayState>, mut stop: watch::Receiver<bool>) {
     loop {
-        let stopping = tokio::select! {
-            _ = tokio::time::sleep(GATEWAY_FLUSH_INTERVAL) => false,
-            _ = shutdown::requested(&mut stop) => true,
-        };
+        tokio::select! {
+            _ = tokio::time::sleep(GATEWAY_FLUSH_INTERVAL) => {}
+            _ = shutdown::requested(&mut stop) => return,
+        }
         state.usage.flush().await;
         state.cache.flush_used().await;
-        if stopping {
-            return;
-        }
     }
 }
 

@@ -609,3 +609,49 @@ async fn a_revalidated_page_carries_the_new_links_of_its_304() {
     assert_eq!(cache_of(&again), "revalidated");
     assert_ne!(last(&again), before, "pagination sees the new last page");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_and_usage_survive_a_restart() {
+    let Gw { hub, app, http, .. } = Gw::start(hub_config(), |_| {}).await;
+    let config = |dir: &std::path::Path| {
+        let mut c = common::test_config(dir);
+        c.github = github_config(&hub, &[(101, "app-a.pem")], &[]);
+        c.gateway = Some(GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..GatewayConfig::default()
+        });
+        c
+    };
+    let conn = gatehouse::control::open(&app.db_path).unwrap();
+    let t = gatehouse::gateway::clients::add(&conn, "ci", &[], &[], 0).unwrap();
+    drop(conn);
+    let get = |base: String| {
+        let (http, t) = (http.clone(), t.clone());
+        async move {
+            http.get(format!("{base}/repos/octo-org/widgets"))
+                .header("authorization", format!("token {t}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let base = format!("http://{}", app.app.gateway_addr().unwrap());
+    assert_eq!(cache_of(&get(base).await), "miss");
+    // Stopped at once, before the periodic flush: the last usage is kept.
+    let dir = app.stop().await;
+    let cfg = config(dir.path());
+    let app = TestApp::start_in(dir, cfg).await;
+    let conn = gatehouse::control::open(&app.db_path).unwrap();
+    let rows = gatehouse::gateway::clients::list(&conn, gatehouse::clock::now_ms()).unwrap();
+    assert_eq!(rows[0].last_hour.requests, 1, "usage flushed at shutdown");
+    let base = format!("http://{}", app.app.gateway_addr().unwrap());
+    let r = get(base).await;
+    assert_eq!(r.status(), 200);
+    // A new process mints a new token, so the stored ETag cannot match;
+    // the stored Last-Modified still gets a 304.
+    assert_eq!(
+        cache_of(&r),
+        "revalidated",
+        "the cache outlived the process"
+    );
+}
