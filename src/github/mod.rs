@@ -8,6 +8,5 @@ pub mod budget;
 pub mod pool;
 
 pub use pool::{
-    Answer, Conditional, CredId, CredStatus, HeldEtag, Pool, PoolError, ProbeRow, Request,
-    Validators,
+    Answer, CredId, CredStatus, HeldEtag, Pool, PoolError, ProbeRow, Request, Validators,
 };

@@ -178,14 +178,6 @@ pub struct HeldEtag {
     pub token_tag: String,
 }
 
-/// Which validator went with a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Conditional {
-    None,
-    IfNoneMatch,
-    IfModifiedSince,
-}
-
 /// GitHub's answer, and which credential paid for it.
 #[derive(Debug)]
 pub struct Answer {
@@ -199,7 +191,6 @@ pub struct Answer {
     /// Rate-limit units this request spent: 0 for a 304, GraphQL's points
     /// from the budget it reported, else 1.
     pub cost: u64,
-    pub conditional: Conditional,
 }
 
 #[derive(Default)]
@@ -483,8 +474,7 @@ impl Pool {
             let mut headers = req.headers.clone();
             headers.remove(http::header::AUTHORIZATION);
             headers.remove(http::header::HOST);
-            let conditional =
-                add_validators(&mut headers, req.validators.as_ref(), &slot.id, &token_tag);
+            add_validators(&mut headers, req.validators.as_ref(), &slot.id, &token_tag);
             let resp = self
                 .http
                 .request(req.method.clone(), self.url(&req.path))
@@ -519,7 +509,6 @@ impl Pool {
                 credential: slot.id.clone(),
                 token_tag,
                 cost,
-                conditional,
             });
         }
         unreachable!("the loop returns on its second pass")
@@ -874,14 +863,9 @@ impl Pool {
 
 /// Adds the validator that can work for this credential and token, after
 /// dropping any the caller passed (they belong to the caller's cache).
-fn add_validators(
-    headers: &mut HeaderMap,
-    v: Option<&Validators>,
-    cred: &CredId,
-    token_tag: &str,
-) -> Conditional {
+fn add_validators(headers: &mut HeaderMap, v: Option<&Validators>, cred: &CredId, token_tag: &str) {
     let Some(v) = v else {
-        return Conditional::None;
+        return;
     };
     headers.remove(http::header::IF_NONE_MATCH);
     headers.remove(http::header::IF_MODIFIED_SINCE);
@@ -891,13 +875,11 @@ fn add_validators(
         && let Ok(value) = HeaderValue::from_str(&e.etag)
     {
         headers.insert(http::header::IF_NONE_MATCH, value);
-        return Conditional::IfNoneMatch;
+        return;
     }
     if let Some(lm) = &v.last_modified
         && let Ok(value) = HeaderValue::from_str(lm)
     {
         headers.insert(http::header::IF_MODIFIED_SINCE, value);
-        return Conditional::IfModifiedSince;
     }
-    Conditional::None
 }
