@@ -241,6 +241,21 @@ async fn a_second_client_revalidates_for_free_and_gets_githubs_headers() {
     assert_eq!(u.not_modified, 1);
     assert_eq!(u.max_concurrency, 1);
 
+    // HEAD is answered from the same entry, without a body.
+    let r = gw
+        .http
+        .head(format!("{}{path}", gw.base))
+        .header("authorization", format!("token {b}"))
+        .header("accept", "application/vnd.github+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), cache_of(&r)),
+        (200, "revalidated".into())
+    );
+    assert!(r.bytes().await.unwrap().is_empty());
+
     // The client's own conditional request, with the gateway's validator.
     let r = gw
         .http
@@ -267,17 +282,17 @@ async fn a_second_client_revalidates_for_free_and_gets_githubs_headers() {
             &m,
             "gatehouse_gateway_rate_limit_units_saved_total{client=\"b\"}"
         ),
-        Some(2.0)
+        Some(3.0)
     );
     assert_eq!(
         metric(
             &m,
             "gatehouse_gateway_cache_total{client=\"b\",outcome=\"revalidated\"}"
         ),
-        Some(2.0)
+        Some(3.0)
     );
     let ratio = metric(&m, "gatehouse_gateway_cache_hit_ratio").unwrap();
-    assert!((ratio - 2.0 / 3.0).abs() < 1e-9, "{ratio}");
+    assert!((ratio - 3.0 / 4.0).abs() < 1e-9, "{ratio}");
 }
 
 async fn comments(gw: &Gw, token: &str) -> (String, usize) {

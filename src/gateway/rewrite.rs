@@ -159,10 +159,18 @@ mod tests {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
+        h.insert(
+            header::LOCATION,
+            HeaderValue::from_static("https://api.github.com/repos/a/b/issues/comments/7"),
+        );
         r.headers(&mut h);
         assert_eq!(
             h[header::LINK],
             "<http://gw:8081/api/v3/repos/a/b/pulls?page=2>; rel=\"next\", <http://gw:8081/api/v3/repos/a/b/pulls?page=5>; rel=\"last\""
+        );
+        assert_eq!(
+            h[header::LOCATION],
+            "http://gw:8081/api/v3/repos/a/b/issues/comments/7"
         );
         let body = Bytes::from_static(
             br#"{"url":"https://api.github.com/repos/a/b","html_url":"https://github.com/a/b","x":"https://api.github.com.evil/x"}"#,
