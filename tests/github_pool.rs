@@ -239,8 +239,9 @@ async fn owners_without_an_installation_or_token_get_a_clear_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn installation_tokens_are_refreshed_ahead_of_expiry() {
     let mut c = two_apps();
-    // The pool refreshes 300 s ahead; a 301 s token is fresh for 1 s.
-    c.installation_token_secs = 301;
+    // The pool refreshes 300 s ahead; a 302 s token is fresh for 1-2 s
+    // (expiry times have whole seconds, so 301 s could leave a few ms).
+    c.installation_token_secs = 302;
     let hub = FakeHub::start(c).await.unwrap();
     let p = pool(&hub, &[(101, "app-a.pem")], &[]);
     p.send("octo-org", Request::get("/repos/octo-org/widgets"))
@@ -257,7 +258,7 @@ async fn installation_tokens_are_refreshed_ahead_of_expiry() {
             .count()
     };
     assert_eq!(minted(&hub), 1, "reused while fresh");
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     let a = p
         .send("octo-org", Request::get("/repos/octo-org/widgets"))
         .await
