@@ -241,15 +241,7 @@ async fn serve(s: &GatewayState, client: &Client, parts: &Parts, body: Body) -> 
             cache_control.contains("no-cache"),
         )
         .await;
-        return Arc::try_unwrap(f).unwrap_or_else(|shared| Fetched {
-            status: shared.status,
-            headers: shared.headers.clone(),
-            body: shared.body.clone(),
-            outcome: shared.outcome,
-            spent: shared.spent,
-            saved: shared.saved,
-            content_etag: shared.content_etag.clone(),
-        });
+        return Arc::unwrap_or_clone(f);
     }
     let mut headers = rewrite::upstream_request_headers(&parts.headers);
     // The client's validators are not GitHub's; pass-through requests

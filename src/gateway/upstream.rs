@@ -19,7 +19,7 @@ use crate::github::{Answer, HeldEtag, Pool, PoolError, Request, Validators};
 use crate::journal::model::{decode_headers, encode_headers};
 
 /// An answer ready for the client, but for per-client URL rewriting.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Fetched {
     pub status: StatusCode,
     pub headers: HeaderMap,
