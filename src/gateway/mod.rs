@@ -60,15 +60,7 @@ pub fn github_error(message: &str) -> (HeaderMap, Bytes) {
 
 fn refuse(status: StatusCode, message: &str) -> Fetched {
     let (headers, body) = github_error(message);
-    Fetched {
-        status,
-        headers,
-        body,
-        outcome: Outcome::Bypass,
-        spent: 0,
-        saved: 0,
-        content_etag: None,
-    }
+    Fetched::uncached(status, headers, body, Outcome::Bypass)
 }
 
 async fn handle(State(s): State<Arc<GatewayState>>, req: Request) -> Response {

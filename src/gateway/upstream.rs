@@ -32,6 +32,26 @@ pub struct Fetched {
     pub content_etag: Option<String>,
 }
 
+impl Fetched {
+    /// An answer that is not (and will not be) in the cache.
+    pub fn uncached(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        outcome: Outcome,
+    ) -> Fetched {
+        Fetched {
+            status,
+            headers,
+            body,
+            outcome,
+            spent: 0,
+            saved: 0,
+            content_etag: None,
+        }
+    }
+}
+
 /// Where a request goes: whose credentials, and under which cache scope.
 pub struct Route<'a> {
     pub pool: &'a Pool,
@@ -297,28 +317,15 @@ fn from_entry(e: &Entry, outcome: Outcome) -> Fetched {
 
 fn passed(a: Answer, outcome: Outcome) -> Fetched {
     Fetched {
-        status: a.status,
-        headers: rewrite::end_to_end(&a.headers),
-        body: a.body,
-        outcome,
         spent: a.cost,
-        saved: 0,
-        content_etag: None,
+        ..Fetched::uncached(a.status, rewrite::end_to_end(&a.headers), a.body, outcome)
     }
 }
 
 /// The pool could not get an answer: say so the way GitHub would.
 fn pool_error(e: &PoolError, outcome: Outcome) -> Fetched {
     if let Some((status, headers, body)) = e.github_shaped() {
-        return Fetched {
-            status,
-            headers,
-            body,
-            outcome,
-            spent: 0,
-            saved: 0,
-            content_etag: None,
-        };
+        return Fetched::uncached(status, headers, body, outcome);
     }
     let (status, retry) = match e {
         PoolError::QueueFull(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
@@ -333,13 +340,5 @@ fn pool_error(e: &PoolError, outcome: Outcome) -> Fetched {
     if let Some(secs) = retry {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    Fetched {
-        status,
-        headers,
-        body,
-        outcome,
-        spent: 0,
-        saved: 0,
-        content_etag: None,
-    }
+    Fetched::uncached(status, headers, body, outcome)
 }
