@@ -66,20 +66,30 @@ fn refuse(status: StatusCode, message: &str) -> Fetched {
 async fn handle(State(s): State<Arc<GatewayState>>, req: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
+    let target = route::target(&parts.uri);
     let client = match authenticate(&s, &parts.headers).await {
         Ok(c) => c,
-        Err(refusal) => return finish(&s, UNAUTHENTICATED, &parts, refusal, started),
+        Err(refusal) => {
+            return finish(&s, UNAUTHENTICATED, &parts, target.prefix, refusal, started);
+        }
     };
-    let fetched = serve(&s, &client, &parts, body).await;
-    finish(&s, &client.name, &parts, fetched, started)
+    let fetched = serve(&s, &client, &parts, &target, body).await;
+    finish(&s, &client.name, &parts, target.prefix, fetched, started)
 }
 
 /// Accounts for the answer and makes it the client's: URLs rewritten to
 /// this gateway, the client's own conditional request honoured.
-fn finish(s: &GatewayState, client: &str, parts: &Parts, f: Fetched, started: Instant) -> Response {
+fn finish(
+    s: &GatewayState,
+    client: &str,
+    parts: &Parts,
+    prefix: &str,
+    f: Fetched,
+    started: Instant,
+) -> Response {
     let rewriter = rewrite::Rewriter::new(
         s.pool.api_url(),
-        base_url(&s.config, parts),
+        base_url(&s.config, parts, prefix),
         s.config.rewrite_body_urls,
     );
     let mut headers = f.headers;
@@ -89,17 +99,19 @@ fn finish(s: &GatewayState, client: &str, parts: &Parts, f: Fetched, started: In
         HeaderValue::from_static(f.outcome.as_str()),
     );
     let mut status = f.status;
-    let mut body = rewriter.body(&headers, f.body);
-    if let Some(etag) = &f.content_etag
-        && not_modified(&parts.headers, etag, headers.get(header::LAST_MODIFIED))
-    {
+    let unchanged = f
+        .content_etag
+        .as_deref()
+        .is_some_and(|etag| not_modified(&parts.headers, etag, headers.get(header::LAST_MODIFIED)));
+    if unchanged {
         status = StatusCode::NOT_MODIFIED;
-        body = Bytes::new();
         headers.remove(header::CONTENT_TYPE);
     }
-    if parts.method == Method::HEAD {
-        body = Bytes::new();
-    }
+    let body = if unchanged || parts.method == Method::HEAD {
+        Bytes::new()
+    } else {
+        rewriter.body(&headers, f.body)
+    };
     s.usage.record(Served {
         client,
         status: status.as_u16(),
@@ -135,8 +147,7 @@ fn not_modified(h: &HeaderMap, etag: &str, last_modified: Option<&HeaderValue>) 
 
 /// The gateway's base URL as this client reached it, with the prefix it
 /// used (`/api/v3` for GHES-style clients).
-fn base_url(config: &GatewayConfig, parts: &Parts) -> String {
-    let prefix = route::target(&parts.uri).prefix;
+fn base_url(config: &GatewayConfig, parts: &Parts, prefix: &str) -> String {
     if !config.public_url.is_empty() {
         return format!("{}{prefix}", config.public_url.trim_end_matches('/'));
     }
@@ -183,8 +194,13 @@ async fn authenticate(s: &GatewayState, h: &HeaderMap) -> Result<Client, Fetched
     }
 }
 
-async fn serve(s: &GatewayState, client: &Client, parts: &Parts, body: Body) -> Fetched {
-    let target = route::target(&parts.uri);
+async fn serve(
+    s: &GatewayState,
+    client: &Client,
+    parts: &Parts,
+    target: &route::Target,
+    body: Body,
+) -> Fetched {
     if let Err(why) = client.check_scope(&parts.method, &target.path) {
         return refuse(StatusCode::FORBIDDEN, &why);
     }
