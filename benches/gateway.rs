@@ -20,21 +20,13 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, key};
 use fakehub::{Config as HubConfig, FakeHub};
 
 const REPOS: usize = 10;
 const JOBS: usize = 20;
 const JOB_CONCURRENCY: usize = 4;
 const PAT: &str = "ghp_benchmarkcitoken000000000000000000";
-
-fn key(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/fakehub/testdata/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
 
 async fn hub(token_secs: Option<i64>) -> FakeHub {
     let repos: Vec<String> = (0..REPOS).map(|i| format!("repo-{i}")).collect();

@@ -13,6 +13,8 @@
 //!
 //! Every loop is bounded by count and time.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,15 +24,9 @@ use fakehub::{Config as HubConfig, FakeHub};
 use gatehouse::config::{GithubAppConfig, GithubConfig, Secret};
 use gatehouse::github::{Pool, Request};
 
-const KEYS: [&str; 4] = ["app-a", "app-b", "app-c", "app-d"];
+use common::key;
 
-fn key(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/fakehub/testdata/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
+const KEYS: [&str; 4] = ["app-a", "app-b", "app-c", "app-d"];
 
 fn orgs(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("org-{i}")).collect()

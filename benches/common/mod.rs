@@ -20,6 +20,15 @@ pub fn sign(body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// A test-only RSA key from fakehub/testdata.
+pub fn key(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/fakehub/testdata/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
 pub struct Server {
     pub child: Child,
     pub base: String,
