@@ -47,15 +47,9 @@ pub fn router(state: Arc<GatewayState>) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
-/// GitHub's error shape: `{"message", "documentation_url"}`.
+/// GitHub's error shape, pointing at the REST docs.
 pub fn github_error(message: &str) -> (HeaderMap, Bytes) {
-    let mut h = HeaderMap::new();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    let body = serde_json::json!({ "message": message, "documentation_url": DOCS });
-    (h, Bytes::from(body.to_string()))
+    crate::github::error_answer(message, DOCS)
 }
 
 fn refuse(status: StatusCode, message: &str) -> Fetched {

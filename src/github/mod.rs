@@ -10,3 +10,18 @@ pub mod pool;
 pub use pool::{
     Answer, CredId, CredStatus, HeldEtag, Pool, PoolError, ProbeRow, Request, Validators,
 };
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, header};
+
+/// An error answer in GitHub's shape, `{"message", "documentation_url"}`,
+/// for callers that speak GitHub's API (the gateway).
+pub fn error_answer(message: &str, documentation_url: &str) -> (HeaderMap, Bytes) {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    let body = serde_json::json!({ "message": message, "documentation_url": documentation_url });
+    (h, Bytes::from(body.to_string()))
+}

@@ -96,22 +96,17 @@ impl PoolError {
         let PoolError::Exhausted { reset, resource } = self else {
             return None;
         };
-        let mut h = HeaderMap::new();
+        let (mut h, body) = super::error_answer(
+            "API rate limit exceeded for every credential gatehouse holds for this owner.",
+            "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+        );
         h.insert("x-ratelimit-remaining", HeaderValue::from(0));
         h.insert("x-ratelimit-reset", HeaderValue::from(*reset));
         h.insert(
             "x-ratelimit-resource",
             HeaderValue::from_static(resource.as_str()),
         );
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let body = serde_json::json!({
-            "message": "API rate limit exceeded for every credential gatehouse holds for this owner.",
-            "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
-        });
-        Some((StatusCode::FORBIDDEN, h, Bytes::from(body.to_string())))
+        Some((StatusCode::FORBIDDEN, h, body))
     }
 }
 
