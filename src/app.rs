@@ -109,6 +109,14 @@ pub async fn start(config: Config) -> Result<App, StartError> {
                 .with_metrics(metrics.github.clone()),
         ))
     };
+    let actions = if config.actions_metrics.enabled {
+        let sink = crate::sinks::actions::ActionsSink::load(&journal, &config.actions_metrics)
+            .await
+            .map_err(StartError::Scheduler)?;
+        Some(Arc::new(sink))
+    } else {
+        None
+    };
     let stopping = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);
     let router = ingest::router(ingest::IngestState {
@@ -118,7 +126,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         partition_by: config.webhooks.partition_by,
         body_timeout: Duration::from_secs(config.server.body_timeout_secs),
         metrics: metrics.ingest.clone(),
-        routes: config.routes.clone(),
+        sinks: crate::sinks::Catalog::new(&config),
         pool: pool.clone(),
     })
     .merge(ops::router(ops::OpsState {
@@ -126,6 +134,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         metrics: metrics.clone(),
         stopping: stopping.clone(),
         pool: pool.clone(),
+        actions: actions.clone(),
     }))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed);
@@ -133,6 +142,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     let scheduler = crate::scheduler::spawn(
         journal.clone(),
         config.routes.clone(),
+        actions.clone(),
         config.processing.clone(),
         metrics.sinks.clone(),
         stop_rx.clone(),

@@ -31,6 +31,43 @@ pub struct Config {
     pub github: GithubConfig,
     /// The API gateway; absent = no gateway listener.
     pub gateway: Option<GatewayConfig>,
+    pub actions_metrics: ActionsMetricsConfig,
+}
+
+/// The built-in `actions-metrics` sink: GitHub Actions metrics derived from
+/// `workflow_run` and `workflow_job` deliveries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsMetricsConfig {
+    pub enabled: bool,
+    /// A job or run unfinished for longer than this stops counting as
+    /// queued or in progress and is counted as stale instead (its final
+    /// delivery was probably lost).
+    pub stale_after_secs: u64,
+    /// Repository globs (`octo-org/*`) that get their own label; others
+    /// are counted as `other`. Empty = every repository.
+    pub allow_repositories: Vec<String>,
+    /// Repository globs left out of the metrics altogether.
+    pub deny_repositories: Vec<String>,
+    /// At most this many repositories get their own label (the longest
+    /// known first); the rest are counted as `other`.
+    pub max_repositories: usize,
+    /// Branch globs that keep their name in `head_branch`; other branches
+    /// (pull request branches, say) are counted as `other`.
+    pub head_branches: Vec<String>,
+}
+
+impl Default for ActionsMetricsConfig {
+    fn default() -> Self {
+        ActionsMetricsConfig {
+            enabled: true,
+            stale_after_secs: 24 * 3600,
+            allow_repositories: Vec::new(),
+            deny_repositories: Vec::new(),
+            max_repositories: 200,
+            head_branches: vec!["main".into(), "master".into()],
+        }
+    }
 }
 
 /// The GitHub API gateway: its listener, how it routes requests that name
@@ -505,6 +542,19 @@ impl Config {
                 }
             }
         }
+        let a = &self.actions_metrics;
+        if a.stale_after_secs < 60 {
+            return Err((
+                "actions_metrics.stale_after_secs",
+                "must be at least 60".into(),
+            ));
+        }
+        if a.max_repositories == 0 {
+            return Err((
+                "actions_metrics.max_repositories",
+                "must be at least 1".into(),
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         for r in &self.routes {
             if r.name.is_empty()
@@ -516,6 +566,12 @@ impl Config {
                 return Err((
                     "routes.name",
                     format!("{:?}: use letters, digits, - and _", r.name),
+                ));
+            }
+            if r.name == crate::sinks::actions::SINK {
+                return Err((
+                    "routes.name",
+                    format!("{:?} is the built-in Actions metrics sink's name", r.name),
                 ));
             }
             if !names.insert(r.name.as_str()) {

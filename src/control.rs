@@ -11,9 +11,7 @@ use rusqlite::{Connection, OpenFlags, params, params_from_iter};
 use serde::Serialize;
 
 use crate::clock;
-use crate::config::RouteConfig;
 use crate::journal::{ContentKind, DeliveryMeta, ParseStatus, latest_version};
-use crate::sinks::routes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -309,24 +307,25 @@ pub fn retry_dead(conn: &Connection, f: &Filter) -> Result<usize, ControlError> 
     )?)
 }
 
-/// Creates `route`'s jobs for deliveries since `since_ms` that match its
-/// filters but arrived before it existed. Returns how many.
+/// Creates `sink`'s jobs for deliveries since `since_ms` that it wants but
+/// that arrived before it existed. Returns how many.
 pub fn backfill(
     conn: &mut Connection,
-    route: &RouteConfig,
+    sink: &str,
+    wants: impl Fn(&DeliveryMeta) -> bool,
     since_ms: i64,
 ) -> Result<usize, ControlError> {
     let tx = conn.transaction()?;
     let candidates: Vec<(i64, DeliveryMeta)> = {
         let mut st = tx.prepare(
             "SELECT d.id, d.hook_id, d.guid, d.event, d.action, d.installation_id, d.repository,
-                    d.owner, d.partition_key, d.received_at_ms
+                    d.owner, d.partition_key, d.received_at_ms, d.parse_status, d.parse_error
              FROM deliveries d
              WHERE d.received_at_ms >= ?1
                AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.id AND j.sink = ?2)
              ORDER BY d.id",
         )?;
-        st.query_map(params![since_ms, route.name], |r| {
+        st.query_map(params![since_ms, sink], |r| {
             Ok((
                 r.get(0)?,
                 DeliveryMeta {
@@ -342,7 +341,8 @@ pub fn backfill(
                     partition_key: r.get(8)?,
                     received_at_ms: r.get(9)?,
                     content_kind: ContentKind::Json,
-                    parse_status: ParseStatus::Ok,
+                    parse_status: ParseStatus::from_columns(&r.get::<_, String>(10)?, r.get(11)?)
+                        .unwrap_or(ParseStatus::Ok),
                 },
             ))
         })?
@@ -350,15 +350,15 @@ pub fn backfill(
     };
     let now = clock::now_ms();
     let mut n = 0;
-    for (id, meta) in candidates.iter().filter(|(_, m)| routes::matches(route, m)) {
+    for (id, meta) in candidates.iter().filter(|(_, m)| wants(m)) {
         tx.execute(
             "INSERT INTO jobs (delivery_id, sink, partition_key, state, attempts, next_at_ms, updated_at_ms)
              VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
-            params![id, route.name, meta.partition_key, now],
+            params![id, sink, meta.partition_key, now],
         )?;
         tx.execute(
             "INSERT INTO partitions (sink, partition_key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            params![route.name, meta.partition_key],
+            params![sink, meta.partition_key],
         )?;
         n += 1;
     }

@@ -59,6 +59,13 @@ enum Command {
         #[command(subcommand)]
         action: ClientsCmd,
     },
+    /// GitHub Actions reports from the actions-metrics sink's state.
+    Actions {
+        #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: ActionsCmd,
+    },
     /// Pause or resume one route's partition (an organisation, by default).
     Partitions {
         #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
@@ -110,6 +117,19 @@ enum DeliveriesCmd {
         dead: bool,
         #[command(flatten)]
         filter: FilterArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ActionsCmd {
+    /// Per workflow: runs completed, success rate, run duration and job
+    /// queue time percentiles.
+    Report {
+        /// The window: 30m, 6h, 7d, or an RFC 3339 time.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -167,6 +187,10 @@ fn main() -> ExitCode {
         }
         Command::Github { config, action } => github(config, action),
         Command::Clients { config, action } => operate(config, |_, conn| clients(conn, action)),
+        Command::Actions {
+            config,
+            action: ActionsCmd::Report { since, json },
+        } => operate(config, |_, conn| actions_report(conn, &since, json)),
         Command::Routes { config, action } => operate(config, |_, conn| {
             let (route, hold) = match action {
                 HoldCmd::Pause { route } => (route, true),
@@ -188,6 +212,66 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
+    }
+}
+
+fn actions_report(
+    conn: &rusqlite::Connection,
+    since: &str,
+    json: bool,
+) -> Result<(), control::ControlError> {
+    use gatehouse::sinks::actions::report;
+    let since_ms = control::parse_since(since, gatehouse::clock::now_ms())?;
+    let rows = report::workflows(conn, since_ms)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("serializable")
+        );
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no workflow runs or jobs completed since {since}");
+        return Ok(());
+    }
+    let secs = |v: Option<f64>| v.map_or("-".to_string(), duration);
+    println!(
+        "{:<32}  {:<24}  {:>5}  {:>7}  {:>8}  {:>8}  {:>5}  {:>9}  {:>9}",
+        "repository",
+        "workflow",
+        "runs",
+        "success",
+        "run p50",
+        "run p95",
+        "jobs",
+        "queue p50",
+        "queue p95"
+    );
+    for r in rows {
+        println!(
+            "{:<32}  {:<24}  {:>5}  {:>7}  {:>8}  {:>8}  {:>5}  {:>9}  {:>9}",
+            r.repository,
+            r.workflow_name,
+            r.runs,
+            r.success_rate
+                .map_or("-".to_string(), |x| format!("{:.1}%", x * 100.0)),
+            secs(r.run_p50_secs),
+            secs(r.run_p95_secs),
+            r.jobs,
+            secs(r.queue_p50_secs),
+            secs(r.queue_p95_secs),
+        );
+    }
+    Ok(())
+}
+
+/// 42s, 3m05s, 2h07m.
+fn duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -476,16 +560,16 @@ fn deliveries(
             } else if let (Some(name), Some(since)) =
                 (filter.route.as_deref(), filter.since.as_deref())
             {
-                let route = config
-                    .routes
-                    .iter()
-                    .find(|r| r.name == name)
-                    .ok_or_else(|| {
-                        control::ControlError::Invalid(format!("no route {name:?} in the config"))
-                    })?;
+                let catalog = gatehouse::sinks::Catalog::new(config);
+                if !catalog.has(name) {
+                    return Err(control::ControlError::Invalid(format!(
+                        "no route {name:?} in the config"
+                    )));
+                }
                 control::backfill(
                     conn,
-                    route,
+                    name,
+                    |meta| catalog.wants(name, meta),
                     control::parse_since(since, gatehouse::clock::now_ms())?,
                 )?
             } else {

@@ -441,11 +441,19 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus/OpenMetrics text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus/OpenMetrics text exposition: gatehouse's own metrics,
+    /// then the Actions metrics (named as GitHub exporters name them, so
+    /// without the `gatehouse_` prefix) when that sink runs.
+    pub fn render(&self, actions: Option<crate::sinks::actions::aggregate::Exposition>) -> String {
+        use prometheus_client::encoding::text;
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        text::encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
+        if let Some(a) = actions {
+            let mut r = Registry::default();
+            r.register_collector(Box::new(a));
+            text::encode_registry(&mut out, &r).expect("writing to a String cannot fail");
+        }
+        text::encode_eof(&mut out).expect("writing to a String cannot fail");
         out
     }
 }

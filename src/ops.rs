@@ -20,6 +20,7 @@ pub struct OpsState {
     /// Set when shutdown begins, so a load balancer stops sending work.
     pub stopping: Arc<AtomicBool>,
     pub pool: Option<Arc<crate::github::Pool>>,
+    pub actions: Option<Arc<crate::sinks::actions::ActionsSink>>,
 }
 
 pub fn router(state: OpsState) -> Router {
@@ -79,12 +80,22 @@ async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
     if let Some(pool) = &s.pool {
         pool.export_budgets();
     }
+    let actions = match &s.actions {
+        Some(a) => match a.exposition(&s.journal).await {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot read the Actions state");
+                None
+            }
+        },
+        None => None,
+    };
     (
         [(
             http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.metrics.render(),
+        s.metrics.render(actions),
     )
         .into_response()
 }

@@ -4,6 +4,7 @@
 
 pub mod envelope;
 mod request;
+pub use request::form_payload;
 pub mod signature;
 
 use std::sync::Arc;
@@ -40,8 +41,8 @@ pub struct IngestState {
     pub partition_by: PartitionBy,
     pub body_timeout: Duration,
     pub metrics: IngestMetrics,
-    /// The forward routes; a delivery becomes one job per matching route.
-    pub routes: Vec<crate::config::RouteConfig>,
+    /// The sinks; a delivery becomes one job per sink that wants it.
+    pub sinks: crate::sinks::Catalog,
     /// Told when an installation changes, so it discovers again.
     pub pool: Option<Arc<crate::github::Pool>>,
 }
@@ -237,7 +238,7 @@ async fn accept(
         .then(|| meta.owner.clone())
         .flatten();
     let delivery = NewDelivery {
-        sinks: crate::sinks::routes::sinks_for(&state.routes, &meta),
+        sinks: state.sinks.sinks_for(&meta),
         meta,
         headers,
         body,

@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "clients",
         include_str!("../../migrations/0004_clients.sql"),
     ),
+    (
+        5,
+        "actions",
+        include_str!("../../migrations/0005_actions.sql"),
+    ),
 ];
 
 pub fn latest_version() -> u32 {

@@ -23,6 +23,7 @@ use crate::clock;
 use crate::config::{Ordering, ProcessingConfig, RouteConfig};
 use crate::journal::{Journal, JournalError, WorkNotice};
 use crate::shutdown;
+use crate::sinks::actions::{self, ActionsSink};
 use crate::sinks::forward;
 use store::After;
 
@@ -49,6 +50,13 @@ struct Shared {
     batch_size: usize,
     stop: watch::Receiver<bool>,
     metrics: crate::metrics::SinkMetrics,
+    actions: Option<Arc<ActionsSink>>,
+}
+
+/// What runs a sink's jobs.
+enum Runner {
+    Forward(Arc<RouteConfig>),
+    Actions(Arc<ActionsSink>),
 }
 
 #[derive(Default)]
@@ -59,11 +67,13 @@ struct PartState {
     due_ms: Option<i64>,
 }
 
-/// Starts the scheduler for these routes; it ends when `stop` turns true,
-/// after its workers finish the job in hand.
+/// Starts the scheduler for these routes and, when enabled, the Actions
+/// metrics sink; it ends when `stop` turns true, after its workers finish
+/// the job in hand.
 pub async fn spawn(
     journal: Journal,
     routes: Vec<RouteConfig>,
+    actions: Option<Arc<ActionsSink>>,
     processing: ProcessingConfig,
     metrics: crate::metrics::SinkMetrics,
     stop: watch::Receiver<bool>,
@@ -89,6 +99,7 @@ pub async fn spawn(
         batch_size: processing.batch_size,
         stop: stop.clone(),
         metrics,
+        actions,
     });
     Ok(tokio::spawn(dispatch(
         shared,
@@ -233,9 +244,13 @@ async fn work(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
 }
 
 async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i64>, JournalError> {
-    let Some(route) = s.routes.get(sink).cloned() else {
-        // Jobs of a route that is no longer configured wait for it to return.
-        return Ok(None);
+    let runner = match (sink, &s.actions) {
+        (actions::SINK, Some(a)) => Runner::Actions(a.clone()),
+        _ => match s.routes.get(sink) {
+            Some(route) => Runner::Forward(route.clone()),
+            // Jobs of a sink that is no longer configured wait for it to return.
+            None => return Ok(None),
+        },
     };
     let now = clock::now_ms();
     let paused_until =
@@ -245,7 +260,10 @@ async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i6
             store::Lease::Held => return Ok(None),
             store::Lease::Taken { paused_until_ms } => paused_until_ms,
         };
-    let next = run_batch(s, &route, sink, partition, paused_until).await;
+    let next = match &runner {
+        Runner::Forward(route) => run_batch(s, route, sink, partition, paused_until).await,
+        Runner::Actions(a) => run_actions(s, a, partition).await,
+    };
     store::release(&s.journal, sink, partition, &s.owner).await?;
     next
 }
@@ -337,6 +355,47 @@ async fn run_batch(
         }
     }
     // More may be pending (or retries due later): look again.
+    Ok(Some(clock::now_ms()))
+}
+
+/// Applies a batch of Actions jobs in-process: one read, one transaction.
+/// Nothing here waits on a consumer, so there is no pause or backoff; a
+/// delivery that cannot be read as a workflow event is dead at once.
+async fn run_actions(
+    s: &Shared,
+    a: &ActionsSink,
+    partition: &str,
+) -> Result<Option<i64>, JournalError> {
+    let sink = actions::SINK;
+    let jobs = store::pending(
+        &s.journal,
+        sink,
+        partition,
+        Some(clock::now_ms()),
+        s.batch_size,
+    )
+    .await?;
+    if jobs.is_empty() {
+        return store::next_due(&s.journal, sink, partition).await;
+    }
+    let started = std::time::Instant::now();
+    let outcomes = a
+        .run(&s.journal, &jobs, partition, &s.owner, s.lease_ms)
+        .await?;
+    let each = started.elapsed() / outcomes.len() as u32;
+    for (job, outcome) in jobs.iter().zip(outcomes) {
+        match outcome {
+            Ok(()) => {
+                s.metrics.attempt(sink, "done", each);
+                s.metrics.finished(sink, "done");
+            }
+            Err(why) => {
+                tracing::warn!(sink, partition, job = job.id, error = %why, "job dead-lettered: not a usable workflow event");
+                s.metrics.attempt(sink, "failed", each);
+                s.metrics.finished(sink, "dead");
+            }
+        }
+    }
     Ok(Some(clock::now_ms()))
 }
 

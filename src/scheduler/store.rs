@@ -272,10 +272,7 @@ pub async fn record(
                     }
                 }
             };
-            tx.execute(
-                "UPDATE partitions SET lease_until_ms = ?4 WHERE sink = ?1 AND partition_key = ?2 AND lease_owner = ?3",
-                params![sink, partition, owner, now + lease_ms],
-            )?;
+            renew(tx, &sink, &partition, &owner, now + lease_ms)?;
             Ok(after)
         })
         .await
@@ -285,20 +282,48 @@ pub async fn record(
 pub async fn bury(journal: &Journal, job_id: i64, why: &str) -> Result<(), JournalError> {
     let why = why.to_string();
     journal
-        .exec(move |tx| {
-            let now = crate::clock::now_ms();
-            tx.execute(
-                "UPDATE jobs SET state = 'dead', updated_at_ms = ?2 WHERE id = ?1",
-                params![job_id, now],
-            )?;
-            tx.execute(
-                "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, outcome, error)
-                 VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE job_id = ?1), ?2, 0, 'failed', ?3)",
-                params![job_id, now, why],
-            )
-        })
+        .exec(move |tx| close(tx, job_id, crate::clock::now_ms(), Some(&why)))
         .await
-        .map(|_| ())
+}
+
+/// Ends a job that ran in-process (no consumer to ask): done, or dead with
+/// why it can never succeed; one attempt row records it. Runs inside the
+/// caller's transaction.
+pub fn close(
+    tx: &rusqlite::Transaction<'_>,
+    job_id: i64,
+    now_ms: i64,
+    dead_because: Option<&str>,
+) -> rusqlite::Result<()> {
+    let (state, outcome) = match dead_because {
+        None => ("done", "done"),
+        Some(_) => ("dead", "failed"),
+    };
+    tx.prepare_cached(
+        "UPDATE jobs SET state = ?2, attempts = attempts + 1, updated_at_ms = ?3 WHERE id = ?1",
+    )?
+    .execute(params![job_id, state, now_ms])?;
+    tx.prepare_cached(
+        "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, outcome, error)
+         VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE job_id = ?1), ?2, 0, ?3, ?4)",
+    )?
+    .execute(params![job_id, now_ms, outcome, dead_because])?;
+    Ok(())
+}
+
+/// Extends our lease on (sink, partition) to `until_ms`.
+pub fn renew(
+    tx: &rusqlite::Transaction<'_>,
+    sink: &str,
+    partition: &str,
+    owner: &str,
+    until_ms: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE partitions SET lease_until_ms = ?4 WHERE sink = ?1 AND partition_key = ?2 AND lease_owner = ?3",
+    )?
+    .execute(params![sink, partition, owner, until_ms])?;
+    Ok(())
 }
 
 /// Per sink: pending jobs, the oldest pending delivery's time, dead

@@ -1,6 +1,50 @@
 //! Sinks: the consumers of the journal. Each `[[routes]]` entry is a
-//! forward sink; `routes` decides which deliveries become its jobs and
-//! `forward` replays them.
+//! forward sink (`routes` decides which deliveries become its jobs and
+//! `forward` replays them); `actions` is the built-in Actions metrics sink.
 
+pub mod actions;
 pub mod forward;
 pub mod routes;
+
+use crate::config::Config;
+use crate::journal::DeliveryMeta;
+
+/// Which sinks exist and which deliveries each wants.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub routes: Vec<crate::config::RouteConfig>,
+    pub actions: bool,
+}
+
+impl Catalog {
+    pub fn new(config: &Config) -> Catalog {
+        Catalog {
+            routes: config.routes.clone(),
+            actions: config.actions_metrics.enabled,
+        }
+    }
+
+    /// The names of the sinks a delivery becomes a job for.
+    pub fn sinks_for(&self, meta: &DeliveryMeta) -> Vec<String> {
+        let mut sinks = routes::sinks_for(&self.routes, meta);
+        if self.actions && actions::wants(meta) {
+            sinks.push(actions::SINK.to_string());
+        }
+        sinks
+    }
+
+    /// Whether a sink of this name is configured.
+    pub fn has(&self, name: &str) -> bool {
+        (name == actions::SINK && self.actions) || self.routes.iter().any(|r| r.name == name)
+    }
+
+    /// Whether sink `name` wants a delivery (false for an unknown sink).
+    pub fn wants(&self, name: &str, meta: &DeliveryMeta) -> bool {
+        if name == actions::SINK {
+            return self.actions && actions::wants(meta);
+        }
+        self.routes
+            .iter()
+            .any(|r| r.name == name && routes::matches(r, meta))
+    }
+}

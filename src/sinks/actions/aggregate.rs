@@ -1,0 +1,519 @@
+//! The Actions counters and histograms, held in memory as sums over the
+//! state rows. Each committed change subtracts what the old row contributed
+//! and adds what the new one does, so the sums are always a function of the
+//! rows (and the rows of the set of deliveries): never of how often or in
+//! what order deliveries came. At start they are rebuilt from the rows, so
+//! a restart keeps every counter.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
+
+use super::event::{self, JobRow, RunRow};
+use super::labels::{OTHER, Policy, short_name};
+use super::state::Change;
+
+/// Histogram bounds in seconds: from a second to a day (GitHub lets a
+/// self-hosted job run for 5 days, a hosted one for 6 hours).
+pub const BUCKETS: [f64; 18] = [
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 7200.0,
+    14400.0, 21600.0, 43200.0, 86400.0,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    JobsQueued,
+    JobsStarted,
+    JobsCompleted,
+    JobConclusions,
+    JobQueueDuration,
+    JobRunDuration,
+    RunsCompleted,
+    RunDuration,
+}
+
+const JOB_LABELS: &[&str] = &[
+    "runs_on",
+    "job_name",
+    "organization",
+    "owner",
+    "repository_full_name",
+    "workflow_name",
+    "head_branch",
+];
+const JOB_LABELS_CONCLUSION: &[&str] = &[
+    "runs_on",
+    "job_name",
+    "organization",
+    "owner",
+    "repository_full_name",
+    "workflow_name",
+    "head_branch",
+    "job_conclusion",
+];
+const RUN_LABELS_CONCLUSION: &[&str] = &[
+    "organization",
+    "owner",
+    "repository_full_name",
+    "workflow_name",
+    "head_branch",
+    "event",
+    "conclusion",
+];
+const JOB_GAUGE_LABELS: &[&str] = &[
+    "organization",
+    "owner",
+    "repository_full_name",
+    "workflow_name",
+    "runs_on",
+];
+const RUN_GAUGE_LABELS: &[&str] = &[
+    "organization",
+    "owner",
+    "repository_full_name",
+    "workflow_name",
+];
+
+impl Family {
+    const ALL: [Family; 8] = [
+        Family::JobsQueued,
+        Family::JobsStarted,
+        Family::JobsCompleted,
+        Family::JobConclusions,
+        Family::JobQueueDuration,
+        Family::JobRunDuration,
+        Family::RunsCompleted,
+        Family::RunDuration,
+    ];
+
+    /// Name (without `_total` or unit), help, whether a histogram, labels.
+    fn describe(self) -> (&'static str, &'static str, bool, &'static [&'static str]) {
+        match self {
+            Family::JobsQueued => (
+                "github_workflow_jobs_queued",
+                "Workflow jobs queued (each job id counted once)",
+                false,
+                JOB_LABELS,
+            ),
+            Family::JobsStarted => (
+                "github_workflow_jobs_started",
+                "Workflow jobs a runner started (each job id counted once)",
+                false,
+                JOB_LABELS,
+            ),
+            Family::JobsCompleted => (
+                "github_workflow_jobs_completed",
+                "Workflow jobs completed (each job id counted once)",
+                false,
+                JOB_LABELS,
+            ),
+            Family::JobConclusions => (
+                "github_workflow_job_conclusions",
+                "Completed workflow jobs by conclusion (each job id counted once)",
+                false,
+                JOB_LABELS_CONCLUSION,
+            ),
+            Family::JobQueueDuration => (
+                "github_workflow_job_queue_duration",
+                "Workflow job queue time, created_at to started_at, in seconds",
+                true,
+                JOB_LABELS,
+            ),
+            Family::JobRunDuration => (
+                "github_workflow_job_run_duration",
+                "Workflow job run time, started_at to completed_at, in seconds",
+                true,
+                JOB_LABELS_CONCLUSION,
+            ),
+            Family::RunsCompleted => (
+                "github_workflow_runs_completed",
+                "Workflow run attempts completed, by conclusion (each run attempt counted once)",
+                false,
+                RUN_LABELS_CONCLUSION,
+            ),
+            Family::RunDuration => (
+                "github_workflow_run_duration",
+                "Workflow run attempt time, run_started_at to the completed update, in seconds",
+                true,
+                RUN_LABELS_CONCLUSION,
+            ),
+        }
+    }
+}
+
+/// One series' sums: a counter uses `count`; a histogram all three. Sums
+/// are whole milliseconds, so adding and taking back observations in any
+/// order gives exactly the same result (floats would not).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Value {
+    pub count: i64,
+    pub sum_ms: i64,
+    /// Per bucket (not cumulative); the last is +Inf.
+    pub buckets: [i64; BUCKETS.len() + 1],
+}
+
+impl Value {
+    fn add(&mut self, sign: i64, observed_ms: Option<i64>) {
+        self.count += sign;
+        if let Some(ms) = observed_ms {
+            self.sum_ms += sign * ms;
+            let i = BUCKETS
+                .iter()
+                .position(|b| ms as f64 <= b * 1000.0)
+                .unwrap_or(BUCKETS.len());
+            self.buckets[i] += sign;
+        }
+    }
+
+    fn merge(&mut self, other: &Value) {
+        self.count += other.count;
+        self.sum_ms += other.sum_ms;
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+    }
+
+    /// Nothing counted: every contribution was taken back.
+    fn is_empty(&self) -> bool {
+        *self == Value::default()
+    }
+}
+
+type SeriesKey = (Family, Vec<String>);
+
+/// Where the repository full name sits in each family's label values.
+fn repo_index(f: Family) -> usize {
+    match f {
+        Family::RunsCompleted | Family::RunDuration => 2,
+        _ => 4,
+    }
+}
+
+fn millis(from: Option<i64>, to: Option<i64>) -> Option<i64> {
+    Some((to? - from?).max(0))
+}
+
+fn job_contributions(p: &Policy, j: &JobRow) -> Vec<(SeriesKey, Option<i64>)> {
+    let Some(repo) = p.repository(&j.place.repository) else {
+        return Vec::new();
+    };
+    let base = vec![
+        j.runs_on(),
+        j.job_name.clone(),
+        j.place.organization.clone(),
+        j.place.owner.clone(),
+        repo.to_string(),
+        j.place.workflow_name.clone(),
+        p.branch(&j.place.head_branch).to_string(),
+    ];
+    let with_conclusion = || {
+        let mut v = base.clone();
+        v.push(j.conclusion.clone().unwrap_or_default());
+        v
+    };
+    let mut out = vec![((Family::JobsQueued, base.clone()), None)];
+    if j.started_at_ms.is_some() {
+        out.push(((Family::JobsStarted, base.clone()), None));
+        out.push((
+            (Family::JobQueueDuration, base.clone()),
+            millis(j.created_at_ms, j.started_at_ms),
+        ));
+    }
+    if j.rank() == event::COMPLETED {
+        out.push(((Family::JobsCompleted, base.clone()), None));
+        out.push(((Family::JobConclusions, with_conclusion()), None));
+        if j.started_at_ms.is_some() {
+            out.push((
+                (Family::JobRunDuration, with_conclusion()),
+                millis(j.started_at_ms, j.completed_at_ms),
+            ));
+        }
+    }
+    // A histogram series without its times observes nothing.
+    out.retain(|((f, _), v)| !f.describe().2 || v.is_some());
+    out
+}
+
+fn run_contributions(p: &Policy, r: &RunRow) -> Vec<(SeriesKey, Option<i64>)> {
+    let Some(repo) = p.repository(&r.place.repository) else {
+        return Vec::new();
+    };
+    if r.rank() != event::COMPLETED {
+        return Vec::new();
+    }
+    let labels = vec![
+        r.place.organization.clone(),
+        r.place.owner.clone(),
+        repo.to_string(),
+        r.place.workflow_name.clone(),
+        p.branch(&r.place.head_branch).to_string(),
+        r.event.clone(),
+        r.conclusion.clone().unwrap_or_default(),
+    ];
+    let mut out = vec![((Family::RunsCompleted, labels.clone()), None)];
+    if let Some(d) = millis(r.run_started_at_ms, r.completed_at_ms) {
+        out.push(((Family::RunDuration, labels), Some(d)));
+    }
+    out
+}
+
+#[derive(Default)]
+struct Inner {
+    series: HashMap<SeriesKey, Value>,
+    /// Each labelled repository's earliest `created_at`: the cap keeps the
+    /// longest-known repositories, so labels do not move as new ones come.
+    first_seen: HashMap<String, i64>,
+}
+
+pub struct Aggregates {
+    policy: Policy,
+    inner: Mutex<Inner>,
+}
+
+impl Aggregates {
+    pub fn new(policy: Policy) -> Aggregates {
+        Aggregates {
+            policy,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    pub fn apply(&self, changes: &[Change]) {
+        let mut inner = self.inner.lock().expect("aggregates lock");
+        for c in changes {
+            let (old, new, repo, created) = match c {
+                Change::Run { old, new } => (
+                    old.as_ref().map(|o| run_contributions(&self.policy, o)),
+                    run_contributions(&self.policy, new),
+                    &new.place.repository,
+                    new.created_at_ms,
+                ),
+                Change::Job { old, new } => (
+                    old.as_ref().map(|o| job_contributions(&self.policy, o)),
+                    job_contributions(&self.policy, new),
+                    &new.place.repository,
+                    new.created_at_ms,
+                ),
+            };
+            for (key, v) in old.into_iter().flatten() {
+                let value = inner.series.entry(key.clone()).or_default();
+                value.add(-1, v);
+                if value.is_empty() {
+                    // Gone entirely (a label changed): forget the series, so
+                    // what shows depends on the rows, not on their history.
+                    inner.series.remove(&key);
+                }
+            }
+            for (key, v) in new {
+                inner.series.entry(key).or_default().add(1, v);
+            }
+            if let Some(repo) = self.policy.repository(repo).filter(|r| *r != OTHER) {
+                let at = created.unwrap_or(i64::MAX);
+                let seen = inner.first_seen.entry(repo.to_string()).or_insert(at);
+                *seen = (*seen).min(at);
+            }
+        }
+    }
+
+    /// The repositories that keep their own label under the cap.
+    fn kept(&self, inner: &Inner) -> BTreeSet<String> {
+        let mut repos: Vec<(&i64, &String)> =
+            inner.first_seen.iter().map(|(r, t)| (t, r)).collect();
+        repos.sort();
+        repos
+            .into_iter()
+            .take(self.policy.max_repositories)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// Everything `/metrics` shows, with the unfinished rows read just now.
+    pub fn exposition(
+        &self,
+        runs: Vec<RunRow>,
+        jobs: Vec<JobRow>,
+        now_ms: i64,
+        stale_after_ms: i64,
+    ) -> Exposition {
+        let inner = self.inner.lock().expect("aggregates lock");
+        let kept = self.kept(&inner);
+        let cap =
+            |repo: &str| -> String { if kept.contains(repo) { repo } else { OTHER }.to_string() };
+        let mut series: BTreeMap<SeriesKey, Value> = BTreeMap::new();
+        let mut job_gauges: BTreeMap<Vec<String>, Gauges> = BTreeMap::new();
+        let mut run_gauges: BTreeMap<Vec<String>, Gauges> = BTreeMap::new();
+        for ((family, labels), v) in inner.series.iter() {
+            let mut labels = labels.clone();
+            let i = repo_index(*family);
+            labels[i] = cap(&labels[i]);
+            // Every known place shows its gauges, at zero when idle.
+            match family {
+                Family::JobsQueued => {
+                    let g = vec![
+                        labels[2].clone(),
+                        labels[3].clone(),
+                        labels[4].clone(),
+                        labels[5].clone(),
+                        labels[0].clone(),
+                    ];
+                    job_gauges.entry(g).or_default();
+                }
+                Family::RunsCompleted => {
+                    run_gauges.entry(labels[..4].to_vec()).or_default();
+                }
+                _ => {}
+            }
+            series.entry((*family, labels)).or_default().merge(v);
+        }
+        drop(inner);
+        let stale = |rank: i64, created: Option<i64>, started: Option<i64>| {
+            let since = if rank == event::IN_PROGRESS {
+                started.or(created)
+            } else {
+                created
+            };
+            since.is_some_and(|t| now_ms - t > stale_after_ms)
+        };
+        for j in &jobs {
+            let Some(repo) = self.policy.repository(&j.place.repository) else {
+                continue;
+            };
+            let key = vec![
+                j.place.organization.clone(),
+                j.place.owner.clone(),
+                cap(repo),
+                j.place.workflow_name.clone(),
+                j.runs_on(),
+            ];
+            job_gauges
+                .entry(key)
+                .or_default()
+                .count(j.rank(), stale(j.rank(), j.created_at_ms, j.started_at_ms));
+        }
+        for r in &runs {
+            let Some(repo) = self.policy.repository(&r.place.repository) else {
+                continue;
+            };
+            let key = vec![
+                r.place.organization.clone(),
+                r.place.owner.clone(),
+                cap(repo),
+                r.place.workflow_name.clone(),
+            ];
+            run_gauges.entry(key).or_default().count(
+                r.rank(),
+                stale(r.rank(), r.created_at_ms, r.run_started_at_ms),
+            );
+        }
+        Exposition {
+            series,
+            job_gauges,
+            run_gauges,
+        }
+    }
+}
+
+/// Unfinished rows of one place: queued, waiting, in progress, stale.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Gauges {
+    pub active: [i64; 3],
+    pub stale: i64,
+}
+
+impl Gauges {
+    fn count(&mut self, rank: i64, stale: bool) {
+        if stale {
+            self.stale += 1;
+        } else if (event::QUEUED..=event::IN_PROGRESS).contains(&rank) {
+            self.active[(rank - 1) as usize] += 1;
+        }
+    }
+}
+
+/// A snapshot of the Actions metrics, encoded by prometheus-client.
+#[derive(Debug)]
+pub struct Exposition {
+    series: BTreeMap<SeriesKey, Value>,
+    job_gauges: BTreeMap<Vec<String>, Gauges>,
+    run_gauges: BTreeMap<Vec<String>, Gauges>,
+}
+
+/// Label pairs in the family's order, with `repository` (the short name)
+/// beside `repository_full_name` as actions-runner-controller has both.
+fn pairs<'a>(names: &[&'static str], values: &'a [String]) -> Vec<(&'static str, &'a str)> {
+    let mut out = Vec::with_capacity(names.len() + 2);
+    for (n, v) in names.iter().zip(values) {
+        if *n == "repository_full_name" {
+            out.push(("repository", short_name(v)));
+        }
+        out.push((*n, v.as_str()));
+    }
+    out
+}
+
+impl Collector for Exposition {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for family in Family::ALL {
+            let (name, help, histogram, names) = family.describe();
+            let (unit, kind) = if histogram {
+                (Some(&Unit::Seconds), MetricType::Histogram)
+            } else {
+                (None, MetricType::Counter)
+            };
+            let mut metric = encoder.encode_descriptor(name, help, unit, kind)?;
+            let range = (family, Vec::new())..;
+            for ((f, labels), v) in self
+                .series
+                .range(range)
+                .take_while(|((f, _), _)| *f == family)
+            {
+                debug_assert_eq!(*f, family);
+                let labels = pairs(names, labels);
+                let mut m = metric.encode_family(&labels)?;
+                let count = v.count.max(0) as u64;
+                if histogram {
+                    let buckets: Vec<(f64, u64)> = BUCKETS
+                        .iter()
+                        .copied()
+                        .chain([f64::INFINITY])
+                        .zip(v.buckets.iter().map(|b| (*b).max(0) as u64))
+                        .collect();
+                    let sum = v.sum_ms.max(0) as f64 / 1000.0;
+                    m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+                } else {
+                    m.encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+                }
+            }
+        }
+        for (what, gauges, names) in [
+            ("jobs", &self.job_gauges, JOB_GAUGE_LABELS),
+            ("runs", &self.run_gauges, RUN_GAUGE_LABELS),
+        ] {
+            let name = format!("github_workflow_{what}_active");
+            let help = format!("Workflow {what} not finished, by status (stale ones left out)");
+            let mut metric = encoder.encode_descriptor(&name, &help, None, MetricType::Gauge)?;
+            for (labels, g) in gauges {
+                for (i, status) in ["queued", "waiting", "in_progress"].iter().enumerate() {
+                    let mut l = pairs(names, labels);
+                    l.push(("status", status));
+                    metric.encode_family(&l)?.encode_gauge(&g.active[i])?;
+                }
+            }
+            let name = format!("github_workflow_{what}_stale");
+            let help = format!(
+                "Workflow {what} unfinished for longer than [actions_metrics] stale_after_secs"
+            );
+            let mut metric = encoder.encode_descriptor(&name, &help, None, MetricType::Gauge)?;
+            for (labels, g) in gauges {
+                metric
+                    .encode_family(&pairs(names, labels))?
+                    .encode_gauge(&g.stale)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! The built-in `actions-metrics` sink: `workflow_run` and `workflow_job`
+//! deliveries, taken through the scheduler like any route's jobs, become
+//! state rows keyed by GitHub's ids (`state`), and the rows become the
+//! Prometheus metrics (`aggregate`) and reports (`report`). Every step is a
+//! function of the set of deliveries, never of their order or repeats
+//! (invariant 6).
+
+pub mod aggregate;
+pub mod event;
+pub mod labels;
+pub mod report;
+pub mod state;
+
+use rusqlite::OptionalExtension;
+
+use crate::config::ActionsMetricsConfig;
+use crate::journal::{ContentKind, DeliveryMeta, Journal, JournalError, ParseStatus};
+use crate::scheduler::store::{self as jobs, Job};
+use aggregate::{Aggregates, Exposition};
+use event::Observation;
+
+/// The sink's name in jobs, partitions and metrics (not usable by a route).
+pub const SINK: &str = "actions-metrics";
+const EVENTS: [&str; 2] = ["workflow_run", "workflow_job"];
+
+/// Whether a delivery feeds the Actions state. A body that is not JSON has
+/// nothing to give (it is still journaled, invariant 7).
+pub fn wants(meta: &DeliveryMeta) -> bool {
+    EVENTS.contains(&meta.event.as_str()) && meta.parse_status == ParseStatus::Ok
+}
+
+pub struct ActionsSink {
+    aggregates: Aggregates,
+    stale_after_ms: i64,
+}
+
+/// How one job ended: applied (changed the state or not), or dead with why.
+pub type Outcome = Result<(), String>;
+
+impl ActionsSink {
+    /// Rebuilds the counters and histograms from the state rows, so they
+    /// survive restarts.
+    pub async fn load(
+        journal: &Journal,
+        config: &ActionsMetricsConfig,
+    ) -> Result<ActionsSink, JournalError> {
+        let sink = ActionsSink {
+            aggregates: Aggregates::new(labels::Policy::new(config)),
+            stale_after_ms: config.stale_after_secs.saturating_mul(1000) as i64,
+        };
+        let started = std::time::Instant::now();
+        let sink = journal
+            .reader()
+            .run(move |r| {
+                let mut rows = 0usize;
+                r.query(|c| {
+                    state::each_row(c, |change| {
+                        rows += 1;
+                        sink.aggregates.apply(&[change]);
+                    })
+                })?;
+                tracing::info!(
+                    rows,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "actions metrics loaded from the state"
+                );
+                Ok(sink)
+            })
+            .await?;
+        Ok(sink)
+    }
+
+    /// Applies a batch of this sink's jobs: each delivery merged into its
+    /// row, and the job closed, in one transaction. Returns each job's
+    /// outcome in order.
+    pub async fn run(
+        &self,
+        journal: &Journal,
+        batch: &[Job],
+        partition: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<Vec<Outcome>, JournalError> {
+        let ids: Vec<i64> = batch.iter().map(|j| j.delivery_id).collect();
+        let observations = journal
+            .reader()
+            .run(move |r| r.query(|c| read_observations(c, &ids)))
+            .await?;
+        let job_ids: Vec<i64> = batch.iter().map(|j| j.id).collect();
+        let (partition, owner) = (partition.to_string(), owner.to_string());
+        let (changes, outcomes) = journal
+            .exec(move |tx| {
+                let now = crate::clock::now_ms();
+                let mut changes = Vec::new();
+                let mut outcomes = Vec::with_capacity(job_ids.len());
+                for (job_id, obs) in job_ids.into_iter().zip(observations) {
+                    let outcome = match obs {
+                        Ok(obs) => {
+                            changes.extend(state::merge(tx, &obs)?);
+                            Ok(())
+                        }
+                        Err(why) => Err(why),
+                    };
+                    jobs::close(tx, job_id, now, outcome.as_ref().err().map(String::as_str))?;
+                    outcomes.push(outcome);
+                }
+                jobs::renew(tx, SINK, &partition, &owner, now + lease_ms)?;
+                Ok((changes, outcomes))
+            })
+            .await?;
+        self.aggregates.apply(&changes);
+        Ok(outcomes)
+    }
+
+    /// The metrics as of now: the sums, and the unfinished rows read now.
+    pub async fn exposition(&self, journal: &Journal) -> Result<Exposition, JournalError> {
+        let (runs, jobs) = journal.reader().run(|r| r.query(state::active)).await?;
+        Ok(self
+            .aggregates
+            .exposition(runs, jobs, crate::clock::now_ms(), self.stale_after_ms))
+    }
+}
+
+/// Reads and parses the deliveries behind a batch, in the batch's order.
+fn read_observations(
+    c: &rusqlite::Connection,
+    delivery_ids: &[i64],
+) -> rusqlite::Result<Vec<Result<Observation, String>>> {
+    let mut st = c.prepare_cached(
+        "SELECT d.event, d.content_kind, p.body FROM deliveries d
+         JOIN delivery_payloads p ON p.delivery_id = d.id WHERE d.id = ?1",
+    )?;
+    let mut out = Vec::with_capacity(delivery_ids.len());
+    for id in delivery_ids {
+        let row = st
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .optional()?;
+        out.push(match row {
+            None => Err("delivery no longer in the journal".to_string()),
+            Some((event, kind, body)) => match ContentKind::parse(&kind) {
+                Some(ContentKind::Form) => crate::ingest::form_payload(&body)
+                    .ok_or_else(|| "form body without a payload field".to_string()),
+                _ => Ok(body),
+            }
+            .and_then(|json| event::parse(&event, &json)),
+        });
+    }
+    Ok(out)
+}
