@@ -3,6 +3,7 @@
 //! and the real GitHub payloads from ../shared/fixtures/github.
 #![allow(dead_code)]
 
+pub mod actions;
 pub mod binary;
 pub mod consumer;
 pub mod hub;
@@ -145,6 +146,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db_path: PathBuf,
     pub dir: tempfile::TempDir,
+    config: Config,
 }
 
 pub fn test_config(dir: &Path) -> Config {
@@ -169,14 +171,20 @@ impl TestApp {
 
     pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestApp {
         let db_path = config.storage.path.clone();
-        let app = app::start(config).await.expect("gatehouse starts");
+        let app = app::start(config.clone()).await.expect("gatehouse starts");
         TestApp {
             base: format!("http://{}", app.addr()),
             app,
             client: reqwest::Client::new(),
             db_path,
             dir,
+            config,
         }
+    }
+
+    /// The config it runs on, to start it again on the same data dir.
+    pub fn app_config(&self) -> Config {
+        self.config.clone()
     }
 
     pub async fn send(&self, d: &Delivery) -> reqwest::Response {
