@@ -5,8 +5,8 @@
 //! what order deliveries came. At start they are rebuilt from the rows, so
 //! a restart keeps every counter.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
@@ -19,10 +19,17 @@ use super::state::Change;
 
 /// Histogram bounds in seconds: from a second to a day (GitHub lets a
 /// self-hosted job run for 5 days, a hosted one for 6 hours).
-pub const BUCKETS: [f64; 18] = [
-    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 7200.0,
-    14400.0, 21600.0, 43200.0, 86400.0,
+pub const BUCKETS: [f64; 14] = [
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 21600.0,
+    86400.0,
 ];
+
+/// A label value; shared, so that copying a series key copies no text.
+type Text = Arc<str>;
+
+fn text(s: &str) -> Text {
+    Arc::from(s)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
@@ -36,6 +43,7 @@ pub enum Family {
     RunDuration,
 }
 
+/// Job counters carry actions-runner-controller's labels.
 const JOB_LABELS: &[&str] = &[
     "runs_on",
     "job_name",
@@ -55,6 +63,17 @@ const JOB_LABELS_CONCLUSION: &[&str] = &[
     "head_branch",
     "job_conclusion",
 ];
+/// Job histograms and gauges: by repository, workflow and runner labels.
+/// A histogram is ~18 samples per label set, so it leaves out job name,
+/// branch and conclusion, which multiply series without changing which
+/// pool or workflow is slow.
+const JOB_PLACE: &[&str] = &[
+    "organization",
+    "owner",
+    "repository_full_name",
+    "workflow_name",
+    "runs_on",
+];
 const RUN_LABELS_CONCLUSION: &[&str] = &[
     "organization",
     "owner",
@@ -64,14 +83,8 @@ const RUN_LABELS_CONCLUSION: &[&str] = &[
     "event",
     "conclusion",
 ];
-const JOB_GAUGE_LABELS: &[&str] = &[
-    "organization",
-    "owner",
-    "repository_full_name",
-    "workflow_name",
-    "runs_on",
-];
-const RUN_GAUGE_LABELS: &[&str] = &[
+/// Run histograms and gauges: by repository and workflow.
+const RUN_PLACE: &[&str] = &[
     "organization",
     "owner",
     "repository_full_name",
@@ -121,13 +134,13 @@ impl Family {
                 "github_workflow_job_queue_duration",
                 "Workflow job queue time, created_at to started_at, in seconds",
                 true,
-                JOB_LABELS,
+                JOB_PLACE,
             ),
             Family::JobRunDuration => (
                 "github_workflow_job_run_duration",
                 "Workflow job run time, started_at to completed_at, in seconds",
                 true,
-                JOB_LABELS_CONCLUSION,
+                JOB_PLACE,
             ),
             Family::RunsCompleted => (
                 "github_workflow_runs_completed",
@@ -139,8 +152,20 @@ impl Family {
                 "github_workflow_run_duration",
                 "Workflow run attempt time, run_started_at to the completed update, in seconds",
                 true,
-                RUN_LABELS_CONCLUSION,
+                RUN_PLACE,
             ),
+        }
+    }
+
+    /// Where the repository full name sits in the family's label values
+    /// (checked against the names by a test).
+    fn repo_index(self) -> usize {
+        match self {
+            Family::JobsQueued
+            | Family::JobsStarted
+            | Family::JobsCompleted
+            | Family::JobConclusions => 4,
+            _ => 2,
         }
     }
 }
@@ -183,15 +208,10 @@ impl Value {
     }
 }
 
-type SeriesKey = (Family, Vec<String>);
-
-/// Where the repository full name sits in each family's label values.
-fn repo_index(f: Family) -> usize {
-    match f {
-        Family::RunsCompleted | Family::RunDuration => 2,
-        _ => 4,
-    }
-}
+/// A series' label values, in its family's order; shared, so that a
+/// scrape copies no labels of a series it does not fold.
+type Labels = Arc<[Text]>;
+type SeriesKey = (Family, Labels);
 
 fn millis(from: Option<i64>, to: Option<i64>) -> Option<i64> {
     Some((to? - from?).max(0))
@@ -201,40 +221,43 @@ fn job_contributions(p: &Policy, j: &JobRow) -> Vec<(SeriesKey, Option<i64>)> {
     let Some(repo) = p.repository(&j.place.repository) else {
         return Vec::new();
     };
-    let base = vec![
-        j.runs_on(),
-        j.job_name.clone(),
-        j.place.organization.clone(),
-        j.place.owner.clone(),
-        repo.to_string(),
-        j.place.workflow_name.clone(),
-        p.branch(&j.place.head_branch).to_string(),
+    let (org, owner, repo, workflow, runs_on) = (
+        text(&j.place.organization),
+        text(&j.place.owner),
+        text(repo),
+        text(&j.place.workflow_name),
+        text(&j.runs_on()),
+    );
+    let labels = vec![
+        runs_on.clone(),
+        text(&j.job_name),
+        org.clone(),
+        owner.clone(),
+        repo.clone(),
+        workflow.clone(),
+        text(p.branch(&j.place.head_branch)),
     ];
-    let with_conclusion = || {
-        let mut v = base.clone();
-        v.push(j.conclusion.clone().unwrap_or_default());
-        v
-    };
-    let mut out = vec![((Family::JobsQueued, base.clone()), None)];
+    let place = vec![org, owner, repo, workflow, runs_on];
+    let mut with_conclusion = labels.clone();
+    with_conclusion.push(text(j.conclusion.as_deref().unwrap_or_default()));
+    let (labels, place): (Labels, Labels) = (labels.into(), place.into());
+    let mut out = vec![((Family::JobsQueued, labels.clone()), None)];
     if j.started_at_ms.is_some() {
-        out.push(((Family::JobsStarted, base.clone()), None));
-        out.push((
-            (Family::JobQueueDuration, base.clone()),
-            millis(j.created_at_ms, j.started_at_ms),
-        ));
-    }
-    if j.rank() == event::COMPLETED {
-        out.push(((Family::JobsCompleted, base.clone()), None));
-        out.push(((Family::JobConclusions, with_conclusion()), None));
-        if j.started_at_ms.is_some() {
-            out.push((
-                (Family::JobRunDuration, with_conclusion()),
-                millis(j.started_at_ms, j.completed_at_ms),
-            ));
+        out.push(((Family::JobsStarted, labels.clone()), None));
+        if let Some(d) = millis(j.created_at_ms, j.started_at_ms) {
+            out.push(((Family::JobQueueDuration, place.clone()), Some(d)));
         }
     }
-    // A histogram series without its times observes nothing.
-    out.retain(|((f, _), v)| !f.describe().2 || v.is_some());
+    if j.rank() == event::COMPLETED {
+        out.push(((Family::JobsCompleted, labels), None));
+        out.push(((Family::JobConclusions, with_conclusion.into()), None));
+        if let Some(d) = j
+            .started_at_ms
+            .and(millis(j.started_at_ms, j.completed_at_ms))
+        {
+            out.push(((Family::JobRunDuration, place), Some(d)));
+        }
+    }
     out
 }
 
@@ -245,25 +268,29 @@ fn run_contributions(p: &Policy, r: &RunRow) -> Vec<(SeriesKey, Option<i64>)> {
     if r.rank() != event::COMPLETED {
         return Vec::new();
     }
-    let labels = vec![
-        r.place.organization.clone(),
-        r.place.owner.clone(),
-        repo.to_string(),
-        r.place.workflow_name.clone(),
-        p.branch(&r.place.head_branch).to_string(),
-        r.event.clone(),
-        r.conclusion.clone().unwrap_or_default(),
+    let place = vec![
+        text(&r.place.organization),
+        text(&r.place.owner),
+        text(repo),
+        text(&r.place.workflow_name),
     ];
-    let mut out = vec![((Family::RunsCompleted, labels.clone()), None)];
+    let mut labels = place.clone();
+    labels.extend([
+        text(p.branch(&r.place.head_branch)),
+        text(&r.event),
+        text(r.conclusion.as_deref().unwrap_or_default()),
+    ]);
+    let mut out = vec![((Family::RunsCompleted, labels.into()), None)];
     if let Some(d) = millis(r.run_started_at_ms, r.completed_at_ms) {
-        out.push(((Family::RunDuration, labels), Some(d)));
+        out.push(((Family::RunDuration, place.into()), Some(d)));
     }
     out
 }
 
 #[derive(Default)]
 struct Inner {
-    series: HashMap<SeriesKey, Value>,
+    /// Sorted, so a scrape reads each family's series in order.
+    series: BTreeMap<SeriesKey, Value>,
     /// Each labelled repository's earliest `created_at`: the cap keeps the
     /// longest-known repositories, so labels do not move as new ones come.
     first_seen: HashMap<String, i64>,
@@ -319,16 +346,21 @@ impl Aggregates {
         }
     }
 
-    /// The repositories that keep their own label under the cap.
-    fn kept(&self, inner: &Inner) -> BTreeSet<String> {
+    /// The repositories that keep their own label under the cap; None
+    /// when every one does.
+    fn kept(&self, inner: &Inner) -> Option<HashSet<Text>> {
+        if inner.first_seen.len() <= self.policy.max_repositories {
+            return None;
+        }
         let mut repos: Vec<(&i64, &String)> =
             inner.first_seen.iter().map(|(r, t)| (t, r)).collect();
         repos.sort();
-        repos
+        let kept = repos
             .into_iter()
             .take(self.policy.max_repositories)
-            .map(|(_, r)| r.clone())
-            .collect()
+            .map(|(_, r)| text(r))
+            .collect();
+        Some(kept)
     }
 
     /// Everything `/metrics` shows, with the unfinished rows read just now.
@@ -339,37 +371,56 @@ impl Aggregates {
         now_ms: i64,
         stale_after_ms: i64,
     ) -> Exposition {
+        let other = text(OTHER);
         let inner = self.inner.lock().expect("aggregates lock");
         let kept = self.kept(&inner);
-        let cap =
-            |repo: &str| -> String { if kept.contains(repo) { repo } else { OTHER }.to_string() };
-        let mut series: BTreeMap<SeriesKey, Value> = BTreeMap::new();
-        let mut job_gauges: BTreeMap<Vec<String>, Gauges> = BTreeMap::new();
-        let mut run_gauges: BTreeMap<Vec<String>, Gauges> = BTreeMap::new();
+        let cap = |repo: &Text| -> Text {
+            match &kept {
+                Some(k) if !k.contains(repo) => other.clone(),
+                _ => repo.clone(),
+            }
+        };
+        // Per family, in Family::ALL's order. Series folded into `other`
+        // merge, so they go through a map; the rest are unique already.
+        let mut folded: Vec<BTreeMap<Labels, Value>> = vec![BTreeMap::new(); Family::ALL.len()];
+        let mut series: Vec<Vec<(Labels, Value)>> = vec![Vec::new(); Family::ALL.len()];
+        let mut job_gauges: BTreeMap<Labels, Gauges> = BTreeMap::new();
+        let mut run_gauges: BTreeMap<Labels, Gauges> = BTreeMap::new();
         for ((family, labels), v) in inner.series.iter() {
-            let mut labels = labels.clone();
-            let i = repo_index(*family);
-            labels[i] = cap(&labels[i]);
+            let i = family.repo_index();
+            let folds = kept.as_ref().is_some_and(|k| !k.contains(&labels[i]));
+            let labels: Labels = if folds {
+                let mut l = labels.to_vec();
+                l[i] = other.clone();
+                l.into()
+            } else {
+                labels.clone()
+            };
             // Every known place shows its gauges, at zero when idle.
             match family {
-                Family::JobsQueued => {
-                    let g = vec![
-                        labels[2].clone(),
-                        labels[3].clone(),
-                        labels[4].clone(),
-                        labels[5].clone(),
-                        labels[0].clone(),
-                    ];
-                    job_gauges.entry(g).or_default();
+                Family::JobQueueDuration | Family::JobRunDuration => {
+                    job_gauges.entry(labels.clone()).or_default();
                 }
-                Family::RunsCompleted => {
-                    run_gauges.entry(labels[..4].to_vec()).or_default();
+                Family::RunDuration => {
+                    run_gauges.entry(labels.clone()).or_default();
                 }
                 _ => {}
             }
-            series.entry((*family, labels)).or_default().merge(v);
+            let f = *family as usize;
+            if folds {
+                folded[f].entry(labels).or_default().merge(v);
+            } else {
+                series[f].push((labels, v.clone()));
+            }
         }
         drop(inner);
+        for (list, map) in series.iter_mut().zip(folded) {
+            if !map.is_empty() {
+                // Two sorted runs: a stable sort merges them in linear time.
+                list.extend(map);
+                list.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+        }
         let stale = |rank: i64, created: Option<i64>, started: Option<i64>| {
             let since = if rank == event::IN_PROGRESS {
                 started.or(created)
@@ -383,14 +434,14 @@ impl Aggregates {
                 continue;
             };
             let key = vec![
-                j.place.organization.clone(),
-                j.place.owner.clone(),
-                cap(repo),
-                j.place.workflow_name.clone(),
-                j.runs_on(),
+                text(&j.place.organization),
+                text(&j.place.owner),
+                cap(&text(repo)),
+                text(&j.place.workflow_name),
+                text(&j.runs_on()),
             ];
             job_gauges
-                .entry(key)
+                .entry(key.into())
                 .or_default()
                 .count(j.rank(), stale(j.rank(), j.created_at_ms, j.started_at_ms));
         }
@@ -399,12 +450,12 @@ impl Aggregates {
                 continue;
             };
             let key = vec![
-                r.place.organization.clone(),
-                r.place.owner.clone(),
-                cap(repo),
-                r.place.workflow_name.clone(),
+                text(&r.place.organization),
+                text(&r.place.owner),
+                cap(&text(repo)),
+                text(&r.place.workflow_name),
             ];
-            run_gauges.entry(key).or_default().count(
+            run_gauges.entry(key.into()).or_default().count(
                 r.rank(),
                 stale(r.rank(), r.created_at_ms, r.run_started_at_ms),
             );
@@ -437,20 +488,21 @@ impl Gauges {
 /// A snapshot of the Actions metrics, encoded by prometheus-client.
 #[derive(Debug)]
 pub struct Exposition {
-    series: BTreeMap<SeriesKey, Value>,
-    job_gauges: BTreeMap<Vec<String>, Gauges>,
-    run_gauges: BTreeMap<Vec<String>, Gauges>,
+    /// Per family, in `Family::ALL`'s order, sorted by labels.
+    series: Vec<Vec<(Labels, Value)>>,
+    job_gauges: BTreeMap<Labels, Gauges>,
+    run_gauges: BTreeMap<Labels, Gauges>,
 }
 
 /// Label pairs in the family's order, with `repository` (the short name)
 /// beside `repository_full_name` as actions-runner-controller has both.
-fn pairs<'a>(names: &[&'static str], values: &'a [String]) -> Vec<(&'static str, &'a str)> {
+fn pairs<'a>(names: &[&'static str], values: &'a [Text]) -> Vec<(&'static str, &'a str)> {
     let mut out = Vec::with_capacity(names.len() + 2);
     for (n, v) in names.iter().zip(values) {
         if *n == "repository_full_name" {
             out.push(("repository", short_name(v)));
         }
-        out.push((*n, v.as_str()));
+        out.push((*n, v));
     }
     out
 }
@@ -465,13 +517,7 @@ impl Collector for Exposition {
                 (None, MetricType::Counter)
             };
             let mut metric = encoder.encode_descriptor(name, help, unit, kind)?;
-            let range = (family, Vec::new())..;
-            for ((f, labels), v) in self
-                .series
-                .range(range)
-                .take_while(|((f, _), _)| *f == family)
-            {
-                debug_assert_eq!(*f, family);
+            for (labels, v) in &self.series[family as usize] {
                 let labels = pairs(names, labels);
                 let mut m = metric.encode_family(&labels)?;
                 let count = v.count.max(0) as u64;
@@ -490,8 +536,8 @@ impl Collector for Exposition {
             }
         }
         for (what, gauges, names) in [
-            ("jobs", &self.job_gauges, JOB_GAUGE_LABELS),
-            ("runs", &self.run_gauges, RUN_GAUGE_LABELS),
+            ("jobs", &self.job_gauges, JOB_PLACE),
+            ("runs", &self.run_gauges, RUN_PLACE),
         ] {
             let name = format!("github_workflow_{what}_active");
             let help = format!("Workflow {what} not finished, by status (stale ones left out)");
@@ -515,5 +561,43 @@ impl Collector for Exposition {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_index_points_at_the_full_name() {
+        for f in Family::ALL {
+            assert_eq!(f.describe().3[f.repo_index()], "repository_full_name");
+        }
+    }
+
+    #[test]
+    fn families_are_listed_in_declaration_order() {
+        // The exposition indexes per-family lists by `Family as usize`.
+        for (i, f) in Family::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i);
+        }
+    }
+
+    #[test]
+    fn sums_are_exact_whatever_the_order_of_adding_and_taking_back() {
+        let mut a = Value::default();
+        let mut b = Value::default();
+        let obs = [1_234, 5_000_001, 7, 86_400_000, 86_400_001];
+        for v in obs {
+            a.add(1, Some(v));
+        }
+        for v in obs.iter().rev() {
+            b.add(1, Some(*v));
+            b.add(1, Some(999));
+            b.add(-1, Some(999));
+        }
+        assert_eq!(a, b);
+        assert_eq!(a.buckets[BUCKETS.len()], 1, "over a day is +Inf");
+        assert_eq!(a.buckets[0], 1, "7 ms is in the first bucket");
     }
 }
