@@ -828,6 +828,26 @@ mod tests {
     }
 
     #[test]
+    fn actions_metrics_is_on_by_default_and_validated() {
+        let base = "[webhooks]\nsecrets = [\"x\"]\n";
+        let c = Config::parse(base, "t").unwrap();
+        assert!(c.actions_metrics.enabled);
+        assert_eq!(c.actions_metrics.stale_after_secs, 86_400);
+        let e = err(&format!("{base}[actions_metrics]\nstale_after_secs = 5\n"));
+        assert!(e.contains("actions_metrics.stale_after_secs"), "{e}");
+        let e = err(&format!("{base}[actions_metrics]\nmax_repositories = 0\n"));
+        assert!(e.contains("actions_metrics.max_repositories"), "{e}");
+        let e = err(&format!("{base}[actions_metrics]\nrepos = []\n"));
+        assert!(e.contains("repos"), "{e}");
+        let e = err(&format!(
+            "{base}[[routes]]\nname = \"actions-metrics\"\nurl = \"http://x\"\n"
+        ));
+        assert!(e.contains("built-in Actions metrics sink"), "{e}");
+        let off = Config::parse(&format!("{base}[actions_metrics]\nenabled = false\n"), "t");
+        assert!(!off.unwrap().actions_metrics.enabled);
+    }
+
+    #[test]
     fn routes_are_validated() {
         let base = "[webhooks]\nsecrets = [\"x\"]\n";
         let e = err(&format!(
