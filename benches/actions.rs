@@ -285,7 +285,9 @@ async fn scrape(
     // Each round: restart on this state (the counters are rebuilt from the
     // rows), 30 scrapes; then the same on an empty journal, side by side.
     let empty_dir = dir.with_extension("empty");
-    println!("| round | start ms | scrape p50 ms | p95 | max | bytes | github_workflow_ samples | empty: start ms | scrape p50 ms |");
+    println!(
+        "| round | start ms | scrape p50 ms | p95 | max | bytes | github_workflow_ samples | empty: start ms | scrape p50 ms |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     let (mut p50s, mut p95s, mut starts) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {

@@ -213,6 +213,17 @@ impl Value {
 type Labels = Arc<[Text]>;
 type SeriesKey = (Family, Labels);
 
+/// `organization`, `owner`, `repository_full_name`, `workflow_name`: the
+/// labels every family starts its place with (`repo` already bounded).
+fn place_labels(place: &event::Place, repo: Text) -> Vec<Text> {
+    vec![
+        text(&place.organization),
+        text(&place.owner),
+        repo,
+        text(&place.workflow_name),
+    ]
+}
+
 fn millis(from: Option<i64>, to: Option<i64>) -> Option<i64> {
     Some((to? - from?).max(0))
 }
@@ -221,23 +232,12 @@ fn job_contributions(p: &Policy, j: &JobRow) -> Vec<(SeriesKey, Option<i64>)> {
     let Some(repo) = p.repository(&j.place.repository) else {
         return Vec::new();
     };
-    let (org, owner, repo, workflow, runs_on) = (
-        text(&j.place.organization),
-        text(&j.place.owner),
-        text(repo),
-        text(&j.place.workflow_name),
-        text(&j.runs_on()),
-    );
-    let labels = vec![
-        runs_on.clone(),
-        text(&j.job_name),
-        org.clone(),
-        owner.clone(),
-        repo.clone(),
-        workflow.clone(),
-        text(p.branch(&j.place.head_branch)),
-    ];
-    let place = vec![org, owner, repo, workflow, runs_on];
+    let runs_on = text(&j.runs_on());
+    let mut place = place_labels(&j.place, text(repo));
+    let mut labels = vec![runs_on.clone(), text(&j.job_name)];
+    labels.extend(place.iter().cloned());
+    labels.push(text(p.branch(&j.place.head_branch)));
+    place.push(runs_on);
     let mut with_conclusion = labels.clone();
     with_conclusion.push(text(j.conclusion.as_deref().unwrap_or_default()));
     let (labels, place): (Labels, Labels) = (labels.into(), place.into());
@@ -268,12 +268,7 @@ fn run_contributions(p: &Policy, r: &RunRow) -> Vec<(SeriesKey, Option<i64>)> {
     if r.rank() != event::COMPLETED {
         return Vec::new();
     }
-    let place = vec![
-        text(&r.place.organization),
-        text(&r.place.owner),
-        text(repo),
-        text(&r.place.workflow_name),
-    ];
+    let place = place_labels(&r.place, text(repo));
     let mut labels = place.clone();
     labels.extend([
         text(p.branch(&r.place.head_branch)),
@@ -429,36 +424,28 @@ impl Aggregates {
             };
             since.is_some_and(|t| now_ms - t > stale_after_ms)
         };
-        for j in &jobs {
-            let Some(repo) = self.policy.repository(&j.place.repository) else {
-                continue;
+        let place_gauge =
+            |gauges: &mut BTreeMap<Labels, Gauges>,
+             place: &event::Place,
+             runs_on: Option<String>,
+             (rank, created, started): (i64, Option<i64>, Option<i64>)| {
+                let Some(repo) = self.policy.repository(&place.repository) else {
+                    return;
+                };
+                let mut key = place_labels(place, cap(&text(repo)));
+                key.extend(runs_on.as_deref().map(text));
+                gauges
+                    .entry(key.into())
+                    .or_default()
+                    .count(rank, stale(rank, created, started));
             };
-            let key = vec![
-                text(&j.place.organization),
-                text(&j.place.owner),
-                cap(&text(repo)),
-                text(&j.place.workflow_name),
-                text(&j.runs_on()),
-            ];
-            job_gauges
-                .entry(key.into())
-                .or_default()
-                .count(j.rank(), stale(j.rank(), j.created_at_ms, j.started_at_ms));
+        for j in &jobs {
+            let times = (j.rank(), j.created_at_ms, j.started_at_ms);
+            place_gauge(&mut job_gauges, &j.place, Some(j.runs_on()), times);
         }
         for r in &runs {
-            let Some(repo) = self.policy.repository(&r.place.repository) else {
-                continue;
-            };
-            let key = vec![
-                text(&r.place.organization),
-                text(&r.place.owner),
-                cap(&text(repo)),
-                text(&r.place.workflow_name),
-            ];
-            run_gauges.entry(key.into()).or_default().count(
-                r.rank(),
-                stale(r.rank(), r.created_at_ms, r.run_started_at_ms),
-            );
+            let times = (r.rank(), r.created_at_ms, r.run_started_at_ms);
+            place_gauge(&mut run_gauges, &r.place, None, times);
         }
         Exposition {
             series,

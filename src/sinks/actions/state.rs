@@ -2,7 +2,8 @@
 //! writer's transaction), and reading rows back for the aggregates, the
 //! gauges and the reports.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params_from_iter};
 
 use super::event::{JobRow, Observation, Place, RunRow};
 
@@ -31,173 +32,217 @@ fn place(r: &Row, at: usize) -> rusqlite::Result<Place> {
     })
 }
 
-pub fn run_from(r: &Row) -> rusqlite::Result<RunRow> {
-    Ok(RunRow {
-        run_id: r.get(0)?,
-        run_attempt: r.get(1)?,
-        status: r.get(2)?,
-        conclusion: r.get(3)?,
-        place: place(r, 4)?,
-        event: r.get(9)?,
-        created_at_ms: r.get(10)?,
-        run_started_at_ms: r.get(11)?,
-        completed_at_ms: r.get(12)?,
-    })
+fn place_values(p: &Place) -> [Value; 5] {
+    [
+        p.owner.clone().into(),
+        p.organization.clone().into(),
+        p.repository.clone().into(),
+        p.workflow_name.clone().into(),
+        p.head_branch.clone().into(),
+    ]
 }
 
-pub fn job_from(r: &Row) -> rusqlite::Result<JobRow> {
-    let labels: String = r.get(11)?;
-    Ok(JobRow {
-        job_id: r.get(0)?,
-        run_id: r.get(1)?,
-        run_attempt: r.get(2)?,
-        status: r.get(3)?,
-        conclusion: r.get(4)?,
-        place: place(r, 5)?,
-        job_name: r.get(10)?,
-        labels: serde_json::from_str(&labels).unwrap_or_default(),
-        runner_name: r.get(12)?,
-        runner_group: r.get(13)?,
-        created_at_ms: r.get(14)?,
-        started_at_ms: r.get(15)?,
-        completed_at_ms: r.get(16)?,
-    })
+/// A state table's row: how it is read, written and found.
+trait Stored: Sized + Clone {
+    const TABLE: &'static str;
+    const COLUMNS: &'static str;
+    /// How many columns `COLUMNS` names (rank and version come after).
+    const WIDTH: usize;
+    /// The primary key, as a WHERE clause on ?1, ?2...
+    const KEY: &'static str;
+    fn from_row(r: &Row) -> rusqlite::Result<Self>;
+    fn key(&self) -> Vec<Value>;
+    /// Every `COLUMNS` value, in order.
+    fn values(&self) -> Vec<Value>;
+}
+
+impl Stored for RunRow {
+    const TABLE: &'static str = "actions_runs";
+    const COLUMNS: &'static str = RUN_COLUMNS;
+    const WIDTH: usize = 13;
+    const KEY: &'static str = "run_id = ?1 AND run_attempt = ?2";
+
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        Ok(RunRow {
+            run_id: r.get(0)?,
+            run_attempt: r.get(1)?,
+            status: r.get(2)?,
+            conclusion: r.get(3)?,
+            place: place(r, 4)?,
+            event: r.get(9)?,
+            created_at_ms: r.get(10)?,
+            run_started_at_ms: r.get(11)?,
+            completed_at_ms: r.get(12)?,
+        })
+    }
+
+    fn key(&self) -> Vec<Value> {
+        vec![self.run_id.into(), self.run_attempt.into()]
+    }
+
+    fn values(&self) -> Vec<Value> {
+        let mut v: Vec<Value> = vec![
+            self.run_id.into(),
+            self.run_attempt.into(),
+            self.status.clone().into(),
+            self.conclusion.clone().into(),
+        ];
+        v.extend(place_values(&self.place));
+        v.extend([
+            self.event.clone().into(),
+            self.created_at_ms.into(),
+            self.run_started_at_ms.into(),
+            self.completed_at_ms.into(),
+        ]);
+        v
+    }
+}
+
+impl Stored for JobRow {
+    const TABLE: &'static str = "actions_jobs";
+    const COLUMNS: &'static str = JOB_COLUMNS;
+    const WIDTH: usize = 17;
+    const KEY: &'static str = "job_id = ?1";
+
+    fn from_row(r: &Row) -> rusqlite::Result<Self> {
+        let labels: String = r.get(11)?;
+        Ok(JobRow {
+            job_id: r.get(0)?,
+            run_id: r.get(1)?,
+            run_attempt: r.get(2)?,
+            status: r.get(3)?,
+            conclusion: r.get(4)?,
+            place: place(r, 5)?,
+            job_name: r.get(10)?,
+            labels: serde_json::from_str(&labels).unwrap_or_default(),
+            runner_name: r.get(12)?,
+            runner_group: r.get(13)?,
+            created_at_ms: r.get(14)?,
+            started_at_ms: r.get(15)?,
+            completed_at_ms: r.get(16)?,
+        })
+    }
+
+    fn key(&self) -> Vec<Value> {
+        vec![self.job_id.into()]
+    }
+
+    fn values(&self) -> Vec<Value> {
+        let mut v: Vec<Value> = vec![
+            self.job_id.into(),
+            self.run_id.into(),
+            self.run_attempt.into(),
+            self.status.clone().into(),
+            self.conclusion.clone().into(),
+        ];
+        v.extend(place_values(&self.place));
+        v.extend([
+            self.job_name.clone().into(),
+            serde_json::to_string(&self.labels)
+                .expect("strings serialise")
+                .into(),
+            self.runner_name.clone().into(),
+            self.runner_group.clone().into(),
+            self.created_at_ms.into(),
+            self.started_at_ms.into(),
+            self.completed_at_ms.into(),
+        ]);
+        v
+    }
+}
+
+/// Writes `new` unless its row already ranks at least as high. Returns
+/// None for a stale or repeated delivery, else the row it replaced (None:
+/// a new row).
+fn upsert<R: Stored>(
+    tx: &Transaction<'_>,
+    new: &R,
+    (rank, version): (i64, i64),
+) -> rusqlite::Result<Option<Option<R>>> {
+    let w = R::WIDTH;
+    let old = tx
+        .prepare_cached(&format!(
+            "SELECT {}, rank, version FROM {} WHERE {}",
+            R::COLUMNS,
+            R::TABLE,
+            R::KEY
+        ))?
+        .query_row(params_from_iter(new.key()), |r| {
+            Ok((
+                R::from_row(r)?,
+                r.get::<_, i64>(w)?,
+                r.get::<_, i64>(w + 1)?,
+            ))
+        })
+        .optional()?;
+    if old
+        .as_ref()
+        .is_some_and(|(_, r, v)| (*r, *v) >= (rank, version))
+    {
+        return Ok(None);
+    }
+    let slots: Vec<String> = (1..=w + 2).map(|i| format!("?{i}")).collect();
+    let mut values = new.values();
+    debug_assert_eq!(values.len(), w);
+    values.extend([rank.into(), version.into()]);
+    tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO {} ({}, rank, version) VALUES ({})",
+        R::TABLE,
+        R::COLUMNS,
+        slots.join(", ")
+    ))?
+    .execute(params_from_iter(values))?;
+    Ok(Some(old.map(|o| o.0)))
 }
 
 /// Merges one observation: the row becomes whichever of the two ranks
 /// higher (`Observation::version`). Returns the change, or None when the
 /// delivery is stale or a repeat.
 pub fn merge(tx: &Transaction<'_>, obs: &Observation) -> rusqlite::Result<Option<Change>> {
-    let (rank, version) = obs.version();
-    match obs {
-        Observation::Run(new) => {
-            let old = tx
-                .prepare_cached(&format!(
-                    "SELECT {RUN_COLUMNS}, rank, version FROM actions_runs WHERE run_id = ?1 AND run_attempt = ?2"
-                ))?
-                .query_row(params![new.run_id, new.run_attempt], |r| {
-                    Ok((run_from(r)?, r.get::<_, i64>(13)?, r.get::<_, i64>(14)?))
-                })
-                .optional()?;
-            if old
-                .as_ref()
-                .is_some_and(|(_, r, v)| (*r, *v) >= (rank, version))
-            {
-                return Ok(None);
-            }
-            let p = &new.place;
-            tx.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO actions_runs ({RUN_COLUMNS}, rank, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-            ))?
-            .execute(params![
-                new.run_id,
-                new.run_attempt,
-                new.status,
-                new.conclusion,
-                p.owner,
-                p.organization,
-                p.repository,
-                p.workflow_name,
-                p.head_branch,
-                new.event,
-                new.created_at_ms,
-                new.run_started_at_ms,
-                new.completed_at_ms,
-                rank,
-                version
-            ])?;
-            Ok(Some(Change::Run {
-                old: old.map(|o| o.0),
-                new: new.clone(),
-            }))
-        }
-        Observation::Job(new) => {
-            let old = tx
-                .prepare_cached(&format!(
-                    "SELECT {JOB_COLUMNS}, rank, version FROM actions_jobs WHERE job_id = ?1"
-                ))?
-                .query_row([new.job_id], |r| {
-                    Ok((job_from(r)?, r.get::<_, i64>(17)?, r.get::<_, i64>(18)?))
-                })
-                .optional()?;
-            if old
-                .as_ref()
-                .is_some_and(|(_, r, v)| (*r, *v) >= (rank, version))
-            {
-                return Ok(None);
-            }
-            let p = &new.place;
-            tx.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO actions_jobs ({JOB_COLUMNS}, rank, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-            ))?
-            .execute(params![
-                new.job_id,
-                new.run_id,
-                new.run_attempt,
-                new.status,
-                new.conclusion,
-                p.owner,
-                p.organization,
-                p.repository,
-                p.workflow_name,
-                p.head_branch,
-                new.job_name,
-                serde_json::to_string(&new.labels).expect("strings serialise"),
-                new.runner_name,
-                new.runner_group,
-                new.created_at_ms,
-                new.started_at_ms,
-                new.completed_at_ms,
-                rank,
-                version
-            ])?;
-            Ok(Some(Change::Job {
-                old: old.map(|o| o.0),
-                new: new.clone(),
-            }))
-        }
-    }
+    let version = obs.version();
+    Ok(match obs {
+        Observation::Run(new) => upsert(tx, new, version)?.map(|old| Change::Run {
+            old,
+            new: new.clone(),
+        }),
+        Observation::Job(new) => upsert(tx, new, version)?.map(|old| Change::Job {
+            old,
+            new: new.clone(),
+        }),
+    })
 }
 
-/// Every row, for rebuilding the aggregates at start.
-pub fn each_row(conn: &Connection, mut f: impl FnMut(Change)) -> rusqlite::Result<()> {
-    let mut st = conn.prepare(&format!("SELECT {RUN_COLUMNS} FROM actions_runs"))?;
+fn select<R: Stored>(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<R>> {
+    conn.prepare_cached(&format!("SELECT {} FROM {} {filter}", R::COLUMNS, R::TABLE))?
+        .query_map(params, R::from_row)?
+        .collect()
+}
+
+fn each<R: Stored>(conn: &Connection, mut f: impl FnMut(R)) -> rusqlite::Result<()> {
+    let mut st = conn.prepare(&format!("SELECT {} FROM {}", R::COLUMNS, R::TABLE))?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
-        f(Change::Run {
-            old: None,
-            new: run_from(r)?,
-        });
-    }
-    let mut st = conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM actions_jobs"))?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        f(Change::Job {
-            old: None,
-            new: job_from(r)?,
-        });
+        f(R::from_row(r)?);
     }
     Ok(())
+}
+
+/// Every row, for rebuilding the aggregates at start (streamed: the state
+/// may hold millions).
+pub fn each_row(conn: &Connection, mut f: impl FnMut(Change)) -> rusqlite::Result<()> {
+    each(conn, |new| f(Change::Run { old: None, new }))?;
+    each(conn, |new| f(Change::Job { old: None, new }))
 }
 
 /// Unfinished runs and jobs, for the gauges (a partial index keeps this
 /// to the active rows however many have finished).
 pub fn active(conn: &Connection) -> rusqlite::Result<(Vec<RunRow>, Vec<JobRow>)> {
-    let runs = conn
-        .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM actions_runs WHERE rank < 4"
-        ))?
-        .query_map([], run_from)?
-        .collect::<Result<_, _>>()?;
-    let jobs = conn
-        .prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM actions_jobs WHERE rank < 4"
-        ))?
-        .query_map([], job_from)?
-        .collect::<Result<_, _>>()?;
-    Ok((runs, jobs))
+    let filter = "WHERE rank < 4";
+    Ok((select(conn, filter, [])?, select(conn, filter, [])?))
 }
 
 /// Runs and jobs completed at or after `since_ms`, for the reports.
@@ -205,17 +250,9 @@ pub fn completed_since(
     conn: &Connection,
     since_ms: i64,
 ) -> rusqlite::Result<(Vec<RunRow>, Vec<JobRow>)> {
-    let runs = conn
-        .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM actions_runs WHERE rank = 4 AND completed_at_ms >= ?1"
-        ))?
-        .query_map([since_ms], run_from)?
-        .collect::<Result<_, _>>()?;
-    let jobs = conn
-        .prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM actions_jobs WHERE rank = 4 AND completed_at_ms >= ?1"
-        ))?
-        .query_map([since_ms], job_from)?
-        .collect::<Result<_, _>>()?;
-    Ok((runs, jobs))
+    let filter = "WHERE rank = 4 AND completed_at_ms >= ?1";
+    Ok((
+        select(conn, filter, [since_ms])?,
+        select(conn, filter, [since_ms])?,
+    ))
 }
