@@ -563,7 +563,7 @@ fn deliveries(
                 let catalog = gatehouse::sinks::Catalog::new(config);
                 if !catalog.has(name) {
                     return Err(control::ControlError::Invalid(format!(
-                        "no route {name:?} in the config"
+                        "no route {name:?} in the config (nor an enabled built-in sink)"
                     )));
                 }
                 control::backfill(
