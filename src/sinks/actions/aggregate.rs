@@ -251,10 +251,7 @@ fn job_contributions(p: &Policy, j: &JobRow) -> Vec<(SeriesKey, Option<i64>)> {
     if j.rank() == event::COMPLETED {
         out.push(((Family::JobsCompleted, labels), None));
         out.push(((Family::JobConclusions, with_conclusion.into()), None));
-        if let Some(d) = j
-            .started_at_ms
-            .and(millis(j.started_at_ms, j.completed_at_ms))
-        {
+        if let Some(d) = millis(j.started_at_ms, j.completed_at_ms) {
             out.push(((Family::JobRunDuration, place), Some(d)));
         }
     }
