@@ -411,3 +411,59 @@ async fn github_status_probes_every_credential_without_spending() {
         "GET /rate_limit is free"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_app_itself_reads_its_hook_deliveries_one_request_at_a_time() {
+    let mut c = two_apps();
+    // Nothing listens there: every delivery is logged as failed, as when
+    // gatehouse is down.
+    c.apps[0].webhook_url = Some("http://127.0.0.1:9/webhooks/github".into());
+    c.apps[0].webhook_secret = Some("s".into());
+    let hub = FakeHub::start(c).await.unwrap();
+    for _ in 0..3 {
+        hub.hub()
+            .deliver(
+                fakehub::HookRef::App(101),
+                "push",
+                "payload.json",
+                "octo-org",
+                "widgets",
+            )
+            .await
+            .unwrap();
+    }
+    let p = std::sync::Arc::new(pool(&hub, &[(101, "app-a.pem")], &[]));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                p.send_app(101, Request::get("/app/hook/deliveries?per_page=2"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        let a = t.await.unwrap();
+        assert_eq!(a.status, 200);
+        assert_eq!(a.credential, CredId::App(101));
+        let page: Vec<serde_json::Value> = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(page.len(), 2, "newest first, two per page");
+        assert!(page.iter().all(|d| d["status_code"] != 200));
+        assert!(a.headers.get("link").is_some(), "a next page");
+    }
+    let s = hub.stats();
+    assert_eq!(s.tokens["app:101"].requests, 8);
+    assert_eq!(
+        s.tokens["app:101"].max_concurrency, 1,
+        "one JWT request in flight"
+    );
+    // Its budget is tracked like any credential's; an unknown App is refused.
+    assert!(p.snapshot().iter().any(|c| c.id == CredId::App(101)));
+    assert!(matches!(
+        p.send_app(999, Request::get("/app/hook/deliveries")).await,
+        Err(PoolError::Config(_))
+    ));
+    assert_eq!("app:101".parse::<CredId>().unwrap(), CredId::App(101));
+    assert_eq!(CredId::App(101).to_string(), "app:101");
+}

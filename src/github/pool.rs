@@ -36,13 +36,20 @@ fn now_secs() -> i64 {
 /// A credential, by what may be shown (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CredId {
-    Installation { app: i64, installation: i64 },
+    /// The App itself, with its JWT: for the App's own endpoints
+    /// (`/app/hook/deliveries`, say), not for any owner's data.
+    App(i64),
+    Installation {
+        app: i64,
+        installation: i64,
+    },
     Token(String),
 }
 
 impl fmt::Display for CredId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            CredId::App(app) => write!(f, "app:{app}"),
             CredId::Installation { app, installation } => {
                 write!(f, "app:{app}/installation:{installation}")
             }
@@ -58,13 +65,15 @@ impl std::str::FromStr for CredId {
         if let Some(name) = s.strip_prefix("token:") {
             return Ok(CredId::Token(name.to_string()));
         }
-        let parsed = s.strip_prefix("app:").and_then(|rest| {
-            let (app, inst) = rest.split_once("/installation:")?;
-            Some(CredId::Installation {
-                app: app.parse().ok()?,
-                installation: inst.parse().ok()?,
-            })
-        });
+        let parsed =
+            s.strip_prefix("app:")
+                .and_then(|rest| match rest.split_once("/installation:") {
+                    Some((app, inst)) => Some(CredId::Installation {
+                        app: app.parse().ok()?,
+                        installation: inst.parse().ok()?,
+                    }),
+                    None => Some(CredId::App(rest.parse().ok()?)),
+                });
         parsed.ok_or_else(|| format!("not a credential id: {s:?}"))
     }
 }
@@ -353,6 +362,15 @@ impl Pool {
         self.send_among(&candidates, req).await
     }
 
+    /// Sends a request as App `app_id` itself (its JWT), one at a time
+    /// like every credential, within the budget GitHub reports for it.
+    pub async fn send_app(&self, app_id: i64, req: Request) -> Result<Answer, PoolError> {
+        if !self.apps.iter().any(|a| a.auth.id == app_id) {
+            return Err(PoolError::Config(format!("app {app_id} is not configured")));
+        }
+        self.send_among(&[CredId::App(app_id)], req).await
+    }
+
     /// Sends a request that concerns no particular owner (`/user`,
     /// `/search/...`) with a token allowed for any owner.
     pub async fn send_default(&self, req: Request) -> Result<Answer, PoolError> {
@@ -581,6 +599,14 @@ impl Pool {
     /// The Authorization header for a credential, and its fingerprint.
     async fn authorization(&self, id: &CredId, fresh: bool) -> Result<(String, String), PoolError> {
         let header = match id {
+            CredId::App(app) => {
+                let app = self
+                    .apps
+                    .iter()
+                    .find(|a| a.auth.id == *app)
+                    .expect("known app");
+                format!("Bearer {}", app.auth.jwt(now_secs()))
+            }
             CredId::Token(name) => {
                 let t = self
                     .tokens
