@@ -70,8 +70,7 @@ fn pool(hub: &FakeHub, apps: usize) -> Pool {
             .collect(),
         tokens: vec![],
         max_queue: 1024,
-        reserve: 0,
-        max_wait_secs: 0,
+        ..GithubConfig::default()
     })
     .unwrap()
 }

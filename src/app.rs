@@ -158,6 +158,20 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             stop_rx.clone(),
         )),
     ];
+    let sources = crate::recovery::Source::all(&config);
+    if let Some(pool) = pool
+        .as_ref()
+        .filter(|_| config.recovery.enabled && !sources.is_empty())
+    {
+        let recovery = crate::recovery::Recovery {
+            journal: journal.clone(),
+            pool: pool.clone(),
+            config: config.recovery.clone(),
+            metrics: metrics.recovery.clone(),
+            sources,
+        };
+        tasks.push(tokio::spawn(recovery.run(stop_rx.clone())));
+    }
     let server_config = config.server.clone();
     let limits = move || server::Limits {
         max_connections: server_config.max_connections,

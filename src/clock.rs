@@ -9,3 +9,10 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// RFC 3339 (GitHub writes `2021-08-05T10:33:58Z`, sometimes with
+/// fractions or an offset) → epoch ms; anything else is absent.
+pub fn parse_rfc3339_ms(s: Option<&str>) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s?, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}

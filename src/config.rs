@@ -32,6 +32,37 @@ pub struct Config {
     /// The API gateway; absent = no gateway listener.
     pub gateway: Option<GatewayConfig>,
     pub actions_metrics: ActionsMetricsConfig,
+    pub recovery: RecoveryConfig,
+}
+
+/// Recovery of deliveries GitHub failed to make (it does not retry them):
+/// each App's webhook and each `[[github.hooks]]` entry is walked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    pub enabled: bool,
+    /// A walk at start and then every this many seconds.
+    pub interval_secs: u64,
+    /// How far back a first walk looks (GitHub keeps delivery logs for 3
+    /// days, 7 on GHES).
+    pub lookback_hours: u64,
+    /// Deliveries per page of GitHub's delivery log (at most 100).
+    pub per_page: u32,
+    /// A GUID gatehouse asked to redeliver is not asked for again within
+    /// this many seconds (its redelivery may be on its way, or failing too).
+    pub reask_after_secs: u64,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            enabled: true,
+            interval_secs: 300,
+            lookback_hours: 72,
+            per_page: 100,
+            reask_after_secs: 3600,
+        }
+    }
 }
 
 /// The built-in `actions-metrics` sink: GitHub Actions metrics derived from
@@ -156,6 +187,19 @@ pub struct GithubConfig {
     /// When every candidate is spent but one resets within this many
     /// seconds, wait for it instead of answering 403 at once.
     pub max_wait_secs: u64,
+    /// Repository and organisation webhooks whose delivery logs recovery
+    /// walks (with a pool credential for `owner`).
+    pub hooks: Vec<GithubHookConfig>,
+}
+
+/// A repository (`repo` set) or organisation webhook, by id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubHookConfig {
+    pub owner: String,
+    #[serde(default)]
+    pub repo: Option<String>,
+    pub id: i64,
 }
 
 impl Default for GithubConfig {
@@ -167,6 +211,7 @@ impl Default for GithubConfig {
             max_queue: 256,
             reserve: 0,
             max_wait_secs: 0,
+            hooks: Vec::new(),
         }
     }
 }
@@ -541,6 +586,16 @@ impl Config {
                     return Err(("gateway.fresh.path", format!("{:?}: {e}", f.path)));
                 }
             }
+        }
+        let r = &self.recovery;
+        if r.interval_secs == 0 || r.lookback_hours == 0 || r.reask_after_secs == 0 {
+            return Err((
+                "recovery",
+                "interval_secs, lookback_hours and reask_after_secs must be at least 1".into(),
+            ));
+        }
+        if !(1..=100).contains(&r.per_page) {
+            return Err(("recovery.per_page", "must be between 1 and 100".into()));
         }
         let a = &self.actions_metrics;
         if a.stale_after_secs < 60 {

@@ -14,6 +14,7 @@ pub mod journal;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
+pub mod recovery;
 pub mod scheduler;
 pub mod server;
 pub mod shutdown;

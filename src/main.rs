@@ -59,6 +59,14 @@ enum Command {
         #[command(subcommand)]
         action: ClientsCmd,
     },
+    /// Recovery of deliveries GitHub failed to make (works beside a running
+    /// server).
+    Recovery {
+        #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: RecoveryCmd,
+    },
     /// GitHub Actions reports from the actions-metrics sink's state.
     Actions {
         #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
@@ -117,6 +125,26 @@ enum DeliveriesCmd {
         dead: bool,
         #[command(flatten)]
         filter: FilterArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecoveryCmd {
+    /// Each source's last walk: pages, deliveries seen, missing found,
+    /// redeliveries asked, failures; and its last complete walk.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running server to walk every source now and follow it.
+    Run {
+        /// Walk back this far (30m, 6h, 2d, or an RFC 3339 time) instead of
+        /// to the last complete walk.
+        #[arg(long)]
+        since: Option<String>,
+        /// Stop following after this many seconds (the walk goes on).
+        #[arg(long, default_value_t = 600)]
+        wait: u64,
     },
 }
 
@@ -187,6 +215,9 @@ fn main() -> ExitCode {
         }
         Command::Github { config, action } => github(config, action),
         Command::Clients { config, action } => operate(config, |_, conn| clients(conn, action)),
+        Command::Recovery { config, action } => {
+            operate(config, |config, conn| recovery(config, conn, action))
+        }
         Command::Actions {
             config,
             action: ActionsCmd::Report { since, json },
@@ -213,6 +244,127 @@ fn main() -> ExitCode {
             Ok(())
         }),
     }
+}
+
+fn recovery(
+    config: &Config,
+    conn: &mut rusqlite::Connection,
+    action: RecoveryCmd,
+) -> Result<(), control::ControlError> {
+    use gatehouse::recovery::{Source, store};
+    let now = gatehouse::clock::now_ms();
+    match action {
+        RecoveryCmd::Status { json } => {
+            let rows = store::status(conn)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("serializable")
+                );
+                return Ok(());
+            }
+            if rows.is_empty() {
+                println!("no recovery walk yet");
+                return Ok(());
+            }
+            println!(
+                "{:<28}  {:<9}  {:>10}  {:>5}  {:>6}  {:>7}  {:>6}  {:>8}  {:>13}  {:>6}",
+                "source",
+                "state",
+                "started",
+                "pages",
+                "seen",
+                "missing",
+                "asked",
+                "failures",
+                "last complete",
+                "retry"
+            );
+            for r in rows {
+                let w = &r.last_walk;
+                let ago = |t: i64| format!("{} ago", duration((now - t).max(0) as f64 / 1000.0));
+                println!(
+                    "{:<28}  {:<9}  {:>10}  {:>5}  {:>6}  {:>7}  {:>6}  {:>8}  {:>13}  {:>6}",
+                    r.source,
+                    w.state,
+                    ago(w.started_at_ms),
+                    w.pages,
+                    w.seen,
+                    w.missing,
+                    w.requested,
+                    w.failures,
+                    r.last_complete_at_ms.map_or("never".to_string(), ago),
+                    r.failed_requests,
+                );
+                if let Some(e) = &w.last_error {
+                    println!("  last error: {e}");
+                }
+            }
+        }
+        RecoveryCmd::Run { since, wait } => {
+            let since_ms = since
+                .as_deref()
+                .map(|s| control::parse_since(s, now))
+                .transpose()?;
+            let id = store::trigger(conn, since_ms, now)?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            let taken = loop {
+                if let Some(t) = store::trigger_taken(conn, id)? {
+                    break t;
+                }
+                if std::time::Instant::now() > deadline {
+                    println!(
+                        "requested; no running gatehouse took it within 15 s, so it runs when gatehouse serve starts"
+                    );
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            };
+            let sources: Vec<String> = Source::all(config).iter().map(Source::name).collect();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+            let mut last = String::new();
+            loop {
+                let rows = store::status(conn)?;
+                let mine: Vec<_> = rows
+                    .iter()
+                    .filter(|r| {
+                        // A walk this trigger started, or an unfinished one it resumed.
+                        let w = &r.last_walk;
+                        sources.contains(&r.source)
+                            && (w.started_at_ms >= taken
+                                || w.finished_at_ms.is_none_or(|f| f >= taken))
+                    })
+                    .collect();
+                let line = mine
+                    .iter()
+                    .map(|r| {
+                        let w = &r.last_walk;
+                        format!(
+                            "{}: {} pages, {} seen, {} missing, {} asked, {} failures ({})",
+                            r.source, w.pages, w.seen, w.missing, w.requested, w.failures, w.state
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if line != last && !line.is_empty() {
+                    println!("{line}");
+                    last = line;
+                }
+                let done = mine.len() == sources.len()
+                    && mine.iter().all(|r| r.last_walk.state == "complete");
+                if done {
+                    println!("recovery walk complete");
+                    return Ok(());
+                }
+                if std::time::Instant::now() > deadline {
+                    println!("still walking after {wait} s; see `gatehouse recovery status`");
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn actions_report(

@@ -198,6 +198,22 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// Recovery of missed deliveries, by source (`app:ID`, `hook:...`: from
+/// the config, so bounded).
+#[derive(Clone, Default)]
+pub struct RecoveryMetrics {
+    pub missing: Family<SourceLabel, Counter>,
+    pub requested: Family<SourceLabel, Counter>,
+    pub failures: Family<SourceLabel, Counter>,
+    /// Seconds since the source's last complete walk (set at scrape).
+    pub since_complete: Family<SourceLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
 /// The API gateway, labelled by client name (clients are created by an
 /// operator, so the set is bounded) and cache outcome.
 #[derive(Clone)]
@@ -243,6 +259,7 @@ pub struct Metrics {
     pub sink_gauges: SinkGauges,
     pub github: GithubMetrics,
     pub gateway: GatewayMetrics,
+    pub recovery: RecoveryMetrics,
 }
 
 impl Default for Metrics {
@@ -429,8 +446,31 @@ impl Metrics {
             "Gateway cache entries evicted to stay within cache_max_bytes",
             gateway.cache_evictions.clone(),
         );
+        let recovery = RecoveryMetrics::default();
+        registry.register(
+            "recovery_missing_found",
+            "Deliveries GitHub failed to make and the journal lacks, found by recovery walks",
+            recovery.missing.clone(),
+        );
+        registry.register(
+            "recovery_redeliveries_requested",
+            "Redeliveries recovery asked GitHub for (answered 2xx)",
+            recovery.requested.clone(),
+        );
+        registry.register(
+            "recovery_failures",
+            "Recovery requests to GitHub that failed (listing or redelivery)",
+            recovery.failures.clone(),
+        );
+        registry.register_with_unit(
+            "recovery_since_complete_walk",
+            "Time since the source's last complete recovery walk",
+            Unit::Seconds,
+            recovery.since_complete.clone(),
+        );
         Metrics {
             gateway,
+            recovery,
             registry: Arc::new(registry),
             ingest,
             journal,

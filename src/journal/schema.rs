@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "actions",
         include_str!("../../migrations/0005_actions.sql"),
     ),
+    (
+        6,
+        "recovery",
+        include_str!("../../migrations/0006_recovery.sql"),
+    ),
 ];
 
 pub fn latest_version() -> u32 {

@@ -188,12 +188,7 @@ struct Delivery {
     workflow_job: Option<JobPayload>,
 }
 
-/// RFC 3339 (GitHub writes `2021-08-05T10:33:58Z`, sometimes with
-/// fractions or an offset) → epoch ms; anything else is absent.
-pub fn parse_time(s: Option<&str>) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(s?, &time::format_description::well_known::Rfc3339).ok()?;
-    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
-}
+pub use crate::clock::parse_rfc3339_ms as parse_time;
 
 /// Reads a delivery of `event` (its JSON body) into an observation.
 pub fn parse(event: &str, json: &[u8]) -> Result<Observation, String> {

@@ -1,0 +1,497 @@
+//! Recovery: GitHub does not retry a failed webhook delivery, so
+//! gatehouse walks each source's delivery log (an App's webhook, or a
+//! repository or organisation hook from `[[github.hooks]]`) newest first,
+//! back to the last complete walk or `lookback_hours`, and asks GitHub to
+//! redeliver every GUID that never succeeded there and that the journal
+//! lacks. Walks resume from their cursor after a crash; a GUID is asked
+//! for at most once within `reask_after_secs` (the claim is committed
+//! before the request goes out); failed requests are asked again on the
+//! next walk; when the budget runs out the walk waits for the reset.
+
+pub mod store;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::clock;
+use crate::config::{Config, RecoveryConfig};
+use crate::github::{Answer, Pool, PoolError, Request};
+use crate::journal::{Journal, JournalError};
+use crate::metrics::{RecoveryMetrics, SourceLabel};
+use crate::shutdown;
+
+/// How often the server looks for a walk asked for from the CLI.
+const TRIGGER_POLL: Duration = Duration::from_secs(5);
+
+/// A delivery log gatehouse can read and redeliver from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    App(i64),
+    Hook {
+        owner: String,
+        repo: Option<String>,
+        id: i64,
+    },
+}
+
+impl Source {
+    /// Every source the config names: each App, each `[[github.hooks]]`.
+    pub fn all(config: &Config) -> Vec<Source> {
+        let apps = config.github.apps.iter().map(|a| Source::App(a.id));
+        let hooks = config.github.hooks.iter().map(|h| Source::Hook {
+            owner: h.owner.clone(),
+            repo: h.repo.clone(),
+            id: h.id,
+        });
+        apps.chain(hooks).collect()
+    }
+
+    /// `app:ID`, `hook:OWNER/REPO:ID` or `hook:ORG:ID`.
+    pub fn name(&self) -> String {
+        match self {
+            Source::App(id) => format!("app:{id}"),
+            Source::Hook {
+                owner,
+                repo: Some(r),
+                id,
+            } => format!("hook:{owner}/{r}:{id}"),
+            Source::Hook {
+                owner,
+                repo: None,
+                id,
+            } => format!("hook:{owner}:{id}"),
+        }
+    }
+
+    fn log_path(&self) -> String {
+        match self {
+            Source::App(_) => "/app/hook/deliveries".into(),
+            Source::Hook {
+                owner,
+                repo: Some(r),
+                id,
+            } => format!("/repos/{owner}/{r}/hooks/{id}/deliveries"),
+            Source::Hook {
+                owner,
+                repo: None,
+                id,
+            } => format!("/orgs/{owner}/hooks/{id}/deliveries"),
+        }
+    }
+
+    /// An App's log needs its JWT; a hook's, a credential for its owner.
+    async fn send(&self, pool: &Pool, req: Request) -> Result<Answer, PoolError> {
+        match self {
+            Source::App(id) => pool.send_app(*id, req).await,
+            Source::Hook { owner, .. } => pool.send(owner, req).await,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error("GitHub answered {status} to {path}: {body}")]
+    Status {
+        status: StatusCode,
+        path: String,
+        body: String,
+    },
+    #[error("GitHub's delivery log is not what was expected: {0}")]
+    Format(String),
+    #[error("stopped")]
+    Stopped,
+}
+
+/// One entry of GitHub's delivery log (the list form).
+#[derive(Debug, Deserialize)]
+struct LogEntry {
+    id: i64,
+    guid: String,
+    delivered_at: Option<String>,
+    status_code: u16,
+}
+
+/// What became of one redelivery request.
+enum Ask {
+    /// GitHub accepted it (2xx).
+    Done,
+    /// Asked for within the window already.
+    Skipped,
+    Failed,
+}
+
+pub struct Recovery {
+    pub journal: Journal,
+    pub pool: Arc<Pool>,
+    pub config: RecoveryConfig,
+    pub metrics: RecoveryMetrics,
+    pub sources: Vec<Source>,
+}
+
+impl Recovery {
+    /// Walks every source at start, then every `interval_secs`, and when the
+    /// CLI asks; ends when `stop` turns true (a walk stops between
+    /// requests and resumes at the next start).
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let interval = Duration::from_secs(self.config.interval_secs);
+        let mut next = tokio::time::Instant::now();
+        loop {
+            if tokio::time::Instant::now() >= next {
+                self.walk_all(None, &stop).await;
+                next = tokio::time::Instant::now() + interval;
+            }
+            let nap = next
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(TRIGGER_POLL);
+            tokio::select! {
+                _ = tokio::time::sleep(nap) => {}
+                _ = shutdown::requested(&mut stop) => return,
+            }
+            let pending = self
+                .journal
+                .reader()
+                .run(|r| r.query(store::pending_trigger))
+                .await;
+            if matches!(pending, Ok(true)) {
+                let taken = self
+                    .journal
+                    .exec(|tx| store::take_trigger(tx, clock::now_ms()))
+                    .await;
+                if let Ok(Some((_, since))) = taken {
+                    self.walk_all(since, &stop).await;
+                    next = tokio::time::Instant::now() + interval;
+                }
+            }
+        }
+    }
+
+    async fn walk_all(&self, since: Option<i64>, stop: &watch::Receiver<bool>) {
+        for source in &self.sources {
+            let name = source.name();
+            match self.walk(source, since, stop).await {
+                Ok(()) | Err(WalkError::Stopped) => {}
+                Err(e) => {
+                    tracing::warn!(source = %name, error = %e, "recovery walk did not finish; the next one resumes it")
+                }
+            }
+        }
+    }
+
+    /// One walk of one source: failed redeliveries first, then the log
+    /// from the newest entry back. `since` (a manual run; 0 = as far as
+    /// `lookback_hours`) walks back by time whatever the last walk saw.
+    pub async fn walk(
+        &self,
+        source: &Source,
+        since: Option<i64>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), WalkError> {
+        let name = source.name();
+        let now = clock::now_ms();
+        let lookback = now - self.config.lookback_hours as i64 * 3_600_000;
+        self.ask_again(source, &name, stop).await?;
+        let (n, resume) = (name.clone(), since.is_none());
+        let running = self
+            .journal
+            .reader()
+            .run(move |r| r.query(|c| store::running(c, &n)))
+            .await?;
+        let mut walk = match running.filter(|_| resume) {
+            Some(w) => {
+                tracing::info!(source = %name, pages = w.pages, "recovery walk resumed");
+                w
+            }
+            None => {
+                let n = name.clone();
+                let since_ms = since.map_or(lookback, |s| s.max(lookback));
+                self.journal
+                    .exec(move |tx| {
+                        let stop_at = if resume {
+                            store::checkpoint(tx, &n)?
+                        } else {
+                            None
+                        };
+                        store::start(tx, &n, now, since_ms, stop_at)
+                    })
+                    .await?
+            }
+        };
+        let label = SourceLabel {
+            source: name.clone(),
+        };
+        loop {
+            let mut path = format!("{}?per_page={}", source.log_path(), self.config.per_page);
+            if let Some(c) = &walk.cursor {
+                path.push_str("&cursor=");
+                path.extend(form_urlencoded::byte_serialize(c.as_bytes()));
+            }
+            let fetched = match self.send_patiently(source, Request::get(&path), stop).await {
+                Ok(a) if a.status.is_success() => Ok(a),
+                Ok(a) => Err(WalkError::Status {
+                    status: a.status,
+                    path,
+                    body: String::from_utf8_lossy(&a.body).chars().take(200).collect(),
+                }),
+                Err(e) => Err(e),
+            };
+            let answer = match fetched {
+                Ok(a) => a,
+                Err(e) => {
+                    if !matches!(e, WalkError::Stopped) {
+                        self.metrics.failures.get_or_create(&label).inc();
+                        walk.failures += 1;
+                        walk.last_error = Some(e.to_string());
+                        let w = walk.clone();
+                        self.journal
+                            .exec(move |tx| store::save(tx, &w, false, clock::now_ms()))
+                            .await?;
+                    }
+                    return Err(e);
+                }
+            };
+            let page: Vec<LogEntry> = serde_json::from_slice(&answer.body)
+                .map_err(|e| WalkError::Format(e.to_string()))?;
+            let next = next_cursor(&answer.headers);
+            let mut done = next.is_none();
+            let mut candidates: Vec<(String, i64)> = Vec::new();
+            let mut ok: HashSet<String> = HashSet::new();
+            for e in page {
+                let delivered = clock::parse_rfc3339_ms(e.delivered_at.as_deref());
+                if walk.stop_at_id.is_some_and(|s| e.id <= s)
+                    || delivered.is_some_and(|t| t < walk.since_ms)
+                {
+                    done = true;
+                    break;
+                }
+                walk.newest_id = Some(walk.newest_id.map_or(e.id, |n| n.max(e.id)));
+                walk.seen += 1;
+                // Newest first: a GUID's later success comes before its
+                // failed attempts.
+                if (200..300).contains(&e.status_code) {
+                    ok.insert(e.guid);
+                } else if !ok.contains(&e.guid) && !candidates.iter().any(|(g, _)| *g == e.guid) {
+                    candidates.push((e.guid, e.id));
+                }
+            }
+            let guids: Vec<String> = candidates.iter().map(|(g, _)| g.clone()).collect();
+            let have = self
+                .journal
+                .reader()
+                .run(move |r| r.query(|c| store::journaled(c, &guids)))
+                .await?;
+            for (guid, id) in candidates.into_iter().filter(|(g, _)| !have.contains(g)) {
+                walk.missing += 1;
+                self.metrics.missing.get_or_create(&label).inc();
+                match self.ask(source, &name, &guid, id, stop).await? {
+                    Ask::Done => walk.requested += 1,
+                    Ask::Failed => walk.failures += 1,
+                    Ask::Skipped => {}
+                }
+            }
+            walk.pages += 1;
+            walk.cursor = next;
+            let w = walk.clone();
+            self.journal
+                .exec(move |tx| store::save(tx, &w, done, clock::now_ms()))
+                .await?;
+            if done {
+                tracing::info!(
+                    source = %name,
+                    pages = walk.pages,
+                    seen = walk.seen,
+                    missing = walk.missing,
+                    requested = walk.requested,
+                    failures = walk.failures,
+                    "recovery walk complete"
+                );
+                return Ok(());
+            }
+            if *stop.borrow() {
+                return Err(WalkError::Stopped);
+            }
+        }
+    }
+
+    /// Requests to make again (see `store::due_again`), unless the delivery
+    /// has arrived meanwhile.
+    async fn ask_again(
+        &self,
+        source: &Source,
+        name: &str,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), WalkError> {
+        let n = name.to_string();
+        let reask_before = clock::now_ms() - self.config.reask_after_secs as i64 * 1000;
+        let due = self
+            .journal
+            .exec(move |tx| store::due_again(tx, &n, reask_before))
+            .await?;
+        for (guid, id) in due {
+            self.ask(source, name, &guid, id, stop).await?;
+        }
+        Ok(())
+    }
+
+    /// Claims the GUID (committed before the request goes out), asks GitHub
+    /// to redeliver it, and records the answer.
+    async fn ask(
+        &self,
+        source: &Source,
+        name: &str,
+        guid: &str,
+        id: i64,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Ask, WalkError> {
+        let now = clock::now_ms();
+        let reask_before = now - self.config.reask_after_secs as i64 * 1000;
+        let (n, g) = (name.to_string(), guid.to_string());
+        let claimed = self
+            .journal
+            .exec(move |tx| store::claim(tx, &n, &g, id, now, reask_before))
+            .await?;
+        if !claimed {
+            return Ok(Ask::Skipped);
+        }
+        let req = Request {
+            method: Method::POST,
+            path: format!("{}/{id}/attempts", source.log_path()),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            validators: None,
+        };
+        let answered = self.send_patiently(source, req, stop).await;
+        let status = match &answered {
+            Ok(a) => Some(a.status.as_u16()),
+            Err(e) => {
+                tracing::warn!(source = %name, guid, error = %e, "redelivery request failed; asked again next walk");
+                None
+            }
+        };
+        let (n, g) = (name.to_string(), guid.to_string());
+        self.journal
+            .exec(move |tx| store::settle(tx, &n, &g, status))
+            .await?;
+        let label = SourceLabel {
+            source: name.to_string(),
+        };
+        if let Err(WalkError::Stopped) = answered {
+            return Err(WalkError::Stopped);
+        }
+        if status.is_some_and(|s| (200..300).contains(&s)) {
+            self.metrics.requested.get_or_create(&label).inc();
+            Ok(Ask::Done)
+        } else {
+            self.metrics.failures.get_or_create(&label).inc();
+            Ok(Ask::Failed)
+        }
+    }
+
+    /// Sends through the pool; when the budget is spent (the pool knows it,
+    /// or GitHub says so), waits for the reset instead of failing.
+    async fn send_patiently(
+        &self,
+        source: &Source,
+        req: Request,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Answer, WalkError> {
+        loop {
+            let reset = match source.send(&self.pool, clone_request(&req)).await {
+                Err(PoolError::Exhausted { reset, .. }) => reset,
+                Ok(a) if spent(&a) => header_i64(&a.headers, "x-ratelimit-reset")
+                    .unwrap_or(clock::now_ms() / 1000 + 60),
+                other => return other.map_err(WalkError::from),
+            };
+            let secs = (reset - clock::now_ms() / 1000).max(0) as u64 + 1;
+            tracing::info!(source = %source.name(), wait_secs = secs, "recovery waits for the rate limit reset");
+            let mut stop = stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
+                _ = shutdown::requested(&mut stop) => return Err(WalkError::Stopped),
+            }
+        }
+    }
+}
+
+fn clone_request(r: &Request) -> Request {
+    Request {
+        method: r.method.clone(),
+        path: r.path.clone(),
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+        validators: None,
+    }
+}
+
+fn header_i64(h: &HeaderMap, name: &str) -> Option<i64> {
+    h.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// GitHub's answer when a budget is spent: 403 or 429 with nothing left.
+fn spent(a: &Answer) -> bool {
+    (a.status == StatusCode::FORBIDDEN || a.status == StatusCode::TOO_MANY_REQUESTS)
+        && header_i64(&a.headers, "x-ratelimit-remaining") == Some(0)
+}
+
+/// The `cursor` of the `Link: <...>; rel="next"` page, if there is one.
+fn next_cursor(h: &HeaderMap) -> Option<String> {
+    let link = h.get(http::header::LINK)?.to_str().ok()?;
+    let next = link.split(',').find(|part| part.contains("rel=\"next\""))?;
+    let url = next.split(';').next()?.trim().trim_matches(['<', '>']);
+    let url = reqwest::Url::parse(url).ok()?;
+    url.query_pairs()
+        .find(|(k, _)| k == "cursor")
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_name_and_path_their_logs() {
+        let hook = Source::Hook {
+            owner: "octo-org".into(),
+            repo: Some("widgets".into()),
+            id: 7,
+        };
+        assert_eq!(hook.name(), "hook:octo-org/widgets:7");
+        assert_eq!(
+            hook.log_path(),
+            "/repos/octo-org/widgets/hooks/7/deliveries"
+        );
+        let org = Source::Hook {
+            owner: "octo-org".into(),
+            repo: None,
+            id: 8,
+        };
+        assert_eq!(org.log_path(), "/orgs/octo-org/hooks/8/deliveries");
+        assert_eq!(Source::App(5).name(), "app:5");
+    }
+
+    #[test]
+    fn the_next_cursor_comes_from_the_link_header() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::LINK,
+            "<https://api.github.com/app/hook/deliveries?per_page=2&cursor=v1_12>; rel=\"next\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(next_cursor(&h).as_deref(), Some("v1_12"));
+        h.insert(
+            http::header::LINK,
+            "<https://x/y?cursor=a>; rel=\"prev\"".parse().unwrap(),
+        );
+        assert_eq!(next_cursor(&h), None);
+    }
+}

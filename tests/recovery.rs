@@ -1,0 +1,422 @@
+//! Recovery against fakehub: deliveries GitHub failed to make while
+//! gatehouse was down are found in the App's delivery log and redelivered,
+//! each exactly once; what arrived is never asked for; failed requests are
+//! asked again; a tiny budget makes the walk wait; a walk resumes after
+//! kill -9 without asking twice.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::hub::{github_config, key};
+use common::{SECRET, TestApp, binary, count, test_config};
+use fakehub::config::FaultConfig;
+use fakehub::{FakeHub, HookRef};
+
+/// A loopback port free now, for a gatehouse that is not running yet
+/// (fakehub's App webhook must point somewhere from the start).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn hub_for(port: u16, edit: impl FnOnce(&mut fakehub::Config)) -> FakeHub {
+    let mut c = fakehub::Config::default()
+        .org("octo-org", &["widgets"])
+        .app(101, &key("app-a.pub.pem"), &[(11, "octo-org")]);
+    c.fixtures = Some(common::fixtures());
+    c.apps[0].webhook_url = Some(format!("http://127.0.0.1:{port}/webhooks/github"));
+    c.apps[0].webhook_secret = Some(SECRET.into());
+    c.apps[0].hook_id = Some(555);
+    edit(&mut c);
+    FakeHub::start(c).await.unwrap()
+}
+
+/// Sends `n` push deliveries from the App; returns their GUIDs.
+async fn send(hub: &FakeHub, n: usize) -> Vec<String> {
+    let mut guids = Vec::new();
+    for _ in 0..n {
+        let r = hub
+            .deliver(
+                HookRef::App(101),
+                "push",
+                "payload.json",
+                "octo-org",
+                "widgets",
+            )
+            .await
+            .unwrap();
+        guids.push(r.guid);
+    }
+    guids
+}
+
+/// Redelivery attempts fakehub made, by GUID.
+fn redeliveries(hub: &FakeHub) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for r in hub.hub().log.lock().unwrap().all() {
+        if r.redelivery {
+            *out.entry(r.guid.clone()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+fn config(dir: &std::path::Path, port: u16, hub: &FakeHub) -> gatehouse::config::Config {
+    let mut c = test_config(dir);
+    c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    c.github = github_config(hub, &[(101, "app-a.pem")], &[]);
+    c.recovery.interval_secs = 3600;
+    c.recovery.per_page = 50;
+    c
+}
+
+/// Waits (bounded) until the journal holds every one of `guids`.
+async fn journaled_all(t: &TestApp, guids: &[String], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let db = t.db();
+        let mut st = db
+            .prepare("SELECT COUNT(*) FROM deliveries WHERE guid = ?1")
+            .unwrap();
+        let missing = guids
+            .iter()
+            .filter(|g| st.query_row([g], |r| r.get::<_, i64>(0)).unwrap() == 0)
+            .count();
+        if missing == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} deliveries never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_deliveries_missed_while_down_come_back_once_each() {
+    let port = free_port();
+    let hub = hub_for(port, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // Up: 30 deliveries arrive. Down: 1,000 fail on GitHub's side.
+    let c = config(dir.path(), port, &hub);
+    let t = TestApp::start_in(dir, c).await;
+    let arrived = send(&hub, 30).await;
+    let dir = t.stop().await;
+    let missed = send(&hub, 1000).await;
+    let failed = hub
+        .hub()
+        .log
+        .lock()
+        .unwrap()
+        .all()
+        .iter()
+        .filter(|r| !r.ok())
+        .count();
+    assert_eq!(failed, 1000);
+
+    let c = config(dir.path(), port, &hub);
+    let started = Instant::now();
+    let t = TestApp::start_in(dir, c).await;
+    journaled_all(&t, &missed, Duration::from_secs(60)).await;
+    eprintln!("1,000 missed deliveries back in {:?}", started.elapsed());
+
+    // Each exactly once in the journal, each asked for exactly once, and
+    // nothing that had arrived was asked for.
+    let db = t.db();
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM deliveries"), 1030);
+    assert_eq!(
+        count(&db, "SELECT COUNT(DISTINCT guid) FROM deliveries"),
+        1030
+    );
+    let asked = redeliveries(&hub);
+    assert_eq!(asked.len(), 1000);
+    assert!(asked.values().all(|&n| n == 1), "a GUID asked for twice");
+    assert!(arrived.iter().all(|g| !asked.contains_key(g)));
+    assert!(missed.iter().all(|g| asked.contains_key(g)));
+
+    // The walk is recorded and visible.
+    let status = gatehouse::recovery::store::status(&db).unwrap();
+    let w = &status[0].last_walk;
+    assert_eq!(status[0].source, "app:101");
+    assert_eq!(
+        (w.state.as_str(), w.missing, w.requested, w.failures),
+        ("complete", 1000, 1000, 0)
+    );
+    assert_eq!(w.seen, 1030);
+    assert_eq!(w.pages, 21, "1,030 entries at 50 a page");
+    let text = t.metrics().await;
+    assert_eq!(
+        common::metric(
+            &text,
+            "gatehouse_recovery_missing_found_total{source=\"app:101\"}"
+        ),
+        Some(1000.0)
+    );
+    assert_eq!(
+        common::metric(
+            &text,
+            "gatehouse_recovery_redeliveries_requested_total{source=\"app:101\"}"
+        ),
+        Some(1000.0)
+    );
+    assert!(text.contains("gatehouse_recovery_since_complete_walk_seconds{source=\"app:101\"}"));
+
+    // A second walk (from the CLI) stops at the first one's checkpoint and
+    // asks for nothing: everything is in the journal.
+    let file = binary::write_config(
+        t.dir.path(),
+        &t.db_path,
+        &format!(
+            "[github]\napi_url = {:?}\n[[github.apps]]\nid = 101\nprivate_key_file = {:?}\n",
+            hub.url(),
+            format!("{}/fakehub/testdata/app-a.pem", env!("CARGO_MANIFEST_DIR"))
+        ),
+    );
+    let (status, out) = binary::run(
+        &["recovery", "run", "--config", file.to_str().unwrap()],
+        None,
+    );
+    assert!(status.success(), "{out}");
+    assert!(out.contains("recovery walk complete"), "{out}");
+    assert!(out.contains("0 missing, 0 asked"), "{out}");
+    assert_eq!(redeliveries(&hub).len(), 1000);
+    let (status, out) = binary::run(
+        &["recovery", "status", "--config", file.to_str().unwrap()],
+        None,
+    );
+    assert!(status.success(), "{out}");
+    assert!(out.contains("app:101") && out.contains("complete"), "{out}");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_redelivery_requests_are_asked_again_on_the_next_walk() {
+    let port = free_port();
+    // GitHub answers some of the first redelivery requests 502.
+    let hub = hub_for(port, |c| {
+        let mut f = FaultConfig::new("POST /app/hook/deliveries/*/attempts");
+        f.error_rate = 1.0;
+        f.max_hits = Some(10);
+        c.faults.push(f);
+    })
+    .await;
+    let missed = send(&hub, 30).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), port, &hub);
+    c.recovery.interval_secs = 2;
+    let t = TestApp::start_in(dir, c).await;
+    journaled_all(&t, &missed, Duration::from_secs(30)).await;
+    let asked = redeliveries(&hub);
+    assert_eq!(asked.len(), 30);
+    assert!(asked.values().all(|&n| n == 1));
+    let db = t.db();
+    let open = count(
+        &db,
+        "SELECT COUNT(*) FROM recovery_requests WHERE outcome IN ('failed', 'asking')",
+    );
+    assert_eq!(open, 0, "every request ends answered");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM recovery_requests"), 30);
+    // The first walk got some 502s; the next one asked for those again.
+    let (requested, failures): (i64, i64) = db
+        .query_row(
+            "SELECT requested, failures FROM recovery_walks ORDER BY id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(failures > 0, "no request failed");
+    assert_eq!(requested + failures, 30);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tiny_budget_makes_the_walk_wait_for_the_reset_instead_of_failing() {
+    let port = free_port();
+    let hub = hub_for(port, |c| {
+        c.rate_limit.core = 12;
+        c.rate_limit.window_secs = 2;
+    })
+    .await;
+    let missed = send(&hub, 40).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), port, &hub);
+    c.recovery.per_page = 10;
+    let started = Instant::now();
+    let t = TestApp::start_in(dir, c).await;
+    // 4 pages + 40 redeliveries = 44 requests at 12 per 2 s: 4 windows.
+    journaled_all(&t, &missed, Duration::from_secs(60)).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let s = hub.stats();
+    assert_eq!(
+        s.tokens["app:101"].rate_limited, 0,
+        "never sent past the limit"
+    );
+    assert_eq!(redeliveries(&hub).len(), 40);
+    assert!(redeliveries(&hub).values().all(|&n| n == 1));
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_walk_of_fifty_pages_resumes_after_kill_9_without_asking_twice() {
+    let port = free_port();
+    // Each page of the log takes 150 ms: the walk is still going when killed.
+    let hub = hub_for(port, |c| {
+        let mut f = FaultConfig::new("GET /app/hook/deliveries");
+        f.latency_ms = 150;
+        c.faults.push(f);
+    })
+    .await;
+    let missed = send(&hub, 1000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gatehouse.db");
+    let key_file = format!("{}/fakehub/testdata/app-a.pem", env!("CARGO_MANIFEST_DIR"));
+    let file = binary::write_config(
+        dir.path(),
+        &db,
+        &format!(
+            "[github]\napi_url = {:?}\n[[github.apps]]\nid = 101\nprivate_key_file = {key_file:?}\n\n[recovery]\nper_page = 20\ninterval_secs = 3600\n",
+            hub.url()
+        ),
+    );
+    // The config's listen must be the port fakehub sends to.
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&file, text).unwrap();
+
+    let mut server = binary::Server::start(&file);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pages: i64 = common::open_db(&db)
+            .query_row(
+                "SELECT COALESCE(MAX(pages), 0) FROM recovery_walks",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        if pages >= 10 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the walk never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill9();
+    let before = redeliveries(&hub).len();
+    assert!(
+        (1..1000).contains(&before),
+        "killed mid-walk: {before} asked"
+    );
+
+    let _server = binary::Server::start(&file);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let n = count(
+            &common::open_db(&db),
+            "SELECT COUNT(DISTINCT guid) FROM deliveries",
+        );
+        if n == 1000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {n} of 1,000 back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nothing asked before the kill was asked again, except possibly the
+    // one request in flight at the kill: its redelivery found gatehouse
+    // dead, so it was still missing and had to be asked for again.
+    let asked = redeliveries(&hub);
+    assert_eq!(asked.len(), 1000);
+    assert!(missed.iter().all(|g| asked.contains_key(g)));
+    let twice: Vec<&String> = asked
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(g, _)| g)
+        .collect();
+    assert!(twice.len() <= 1, "asked twice: {twice:?}");
+    for g in twice {
+        let log = hub.hub().log.lock().unwrap();
+        let first = log
+            .all()
+            .iter()
+            .find(|r| r.redelivery && &r.guid == g)
+            .unwrap();
+        assert!(
+            !first.ok(),
+            "{g} was asked again though its redelivery had arrived"
+        );
+    }
+    let conn = common::open_db(&db);
+    let (walks, resumed_pages): (i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*), MAX(pages) FROM recovery_walks WHERE state = 'complete'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(walks, 1, "the walk was resumed, not started again");
+    assert_eq!(resumed_pages, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repository_hook_listed_in_the_config_is_walked_with_a_pool_token() {
+    let port = free_port();
+    let hub = hub_for(port, |c| {
+        *c = std::mem::take(c).token("bot", "ghp_recoverytoken");
+        c.hooks.push(fakehub::config::HookConfig {
+            id: 77,
+            owner: "octo-org".into(),
+            repo: Some("widgets".into()),
+            url: format!("http://127.0.0.1:{port}/webhooks/github"),
+            secret: Some(SECRET.into()),
+            content_type: Default::default(),
+        });
+    })
+    .await;
+    let mut missed = Vec::new();
+    for _ in 0..25 {
+        let r = hub
+            .deliver(
+                HookRef::Hook(77),
+                "push",
+                "payload.json",
+                "octo-org",
+                "widgets",
+            )
+            .await
+            .unwrap();
+        assert!(!r.ok());
+        missed.push(r.guid);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), port, &hub);
+    // No App: only the hook, read with the token.
+    c.github = github_config(&hub, &[], &["ghp_recoverytoken"]);
+    c.github.hooks = vec![gatehouse::config::GithubHookConfig {
+        owner: "octo-org".into(),
+        repo: Some("widgets".into()),
+        id: 77,
+    }];
+    let t = TestApp::start_in(dir, c).await;
+    journaled_all(&t, &missed, Duration::from_secs(30)).await;
+    let asked = redeliveries(&hub);
+    assert_eq!(asked.len(), 25);
+    assert!(asked.values().all(|&n| n == 1));
+    let status = gatehouse::recovery::store::status(&t.db()).unwrap();
+    assert_eq!(status[0].source, "hook:octo-org/widgets:77");
+    assert_eq!(
+        hub.stats().tokens["pat:bot"].requests,
+        26,
+        "one page and 25 redeliveries"
+    );
+    t.stop().await;
+}
