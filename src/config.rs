@@ -903,6 +903,32 @@ mod tests {
     }
 
     #[test]
+    fn recovery_defaults_and_hooks() {
+        let base = "[webhooks]\nsecrets = [\"x\"]\n";
+        let c = Config::parse(base, "t").unwrap();
+        assert!(c.recovery.enabled);
+        assert_eq!(
+            (c.recovery.interval_secs, c.recovery.lookback_hours),
+            (300, 72)
+        );
+        let e = err(&format!("{base}[recovery]\nper_page = 500\n"));
+        assert!(e.contains("recovery.per_page"), "{e}");
+        let e = err(&format!("{base}[recovery]\ninterval_secs = 0\n"));
+        assert!(e.contains("recovery"), "{e}");
+        let c = Config::parse(
+            &format!(
+                "{base}[[github.hooks]]\nowner = \"octo-org\"\nrepo = \"widgets\"\nid = 7\n[[github.hooks]]\nowner = \"octo-org\"\nid = 8\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.github.hooks.len(), 2);
+        assert_eq!(c.github.hooks[1].repo, None);
+        let e = err(&format!("{base}[[github.hooks]]\nowner = \"o\"\n"));
+        assert!(e.contains("id"), "{e}");
+    }
+
+    #[test]
     fn routes_are_validated() {
         let base = "[webhooks]\nsecrets = [\"x\"]\n";
         let e = err(&format!(

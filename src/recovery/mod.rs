@@ -229,6 +229,8 @@ impl Recovery {
         let label = SourceLabel {
             source: name.clone(),
         };
+        // GUIDs with a successful attempt seen so far in this walk.
+        let mut ok: HashSet<String> = HashSet::new();
         loop {
             let mut path = format!("{}?per_page={}", source.log_path(), self.config.per_page);
             if let Some(c) = &walk.cursor {
@@ -264,7 +266,6 @@ impl Recovery {
             let next = next_cursor(&answer.headers);
             let mut done = next.is_none();
             let mut candidates: Vec<(String, i64)> = Vec::new();
-            let mut ok: HashSet<String> = HashSet::new();
             for e in page {
                 let delivered = clock::parse_rfc3339_ms(e.delivered_at.as_deref());
                 if walk.stop_at_id.is_some_and(|s| e.id <= s)
