@@ -257,10 +257,7 @@ fn recovery(
         RecoveryCmd::Status { json } => {
             let rows = store::status(conn)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).expect("serializable")
-                );
+                print_json(&rows);
                 return Ok(());
             }
             if rows.is_empty() {
@@ -376,10 +373,7 @@ fn actions_report(
     let since_ms = control::parse_since(since, gatehouse::clock::now_ms())?;
     let rows = report::workflows(conn, since_ms)?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).expect("serializable")
-        );
+        print_json(&rows);
         return Ok(());
     }
     if rows.is_empty() {
@@ -451,10 +445,7 @@ fn clients(
         ClientsCmd::List { json } => {
             let rows = clients::list(conn, now).map_err(err)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).expect("serializable")
-                );
+                print_json(&rows);
                 return Ok(());
             }
             println!(
@@ -526,10 +517,7 @@ fn github(path: Option<PathBuf>, action: GithubCmd) -> ExitCode {
     });
     match rows {
         Ok(rows) if json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&rows).expect("serializable")
-            );
+            print_json(&rows);
             ExitCode::SUCCESS
         }
         Ok(rows) => {
@@ -620,10 +608,7 @@ fn deliveries(
         } => {
             let rows = control::list(conn, &filter_of(&filter)?, limit)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).expect("serializable")
-                );
+                print_json(&rows);
             } else {
                 println!(
                     "{:<24}  {:<36}  {:<28}  {:<20}  jobs",
@@ -653,10 +638,7 @@ fn deliveries(
                 )));
             }
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&found).expect("serializable")
-                );
+                print_json(&found);
                 return Ok(());
             }
             for d in found {
@@ -818,4 +800,12 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--json` output: pretty-printed, one document.
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
 }
