@@ -177,6 +177,9 @@ impl Recovery {
 
     async fn walk_all(&self, since: Option<i64>, stop: &watch::Receiver<bool>) {
         for source in &self.sources {
+            if *stop.borrow() {
+                return;
+            }
             let name = source.name();
             match self.walk(source, since, stop).await {
                 Ok(()) | Err(WalkError::Stopped) => {}
@@ -187,9 +190,10 @@ impl Recovery {
         }
     }
 
-    /// One walk of one source: failed redeliveries first, then the log
-    /// from the newest entry back. `since` (a manual run; 0 = as far as
-    /// `lookback_hours`) walks back by time whatever the last walk saw.
+    /// One walk of one source: requests due again first, then the log from
+    /// the newest entry back. None resumes an unfinished walk or walks to
+    /// the last complete one; `since` (`recovery run --since`) walks back to
+    /// that time (at most `lookback_hours`) whatever earlier walks saw.
     pub async fn walk(
         &self,
         source: &Source,
