@@ -4,6 +4,7 @@
 //! and metrics make them visible.
 
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gatehouse::{app, config::Config, control, logging};
+use gatehouse::{app, cli, config::Config, control, logging};
 
 #[derive(Parser)]
 #[command(
@@ -215,13 +215,16 @@ fn main() -> ExitCode {
         }
         Command::Github { config, action } => github(config, action),
         Command::Clients { config, action } => operate(config, |_, conn| clients(conn, action)),
-        Command::Recovery { config, action } => {
-            operate(config, |config, conn| recovery(config, conn, action))
-        }
+        Command::Recovery { config, action } => operate(config, |config, conn| match action {
+            RecoveryCmd::Status { json } => cli::recovery::status(conn, json),
+            RecoveryCmd::Run { since, wait } => {
+                cli::recovery::run(config, conn, since.as_deref(), wait)
+            }
+        }),
         Command::Actions {
             config,
             action: ActionsCmd::Report { since, json },
-        } => operate(config, |_, conn| actions_report(conn, &since, json)),
+        } => operate(config, |_, conn| cli::actions::report(conn, &since, json)),
         Command::Routes { config, action } => operate(config, |_, conn| {
             let (route, hold) = match action {
                 HoldCmd::Pause { route } => (route, true),
@@ -243,181 +246,6 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-    }
-}
-
-fn recovery(
-    config: &Config,
-    conn: &mut rusqlite::Connection,
-    action: RecoveryCmd,
-) -> Result<(), control::ControlError> {
-    use gatehouse::recovery::{Source, store};
-    let now = gatehouse::clock::now_ms();
-    match action {
-        RecoveryCmd::Status { json } => {
-            let rows = store::status(conn)?;
-            if json {
-                print_json(&rows);
-                return Ok(());
-            }
-            if rows.is_empty() {
-                println!("no recovery walk yet");
-                return Ok(());
-            }
-            println!(
-                "{:<28}  {:<9}  {:>10}  {:>5}  {:>6}  {:>7}  {:>6}  {:>8}  {:>13}  {:>6}",
-                "source",
-                "state",
-                "started",
-                "pages",
-                "seen",
-                "missing",
-                "asked",
-                "failures",
-                "last complete",
-                "retry"
-            );
-            for r in rows {
-                let w = &r.last_walk;
-                let ago = |t: i64| format!("{} ago", duration((now - t).max(0) as f64 / 1000.0));
-                println!(
-                    "{:<28}  {:<9}  {:>10}  {:>5}  {:>6}  {:>7}  {:>6}  {:>8}  {:>13}  {:>6}",
-                    r.source,
-                    w.state,
-                    ago(w.started_at_ms),
-                    w.pages,
-                    w.seen,
-                    w.missing,
-                    w.requested,
-                    w.failures,
-                    r.last_complete_at_ms.map_or("never".to_string(), ago),
-                    r.failed_requests,
-                );
-                if let Some(e) = &w.last_error {
-                    println!("  last error: {e}");
-                }
-            }
-        }
-        RecoveryCmd::Run { since, wait } => {
-            let since_ms = since
-                .as_deref()
-                .map(|s| control::parse_since(s, now))
-                .transpose()?;
-            let id = store::trigger(conn, since_ms, now)?;
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-            let taken = loop {
-                if let Some(t) = store::trigger_taken(conn, id)? {
-                    break t;
-                }
-                if std::time::Instant::now() > deadline {
-                    println!(
-                        "requested; no running gatehouse took it within 15 s, so it runs when gatehouse serve starts"
-                    );
-                    return Ok(());
-                }
-                std::thread::sleep(std::time::Duration::from_millis(250));
-            };
-            let sources: Vec<String> = Source::all(config).iter().map(Source::name).collect();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
-            let mut last = String::new();
-            loop {
-                let rows = store::status(conn)?;
-                let mine: Vec<_> = rows
-                    .iter()
-                    .filter(|r| {
-                        // A walk this trigger started, or an unfinished one it resumed.
-                        let w = &r.last_walk;
-                        sources.contains(&r.source)
-                            && (w.started_at_ms >= taken
-                                || w.finished_at_ms.is_none_or(|f| f >= taken))
-                    })
-                    .collect();
-                let line = mine
-                    .iter()
-                    .map(|r| {
-                        let w = &r.last_walk;
-                        format!(
-                            "{}: {} pages, {} seen, {} missing, {} asked, {} failures ({})",
-                            r.source, w.pages, w.seen, w.missing, w.requested, w.failures, w.state
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                if line != last && !line.is_empty() {
-                    println!("{line}");
-                    last = line;
-                }
-                let done = mine.len() == sources.len()
-                    && mine.iter().all(|r| r.last_walk.state == "complete");
-                if done {
-                    println!("recovery walk complete");
-                    return Ok(());
-                }
-                if std::time::Instant::now() > deadline {
-                    println!("still walking after {wait} s; see `gatehouse recovery status`");
-                    return Ok(());
-                }
-                std::thread::sleep(std::time::Duration::from_millis(500));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn actions_report(
-    conn: &rusqlite::Connection,
-    since: &str,
-    json: bool,
-) -> Result<(), control::ControlError> {
-    use gatehouse::sinks::actions::report;
-    let since_ms = control::parse_since(since, gatehouse::clock::now_ms())?;
-    let rows = report::workflows(conn, since_ms)?;
-    if json {
-        print_json(&rows);
-        return Ok(());
-    }
-    if rows.is_empty() {
-        println!("no workflow runs or jobs completed since {since}");
-        return Ok(());
-    }
-    let secs = |v: Option<f64>| v.map_or("-".to_string(), duration);
-    println!(
-        "{:<32}  {:<24}  {:>5}  {:>7}  {:>8}  {:>8}  {:>5}  {:>9}  {:>9}",
-        "repository",
-        "workflow",
-        "runs",
-        "success",
-        "run p50",
-        "run p95",
-        "jobs",
-        "queue p50",
-        "queue p95"
-    );
-    for r in rows {
-        println!(
-            "{:<32}  {:<24}  {:>5}  {:>7}  {:>8}  {:>8}  {:>5}  {:>9}  {:>9}",
-            r.repository,
-            r.workflow_name,
-            r.runs,
-            r.success_rate
-                .map_or("-".to_string(), |x| format!("{:.1}%", x * 100.0)),
-            secs(r.run_p50_secs),
-            secs(r.run_p95_secs),
-            r.jobs,
-            secs(r.queue_p50_secs),
-            secs(r.queue_p95_secs),
-        );
-    }
-    Ok(())
-}
-
-/// 42s, 3m05s, 2h07m.
-fn duration(secs: f64) -> String {
-    let s = secs.round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -445,7 +273,7 @@ fn clients(
         ClientsCmd::List { json } => {
             let rows = clients::list(conn, now).map_err(err)?;
             if json {
-                print_json(&rows);
+                cli::print_json(&rows);
                 return Ok(());
             }
             println!(
@@ -517,7 +345,7 @@ fn github(path: Option<PathBuf>, action: GithubCmd) -> ExitCode {
     });
     match rows {
         Ok(rows) if json => {
-            print_json(&rows);
+            cli::print_json(&rows);
             ExitCode::SUCCESS
         }
         Ok(rows) => {
@@ -608,7 +436,7 @@ fn deliveries(
         } => {
             let rows = control::list(conn, &filter_of(&filter)?, limit)?;
             if json {
-                print_json(&rows);
+                cli::print_json(&rows);
             } else {
                 println!(
                     "{:<24}  {:<36}  {:<28}  {:<20}  jobs",
@@ -638,7 +466,7 @@ fn deliveries(
                 )));
             }
             if json {
-                print_json(&found);
+                cli::print_json(&found);
                 return Ok(());
             }
             for d in found {
@@ -800,12 +628,4 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// `--json` output: pretty-printed, one document.
-fn print_json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("serializable")
-    );
 }

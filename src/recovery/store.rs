@@ -8,6 +8,43 @@ use std::collections::HashSet;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+/// Where a walk stands (stored as its lowercase name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WalkState {
+    /// Under way, or interrupted (a crash, a failed page): resumed next.
+    Running,
+    Complete,
+    /// Replaced by a manual walk (`recovery run --since`).
+    Abandoned,
+}
+
+impl WalkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WalkState::Running => "running",
+            WalkState::Complete => "complete",
+            WalkState::Abandoned => "abandoned",
+        }
+    }
+
+    fn parse(s: &str) -> Option<WalkState> {
+        [
+            WalkState::Running,
+            WalkState::Complete,
+            WalkState::Abandoned,
+        ]
+        .into_iter()
+        .find(|w| w.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for WalkState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A walk of one source's delivery log, as far as it has gone.
 #[derive(Debug, Clone, Serialize)]
 pub struct Walk {
@@ -15,7 +52,7 @@ pub struct Walk {
     pub source: String,
     pub started_at_ms: i64,
     pub finished_at_ms: Option<i64>,
-    pub state: String,
+    pub state: WalkState,
     pub since_ms: i64,
     pub stop_at_id: Option<i64>,
     pub cursor: Option<String>,
@@ -37,7 +74,16 @@ fn walk_from(r: &rusqlite::Row) -> rusqlite::Result<Walk> {
         source: r.get(1)?,
         started_at_ms: r.get(2)?,
         finished_at_ms: r.get(3)?,
-        state: r.get(4)?,
+        state: {
+            let s: String = r.get(4)?;
+            WalkState::parse(&s).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    4,
+                    rusqlite::types::Type::Text,
+                    format!("unknown walk state {s:?}").into(),
+                )
+            })?
+        },
         since_ms: r.get(5)?,
         stop_at_id: r.get(6)?,
         cursor: r.get(7)?,

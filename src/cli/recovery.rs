@@ -1,0 +1,128 @@
+//! `gatehouse recovery status|run`: what the walks did, and a walk asked
+//! for now (the running server takes it within 5 s; this follows it).
+
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use crate::config::Config;
+use crate::control::{self, ControlError};
+use crate::recovery::{Source, store};
+
+/// Each source's last walk and its last complete one.
+pub fn status(conn: &Connection, json: bool) -> Result<(), ControlError> {
+    let now = crate::clock::now_ms();
+    let rows = store::status(conn)?;
+    if json {
+        super::print_json(&rows);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no recovery walk yet");
+        return Ok(());
+    }
+    println!(
+        "{:<28}  {:<9}  {:>10}  {:>5}  {:>6}  {:>7}  {:>6}  {:>8}  {:>13}  {:>6}",
+        "source",
+        "state",
+        "started",
+        "pages",
+        "seen",
+        "missing",
+        "asked",
+        "failures",
+        "last complete",
+        "retry"
+    );
+    for r in rows {
+        let w = &r.last_walk;
+        let ago = |t: i64| format!("{} ago", super::duration((now - t).max(0) as f64 / 1000.0));
+        println!(
+            "{:<28}  {:<9}  {:>10}  {:>5}  {:>6}  {:>7}  {:>6}  {:>8}  {:>13}  {:>6}",
+            r.source,
+            w.state.as_str(),
+            ago(w.started_at_ms),
+            w.pages,
+            w.seen,
+            w.missing,
+            w.requested,
+            w.failures,
+            r.last_complete_at_ms.map_or("never".to_string(), ago),
+            r.failed_requests,
+        );
+        if let Some(e) = &w.last_error {
+            println!("  last error: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Asks the running server for a walk of every source (back to `since`,
+/// else to the last complete walk) and prints its progress until it is
+/// complete or `wait` seconds pass.
+pub fn run(
+    config: &Config,
+    conn: &Connection,
+    since: Option<&str>,
+    wait: u64,
+) -> Result<(), ControlError> {
+    let now = crate::clock::now_ms();
+    let since_ms = since.map(|s| control::parse_since(s, now)).transpose()?;
+    let id = store::trigger(conn, since_ms, now)?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let taken = loop {
+        if let Some(t) = store::trigger_taken(conn, id)? {
+            break t;
+        }
+        if Instant::now() > deadline {
+            println!(
+                "requested; no running gatehouse took it within 15 s, so it runs when gatehouse serve starts"
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let sources: Vec<String> = Source::all(config).iter().map(Source::name).collect();
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    let mut last = String::new();
+    loop {
+        let rows = store::status(conn)?;
+        let mine: Vec<_> = rows
+            .iter()
+            .filter(|r| {
+                // A walk this trigger started, or an unfinished one it resumed.
+                let w = &r.last_walk;
+                sources.contains(&r.source)
+                    && (w.started_at_ms >= taken || w.finished_at_ms.is_none_or(|f| f >= taken))
+            })
+            .collect();
+        let line = mine
+            .iter()
+            .map(|r| {
+                let w = &r.last_walk;
+                format!(
+                    "{}: {} pages, {} seen, {} missing, {} asked, {} failures ({})",
+                    r.source, w.pages, w.seen, w.missing, w.requested, w.failures, w.state
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        if line != last && !line.is_empty() {
+            println!("{line}");
+            last = line;
+        }
+        let done = mine.len() == sources.len()
+            && mine
+                .iter()
+                .all(|r| r.last_walk.state == store::WalkState::Complete);
+        if done {
+            println!("recovery walk complete");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            println!("still walking after {wait} s; see `gatehouse recovery status`");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
