@@ -24,7 +24,6 @@ pub struct Decision {
     pub error_status: Option<u16>,
     /// Answer as a secondary limit, with this retry-after.
     pub retry_after: Option<u64>,
-    pub reset: bool,
 }
 
 impl Rule {
@@ -73,16 +72,29 @@ impl Faults {
         }
     }
 
-    /// The first matching rule decides; no rule, no fault. `credential` is
-    /// the caller's rate-limit key, when known.
-    pub fn decide(&self, method: &str, path: &str, credential: Option<&str>) -> Decision {
-        let Some(rule) = self.rules.iter().find(|r| {
+    fn rule(&self, method: &str, path: &str, credential: Option<&str>) -> Option<&Rule> {
+        self.rules.iter().find(|r| {
             r.matches(method, path)
                 && r.config
                     .credential
                     .as_deref()
                     .is_none_or(|c| Some(c) == credential)
-        }) else {
+        })
+    }
+
+    /// Whether to drop this connection unanswered, decided before the
+    /// caller is known; it leaves the rule's error count alone, which
+    /// `decide` spends once per request.
+    pub fn resets(&self, method: &str, path: &str) -> bool {
+        self.rule(method, path, None).is_some_and(|r| {
+            r.config.reset_rate > 0.0 && rand::rng().random_bool(r.config.reset_rate.min(1.0))
+        })
+    }
+
+    /// The first matching rule decides; no rule, no fault. `credential` is
+    /// the caller's rate-limit key, when known.
+    pub fn decide(&self, method: &str, path: &str, credential: Option<&str>) -> Decision {
+        let Some(rule) = self.rule(method, path, credential) else {
             return Decision::default();
         };
         let c = &rule.config;
@@ -97,7 +109,6 @@ impl Faults {
         }
         Decision {
             latency: Duration::from_millis(ms),
-            reset: c.reset_rate > 0.0 && rng.random_bool(c.reset_rate.min(1.0)),
             error_status: error.then_some(c.error_status),
             retry_after: error.then_some(c.retry_after_secs).flatten(),
         }

@@ -100,7 +100,7 @@ impl FakeHub {
                             async move {
                                 // A "reset" fault drops the connection unanswered.
                                 let path = api::api_path(req.uri().path()).to_string();
-                                if hub.faults.decide(req.method().as_str(), &path, None).reset {
+                                if hub.faults.resets(req.method().as_str(), &path) {
                                     return Err(std::io::Error::new(
                                         std::io::ErrorKind::ConnectionReset,
                                         "fault: reset",
