@@ -315,7 +315,9 @@ pub fn backfill(
     wants: impl Fn(&DeliveryMeta) -> bool,
     since_ms: i64,
 ) -> Result<usize, ControlError> {
-    let tx = conn.transaction()?;
+    // Immediate, so a server writing meanwhile makes this wait rather than
+    // fail when its first read turns into a write.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let candidates: Vec<(i64, DeliveryMeta)> = {
         let mut st = tx.prepare(
             "SELECT d.id, d.hook_id, d.guid, d.event, d.action, d.installation_id, d.repository,

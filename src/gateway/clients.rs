@@ -177,7 +177,9 @@ pub fn add(
     let token = new_token();
     let scopes_json = serde_json::to_string(scopes).expect("strings serialise");
     let owners_json = serde_json::to_string(&owners).expect("strings serialise");
-    let tx = conn.unchecked_transaction()?;
+    // Immediate: the write lock up front, so a server writing meanwhile
+    // makes this wait (busy_timeout), not fail when the read turns write.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let active: Option<Option<i64>> = tx
         .query_row(
             "SELECT revoked_at_ms FROM clients WHERE name = ?1",
