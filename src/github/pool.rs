@@ -140,6 +140,7 @@ pub struct CredStatus {
 }
 
 /// A request to GitHub, relative to the API base (`/repos/o/r?x=1`).
+#[derive(Clone)]
 pub struct Request {
     pub method: Method,
     pub path: String,
@@ -151,8 +152,17 @@ pub struct Request {
 
 impl Request {
     pub fn get(path: &str) -> Request {
+        Request::bare(Method::GET, path)
+    }
+
+    /// A POST without a body (`.../deliveries/{id}/attempts`, say).
+    pub fn post(path: &str) -> Request {
+        Request::bare(Method::POST, path)
+    }
+
+    fn bare(method: Method, path: &str) -> Request {
         Request {
-            method: Method::GET,
+            method,
             path: path.to_string(),
             headers: HeaderMap::new(),
             body: Bytes::new(),

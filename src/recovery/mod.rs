@@ -14,13 +14,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::clock;
 use crate::config::{Config, RecoveryConfig};
+use crate::github::budget::{self, Resource};
 use crate::github::{Answer, Pool, PoolError, Request};
 use crate::journal::{Journal, JournalError};
 use crate::metrics::{RecoveryMetrics, SourceLabel};
@@ -367,13 +367,7 @@ impl Recovery {
         if !claimed {
             return Ok(Ask::Skipped);
         }
-        let req = Request {
-            method: Method::POST,
-            path: format!("{}/{id}/attempts", source.log_path()),
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
-            validators: None,
-        };
+        let req = Request::post(&format!("{}/{id}/attempts", source.log_path()));
         let answered = self.send_patiently(source, req, stop).await;
         let status = match &answered {
             Ok(a) => Some(a.status.as_u16()),
@@ -410,11 +404,14 @@ impl Recovery {
         stop: &watch::Receiver<bool>,
     ) -> Result<Answer, WalkError> {
         loop {
-            let reset = match source.send(&self.pool, clone_request(&req)).await {
-                Err(PoolError::Exhausted { reset, .. }) => reset,
-                Ok(a) if spent(&a) => header_i64(&a.headers, "x-ratelimit-reset")
-                    .unwrap_or(clock::now_ms() / 1000 + 60),
-                other => return other.map_err(WalkError::from),
+            let answered = source.send(&self.pool, req.clone()).await;
+            let reset = match &answered {
+                Err(PoolError::Exhausted { reset, .. }) => *reset,
+                Ok(a) => match spent_until(a) {
+                    Some(reset) => reset,
+                    None => return answered.map_err(WalkError::from),
+                },
+                Err(_) => return answered.map_err(WalkError::from),
             };
             let secs = (reset - clock::now_ms() / 1000).max(0) as u64 + 1;
             tracing::info!(source = %source.name(), wait_secs = secs, "recovery waits for the rate limit reset");
@@ -427,24 +424,12 @@ impl Recovery {
     }
 }
 
-fn clone_request(r: &Request) -> Request {
-    Request {
-        method: r.method.clone(),
-        path: r.path.clone(),
-        headers: r.headers.clone(),
-        body: r.body.clone(),
-        validators: None,
-    }
-}
-
-fn header_i64(h: &HeaderMap, name: &str) -> Option<i64> {
-    h.get(name)?.to_str().ok()?.trim().parse().ok()
-}
-
-/// GitHub's answer when a budget is spent: 403 or 429 with nothing left.
-fn spent(a: &Answer) -> bool {
-    (a.status == StatusCode::FORBIDDEN || a.status == StatusCode::TOO_MANY_REQUESTS)
-        && header_i64(&a.headers, "x-ratelimit-remaining") == Some(0)
+/// GitHub's answer when a budget is spent (403 or 429 with nothing left,
+/// read as the pool reads budgets): until when.
+fn spent_until(a: &Answer) -> Option<i64> {
+    let limited = a.status == StatusCode::FORBIDDEN || a.status == StatusCode::TOO_MANY_REQUESTS;
+    let (_, b) = budget::from_headers(&a.headers, Resource::Core)?;
+    (limited && b.remaining == 0).then_some(b.reset)
 }
 
 /// The `cursor` of the `Link: <...>; rel="next"` page, if there is one.
