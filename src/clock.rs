@@ -16,3 +16,17 @@ pub fn parse_rfc3339_ms(s: Option<&str>) -> Option<i64> {
     let t = time::OffsetDateTime::parse(s?, &time::format_description::well_known::Rfc3339).ok()?;
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rfc3339_ms as parse_time;
+
+    #[test]
+    fn times_come_from_rfc3339_in_any_of_githubs_spellings() {
+        assert_eq!(parse_time(Some("1970-01-01T00:00:01Z")), Some(1000));
+        assert_eq!(parse_time(Some("1970-01-01T00:00:01.250Z")), Some(1250));
+        assert_eq!(parse_time(Some("1970-01-01T02:00:01+02:00")), Some(1000));
+        assert_eq!(parse_time(Some("yesterday")), None);
+        assert_eq!(parse_time(None), None);
+    }
+}

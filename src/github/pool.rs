@@ -695,11 +695,8 @@ impl Pool {
         let token = v["token"]
             .as_str()
             .ok_or_else(|| PoolError::Http("no token in answer".into()))?;
-        let expires = v["expires_at"]
-            .as_str()
-            .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs() as i64)
+        let expires = crate::clock::parse_rfc3339_ms(v["expires_at"].as_str())
+            .map(|ms| ms / 1000)
             .unwrap_or(now_secs() + 3600);
         *cached = Some((token.to_string(), expires));
         Ok(token.to_string())

@@ -35,10 +35,8 @@ impl Rng {
 }
 
 pub fn rfc3339(secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 #[derive(Debug, Clone)]
