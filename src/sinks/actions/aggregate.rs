@@ -43,16 +43,8 @@ pub enum Family {
     RunDuration,
 }
 
-/// Job counters carry actions-runner-controller's labels.
-const JOB_LABELS: &[&str] = &[
-    "runs_on",
-    "job_name",
-    "organization",
-    "owner",
-    "repository_full_name",
-    "workflow_name",
-    "head_branch",
-];
+/// Job counters carry actions-runner-controller's labels; conclusions
+/// and run times add the conclusion.
 const JOB_LABELS_CONCLUSION: &[&str] = &[
     "runs_on",
     "job_name",
@@ -63,6 +55,9 @@ const JOB_LABELS_CONCLUSION: &[&str] = &[
     "head_branch",
     "job_conclusion",
 ];
+const JOB_LABELS: &[&str] = JOB_LABELS_CONCLUSION
+    .split_at(JOB_LABELS_CONCLUSION.len() - 1)
+    .0;
 /// Job histograms and gauges: by repository, workflow and runner labels.
 /// A histogram is ~18 samples per label set, so it leaves out job name,
 /// branch and conclusion, which multiply series without changing which
@@ -83,13 +78,9 @@ const RUN_LABELS_CONCLUSION: &[&str] = &[
     "event",
     "conclusion",
 ];
-/// Run histograms and gauges: by repository and workflow.
-const RUN_PLACE: &[&str] = &[
-    "organization",
-    "owner",
-    "repository_full_name",
-    "workflow_name",
-];
+/// Run histograms and gauges: by repository and workflow (the place
+/// labels every family starts with, see `place_labels`).
+const RUN_PLACE: &[&str] = RUN_LABELS_CONCLUSION.split_at(4).0;
 
 impl Family {
     const ALL: [Family; 8] = [
