@@ -117,6 +117,17 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     } else {
         None
     };
+    let sources = crate::recovery::Source::all(&config);
+    let recovery = pool
+        .as_ref()
+        .filter(|_| config.recovery.enabled && !sources.is_empty())
+        .map(|pool| crate::recovery::Recovery {
+            journal: journal.clone(),
+            pool: pool.clone(),
+            config: config.recovery.clone(),
+            metrics: metrics.recovery.clone(),
+            sources,
+        });
     let stopping = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);
     let router = ingest::router(ingest::IngestState {
@@ -135,6 +146,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         stopping: stopping.clone(),
         pool: pool.clone(),
         actions: actions.clone(),
+        recovery: recovery.is_some(),
     }))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed);
@@ -158,18 +170,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             stop_rx.clone(),
         )),
     ];
-    let sources = crate::recovery::Source::all(&config);
-    if let Some(pool) = pool
-        .as_ref()
-        .filter(|_| config.recovery.enabled && !sources.is_empty())
-    {
-        let recovery = crate::recovery::Recovery {
-            journal: journal.clone(),
-            pool: pool.clone(),
-            config: config.recovery.clone(),
-            metrics: metrics.recovery.clone(),
-            sources,
-        };
+    if let Some(recovery) = recovery {
         tasks.push(tokio::spawn(recovery.run(stop_rx.clone())));
     }
     let server_config = config.server.clone();

@@ -21,6 +21,8 @@ pub struct OpsState {
     pub stopping: Arc<AtomicBool>,
     pub pool: Option<Arc<crate::github::Pool>>,
     pub actions: Option<Arc<crate::sinks::actions::ActionsSink>>,
+    /// Recovery walks run: export the time since each source's last one.
+    pub recovery: bool,
 }
 
 pub fn router(state: OpsState) -> Router {
@@ -80,24 +82,26 @@ async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
     if let Some(pool) = &s.pool {
         pool.export_budgets();
     }
-    match s
-        .journal
-        .reader()
-        .run(|r| r.query(crate::recovery::store::last_complete))
-        .await
-    {
-        Ok(walks) => {
-            for (source, at) in walks {
-                let age = (now - at).max(0) as f64 / 1000.0;
-                let label = crate::metrics::SourceLabel { source };
-                s.metrics
-                    .recovery
-                    .since_complete
-                    .get_or_create(&label)
-                    .set(age);
+    if s.recovery {
+        match s
+            .journal
+            .reader()
+            .run(|r| r.query(crate::recovery::store::last_complete))
+            .await
+        {
+            Ok(walks) => {
+                for (source, at) in walks {
+                    let age = (now - at).max(0) as f64 / 1000.0;
+                    let label = crate::metrics::SourceLabel { source };
+                    s.metrics
+                        .recovery
+                        .since_complete
+                        .get_or_create(&label)
+                        .set(age);
+                }
             }
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot read recovery walks"),
         }
-        Err(e) => tracing::warn!(error = %e, "metrics: cannot read recovery walks"),
     }
     let actions = match &s.actions {
         Some(a) => match a.exposition(&s.journal).await {
