@@ -422,18 +422,7 @@ async fn the_app_itself_reads_its_hook_deliveries_one_request_at_a_time() {
     c.apps[0].webhook_url = Some("http://127.0.0.1:9/webhooks/github".into());
     c.apps[0].webhook_secret = Some("s".into());
     let hub = FakeHub::start(c).await.unwrap();
-    for _ in 0..3 {
-        hub.hub()
-            .deliver(
-                fakehub::HookRef::App(101),
-                "push",
-                "payload.json",
-                "octo-org",
-                "widgets",
-            )
-            .await
-            .unwrap();
-    }
+    common::hub::push_deliveries(&hub, fakehub::HookRef::App(101), 3).await;
     let p = std::sync::Arc::new(pool(&hub, &[(101, "app-a.pem")], &[]));
     let tasks: Vec<_> = (0..8)
         .map(|_| {

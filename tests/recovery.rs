@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::hub::{github_config, key};
+use common::hub::{github_config, key, push_deliveries};
 use common::{SECRET, TestApp, binary, count, test_config};
 use fakehub::config::FaultConfig;
 use fakehub::{FakeHub, HookRef};
@@ -38,21 +38,8 @@ async fn hub_for(port: u16, edit: impl FnOnce(&mut fakehub::Config)) -> FakeHub 
 
 /// Sends `n` push deliveries from the App; returns their GUIDs.
 async fn send(hub: &FakeHub, n: usize) -> Vec<String> {
-    let mut guids = Vec::new();
-    for _ in 0..n {
-        let r = hub
-            .deliver(
-                HookRef::App(101),
-                "push",
-                "payload.json",
-                "octo-org",
-                "widgets",
-            )
-            .await
-            .unwrap();
-        guids.push(r.guid);
-    }
-    guids
+    let sent = push_deliveries(hub, HookRef::App(101), n).await;
+    sent.into_iter().map(|r| r.guid).collect()
 }
 
 /// Redelivery attempts fakehub made, by GUID.
@@ -399,17 +386,7 @@ async fn a_repository_hook_listed_in_the_config_is_walked_with_a_pool_token() {
     })
     .await;
     let mut missed = Vec::new();
-    for _ in 0..25 {
-        let r = hub
-            .deliver(
-                HookRef::Hook(77),
-                "push",
-                "payload.json",
-                "octo-org",
-                "widgets",
-            )
-            .await
-            .unwrap();
+    for r in push_deliveries(&hub, HookRef::Hook(77), 25).await {
         assert!(!r.ok());
         missed.push(r.guid);
     }

@@ -1,7 +1,7 @@
 //! fakehub-side helpers: the test-only App keys and a [github] section
 //! that spends fakehub's credentials.
 
-use fakehub::FakeHub;
+use fakehub::{FakeHub, HookRef, Record};
 use gatehouse::config::{GithubAppConfig, GithubConfig, GithubTokenConfig, Secret};
 
 /// A test-only RSA key from fakehub/testdata.
@@ -37,4 +37,18 @@ pub fn github_config(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> Gi
             .collect(),
         ..GithubConfig::default()
     }
+}
+
+/// Sends `n` real push deliveries (octo-org/widgets) from this App or hook,
+/// as GitHub would; returns what fakehub's delivery log recorded.
+pub async fn push_deliveries(hub: &FakeHub, hook: HookRef, n: usize) -> Vec<Record> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let r = hub
+            .deliver(hook, "push", "payload.json", "octo-org", "widgets")
+            .await
+            .unwrap();
+        out.push(r);
+    }
+    out
 }
