@@ -215,30 +215,7 @@ pub async fn record(
     journal
         .exec(move |tx| {
             let now = attempt.started_at_ms + attempt.duration_ms;
-            let n: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE job_id = ?1",
-                [job.id],
-                |r| r.get(0),
-            )?;
-            let outcome = match attempt.outcome {
-                Outcome::Done => "done",
-                Outcome::Pause { .. } => "paused",
-                Outcome::Failed => "failed",
-            };
-            tx.execute(
-                "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, status_code, outcome, error, response_excerpt)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    job.id,
-                    n,
-                    attempt.started_at_ms,
-                    attempt.duration_ms,
-                    attempt.status_code,
-                    outcome,
-                    attempt.error,
-                    attempt.response_excerpt
-                ],
-            )?;
+            insert_attempt(tx, job.id, &attempt)?;
             let after = match attempt.outcome {
                 Outcome::Done => {
                     tx.execute(
@@ -296,18 +273,48 @@ pub fn close(
     dead_because: Option<&str>,
 ) -> rusqlite::Result<()> {
     let (state, outcome) = match dead_because {
-        None => ("done", "done"),
-        Some(_) => ("dead", "failed"),
+        None => ("done", Outcome::Done),
+        Some(_) => ("dead", Outcome::Failed),
     };
     tx.prepare_cached(
         "UPDATE jobs SET state = ?2, attempts = attempts + 1, updated_at_ms = ?3 WHERE id = ?1",
     )?
     .execute(params![job_id, state, now_ms])?;
+    let attempt = Attempt {
+        outcome,
+        status_code: None,
+        started_at_ms: now_ms,
+        duration_ms: 0,
+        error: dead_because.map(str::to_string),
+        response_excerpt: None,
+    };
+    insert_attempt(tx, job_id, &attempt)
+}
+
+/// Appends an attempt to a job's history, numbered after the last one.
+fn insert_attempt(
+    tx: &rusqlite::Transaction<'_>,
+    job_id: i64,
+    a: &Attempt,
+) -> rusqlite::Result<()> {
+    let outcome = match a.outcome {
+        Outcome::Done => "done",
+        Outcome::Pause { .. } => "paused",
+        Outcome::Failed => "failed",
+    };
     tx.prepare_cached(
-        "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, outcome, error)
-         VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE job_id = ?1), ?2, 0, ?3, ?4)",
+        "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, status_code, outcome, error, response_excerpt)
+         VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE job_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![job_id, now_ms, outcome, dead_because])?;
+    .execute(params![
+        job_id,
+        a.started_at_ms,
+        a.duration_ms,
+        a.status_code,
+        outcome,
+        a.error,
+        a.response_excerpt
+    ])?;
     Ok(())
 }
 
