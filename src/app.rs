@@ -140,6 +140,13 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         sinks: crate::sinks::Catalog::new(&config),
         pool: pool.clone(),
     })
+    .merge(admin_router(
+        &config,
+        &journal,
+        &pool,
+        actions.is_some(),
+        recovery.is_some(),
+    ))
     .merge(ops::router(ops::OpsState {
         journal: journal.clone(),
         metrics: metrics.clone(),
@@ -223,6 +230,37 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         stopping,
         done,
         journal,
+    })
+}
+
+/// The admin UI, or nothing when `[admin] enabled = false`.
+fn admin_router(
+    config: &Config,
+    journal: &Journal,
+    pool: &Option<Arc<crate::github::Pool>>,
+    actions: bool,
+    recovery: bool,
+) -> axum::Router {
+    if !config.admin.enabled {
+        return axum::Router::new();
+    }
+    let auth = crate::admin::Auth::new(config.admin.clone(), &config.storage.path);
+    if !auth.has_password() {
+        tracing::warn!(
+            "the admin UI has no password yet: run `gatehouse admin set-password` to set one"
+        );
+    }
+    let mut sinks: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
+    if actions {
+        sinks.push(crate::sinks::actions::SINK.to_string());
+    }
+    crate::admin::router(crate::admin::AdminState {
+        journal: journal.clone(),
+        auth,
+        pool: pool.clone(),
+        sinks,
+        recovery,
+        actions,
     })
 }
 
@@ -364,10 +402,18 @@ pub fn default_secret_path(db_path: &Path) -> PathBuf {
         .join("webhook-secret")
 }
 
+/// What the embedded default generated on this start, to show once.
+#[derive(Default)]
+pub struct Generated {
+    pub secret: Option<String>,
+    pub admin_password: Option<String>,
+}
+
 /// The embedded default config (DESIGN.md): loads the webhook secret from
-/// the data directory, generating and storing it the first time. Returns
-/// the config and, when it was just generated, the new secret to show once.
-pub fn embedded_default() -> std::io::Result<(Config, Option<String>)> {
+/// the data directory, generating and storing it the first time, and
+/// likewise an admin password (only its hash is stored). Returns the config
+/// and what was just generated.
+pub fn embedded_default() -> std::io::Result<(Config, Generated)> {
     let mut config = Config::default();
     let path = default_secret_path(&config.storage.path);
     if let Some(dir) = path.parent() {
@@ -386,7 +432,21 @@ pub fn embedded_default() -> std::io::Result<(Config, Option<String>)> {
         }
         Err(e) => return Err(std::io::Error::other(e)),
     };
-    Ok((config, fresh))
+    let hash_path = config.admin.hash_path(&config.storage.path);
+    let admin_password = if hash_path.exists() {
+        None
+    } else {
+        let password = crate::admin::password::generate();
+        crate::admin::password::store(&hash_path, &crate::admin::password::hash(&password))?;
+        Some(password)
+    };
+    Ok((
+        config,
+        Generated {
+            secret: fresh,
+            admin_password,
+        },
+    ))
 }
 
 fn generate_secret() -> String {

@@ -33,6 +33,47 @@ pub struct Config {
     pub gateway: Option<GatewayConfig>,
     pub actions_metrics: ActionsMetricsConfig,
     pub recovery: RecoveryConfig,
+    pub admin: AdminConfig,
+}
+
+/// The admin UI under `/admin/`. Its password is an argon2 hash (PHC string,
+/// as `gatehouse admin set-password` writes): `password_hash`, or
+/// `password_hash_file`, or else `admin-password.hash` beside the journal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    pub password_hash: Option<String>,
+    pub password_hash_file: Option<PathBuf>,
+    /// A session ends after this many minutes without a request.
+    pub session_idle_minutes: u64,
+    /// Failed logins allowed per client address per minute; more wait.
+    pub login_attempts_per_minute: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            password_hash: None,
+            password_hash_file: None,
+            session_idle_minutes: 720,
+            login_attempts_per_minute: 5,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Where `admin set-password` writes and, with no hash configured, where
+    /// the server looks: the configured file, else beside the journal.
+    pub fn hash_path(&self, db_path: &Path) -> PathBuf {
+        self.password_hash_file.clone().unwrap_or_else(|| {
+            db_path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("admin-password.hash")
+        })
+    }
 }
 
 /// Recovery of deliveries GitHub failed to make (it does not retry them):
@@ -596,6 +637,29 @@ impl Config {
         }
         if !(1..=100).contains(&r.per_page) {
             return Err(("recovery.per_page", "must be between 1 and 100".into()));
+        }
+        let admin = &self.admin;
+        if admin.session_idle_minutes == 0 || admin.login_attempts_per_minute == 0 {
+            return Err((
+                "admin",
+                "session_idle_minutes and login_attempts_per_minute must be at least 1".into(),
+            ));
+        }
+        if admin.password_hash.is_some() && admin.password_hash_file.is_some() {
+            return Err((
+                "admin.password_hash",
+                "set password_hash or password_hash_file, not both".into(),
+            ));
+        }
+        if let Some(h) = &admin.password_hash
+            && let Err(e) = argon2::password_hash::phc::PasswordHash::new(h)
+        {
+            return Err((
+                "admin.password_hash",
+                format!(
+                    "not a password hash (PHC string, as `gatehouse admin set-password` writes): {e}"
+                ),
+            ));
         }
         let a = &self.actions_metrics;
         if a.stale_after_secs < 60 {

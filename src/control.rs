@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OpenFlags, params, params_from_iter};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
 
 use crate::clock;
@@ -78,48 +78,70 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, ControlError> {
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     pub event: Option<String>,
+    pub action: Option<String>,
+    pub repository: Option<String>,
     pub partition: Option<String>,
+    pub guid: Option<String>,
     /// A job state: pending, done or dead.
     pub state: Option<String>,
     pub route: Option<String>,
     pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
 }
+
+/// Job states, the only values a state filter takes.
+pub const STATES: [&str; 3] = ["pending", "done", "dead"];
 
 impl Filter {
     fn sql(&self) -> Result<(String, Vec<SqlValue>), ControlError> {
         let mut clauses = vec!["1 = 1".to_string()];
         let mut values = Vec::new();
-        if let Some(e) = &self.event {
-            clauses.push("d.event = ?".into());
-            values.push(SqlValue::Text(e.clone()));
-        }
-        if let Some(p) = &self.partition {
-            clauses.push("d.partition_key = ?".into());
-            values.push(SqlValue::Text(p.clone()));
-        }
+        let mut eq = |column: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                clauses.push(format!("d.{column} = ?"));
+                values.push(SqlValue::Text(v.clone()));
+            }
+        };
+        eq("event", &self.event);
+        eq("action", &self.action);
+        eq("repository", &self.repository);
+        eq("partition_key", &self.partition);
+        eq("guid", &self.guid);
         if let Some(t) = self.since_ms {
             clauses.push("d.received_at_ms >= ?".into());
             values.push(SqlValue::Integer(t));
         }
-        if self.state.is_some() || self.route.is_some() {
-            let mut job = vec!["j.delivery_id = d.id".to_string()];
-            if let Some(s) = &self.state {
-                if !["pending", "done", "dead"].contains(&s.as_str()) {
-                    return Err(ControlError::Invalid(format!(
-                        "--state {s:?}: pending, done or dead"
-                    )));
-                }
-                job.push("j.state = ?".into());
-                values.push(SqlValue::Text(s.clone()));
-            }
-            if let Some(r) = &self.route {
-                job.push("j.sink = ?".into());
-                values.push(SqlValue::Text(r.clone()));
-            }
-            clauses.push(format!(
-                "EXISTS (SELECT 1 FROM jobs j WHERE {})",
-                job.join(" AND ")
-            ));
+        if let Some(t) = self.until_ms {
+            clauses.push("d.received_at_ms < ?".into());
+            values.push(SqlValue::Integer(t));
+        }
+        let state = match self.state.as_deref() {
+            None => None,
+            Some(s) => Some(*STATES.iter().find(|k| **k == s).ok_or_else(|| {
+                ControlError::Invalid(format!("state {s:?}: pending, done or dead"))
+            })?),
+        };
+        let sink = if self.route.is_some() {
+            values.push(SqlValue::Text(self.route.clone().unwrap_or_default()));
+            " AND j.sink = ?"
+        } else {
+            ""
+        };
+        match state {
+            // Pending jobs and dead letters are few beside a million done
+            // ones: let their partial indexes drive (the state is spliced
+            // as a literal from the closed list above, so SQLite can use
+            // them) instead of testing every delivery.
+            Some(s @ ("pending" | "dead")) => clauses.push(format!(
+                "d.id IN (SELECT j.delivery_id FROM jobs j WHERE j.state = '{s}'{sink})"
+            )),
+            Some(s) => clauses.push(format!(
+                "EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.id AND j.state = '{s}'{sink})"
+            )),
+            None if self.route.is_some() => clauses.push(format!(
+                "EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.id{sink})"
+            )),
+            None => {}
         }
         Ok((clauses.join(" AND "), values))
     }
@@ -133,20 +155,64 @@ pub struct Listed {
     pub event: String,
     pub action: Option<String>,
     pub partition: String,
+    pub repository: Option<String>,
     pub received_at_ms: i64,
     /// `route:state` for each job.
     pub jobs: Vec<String>,
 }
 
 pub fn list(conn: &Connection, f: &Filter, limit: usize) -> Result<Vec<Listed>, ControlError> {
+    Ok(page(conn, f, Cursor::Newest, limit)?.rows)
+}
+
+/// Where a page of the newest-first list starts: keyset pagination by
+/// journal id, so a page deep in a million deliveries costs what the first
+/// one does (no OFFSET).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    Newest,
+    /// Rows older than this id.
+    Before(i64),
+    /// Rows newer than this id (the page before, going back up).
+    After(i64),
+}
+
+#[derive(Debug, Serialize)]
+pub struct Page {
+    /// Newest first.
+    pub rows: Vec<Listed>,
+    /// There are matching rows newer than the first / older than the last.
+    pub has_newer: bool,
+    pub has_older: bool,
+}
+
+pub fn page(
+    conn: &Connection,
+    f: &Filter,
+    cursor: Cursor,
+    limit: usize,
+) -> Result<Page, ControlError> {
     let (w, mut values) = f.sql()?;
-    values.push(SqlValue::Integer(limit as i64));
+    let (keyset, order) = match cursor {
+        Cursor::Newest => ("", "DESC"),
+        Cursor::Before(id) => {
+            values.push(SqlValue::Integer(id));
+            (" AND d.id < ?", "DESC")
+        }
+        Cursor::After(id) => {
+            values.push(SqlValue::Integer(id));
+            (" AND d.id > ?", "ASC")
+        }
+    };
+    // One more than asked says whether another page follows.
+    values.push(SqlValue::Integer(limit as i64 + 1));
     let mut st = conn.prepare(&format!(
         "SELECT d.id, d.guid, d.hook_id, d.event, d.action, d.partition_key, d.received_at_ms,
-                (SELECT group_concat(j.sink || ':' || j.state, ' ') FROM jobs j WHERE j.delivery_id = d.id)
-         FROM deliveries d WHERE {w} ORDER BY d.id DESC LIMIT ?"
+                (SELECT group_concat(j.sink || ':' || j.state, ' ') FROM jobs j WHERE j.delivery_id = d.id),
+                d.repository
+         FROM deliveries d WHERE {w}{keyset} ORDER BY d.id {order} LIMIT ?"
     ))?;
-    let rows = st
+    let mut rows = st
         .query_map(params_from_iter(values), |r| {
             let jobs: Option<String> = r.get(7)?;
             Ok(Listed {
@@ -156,6 +222,7 @@ pub fn list(conn: &Connection, f: &Filter, limit: usize) -> Result<Vec<Listed>, 
                 event: r.get(3)?,
                 action: r.get(4)?,
                 partition: r.get(5)?,
+                repository: r.get(8)?,
                 received_at_ms: r.get(6)?,
                 jobs: jobs
                     .map(|j| j.split(' ').map(String::from).collect())
@@ -163,7 +230,28 @@ pub fn list(conn: &Connection, f: &Filter, limit: usize) -> Result<Vec<Listed>, 
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    Ok(match cursor {
+        Cursor::Newest => Page {
+            rows,
+            has_newer: false,
+            has_older: more,
+        },
+        Cursor::Before(_) => Page {
+            rows,
+            has_newer: true,
+            has_older: more,
+        },
+        Cursor::After(_) => {
+            rows.reverse();
+            Page {
+                rows,
+                has_newer: more,
+                has_older: true,
+            }
+        }
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -192,119 +280,193 @@ pub struct Shown {
     pub repository: Option<String>,
     pub installation_id: Option<i64>,
     pub body_size: i64,
+    /// json or form.
+    pub content_kind: String,
     pub parse_status: String,
+    pub parse_error: Option<String>,
     pub jobs: Vec<JobDetail>,
 }
 
 /// Every journaled delivery with this GUID (one per hook), with its jobs
 /// and every attempt.
 pub fn show(conn: &Connection, guid: &str) -> Result<Vec<Shown>, ControlError> {
-    let mut st = conn.prepare(
-        "SELECT id, hook_id, event, action, partition_key, received_at_ms, repository,
-                installation_id, body_size, parse_status
-         FROM deliveries WHERE guid = ?1 ORDER BY id",
-    )?;
-    let found = st
-        .query_map([guid], |r| {
-            Ok(Shown {
-                listed: Listed {
-                    id: r.get(0)?,
-                    guid: guid.to_string(),
-                    hook_id: r.get(1)?,
-                    event: r.get(2)?,
-                    action: r.get(3)?,
-                    partition: r.get(4)?,
-                    received_at_ms: r.get(5)?,
-                    jobs: vec![],
-                },
-                repository: r.get(6)?,
-                installation_id: r.get(7)?,
-                body_size: r.get(8)?,
-                parse_status: r.get(9)?,
-                jobs: vec![],
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<i64> = conn
+        .prepare("SELECT id FROM deliveries WHERE guid = ?1 ORDER BY id")?
+        .query_map([guid], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
-    for mut s in found {
-        let mut jst = conn.prepare(
-            "SELECT id, sink, state, attempts, next_at_ms FROM jobs WHERE delivery_id = ?1 ORDER BY sink",
-        )?;
-        let jobs: Vec<(i64, String, String, i64, i64)> = jst
-            .query_map([s.listed.id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
-            .collect::<Result<_, _>>()?;
-        for (id, route, state, attempts, next_at_ms) in jobs {
-            let mut ast = conn.prepare(
-                "SELECT n, started_at_ms, duration_ms, status_code, outcome, error, response_excerpt
-                 FROM attempts WHERE job_id = ?1 ORDER BY n",
-            )?;
-            let history = ast
-                .query_map([id], |r| {
-                    Ok(AttemptRow {
-                        n: r.get(0)?,
-                        started_at_ms: r.get(1)?,
-                        duration_ms: r.get(2)?,
-                        status_code: r.get(3)?,
-                        outcome: r.get(4)?,
-                        error: r.get(5)?,
-                        response_excerpt: r.get(6)?,
-                    })
-                })?
-                .collect::<Result<_, _>>()?;
-            s.listed.jobs.push(format!("{route}:{state}"));
-            s.jobs.push(JobDetail {
-                route,
-                state,
-                attempts,
-                next_at_ms,
-                history,
-            });
-        }
-        out.push(s);
+    for id in ids {
+        out.extend(show_one(conn, id)?);
     }
     Ok(out)
 }
 
-/// Runs a finished (done or dead) job again from a clean slate.
-const REQUEUE: &str =
-    "UPDATE jobs SET state = 'pending', attempts = 0, next_at_ms = ?1, updated_at_ms = ?1
-     WHERE state != 'pending' AND ";
+/// One delivery by journal id, with its jobs and every attempt.
+pub fn show_one(conn: &Connection, id: i64) -> Result<Option<Shown>, ControlError> {
+    let found = conn
+        .query_row(
+            "SELECT id, guid, hook_id, event, action, partition_key, received_at_ms, repository,
+                    installation_id, body_size, parse_status, content_kind, parse_error
+             FROM deliveries WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(Shown {
+                    listed: Listed {
+                        id: r.get(0)?,
+                        guid: r.get(1)?,
+                        hook_id: r.get(2)?,
+                        event: r.get(3)?,
+                        action: r.get(4)?,
+                        partition: r.get(5)?,
+                        repository: r.get(7)?,
+                        received_at_ms: r.get(6)?,
+                        jobs: vec![],
+                    },
+                    repository: r.get(7)?,
+                    installation_id: r.get(8)?,
+                    body_size: r.get(9)?,
+                    parse_status: r.get(10)?,
+                    content_kind: r.get(11)?,
+                    parse_error: r.get(12)?,
+                    jobs: vec![],
+                })
+            },
+        )
+        .optional()?;
+    let Some(mut s) = found else {
+        return Ok(None);
+    };
+    let jobs: Vec<(i64, String, String, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT id, sink, state, attempts, next_at_ms FROM jobs WHERE delivery_id = ?1 ORDER BY sink",
+        )?
+        .query_map([id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (job_id, route, state, attempts, next_at_ms) in jobs {
+        let history = conn
+            .prepare_cached(
+                "SELECT n, started_at_ms, duration_ms, status_code, outcome, error, response_excerpt
+                 FROM attempts WHERE job_id = ?1 ORDER BY n",
+            )?
+            .query_map([job_id], |r| {
+                Ok(AttemptRow {
+                    n: r.get(0)?,
+                    started_at_ms: r.get(1)?,
+                    duration_ms: r.get(2)?,
+                    status_code: r.get(3)?,
+                    outcome: r.get(4)?,
+                    error: r.get(5)?,
+                    response_excerpt: r.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        s.listed.jobs.push(format!("{route}:{state}"));
+        s.jobs.push(JobDetail {
+            route,
+            state,
+            attempts,
+            next_at_ms,
+            history,
+        });
+    }
+    Ok(Some(s))
+}
+
+/// What a retry put back in the queue: how many jobs, and the (sink,
+/// partition) pairs that now have work, so a live scheduler can be woken.
+#[derive(Debug, Default)]
+pub struct Requeued {
+    pub jobs: usize,
+    pub partitions: std::collections::BTreeSet<(String, String)>,
+}
+
+/// Runs every finished (done or dead) job matching `clause` again from a
+/// clean slate. `values` bind the clause's placeholders, after the time.
+fn requeue(
+    conn: &Connection,
+    clause: &str,
+    values: Vec<SqlValue>,
+) -> Result<Requeued, ControlError> {
+    let mut all = vec![SqlValue::Integer(clock::now_ms())];
+    all.extend(values);
+    let mut st = conn.prepare(&format!(
+        "UPDATE jobs SET state = 'pending', attempts = 0, next_at_ms = ?1, updated_at_ms = ?1
+         WHERE state != 'pending' AND {clause} RETURNING sink, partition_key"
+    ))?;
+    let mut out = Requeued::default();
+    let mut rows = st.query(params_from_iter(all))?;
+    while let Some(r) = rows.next()? {
+        out.jobs += 1;
+        out.partitions.insert((r.get(0)?, r.get(1)?));
+    }
+    Ok(out)
+}
+
+fn route_value(route: Option<&str>) -> SqlValue {
+    route.map_or(SqlValue::Null, |r| SqlValue::Text(r.to_string()))
+}
 
 /// Retries every job of one GUID (or only `route`'s).
 pub fn retry_guid(
     conn: &Connection,
     guid: &str,
     route: Option<&str>,
-) -> Result<usize, ControlError> {
-    let now = clock::now_ms();
-    Ok(conn.execute(
-        &format!(
-            "{REQUEUE} delivery_id IN (SELECT id FROM deliveries WHERE guid = ?2) AND (?3 IS NULL OR sink = ?3)"
+) -> Result<Requeued, ControlError> {
+    requeue(
+        conn,
+        "delivery_id IN (SELECT id FROM deliveries WHERE guid = ?2) AND (?3 IS NULL OR sink = ?3)",
+        vec![SqlValue::Text(guid.to_string()), route_value(route)],
+    )
+}
+
+/// Retries every finished job of one delivery (or only `route`'s).
+pub fn retry_delivery(
+    conn: &Connection,
+    id: i64,
+    route: Option<&str>,
+) -> Result<Requeued, ControlError> {
+    requeue(
+        conn,
+        "delivery_id = ?2 AND (?3 IS NULL OR sink = ?3)",
+        vec![SqlValue::Integer(id), route_value(route)],
+    )
+}
+
+/// The dead letters among the deliveries matching `f`, as SQL over `jobs`
+/// (driven by the dead-letter index, then each delivery by id).
+fn dead_of(f: &Filter) -> Result<(String, Vec<SqlValue>), ControlError> {
+    let (w, mut values) = f.sql()?;
+    let route_clause = if let Some(r) = &f.route {
+        values.push(SqlValue::Text(r.clone()));
+        " AND jobs.sink = ?"
+    } else {
+        ""
+    };
+    Ok((
+        format!(
+            "jobs.state = 'dead'{route_clause}
+             AND EXISTS (SELECT 1 FROM deliveries d WHERE d.id = jobs.delivery_id AND {w})"
         ),
-        params![now, guid, route],
+        values,
+    ))
+}
+
+/// How many dead letters [`retry_dead`] would retry.
+pub fn count_dead(conn: &Connection, f: &Filter) -> Result<i64, ControlError> {
+    let (w, values) = dead_of(f)?;
+    Ok(conn.query_row(
+        &format!("SELECT COUNT(*) FROM jobs WHERE {w}"),
+        params_from_iter(values),
+        |r| r.get(0),
     )?)
 }
 
 /// Retries every dead letter among the deliveries matching `f`.
-pub fn retry_dead(conn: &Connection, f: &Filter) -> Result<usize, ControlError> {
-    let (w, values) = f.sql()?;
-    let now = clock::now_ms();
-    let mut all = vec![SqlValue::Integer(now)];
-    all.extend(values);
-    all.extend(f.route.clone().map(SqlValue::Text));
-    let route_clause = if f.route.is_some() {
-        " AND sink = ?"
-    } else {
-        ""
-    };
-    Ok(conn.execute(
-        &format!(
-            "{REQUEUE} state = 'dead' AND delivery_id IN (SELECT d.id FROM deliveries d WHERE {w}){route_clause}"
-        ),
-        params_from_iter(all),
-    )?)
+pub fn retry_dead(conn: &Connection, f: &Filter) -> Result<Requeued, ControlError> {
+    let (w, values) = dead_of(f)?;
+    requeue(conn, &w, values)
 }
 
 /// Creates `sink`'s jobs for deliveries since `since_ms` that it wants but

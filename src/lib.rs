@@ -3,6 +3,7 @@
 //! the gateway spends the github pool for API clients; app wires them, ops
 //! and metrics make them visible.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod clock;

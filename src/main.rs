@@ -59,6 +59,13 @@ enum Command {
         #[command(subcommand)]
         action: ClientsCmd,
     },
+    /// The admin UI: `set-password` writes the hash of a new login password.
+    Admin {
+        #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: AdminCmd,
+    },
     /// Recovery of deliveries GitHub failed to make (works beside a running
     /// server).
     Recovery {
@@ -125,6 +132,18 @@ enum DeliveriesCmd {
         dead: bool,
         #[command(flatten)]
         filter: FilterArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Read a new admin password (prompted, or one line on stdin) and write
+    /// its argon2 hash to [admin] password_hash_file, else beside the
+    /// journal. A running server uses it from the next login.
+    SetPassword {
+        /// Print the hash instead of writing it (for [admin] password_hash).
+        #[arg(long)]
+        print: bool,
     },
 }
 
@@ -215,6 +234,22 @@ fn main() -> ExitCode {
         }
         Command::Github { config, action } => github(config, action),
         Command::Clients { config, action } => operate(config, |_, conn| clients(conn, action)),
+        Command::Admin {
+            config,
+            action: AdminCmd::SetPassword { print },
+        } => {
+            let config = match config.as_ref() {
+                Some(p) => Config::load(p).map_err(|e| e.to_string()),
+                None => Ok(Config::default()),
+            };
+            match config.and_then(|c| gatehouse::cli::admin::set_password(&c, print)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gatehouse: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Recovery { config, action } => operate(config, |config, conn| match action {
             RecoveryCmd::Status { json } => cli::recovery::status(conn, json),
             RecoveryCmd::Run { since, wait } => {
@@ -413,6 +448,7 @@ fn filter_of(a: &FilterArgs) -> Result<control::Filter, control::ControlError> {
             .as_deref()
             .map(|s| control::parse_since(s, gatehouse::clock::now_ms()))
             .transpose()?,
+        ..control::Filter::default()
     })
 }
 
@@ -516,9 +552,9 @@ fn deliveries(
         }
         DeliveriesCmd::Retry { guid, dead, filter } => {
             let n = if let Some(g) = guid {
-                control::retry_guid(conn, &g, filter.route.as_deref())?
+                control::retry_guid(conn, &g, filter.route.as_deref())?.jobs
             } else if dead {
-                control::retry_dead(conn, &filter_of(&filter)?)?
+                control::retry_dead(conn, &filter_of(&filter)?)?.jobs
             } else if let (Some(name), Some(since)) =
                 (filter.route.as_deref(), filter.since.as_deref())
             {
@@ -545,10 +581,10 @@ fn deliveries(
     Ok(())
 }
 
-fn load(path: Option<&PathBuf>) -> Result<(Config, Option<String>), String> {
+fn load(path: Option<&PathBuf>) -> Result<(Config, app::Generated), String> {
     match path {
         Some(p) => Config::load(p)
-            .map(|c| (c, None))
+            .map(|c| (c, app::Generated::default()))
             .map_err(|e| e.to_string()),
         None => app::embedded_default()
             .map_err(|e| format!("cannot set up the embedded default in ./gatehouse-data: {e}")),
@@ -556,7 +592,7 @@ fn load(path: Option<&PathBuf>) -> Result<(Config, Option<String>), String> {
 }
 
 fn serve(path: Option<PathBuf>) -> ExitCode {
-    let (config, fresh_secret) = match load(path.as_ref()) {
+    let (config, generated) = match load(path.as_ref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gatehouse: config error: {e}");
@@ -565,7 +601,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     };
     logging::init(config.log.format, &config.log.level);
     if path.is_none() {
-        print_default_banner(&config, fresh_secret.as_deref());
+        print_default_banner(&config, &generated);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -582,7 +618,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
 }
 
 /// Shown when running on the embedded default: what to paste into GitHub.
-fn print_default_banner(config: &Config, fresh_secret: Option<&str>) {
+fn print_default_banner(config: &Config, generated: &app::Generated) {
     let url = format!("http://{}/webhooks/github", config.server.listen);
     let secret_path = app::default_secret_path(&config.storage.path);
     println!("gatehouse is running on its embedded default (no --config).");
@@ -590,7 +626,7 @@ fn print_default_banner(config: &Config, fresh_secret: Option<&str>) {
         "  Payload URL:  {url}   (put a reverse proxy with TLS in front for GitHub to reach it)"
     );
     println!("  Content type: application/json");
-    match fresh_secret {
+    match &generated.secret {
         Some(secret) => {
             println!("  Secret:       {secret}");
             println!(
@@ -601,6 +637,22 @@ fn print_default_banner(config: &Config, fresh_secret: Option<&str>) {
         None => println!("  Secret:       stored in {}", secret_path.display()),
     }
     println!("  Journal:      {}", config.storage.path.display());
+    println!("  Admin UI:     http://{}/admin/", config.server.listen);
+    let hash_path = config.admin.hash_path(&config.storage.path);
+    match &generated.admin_password {
+        Some(password) => {
+            println!("  Admin login:  {password}");
+            println!(
+                "  (generated now; only its hash is stored, in {}; it is shown only this once. \
+                 `gatehouse admin set-password` changes it)",
+                hash_path.display()
+            );
+        }
+        None => println!(
+            "  Admin login:  the password whose hash is in {}",
+            hash_path.display()
+        ),
+    }
 }
 
 fn check_config(path: Option<PathBuf>) -> ExitCode {

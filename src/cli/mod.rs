@@ -2,6 +2,7 @@
 //! `main.rs` parses arguments and hands off here).
 
 pub mod actions;
+pub mod admin;
 pub mod recovery;
 
 /// `--json` output: pretty-printed, one document.

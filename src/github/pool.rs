@@ -139,6 +139,13 @@ pub struct CredStatus {
     pub paused: bool,
 }
 
+/// Where an App is installed for an owner, as discovery found it.
+pub struct Installed {
+    pub app: i64,
+    pub owner: String,
+    pub installation: Option<i64>,
+}
+
 /// A request to GitHub, relative to the API base (`/repos/o/r?x=1`).
 #[derive(Clone)]
 pub struct Request {
@@ -868,6 +875,36 @@ impl Pool {
                 .expect("installations lock")
                 .remove(&owner.to_lowercase());
         }
+    }
+
+    /// What discovery has learned: per App, each owner it looked up and the
+    /// installation there (None: not installed). For the admin UI.
+    pub fn installations(&self) -> Vec<Installed> {
+        let mut out: Vec<Installed> = self
+            .apps
+            .iter()
+            .flat_map(|app| {
+                let known = app.installations.lock().expect("installations lock");
+                known
+                    .iter()
+                    .map(|(owner, inst)| Installed {
+                        app: app.auth.id,
+                        owner: owner.clone(),
+                        installation: *inst,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.owner, a.app).cmp(&(&b.owner, b.app)));
+        out
+    }
+
+    /// Each token's name and the owners it may serve (empty: any).
+    pub fn token_owners(&self) -> Vec<(String, Vec<String>)> {
+        self.tokens
+            .iter()
+            .map(|t| (t.name.clone(), t.owners.clone()))
+            .collect()
     }
 
     /// Each known credential's budgets and pause, for status and metrics.

@@ -77,6 +77,8 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
     checkpointer: Mutex<Option<checkpoint::Stop>>,
     notices: Mutex<Option<mpsc::UnboundedReceiver<WorkNotice>>>,
+    /// The writer's end of the notices, for work made outside appends.
+    wake: mpsc::UnboundedSender<WorkNotice>,
     _lock: lock::ProcessLock,
 }
 
@@ -119,7 +121,7 @@ impl Journal {
             writable: writable.clone(),
             metrics,
             wal_path: wal_path.clone(),
-            notices,
+            notices: notices.clone(),
         };
         let writer_thread = std::thread::Builder::new()
             .name("journal-writer".into())
@@ -137,6 +139,7 @@ impl Journal {
                 threads: Mutex::new(vec![writer_thread, checkpoint_thread]),
                 checkpointer: Mutex::new(Some(stop)),
                 notices: Mutex::new(Some(notices_rx)),
+                wake: notices,
                 _lock: lock,
             }),
         })
@@ -208,6 +211,13 @@ impl Journal {
     /// taker (the scheduler).
     pub fn take_work_notices(&self) -> Option<mpsc::UnboundedReceiver<WorkNotice>> {
         self.inner.notices.lock().expect("lock").take()
+    }
+
+    /// Tells the scheduler that (sink, partition) has new work now (a
+    /// retry committed through [`Journal::exec`]), rather than at its next
+    /// rescan.
+    pub fn wake(&self, sink: String, partition: String) {
+        let _ = self.inner.wake.send((sink, partition));
     }
 
     /// False after a failed commit, until a later commit succeeds.

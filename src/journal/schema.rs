@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "recovery",
         include_str!("../../migrations/0006_recovery.sql"),
     ),
+    (7, "admin", include_str!("../../migrations/0007_admin.sql")),
 ];
 
 pub fn latest_version() -> u32 {

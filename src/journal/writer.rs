@@ -207,16 +207,26 @@ impl Writer {
                 // dead letters are kept until they are retried.
                 Command::Prune {
                     before_ms, limit, ..
-                } => Outcome::Pruned(
-                    tx.prepare_cached(
-                        "DELETE FROM deliveries WHERE id IN (
-                         SELECT d.id FROM deliveries d WHERE d.received_at_ms < ?1
-                           AND NOT EXISTS (SELECT 1 FROM jobs j
-                                           WHERE j.delivery_id = d.id AND j.state != 'done')
-                         ORDER BY d.id LIMIT ?2)",
-                    )?
-                    .execute(params![*before_ms, *limit as i64])?,
-                ),
+                } => {
+                    // The admin UI's roll-ups age out with the deliveries.
+                    for sql in [
+                        "DELETE FROM volume_minutes WHERE minute < ?1 / 60000",
+                        "DELETE FROM volume_hours WHERE hour < ?1 / 3600000",
+                        "DELETE FROM attempt_hours WHERE hour < ?1 / 3600000",
+                    ] {
+                        tx.prepare_cached(sql)?.execute([*before_ms])?;
+                    }
+                    Outcome::Pruned(
+                        tx.prepare_cached(
+                            "DELETE FROM deliveries WHERE id IN (
+                             SELECT d.id FROM deliveries d WHERE d.received_at_ms < ?1
+                               AND NOT EXISTS (SELECT 1 FROM jobs j
+                                               WHERE j.delivery_id = d.id AND j.state != 'done')
+                             ORDER BY d.id LIMIT ?2)",
+                        )?
+                        .execute(params![*before_ms, *limit as i64])?,
+                    )
+                }
                 Command::Exec(op) => {
                     op.apply(&tx)?;
                     Outcome::Probed

@@ -341,7 +341,11 @@ pub struct Backlog {
 }
 
 pub fn backlog(r: &crate::journal::Reader, now_ms: i64) -> Result<Backlog, JournalError> {
-    r.query(|c| {
+    r.query(|c| backlog_on(c, now_ms))
+}
+
+pub fn backlog_on(c: &rusqlite::Connection, now_ms: i64) -> rusqlite::Result<Backlog> {
+    {
         let mut st = c.prepare_cached(
             "SELECT s.sink,
                     (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'pending'),
@@ -363,5 +367,5 @@ pub fn backlog(r: &crate::journal::Reader, now_ms: i64) -> Result<Backlog, Journ
             per_sink,
             partitions_paused,
         })
-    })
+    }
 }

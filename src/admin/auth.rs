@@ -1,0 +1,232 @@
+//! Who may use the admin UI: the password check (throttled per client
+//! address), sessions held in memory (a restart logs everyone out), and
+//! the CSRF token each session's forms carry.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::password;
+use crate::config::AdminConfig;
+
+/// Sessions are few (operators); this bounds memory against a flood of logins.
+const MAX_SESSIONS: usize = 1_000;
+/// Addresses whose failures are remembered; the oldest are forgotten first.
+const MAX_THROTTLED: usize = 10_000;
+const WINDOW: Duration = Duration::from_secs(60);
+
+pub struct Auth {
+    /// Read at each login, so `gatehouse admin set-password` takes effect
+    /// without a restart.
+    config: AdminConfig,
+    db_path: PathBuf,
+    idle: Duration,
+    attempts_per_minute: u32,
+    /// SHA-256 of the cookie token → session, so the map holds no usable
+    /// token.
+    sessions: Mutex<HashMap<[u8; 32], Session>>,
+    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+}
+
+struct Session {
+    csrf: String,
+    last_seen: Instant,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginError {
+    NoPassword,
+    /// Too many failures from this address; try again after this long.
+    Throttled(Duration),
+    Wrong,
+}
+
+impl Auth {
+    pub fn new(config: AdminConfig, db_path: &Path) -> Auth {
+        Auth {
+            idle: Duration::from_secs(config.session_idle_minutes * 60),
+            attempts_per_minute: config.login_attempts_per_minute,
+            config,
+            db_path: db_path.to_path_buf(),
+            sessions: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The password hash now; None (with a warning) when there is none or
+    /// it cannot be read.
+    fn hash(&self) -> Option<String> {
+        match password::load(&self.config, &self.db_path) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin password hash unreadable");
+                None
+            }
+        }
+    }
+
+    pub fn has_password(&self) -> bool {
+        self.hash().is_some()
+    }
+
+    /// Checks the password and opens a session; returns its cookie token.
+    /// A throttled address is refused before its password is looked at.
+    pub async fn login(&self, from: IpAddr, given: String) -> Result<String, LoginError> {
+        let Some(hash) = self.hash() else {
+            return Err(LoginError::NoPassword);
+        };
+        if let Some(wait) = self.throttled(from) {
+            return Err(LoginError::Throttled(wait));
+        }
+        let ok = tokio::task::spawn_blocking(move || password::verify(&hash, &given))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            self.fail(from);
+            return Err(LoginError::Wrong);
+        }
+        self.failures.lock().expect("lock").remove(&from);
+        Ok(self.open())
+    }
+
+    fn throttled(&self, from: IpAddr) -> Option<Duration> {
+        let mut failures = self.failures.lock().expect("lock");
+        let now = Instant::now();
+        let list = failures.get_mut(&from)?;
+        list.retain(|t| now.duration_since(*t) < WINDOW);
+        if list.len() < self.attempts_per_minute as usize {
+            return None;
+        }
+        let oldest = list.first().copied()?;
+        Some(WINDOW.saturating_sub(now.duration_since(oldest)) + Duration::from_secs(1))
+    }
+
+    fn fail(&self, from: IpAddr) {
+        let mut failures = self.failures.lock().expect("lock");
+        let now = Instant::now();
+        if failures.len() >= MAX_THROTTLED {
+            failures.retain(|_, l| l.last().is_some_and(|t| now.duration_since(*t) < WINDOW));
+        }
+        failures.entry(from).or_default().push(now);
+    }
+
+    fn open(&self) -> String {
+        let token = random_token();
+        let mut sessions = self.sessions.lock().expect("lock");
+        let now = Instant::now();
+        sessions.retain(|_, s| now.duration_since(s.last_seen) < self.idle);
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| *k)
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(
+            digest(&token),
+            Session {
+                csrf: random_token(),
+                last_seen: now,
+            },
+        );
+        token
+    }
+
+    /// The CSRF token of the live session `token` names, refreshing its
+    /// idle timer; None when there is no such session.
+    pub fn session(&self, token: &str) -> Option<String> {
+        let mut sessions = self.sessions.lock().expect("lock");
+        let key = digest(token);
+        let now = Instant::now();
+        let s = sessions.get_mut(&key)?;
+        if now.duration_since(s.last_seen) >= self.idle {
+            sessions.remove(&key);
+            return None;
+        }
+        s.last_seen = now;
+        Some(s.csrf.clone())
+    }
+
+    pub fn logout(&self, token: &str) {
+        self.sessions.lock().expect("lock").remove(&digest(token));
+    }
+}
+
+/// Compares two tokens without leaking where they differ.
+pub fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// 256 random bits, hex.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(per_minute: u32) -> Auth {
+        let config = AdminConfig {
+            password_hash: Some(password::hash("pw")),
+            login_attempts_per_minute: per_minute,
+            ..AdminConfig::default()
+        };
+        Auth::new(config, Path::new("/nonexistent/g.db"))
+    }
+
+    #[tokio::test]
+    async fn a_session_carries_its_csrf_token_until_logout() {
+        let a = auth(5);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let token = a.login(ip, "pw".into()).await.unwrap();
+        let csrf = a.session(&token).unwrap();
+        assert_eq!(a.session(&token).unwrap(), csrf);
+        assert!(a.session("forged").is_none());
+        a.logout(&token);
+        assert!(a.session(&token).is_none());
+    }
+
+    #[tokio::test]
+    async fn failures_throttle_one_address_only() {
+        let a = auth(3);
+        let bad: IpAddr = "127.0.0.2".parse().unwrap();
+        let good: IpAddr = "127.0.0.3".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(a.login(bad, "no".into()).await, Err(LoginError::Wrong));
+        }
+        // Even the right password is refused while throttled.
+        match a.login(bad, "pw".into()).await {
+            Err(LoginError::Throttled(wait)) => assert!(wait <= Duration::from_secs(61)),
+            other => panic!("{other:?}"),
+        }
+        assert!(a.login(good, "pw".into()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn without_a_password_nobody_logs_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Auth::new(AdminConfig::default(), &dir.path().join("g.db"));
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(a.login(ip, "".into()).await, Err(LoginError::NoPassword));
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(same_token("abc", "abc"));
+        assert!(!same_token("abc", "abd"));
+        assert!(!same_token("abc", "abcd"));
+    }
+}

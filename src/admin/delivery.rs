@@ -1,0 +1,301 @@
+//! One delivery: what GitHub sent (headers, payload), its jobs with every
+//! attempt, retry buttons and the raw body. Payloads come from whoever
+//! holds the webhook secret and are shown as escaped text, never markup.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form};
+use http::{HeaderValue, header};
+use serde::Deserialize;
+
+use super::view;
+use super::{AdminError, Chrome, Session, Shared, read, render, retry_with, see_other};
+use crate::clock;
+use crate::control;
+
+/// Bigger payloads are offered as a download only: pretty-printing 25 MB
+/// into a page helps nobody.
+const SHOW_LIMIT: usize = 2 * 1024 * 1024;
+/// Sections smaller than this start open.
+const OPEN_BELOW: usize = 4 * 1024;
+/// Headers whose values are credentials, should a sender include them.
+const HIDDEN_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+
+pub struct Section {
+    pub key: String,
+    pub summary: String,
+    pub text: String,
+    pub open: bool,
+}
+
+pub struct AttemptView {
+    pub n: i64,
+    pub time: String,
+    pub duration: String,
+    pub status: String,
+    pub outcome: String,
+    pub error: String,
+    pub excerpt: String,
+}
+
+pub struct JobView {
+    pub sink: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next: String,
+    pub can_retry: bool,
+    pub history: Vec<AttemptView>,
+}
+
+#[derive(Template)]
+#[template(path = "delivery.html")]
+struct DeliveryPage {
+    chrome: Chrome,
+    id: i64,
+    facts: Vec<(&'static str, String)>,
+    parse_error: Option<String>,
+    headers: Vec<(String, String)>,
+    sections: Vec<Section>,
+    /// Shown instead of sections: not JSON, or too large.
+    raw: Option<String>,
+    note: Option<String>,
+    jobs: Vec<JobView>,
+    any_retry: bool,
+    retried: Option<usize>,
+}
+
+#[derive(Deserialize)]
+pub struct Retried {
+    retried: Option<usize>,
+}
+
+pub async fn page(
+    State(state): State<Shared>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+    Query(q): Query<Retried>,
+) -> Result<Response, AdminError> {
+    let shown = read(&state, move |c| Ok(control::show_one(c, id)?))
+        .await?
+        .ok_or(AdminError::NotFound)?;
+    let payload = state
+        .journal
+        .reader()
+        .run(move |r| r.payload(id))
+        .await?
+        .ok_or(AdminError::NotFound)?;
+    let now = clock::now_ms();
+    let l = &shown.listed;
+    let facts = vec![
+        ("GUID", l.guid.clone()),
+        ("Event", l.event.clone()),
+        ("Action", l.action.clone().unwrap_or_else(|| "–".into())),
+        (
+            "Repository",
+            shown.repository.clone().unwrap_or_else(|| "–".into()),
+        ),
+        ("Partition", l.partition.clone()),
+        (
+            "Hook",
+            if l.hook_id.is_empty() {
+                "–".into()
+            } else {
+                l.hook_id.clone()
+            },
+        ),
+        (
+            "Installation",
+            shown.installation_id.map_or("–".into(), |i| i.to_string()),
+        ),
+        (
+            "Received",
+            format!(
+                "{} ({} ago)",
+                view::time(l.received_at_ms),
+                view::span(now - l.received_at_ms)
+            ),
+        ),
+        (
+            "Body",
+            format!(
+                "{} ({})",
+                view::bytes(shown.body_size as u64),
+                shown.content_kind
+            ),
+        ),
+    ];
+    let headers = crate::journal::model::decode_headers(&payload.headers)
+        .into_iter()
+        .map(|(name, value)| {
+            let value = if HIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                "(hidden)".to_string()
+            } else {
+                String::from_utf8_lossy(&value).into_owned()
+            };
+            (name, value)
+        })
+        .collect();
+    let (sections, raw, note) = payload_view(&shown.content_kind, &payload.body);
+    let jobs: Vec<JobView> = shown
+        .jobs
+        .iter()
+        .map(|j| JobView {
+            sink: j.route.clone(),
+            state: j.state.clone(),
+            attempts: j.attempts,
+            next: if j.state == "pending" {
+                if j.next_at_ms > now {
+                    format!("next attempt in {}", view::span(j.next_at_ms - now))
+                } else {
+                    "due now".into()
+                }
+            } else {
+                String::new()
+            },
+            can_retry: j.state != "pending",
+            history: j
+                .history
+                .iter()
+                .map(|a| AttemptView {
+                    n: a.n,
+                    time: view::time(a.started_at_ms),
+                    duration: view::span(a.duration_ms),
+                    status: a.status_code.map_or("–".into(), |c| c.to_string()),
+                    outcome: a.outcome.clone(),
+                    error: a.error.clone().unwrap_or_default(),
+                    excerpt: a.response_excerpt.clone().unwrap_or_default(),
+                })
+                .collect(),
+        })
+        .collect();
+    let page = DeliveryPage {
+        chrome: Chrome::new(&session, "deliveries"),
+        id,
+        facts,
+        parse_error: shown.parse_error.clone(),
+        headers,
+        sections,
+        raw,
+        note,
+        any_retry: jobs.iter().any(|j| j.can_retry),
+        jobs,
+        retried: q.retried,
+    };
+    render(page)
+}
+
+/// The payload as collapsible top-level sections when it is a JSON object
+/// of a showable size; else as text, or only a note.
+fn payload_view(kind: &str, body: &[u8]) -> (Vec<Section>, Option<String>, Option<String>) {
+    if body.len() > SHOW_LIMIT {
+        return (
+            vec![],
+            None,
+            Some(format!(
+                "The payload is {}: download it to read it.",
+                view::bytes(body.len() as u64)
+            )),
+        );
+    }
+    let form_json;
+    let json: &[u8] = if kind == "form" {
+        match crate::ingest::form_payload(body) {
+            Some(j) => {
+                form_json = j;
+                &form_json
+            }
+            None => body,
+        }
+    } else {
+        body
+    };
+    match serde_json::from_slice::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(map)) => {
+            let sections = map
+                .into_iter()
+                .map(|(key, value)| {
+                    let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+                    let summary = match &value {
+                        serde_json::Value::Object(m) => format!("{{…}} {} keys", m.len()),
+                        serde_json::Value::Array(a) => format!("[…] {} items", a.len()),
+                        other => {
+                            let s = other.to_string();
+                            if s.chars().count() > 80 {
+                                format!("{}…", s.chars().take(80).collect::<String>())
+                            } else {
+                                s
+                            }
+                        }
+                    };
+                    Section {
+                        key,
+                        summary,
+                        open: text.len() < OPEN_BELOW,
+                        text,
+                    }
+                })
+                .collect();
+            (sections, None, None)
+        }
+        Ok(other) => (
+            vec![],
+            Some(serde_json::to_string_pretty(&other).unwrap_or_default()),
+            None,
+        ),
+        Err(_) => (
+            vec![],
+            Some(String::from_utf8_lossy(body).into_owned()),
+            Some("Not JSON: shown as text.".into()),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RetryForm {
+    /// One sink's job; absent = every finished job of the delivery.
+    sink: Option<String>,
+}
+
+pub async fn retry(
+    State(state): State<Shared>,
+    Path(id): Path<i64>,
+    Form(form): Form<RetryForm>,
+) -> Result<Response, AdminError> {
+    let sink = form.sink.filter(|s| !s.is_empty());
+    let which = sink.clone();
+    let n = retry_with(&state, move |c| {
+        control::retry_delivery(c, id, which.as_deref())
+    })
+    .await?;
+    tracing::info!(delivery = id, sink = ?sink, jobs = n, "admin: retried");
+    Ok(see_other(&format!("/admin/deliveries/{id}?retried={n}")))
+}
+
+/// The raw body, byte for byte, as an attachment (never rendered).
+pub async fn body(
+    State(state): State<Shared>,
+    Path(id): Path<i64>,
+) -> Result<Response, AdminError> {
+    let payload = state
+        .journal
+        .reader()
+        .run(move |r| r.payload(id))
+        .await?
+        .ok_or(AdminError::NotFound)?;
+    let disposition = format!("attachment; filename=\"delivery-{id}.body\"");
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).expect("ASCII"),
+            ),
+        ],
+        payload.body,
+    )
+        .into_response())
+}

@@ -1,0 +1,194 @@
+//! The overview: is it flowing, who is behind, what is paused, how much
+//! rate limit is left, what the cache saves.
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::State;
+use axum::response::Response;
+
+use super::github::{CredView, credentials};
+use super::view::{self, Bars};
+use super::{AdminError, Chrome, Session, Shared, read, render, store};
+use crate::clock;
+
+/// Seconds between live refreshes of the overview.
+const REFRESH_SECS: u32 = 10;
+
+pub struct SinkRow {
+    pub name: String,
+    pub pending: String,
+    pub oldest: String,
+    pub dead: String,
+    pub has_dead: bool,
+    pub held: bool,
+}
+
+pub struct PausedRow {
+    pub sink: String,
+    pub partition: String,
+    pub why: String,
+}
+
+pub struct RecoveryRow {
+    pub source: String,
+    pub state: String,
+    pub last_complete: String,
+    pub found: String,
+    pub requested: String,
+    pub failed: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct Overview {
+    chrome: Chrome,
+    per_minute: Bars,
+    per_hour: Bars,
+    last_hour: String,
+    last_day: String,
+    sinks: Vec<SinkRow>,
+    paused: Vec<PausedRow>,
+    paused_total: i64,
+    credentials: Vec<CredView>,
+    cache: Option<(String, String, String)>,
+    recovery: Option<Vec<RecoveryRow>>,
+    journal_size: String,
+    writable: bool,
+}
+
+pub async fn page(
+    State(state): State<Shared>,
+    Extension(session): Extension<Session>,
+) -> Result<Response, AdminError> {
+    let now = clock::now_ms();
+    let (minute0, hour0) = (now / 60_000 - 59, now / 3_600_000 - 23);
+    let recovery = state.recovery;
+    let sinks_known = state.sinks.clone();
+    let data = read(&state, move |c| {
+        let backlog = crate::scheduler::store::backlog_on(c, now)?;
+        Ok((
+            store::per_minute(c, minute0)?,
+            store::per_hour(c, hour0)?,
+            backlog,
+            store::paused(c, now, 20)?,
+            store::held_routes(c)?,
+            store::cache_totals(c, now / 60_000 - 24 * 60)?,
+            if recovery {
+                Some(crate::recovery::store::status(c)?)
+            } else {
+                None
+            },
+        ))
+    })
+    .await?;
+    let (minutes, hours, backlog, paused, held_routes, cache, walks) = data;
+
+    let minute_points: Vec<(String, i64)> = view::dense(&minutes, minute0, 60)
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (clock_label((minute0 + i as i64) * 60_000), n))
+        .collect();
+    let hour_points: Vec<(String, i64)> = view::dense(&hours, hour0, 24)
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (clock_label((hour0 + i as i64) * 3_600_000), n))
+        .collect();
+
+    // Every configured sink shows, with or without work so far.
+    let mut sinks: Vec<SinkRow> = sinks_known
+        .iter()
+        .map(|name| {
+            let found = backlog.per_sink.iter().find(|b| &b.0 == name);
+            let (pending, oldest, dead) = found.map_or((0, None, 0), |b| (b.1, b.2, b.3));
+            SinkRow {
+                name: name.clone(),
+                pending: view::count(pending),
+                oldest: oldest.map_or("–".into(), |t| view::span(now - t)),
+                dead: view::count(dead),
+                has_dead: dead > 0,
+                held: held_routes.contains(name),
+            }
+        })
+        .collect();
+    for (name, pending, oldest, dead) in &backlog.per_sink {
+        if !sinks_known.contains(name) {
+            sinks.push(SinkRow {
+                name: format!("{name} (not configured)"),
+                pending: view::count(*pending),
+                oldest: oldest.map_or("–".into(), |t| view::span(now - t)),
+                dead: view::count(*dead),
+                has_dead: *dead > 0,
+                held: held_routes.contains(name),
+            });
+        }
+    }
+    let cache = (cache.0 > 0).then(|| {
+        (
+            view::percent(cache.1, cache.0),
+            view::count(cache.0),
+            view::count(cache.2),
+        )
+    });
+    let page = Overview {
+        chrome: Chrome {
+            refresh: REFRESH_SECS,
+            ..Chrome::new(&session, "overview")
+        },
+        last_hour: view::count(minute_points.iter().map(|p| p.1).sum()),
+        last_day: view::count(hour_points.iter().map(|p| p.1).sum()),
+        per_minute: Bars::new("Deliveries per minute, last hour", &minute_points, 600, 80),
+        per_hour: Bars::new("Deliveries per hour, last day", &hour_points, 600, 80),
+        sinks,
+        paused: paused
+            .into_iter()
+            .map(|(sink, partition, until, held)| PausedRow {
+                sink,
+                partition,
+                why: pause_reason(held, until, now),
+            })
+            .collect(),
+        paused_total: backlog.partitions_paused,
+        credentials: state.pool.as_deref().map(credentials).unwrap_or_default(),
+        cache,
+        recovery: walks.map(|w| {
+            w.into_iter()
+                .map(|s| RecoveryRow {
+                    source: s.source,
+                    state: s.last_walk.state.as_str().to_string(),
+                    last_complete: s
+                        .last_complete_at_ms
+                        .map_or("never".into(), |t| format!("{} ago", view::span(now - t))),
+                    found: view::count(s.last_walk.missing),
+                    requested: view::count(s.last_walk.requested),
+                    failed: view::count(s.failed_requests),
+                })
+                .collect()
+        }),
+        journal_size: view::bytes(state.journal.size_bytes()),
+        writable: state.journal.is_writable(),
+    };
+    render(page)
+}
+
+/// Why a partition runs nothing now, in words.
+pub fn pause_reason(held: bool, until_ms: i64, now_ms: i64) -> String {
+    match (held, until_ms > now_ms) {
+        (true, true) => format!(
+            "paused by an operator; consumer asked to wait {} more",
+            view::span(until_ms - now_ms)
+        ),
+        (true, false) => "paused by an operator".into(),
+        (false, true) => format!(
+            "consumer asked to wait (Retry-After or rate limit) until {} ({} more)",
+            view::time(until_ms),
+            view::span(until_ms - now_ms)
+        ),
+        (false, false) => "running".into(),
+    }
+}
+
+/// `07:12` (UTC).
+fn clock_label(ms: i64) -> String {
+    let t = view::time(ms);
+    format!("{} UTC", &t[11..16])
+}

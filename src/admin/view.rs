@@ -1,0 +1,170 @@
+//! Numbers and times as people read them, and the geometry of the small
+//! SVG charts the templates draw (numbers only: the markup is in
+//! `templates/charts.html`).
+
+use std::time::{Duration, UNIX_EPOCH};
+
+/// `2026-11-23 07:12:03Z`.
+pub fn time(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replacen('T', " ", 1)
+}
+
+/// `3m 12s`, `2h 5m`, `4d 1h`: the two largest units.
+pub fn span(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) if ms < 1000 => format!("{}ms", ms.max(0)),
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) => format!("{m}m {sec}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// `12.3 MB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// `1,234,567`.
+pub fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// `97.5%`; `–` when there is nothing to divide.
+pub fn percent(part: i64, whole: i64) -> String {
+    if whole <= 0 {
+        "–".into()
+    } else {
+        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+/// A bar chart: one bar per value, left to right, scaled to the largest.
+pub struct Bars {
+    pub width: u32,
+    pub height: u32,
+    pub bars: Vec<Bar>,
+    /// What the chart shows, for screen readers and the caption.
+    pub label: String,
+    pub first: String,
+    pub last: String,
+    pub max: String,
+}
+
+pub struct Bar {
+    pub x: String,
+    pub y: String,
+    pub w: String,
+    pub h: String,
+    /// The tooltip: when and how many.
+    pub title: String,
+}
+
+impl Bars {
+    /// `points` are (label, value) in display order. Empty values draw a
+    /// hairline so the time axis stays readable.
+    pub fn new(label: &str, points: &[(String, i64)], width: u32, height: u32) -> Bars {
+        let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1);
+        let n = points.len().max(1) as f64;
+        let slot = f64::from(width) / n;
+        let gap = if slot > 4.0 { 1.0 } else { 0.0 };
+        let bars = points
+            .iter()
+            .enumerate()
+            .map(|(i, (name, v))| {
+                let h = (*v as f64 / max as f64 * f64::from(height)).max(if *v > 0 {
+                    1.0
+                } else {
+                    0.5
+                });
+                Bar {
+                    x: format!("{:.2}", i as f64 * slot),
+                    y: format!("{:.2}", f64::from(height) - h),
+                    w: format!("{:.2}", (slot - gap).max(0.5)),
+                    h: format!("{h:.2}"),
+                    title: format!("{name}: {}", count(*v)),
+                }
+            })
+            .collect();
+        Bars {
+            width,
+            height,
+            bars,
+            label: label.to_string(),
+            first: points.first().map(|p| p.0.clone()).unwrap_or_default(),
+            last: points.last().map(|p| p.0.clone()).unwrap_or_default(),
+            max: count(points.iter().map(|p| p.1).max().unwrap_or(0)),
+        }
+    }
+}
+
+/// Counts per time bucket from sparse (bucket, n) rows: every bucket from
+/// `first` for `len` buckets, missing ones as zero.
+pub fn dense(rows: &[(i64, i64)], first: i64, len: i64) -> Vec<i64> {
+    let mut out = vec![0; len.max(0) as usize];
+    for (b, n) in rows {
+        if (first..first + len).contains(b) {
+            out[(b - first) as usize] += n;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readable_numbers() {
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(-1000), "-1,000");
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(12_345_678), "12.3 MB");
+        assert_eq!(span(450), "450ms");
+        assert_eq!(span(192_000), "3m 12s");
+        assert_eq!(span(7_500_000), "2h 5m");
+        assert_eq!(span(90_000_000), "1d 1h");
+        assert_eq!(percent(1, 3), "33.3%");
+        assert_eq!(percent(1, 0), "–");
+        assert_eq!(time(0), "1970-01-01 00:00:00Z");
+    }
+
+    #[test]
+    fn bars_scale_to_the_largest_and_keep_empty_slots() {
+        let pts: Vec<(String, i64)> = vec![("a".into(), 10), ("b".into(), 0), ("c".into(), 5)];
+        let b = Bars::new("x", &pts, 300, 100);
+        assert_eq!(b.bars.len(), 3);
+        assert_eq!(b.bars[0].h, "100.00");
+        assert_eq!(b.bars[0].y, "0.00");
+        assert_eq!(b.bars[2].h, "50.00");
+        assert_eq!(b.bars[1].h, "0.50");
+        assert_eq!(b.bars[2].x, "200.00");
+        assert_eq!(b.bars[2].title, "c: 5");
+        assert_eq!(dense(&[(3, 2), (5, 1), (9, 4)], 3, 4), vec![2, 0, 1, 0]);
+    }
+}

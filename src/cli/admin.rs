@@ -1,0 +1,55 @@
+//! `gatehouse admin set-password`: hashes a new admin password (argon2id)
+//! and writes the hash where the server reads it.
+
+use std::io::{BufRead, IsTerminal};
+
+use crate::admin::password;
+use crate::config::Config;
+
+/// Shorter passwords are refused: the login is reachable from the network.
+const MIN_LEN: usize = 12;
+
+/// Reads the new password (prompted twice on a terminal, else one line of
+/// stdin), then writes its hash to `[admin] password_hash_file` or beside
+/// the journal. With `print`, prints the hash instead (for
+/// `[admin] password_hash`).
+pub fn set_password(config: &Config, print: bool) -> Result<(), String> {
+    let given = if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password("New admin password: ").map_err(|e| e.to_string())?;
+        let b = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
+        if a != b {
+            return Err("the two passwords differ; nothing changed".into());
+        }
+        a
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if given.chars().count() < MIN_LEN {
+        return Err(format!(
+            "the password needs at least {MIN_LEN} characters; nothing changed"
+        ));
+    }
+    let phc = password::hash(&given);
+    if print {
+        println!("{phc}");
+        return Ok(());
+    }
+    if config.admin.password_hash.is_some() {
+        return Err(
+            "the config sets [admin] password_hash itself: run with --print and put the hash there"
+                .into(),
+        );
+    }
+    let path = config.admin.hash_path(&config.storage.path);
+    password::store(&path, &phc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!(
+        "admin password hash written to {} (a running gatehouse uses it at the next login)",
+        path.display()
+    );
+    Ok(())
+}
