@@ -9,36 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::consumer::{self, Consumer};
-use common::{Delivery, SECRET, TestApp, compact, count, sign};
+use common::{Delivery, SECRET, TestApp, compact, count, push_for, route, sign};
 use gatehouse::config::{Ordering, RouteConfig, Secret};
 use serde_json::Value;
-
-fn route(name: &str, url: &str) -> RouteConfig {
-    RouteConfig {
-        name: name.into(),
-        url: url.into(),
-        events: vec![],
-        actions: vec![],
-        repositories: vec![],
-        secret: None,
-        secret_file: None,
-        timeout_secs: 5,
-        max_attempts: 12,
-        ordering: Ordering::Strict,
-    }
-}
-
-/// A push payload that belongs to `org` (every owner field rewritten).
-fn push_for(org: &str, n: usize) -> Vec<u8> {
-    let mut v: Value = serde_json::from_slice(&compact(
-        &common::fixtures().join("payloads/push/payload.json"),
-    ))
-    .unwrap();
-    v["repository"]["owner"]["login"] = org.into();
-    v["repository"]["full_name"] = format!("{org}/repo").into();
-    v["after"] = format!("{n:040}").into();
-    serde_json::to_vec(&v).unwrap()
-}
 
 /// GUIDs of one partition in journal (received) order.
 fn journal_order(t: &TestApp, org: &str) -> Vec<String> {

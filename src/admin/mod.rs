@@ -28,6 +28,7 @@ use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 pub use auth::Auth;
+pub use reports::LATENCY_BUCKETS_MS;
 
 use crate::journal::{Journal, JournalError};
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod actions;
+pub mod admin;
 pub mod binary;
 pub mod consumer;
 pub mod hub;
@@ -154,6 +155,7 @@ pub fn test_config(dir: &Path) -> Config {
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.storage.path = dir.join("gatehouse.db");
     c.webhooks.secrets = vec![Secret::new(SECRET)];
+    c.admin.password_hash = Some(admin::password_hash().to_string());
     c
 }
 
@@ -247,4 +249,42 @@ pub async fn raw_http(base: &str, request: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A forward route to `url` with the defaults a test starts from.
+pub fn route(name: &str, url: &str) -> gatehouse::config::RouteConfig {
+    gatehouse::config::RouteConfig {
+        name: name.into(),
+        url: url.into(),
+        events: vec![],
+        actions: vec![],
+        repositories: vec![],
+        secret: None,
+        secret_file: None,
+        timeout_secs: 5,
+        max_attempts: 12,
+        ordering: gatehouse::config::Ordering::Strict,
+    }
+}
+
+/// A push payload that belongs to `org` (every owner field rewritten).
+pub fn push_for(org: &str, n: usize) -> Vec<u8> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&compact(&fixtures().join("payloads/push/payload.json"))).unwrap();
+    v["repository"]["owner"]["login"] = org.into();
+    v["repository"]["full_name"] = format!("{org}/repo").into();
+    v["after"] = format!("{n:040}").into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// Polls `f` until it holds, failing the test after `limit`.
+pub async fn wait_until(what: &str, limit: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

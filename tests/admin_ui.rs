@@ -1,0 +1,813 @@
+//! The admin UI over HTTP against the real server: every page and action,
+//! with and without a session and a CSRF token; what the pages say matches
+//! the journal; attacker-controlled payloads render as text.
+
+mod common;
+
+use std::time::Duration;
+
+use common::admin::{Admin, FormExt, PASSWORD, client_from, field};
+use common::consumer;
+use common::{Delivery, TestApp, compact, count, push_for, route, wait_until};
+use reqwest::StatusCode;
+
+/// Every page an operator can open, with a query where it needs one.
+const PAGES: &[&str] = &[
+    "/admin/",
+    "/admin/deliveries",
+    "/admin/deliveries/1",
+    "/admin/bulk?state=dead",
+    "/admin/partitions",
+    "/admin/github",
+    "/admin/reports",
+];
+
+/// Every state-changing action with a form that would be valid.
+const ACTIONS: &[(&str, &[(&str, &str)])] = &[
+    ("/admin/deliveries/1/retry", &[]),
+    ("/admin/bulk/retry", &[("state", "dead")]),
+    (
+        "/admin/partitions/hold",
+        &[("sink", "ci"), ("action", "pause")],
+    ),
+    ("/admin/logout", &[]),
+];
+
+/// gatehouse with one route whose consumer refuses everything once (so
+/// each delivery becomes a dead letter at its first attempt).
+async fn with_dead_letters(n: usize) -> (TestApp, consumer::Consumer) {
+    let c = consumer::start(Duration::ZERO, consumer::always(500)).await;
+    let t = TestApp::spawn_with(|cfg| {
+        let mut r = route("ci", &c.url);
+        r.max_attempts = 1;
+        cfg.routes = vec![r];
+    })
+    .await;
+    for i in 0..n {
+        let org = if i % 2 == 0 { "acme" } else { "globex" };
+        let d = Delivery::json("push", &format!("guid-{i}"), push_for(org, i));
+        assert_eq!(t.send(&d).await.status(), 202);
+    }
+    let db = t.db();
+    wait_until("every job dead", Duration::from_secs(30), || {
+        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'") == n as i64
+    })
+    .await;
+    (t, c)
+}
+
+#[tokio::test]
+async fn pages_and_actions_need_a_session() {
+    let (t, _c) = with_dead_letters(1).await;
+    let anon = Admin::anonymous(&t.base);
+    for page in PAGES {
+        let p = anon.get(page).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{page}");
+        assert!(
+            p.location().starts_with("/admin/login?next="),
+            "{page}: {}",
+            p.location()
+        );
+    }
+    let forged = Admin {
+        session: Some("gatehouse_session=0123456789abcdef".into()),
+        ..Admin::anonymous(&t.base)
+    };
+    assert_eq!(forged.get("/admin/").await.status, StatusCode::SEE_OTHER);
+    for (path, form) in ACTIONS {
+        let mut f = vec![("csrf", "anything")];
+        f.extend_from_slice(form);
+        assert_eq!(
+            anon.post_raw(path, &f).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+        assert_eq!(
+            forged.post_raw(path, &f).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    // Nothing changed: the dead letter is still dead, no pause was made.
+    let db = t.db();
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'"),
+        1
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM partitions WHERE held = 1"),
+        0
+    );
+    // The login page says where it will go back to.
+    let login = anon.get("/admin/login?next=%2Fadmin%2Fgithub").await;
+    assert_eq!(field(&login.body, "next").as_deref(), Some("/admin/github"));
+    // ... but only to our own pages.
+    let login = anon
+        .get("/admin/login?next=https%3A%2F%2Fevil.example%2F")
+        .await;
+    assert_eq!(field(&login.body, "next").as_deref(), Some("/admin/"));
+}
+
+#[tokio::test]
+async fn every_page_loads_with_a_strict_policy_and_no_inline_code() {
+    let (t, _c) = with_dead_letters(3).await;
+    let admin = Admin::login(&t.base).await;
+    for page in PAGES.iter().chain(["/admin/login"].iter()) {
+        let p = admin.get(page).await;
+        assert_eq!(p.status, StatusCode::OK, "{page}: {}", p.body);
+        let csp = p.headers["content-security-policy"].to_str().unwrap();
+        for part in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        ] {
+            assert!(csp.contains(part), "{page}: {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{page}: {csp}");
+        assert_eq!(p.headers["x-frame-options"], "DENY");
+        assert_eq!(p.headers["x-content-type-options"], "nosniff");
+        assert_eq!(p.headers["cache-control"], "no-store", "{page}");
+        // Inline script and style would be refused by the policy anyway;
+        // none is written.
+        assert_eq!(
+            p.body.matches("<script").count(),
+            p.body.matches("<script src=").count(),
+            "{page}"
+        );
+        assert!(!p.body.contains(" style="), "{page}");
+        assert!(!p.body.contains("<style"), "{page}");
+    }
+    // Unknown ids are a 404 page, not an error.
+    assert_eq!(
+        admin.get("/admin/deliveries/999999").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn login_cookie_is_strict_and_logout_ends_the_session() {
+    let t = TestApp::spawn().await;
+    let mut admin = Admin::anonymous(&t.base);
+    let p = admin.try_login(PASSWORD).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(p.location(), "/admin/");
+    let session = p
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("gatehouse_session="))
+        .unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    assert!(
+        !session.contains("Secure"),
+        "plain HTTP on loopback: {session}"
+    );
+    assert_eq!(admin.get("/admin/").await.status, StatusCode::OK);
+
+    // Behind a TLS proxy the cookie is Secure.
+    let form = admin.get("/admin/login").await;
+    let pair = form.cookies()[0].split(';').next().unwrap().to_string();
+    let resp = admin
+        .client
+        .post(format!("{}/admin/login", t.base))
+        .header("cookie", pair)
+        .header("x-forwarded-proto", "https")
+        .form_pairs(&[("csrf", form.csrf().as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.starts_with("gatehouse_session=") && cookie.contains("; Secure"),
+        "{cookie}"
+    );
+
+    let out = admin.post("/admin/logout", &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(out.cookies()[0].contains("Max-Age=0"));
+    assert_eq!(admin.get("/admin/").await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_address() {
+    let t = TestApp::spawn_with(|c| c.admin.login_attempts_per_minute = 3).await;
+    let mut bad = Admin {
+        client: client_from(Some("127.0.0.2".parse().unwrap())),
+        ..Admin::anonymous(&t.base)
+    };
+    for _ in 0..3 {
+        let p = bad.try_login("guess").await;
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+        assert!(p.body.contains("Wrong password"));
+    }
+    // Now even the right password is refused from that address, with a
+    // time to wait.
+    let p = bad.try_login(PASSWORD).await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = p.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=61).contains(&wait), "{wait}");
+    assert!(bad.session.is_none());
+    // Another address is not affected.
+    let mut good = Admin {
+        client: client_from(Some("127.0.0.3".parse().unwrap())),
+        ..Admin::anonymous(&t.base)
+    };
+    assert_eq!(good.try_login(PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn login_without_its_form_token_is_refused() {
+    let t = TestApp::spawn().await;
+    let anon = Admin::anonymous(&t.base);
+    // A cross-site form post carries neither our cookie nor its token.
+    let p = anon
+        .post_raw("/admin/login", &[("password", PASSWORD), ("csrf", "x")])
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert!(
+        !p.cookies()
+            .iter()
+            .any(|c| c.starts_with("gatehouse_session="))
+    );
+}
+
+#[tokio::test]
+async fn actions_without_the_csrf_token_change_nothing() {
+    let (t, _c) = with_dead_letters(2).await;
+    let admin = Admin::login(&t.base).await;
+    let token = admin.get("/admin/").await.csrf();
+    for (path, form) in ACTIONS {
+        for bad in ["", "0000", &token[..token.len() - 1]] {
+            let mut f = vec![("csrf", bad)];
+            f.extend_from_slice(form);
+            let p = admin.post_raw(path, &f).await;
+            assert_eq!(p.status, StatusCode::FORBIDDEN, "{path} with {bad:?}");
+        }
+        let p = admin.post_raw(path, form).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{path} without a token");
+        // Right token, but sent from another origin.
+        let mut f = vec![("csrf", token.as_str())];
+        f.extend_from_slice(form);
+        let resp = admin
+            .client
+            .post(format!("{}{path}", t.base))
+            .header("cookie", admin.session.clone().unwrap())
+            .header("origin", "https://evil.example")
+            .form_pairs(&f)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path} cross-origin");
+    }
+    let db = t.db();
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'"),
+        2
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM partitions WHERE held = 1"),
+        0
+    );
+    assert_eq!(
+        admin.get("/admin/").await.status,
+        StatusCode::OK,
+        "still logged in"
+    );
+}
+
+#[tokio::test]
+async fn retrying_a_dead_letter_from_its_page_runs_it_again() {
+    let c = consumer::start(
+        Duration::ZERO,
+        std::sync::Arc::new(|_: &consumer::Arrival, i: usize| {
+            (if i >= 1 { 200 } else { 500 }, vec![])
+        }),
+    )
+    .await;
+    let t = TestApp::spawn_with(|cfg| {
+        let mut r = route("ci", &c.url);
+        r.max_attempts = 1;
+        cfg.routes = vec![r];
+    })
+    .await;
+    let d = Delivery::json("push", "retry-me", push_for("acme", 1));
+    t.send(&d).await;
+    let db = t.db();
+    wait_until("a dead letter", Duration::from_secs(30), || {
+        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'") == 1
+    })
+    .await;
+    let admin = Admin::login(&t.base).await;
+    let page = admin.get("/admin/deliveries/1").await;
+    assert!(page.body.contains("Retry ci"), "{}", page.body);
+    assert!(page.body.contains(">dead<"));
+    let p = admin
+        .post("/admin/deliveries/1/retry", &[("sink", "ci")])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(p.location(), "/admin/deliveries/1?retried=1");
+    // The scheduler is woken: the retry runs well before its 10 s rescan.
+    let started = std::time::Instant::now();
+    c.wait_for("the retried attempt", Duration::from_secs(30), |a| {
+        a.len() == 2
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_until("the job done", Duration::from_secs(10), || {
+        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'done'") == 1
+    })
+    .await;
+    let page = admin.get("/admin/deliveries/1?retried=1").await;
+    assert!(page.body.contains("1 job(s) queued again"));
+    // Both attempts are listed, the second one done with its status.
+    let attempts = page.body.split("class=\"attempts\"").nth(1).unwrap();
+    assert_eq!(
+        attempts.matches("<tr><td class=\"num\">").count(),
+        2,
+        "{attempts}"
+    );
+    assert!(attempts.contains(">500<") && attempts.contains(">200<"));
+    // A pending or done job offers no per-sink retry of a dead letter now,
+    // but the "retry all" of finished jobs is there.
+    assert!(page.body.contains("Retry all finished jobs"));
+}
+
+#[tokio::test]
+async fn bulk_retry_counts_then_retries_only_what_the_filter_matches() {
+    let (t, _c) = with_dead_letters(6).await;
+    let admin = Admin::login(&t.base).await;
+    let confirm = admin.get("/admin/bulk?partition=acme&state=dead").await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(
+        confirm.body.contains("<p class=\"big\">3 <small>"),
+        "{}",
+        confirm.body
+    );
+    assert!(confirm.body.contains("Retry 3 dead letter(s)"));
+    assert_eq!(field(&confirm.body, "partition").as_deref(), Some("acme"));
+    let p = admin
+        .post(
+            "/admin/bulk/retry",
+            &[("partition", "acme"), ("state", "dead")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(p.location(), "/admin/deliveries?partition=acme&retried=3");
+    let db = t.db();
+    // Only acme's were queued again (they die again: the consumer still
+    // refuses), globex's were never touched.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM jobs WHERE partition_key = 'globex' AND attempts = 1 AND state = 'dead'"
+        ),
+        3
+    );
+    wait_until("acme's retried", Duration::from_secs(30), || {
+        count(&db, "SELECT COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.partition_key = 'acme'") == 6
+    })
+    .await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.partition_key = 'globex'"
+        ),
+        3
+    );
+    let nothing = admin.get("/admin/bulk?partition=nobody&state=dead").await;
+    assert!(nothing.body.contains("Nothing to retry"));
+}
+
+#[tokio::test]
+async fn partitions_and_routes_pause_and_resume_from_the_page() {
+    let (t, _c) = with_dead_letters(2).await;
+    let admin = Admin::login(&t.base).await;
+    let page = admin.get("/admin/partitions").await;
+    assert!(
+        page.body.contains(">acme</a>") && page.body.contains(">globex</a>"),
+        "{}",
+        page.body
+    );
+    let p = admin
+        .post(
+            "/admin/partitions/hold",
+            &[("sink", "ci"), ("partition", "acme"), ("action", "pause")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let db = t.db();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT held FROM partitions WHERE sink = 'ci' AND partition_key = 'acme'"
+        ),
+        1
+    );
+    let page = admin.get("/admin/partitions?sink=ci").await;
+    assert!(page.body.contains("paused by an operator"));
+    assert!(page.body.contains("value=\"resume\""));
+    let overview = admin.get("/admin/").await;
+    assert!(overview.body.contains("paused by an operator"));
+
+    admin
+        .post(
+            "/admin/partitions/hold",
+            &[("sink", "ci"), ("partition", "acme"), ("action", "resume")],
+        )
+        .await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT held FROM partitions WHERE sink = 'ci' AND partition_key = 'acme'"
+        ),
+        0
+    );
+
+    admin
+        .post(
+            "/admin/partitions/hold",
+            &[("sink", "ci"), ("action", "pause")],
+        )
+        .await;
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM route_holds WHERE sink = 'ci'"),
+        1
+    );
+    assert!(
+        admin
+            .get("/admin/partitions")
+            .await
+            .body
+            .contains("Resume route")
+    );
+    admin
+        .post(
+            "/admin/partitions/hold",
+            &[("sink", "ci"), ("action", "resume")],
+        )
+        .await;
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM route_holds"), 0);
+
+    // Unknown routes and actions are refused with a reason.
+    let p = admin
+        .post(
+            "/admin/partitions/hold",
+            &[("sink", "nope"), ("action", "pause")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("no route"));
+    let p = admin
+        .post(
+            "/admin/partitions/hold",
+            &[("sink", "ci"), ("action", "explode")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+}
+
+/// The ids on a deliveries page, in order.
+fn ids(body: &str) -> Vec<i64> {
+    body.split("<td class=\"num\"><a href=\"/admin/deliveries/")
+        .skip(1)
+        .map(|s| s[..s.find('"').unwrap()].parse().unwrap())
+        .collect()
+}
+
+/// The href of a pager link (`rel="prev"` or `rel="next"`), unescaped.
+fn pager(body: &str, rel: &str) -> Option<String> {
+    let end = body.find(&format!("\" rel=\"{rel}\""))?;
+    let start = body[..end].rfind("href=\"")? + 6;
+    Some(body[start..end].replace("&#38;", "&").replace("&amp;", "&"))
+}
+
+#[tokio::test]
+async fn deliveries_filter_and_page_by_keyset() {
+    let t = TestApp::spawn().await;
+    for i in 0..130 {
+        let org = ["acme", "globex"][i % 2];
+        let d = Delivery::json("push", &format!("push-{i}"), push_for(org, i));
+        assert_eq!(t.send(&d).await.status(), 202);
+    }
+    let issue = compact(&common::fixtures().join("payloads/issues/opened.payload.json"));
+    t.send(&Delivery::json("issues", "issue-1", issue)).await;
+    let admin = Admin::login(&t.base).await;
+
+    // Newest first, 50 a page; "Older" walks back by id, "Newer" returns.
+    let first = admin
+        .get("/admin/deliveries?event=push&partition=acme")
+        .await;
+    let ids1 = ids(&first.body);
+    assert_eq!(ids1.len(), 50);
+    assert!(ids1.windows(2).all(|w| w[0] > w[1]));
+    assert_eq!(ids1[0], 129, "the newest acme push");
+    assert!(pager(&first.body, "prev").is_none());
+    let older = pager(&first.body, "next").unwrap();
+    assert!(
+        older.contains("event=push") && older.contains("partition=acme"),
+        "{older}"
+    );
+    let second = admin.get(&older).await;
+    let ids2 = ids(&second.body);
+    assert_eq!(ids2.len(), 15, "65 acme pushes in all");
+    assert!(ids2[0] < ids1[49]);
+    assert!(pager(&second.body, "next").is_none());
+    let back = admin.get(&pager(&second.body, "prev").unwrap()).await;
+    assert_eq!(ids(&back.body), ids1);
+
+    // Each filter narrows as the journal says.
+    let db = t.db();
+    for (query, sql) in [
+        (
+            "event=issues",
+            "SELECT COUNT(*) FROM deliveries WHERE event = 'issues'",
+        ),
+        (
+            "guid=push-7",
+            "SELECT COUNT(*) FROM deliveries WHERE guid = 'push-7'",
+        ),
+        (
+            "repository=globex%2Frepo",
+            "SELECT COUNT(*) FROM deliveries WHERE repository = 'globex/repo'",
+        ),
+        (
+            "action=opened",
+            "SELECT COUNT(*) FROM deliveries WHERE action = 'opened'",
+        ),
+        ("since=1h", "SELECT COUNT(*) FROM deliveries"),
+        ("until=1h", "SELECT 0"),
+        ("state=dead", "SELECT 0"),
+    ] {
+        let want = count(&db, sql).min(50) as usize;
+        let p = admin.get(&format!("/admin/deliveries?{query}")).await;
+        assert_eq!(p.status, StatusCode::OK, "{query}");
+        assert_eq!(ids(&p.body).len(), want, "{query}");
+    }
+    // The filter stays in the form.
+    let p = admin.get("/admin/deliveries?guid=push-7").await;
+    assert_eq!(field(&p.body, "guid").as_deref(), Some("push-7"));
+    // Bad input says what is wrong.
+    let p = admin.get("/admin/deliveries?since=yesterday-ish").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(
+        p.body.contains("since &#34;yesterday-ish&#34;"),
+        "{}",
+        p.body
+    );
+    let p = admin.get("/admin/deliveries?state=zombie").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+}
+
+/// Every string in a JSON document replaced by hostile markup.
+fn poison(v: &mut serde_json::Value, n: &mut usize) {
+    match v {
+        serde_json::Value::String(s) => {
+            *n += 1;
+            *s = format!(
+                "<script>window.__xss={n}</script><img src=x onerror=\"window.__xss={n}\">\"'&{n}"
+            );
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| poison(x, n)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| poison(x, n)),
+        _ => {}
+    }
+}
+
+/// An issues payload whose every string field is hostile markup, as a
+/// hostile sender holding the webhook secret could send it.
+pub fn hostile_payload() -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&compact(
+        &common::fixtures().join("payloads/issues/opened.payload.json"),
+    ))
+    .unwrap();
+    let mut n = 0;
+    poison(&mut v, &mut n);
+    assert!(n > 50, "the fixture has many strings ({n})");
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test]
+async fn hostile_payloads_render_as_text() {
+    let t = TestApp::spawn_with(|c| c.routes = vec![route("ci", "http://127.0.0.1:9/")]).await;
+    let d = Delivery::json("issues", "hostile-1", hostile_payload())
+        .header("x-evil", "<script>window.__xss=1</script>");
+    assert_eq!(t.send(&d).await.status(), 202);
+    let admin = Admin::login(&t.base).await;
+    for page in [
+        "/admin/",
+        "/admin/deliveries",
+        "/admin/deliveries?guid=hostile-1",
+        "/admin/deliveries/1",
+        "/admin/partitions",
+        "/admin/reports",
+    ] {
+        let p = admin.get(page).await;
+        assert_eq!(p.status, StatusCode::OK, "{page}");
+        assert!(!p.body.contains("<script>window"), "{page}");
+        assert!(!p.body.contains("<img"), "{page}");
+        assert!(!p.body.contains("onerror=\"window"), "{page}");
+    }
+    let p = admin.get("/admin/deliveries/1").await;
+    assert!(
+        p.body.contains("&#60;script&#62;window.__xss="),
+        "escaped, shown"
+    );
+    assert!(p.body.contains("x-evil"));
+    // The raw body downloads byte for byte, as an attachment that no
+    // browser renders.
+    let raw = admin.get("/admin/deliveries/1/body").await;
+    assert_eq!(raw.headers["content-type"], "application/octet-stream");
+    assert!(
+        raw.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(raw.body.as_bytes(), &d.body[..]);
+}
+
+#[tokio::test]
+async fn pages_report_what_the_journal_holds() {
+    let (t, _c) = with_dead_letters(8).await;
+    let issue = compact(&common::fixtures().join("payloads/issues/opened.payload.json"));
+    t.send(&Delivery::json("issues", "issue-1", issue)).await;
+    let db = t.db();
+    wait_until("the issue's dead letter", Duration::from_secs(30), || {
+        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'") == 9
+    })
+    .await;
+    let admin = Admin::login(&t.base).await;
+    let o = admin.get("/admin/").await;
+    // 9 deliveries this hour and today, each a dead letter for ci.
+    assert!(
+        o.body.contains("Deliveries, last hour <small>9</small>"),
+        "{}",
+        o.body
+    );
+    assert!(o.body.contains("Deliveries, last day <small>9</small>"));
+    assert!(
+        o.body.contains("state=dead&amp;route=ci\">9</a>"),
+        "{}",
+        o.body
+    );
+    assert_eq!(
+        o.body.matches("<rect ").count(),
+        60 + 24,
+        "a bar per minute and hour"
+    );
+    assert!(o.body.contains("data-refresh=\"10\""));
+
+    let r = admin.get("/admin/reports?days=1").await;
+    let owners = r.body.split("By organisation").nth(1).unwrap();
+    assert!(
+        owners.contains("<td>acme</td><td class=\"num\">4</td>"),
+        "{owners}"
+    );
+    assert!(owners.contains("<td>globex</td><td class=\"num\">4</td>"));
+    let events = r.body.split("By event").nth(1).unwrap();
+    assert!(events.contains("<td>push</td><td class=\"num\">8</td>"));
+    let consumers = r.body.split("<h2>Consumers</h2>").nth(1).unwrap();
+    // 9 attempts, all failed: 0% success.
+    assert!(
+        consumers.contains(
+            "<td>ci</td><td class=\"num\">9</td><td class=\"num\">0.0%</td><td class=\"num\">9</td>"
+        ),
+        "{consumers}"
+    );
+    let g = admin.get("/admin/github").await;
+    assert!(g.body.contains("No <code>[[github.apps]]</code>"));
+}
+
+#[tokio::test]
+async fn static_assets_are_cached_and_revalidated() {
+    let t = TestApp::spawn().await;
+    let anon = Admin::anonymous(&t.base);
+    let css = anon.get("/admin/static/admin.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(
+        css.headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert!(
+        css.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    let etag = css.headers["etag"].to_str().unwrap().to_string();
+    let again = anon
+        .client
+        .get(format!("{}/admin/static/admin.css", t.base))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    // Pages link the assets with the same version.
+    let login = anon.get("/admin/login").await;
+    assert!(
+        login
+            .body
+            .contains(&format!("admin.css?v={}", etag.trim_matches('"')))
+    );
+    assert_eq!(
+        anon.get("/admin/static/../Cargo.toml").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        anon.get("/admin/static/nope.js").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_ui_can_be_turned_off() {
+    let t = TestApp::spawn_with(|c| c.admin.enabled = false).await;
+    assert_eq!(
+        Admin::anonymous(&t.base).get("/admin/login").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn latency_buckets_in_rust_and_in_the_trigger_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let journal = tokio::task::spawn_blocking(move || {
+        gatehouse::journal::Journal::open(&path, gatehouse::metrics::Metrics::new().journal)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let bounds = gatehouse::admin::LATENCY_BUCKETS_MS;
+    let durations: Vec<i64> = std::iter::once(0)
+        .chain(bounds.iter().flat_map(|b| [*b, b + 1]))
+        .collect();
+    let d = durations.clone();
+    journal
+        .exec(move |tx| {
+            tx.execute(
+                "INSERT INTO deliveries (id, hook_id, guid, event, partition_key, received_at_ms,
+                     body_size, content_kind, parse_status)
+                 VALUES (1, '', 'g', 'push', 'acme', 0, 0, 'json', 'ok')",
+                [],
+            )?;
+            tx.execute(
+                "INSERT INTO jobs (id, delivery_id, sink, partition_key, state, next_at_ms, updated_at_ms)
+                 VALUES (1, 1, 'ci', 'acme', 'done', 0, 0)",
+                [],
+            )?;
+            for (n, ms) in d.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, outcome)
+                     VALUES (1, ?1, 0, ?2, 'done')",
+                    [n as i64 + 1, *ms],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let mut want = [0i64; 12];
+    for ms in &durations {
+        want[bounds.iter().position(|b| ms <= b).unwrap_or(bounds.len())] += 1;
+    }
+    let got: Vec<(usize, i64)> = journal
+        .reader()
+        .run(|r| {
+            r.query(|c| {
+                c.prepare("SELECT bucket, n FROM attempt_hours WHERE sink = 'ci' ORDER BY bucket")?
+                    .query_map([], |r| Ok((r.get::<_, i64>(0)? as usize, r.get(1)?)))?
+                    .collect()
+            })
+        })
+        .await
+        .unwrap();
+    let mut have = [0i64; 12];
+    for (b, n) in got {
+        have[b] = n;
+    }
+    assert_eq!(have, want);
+    let volume = journal
+        .reader()
+        .run(|r| {
+            r.query(|c| {
+                c.query_row("SELECT n FROM volume_minutes WHERE minute = 0", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(volume, 1, "the delivery counted in its minute");
+    journal.close();
+}
