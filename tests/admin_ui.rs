@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::admin::{Admin, FormExt, PASSWORD, client_from, field};
+use common::admin::{Admin, FormExt, PASSWORD, client_from, field, hostile_payload};
 use common::consumer;
 use common::{Delivery, TestApp, compact, count, push_for, route, wait_until};
 use reqwest::StatusCode;
@@ -563,34 +563,6 @@ async fn deliveries_filter_and_page_by_keyset() {
     );
     let p = admin.get("/admin/deliveries?state=zombie").await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
-}
-
-/// Every string in a JSON document replaced by hostile markup.
-fn poison(v: &mut serde_json::Value, n: &mut usize) {
-    match v {
-        serde_json::Value::String(s) => {
-            *n += 1;
-            *s = format!(
-                "<script>window.__xss={n}</script><img src=x onerror=\"window.__xss={n}\">\"'&{n}"
-            );
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| poison(x, n)),
-        serde_json::Value::Object(o) => o.values_mut().for_each(|x| poison(x, n)),
-        _ => {}
-    }
-}
-
-/// An issues payload whose every string field is hostile markup, as a
-/// hostile sender holding the webhook secret could send it.
-pub fn hostile_payload() -> Vec<u8> {
-    let mut v: serde_json::Value = serde_json::from_slice(&compact(
-        &common::fixtures().join("payloads/issues/opened.payload.json"),
-    ))
-    .unwrap();
-    let mut n = 0;
-    poison(&mut v, &mut n);
-    assert!(n > 50, "the fixture has many strings ({n})");
-    serde_json::to_vec(&v).unwrap()
 }
 
 #[tokio::test]

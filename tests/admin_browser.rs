@@ -1,0 +1,336 @@
+//! The admin UI in a real browser: Debian's headless Chromium driven over
+//! WebDriver (chromedriver, both installed by scripts/test). An operator
+//! logs in, finds a delivery by GUID, opens it, retries its dead letter and
+//! sees the new attempt; a hostile payload runs no script. Screenshots of
+//! every page land in target/admin-screenshots/ as artefacts.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::admin::{PASSWORD, hostile_payload};
+use common::consumer::{self, Arrival};
+use common::{Delivery, TestApp, compact, count, payload_files, route, wait_until};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver on a loopback port; killed (by its pid) when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn driver() -> Driver {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            std::path::Path::new(tool).exists(),
+            "{tool} is missing: scripts/test installs Debian's chromium and chromium-driver"
+        );
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "chromedriver did not listen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    driver
+}
+
+async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    // The flags keep Chromium off the network (this machine has none) and
+    // quiet; --no-sandbox because tests may run as root.
+    let caps = serde_json::json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1400,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+fn shots_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("admin-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(b: &Client, name: &str) {
+    let png = b.screenshot().await.unwrap();
+    std::fs::write(shots_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text_of(b: &Client, css: &str) -> String {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
+    // The consumer refuses the first try of "browser-dead" and takes the rest.
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let c = consumer::start(
+        Duration::ZERO,
+        std::sync::Arc::new(move |a: &Arrival, _| {
+            let first = a.guid == "browser-dead"
+                && !refused.swap(true, std::sync::atomic::Ordering::SeqCst);
+            (if first { 500 } else { 200 }, vec![])
+        }),
+    )
+    .await;
+    let t = TestApp::spawn_with(|cfg| {
+        let mut r = route("ci", &c.url);
+        r.max_attempts = 1;
+        cfg.routes = vec![r];
+    })
+    .await;
+    // A realistic journal: every GitHub fixture once, then the one that dies.
+    for (i, (event, file)) in payload_files().iter().enumerate() {
+        let d = Delivery::json(event, &format!("fixture-{i}"), compact(file));
+        assert_eq!(t.send(&d).await.status(), 202);
+    }
+    let push = compact(&common::fixtures().join("payloads/push/payload.json"));
+    t.send(&Delivery::json("push", "browser-dead", push)).await;
+    let hostile = hostile_payload();
+    t.send(&Delivery::json("issues", "browser-hostile", hostile))
+        .await;
+    let db = t.db();
+    wait_until("the dead letter", Duration::from_secs(60), || {
+        count(
+            &db,
+            "SELECT COUNT(*) FROM jobs j JOIN deliveries d ON d.id = j.delivery_id
+             WHERE d.guid = 'browser-dead' AND j.state = 'dead'",
+        ) == 1
+    })
+    .await;
+
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = browser(&driver, profile.path()).await;
+    let base = &t.base;
+
+    // Any page sends us to the login form first.
+    b.goto(&format!("{base}/admin/deliveries")).await.unwrap();
+    assert!(
+        b.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/admin/login")
+    );
+    shot(&b, "login").await;
+    let pw = b.find(Locator::Css("input[name=password]")).await.unwrap();
+    pw.send_keys(PASSWORD).await.unwrap();
+    b.find(Locator::Css("form.login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait()
+        .for_element(Locator::Css("table.deliveries"))
+        .await
+        .unwrap();
+    assert_eq!(b.current_url().await.unwrap().path(), "/admin/deliveries");
+
+    // Find the delivery by its GUID.
+    let guid = b.find(Locator::Css("input[name=guid]")).await.unwrap();
+    guid.send_keys("browser-dead").await.unwrap();
+    b.find(Locator::Css("form.filters button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait()
+        .for_element(Locator::Css("input[name=guid][value='browser-dead']"))
+        .await
+        .unwrap();
+    let rows = b
+        .find_all(Locator::Css("table.deliveries tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    shot(&b, "deliveries").await;
+
+    // Open it: a dead letter with one failed attempt.
+    b.find(Locator::Css("table.deliveries td.mono a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Locator::Css("#job-ci")).await.unwrap();
+    assert!(text_of(&b, "#job-ci h3").await.contains("dead"));
+    assert_eq!(
+        b.find_all(Locator::Css("#job-ci table.attempts tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    shot(&b, "delivery-dead").await;
+
+    // Retry it and watch the new attempt arrive.
+    b.find(Locator::Css("#job-ci form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Locator::Css("p.ok")).await.unwrap();
+    assert!(text_of(&b, "p.ok").await.contains("1 job(s) queued again"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        b.refresh().await.unwrap();
+        let rows = b
+            .find_all(Locator::Css("#job-ci table.attempts tbody tr"))
+            .await
+            .unwrap();
+        if rows.len() == 2 && text_of(&b, "#job-ci h3").await.contains("done") {
+            let second = rows[1].text().await.unwrap();
+            assert!(
+                second.contains("200") && second.contains("done"),
+                "{second}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the retried attempt never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    shot(&b, "delivery-retried").await;
+
+    // A payload of script in every string runs nothing: the only script
+    // element is our own, no image was made, no handler fired.
+    let id: i64 = db
+        .query_row(
+            "SELECT id FROM deliveries WHERE guid = 'browser-hostile'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    b.goto(&format!("{base}/admin/deliveries/{id}"))
+        .await
+        .unwrap();
+    b.wait()
+        .for_element(Locator::Css("details.json"))
+        .await
+        .unwrap();
+    let probe = b
+        .execute(
+            "return [document.scripts.length, document.images.length, typeof window.__xss,
+                     document.body.innerText.includes('<script>window.__xss')]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(probe, serde_json::json!([1, 0, "undefined", true]));
+    shot(&b, "delivery-hostile").await;
+
+    // Every other page renders in the browser; the overview refreshes itself
+    // unless the switch is off.
+    for (path, name, marker) in [
+        ("/admin/", "overview", "figure.chart svg"),
+        ("/admin/partitions", "partitions", "table"),
+        ("/admin/github", "github", "table"),
+        ("/admin/reports", "reports", "figure.chart svg"),
+        ("/admin/bulk?state=dead", "bulk", "main h1"),
+    ] {
+        b.goto(&format!("{base}{path}")).await.unwrap();
+        b.wait().for_element(Locator::Css(marker)).await.unwrap();
+        shot(&b, name).await;
+    }
+    b.goto(&format!("{base}/admin/")).await.unwrap();
+    let live = b
+        .wait()
+        .for_element(Locator::Css("#live-toggle"))
+        .await
+        .unwrap();
+    assert!(
+        live.is_displayed().await.unwrap(),
+        "the script shows the switch"
+    );
+    assert!(
+        live.is_selected().await.unwrap(),
+        "live refresh is on by default"
+    );
+    live.click().await.unwrap();
+    let stored = b
+        .execute("return localStorage.getItem('gatehouse.live')", vec![])
+        .await
+        .unwrap();
+    assert_eq!(stored, serde_json::json!("off"));
+
+    // Log out: the next page asks for the password again.
+    b.find(Locator::Css("form[action='/admin/logout'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait()
+        .for_element(Locator::Css("input[name=password]"))
+        .await
+        .unwrap();
+    b.goto(&format!("{base}/admin/")).await.unwrap();
+    assert!(
+        b.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/admin/login")
+    );
+    b.close().await.unwrap();
+}
