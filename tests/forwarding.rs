@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use common::consumer::{self, Consumer};
 use common::{Delivery, SECRET, TestApp, compact, count, push_for, route, sign};
-use gatehouse::config::{Ordering, RouteConfig, Secret};
-use serde_json::Value;
+use gatehouse::config::{Ordering, Secret};
 
 /// GUIDs of one partition in journal (received) order.
 fn journal_order(t: &TestApp, org: &str) -> Vec<String> {
