@@ -67,12 +67,15 @@ impl AdminConfig {
     /// Where `admin set-password` writes and, with no hash configured, where
     /// the server looks: the configured file, else beside the journal.
     pub fn hash_path(&self, db_path: &Path) -> PathBuf {
-        self.password_hash_file.clone().unwrap_or_else(|| {
-            db_path
-                .parent()
-                .unwrap_or_else(|| Path::new("."))
-                .join("admin-password.hash")
-        })
+        self.password_hash_file
+            .as_deref()
+            .map(expand_credentials_dir)
+            .unwrap_or_else(|| {
+                db_path
+                    .parent()
+                    .unwrap_or_else(|| Path::new("."))
+                    .join("admin-password.hash")
+            })
     }
 }
 
@@ -780,7 +783,7 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
     Ok(Secret(value.to_string()))
 }
 
-fn expand_credentials_dir(path: &Path) -> PathBuf {
+pub(crate) fn expand_credentials_dir(path: &Path) -> PathBuf {
     const PREFIX: &str = "$CREDENTIALS_DIRECTORY/";
     match path.to_str().and_then(|p| p.strip_prefix(PREFIX)) {
         Some(rest) => match std::env::var_os("CREDENTIALS_DIRECTORY") {

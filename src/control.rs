@@ -107,13 +107,26 @@ impl Filter {
         eq("repository", &self.repository);
         eq("partition_key", &self.partition);
         eq("guid", &self.guid);
+        // Ids follow arrival, so a time range is also an id range: one
+        // probe of the time index finds each end, and the newest-first scan
+        // by id stays inside it instead of wading through the rest. The
+        // time test itself stays, so a clock step back costs at most a few
+        // rows at the edges.
         if let Some(t) = self.since_ms {
-            clauses.push("d.received_at_ms >= ?".into());
-            values.push(SqlValue::Integer(t));
+            clauses.push(
+                "d.received_at_ms >= ? AND d.id >= COALESCE((SELECT id FROM deliveries
+                   WHERE received_at_ms >= ? ORDER BY received_at_ms LIMIT 1), 9223372036854775807)"
+                    .into(),
+            );
+            values.extend([SqlValue::Integer(t), SqlValue::Integer(t)]);
         }
         if let Some(t) = self.until_ms {
-            clauses.push("d.received_at_ms < ?".into());
-            values.push(SqlValue::Integer(t));
+            clauses.push(
+                "d.received_at_ms < ? AND d.id <= COALESCE((SELECT id FROM deliveries
+                   WHERE received_at_ms < ? ORDER BY received_at_ms DESC LIMIT 1), 0)"
+                    .into(),
+            );
+            values.extend([SqlValue::Integer(t), SqlValue::Integer(t)]);
         }
         let state = match self.state.as_deref() {
             None => None,

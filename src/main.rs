@@ -142,8 +142,12 @@ enum AdminCmd {
     /// journal. A running server uses it from the next login.
     SetPassword {
         /// Print the hash instead of writing it (for [admin] password_hash).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "output")]
         print: bool,
+        /// Write the hash to this file instead (the file systemd's
+        /// LoadCredential= reads, say).
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -236,13 +240,18 @@ fn main() -> ExitCode {
         Command::Clients { config, action } => operate(config, |_, conn| clients(conn, action)),
         Command::Admin {
             config,
-            action: AdminCmd::SetPassword { print },
+            action: AdminCmd::SetPassword { print, output },
         } => {
+            let out = match (print, output) {
+                (true, _) => gatehouse::cli::admin::Output::Print,
+                (false, Some(p)) => gatehouse::cli::admin::Output::File(p),
+                (false, None) => gatehouse::cli::admin::Output::Configured,
+            };
             let config = match config.as_ref() {
                 Some(p) => Config::load(p).map_err(|e| e.to_string()),
                 None => Ok(Config::default()),
             };
-            match config.and_then(|c| gatehouse::cli::admin::set_password(&c, print)) {
+            match config.and_then(|c| gatehouse::cli::admin::set_password(&c, out)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("gatehouse: {e}");

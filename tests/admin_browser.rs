@@ -334,3 +334,37 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
     );
     b.close().await.unwrap();
 }
+
+/// Not a test: regenerates README's screenshot from a running gatehouse
+/// (the admin benchmark's million-delivery journal, say):
+///
+///     GATEHOUSE_URL=http://127.0.0.1:PORT GATEHOUSE_PASSWORD=... \
+///         cargo test --test admin_browser -- --ignored readme_screenshot
+#[tokio::test]
+#[ignore]
+async fn readme_screenshot() {
+    let base = std::env::var("GATEHOUSE_URL").expect("GATEHOUSE_URL");
+    let password = std::env::var("GATEHOUSE_PASSWORD").expect("GATEHOUSE_PASSWORD");
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = browser(&driver, profile.path()).await;
+    b.set_window_size(1280, 900).await.unwrap();
+    b.goto(&format!("{base}/admin/login")).await.unwrap();
+    let pw = b.find(Locator::Css("input[name=password]")).await.unwrap();
+    pw.send_keys(&password).await.unwrap();
+    b.find(Locator::Css("form.login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait()
+        .for_element(Locator::Css("figure.chart svg"))
+        .await
+        .unwrap();
+    let png = b.screenshot().await.unwrap();
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/admin-overview.png");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, png).unwrap();
+    b.close().await.unwrap();
+}

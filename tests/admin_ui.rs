@@ -783,3 +783,76 @@ async fn latency_buckets_in_rust_and_in_the_trigger_agree() {
     assert_eq!(volume, 1, "the delivery counted in its minute");
     journal.close();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_password_writes_a_hash_the_running_server_uses() {
+    use common::binary;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gatehouse.db");
+    let config = binary::write_config(dir.path(), &db, "");
+    let cfg = config.to_str().unwrap();
+    let server = binary::Server::start(&config);
+    let mut admin = Admin::anonymous(&server.base);
+    let form = admin.get("/admin/login").await;
+    assert!(
+        form.body.contains("No admin password is set"),
+        "{}",
+        form.body
+    );
+
+    let hash_file = dir.path().join("admin-password.hash");
+    let (status, out) = binary::run_with_input(
+        &["admin", "set-password", "--config", cfg],
+        None,
+        Some("short\n"),
+    );
+    assert!(!status.success());
+    assert!(out.contains("at least 12 characters"), "{out}");
+    assert!(!hash_file.exists());
+
+    let new = "correct horse battery staple";
+    let (status, out) = binary::run_with_input(
+        &["admin", "set-password", "--config", cfg],
+        None,
+        Some(&format!("{new}\n")),
+    );
+    assert!(status.success(), "{out}");
+    assert!(out.contains(&hash_file.display().to_string()), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&hash_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // No restart needed.
+    assert_eq!(admin.try_login(new).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(admin.get("/admin/").await.status, StatusCode::OK);
+
+    // --print gives a hash for [admin] password_hash; --output writes where told.
+    let (status, out) = binary::run_with_input(
+        &["admin", "set-password", "--print"],
+        None,
+        Some("another long password\n"),
+    );
+    assert!(status.success(), "{out}");
+    assert!(
+        gatehouse::admin::password::verify(out.trim(), "another long password"),
+        "{out}"
+    );
+    let elsewhere = dir.path().join("creds/admin.hash");
+    let (status, out) = binary::run_with_input(
+        &[
+            "admin",
+            "set-password",
+            "--output",
+            elsewhere.to_str().unwrap(),
+        ],
+        None,
+        Some("a third long password\n"),
+    );
+    assert!(status.success(), "{out}");
+    let written = std::fs::read_to_string(&elsewhere).unwrap();
+    assert!(gatehouse::admin::password::verify(
+        written.trim(),
+        "a third long password"
+    ));
+}

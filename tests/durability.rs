@@ -253,15 +253,33 @@ async fn embedded_default_generates_a_secret_once_and_uses_it() {
     let body = compact(&common::fixtures().join("payloads/ping/payload.json"));
     let d = Delivery::json("ping", "default-1", body.clone()).signed_with(&secret);
     assert_eq!(d.send(&client, &server.base).await.unwrap().status(), 202);
+    // An admin password too: printed once, only its hash kept, and it logs in.
+    let password = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Admin login:  "))
+        .expect("the admin password is printed")
+        .trim()
+        .to_string();
+    assert_eq!(password.len(), 20, "{output}");
+    let hash_file = cwd.path().join("gatehouse-data/admin-password.hash");
+    let hash = std::fs::read_to_string(&hash_file).unwrap();
+    assert!(hash.starts_with("$argon2id$") && !hash.contains(&password));
+    assert_eq!(
+        std::fs::metadata(&hash_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut admin = common::admin::Admin::anonymous(&server.base);
+    assert_eq!(admin.try_login(&password).await.status, 303);
     assert!(server.terminate().success());
 
     // Second start: the same secret, not printed again.
     let mut server = Server::start_args(&["serve"], Some(cwd.path()), &[]);
     let output = server.output();
     assert!(
-        !output.contains(&secret),
-        "the secret is shown only once: {output}"
+        !output.contains(&secret) && !output.contains(&password),
+        "the secret and the password are shown only once: {output}"
     );
+    assert_eq!(std::fs::read_to_string(&hash_file).unwrap(), hash);
     assert!(
         output.contains("stored in gatehouse-data/webhook-secret"),
         "{output}"

@@ -146,3 +146,13 @@ impl Server {
         let _ = self.child.wait();
     }
 }
+
+/// A benchmark that panics still ends the server it started.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -139,13 +139,25 @@ pub async fn page(
         per_minute: Bars::new("Deliveries per minute, last hour", &minute_points, 600, 80),
         per_hour: Bars::new("Deliveries per hour, last day", &hour_points, 600, 80),
         sinks,
-        paused: paused
-            .into_iter()
-            .map(|(sink, partition, until, held)| PausedRow {
-                sink,
-                partition,
-                why: pause_reason(held, until, now),
+        // A paused route pauses all its partitions: one line for it, then
+        // the partitions paused on their own.
+        paused: held_routes
+            .iter()
+            .map(|sink| PausedRow {
+                sink: sink.clone(),
+                partition: "(every partition)".into(),
+                why: "route paused by an operator".into(),
             })
+            .chain(
+                paused
+                    .into_iter()
+                    .filter(|p| !held_routes.contains(&p.0))
+                    .map(|(sink, partition, until, held)| PausedRow {
+                        sink,
+                        partition,
+                        why: pause_reason(held, until, now),
+                    }),
+            )
             .collect(),
         paused_total: backlog.partitions_paused,
         credentials: state.pool.as_deref().map(credentials).unwrap_or_default(),

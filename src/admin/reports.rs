@@ -86,7 +86,7 @@ pub async fn page(
     let actions = state.actions;
     let (volume, attempts, workflows) = read(&state, move |c| {
         Ok((
-            store::per_day(c, first_day * 24)?,
+            store::per_day(c, first_day)?,
             store::attempts(c, first_day * 24)?,
             if actions {
                 crate::sinks::actions::report::workflows(c, since_ms)?
@@ -224,7 +224,14 @@ fn volume_rows(
                 sum[i] += n;
             }
         }
-        named.push((format!("{} others", rest.len()), sum));
+        named.push((
+            format!(
+                "{} other{}",
+                rest.len(),
+                if rest.len() == 1 { "" } else { "s" }
+            ),
+            sum,
+        ));
     }
     named
         .into_iter()

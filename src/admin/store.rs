@@ -13,24 +13,18 @@ pub fn per_minute(c: &Connection, from_minute: i64) -> rusqlite::Result<Vec<(i64
 
 /// (hour, deliveries) from `from_hour` on.
 pub fn per_hour(c: &Connection, from_hour: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
-    c.prepare_cached("SELECT hour, SUM(n) FROM volume_hours WHERE hour >= ?1 GROUP BY hour")?
+    c.prepare_cached("SELECT hour, n FROM volume_hours WHERE hour >= ?1")?
         .query_map([from_hour], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect()
 }
 
-/// (day, owner, event, deliveries) from `from_hour` on.
-pub fn per_day(
-    c: &Connection,
-    from_hour: i64,
-) -> rusqlite::Result<Vec<(i64, String, String, i64)>> {
-    c.prepare_cached(
-        "SELECT hour / 24, owner, event, SUM(n) FROM volume_hours WHERE hour >= ?1
-         GROUP BY 1, 2, 3",
-    )?
-    .query_map([from_hour], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    })?
-    .collect()
+/// (day, owner, event, deliveries) from `from_day` on.
+pub fn per_day(c: &Connection, from_day: i64) -> rusqlite::Result<Vec<(i64, String, String, i64)>> {
+    c.prepare_cached("SELECT day, owner, event, n FROM volume_days WHERE day >= ?1")?
+        .query_map([from_day], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect()
 }
 
 /// (sink, outcome, latency bucket, attempts) from `from_hour` on.

@@ -9,11 +9,19 @@ use crate::config::Config;
 /// Shorter passwords are refused: the login is reachable from the network.
 const MIN_LEN: usize = 12;
 
+/// Where `set-password` puts the hash.
+pub enum Output {
+    /// `[admin] password_hash_file`, else beside the journal.
+    Configured,
+    /// Stdout, for `[admin] password_hash`.
+    Print,
+    /// This file (the one systemd's `LoadCredential=` reads, say).
+    File(std::path::PathBuf),
+}
+
 /// Reads the new password (prompted twice on a terminal, else one line of
-/// stdin), then writes its hash to `[admin] password_hash_file` or beside
-/// the journal. With `print`, prints the hash instead (for
-/// `[admin] password_hash`).
-pub fn set_password(config: &Config, print: bool) -> Result<(), String> {
+/// stdin) and writes its hash where `out` says.
+pub fn set_password(config: &Config, out: Output) -> Result<(), String> {
     let given = if std::io::stdin().is_terminal() {
         let a = rpassword::prompt_password("New admin password: ").map_err(|e| e.to_string())?;
         let b = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
@@ -35,17 +43,26 @@ pub fn set_password(config: &Config, print: bool) -> Result<(), String> {
         ));
     }
     let phc = password::hash(&given);
-    if print {
-        println!("{phc}");
-        return Ok(());
-    }
-    if config.admin.password_hash.is_some() {
-        return Err(
-            "the config sets [admin] password_hash itself: run with --print and put the hash there"
-                .into(),
-        );
-    }
-    let path = config.admin.hash_path(&config.storage.path);
+    let path = match out {
+        Output::Print => {
+            println!("{phc}");
+            return Ok(());
+        }
+        Output::File(p) => p,
+        Output::Configured if config.admin.password_hash.is_some() => {
+            return Err("the config sets [admin] password_hash itself: run with --print and put the hash there".into());
+        }
+        Output::Configured => {
+            let path = config.admin.hash_path(&config.storage.path);
+            if path.starts_with("$CREDENTIALS_DIRECTORY") {
+                return Err(format!(
+                    "[admin] password_hash_file is {} (a systemd credential): write the file it is loaded from with --output PATH",
+                    path.display()
+                ));
+            }
+            path
+        }
+    };
     password::store(&path, &phc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!(
         "admin password hash written to {} (a running gatehouse uses it at the next login)",

@@ -212,6 +212,7 @@ impl Writer {
                     for sql in [
                         "DELETE FROM volume_minutes WHERE minute < ?1 / 60000",
                         "DELETE FROM volume_hours WHERE hour < ?1 / 3600000",
+                        "DELETE FROM volume_days WHERE day < ?1 / 86400000",
                         "DELETE FROM attempt_hours WHERE hour < ?1 / 3600000",
                     ] {
                         tx.prepare_cached(sql)?.execute([*before_ms])?;

@@ -153,16 +153,34 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
 
 /// Runs the binary to completion (bounded) and returns status and output.
 pub fn run(args: &[&str], cwd: Option<&Path>) -> (ExitStatus, String) {
+    run_with_input(args, cwd, None)
+}
+
+/// [`run`], with `input` on its stdin.
+pub fn run_with_input(
+    args: &[&str],
+    cwd: Option<&Path>,
+    input: Option<&str>,
+) -> (ExitStatus, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("GATEHOUSE_CONFIG")
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
     let mut child = cmd.spawn().unwrap();
+    if let Some(text) = input {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
     let output = Arc::new(Mutex::new(Vec::new()));
     let readers = [
         collect(child.stdout.take().unwrap(), output.clone()),

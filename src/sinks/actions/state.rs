@@ -244,15 +244,3 @@ pub fn active(conn: &Connection) -> rusqlite::Result<(Vec<RunRow>, Vec<JobRow>)>
     let filter = "WHERE rank < 4";
     Ok((select(conn, filter, [])?, select(conn, filter, [])?))
 }
-
-/// Runs and jobs completed at or after `since_ms`, for the reports.
-pub fn completed_since(
-    conn: &Connection,
-    since_ms: i64,
-) -> rusqlite::Result<(Vec<RunRow>, Vec<JobRow>)> {
-    let filter = "WHERE rank = 4 AND completed_at_ms >= ?1";
-    Ok((
-        select(conn, filter, [since_ms])?,
-        select(conn, filter, [since_ms])?,
-    ))
-}
