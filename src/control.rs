@@ -174,6 +174,28 @@ pub struct Listed {
     pub jobs: Vec<String>,
 }
 
+/// The columns [`listed`] reads, in its order.
+const LISTED: &str = "d.id, d.guid, d.hook_id, d.event, d.action, d.partition_key,
+    d.received_at_ms, d.repository,
+    (SELECT group_concat(j.sink || ':' || j.state, ' ') FROM jobs j WHERE j.delivery_id = d.id)";
+
+fn listed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
+    let jobs: Option<String> = r.get(8)?;
+    Ok(Listed {
+        id: r.get(0)?,
+        guid: r.get(1)?,
+        hook_id: r.get(2)?,
+        event: r.get(3)?,
+        action: r.get(4)?,
+        partition: r.get(5)?,
+        received_at_ms: r.get(6)?,
+        repository: r.get(7)?,
+        jobs: jobs
+            .map(|j| j.split(' ').map(String::from).collect())
+            .unwrap_or_default(),
+    })
+}
+
 pub fn list(conn: &Connection, f: &Filter, limit: usize) -> Result<Vec<Listed>, ControlError> {
     Ok(page(conn, f, Cursor::Newest, limit)?.rows)
 }
@@ -220,28 +242,10 @@ pub fn page(
     // One more than asked says whether another page follows.
     values.push(SqlValue::Integer(limit as i64 + 1));
     let mut st = conn.prepare(&format!(
-        "SELECT d.id, d.guid, d.hook_id, d.event, d.action, d.partition_key, d.received_at_ms,
-                (SELECT group_concat(j.sink || ':' || j.state, ' ') FROM jobs j WHERE j.delivery_id = d.id),
-                d.repository
-         FROM deliveries d WHERE {w}{keyset} ORDER BY d.id {order} LIMIT ?"
+        "SELECT {LISTED} FROM deliveries d WHERE {w}{keyset} ORDER BY d.id {order} LIMIT ?"
     ))?;
     let mut rows = st
-        .query_map(params_from_iter(values), |r| {
-            let jobs: Option<String> = r.get(7)?;
-            Ok(Listed {
-                id: r.get(0)?,
-                guid: r.get(1)?,
-                hook_id: r.get(2)?,
-                event: r.get(3)?,
-                action: r.get(4)?,
-                partition: r.get(5)?,
-                repository: r.get(8)?,
-                received_at_ms: r.get(6)?,
-                jobs: jobs
-                    .map(|j| j.split(' ').map(String::from).collect())
-                    .unwrap_or_default(),
-            })
-        })?
+        .query_map(params_from_iter(values), listed)?
         .collect::<Result<Vec<_>, _>>()?;
     let more = rows.len() > limit;
     rows.truncate(limit);
@@ -318,29 +322,25 @@ pub fn show(conn: &Connection, guid: &str) -> Result<Vec<Shown>, ControlError> {
 pub fn show_one(conn: &Connection, id: i64) -> Result<Option<Shown>, ControlError> {
     let found = conn
         .query_row(
-            "SELECT id, guid, hook_id, event, action, partition_key, received_at_ms, repository,
-                    installation_id, body_size, parse_status, content_kind, parse_error
-             FROM deliveries WHERE id = ?1",
+            &format!(
+                "SELECT {LISTED}, d.installation_id, d.body_size, d.parse_status, d.content_kind,
+                        d.parse_error
+                 FROM deliveries d WHERE d.id = ?1"
+            ),
             [id],
             |r| {
                 Ok(Shown {
+                    // Jobs come with their attempts below.
                     listed: Listed {
-                        id: r.get(0)?,
-                        guid: r.get(1)?,
-                        hook_id: r.get(2)?,
-                        event: r.get(3)?,
-                        action: r.get(4)?,
-                        partition: r.get(5)?,
-                        repository: r.get(7)?,
-                        received_at_ms: r.get(6)?,
                         jobs: vec![],
+                        ..listed(r)?
                     },
                     repository: r.get(7)?,
-                    installation_id: r.get(8)?,
-                    body_size: r.get(9)?,
-                    parse_status: r.get(10)?,
-                    content_kind: r.get(11)?,
-                    parse_error: r.get(12)?,
+                    installation_id: r.get(9)?,
+                    body_size: r.get(10)?,
+                    parse_status: r.get(11)?,
+                    content_kind: r.get(12)?,
+                    parse_error: r.get(13)?,
                     jobs: vec![],
                 })
             },

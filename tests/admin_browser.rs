@@ -105,6 +105,15 @@ async fn shot(b: &Client, name: &str) {
     std::fs::write(shots_dir().join(format!("{name}.png")), png).unwrap();
 }
 
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn text_of(b: &Client, css: &str) -> String {
     b.find(Locator::Css(css))
         .await
@@ -170,12 +179,7 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
     shot(&b, "login").await;
     let pw = b.find(Locator::Css("input[name=password]")).await.unwrap();
     pw.send_keys(PASSWORD).await.unwrap();
-    b.find(Locator::Css("form.login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "form.login button").await;
     b.wait()
         .for_element(Locator::Css("table.deliveries"))
         .await
@@ -185,12 +189,7 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
     // Find the delivery by its GUID.
     let guid = b.find(Locator::Css("input[name=guid]")).await.unwrap();
     guid.send_keys("browser-dead").await.unwrap();
-    b.find(Locator::Css("form.filters button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "form.filters button").await;
     b.wait()
         .for_element(Locator::Css("input[name=guid][value='browser-dead']"))
         .await
@@ -203,12 +202,7 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
     shot(&b, "deliveries").await;
 
     // Open it: a dead letter with one failed attempt.
-    b.find(Locator::Css("table.deliveries td.mono a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "table.deliveries td.mono a").await;
     b.wait().for_element(Locator::Css("#job-ci")).await.unwrap();
     assert!(text_of(&b, "#job-ci h3").await.contains("dead"));
     assert_eq!(
@@ -221,12 +215,7 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
     shot(&b, "delivery-dead").await;
 
     // Retry it and watch the new attempt arrive.
-    b.find(Locator::Css("#job-ci form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "#job-ci form button").await;
     b.wait().for_element(Locator::Css("p.ok")).await.unwrap();
     assert!(text_of(&b, "p.ok").await.contains("1 job(s) queued again"));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -314,12 +303,7 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
     assert_eq!(stored, serde_json::json!("off"));
 
     // Log out: the next page asks for the password again.
-    b.find(Locator::Css("form[action='/admin/logout'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "form[action='/admin/logout'] button").await;
     b.wait()
         .for_element(Locator::Css("input[name=password]"))
         .await
@@ -352,12 +336,7 @@ async fn readme_screenshot() {
     b.goto(&format!("{base}/admin/login")).await.unwrap();
     let pw = b.find(Locator::Css("input[name=password]")).await.unwrap();
     pw.send_keys(&password).await.unwrap();
-    b.find(Locator::Css("form.login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "form.login button").await;
     b.wait()
         .for_element(Locator::Css("figure.chart svg"))
         .await

@@ -14,6 +14,12 @@ use sha2::Sha256;
 pub const SECRET: &str = "bench-secret";
 pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
+/// The binary under test: this build's, or `$GATEHOUSE_BIN` to measure
+/// another build (an earlier commit, say) side by side in one session.
+pub fn bin() -> String {
+    std::env::var("GATEHOUSE_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
 pub fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);
@@ -57,7 +63,7 @@ impl Server {
             ),
         )
         .unwrap();
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(["serve", "--config", config.to_str().unwrap()])
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -100,7 +106,7 @@ impl Server {
 
     /// Runs a `gatehouse` CLI command against this server's config.
     pub fn cli(&self, args: &[&str]) {
-        let s = Command::new(BIN)
+        let s = Command::new(bin())
             .args(args)
             .args(["--config", self.config.to_str().unwrap()])
             .stdout(Stdio::null())
@@ -111,7 +117,7 @@ impl Server {
 
     /// Runs a `gatehouse` CLI command and returns its stdout.
     pub fn cli_output(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args(args)
             .args(["--config", self.config.to_str().unwrap()])
             .stderr(Stdio::null())
