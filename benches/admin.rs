@@ -6,7 +6,8 @@
 //!
 //! The journal is made by `gatehouse serve` (migrations), then filled
 //! through SQL in large transactions (the same tables and triggers ingest
-//! and the scheduler write): `--deliveries` spread evenly over `--days`
+//! and the scheduler write; the volume roll-ups, which the writer keeps per
+//! batch in service, are summed afterwards): `--deliveries` spread evenly over `--days`
 //! across 40 organisations (Zipf-weighted, 10 repositories each) and 10
 //! event types with actions; a `ci` job for each and an `audit` job for
 //! push and pull_request; one attempt per finished job (three for each of
@@ -251,7 +252,17 @@ fn fill(db: &std::path::Path, n: usize, days: i64) -> (i64, String) {
     tx.execute_batch(
         "INSERT OR IGNORE INTO partitions (sink, partition_key)
              SELECT DISTINCT sink, partition_key FROM jobs;
-         INSERT OR IGNORE INTO route_holds (sink) VALUES ('ci'), ('audit');",
+         INSERT OR IGNORE INTO route_holds (sink) VALUES ('ci'), ('audit');
+         -- The writer keeps these per batch in service; summed here as
+         -- migration 0007 does for an existing journal.
+         DELETE FROM volume_minutes; DELETE FROM volume_hours; DELETE FROM volume_days;
+         INSERT INTO volume_minutes (minute, n)
+             SELECT received_at_ms / 60000, count(*) FROM deliveries GROUP BY 1;
+         INSERT INTO volume_hours (hour, n)
+             SELECT received_at_ms / 3600000, count(*) FROM deliveries GROUP BY 1;
+         INSERT INTO volume_days (day, owner, event, n)
+             SELECT received_at_ms / 86400000, COALESCE(owner, ''), event, count(*)
+             FROM deliveries GROUP BY 1, 2, 3;",
     )
     .unwrap();
     // Actions: 1,000 completed runs a day with 4 jobs each.

@@ -1,7 +1,8 @@
 -- The admin UI: indexes for its delivery filters, and small roll-ups that
 -- its charts and reports read instead of scanning a million deliveries or
--- attempts. Triggers keep the roll-ups in the transaction that writes the
--- row, whoever writes it (the server or a CLI command).
+-- attempts. The journal's writer adds each batch's deliveries to the volume
+-- tables in the batch's transaction (one upsert per key, not per
+-- delivery); a trigger adds each attempt, whoever writes it.
 
 -- Deliveries filtered by event or repository, newest first (keyset pages).
 CREATE INDEX deliveries_event ON deliveries (event, id);
@@ -27,17 +28,6 @@ CREATE TABLE volume_days (
     n     INTEGER NOT NULL,
     PRIMARY KEY (day, owner, event)
 ) WITHOUT ROWID;
-
-CREATE TRIGGER deliveries_volume AFTER INSERT ON deliveries
-BEGIN
-    INSERT INTO volume_minutes (minute, n) VALUES (NEW.received_at_ms / 60000, 1)
-        ON CONFLICT (minute) DO UPDATE SET n = n + 1;
-    INSERT INTO volume_hours (hour, n) VALUES (NEW.received_at_ms / 3600000, 1)
-        ON CONFLICT (hour) DO UPDATE SET n = n + 1;
-    INSERT INTO volume_days (day, owner, event, n)
-        VALUES (NEW.received_at_ms / 86400000, COALESCE(NEW.owner, ''), NEW.event, 1)
-        ON CONFLICT (day, owner, event) DO UPDATE SET n = n + 1;
-END;
 
 INSERT INTO volume_minutes (minute, n)
     SELECT received_at_ms / 60000, count(*) FROM deliveries WHERE true GROUP BY 1;

@@ -3,6 +3,7 @@
 //! new requests queue up and all of them go into the next transaction, so
 //! durable acks are not capped by the disk's fsync rate.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -192,9 +193,16 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(batch.len());
+        let mut volume = Volume::default();
         for cmd in batch.iter_mut() {
             out.push(match cmd {
-                Command::Append(d, _) => Outcome::Appended(insert(&tx, d)?),
+                Command::Append(d, _) => {
+                    let appended = insert(&tx, d)?;
+                    if matches!(appended, Appended::Queued { .. }) {
+                        volume.add(&d.meta);
+                    }
+                    Outcome::Appended(appended)
+                }
                 Command::Probe(_) => {
                     tx.prepare_cached(
                         "INSERT INTO journal_meta (key, value) VALUES ('probe', ?1)
@@ -234,6 +242,7 @@ impl Writer {
                 }
             });
         }
+        volume.write(&tx)?;
         tx.commit()?;
         Ok(out)
     }
@@ -254,6 +263,57 @@ impl Writer {
                 "writer checkpointed an oversized WAL"
             );
         }
+    }
+}
+
+/// Deliveries journaled per minute, per hour, and per day × owner ×
+/// event, for the admin UI's charts and reports: summed over a batch and
+/// written once per key in its transaction, not once per delivery.
+#[derive(Default)]
+struct Volume {
+    minutes: BTreeMap<i64, i64>,
+    hours: BTreeMap<i64, i64>,
+    days: BTreeMap<(i64, String, String), i64>,
+}
+
+impl Volume {
+    fn add(&mut self, m: &super::model::DeliveryMeta) {
+        let at = m.received_at_ms;
+        *self.minutes.entry(at / 60_000).or_default() += 1;
+        *self.hours.entry(at / 3_600_000).or_default() += 1;
+        *self
+            .days
+            .entry((
+                at / 86_400_000,
+                m.owner.clone().unwrap_or_default(),
+                m.event.clone(),
+            ))
+            .or_default() += 1;
+    }
+
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        for (minute, n) in &self.minutes {
+            tx.prepare_cached(
+                "INSERT INTO volume_minutes (minute, n) VALUES (?1, ?2)
+                 ON CONFLICT (minute) DO UPDATE SET n = n + excluded.n",
+            )?
+            .execute(params![minute, n])?;
+        }
+        for (hour, n) in &self.hours {
+            tx.prepare_cached(
+                "INSERT INTO volume_hours (hour, n) VALUES (?1, ?2)
+                 ON CONFLICT (hour) DO UPDATE SET n = n + excluded.n",
+            )?
+            .execute(params![hour, n])?;
+        }
+        for ((day, owner, event), n) in &self.days {
+            tx.prepare_cached(
+                "INSERT INTO volume_days (day, owner, event, n) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (day, owner, event) DO UPDATE SET n = n + excluded.n",
+            )?
+            .execute(params![day, owner, event, n])?;
+        }
+        Ok(())
     }
 }
 
