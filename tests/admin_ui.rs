@@ -847,3 +847,131 @@ async fn set_password_writes_a_hash_the_running_server_uses() {
         "a third long password"
     ));
 }
+
+#[tokio::test]
+async fn github_page_shows_budgets_installations_clients_and_no_secrets() {
+    let mut hc = fakehub::Config::default()
+        .org("octo-org", &["widgets"])
+        .app(101, &common::hub::key("app-a.pub.pem"), &[(11, "octo-org")]);
+    hc.fixtures = Some(common::fixtures());
+    let hub = fakehub::FakeHub::start(hc).await.unwrap();
+    let github = common::hub::github_config(&hub, &[(101, "app-a.pem")], &[]);
+    let t = TestApp::spawn_with(|c| {
+        c.github = github;
+        c.gateway = Some(gatehouse::config::GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        });
+    })
+    .await;
+    // A client of the gateway, and a request through it that spends the
+    // installation's budget.
+    let token = {
+        let conn = gatehouse::control::open(&t.db_path).unwrap();
+        gatehouse::gateway::clients::add(
+            &conn,
+            "ci-bot",
+            &["GET /orgs/.*".to_string()],
+            &["octo-org".to_string()],
+            gatehouse::clock::now_ms(),
+        )
+        .unwrap()
+    };
+    let gw = format!("http://{}", t.app.gateway_addr().unwrap());
+    let resp = reqwest::Client::new()
+        .get(format!("{gw}/orgs/octo-org"))
+        .header("authorization", format!("token {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let db = t.db();
+    wait_until(
+        "the client's usage flushed",
+        Duration::from_secs(15),
+        || {
+            count(
+                &db,
+                "SELECT COALESCE(SUM(requests), 0) FROM client_usage WHERE client = 'ci-bot'",
+            ) == 1
+        },
+    )
+    .await;
+    wait_until("the recovery walk", Duration::from_secs(15), || {
+        count(
+            &db,
+            "SELECT COUNT(*) FROM recovery_walks WHERE state = 'complete'",
+        ) >= 1
+    })
+    .await;
+
+    let admin = Admin::login(&t.base).await;
+    let g = admin.get("/admin/github").await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert!(g.body.contains("app:101/installation:11"), "{}", g.body);
+    assert!(
+        g.body.contains("<meter min=\"0\" max=\"5000\""),
+        "{}",
+        g.body
+    );
+    assert!(
+        g.body
+            .contains("<td>octo-org</td><td>app 101</td><td>installation 11</td>")
+    );
+    assert!(g.body.contains("ci-bot") && g.body.contains("GET /orgs/.*"));
+    let o = admin.get("/admin/").await;
+    assert!(
+        o.body.contains("<td>app:101</td><td>complete</td>"),
+        "{}",
+        o.body
+    );
+    assert!(o.body.contains("app:101/installation:11"));
+    // No secret anywhere: not the App's key, not the client's token, not
+    // the webhook secret.
+    let key = common::hub::key("app-a.pem");
+    let key_line = key.lines().nth(1).unwrap();
+    for page in PAGES.iter().chain(["/admin/github"].iter()) {
+        let p = admin.get(page).await;
+        for secret in [key_line, token.as_str(), common::SECRET] {
+            assert!(!p.body.contains(secret), "{page} shows a secret");
+        }
+    }
+}
+
+#[tokio::test]
+async fn reports_show_the_actions_workflows() {
+    let t = TestApp::spawn().await;
+    let mut v: serde_json::Value = serde_json::from_slice(&compact(
+        &common::fixtures().join("payloads/workflow_run/completed.payload.json"),
+    ))
+    .unwrap();
+    let now = std::time::SystemTime::now();
+    let at =
+        |ago: u64| humantime::format_rfc3339_seconds(now - Duration::from_secs(ago)).to_string();
+    v["workflow_run"]["name"] = "Build & <test>".into();
+    v["workflow_run"]["created_at"] = at(400).into();
+    v["workflow_run"]["run_started_at"] = at(300).into();
+    v["workflow_run"]["updated_at"] = at(60).into();
+    let d = Delivery::json("workflow_run", "run-1", serde_json::to_vec(&v).unwrap());
+    assert_eq!(t.send(&d).await.status(), 202);
+    let db = t.db();
+    wait_until("the run in state", Duration::from_secs(15), || {
+        count(&db, "SELECT COUNT(*) FROM actions_runs WHERE rank = 4") == 1
+    })
+    .await;
+    let admin = Admin::login(&t.base).await;
+    let r = admin.get("/admin/reports?days=1").await;
+    let actions = r.body.split("GitHub Actions workflows").nth(1).unwrap();
+    assert!(
+        actions.contains(
+            "<td>octo-org/octo-repo</td><td>Build &#38; &#60;test&#62;</td><td class=\"num\">1</td>"
+        ),
+        "{actions}"
+    );
+    // One successful run of 4 minutes: 100%, p50 = p95 = 4m 0s.
+    assert!(actions.contains("value=\"100\""), "{actions}");
+    assert!(actions.contains("4m 0s / 4m 0s"), "{actions}");
+    let off = TestApp::spawn_with(|c| c.actions_metrics.enabled = false).await;
+    let r = Admin::login(&off.base).await.get("/admin/reports").await;
+    assert!(r.body.contains("The Actions metrics sink is off"));
+}
