@@ -195,6 +195,9 @@ async fn serve(
     target: &route::Target,
     body: Body,
 ) -> Fetched {
+    if let Err(why) = route::check_path(&target.path) {
+        return refuse(StatusCode::BAD_REQUEST, &why);
+    }
     if let Err(why) = client.check_scope(&parts.method, &target.path) {
         return refuse(StatusCode::FORBIDDEN, &why);
     }

@@ -47,6 +47,27 @@ pub fn target(uri: &Uri) -> Target {
     }
 }
 
+/// Refuses paths an HTTP library would rewrite before GitHub sees them:
+/// dot segments (`..`, `.`, also percent-encoded) and encoded slashes or
+/// backslashes. Scopes and owners are checked on the path as sent, so
+/// `/repos/acme/x/../../other/secret` must never reach the upstream URL,
+/// where it would become `/repos/other/secret`.
+pub fn check_path(path: &str) -> Result<(), String> {
+    for seg in path.split('/') {
+        let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
+        let bad = decoded == "."
+            || decoded == ".."
+            || decoded.contains(['/', '\\'])
+            || decoded.chars().any(char::is_control);
+        if bad {
+            return Err(format!(
+                "gatehouse: path segment {seg:?} is not allowed (dot segments and encoded slashes are refused)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `/repos/{owner}/{repo}/...`, `/orgs/{org}/...`, `/users/{user}/...`,
 /// `/networks/{owner}/{repo}/...`; other paths name no owner.
 fn owner_of(path: &str) -> Option<String> {
@@ -68,6 +89,28 @@ mod tests {
 
     fn t(s: &str) -> Target {
         target(&s.parse().unwrap())
+    }
+
+    #[test]
+    fn dot_segments_and_encoded_slashes_are_refused() {
+        for bad in [
+            "/repos/acme/x/../../other/secret",
+            "/repos/acme/x/%2e%2e/%2E%2E/user",
+            "/repos/acme/./x",
+            "/repos/acme%2Fx/y",
+            "/repos/acme/x%5C..%5Cy",
+            "/repos/acme/x/%00",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "/repos/acme/x.y/pulls",
+            "/user",
+            "/",
+            "/repos/a/b/contents/dir/file..txt",
+        ] {
+            assert!(check_path(good).is_ok(), "{good}");
+        }
     }
 
     #[test]
