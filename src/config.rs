@@ -231,6 +231,10 @@ pub struct GithubConfig {
     /// When every candidate is spent but one resets within this many
     /// seconds, wait for it instead of answering 403 at once.
     pub max_wait_secs: u64,
+    /// One request to GitHub (connect, send, whole answer) may take this
+    /// long; then it fails, so a hung GitHub cannot hold a caller, a
+    /// credential's lane or a recovery walk.
+    pub timeout_secs: u64,
     /// Repository and organisation webhooks whose delivery logs recovery
     /// walks (with a pool credential for `owner`).
     pub hooks: Vec<GithubHookConfig>,
@@ -255,6 +259,7 @@ impl Default for GithubConfig {
             max_queue: 256,
             reserve: 0,
             max_wait_secs: 0,
+            timeout_secs: 30,
             hooks: Vec::new(),
         }
     }
@@ -640,6 +645,9 @@ impl Config {
         }
         if !(1..=100).contains(&r.per_page) {
             return Err(("recovery.per_page", "must be between 1 and 100".into()));
+        }
+        if self.github.timeout_secs == 0 {
+            return Err(("github.timeout_secs", "must be at least 1".into()));
         }
         let admin = &self.admin;
         if admin.session_idle_minutes == 0 || admin.login_attempts_per_minute == 0 {

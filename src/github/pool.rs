@@ -314,6 +314,8 @@ impl Pool {
         Ok(Pool {
             http: reqwest::Client::builder()
                 .user_agent("gatehouse")
+                .connect_timeout(Duration::from_secs(cfg.timeout_secs.min(10)))
+                .timeout(Duration::from_secs(cfg.timeout_secs))
                 .build()
                 .map_err(|e| PoolError::Config(e.to_string()))?,
             api: cfg.api_url.trim_end_matches('/').to_string(),
