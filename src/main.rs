@@ -59,6 +59,13 @@ enum Command {
         #[command(subcommand)]
         action: ClientsCmd,
     },
+    /// Write a consistent copy of the journal to PATH while it runs (a new
+    /// file; checked with integrity_check before it gets its name).
+    Backup {
+        #[arg(long, env = "GATEHOUSE_CONFIG")]
+        config: Option<PathBuf>,
+        path: PathBuf,
+    },
     /// The admin UI: `set-password` writes the hash of a new login password.
     Admin {
         #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
@@ -238,6 +245,10 @@ fn main() -> ExitCode {
         }
         Command::Github { config, action } => github(config, action),
         Command::Clients { config, action } => operate(config, |_, conn| clients(conn, action)),
+        Command::Backup { config, path } => operate(config, |config, conn| {
+            gatehouse::cli::backup::backup(conn, &config.storage.path, &path)
+                .map_err(control::ControlError::Invalid)
+        }),
         Command::Admin {
             config,
             action: AdminCmd::SetPassword { print, output },

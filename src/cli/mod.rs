@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod admin;
+pub mod backup;
 pub mod recovery;
 
 /// `--json` output: pretty-printed, one document.
