@@ -246,7 +246,10 @@ fn payload_view(kind: &str, body: &[u8]) -> (Vec<Section>, Option<String>, Optio
         Err(_) => (
             vec![],
             Some(String::from_utf8_lossy(body).into_owned()),
-            Some("Not JSON: shown as text.".into()),
+            Some(
+                "Not shown as JSON (not JSON, or nested deeper than 128 levels): shown as text."
+                    .into(),
+            ),
         ),
     }
 }

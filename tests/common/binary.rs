@@ -53,9 +53,9 @@ impl Server {
     pub fn start_args(args: &[&str], cwd: Option<&Path>, env: &[(&str, &Path)]) -> Server {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
-            .envs(env.iter().copied())
             .env_remove("GATEHOUSE_CONFIG")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

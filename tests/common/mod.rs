@@ -8,6 +8,7 @@ pub mod admin;
 pub mod binary;
 pub mod consumer;
 pub mod hub;
+pub mod load;
 
 use std::path::{Path, PathBuf};
 

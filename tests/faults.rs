@@ -1,0 +1,688 @@
+//! Faults against the real binary: a backup of a live journal, slow and
+//! hostile clients, hostile input. Every load loop is bounded in count and
+//! time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::binary::{self, Server};
+use common::load::{drive, integrity_ok, journaled};
+use common::{Delivery, TestApp, compact, count};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backup_of_a_live_journal_is_consistent_and_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gatehouse.db");
+    let config = binary::write_config(dir.path(), &db, "");
+    let cfg = config.to_str().unwrap().to_string();
+    let server = Server::start(&config);
+    // Some deliveries before, then a backup while 8 senders keep going.
+    let before = drive(&server.base, 300, 8, "before", |_| {}).await;
+    assert_eq!(before.failed, 0);
+    let copy = dir.path().join("backup/copy.db");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    let during = {
+        let base = server.base.clone();
+        tokio::spawn(async move { drive(&base, 3000, 8, "during", |_| {}).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, out) = tokio::task::spawn_blocking({
+        let (cfg, copy) = (cfg.clone(), copy.clone());
+        move || binary::run(&["backup", "--config", &cfg, copy.to_str().unwrap()], None)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("integrity ok"), "{out}");
+    let during = during.await.unwrap();
+    assert_eq!(during.failed, 0, "ingest went on during the backup");
+
+    // The copy is whole: it opens, passes the check, holds everything
+    // acknowledged before the backup began, and nothing the live journal
+    // does not (a snapshot, not a mix).
+    integrity_ok(&copy);
+    let copied = journaled(&copy);
+    for guid in &before.acked {
+        assert_eq!(copied.get(guid), Some(&1), "{guid}");
+    }
+    let live = journaled(&db);
+    assert!(copied.keys().all(|g| live.contains_key(g)));
+    assert!(
+        copied.len() < live.len(),
+        "the copy is a snapshot taken mid-load"
+    );
+    assert!(!dir.path().join("backup/copy.db.partial").exists());
+
+    // A backup never overwrites.
+    let (status, out) = binary::run(&["backup", "--config", &cfg, copy.to_str().unwrap()], None);
+    assert!(!status.success());
+    assert!(out.contains("never overwrites"), "{out}");
+    drop(server);
+
+    // Restore: the copy in place of the journal serves, and still knows
+    // what it holds (a repeat is a duplicate).
+    let restored = dir.path().join("restored");
+    std::fs::create_dir_all(&restored).unwrap();
+    std::fs::copy(&copy, restored.join("gatehouse.db")).unwrap();
+    let config = binary::write_config(&restored, &restored.join("gatehouse.db"), "");
+    let server = Server::start(&config);
+    let body = compact(&common::fixtures().join("payloads/ping/payload.json"));
+    let client = reqwest::Client::new();
+    let again = Delivery::json("ping", &before.acked[0], body.clone())
+        .send(&client, &server.base)
+        .await
+        .unwrap();
+    // Same hook id and GUID as journaled: a duplicate whatever its event.
+    assert_eq!(again.status(), 200);
+    let new = Delivery::json("ping", "after-restore", body)
+        .send(&client, &server.base)
+        .await
+        .unwrap();
+    assert_eq!(new.status(), 202);
+}
+
+/// A raw HTTP/1.1 request with a signed body and any header bytes.
+fn raw_delivery(event: &[u8], guid: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut r = Vec::new();
+    r.extend_from_slice(b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: ");
+    r.extend_from_slice(event);
+    r.extend_from_slice(b"\r\nX-GitHub-Delivery: ");
+    r.extend_from_slice(guid);
+    r.extend_from_slice(b"\r\nX-Hub-Signature-256: ");
+    r.extend_from_slice(common::sign(common::SECRET, body).as_bytes());
+    r.extend_from_slice(
+        format!(
+            "\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    r.extend_from_slice(body);
+    r
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn hostile_requests_get_clear_errors_and_change_nothing_else() {
+    let t = TestApp::spawn().await;
+    let healthy = |t: &TestApp| {
+        let url = format!("{}/healthz", t.base);
+        let c = t.client.clone();
+        async move { c.get(url).send().await.unwrap().status() == 200 }
+    };
+
+    // A megabyte of header: refused before any handler runs.
+    let mut big = b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 1 << 20));
+    big.extend_from_slice(b"\r\n\r\n");
+    let r = common::raw_http(&t.base, &big).await;
+    assert!(r.is_empty() || status_of(&r) == 431, "{r}");
+    assert!(healthy(&t).await);
+
+    // Invalid UTF-8 in the event header, correctly signed: 400, kept out.
+    let body = compact(&common::fixtures().join("payloads/ping/payload.json"));
+    let r = common::raw_http(&t.base, &raw_delivery(b"pu\xff\xfesh", b"bad-utf8", &body)).await;
+    assert_eq!(status_of(&r), 400, "{r}");
+    assert!(r.to_lowercase().contains("x-github-event"), "{r}");
+
+    // JSON nested 100,000 deep: signed, so journaled (invariant 7), marked
+    // unparseable; no stack overflow anywhere that reads it.
+    let deep = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+    let d = Delivery::json("workflow_job", "deep", deep.into_bytes());
+    assert_eq!(t.send(&d).await.status(), 202);
+    // 200,000 fields in one object.
+    let mut wide = String::from("{");
+    for i in 0..200_000 {
+        wide.push_str(&format!("\"k{i}\":{i},"));
+    }
+    wide.push_str("\"repository\":{\"full_name\":\"a/b\",\"owner\":{\"login\":\"a\"}}}");
+    let d = Delivery::json("push", "wide", wide.into_bytes());
+    assert_eq!(t.send(&d).await.status(), 202);
+
+    // SQL metacharacters in every header we store: kept verbatim. (Header
+    // values must be visible ASCII without spaces, as GitHub's are; others
+    // get a 400 that names the header.)
+    let evil = "x');DROP/**/TABLE/**/deliveries;--\"";
+    let event = "push';--";
+    let spaced = Delivery::json("push' OR '1'='1", "spaced", body.clone());
+    let r = t.send(&spaced).await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .to_lowercase()
+            .contains("x-github-event")
+    );
+    let d = Delivery::json(event, evil, body.clone()).hook(evil);
+    assert_eq!(t.send(&d).await.status(), 202);
+
+    let db = t.db();
+    // Ingest and the Actions sink read named fields and skip the rest
+    // without recursing; the sink makes it a dead letter with its reason.
+    // (The admin page below parses it whole and meets serde_json's depth
+    // limit: it shows the raw text.)
+    common::wait_until(
+        "the deep payload's Actions job settled",
+        Duration::from_secs(15),
+        || {
+            count(
+                &db,
+                "SELECT COUNT(*) FROM jobs j JOIN deliveries d ON d.id = j.delivery_id
+                    WHERE d.guid = 'deep' AND j.state = 'dead'",
+            ) == 1
+        },
+    )
+    .await;
+    let why: String = db
+        .query_row(
+            "SELECT a.error FROM attempts a JOIN jobs j ON j.id = a.job_id
+             JOIN deliveries d ON d.id = j.delivery_id WHERE d.guid = 'deep'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(why.contains("no repository"), "{why}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM deliveries WHERE guid = 'wide' AND parse_status = 'ok'"
+        ),
+        1
+    );
+    let (guid, ev, hook): (String, String, String) = db
+        .query_row(
+            "SELECT guid, event, hook_id FROM deliveries WHERE hook_id = ?1",
+            [evil],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (guid.as_str(), ev.as_str(), hook.as_str()),
+        (evil, event, evil)
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM deliveries"), 3);
+
+    // The admin UI finds and shows each of them, escaped.
+    let admin = common::admin::Admin::login(&t.base).await;
+    let q = form_urlencoded::Serializer::new(String::new())
+        .append_pair("guid", evil)
+        .finish();
+    let list = admin.get(&format!("/admin/deliveries?{q}")).await;
+    assert_eq!(list.status, 200);
+    assert!(
+        list.body
+            .contains("x&#39;);DROP/**/TABLE/**/deliveries;--&#34;"),
+        "{}",
+        list.body
+    );
+    for id in 1..=3 {
+        assert_eq!(
+            admin.get(&format!("/admin/deliveries/{id}")).await.status,
+            200,
+            "{id}"
+        );
+    }
+    assert!(healthy(&t).await);
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_a_connection_cap_holds() {
+    let t = TestApp::spawn_with(|c| {
+        c.server.header_timeout_secs = 1;
+        c.server.body_timeout_secs = 2;
+        c.server.max_connections = 8;
+    })
+    .await;
+    let addr = t.base.trim_start_matches("http://").to_string();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // Slowloris: headers a byte at a time never finish; the connection is
+    // closed at the header deadline.
+    let started = std::time::Instant::now();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let mut closed = false;
+    for (i, b) in request.iter().cycle().take(200).enumerate() {
+        if s.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        if i % 10 == 0 {
+            let mut buf = [0u8; 256];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await
+                && n == 0
+            {
+                closed = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(closed, "the slow header was cut");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A body that trickles in: 408 at the body deadline.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = compact(&common::fixtures().join("payloads/ping/payload.json"));
+    let full = raw_delivery(b"ping", b"trickle", &body);
+    let head_len = full.len() - body.len();
+    s.write_all(&full[..head_len]).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    for b in &body[..body.len() / 2] {
+        if s.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if started.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await
+            && n > 0
+        {
+            answer.extend_from_slice(&buf[..n]);
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), 408, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(count(&t.db(), "SELECT COUNT(*) FROM deliveries"), 0);
+
+    // The cap: 8 idle connections hold every slot; a ninth waits in the
+    // kernel's backlog and is served once the header deadline frees one.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let r = t
+        .client
+        .get(format!("{}/healthz", t.base))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500),
+        "served at once past the cap: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    drop(idle);
+}
+
+/// fakehub with octo-org, its App installed there, and these faults.
+async fn hub_with(faults: Vec<fakehub::config::FaultConfig>) -> fakehub::FakeHub {
+    let mut c = fakehub::Config::default()
+        .org("octo-org", &["widgets"])
+        .org("other-org", &["secret"])
+        .app(
+            101,
+            &common::hub::key("app-a.pub.pem"),
+            &[(11, "octo-org"), (12, "other-org")],
+        );
+    c.fixtures = Some(common::fixtures());
+    for f in faults {
+        c = c.fault(f);
+    }
+    fakehub::FakeHub::start(c).await.unwrap()
+}
+
+/// gatehouse with a gateway on `hub` (GitHub timeout `timeout_secs`) and a
+/// client for octo-org with these scopes; returns it, the gateway's base
+/// URL and the client's token.
+async fn gateway_on(
+    hub: &fakehub::FakeHub,
+    timeout_secs: u64,
+    scopes: &[&str],
+) -> (TestApp, String, String) {
+    let github = common::hub::github_config(hub, &[(101, "app-a.pem")], &[]);
+    let t = TestApp::spawn_with(|c| {
+        c.github = github;
+        c.github.timeout_secs = timeout_secs;
+        c.recovery.enabled = false;
+        c.gateway = Some(gatehouse::config::GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        });
+    })
+    .await;
+    let token = {
+        let conn = gatehouse::control::open(&t.db_path).unwrap();
+        gatehouse::gateway::clients::add(
+            &conn,
+            "ci",
+            &scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            &["octo-org".to_string()],
+            gatehouse::clock::now_ms(),
+        )
+        .unwrap()
+    };
+    let gw = format!("http://{}", t.app.gateway_addr().unwrap());
+    (t, gw, token)
+}
+
+#[tokio::test]
+async fn gateway_paths_cannot_step_out_of_their_scope() {
+    let hub = hub_with(vec![]).await;
+    let (_t, gw, token) = gateway_on(&hub, 30, &["GET /repos/octo-org/.*"]).await;
+    let ok = reqwest::Client::new()
+        .get(format!("{gw}/repos/octo-org/widgets"))
+        .header("authorization", format!("token {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let requests = || -> u64 {
+        hub.hub()
+            .limits
+            .stats()
+            .tokens
+            .values()
+            .map(|u| u.requests)
+            .sum()
+    };
+    let before = requests();
+    for path in [
+        "/repos/octo-org/widgets/../../other-org/secret",
+        "/repos/octo-org/widgets/%2e%2e/%2E%2E/other-org/secret",
+        "/repos/octo-org/widgets/..%2f..%2fother-org%2fsecret",
+        "/repos/octo-org/./widgets",
+        "/api/v3/repos/octo-org/widgets/../../../user",
+    ] {
+        // Sent raw: HTTP libraries would resolve the dots themselves.
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: token {token}\r\nConnection: close\r\n\r\n"
+        );
+        let r = common::raw_http(&gw, req.as_bytes()).await;
+        assert_eq!(status_of(&r), 400, "{path}: {r}");
+        assert!(r.contains("not allowed"), "{r}");
+    }
+    // Nothing of that reached GitHub.
+    assert_eq!(requests(), before);
+}
+
+#[tokio::test]
+async fn a_slow_or_failing_github_gets_callers_timely_answers() {
+    let mut slow = fakehub::config::FaultConfig::new("GET /orgs/octo-org");
+    slow.latency_ms = 5_000;
+    let mut flaky = fakehub::config::FaultConfig::new("GET /repos/octo-org/widgets/issues");
+    flaky.error_rate = 0.5;
+    flaky.error_status = 502;
+    let hub = hub_with(vec![slow, flaky]).await;
+    let (t, gw, token) = gateway_on(&hub, 2, &[]).await;
+    let http = reqwest::Client::new();
+    let get = move |path: String| {
+        let (http, gw, token) = (http.clone(), gw.clone(), token.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let r = http
+                .get(format!("{gw}{path}"))
+                .header("authorization", format!("token {token}"))
+                .timeout(Duration::from_secs(20))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), started.elapsed())
+        }
+    };
+    // A GitHub that takes 5 s is cut at the 2 s timeout: the caller hears
+    // 502 in about that, not 5 s.
+    let (status, took) = get("/orgs/octo-org".into()).await;
+    assert_eq!(status, 502);
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    // Half the answers 502: every call is answered, each passes through.
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..20 {
+        let (status, took) = get("/repos/octo-org/widgets/issues".into()).await;
+        assert!(took < Duration::from_secs(4), "{took:?}");
+        *seen.entry(status).or_insert(0) += 1;
+    }
+    assert!(seen.keys().all(|s| [200, 502].contains(s)), "{seen:?}");
+    assert!(
+        seen.contains_key(&200) && seen.contains_key(&502),
+        "{seen:?}"
+    );
+    // Nothing waits after: a clean stop in time.
+    let started = std::time::Instant::now();
+    t.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_secret_reaches_the_logs_of_a_full_run() {
+    use common::admin::Admin;
+    let hub = hub_with(vec![]).await;
+    let consumer = common::consumer::start(Duration::ZERO, common::consumer::always(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = format!("{}/fakehub/testdata/app-a.pem", env!("CARGO_MANIFEST_DIR"));
+    let admin_password = "a very secret admin password";
+    let route_secret = "route-secret-value-77";
+    let extra = format!(
+        "[log]\nformat = \"json\"\nlevel = \"debug\"\n\
+         [[routes]]\nname = \"ci\"\nurl = {:?}\nsecret = {route_secret:?}\n\
+         [github]\napi_url = {:?}\n[[github.apps]]\nid = 101\nprivate_key_file = {key_file:?}\n\
+         [gateway]\nlisten = \"127.0.0.1:0\"\n\
+         [admin]\npassword_hash = {:?}\n",
+        consumer.url,
+        hub.url().to_string(),
+        gatehouse::admin::password::hash(admin_password),
+    );
+    let config = binary::write_config(dir.path(), &dir.path().join("g.db"), &extra);
+    let mut server = Server::start_args(
+        &["serve", "--config", config.to_str().unwrap()],
+        None,
+        &[("RUST_LOG", std::path::Path::new("debug"))],
+    );
+    let client_token = {
+        let conn = gatehouse::control::open(&dir.path().join("g.db")).unwrap();
+        gatehouse::gateway::clients::add(&conn, "ci", &[], &[], gatehouse::clock::now_ms()).unwrap()
+    };
+    // Every part at work: ingest (a good and a badly signed delivery),
+    // forwarding (re-signed), the gateway (an installation token minted),
+    // recovery (the App's JWT), the admin login (wrong, then right).
+    let http = reqwest::Client::new();
+    let body = compact(&common::fixtures().join("payloads/push/payload.json"));
+    let good = Delivery::json("push", "logs-1", body.clone());
+    assert_eq!(good.send(&http, &server.base).await.unwrap().status(), 202);
+    let bad = Delivery::json("push", "logs-2", body).signed_with("wrong");
+    assert_eq!(bad.send(&http, &server.base).await.unwrap().status(), 401);
+    consumer
+        .wait_for("the forward", Duration::from_secs(15), |a| !a.is_empty())
+        .await;
+    let gw = format!("http://{}", server.gateway_addr().unwrap());
+    let r = http
+        .get(format!("{gw}/repos/octo-org/widgets"))
+        .header("authorization", format!("token {client_token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut admin = Admin::anonymous(&server.base);
+    assert_eq!(admin.try_login("not the password at all").await.status, 401);
+    assert_eq!(admin.try_login(admin_password).await.status, 303);
+    let session = admin.session.clone().unwrap();
+    let walked = {
+        let db = dir.path().join("g.db");
+        move || {
+            count(
+                &common::open_db(&db),
+                "SELECT COUNT(*) FROM recovery_walks WHERE state = 'complete'",
+            ) >= 1
+        }
+    };
+    common::wait_until("a recovery walk", Duration::from_secs(15), walked).await;
+    assert!(server.terminate().success());
+
+    let output = server.output();
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    // The installation tokens fakehub minted for gatehouse, by value.
+    let minted: Vec<String> = hub.hub().limits.stats().tokens.keys().cloned().collect();
+    assert!(minted.iter().any(|t| t.starts_with("ghs_")), "{minted:?}");
+    let mut secrets = vec![
+        common::SECRET.to_string(),
+        route_secret.to_string(),
+        admin_password.to_string(),
+        client_token.clone(),
+        session.trim_start_matches("gatehouse_session=").to_string(),
+        key.lines().nth(1).unwrap().to_string(),
+        "ghs_".to_string(),
+        "eyJ".to_string(),
+    ];
+    secrets.extend(minted.into_iter().filter(|c| c.starts_with("ghs_")));
+    for secret in &secrets {
+        assert!(
+            !output.contains(secret.as_str()),
+            "{secret:?} reached the logs"
+        );
+    }
+    assert!(
+        output.lines().count() > 20,
+        "debug logs were written: {output}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_kill_9s_under_mixed_load_lose_nothing_acknowledged() {
+    let hub = hub_with(vec![]).await;
+    let consumer = common::consumer::start(Duration::ZERO, common::consumer::always(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    let key_file = format!("{}/fakehub/testdata/app-a.pem", env!("CARGO_MANIFEST_DIR"));
+    let extra = format!(
+        "[[routes]]\nname = \"ci\"\nurl = {:?}\n\
+         [github]\napi_url = {:?}\n[[github.apps]]\nid = 101\nprivate_key_file = {key_file:?}\n\
+         [gateway]\nlisten = \"127.0.0.1:0\"\n[recovery]\nenabled = false\n",
+        consumer.url,
+        hub.url().to_string(),
+    );
+    let config = binary::write_config(dir.path(), &db, &extra);
+    let token = {
+        // The first start makes the journal; the client is added beside it.
+        let mut s = Server::start(&config);
+        let conn = gatehouse::control::open(&db).unwrap();
+        let t = gatehouse::gateway::clients::add(&conn, "ci", &[], &[], gatehouse::clock::now_ms())
+            .unwrap();
+        assert!(s.terminate().success());
+        t
+    };
+    let mut acked_all: Vec<String> = Vec::new();
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    for round in 0..20 {
+        let mut server = Server::start(&config);
+        let gw = format!("http://{}", server.gateway_addr().unwrap());
+        let ingest = {
+            let base = server.base.clone();
+            tokio::spawn(async move { drive(&base, 2_000, 6, &format!("r{round}"), |_| {}).await })
+        };
+        let gateway = {
+            let token = token.clone();
+            tokio::spawn(async move {
+                let http = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                for _ in 0..200 {
+                    let r = http
+                        .get(format!("{gw}/repos/octo-org/widgets"))
+                        .header("authorization", format!("token {token}"))
+                        .send()
+                        .await;
+                    if r.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        // A random point: 200-1,200 ms into the load.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tokio::time::sleep(Duration::from_millis(200 + rng % 1000)).await;
+        server.kill9();
+        let load = ingest.await.unwrap();
+        let _ = gateway.await;
+        integrity_ok(&db);
+        let rows = journaled(&db);
+        for guid in &load.acked {
+            assert_eq!(
+                rows.get(guid),
+                Some(&1),
+                "round {round}: acked {guid} missing"
+            );
+        }
+        acked_all.extend(load.acked);
+        // Every journaled delivery has exactly its one job.
+        let conn = common::open_db(&db);
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.id AND j.sink = 'ci')"
+            ),
+            0,
+            "round {round}"
+        );
+    }
+    assert!(
+        acked_all.len() > 1_000,
+        "{} acked over 20 rounds",
+        acked_all.len()
+    );
+
+    // One more start drains the backlog: every delivery reaches the
+    // consumer, at least once, and per organisation in journal order.
+    let server = Server::start(&config);
+    let conn = common::open_db(&db);
+    let total = count(&conn, "SELECT COUNT(*) FROM deliveries") as usize;
+    common::wait_until("the backlog drained", Duration::from_secs(120), || {
+        count(&conn, "SELECT COUNT(*) FROM jobs WHERE state != 'done'") == 0
+    })
+    .await;
+    let arrivals = consumer.arrivals();
+    let mut first: std::collections::HashMap<String, usize> = Default::default();
+    for (i, a) in arrivals.iter().enumerate() {
+        first.entry(a.guid.clone()).or_insert(i);
+    }
+    assert_eq!(first.len(), total, "every delivery forwarded");
+    let mut st = conn
+        .prepare("SELECT guid, partition_key FROM deliveries ORDER BY id")
+        .unwrap();
+    let mut last: std::collections::HashMap<String, usize> = Default::default();
+    for row in st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+    {
+        let (guid, org) = row.unwrap();
+        let at = first[&guid];
+        if let Some(prev) = last.insert(org.clone(), at) {
+            assert!(
+                prev < at,
+                "{org}: {guid} was first forwarded before an earlier delivery"
+            );
+        }
+    }
+    drop(server);
+}
