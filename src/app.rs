@@ -294,6 +294,7 @@ async fn gateway(
         cache: Arc::new(cache),
         config: gw.clone(),
         inflight: Default::default(),
+        throttle: crate::throttle::Throttle::new(gw.auth_failures_per_minute),
     });
     Ok((listener, state))
 }

@@ -171,6 +171,9 @@ pub struct GatewayConfig {
     pub cache_max_bytes: u64,
     /// Paths served from the cache without asking GitHub for a while.
     pub fresh: Vec<FreshRule>,
+    /// Requests with a bad token allowed per client address per minute;
+    /// past it the address gets 429 without its token being looked at.
+    pub auth_failures_per_minute: u32,
 }
 
 /// Serve answers for paths matching `path` (a regex on the path and query)
@@ -194,6 +197,7 @@ impl Default for GatewayConfig {
             cache_path: PathBuf::new(),
             cache_max_bytes: 256 * 1024 * 1024,
             fresh: Vec::new(),
+            auth_failures_per_minute: 20,
         }
     }
 }

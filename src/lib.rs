@@ -22,3 +22,4 @@ pub mod server;
 pub mod shutdown;
 pub mod sinks;
 pub mod systemd;
+pub mod throttle;

@@ -745,3 +745,38 @@ async fn a_backlog_built_while_the_consumer_was_down_drains_in_order() {
     }
     assert_eq!(seen.len(), 2_000);
 }
+
+#[tokio::test]
+async fn guessing_gateway_tokens_is_throttled_per_address() {
+    let hub = hub_with(vec![]).await;
+    let (t, gw, token) = gateway_on(&hub, 30, &[]).await;
+    assert_eq!(t.app_config().gateway.unwrap().auth_failures_per_minute, 20);
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    let (guesser, other) = (from("127.0.0.2"), from("127.0.0.3"));
+    let get = |c: &reqwest::Client, token: &str| {
+        c.get(format!("{gw}/repos/octo-org/widgets"))
+            .header("authorization", format!("token {token}"))
+            .send()
+    };
+    for i in 0..20 {
+        let r = get(&guesser, &format!("ghp_guess{i:036}")).await.unwrap();
+        assert_eq!(r.status(), 401, "guess {i}");
+    }
+    // Now even a real token is refused from that address, with a wait.
+    let r = get(&guesser, &token).await.unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=61).contains(&wait), "{wait}");
+    assert!(r.text().await.unwrap().contains("too many bad tokens"));
+    // Others are not affected.
+    assert_eq!(get(&other, &token).await.unwrap().status(), 200);
+}

@@ -13,12 +13,10 @@ use subtle::ConstantTimeEq;
 
 use super::password;
 use crate::config::AdminConfig;
+use crate::throttle::Throttle;
 
 /// Sessions are few (operators); this bounds memory against a flood of logins.
 const MAX_SESSIONS: usize = 1_000;
-/// Addresses whose failures are remembered; the oldest are forgotten first.
-const MAX_THROTTLED: usize = 10_000;
-const WINDOW: Duration = Duration::from_secs(60);
 
 pub struct Auth {
     /// Read at each login, so `gatehouse admin set-password` takes effect
@@ -26,11 +24,10 @@ pub struct Auth {
     config: AdminConfig,
     db_path: PathBuf,
     idle: Duration,
-    attempts_per_minute: u32,
     /// SHA-256 of the cookie token → session, so the map holds no usable
     /// token.
     sessions: Mutex<HashMap<[u8; 32], Session>>,
-    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+    throttle: Throttle,
 }
 
 struct Session {
@@ -50,11 +47,10 @@ impl Auth {
     pub fn new(config: AdminConfig, db_path: &Path) -> Auth {
         Auth {
             idle: Duration::from_secs(config.session_idle_minutes * 60),
-            attempts_per_minute: config.login_attempts_per_minute,
+            throttle: Throttle::new(config.login_attempts_per_minute),
             config,
             db_path: db_path.to_path_buf(),
             sessions: Mutex::default(),
-            failures: Mutex::default(),
         }
     }
 
@@ -80,39 +76,18 @@ impl Auth {
         let Some(hash) = self.hash() else {
             return Err(LoginError::NoPassword);
         };
-        if let Some(wait) = self.throttled(from) {
+        if let Some(wait) = self.throttle.wait(from) {
             return Err(LoginError::Throttled(wait));
         }
         let ok = tokio::task::spawn_blocking(move || password::verify(&hash, &given))
             .await
             .unwrap_or(false);
         if !ok {
-            self.fail(from);
+            self.throttle.fail(from);
             return Err(LoginError::Wrong);
         }
-        self.failures.lock().expect("lock").remove(&from);
+        self.throttle.forgive(from);
         Ok(self.open())
-    }
-
-    fn throttled(&self, from: IpAddr) -> Option<Duration> {
-        let mut failures = self.failures.lock().expect("lock");
-        let now = Instant::now();
-        let list = failures.get_mut(&from)?;
-        list.retain(|t| now.duration_since(*t) < WINDOW);
-        if list.len() < self.attempts_per_minute as usize {
-            return None;
-        }
-        let oldest = list.first().copied()?;
-        Some(WINDOW.saturating_sub(now.duration_since(oldest)) + Duration::from_secs(1))
-    }
-
-    fn fail(&self, from: IpAddr) {
-        let mut failures = self.failures.lock().expect("lock");
-        let now = Instant::now();
-        if failures.len() >= MAX_THROTTLED {
-            failures.retain(|_, l| l.last().is_some_and(|t| now.duration_since(*t) < WINDOW));
-        }
-        failures.entry(from).or_default().push(now);
     }
 
     fn open(&self) -> String {

@@ -41,6 +41,8 @@ pub struct GatewayState {
     pub usage: Arc<Recorder>,
     pub config: GatewayConfig,
     pub inflight: Inflight,
+    /// Bad tokens per client address.
+    pub throttle: crate::throttle::Throttle,
 }
 
 pub fn router(state: Arc<GatewayState>) -> Router {
@@ -61,7 +63,12 @@ async fn handle(State(s): State<Arc<GatewayState>>, req: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let target = route::target(&parts.uri);
-    let client = match authenticate(&s, &parts.headers).await {
+    // Set by our listener; without it all such requests share one throttle.
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    let client = match authenticate(&s, &parts.headers, peer).await {
         Ok(c) => c,
         Err(refusal) => {
             return finish(&s, UNAUTHENTICATED, &parts, target.prefix, refusal, started);
@@ -155,8 +162,37 @@ fn base_url(config: &GatewayConfig, parts: &Parts, prefix: &str) -> String {
     format!("http://{host}{prefix}")
 }
 
-/// The client holding the request's token (`token X` or `Bearer X`).
-async fn authenticate(s: &GatewayState, h: &HeaderMap) -> Result<Client, Fetched> {
+/// The client holding the request's token (`token X` or `Bearer X`). An
+/// address that sent too many bad tokens is refused first: tokens are
+/// compared by their SHA-256 (one index probe), so no timing tells a
+/// guesser anything, and the throttle makes guessing slow besides.
+async fn authenticate(
+    s: &GatewayState,
+    h: &HeaderMap,
+    peer: std::net::IpAddr,
+) -> Result<Client, Fetched> {
+    if let Some(wait) = s.throttle.wait(peer) {
+        let mut f = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "gatehouse: too many bad tokens from your address; retry in {} s",
+                wait.as_secs()
+            ),
+        );
+        f.headers
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+        return Err(f);
+    }
+    let refused = authenticate_token(s, h).await;
+    if let Err(f) = &refused
+        && f.status == StatusCode::UNAUTHORIZED
+    {
+        s.throttle.fail(peer);
+    }
+    refused
+}
+
+async fn authenticate_token(s: &GatewayState, h: &HeaderMap) -> Result<Client, Fetched> {
     let Some(auth) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Err(refuse(StatusCode::UNAUTHORIZED, "Requires authentication"));
     };
