@@ -12,7 +12,9 @@
 //!   1. throughput: `--connections` closed-loop senders for `--seconds`;
 //!   2. steady: an open-loop `--rate` deliveries/s for `--seconds`, latency
 //!      measured from each request's scheduled time (no coordinated omission);
-//!   3. large: one 25 MB push delivery.
+//!   3. large: one 25 MB push delivery;
+//!   4. retention (not in the default list): the steady load while the
+//!      retention task prunes 100,000 expired deliveries, then again after.
 //!
 //! Every loop is bounded by count and time and stops by itself.
 
@@ -195,8 +197,15 @@ async fn throughput(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String
 
 /// Open loop: requests are scheduled at a fixed rate whatever the server
 /// does; latency counts from the scheduled time.
-async fn steady(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String)>>) {
-    let server = Server::start(&args.data_dir.join("steady"), "");
+/// Open loop: deliveries at `args.rate`/s for `args.seconds` against a
+/// running server, latency measured from each one's scheduled time (no
+/// coordinated omission). GUIDs start at `first`.
+async fn open_loop(
+    args: &Args,
+    base: &str,
+    payloads: Arc<Vec<(String, bytes::Bytes, String)>>,
+    first: u64,
+) -> Sample {
     let client = client(args.connections);
     let slots = Arc::new(tokio::sync::Semaphore::new(args.connections));
     let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -211,7 +220,7 @@ async fn steady(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String)>>)
         tokio::time::sleep_until(scheduled.into()).await;
         let (client, base, slots, latencies, errors, bytes, payloads) = (
             client.clone(),
-            server.base.clone(),
+            base.to_string(),
             slots.clone(),
             latencies.clone(),
             errors.clone(),
@@ -221,7 +230,7 @@ async fn steady(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String)>>)
         tasks.push(tokio::spawn(async move {
             let _slot = slots.acquire().await.unwrap();
             let p = &payloads[i as usize % payloads.len()];
-            if send(&client, &base, i, p).await {
+            if send(&client, &base, first + i, p).await {
                 latencies.lock().unwrap().push(scheduled.elapsed());
                 bytes.fetch_add(p.1.len() as u64, Ordering::Relaxed);
             } else {
@@ -232,20 +241,137 @@ async fn steady(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String)>>)
     for t in tasks {
         t.await.unwrap();
     }
-    let mut s = Sample {
+    Sample {
         latencies: std::mem::take(&mut *latencies.lock().unwrap()),
         errors: errors.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
         bytes: bytes.load(Ordering::Relaxed),
-    };
+    }
+}
+
+async fn steady(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String)>>) {
+    let server = Server::start(&args.data_dir.join("steady"), "");
+    let mut s = open_loop(args, &server.base, payloads, 0).await;
     let rss = server.peak_rss_mb();
     print_batches(&server.base).await;
     report("steady", &mut s, rss);
     server.stop();
 }
 
-/// One 25 MB delivery: a real push payload whose commit list is repeated
-/// until the body is just under GitHub's 25 MB cap.
+/// How many old deliveries the retention phase starts with.
+const OLD_DELIVERIES: u64 = 100_000;
+
+/// Open-loop ingest while retention prunes 100,000 expired deliveries
+/// (real payloads, each with a done job and its attempt, received 40 days
+/// ago: past the default 30), then the same once pruning is over.
+async fn retention(args: &Args, payloads: Arc<Vec<(String, bytes::Bytes, String)>>) {
+    let dir = args.data_dir.join("retention");
+    Server::start(&dir, "").stop();
+    let db = dir.join("gatehouse.db");
+    let filled = Instant::now();
+    {
+        let mut conn = rusqlite::Connection::open(&db).unwrap();
+        conn.pragma_update(None, "synchronous", "OFF").unwrap();
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 40 * 86_400_000;
+        let tx = conn.transaction().unwrap();
+        for i in 0..OLD_DELIVERIES as i64 {
+            let (event, body, _) = &payloads[i as usize % payloads.len()];
+            let org = format!("org-{}", i % 20);
+            tx.execute(
+                "INSERT INTO deliveries (id, hook_id, guid, event, owner, partition_key,
+                     received_at_ms, body_size, content_kind, parse_status)
+                 VALUES (?1, '1', ?2, ?3, ?4, ?4, ?5, ?6, 'json', 'ok')",
+                rusqlite::params![
+                    i + 1,
+                    format!("old-{i}"),
+                    event,
+                    org,
+                    at + i,
+                    body.len() as i64
+                ],
+            )
+            .unwrap();
+            tx.execute(
+                "INSERT INTO delivery_payloads (delivery_id, headers, body) VALUES (?1, x'', ?2)",
+                rusqlite::params![i + 1, &body[..]],
+            )
+            .unwrap();
+            tx.execute(
+                "INSERT INTO jobs (id, delivery_id, sink, partition_key, state, attempts, next_at_ms, updated_at_ms)
+                 VALUES (?1, ?1, 'ci', ?2, 'done', 1, ?3, ?3)",
+                rusqlite::params![i + 1, org, at + i],
+            )
+            .unwrap();
+            tx.execute(
+                "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, status_code, outcome)
+                 VALUES (?1, 1, ?2, 20, 200, 'done')",
+                rusqlite::params![i + 1, at + i],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+    }
+    // The fill wrote without fsync: flush it now, or the kernel's
+    // write-back of a gigabyte would stall the server's commits and be
+    // measured as pruning.
+    std::fs::File::open(&db).unwrap().sync_all().unwrap();
+    unsafe { libc::sync() };
+    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "retention   {OLD_DELIVERIES} expired deliveries ({:.0} MB) made in {:.0} s",
+        size as f64 / 1e6,
+        filled.elapsed().as_secs_f64()
+    );
+    let old = || -> i64 {
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM deliveries WHERE guid LIKE 'old-%'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(-1)
+    };
+    // Pruning starts with the server.
+    let server = Server::start_in_place(&dir, "");
+    let started = Instant::now();
+    let mut during = open_loop(args, &server.base, payloads.clone(), 0).await;
+    let left = old();
+    report("  pruning", &mut during, server.peak_rss_mb());
+    println!(
+        "            {} of {OLD_DELIVERIES} expired deliveries still there at the end of the window{}",
+        left,
+        if left == 0 {
+            " (pruning ended inside it)"
+        } else {
+            ""
+        }
+    );
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while old() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "            pruned all {OLD_DELIVERIES} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut after = open_loop(args, &server.base, payloads, 1_000_000).await;
+    report("  after", &mut after, server.peak_rss_mb());
+    let p99 = |s: &Sample| s.latencies[(s.latencies.len() * 99 / 100).min(s.latencies.len() - 1)];
+    println!(
+        "            p99 during pruning / after: {:.2}x",
+        p99(&during).as_secs_f64() / p99(&after).as_secs_f64()
+    );
+    server.stop();
+}
+
 async fn large(args: &Args) {
     let server = Server::start(&args.data_dir.join("large"), "");
     let idle_rss = server.peak_rss_mb();
@@ -353,6 +479,7 @@ fn main() {
                 "throughput" => throughput(&args, payloads.clone()).await,
                 "steady" => steady(&args, payloads.clone()).await,
                 "large" => large(&args).await,
+                "retention" => retention(&args, payloads.clone()).await,
                 other => eprintln!("unknown phase {other}"),
             }
         }

@@ -667,6 +667,11 @@ async fn twenty_kill_9s_under_mixed_load_lose_nothing_acknowledged() {
         first.entry(a.guid.clone()).or_insert(i);
     }
     assert_eq!(first.len(), total, "every delivery forwarded");
+    eprintln!(
+        "after 20 kill -9s: {total} deliveries, {} forwards ({} repeats after crashes)",
+        arrivals.len(),
+        arrivals.len() - total
+    );
     let mut st = conn
         .prepare("SELECT guid, partition_key FROM deliveries ORDER BY id")
         .unwrap();

@@ -231,7 +231,7 @@ impl Writer {
                              SELECT d.id FROM deliveries d WHERE d.received_at_ms < ?1
                                AND NOT EXISTS (SELECT 1 FROM jobs j
                                                WHERE j.delivery_id = d.id AND j.state != 'done')
-                             ORDER BY d.id LIMIT ?2)",
+                             ORDER BY d.received_at_ms LIMIT ?2)",
                         )?
                         .execute(params![*before_ms, *limit as i64])?,
                     )
