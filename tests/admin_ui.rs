@@ -850,11 +850,7 @@ async fn set_password_writes_a_hash_the_running_server_uses() {
 
 #[tokio::test]
 async fn github_page_shows_budgets_installations_clients_and_no_secrets() {
-    let mut hc = fakehub::Config::default()
-        .org("octo-org", &["widgets"])
-        .app(101, &common::hub::key("app-a.pub.pem"), &[(11, "octo-org")]);
-    hc.fixtures = Some(common::fixtures());
-    let hub = fakehub::FakeHub::start(hc).await.unwrap();
+    let hub = common::hub::octo_hub(vec![]).await;
     let github = common::hub::github_config(&hub, &[(101, "app-a.pem")], &[]);
     let t = TestApp::spawn_with(|c| {
         c.github = github;
@@ -866,17 +862,7 @@ async fn github_page_shows_budgets_installations_clients_and_no_secrets() {
     .await;
     // A client of the gateway, and a request through it that spends the
     // installation's budget.
-    let token = {
-        let conn = gatehouse::control::open(&t.db_path).unwrap();
-        gatehouse::gateway::clients::add(
-            &conn,
-            "ci-bot",
-            &["GET /orgs/.*".to_string()],
-            &["octo-org".to_string()],
-            gatehouse::clock::now_ms(),
-        )
-        .unwrap()
-    };
+    let token = common::add_client(&t.db_path, "ci-bot", &["GET /orgs/.*"], &["octo-org"]);
     let gw = format!("http://{}", t.app.gateway_addr().unwrap());
     let resp = reqwest::Client::new()
         .get(format!("{gw}/orgs/octo-org"))

@@ -52,3 +52,21 @@ pub async fn push_deliveries(hub: &FakeHub, hook: HookRef, n: usize) -> Vec<Reco
     }
     out
 }
+
+/// fakehub with octo-org (repository widgets) and other-org (secret), the
+/// test App 101 installed on both (11, 12), GitHub's fixtures, and `faults`.
+pub async fn octo_hub(faults: Vec<fakehub::config::FaultConfig>) -> FakeHub {
+    let mut c = fakehub::Config::default()
+        .org("octo-org", &["widgets"])
+        .org("other-org", &["secret"])
+        .app(
+            101,
+            &key("app-a.pub.pem"),
+            &[(11, "octo-org"), (12, "other-org")],
+        );
+    c.fixtures = Some(super::fixtures());
+    for f in faults {
+        c = c.fault(f);
+    }
+    FakeHub::start(c).await.unwrap()
+}

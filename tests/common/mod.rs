@@ -289,3 +289,17 @@ pub async fn wait_until(what: &str, limit: std::time::Duration, mut f: impl FnMu
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Adds a gateway client beside the running server; returns its token.
+pub fn add_client(db: &Path, name: &str, scopes: &[&str], owners: &[&str]) -> String {
+    let conn = gatehouse::control::open(db).unwrap();
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    gatehouse::gateway::clients::add(
+        &conn,
+        name,
+        &owned(scopes),
+        &owned(owners),
+        gatehouse::clock::now_ms(),
+    )
+    .unwrap()
+}
