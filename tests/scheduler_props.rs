@@ -1,0 +1,439 @@
+//! Property test of the scheduler (invariant 3): whatever the interleaving
+//! of arrivals, crashes and consumer answers (success, failure and retry,
+//! pause), each organisation's deliveries reach the consumer in received
+//! order, one at a time, and every delivery at least once (exactly once
+//! when nothing crashed); every job ends done or dead, and the journal
+//! records no attempt that did not happen.
+//!
+//! Real parts: the journal on a SQLite file, the real scheduler and
+//! forwarder, a consumer on a loopback port. A crash ends the runtime the
+//! scheduler runs on, so every task stops at its next await whatever it
+//! was doing (a request in flight, a commit awaited); the journal is then
+//! closed and opened again, as a restarted process would. Time is
+//! compressed: where the scheduler would sit out a backoff or a
+//! consumer's pause, the test ends the wait (`advance`), as if the clock
+//! had moved on. `PROPTEST_CASES` sets how many cases run (default 24).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gatehouse::config::ProcessingConfig;
+use gatehouse::journal::{ContentKind, DeliveryMeta, Journal, NewDelivery, ParseStatus, model};
+use proptest::prelude::*;
+use tokio::runtime::Runtime;
+
+const ORGS: usize = 4;
+const MAX_ATTEMPTS: u32 = 3;
+
+/// How the consumer answers one request for a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Ok,
+    /// 500: a failed attempt, retried after a backoff, dead after three.
+    Fail,
+    /// 429 with `Retry-After: 1`: the organisation waits; not an attempt
+    /// that counts.
+    Pause,
+}
+
+impl Answer {
+    fn status(self) -> u16 {
+        match self {
+            Answer::Ok => 200,
+            Answer::Fail => 500,
+            Answer::Pause => 429,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// A delivery for `org` is journaled; the consumer gives `answers` to
+    /// its requests in turn, then 200.
+    Arrive {
+        org: usize,
+        answers: Vec<Answer>,
+    },
+    /// The scheduler runs this long, then the clock moves past any wait.
+    Run {
+        ms: u64,
+    },
+    Crash,
+}
+
+fn answer() -> impl Strategy<Value = Answer> {
+    prop_oneof![5 => Just(Answer::Ok), 3 => Just(Answer::Fail), 1 => Just(Answer::Pause)]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0..ORGS, prop::collection::vec(answer(), 0..5))
+            .prop_map(|(org, answers)| Step::Arrive { org, answers }),
+        3 => (0u64..60).prop_map(|ms| Step::Run { ms }),
+        1 => Just(Step::Crash),
+    ]
+}
+
+/// One answered request, in the order the consumer answered them.
+#[derive(Debug, Clone)]
+struct Answered {
+    guid: String,
+    org: String,
+    status: u16,
+}
+
+/// The answers the consumer gives, per GUID, and what it answered so far.
+#[derive(Default)]
+struct Script {
+    answers: HashMap<String, Vec<Answer>>,
+    log: Vec<Answered>,
+}
+
+/// One run of "the process": a runtime with the scheduler on it and the
+/// journal it opened.
+struct Life {
+    rt: Runtime,
+    journal: Journal,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Life {
+    fn start(db: &Path, url: &str, processing: &ProcessingConfig) -> Life {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        // The previous life's last handles may take a moment to drop.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let journal = loop {
+            match Journal::open(db, gatehouse::metrics::Metrics::new().journal) {
+                Ok(j) => break j,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("reopening: {e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("journal did not reopen: {e}"),
+            }
+        };
+        let mut route = common::route("ci", url);
+        route.max_attempts = MAX_ATTEMPTS;
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        rt.block_on(gatehouse::scheduler::spawn(
+            journal.clone(),
+            vec![route],
+            None,
+            processing.clone(),
+            gatehouse::metrics::Metrics::new().sinks,
+            stop_rx,
+        ))
+        .unwrap();
+        Life {
+            rt,
+            journal,
+            _stop: stop,
+        }
+    }
+
+    /// Ends the process abruptly, as kill -9 would: the journal commits
+    /// what it was given and then nothing more; then every task stops at
+    /// its next await, whatever it was doing. (Stopping the runtime first
+    /// would let a worker whose connection task was dropped first record
+    /// a failed attempt no real crash could.)
+    fn crash(self) {
+        self.journal.close();
+        self.rt.shutdown_timeout(Duration::from_secs(5));
+    }
+
+    fn sql<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    ) -> T {
+        self.rt.block_on(self.journal.exec(f)).unwrap()
+    }
+
+    fn append(&self, org: &str, guid: &str, n: usize) {
+        let body = common::push_for(org, n);
+        let headers = model::encode_headers([
+            ("x-github-event", "push".as_bytes()),
+            ("x-github-delivery", guid.as_bytes()),
+            ("content-type", b"application/json".as_slice()),
+        ]);
+        let meta = DeliveryMeta {
+            hook_id: "1".into(),
+            guid: guid.into(),
+            event: "push".into(),
+            action: None,
+            installation_id: None,
+            target_type: None,
+            target_id: None,
+            repository: Some(format!("{org}/repo")),
+            owner: Some(org.into()),
+            partition_key: org.into(),
+            received_at_ms: gatehouse::clock::now_ms(),
+            content_kind: ContentKind::Json,
+            parse_status: ParseStatus::Ok,
+        };
+        let appended = self
+            .rt
+            .block_on(self.journal.append(NewDelivery {
+                meta,
+                headers,
+                body: body.into(),
+                sinks: vec!["ci".into()],
+            }))
+            .unwrap();
+        assert!(matches!(
+            appended,
+            gatehouse::journal::Appended::Queued { .. }
+        ));
+    }
+
+    /// The clock moves on: every backoff and pause is over; the scheduler
+    /// hears of it as it hears of any work made outside it.
+    fn advance(&self) -> usize {
+        let now = gatehouse::clock::now_ms();
+        let pending: Vec<(String, String)> = self.sql(move |tx| {
+            tx.execute(
+                "UPDATE jobs SET next_at_ms = ?1 WHERE state = 'pending' AND next_at_ms > ?1",
+                [now],
+            )?;
+            tx.execute(
+                "UPDATE partitions SET paused_until_ms = ?1 WHERE paused_until_ms > ?1",
+                [now],
+            )?;
+            let mut st = tx
+                .prepare("SELECT DISTINCT sink, partition_key FROM jobs WHERE state = 'pending'")?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        });
+        let n = pending.len();
+        for (sink, partition) in pending {
+            self.journal.wake(sink, partition);
+        }
+        n
+    }
+}
+
+struct Job {
+    guid: String,
+    org: String,
+    state: String,
+    /// The outcomes of the attempts the journal recorded, in order.
+    attempts: Vec<String>,
+    /// Their errors, for the failure message.
+    errors: String,
+}
+
+fn jobs(life: &Life) -> Vec<Job> {
+    life.sql(|tx| {
+        let mut st = tx.prepare(
+            "SELECT d.guid, d.partition_key, j.state,
+                    COALESCE((SELECT group_concat(outcome, ',') FROM
+                        (SELECT outcome FROM attempts a WHERE a.job_id = j.id ORDER BY n)), ''),
+                    COALESCE((SELECT group_concat(error, ' | ') FROM attempts a WHERE a.job_id = j.id), '')
+             FROM jobs j JOIN deliveries d ON d.id = j.delivery_id ORDER BY d.id",
+        )?;
+        st.query_map([], |r| {
+            let attempts: String = r.get(3)?;
+            Ok(Job {
+                guid: r.get(0)?,
+                org: r.get(1)?,
+                state: r.get(2)?,
+                attempts: attempts
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+                errors: r.get(4)?,
+            })
+        })?
+        .collect()
+    })
+}
+
+fn outcome(status: u16) -> &'static str {
+    match status {
+        200 => "done",
+        429 => "paused",
+        _ => "failed",
+    }
+}
+
+fn run_case(steps: &[Step], processing: &ProcessingConfig) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    let world = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let script: Arc<Mutex<Script>> = Arc::default();
+    let consumer = {
+        let script = script.clone();
+        // A 2 ms answer, so that a crash can land while a request is in
+        // flight.
+        world.block_on(common::consumer::start(
+            Duration::from_millis(2),
+            Arc::new(move |a: &common::consumer::Arrival, _| {
+                let mut s = script.lock().unwrap();
+                let seen = s.log.iter().filter(|l| l.guid == a.guid).count();
+                let answer = s
+                    .answers
+                    .get(&a.guid)
+                    .and_then(|v| v.get(seen).copied())
+                    .unwrap_or(Answer::Ok);
+                s.log.push(Answered {
+                    guid: a.guid.clone(),
+                    org: a.org.clone(),
+                    status: answer.status(),
+                });
+                let extra = match answer {
+                    Answer::Pause => vec![("retry-after", "1".to_string())],
+                    _ => vec![],
+                };
+                (answer.status(), extra)
+            }),
+        ))
+    };
+
+    let mut life = Life::start(&db, &consumer.url, processing);
+    let mut crashes = 0;
+    // org of each delivery, in received order
+    let mut received: Vec<(String, String)> = Vec::new();
+    for step in steps {
+        match step {
+            Step::Arrive { org, answers } => {
+                let org = format!("org-{org}");
+                let guid = format!("d-{}", received.len());
+                script
+                    .lock()
+                    .unwrap()
+                    .answers
+                    .insert(guid.clone(), answers.clone());
+                life.append(&org, &guid, received.len());
+                received.push((guid, org));
+            }
+            Step::Run { ms } => {
+                std::thread::sleep(Duration::from_millis(*ms));
+                life.advance();
+            }
+            Step::Crash => {
+                life.crash();
+                crashes += 1;
+                life = Life::start(&db, &consumer.url, processing);
+            }
+        }
+    }
+    // Settle: let time pass until every job is done or dead.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while life.advance() > 0 {
+        prop_assert!(
+            Instant::now() < deadline,
+            "jobs still pending after 30 s: {:?}",
+            jobs(&life)
+                .iter()
+                .filter(|j| j.state == "pending")
+                .map(|j| (&j.guid, &j.attempts))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let jobs = jobs(&life);
+    let integrity: String = life.sql(|tx| tx.query_row("PRAGMA integrity_check", [], |r| r.get(0)));
+    life.crash();
+    let log = script.lock().unwrap().log.clone();
+    world.shutdown_background();
+
+    // Seen with --nocapture: what the cases covered.
+    eprintln!(
+        "case: {} deliveries, {} crashes, {} requests answered, {} dead",
+        received.len(),
+        crashes,
+        log.len(),
+        jobs.iter().filter(|j| j.state == "dead").count()
+    );
+    prop_assert_eq!(integrity, "ok");
+    prop_assert_eq!(jobs.len(), received.len(), "one job per delivery");
+    // Order: per organisation, every request for a delivery comes before
+    // any request for a later one (retries and redeliveries included).
+    let index: HashMap<&str, usize> = received
+        .iter()
+        .enumerate()
+        .map(|(i, (g, _))| (g.as_str(), i))
+        .collect();
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for a in &log {
+        let i = index[a.guid.as_str()];
+        prop_assert_eq!(&a.org, &received[i].1);
+        if let Some(prev) = last.insert(a.org.as_str(), i) {
+            prop_assert!(
+                prev <= i,
+                "{}: a request for {} after one for the later {}",
+                a.org,
+                a.guid,
+                received[prev].0
+            );
+        }
+    }
+    for job in &jobs {
+        let answered: Vec<&str> = log
+            .iter()
+            .filter(|a| a.guid == job.guid)
+            .map(|a| outcome(a.status))
+            .collect();
+        let successes = answered.iter().filter(|o| **o == "done").count();
+        let failures = answered.iter().filter(|o| **o == "failed").count();
+        // Nothing is recorded that the consumer did not answer.
+        prop_assert!(
+            job.attempts.len() <= answered.len(),
+            "{}: {:?} recorded ({}), {:?} answered",
+            job.guid,
+            job.attempts,
+            job.errors,
+            answered
+        );
+        match job.state.as_str() {
+            // At least once.
+            "done" => prop_assert!(successes >= 1, "{} done unanswered", job.guid),
+            "dead" => prop_assert!(
+                failures >= MAX_ATTEMPTS as usize,
+                "{} dead after {answered:?}",
+                job.guid
+            ),
+            other => prop_assert!(false, "{} ended {other}", job.guid),
+        }
+        prop_assert_eq!(&job.org, &received[index[job.guid.as_str()]].1);
+        if crashes == 0 {
+            // Without a crash: exactly once, and the journal's history of
+            // the job is what the consumer answered, answer for answer.
+            prop_assert!(successes <= 1, "{} accepted twice", job.guid);
+            prop_assert_eq!(&job.attempts, &answered, "{}", job.guid);
+        }
+    }
+    Ok(())
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_interleaving_keeps_order_and_delivers_at_least_once(
+        steps in prop::collection::vec(step(), 1..40),
+        workers in 1usize..4,
+        batch_size in 1usize..5,
+    ) {
+        let processing = ProcessingConfig { workers, lease_secs: 30, batch_size };
+        run_case(&steps, &processing)?;
+    }
+}
