@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::admin::{PASSWORD, hostile_payload};
 use common::consumer::{self, Arrival};
-use common::{Delivery, TestApp, compact, count, payload_files, route, wait_until};
+use common::{Delivery, TestApp, compact, payload_files, route};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -105,6 +105,12 @@ async fn shot(b: &Client, name: &str) {
     std::fs::write(shots_dir().join(format!("{name}.png")), png).unwrap();
 }
 
+/// The browser was sent to the login form.
+async fn at_login(b: &Client) {
+    let url = b.current_url().await.unwrap();
+    assert!(url.path().ends_with("/admin/login"), "{url}");
+}
+
 async fn click(b: &Client, css: &str) {
     b.find(Locator::Css(css))
         .await
@@ -153,14 +159,7 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
     t.send(&Delivery::json("issues", "browser-hostile", hostile))
         .await;
     let db = t.db();
-    wait_until("the dead letter", Duration::from_secs(60), || {
-        count(
-            &db,
-            "SELECT COUNT(*) FROM jobs j JOIN deliveries d ON d.id = j.delivery_id
-             WHERE d.guid = 'browser-dead' AND j.state = 'dead'",
-        ) == 1
-    })
-    .await;
+    common::wait_dead(&db, "browser-dead", Duration::from_secs(60)).await;
 
     let driver = driver().await;
     let profile = tempfile::tempdir().unwrap();
@@ -169,13 +168,7 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
 
     // Any page sends us to the login form first.
     b.goto(&format!("{base}/admin/deliveries")).await.unwrap();
-    assert!(
-        b.current_url()
-            .await
-            .unwrap()
-            .path()
-            .ends_with("/admin/login")
-    );
+    at_login(&b).await;
     shot(&b, "login").await;
     let pw = b.find(Locator::Css("input[name=password]")).await.unwrap();
     pw.send_keys(PASSWORD).await.unwrap();
@@ -309,13 +302,7 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
         .await
         .unwrap();
     b.goto(&format!("{base}/admin/")).await.unwrap();
-    assert!(
-        b.current_url()
-            .await
-            .unwrap()
-            .path()
-            .ends_with("/admin/login")
-    );
+    at_login(&b).await;
     b.close().await.unwrap();
 }
 

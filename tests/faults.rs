@@ -170,18 +170,7 @@ async fn hostile_requests_get_clear_errors_and_change_nothing_else() {
     // without recursing; the sink makes it a dead letter with its reason.
     // (The admin page below parses it whole and meets serde_json's depth
     // limit: it shows the raw text.)
-    common::wait_until(
-        "the deep payload's Actions job settled",
-        Duration::from_secs(15),
-        || {
-            count(
-                &db,
-                "SELECT COUNT(*) FROM jobs j JOIN deliveries d ON d.id = j.delivery_id
-                    WHERE d.guid = 'deep' AND j.state = 'dead'",
-            ) == 1
-        },
-    )
-    .await;
+    common::wait_dead(&db, "deep", Duration::from_secs(15)).await;
     let why: String = db
         .query_row(
             "SELECT a.error FROM attempts a JOIN jobs j ON j.id = a.job_id

@@ -290,6 +290,20 @@ pub async fn wait_until(what: &str, limit: std::time::Duration, mut f: impl FnMu
     }
 }
 
+/// Waits (bounded) until every job of the delivery `guid` is dead.
+pub async fn wait_dead(db: &Connection, guid: &str, limit: std::time::Duration) {
+    wait_until(&format!("{guid} dead-lettered"), limit, || {
+        db.query_row(
+            "SELECT COUNT(*) > 0 AND COUNT(*) = SUM(j.state = 'dead')
+             FROM jobs j JOIN deliveries d ON d.id = j.delivery_id WHERE d.guid = ?1",
+            [guid],
+            |r| r.get(0),
+        )
+        .unwrap()
+    })
+    .await
+}
+
 /// Adds a gateway client beside the running server; returns its token.
 pub fn add_client(db: &Path, name: &str, scopes: &[&str], owners: &[&str]) -> String {
     let conn = gatehouse::control::open(db).unwrap();
