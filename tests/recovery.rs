@@ -413,3 +413,110 @@ async fn a_repository_hook_listed_in_the_config_is_walked_with_a_pool_token() {
     );
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flaky_rate_limited_github_slows_the_walk_but_loses_nothing() {
+    let port = free_port();
+    // Half of GitHub's answers to log pages and to redelivery requests are
+    // 502, and the budget is 40 requests per 2 s.
+    let hub = hub_for(port, |c| {
+        for route in [
+            "GET /app/hook/deliveries",
+            "POST /app/hook/deliveries/*/attempts",
+        ] {
+            let mut f = FaultConfig::new(route);
+            f.error_rate = 0.5;
+            f.error_status = 502;
+            c.faults.push(f);
+        }
+        c.rate_limit.core = 40;
+        c.rate_limit.window_secs = 2;
+    })
+    .await;
+    let missed = send(&hub, 50).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), port, &hub);
+    c.recovery.per_page = 10;
+    c.recovery.interval_secs = 2;
+    let t = TestApp::start_in(dir, c).await;
+    journaled_all(&t, &missed, Duration::from_secs(120)).await;
+    let asked = redeliveries(&hub);
+    assert_eq!(asked.len(), 50);
+    assert!(asked.values().all(|&n| n == 1), "redelivered twice");
+    until_none(&t, UNSETTLED).await;
+    let usage = &hub.stats().tokens["app:101"];
+    assert_eq!(usage.rate_limited, 0, "never sent past the limit");
+    // At the least 5 pages and 50 redelivery requests, each failing half
+    // the time: about 110 on average, and the log pages again for the
+    // redeliveries' own entries.
+    assert!(
+        usage.requests < 250,
+        "{} requests to GitHub",
+        usage.requests
+    );
+    let db = t.db();
+    let (walks, requested, failures): (i64, i64, i64) = db
+        .query_row(
+            "SELECT COUNT(*), SUM(requested), SUM(failures) FROM recovery_walks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    // Every redelivery GitHub accepted is counted by the walk that asked.
+    assert_eq!(requested, 50);
+    eprintln!(
+        "{} requests to GitHub, {walks} walks, {failures} failed requests",
+        usage.requests
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_github_slower_than_the_timeout_ends_the_walk_not_the_server() {
+    let port = free_port();
+    let hub = hub_for(port, |c| {
+        let mut f = FaultConfig::new("GET /app/hook/deliveries");
+        f.latency_ms = 5_000;
+        c.faults.push(f);
+    })
+    .await;
+    send(&hub, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), port, &hub);
+    c.github.timeout_secs = 1;
+    let started = Instant::now();
+    let t = TestApp::start_in(dir, c).await;
+    // Ingest is not held up meanwhile.
+    let d = common::Delivery::json(
+        "ping",
+        "during-walk",
+        common::compact(&common::fixtures().join("payloads/ping/payload.json")),
+    );
+    assert_eq!(t.send(&d).await.status(), 202);
+    // Four tries, each cut at 1 s, 1 + 2 + 4 s apart: the walk gives up
+    // in about 11 s, with why, and the next walk resumes it.
+    let db = t.db();
+    common::wait_until("the walk gave up", Duration::from_secs(30), || {
+        count(
+            &db,
+            "SELECT COUNT(*) FROM recovery_walks WHERE state = 'running' AND last_error IS NOT NULL",
+        ) == 1
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_secs(10)..Duration::from_secs(20)).contains(&took),
+        "{took:?}"
+    );
+    let why: String = db
+        .query_row("SELECT last_error FROM recovery_walks", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        why.contains("timed out") || why.contains("timeout"),
+        "{why}"
+    );
+    assert_eq!(hub.stats().tokens["app:101"].requests, 4);
+    let stopping = Instant::now();
+    t.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(5));
+}

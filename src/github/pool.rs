@@ -98,6 +98,20 @@ pub enum PoolError {
     Config(String),
 }
 
+/// A failed exchange with GitHub with its causes: reqwest's own text
+/// ("error sending request for url ...") hides whether it timed out, was
+/// refused or was cut.
+fn http_error(e: reqwest::Error) -> PoolError {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    PoolError::Http(text)
+}
+
 impl PoolError {
     /// The answer GitHub itself gives when a budget is spent, for callers
     /// that speak GitHub's API (the gateway).
@@ -515,17 +529,14 @@ impl Pool {
                 .body(req.body.clone())
                 .send()
                 .await
-                .map_err(|e| PoolError::Http(e.to_string()))?;
+                .map_err(http_error)?;
             let label = crate::metrics::CredentialLabel {
                 credential: slot.id.to_string(),
             };
             self.metrics.requests.get_or_create(&label).inc();
             let status = resp.status();
             let headers = resp.headers().clone();
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| PoolError::Http(e.to_string()))?;
+            let body = resp.bytes().await.map_err(http_error)?;
             let cost = self.observe(slot, status, &headers, &body, resource);
             // A token GitHub no longer accepts: mint a fresh one, once.
             if status == StatusCode::UNAUTHORIZED
@@ -682,7 +693,7 @@ impl Pool {
             .header(http::header::ACCEPT, "application/vnd.github+json")
             .send()
             .await
-            .map_err(|e| PoolError::Http(e.to_string()))?;
+            .map_err(http_error)?;
         if resp.status() == StatusCode::NOT_FOUND {
             // Uninstalled: forget where we thought it was.
             app.installations
@@ -697,10 +708,7 @@ impl Pool {
                 resp.status()
             )));
         }
-        let v: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| PoolError::Http(e.to_string()))?;
+        let v: serde_json::Value = resp.json().await.map_err(http_error)?;
         let token = v["token"]
             .as_str()
             .ok_or_else(|| PoolError::Http("no token in answer".into()))?;
@@ -751,13 +759,10 @@ impl Pool {
                 .bearer_auth(app.auth.jwt(now_secs()))
                 .send()
                 .await
-                .map_err(|e| PoolError::Http(e.to_string()))?;
+                .map_err(http_error)?;
             match resp.status() {
                 StatusCode::OK => {
-                    let v: serde_json::Value = resp
-                        .json()
-                        .await
-                        .map_err(|e| PoolError::Http(e.to_string()))?;
+                    let v: serde_json::Value = resp.json().await.map_err(http_error)?;
                     found = v["id"].as_i64();
                     break;
                 }
@@ -788,7 +793,7 @@ impl Pool {
                 .bearer_auth(app.auth.jwt(now_secs()))
                 .send()
                 .await
-                .map_err(|e| PoolError::Http(e.to_string()))?;
+                .map_err(http_error)?;
             if !resp.status().is_success() {
                 return Err(PoolError::Http(format!(
                     "app {}: GET /app/installations: HTTP {}",
@@ -796,10 +801,7 @@ impl Pool {
                     resp.status()
                 )));
             }
-            let list: serde_json::Value = resp
-                .json()
-                .await
-                .map_err(|e| PoolError::Http(e.to_string()))?;
+            let list: serde_json::Value = resp.json().await.map_err(http_error)?;
             for inst in list.as_array().into_iter().flatten() {
                 let Some(id) = inst["id"].as_i64() else {
                     continue;
@@ -843,17 +845,14 @@ impl Pool {
             .header(http::header::AUTHORIZATION, auth)
             .send()
             .await
-            .map_err(|e| PoolError::Http(e.to_string()))?;
+            .map_err(http_error)?;
         if !resp.status().is_success() {
             return Err(PoolError::Http(format!(
                 "{cred}: GET /rate_limit: HTTP {}",
                 resp.status()
             )));
         }
-        let v: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|e| PoolError::Http(e.to_string()))?;
+        let v: serde_json::Value = resp.json().await.map_err(http_error)?;
         let mut rows = Vec::new();
         for (resource, b) in v["resources"].as_object().into_iter().flatten() {
             rows.push(ProbeRow {

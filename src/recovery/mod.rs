@@ -29,6 +29,9 @@ use crate::shutdown;
 /// How often the server looks for a walk asked for from the CLI.
 const TRIGGER_POLL: Duration = Duration::from_secs(5);
 
+/// Tries per page of a delivery log when GitHub fails it (see `fetch_page`).
+const PAGE_TRIES: u32 = 4;
+
 /// A delivery log gatehouse can read and redeliver from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -203,7 +206,7 @@ impl Recovery {
         let name = source.name();
         let now = clock::now_ms();
         let lookback = now - self.config.lookback_hours as i64 * 3_600_000;
-        self.ask_again(source, &name, stop).await?;
+        let (asked_again, failed_again) = self.ask_again(source, &name, stop).await?;
         let (n, resume) = (name.clone(), since.is_none());
         let running = self
             .journal
@@ -230,6 +233,8 @@ impl Recovery {
                     .await?
             }
         };
+        walk.requested += asked_again;
+        walk.failures += failed_again;
         let label = SourceLabel {
             source: name.clone(),
         };
@@ -241,16 +246,7 @@ impl Recovery {
                 path.push_str("&cursor=");
                 path.extend(form_urlencoded::byte_serialize(c.as_bytes()));
             }
-            let fetched = match self.send_patiently(source, Request::get(&path), stop).await {
-                Ok(a) if a.status.is_success() => Ok(a),
-                Ok(a) => Err(WalkError::Status {
-                    status: a.status,
-                    path,
-                    body: String::from_utf8_lossy(&a.body).chars().take(200).collect(),
-                }),
-                Err(e) => Err(e),
-            };
-            let answer = match fetched {
+            let answer = match self.fetch_page(source, &path, stop).await {
                 Ok(a) => a,
                 Err(e) => {
                     if !matches!(e, WalkError::Stopped) {
@@ -327,24 +323,67 @@ impl Recovery {
         }
     }
 
+    /// One page of the log. A 5xx or a failed connection is tried again
+    /// after 1, 2 and 4 s before the walk gives up until its next run: a
+    /// GitHub that fails now and then must not hold a long walk back for
+    /// `interval_secs` at each failure, and four tries bound what a page
+    /// can cost.
+    async fn fetch_page(
+        &self,
+        source: &Source,
+        path: &str,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Answer, WalkError> {
+        let (mut tries, mut wait) = (0, Duration::from_secs(1));
+        loop {
+            tries += 1;
+            let answer = match self.send_patiently(source, Request::get(path), stop).await {
+                Ok(a) if a.status.is_success() => return Ok(a),
+                Ok(a) if !a.status.is_server_error() || tries == PAGE_TRIES => {
+                    return Err(WalkError::Status {
+                        status: a.status,
+                        path: path.to_string(),
+                        body: String::from_utf8_lossy(&a.body).chars().take(200).collect(),
+                    });
+                }
+                Err(WalkError::Pool(PoolError::Http(e))) if tries < PAGE_TRIES => e,
+                Err(e) => return Err(e),
+                Ok(a) => a.status.to_string(),
+            };
+            tracing::info!(source = %source.name(), path, answer, wait_secs = wait.as_secs(), "GitHub failed a log page; trying again");
+            let mut stop = stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown::requested(&mut stop) => return Err(WalkError::Stopped),
+            }
+            wait *= 2;
+        }
+    }
+
     /// Requests to make again (see `store::due_again`), unless the delivery
-    /// has arrived meanwhile.
+    /// has arrived meanwhile; how many GitHub accepted and how many failed
+    /// again, for the walk's counts.
     async fn ask_again(
         &self,
         source: &Source,
         name: &str,
         stop: &watch::Receiver<bool>,
-    ) -> Result<(), WalkError> {
+    ) -> Result<(i64, i64), WalkError> {
         let n = name.to_string();
         let reask_before = clock::now_ms() - self.config.reask_after_secs as i64 * 1000;
         let due = self
             .journal
             .exec(move |tx| store::due_again(tx, &n, reask_before))
             .await?;
+        let (mut done, mut failed) = (0, 0);
         for (guid, id) in due {
-            self.ask(source, name, &guid, id, stop).await?;
+            match self.ask(source, name, &guid, id, stop).await? {
+                Ask::Done => done += 1,
+                Ask::Failed => failed += 1,
+                Ask::Skipped => {}
+            }
         }
-        Ok(())
+        Ok((done, failed))
     }
 
     /// Claims the GUID (committed before the request goes out), asks GitHub
