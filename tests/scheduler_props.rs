@@ -302,7 +302,7 @@ fn run_case(steps: &[Step], processing: &ProcessingConfig) -> Result<(), TestCas
 
     let mut life = Life::start(&db, &consumer.url, processing);
     let mut crashes = 0;
-    // org of each delivery, in received order
+    // (GUID, organisation) of each delivery, in received order.
     let mut received: Vec<(String, String)> = Vec::new();
     for step in steps {
         match step {
