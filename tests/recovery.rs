@@ -53,6 +53,15 @@ fn redeliveries(hub: &FakeHub) -> HashMap<String, usize> {
     out
 }
 
+/// GitHub was asked to redeliver `n` GUIDs, each exactly once; which.
+fn asked_once_each(hub: &FakeHub, n: usize) -> HashMap<String, usize> {
+    let asked = redeliveries(hub);
+    assert_eq!(asked.len(), n);
+    let twice: Vec<_> = asked.iter().filter(|(_, k)| **k != 1).collect();
+    assert!(twice.is_empty(), "asked for more than once: {twice:?}");
+    asked
+}
+
 fn config(dir: &std::path::Path, port: u16, hub: &FakeHub) -> gatehouse::config::Config {
     let mut c = test_config(dir);
     c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
@@ -136,9 +145,7 @@ async fn a_thousand_deliveries_missed_while_down_come_back_once_each() {
         count(&db, "SELECT COUNT(DISTINCT guid) FROM deliveries"),
         1030
     );
-    let asked = redeliveries(&hub);
-    assert_eq!(asked.len(), 1000);
-    assert!(asked.values().all(|&n| n == 1), "a GUID asked for twice");
+    let asked = asked_once_each(&hub, 1000);
     assert!(arrived.iter().all(|g| !asked.contains_key(g)));
     assert!(missed.iter().all(|g| asked.contains_key(g)));
 
@@ -215,9 +222,7 @@ async fn failed_redelivery_requests_are_asked_again_on_the_next_walk() {
     c.recovery.interval_secs = 2;
     let t = TestApp::start_in(dir, c).await;
     journaled_all(&t, &missed, Duration::from_secs(30)).await;
-    let asked = redeliveries(&hub);
-    assert_eq!(asked.len(), 30);
-    assert!(asked.values().all(|&n| n == 1));
+    asked_once_each(&hub, 30);
     // Every request ends answered.
     until_none(&t, UNSETTLED).await;
     let db = t.db();
@@ -260,8 +265,7 @@ async fn a_tiny_budget_makes_the_walk_wait_for_the_reset_instead_of_failing() {
         s.tokens["app:101"].rate_limited, 0,
         "never sent past the limit"
     );
-    assert_eq!(redeliveries(&hub).len(), 40);
-    assert!(redeliveries(&hub).values().all(|&n| n == 1));
+    asked_once_each(&hub, 40);
     t.stop().await;
 }
 
@@ -401,9 +405,7 @@ async fn a_repository_hook_listed_in_the_config_is_walked_with_a_pool_token() {
     }];
     let t = TestApp::start_in(dir, c).await;
     journaled_all(&t, &missed, Duration::from_secs(30)).await;
-    let asked = redeliveries(&hub);
-    assert_eq!(asked.len(), 25);
-    assert!(asked.values().all(|&n| n == 1));
+    asked_once_each(&hub, 25);
     let status = gatehouse::recovery::store::status(&t.db()).unwrap();
     assert_eq!(status[0].source, "hook:octo-org/widgets:77");
     assert_eq!(
@@ -440,9 +442,7 @@ async fn a_flaky_rate_limited_github_slows_the_walk_but_loses_nothing() {
     c.recovery.interval_secs = 2;
     let t = TestApp::start_in(dir, c).await;
     journaled_all(&t, &missed, Duration::from_secs(120)).await;
-    let asked = redeliveries(&hub);
-    assert_eq!(asked.len(), 50);
-    assert!(asked.values().all(|&n| n == 1), "redelivered twice");
+    asked_once_each(&hub, 50);
     until_none(&t, UNSETTLED).await;
     let usage = &hub.stats().tokens["app:101"];
     assert_eq!(usage.rate_limited, 0, "never sent past the limit");
