@@ -291,6 +291,12 @@ pub struct GithubTokenConfig {
     /// Owners this token may be used for; empty = any.
     #[serde(default)]
     pub owners: Vec<String>,
+    /// The operator declares that this token can reach nothing beyond
+    /// `owners` (a fine-grained token whose resource owner is that
+    /// organisation): only such tokens, and App installations, serve
+    /// gateway clients limited with `--owner`.
+    #[serde(default)]
+    pub confined: bool,
 }
 
 /// The scheduler: how many partitions are worked on at once, how long a
@@ -638,6 +644,17 @@ impl Config {
                 if let Err(e) = regex::Regex::new(&f.path) {
                     return Err(("gateway.fresh.path", format!("{:?}: {e}", f.path)));
                 }
+            }
+        }
+        for t in &self.github.tokens {
+            if t.confined && t.owners.is_empty() {
+                return Err((
+                    "github.tokens.confined",
+                    format!(
+                        "token {:?}: confined = true needs the owners it is confined to",
+                        t.name
+                    ),
+                ));
             }
         }
         let r = &self.recovery;

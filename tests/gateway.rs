@@ -458,7 +458,12 @@ async fn installations_on_different_orgs_never_share_an_entry() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(scopes, vec!["octo-org", "other-org"]);
+    // Each client is limited to its owner, so each answer is stored under
+    // that owner and the set of owners its credential is confined to.
+    assert_eq!(
+        scopes,
+        vec!["octo-org|within:octo-org", "other-org|within:other-org"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -668,5 +673,225 @@ async fn cache_and_usage_survive_a_restart() {
         cache_of(&r),
         "revalidated",
         "the cache outlived the process"
+    );
+}
+
+/// fakehub with octo-org (widgets), victim-org (a private crown-jewels),
+/// App 101 installed on octo-org only, a personal access token that sees
+/// every repository, and a fine-grained one that sees octo-org/widgets.
+async fn two_org_gateway(confined_token: bool) -> (FakeHub, TestApp, String) {
+    let mut hc = HubConfig::default()
+        .org("octo-org", &["widgets"])
+        .org("victim-org", &["crown-jewels"])
+        .private("victim-org", "crown-jewels")
+        .app(101, &key("app-a.pub.pem"), &[(INSTALLATION, "octo-org")])
+        .token("bot", "pat-everything")
+        .token_for("octo-bot", "pat-octo", &["octo-org/widgets"]);
+    hc.fixtures = Some(common::fixtures());
+    let hub = FakeHub::start(hc).await.unwrap();
+    let mut github = github_config(&hub, &[(101, "app-a.pem")], &["pat-everything"]);
+    if confined_token {
+        github.tokens.push(gatehouse::config::GithubTokenConfig {
+            name: "octo-bot".into(),
+            token: Some(gatehouse::config::Secret::new("pat-octo")),
+            token_file: None,
+            owners: vec!["octo-org".into()],
+            confined: true,
+        });
+    }
+    let app = TestApp::spawn_with(|c: &mut Config| {
+        c.github = github;
+        c.gateway = Some(GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..GatewayConfig::default()
+        });
+    })
+    .await;
+    let base = format!("http://{}", app.app.gateway_addr().unwrap());
+    (hub, app, base)
+}
+
+/// A value of the other organisation (or the all-reaching token's user)
+/// anywhere in an answer's data; GitHub's error messages, which echo what
+/// was asked for, do not count.
+fn leaked(body: &str) -> Option<String> {
+    fn walk(v: &Value, found: &mut Option<String>) {
+        match v {
+            Value::String(s)
+                if ["victim-org", "crown-jewels", "victim-org/crown-jewels", "fakehub-bot"]
+                    .contains(&s.as_str()) =>
+            {
+                *found = Some(s.clone())
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, found)),
+            Value::Object(o) => o
+                .iter()
+                .filter(|(k, _)| !["errors", "message"].contains(&k.as_str()))
+                .for_each(|(_, x)| walk(x, found)),
+            _ => {}
+        }
+    }
+    let v: Value = serde_json::from_str(body).ok()?;
+    let mut found = None;
+    walk(&v, &mut found);
+    found
+}
+
+fn graphql(query: &str) -> serde_json::Value {
+    serde_json::json!({ "query": query })
+}
+
+/// Every request a client limited to octo-org can make without naming an
+/// owner (and two that name the victim), many times over: the pool's
+/// choice among credentials must never make a leak intermittent.
+async fn probe_owner_less(http: &reqwest::Client, base: &str, token: &str, victim_id: i64) -> Vec<(String, u16, String)> {
+    let mut out = Vec::new();
+    let gets = [
+        "/user".to_string(),
+        "/user/repos".to_string(),
+        format!("/repositories/{victim_id}"),
+        "/search/repositories?q=crown".to_string(),
+        "/search/repositories?q=org:victim-org".to_string(),
+        "/installation/repositories".to_string(),
+        "/api/v3/api/v3/repos/victim-org/crown-jewels".to_string(),
+        "/api/v3/user".to_string(),
+    ];
+    let queries = [
+        r#"{ repository(owner: "victim-org", name: "crown-jewels") { name isPrivate } }"#,
+        r#"query { viewer { login } }"#,
+        r#"{ viewer { login repository(name: "crown-jewels") { name } } }"#,
+    ];
+    for round in 0..12 {
+        for path in &gets {
+            let r = http
+                .get(format!("{base}{path}"))
+                .header("authorization", format!("token {token}"))
+                .header("cache-control", if round % 2 == 0 { "no-store" } else { "" })
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            out.push((path.clone(), status, r.text().await.unwrap()));
+        }
+        for (i, q) in queries.iter().enumerate() {
+            let path = if round % 2 == 0 { "/graphql" } else { "/api/graphql" };
+            let r = http
+                .post(format!("{base}{path}"))
+                .header("authorization", format!("token {token}"))
+                .json(&graphql(q))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            out.push((format!("graphql #{i}"), status, r.text().await.unwrap()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_limited_to_one_owner_never_reads_another_owners_data() {
+    let (hub, app, base) = two_org_gateway(false).await;
+    let http = reqwest::Client::new();
+    let victim_id = {
+        let r: Value = http
+            .get(format!("{}/repos/victim-org/crown-jewels", hub.url()))
+            .header("authorization", "token pat-everything")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["id"].as_i64().expect("the PAT sees the private repository")
+    };
+    let limited = common::add_client(
+        &app.db_path,
+        "octo-only",
+        &["GET /.*", "POST /graphql"],
+        &["octo-org"],
+    );
+    let pat_before = hub.stats().tokens.get("pat:bot").cloned().unwrap_or_default();
+    let answers = probe_owner_less(&http, &base, &limited, victim_id).await;
+    assert_eq!(answers.len(), 12 * 11);
+    for (what, status, body) in &answers {
+        assert_eq!(leaked(body), None, "{what} ({status}) leaked: {body}");
+    }
+    let status_of = |what: &str| -> Vec<u16> {
+        let mut v: Vec<u16> = answers.iter().filter(|a| a.0 == what).map(|a| a.1).collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(status_of("/api/v3/api/v3/repos/victim-org/crown-jewels"), [404], "a doubled prefix is not a GitHub path");
+    assert_eq!(status_of(&format!("/repositories/{victim_id}")), [404], "the installation on octo-org cannot see it");
+    assert_eq!(
+        hub.stats().tokens.get("pat:bot").cloned().unwrap_or_default().requests,
+        pat_before.requests,
+        "the token that reaches every organisation served none of it"
+    );
+    // Naming the victim is refused before anything is sent.
+    let r = http
+        .get(format!("{base}/repos/victim-org/crown-jewels"))
+        .header("authorization", format!("token {limited}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // A client allowed every owner is still served by the token.
+    let open = common::add_client(&app.db_path, "anyone", &[], &[]);
+    let r = http
+        .get(format!("{base}/user"))
+        .header("authorization", format!("token {open}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["login"], "fakehub-bot");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn owner_less_requests_of_a_limited_client_use_only_confined_credentials() {
+    let (hub, app, base) = two_org_gateway(true).await;
+    let http = reqwest::Client::new();
+    let limited = common::add_client(&app.db_path, "octo-only", &[], &["octo-org"]);
+    let answers = probe_owner_less(&http, &base, &limited, 1).await;
+    for (what, status, body) in &answers {
+        assert_eq!(leaked(body), None, "{what} ({status}) leaked: {body}");
+    }
+    // The declared-confined token serves what an installation cannot.
+    assert!(
+        answers.iter().any(|(w, s, b)| w == "/user" && *s == 200 && b.contains("octo-bot")),
+        "GET /user answered as the confined token"
+    );
+    let stats = hub.stats();
+    assert!(stats.tokens.get("pat:octo-bot").is_some_and(|u| u.requests > 0));
+    assert!(stats.tokens.get("pat:bot").is_none_or(|u| u.requests == 0));
+
+    // Where no confined credential exists (the App is not installed on
+    // victim-org, and the only token reaches everything), an owner-less
+    // request is refused with the reason, never served by that token.
+    let victims = common::add_client(&app.db_path, "victim-only", &[], &["victim-org"]);
+    let before = hub.stats().tokens.get("pat:bot").cloned().unwrap_or_default();
+    for path in ["/user", "/graphql"] {
+        let req = if path == "/graphql" {
+            http.post(format!("{base}{path}")).json(&graphql("{ viewer { login } }"))
+        } else {
+            http.get(format!("{base}{path}"))
+        };
+        let r = req
+            .header("authorization", format!("token {victims}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+        let v: Value = r.json().await.unwrap();
+        let msg = v["message"].as_str().unwrap();
+        assert!(msg.contains("confined") && msg.contains("victim-org"), "{msg}");
+    }
+    assert_eq!(
+        hub.stats().tokens.get("pat:bot").cloned().unwrap_or_default().requests,
+        before.requests
     );
 }

@@ -315,6 +315,15 @@ impl Config {
         self
     }
 
+    /// Makes an account's repository private (visible only to credentials
+    /// that can see it).
+    pub fn private(mut self, login: &str, repo: &str) -> Self {
+        if let Some(a) = self.accounts.iter_mut().find(|a| a.login == login) {
+            a.private.push(repo.to_string());
+        }
+        self
+    }
+
     /// Adds an App with a public key and installations `(id, account)` on
     /// all of each account's repositories.
     pub fn app(mut self, id: i64, public_key_pem: &str, installations: &[(i64, &str)]) -> Self {
@@ -347,6 +356,18 @@ impl Config {
             token: token.into(),
             login: default_login(),
             repositories: None,
+        });
+        self
+    }
+
+    /// Adds a token that sees only these `owner/repo` full names, as a
+    /// fine-grained token does.
+    pub fn token_for(mut self, name: &str, token: &str, repositories: &[&str]) -> Self {
+        self.tokens.push(TokenConfig {
+            name: name.into(),
+            token: token.into(),
+            login: name.into(),
+            repositories: Some(repositories.iter().map(|r| r.to_string()).collect()),
         });
         self
     }

@@ -23,7 +23,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use crate::config::GatewayConfig;
-use crate::github::Pool;
+use crate::github::{Pool, Reach};
 use crate::journal::Journal;
 use cache::Cache;
 use clients::Client;
@@ -62,7 +62,12 @@ fn refuse(status: StatusCode, message: &str) -> Fetched {
 async fn handle(State(s): State<Arc<GatewayState>>, req: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let target = route::target(&parts.uri);
+    let Some(target) = route::target(&parts.uri) else {
+        // Not a GitHub API path: nothing to authenticate, nothing to send.
+        let (headers, body) = github_error("Not Found");
+        let f = Fetched::uncached(StatusCode::NOT_FOUND, headers, body, Outcome::Bypass);
+        return finish(&s, UNAUTHENTICATED, &parts, "", f, started);
+    };
     // Set by our listener; without it all such requests share one throttle.
     let peer = parts
         .extensions
@@ -238,7 +243,10 @@ async fn serve(
         return refuse(StatusCode::FORBIDDEN, &why);
     }
     // Requests that name no owner act for the client's first owner, else
-    // the configured default, else a token allowed for any owner.
+    // the configured default, else a token allowed for any owner. A client
+    // limited to owners is served only by credentials confined to them,
+    // whatever the path: GraphQL, /search or /repositories/{id} can reach
+    // any repository the credential can.
     let owner = target
         .owner
         .clone()
@@ -259,11 +267,25 @@ async fn serve(
             );
         }
     };
-    // Whose credentials read an answer decides who may see it again.
-    let scope = owner.clone().unwrap_or_else(|| "*default".into());
+    let mut within = client.owners.clone();
+    within.sort();
+    let reach = if within.is_empty() {
+        Reach::Any
+    } else {
+        Reach::Within(&within)
+    };
+    // Whose credentials read an answer decides who may see it again: an
+    // answer read by a credential that reaches further is never served to
+    // a client confined to fewer owners.
+    let scope = match (&owner, reach) {
+        (Some(o), Reach::Within(w)) => format!("{o}|within:{}", w.join(",")),
+        (Some(o), Reach::Any) => o.clone(),
+        (None, _) => "*default".into(),
+    };
     let route = Route {
         pool: &s.pool,
         owner: owner.as_deref(),
+        reach,
         scope: &scope,
     };
     let cache_control = parts
@@ -306,9 +328,7 @@ async fn serve(
     if !read && f.status.is_success() && !target.graphql {
         // A change made through us: cached reads of that repository (or
         // owner) are revalidated before they are served again.
-        s.cache
-            .expire_prefix(scope, changed_prefix(&target.path))
-            .await;
+        s.cache.expire_prefix(changed_prefix(&target.path)).await;
     }
     f
 }

@@ -17,7 +17,64 @@ pub struct Target {
     pub owner: Option<String>,
 }
 
-pub fn target(uri: &Uri) -> Target {
+/// The first path segments of GitHub's REST API (api.github.com, GHEC and
+/// GHES descriptions). A path starting otherwise is not GitHub's: it gets
+/// 404 here and is never sent upstream, where a second `/api/v3` or a
+/// prefix GitHub happens to strip would hide its owner from the checks.
+const API_ROOTS: &[&str] = &[
+    "admin",
+    "advisories",
+    "agents",
+    "app",
+    "app-manifests",
+    "applications",
+    "apps",
+    "assignments",
+    "authorizations",
+    "classrooms",
+    "codes_of_conduct",
+    "copilot",
+    "credentials",
+    "emojis",
+    "enterprise",
+    "enterprise-installation",
+    "enterprises",
+    "events",
+    "feeds",
+    "gists",
+    "gitignore",
+    "hub",
+    "installation",
+    "issues",
+    "licenses",
+    "manage",
+    "markdown",
+    "marketplace_listing",
+    "meta",
+    "networks",
+    "notifications",
+    "octocat",
+    "organizations",
+    "orgs",
+    "projects",
+    "rate_limit",
+    "reactions",
+    "repos",
+    "repositories",
+    "scim",
+    "search",
+    "setup",
+    "teams",
+    "user",
+    "users",
+    "versions",
+    "zen",
+];
+
+/// What the request is for, or None when the path is not a GitHub API
+/// path. `/api/v3` is taken off once, at most; `/api/graphql` is GHES's
+/// GraphQL endpoint.
+pub fn target(uri: &Uri) -> Option<Target> {
     let raw = uri.path();
     let (prefix, path) = match raw.strip_prefix("/api/v3") {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => ("/api/v3", rest),
@@ -26,15 +83,21 @@ pub fn target(uri: &Uri) -> Target {
     let graphql = path == "/graphql" || (prefix.is_empty() && raw == "/api/graphql");
     let path = match (graphql, path) {
         (true, _) => "/graphql".to_string(),
-        (false, "") => "/".to_string(),
-        (false, p) => p.to_string(),
+        (false, "" | "/") => "/".to_string(),
+        (false, p) => {
+            let first = p.trim_start_matches('/').split('/').next().unwrap_or("");
+            if !p.starts_with('/') || !API_ROOTS.contains(&first) {
+                return None;
+            }
+            p.to_string()
+        }
     };
     let path_and_query = match uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path.clone(),
     };
     let owner = owner_of(&path);
-    Target {
+    Some(Target {
         path,
         path_and_query,
         graphql,
@@ -44,7 +107,7 @@ pub fn target(uri: &Uri) -> Target {
             prefix
         },
         owner,
-    }
+    })
 }
 
 /// Refuses paths an HTTP library would rewrite before GitHub sees them:
@@ -88,7 +151,25 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> Target {
-        target(&s.parse().unwrap())
+        target(&s.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn only_github_paths_are_targets_and_the_prefix_comes_off_once() {
+        for not_github in [
+            "/api/v3/api/v3/repos/victim-org/x",
+            "/api/v3/api/graphql",
+            "/api/v4/repos/a/b",
+            "/_fakehub/stats",
+            "/reposx/a/b",
+            "/api/v3x/graphql",
+            "//repos/a/b",
+        ] {
+            assert!(target(&not_github.parse().unwrap()).is_none(), "{not_github}");
+        }
+        for github in ["/", "/api/v3/", "/user", "/repositories/42", "/search/code?q=x"] {
+            assert!(target(&github.parse().unwrap()).is_some(), "{github}");
+        }
     }
 
     #[test]
@@ -139,7 +220,6 @@ mod tests {
         assert!(t("/graphql").graphql);
         let g = t("/api/graphql");
         assert!(g.graphql && g.path == "/graphql" && g.prefix == "/api/v3");
-        assert!(!t("/api/v3x/graphql").graphql);
         assert_eq!(t("/api/v3").path, "/");
     }
 }

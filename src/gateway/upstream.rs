@@ -15,7 +15,7 @@ use tokio::sync::OnceCell;
 use super::cache::{self, Cache, Entry, Key};
 use super::rewrite;
 use super::usage::Outcome;
-use crate::github::{Answer, HeldEtag, Pool, PoolError, Request, Validators};
+use crate::github::{Answer, HeldEtag, Pool, PoolError, Reach, Request, Validators};
 use crate::journal::model::{decode_headers, encode_headers};
 
 /// An answer ready for the client, but for per-client URL rewriting.
@@ -57,14 +57,22 @@ pub struct Route<'a> {
     pub pool: &'a Pool,
     /// The owner whose credentials serve it; None = a default token.
     pub owner: Option<&'a str>,
+    /// Which of the owner's credentials may answer.
+    pub reach: Reach<'a>,
     pub scope: &'a str,
 }
 
 impl Route<'_> {
     async fn send(&self, req: Request) -> Result<Answer, PoolError> {
-        match self.owner {
-            Some(o) => self.pool.send(o, req).await,
-            None => self.pool.send_default(req).await,
+        match (self.owner, self.reach) {
+            (Some(o), reach) => self.pool.send_within(o, reach, req).await,
+            (None, Reach::Any) => self.pool.send_default(req).await,
+            // A limited client always has an owner; never fall back to a
+            // token that reaches everything.
+            (None, Reach::Within(w)) => Err(PoolError::NotConfined {
+                owner: String::new(),
+                within: w.join(", "),
+            }),
         }
     }
 }
@@ -330,7 +338,9 @@ fn pool_error(e: &PoolError, outcome: Outcome) -> Fetched {
     let (status, retry) = match e {
         PoolError::QueueFull(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
         PoolError::Http(_) => (StatusCode::BAD_GATEWAY, None),
-        PoolError::NoCredential(_) | PoolError::NoDefault => (StatusCode::FORBIDDEN, None),
+        PoolError::NoCredential(_) | PoolError::NoDefault | PoolError::NotConfined { .. } => {
+            (StatusCode::FORBIDDEN, None)
+        }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
     };
     if status.is_server_error() {

@@ -8,7 +8,7 @@ pub mod budget;
 pub mod pool;
 
 pub use pool::{
-    Answer, CredId, CredStatus, HeldEtag, Pool, PoolError, ProbeRow, Request, Validators,
+    Answer, CredId, CredStatus, HeldEtag, Pool, PoolError, ProbeRow, Reach, Request, Validators,
 };
 
 use bytes::Bytes;

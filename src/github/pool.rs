@@ -82,6 +82,14 @@ impl std::str::FromStr for CredId {
 pub enum PoolError {
     #[error("no credential can act for {0:?}: no App is installed there and no token is allowed")]
     NoCredential(String),
+    /// The caller is limited to some owners and no credential confined to
+    /// them can serve this owner (see [`Reach`]).
+    #[error(
+        "no credential confined to {within} can act for {owner:?}: only an App installation on \
+         {owner:?} or a [[github.tokens]] entry with confined = true and owners within {within} \
+         may serve a client limited to {within}"
+    )]
+    NotConfined { owner: String, within: String },
     /// Every candidate is spent or paused; the earliest moment one returns.
     #[error("every credential for this owner is rate limited until {reset}")]
     Exhausted { reset: i64, resource: Resource },
@@ -131,6 +139,20 @@ impl PoolError {
         );
         Some((StatusCode::FORBIDDEN, h, body))
     }
+}
+
+/// Which credentials may serve a request. A caller limited to some owners
+/// (a gateway client added with `--owner`) must never be answered by a
+/// credential that can read beyond them, whatever the path asks: GraphQL,
+/// `/search`, `/repositories/{id}` or a redirect can reach any repository
+/// the credential can. An App installation reaches only its account; a
+/// token only when the operator declares it `confined` to its `owners`.
+#[derive(Debug, Clone, Copy)]
+pub enum Reach<'a> {
+    /// Any credential that can act for the owner.
+    Any,
+    /// Only credentials whose reach lies within these owners (lowercase).
+    Within(&'a [String]),
 }
 
 /// One credential's budget for one resource, as `GET /rate_limit` says.
@@ -282,6 +304,25 @@ struct TokenEntry {
     name: String,
     secret: Secret,
     owners: Vec<String>,
+    /// The operator says this token reaches nothing beyond `owners` (a
+    /// fine-grained token whose resource owner is that organisation).
+    confined: bool,
+}
+
+impl TokenEntry {
+    /// Whether this token may serve `owner` for a caller of this reach.
+    fn serves(&self, owner: &str, reach: Reach<'_>) -> bool {
+        let routed = self.owners.is_empty() || self.owners.iter().any(|o| o == owner);
+        match reach {
+            Reach::Any => routed,
+            Reach::Within(allowed) => {
+                self.confined
+                    && !self.owners.is_empty()
+                    && self.owners.iter().any(|o| o == owner)
+                    && self.owners.iter().all(|o| allowed.contains(o))
+            }
+        }
+    }
 }
 
 pub struct Pool {
@@ -322,12 +363,17 @@ impl Pool {
                     name: t.name.clone(),
                     secret: t.token.clone()?,
                     owners: t.owners.iter().map(|o| o.to_lowercase()).collect(),
+                    confined: t.confined,
                 })
             })
             .collect();
         Ok(Pool {
             http: reqwest::Client::builder()
                 .user_agent("gatehouse")
+                // A redirect (a renamed repository's 301) goes back to the
+                // caller, who asks again: following it here would read a
+                // path no scope or owner check has seen.
+                .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(Duration::from_secs(cfg.timeout_secs.min(10)))
                 .timeout(Duration::from_secs(cfg.timeout_secs))
                 .build()
@@ -388,9 +434,25 @@ impl Pool {
     /// Sends `req` on behalf of `owner` (the org or user the path is about)
     /// with the best credential for it.
     pub async fn send(&self, owner: &str, req: Request) -> Result<Answer, PoolError> {
-        let candidates = self.candidates(owner).await?;
+        self.send_within(owner, Reach::Any, req).await
+    }
+
+    /// [`Pool::send`], among only the credentials `reach` allows.
+    pub async fn send_within(
+        &self,
+        owner: &str,
+        reach: Reach<'_>,
+        req: Request,
+    ) -> Result<Answer, PoolError> {
+        let candidates = self.candidates(owner, reach).await?;
         if candidates.is_empty() {
-            return Err(PoolError::NoCredential(owner.to_string()));
+            return Err(match reach {
+                Reach::Any => PoolError::NoCredential(owner.to_string()),
+                Reach::Within(allowed) => PoolError::NotConfined {
+                    owner: owner.to_string(),
+                    within: allowed.join(", "),
+                },
+            });
         }
         self.send_among(&candidates, req).await
     }
@@ -719,10 +781,16 @@ impl Pool {
         Ok(token.to_string())
     }
 
-    /// The installations and tokens that can act for `owner`.
-    async fn candidates(&self, owner: &str) -> Result<Vec<CredId>, PoolError> {
+    /// The installations and tokens that can act for `owner` within `reach`.
+    async fn candidates(&self, owner: &str, reach: Reach<'_>) -> Result<Vec<CredId>, PoolError> {
+        let lower = owner.to_lowercase();
         let mut out = Vec::new();
-        for app in &self.apps {
+        // An installation reaches only the account it is installed on.
+        let installations_allowed = match reach {
+            Reach::Any => true,
+            Reach::Within(allowed) => allowed.contains(&lower),
+        };
+        for app in self.apps.iter().filter(|_| installations_allowed) {
             if let Some(installation) = self.installation_of(app, owner).await? {
                 out.push(CredId::Installation {
                     app: app.auth.id,
@@ -730,11 +798,10 @@ impl Pool {
                 });
             }
         }
-        let lower = owner.to_lowercase();
         out.extend(
             self.tokens
                 .iter()
-                .filter(|t| t.owners.is_empty() || t.owners.contains(&lower))
+                .filter(|t| t.serves(&lower, reach))
                 .map(|t| CredId::Token(t.name.clone())),
         );
         Ok(out)

@@ -33,6 +33,7 @@ pub fn github_config(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> Gi
                 token: Some(Secret::new(*t)),
                 token_file: None,
                 owners: vec![],
+                confined: false,
             })
             .collect(),
         ..GithubConfig::default()

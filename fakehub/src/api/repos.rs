@@ -109,6 +109,77 @@ pub async fn get_user(State(hub): State<Arc<Hub>>, Cred(cred): Cred) -> ApiResul
     }
 }
 
+/// `GET /repositories/{id}`: a repository by its id, if the caller can see it.
+pub async fn get_repo_by_id(
+    State(hub): State<Arc<Hub>>,
+    Cred(cred): Cred,
+    Path(id): Path<i64>,
+) -> ApiResult {
+    let w = hub.world();
+    let r = w
+        .repos
+        .values()
+        .find(|r| r.id == id && can_see(&w, &cred, r))
+        .ok_or_else(ApiError::not_found)?;
+    respond::ok(r.json.clone(), Some(r.updated))
+}
+
+/// `GET /user/repos`: every repository a user's token can see (GitHub
+/// refuses installation tokens here).
+pub async fn list_user_repos(
+    State(hub): State<Arc<Hub>>,
+    Cred(cred): Cred,
+    OriginalUri(uri): OriginalUri,
+    Query(q): Q,
+) -> ApiResult {
+    match &cred {
+        Credential::Pat { .. } => {}
+        Credential::Anonymous => return Err(ApiError::unauthorized("Requires authentication")),
+        _ => return Err(ApiError::not_accessible()),
+    }
+    let w = hub.world();
+    let items = w
+        .repos
+        .values()
+        .filter(|r| can_see(&w, &cred, r))
+        .map(|r| r.json.clone())
+        .collect();
+    respond::page(&w.base, &uri, &q, items, None)
+}
+
+/// `GET /search/repositories?q=`: repositories the caller can see whose
+/// full name contains each word of `q` (qualifiers such as `org:x` match
+/// the owner).
+pub async fn search_repos(
+    State(hub): State<Arc<Hub>>,
+    Cred(cred): Cred,
+    Query(q): Q,
+) -> ApiResult {
+    let query = q
+        .get("q")
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("Validation Failed"))?;
+    let w = hub.world();
+    let matches = |r: &Repo| {
+        query.split_whitespace().all(|word| match word.split_once(':') {
+            Some(("org" | "user", o)) => key(&r.owner) == key(o),
+            Some(("repo", full)) => key(&r.full_name()) == key(full),
+            Some(_) => true,
+            None => key(&r.full_name()).contains(&key(word)),
+        })
+    };
+    let items: Vec<Value> = w
+        .repos
+        .values()
+        .filter(|r| can_see(&w, &cred, r) && matches(r))
+        .map(|r| r.json.clone())
+        .collect();
+    respond::ok(
+        json!({"total_count": items.len(), "incomplete_results": false, "items": items}),
+        None,
+    )
+}
+
 pub async fn get_account(State(hub): State<Arc<Hub>>, Path(login): Path<String>) -> ApiResult {
     let w = hub.world();
     let a = w

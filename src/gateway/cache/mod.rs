@@ -219,11 +219,12 @@ impl Cache {
         .await;
     }
 
-    /// Entries in `scope` under `prefix` are revalidated before their next
-    /// use, even inside a fresh window.
-    pub async fn expire_prefix(self: &Arc<Self>, scope: String, prefix: String) {
+    /// Entries under `prefix`, in every scope (a change is a change for
+    /// every client), are revalidated before their next use, even inside a
+    /// fresh window.
+    pub async fn expire_prefix(self: &Arc<Self>, prefix: String) {
         let me = self.clone();
-        blocking(move || me.store.expire_prefix(&scope, &prefix).map(drop)).await;
+        blocking(move || me.store.expire_prefix(&prefix).map(drop)).await;
     }
 
     /// Writes the recorded uses to the file (called every few seconds).

@@ -11,7 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Key;
 
-const VERSION: u32 = 1;
+/// 2: expiry by path across scopes (an index on path alone).
+const VERSION: u32 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE entries (
@@ -30,7 +31,7 @@ CREATE TABLE entries (
     last_used_ms INTEGER NOT NULL,
     size INTEGER NOT NULL
 );
-CREATE INDEX entries_scope_path ON entries (scope, path);
+CREATE INDEX entries_path ON entries (path);
 ";
 
 /// One stored answer.
@@ -195,14 +196,13 @@ impl Store {
 
     /// After a change made through the gateway: entries under `prefix`
     /// must be revalidated before they are served again.
-    pub fn expire_prefix(&self, scope: &str, prefix: &str) -> rusqlite::Result<usize> {
+    pub fn expire_prefix(&self, prefix: &str) -> rusqlite::Result<usize> {
         let upper = format!("{prefix}\u{10FFFF}");
         self.conn()?
             .prepare_cached(
-                "UPDATE entries SET validated_at_ms = 0
-                 WHERE scope = ?1 AND path >= ?2 AND path < ?3",
+                "UPDATE entries SET validated_at_ms = 0 WHERE path >= ?1 AND path < ?2",
             )?
-            .execute(params![scope, prefix, upper])
+            .execute(params![prefix, upper])
     }
 
     /// Records when entries were last served (batched; hits write nothing).
