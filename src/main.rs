@@ -205,8 +205,9 @@ enum ClientsCmd {
     Add {
         name: String,
         /// 'METHOD PATH_REGEX' (the regex matches the whole path, without
-        /// /api/v3 and the query; METHOD may be *). Repeat for more; none =
-        /// any request.
+        /// /api/v3 and the query; METHOD may be *, or QUERY or MUTATION for
+        /// GraphQL operations: 'QUERY /graphql' is read-only GraphQL).
+        /// Repeat for more; none = any request.
         #[arg(long = "scope")]
         scopes: Vec<String>,
         /// An organisation or user the client may act for. Repeat for
@@ -318,6 +319,13 @@ fn clients(
             owners,
         } => {
             let token = clients::add(conn, &name, &scopes, &owners, now).map_err(err)?;
+            for s in &scopes {
+                if clients::Scope::parse(s).is_ok_and(|s| s.posts_graphql()) {
+                    eprintln!(
+                        "note: --scope {s:?} allows GraphQL mutations too; 'QUERY /graphql' allows reads only"
+                    );
+                }
+            }
             eprintln!("client {name} created; its token (shown only this once):");
             println!("{token}");
         }

@@ -718,8 +718,13 @@ fn leaked(body: &str) -> Option<String> {
     fn walk(v: &Value, found: &mut Option<String>) {
         match v {
             Value::String(s)
-                if ["victim-org", "crown-jewels", "victim-org/crown-jewels", "fakehub-bot"]
-                    .contains(&s.as_str()) =>
+                if [
+                    "victim-org",
+                    "crown-jewels",
+                    "victim-org/crown-jewels",
+                    "fakehub-bot",
+                ]
+                .contains(&s.as_str()) =>
             {
                 *found = Some(s.clone())
             }
@@ -744,7 +749,12 @@ fn graphql(query: &str) -> serde_json::Value {
 /// Every request a client limited to octo-org can make without naming an
 /// owner (and two that name the victim), many times over: the pool's
 /// choice among credentials must never make a leak intermittent.
-async fn probe_owner_less(http: &reqwest::Client, base: &str, token: &str, victim_id: i64) -> Vec<(String, u16, String)> {
+async fn probe_owner_less(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    victim_id: i64,
+) -> Vec<(String, u16, String)> {
     let mut out = Vec::new();
     let gets = [
         "/user".to_string(),
@@ -766,7 +776,10 @@ async fn probe_owner_less(http: &reqwest::Client, base: &str, token: &str, victi
             let r = http
                 .get(format!("{base}{path}"))
                 .header("authorization", format!("token {token}"))
-                .header("cache-control", if round % 2 == 0 { "no-store" } else { "" })
+                .header(
+                    "cache-control",
+                    if round % 2 == 0 { "no-store" } else { "" },
+                )
                 .send()
                 .await
                 .unwrap();
@@ -774,7 +787,11 @@ async fn probe_owner_less(http: &reqwest::Client, base: &str, token: &str, victi
             out.push((path.clone(), status, r.text().await.unwrap()));
         }
         for (i, q) in queries.iter().enumerate() {
-            let path = if round % 2 == 0 { "/graphql" } else { "/api/graphql" };
+            let path = if round % 2 == 0 {
+                "/graphql"
+            } else {
+                "/api/graphql"
+            };
             let r = http
                 .post(format!("{base}{path}"))
                 .header("authorization", format!("token {token}"))
@@ -803,7 +820,9 @@ async fn a_client_limited_to_one_owner_never_reads_another_owners_data() {
             .json()
             .await
             .unwrap();
-        r["id"].as_i64().expect("the PAT sees the private repository")
+        r["id"]
+            .as_i64()
+            .expect("the PAT sees the private repository")
     };
     let limited = common::add_client(
         &app.db_path,
@@ -811,21 +830,43 @@ async fn a_client_limited_to_one_owner_never_reads_another_owners_data() {
         &["GET /.*", "POST /graphql"],
         &["octo-org"],
     );
-    let pat_before = hub.stats().tokens.get("pat:bot").cloned().unwrap_or_default();
+    let pat_before = hub
+        .stats()
+        .tokens
+        .get("pat:bot")
+        .cloned()
+        .unwrap_or_default();
     let answers = probe_owner_less(&http, &base, &limited, victim_id).await;
     assert_eq!(answers.len(), 12 * 11);
     for (what, status, body) in &answers {
         assert_eq!(leaked(body), None, "{what} ({status}) leaked: {body}");
     }
     let status_of = |what: &str| -> Vec<u16> {
-        let mut v: Vec<u16> = answers.iter().filter(|a| a.0 == what).map(|a| a.1).collect();
+        let mut v: Vec<u16> = answers
+            .iter()
+            .filter(|a| a.0 == what)
+            .map(|a| a.1)
+            .collect();
         v.dedup();
         v
     };
-    assert_eq!(status_of("/api/v3/api/v3/repos/victim-org/crown-jewels"), [404], "a doubled prefix is not a GitHub path");
-    assert_eq!(status_of(&format!("/repositories/{victim_id}")), [404], "the installation on octo-org cannot see it");
     assert_eq!(
-        hub.stats().tokens.get("pat:bot").cloned().unwrap_or_default().requests,
+        status_of("/api/v3/api/v3/repos/victim-org/crown-jewels"),
+        [404],
+        "a doubled prefix is not a GitHub path"
+    );
+    assert_eq!(
+        status_of(&format!("/repositories/{victim_id}")),
+        [404],
+        "the installation on octo-org cannot see it"
+    );
+    assert_eq!(
+        hub.stats()
+            .tokens
+            .get("pat:bot")
+            .cloned()
+            .unwrap_or_default()
+            .requests,
         pat_before.requests,
         "the token that reaches every organisation served none of it"
     );
@@ -862,21 +903,34 @@ async fn owner_less_requests_of_a_limited_client_use_only_confined_credentials()
     }
     // The declared-confined token serves what an installation cannot.
     assert!(
-        answers.iter().any(|(w, s, b)| w == "/user" && *s == 200 && b.contains("octo-bot")),
+        answers
+            .iter()
+            .any(|(w, s, b)| w == "/user" && *s == 200 && b.contains("octo-bot")),
         "GET /user answered as the confined token"
     );
     let stats = hub.stats();
-    assert!(stats.tokens.get("pat:octo-bot").is_some_and(|u| u.requests > 0));
+    assert!(
+        stats
+            .tokens
+            .get("pat:octo-bot")
+            .is_some_and(|u| u.requests > 0)
+    );
     assert!(stats.tokens.get("pat:bot").is_none_or(|u| u.requests == 0));
 
     // Where no confined credential exists (the App is not installed on
     // victim-org, and the only token reaches everything), an owner-less
     // request is refused with the reason, never served by that token.
     let victims = common::add_client(&app.db_path, "victim-only", &[], &["victim-org"]);
-    let before = hub.stats().tokens.get("pat:bot").cloned().unwrap_or_default();
+    let before = hub
+        .stats()
+        .tokens
+        .get("pat:bot")
+        .cloned()
+        .unwrap_or_default();
     for path in ["/user", "/graphql"] {
         let req = if path == "/graphql" {
-            http.post(format!("{base}{path}")).json(&graphql("{ viewer { login } }"))
+            http.post(format!("{base}{path}"))
+                .json(&graphql("{ viewer { login } }"))
         } else {
             http.get(format!("{base}{path}"))
         };
@@ -888,10 +942,75 @@ async fn owner_less_requests_of_a_limited_client_use_only_confined_credentials()
         assert_eq!(r.status(), 403, "{path}");
         let v: Value = r.json().await.unwrap();
         let msg = v["message"].as_str().unwrap();
-        assert!(msg.contains("confined") && msg.contains("victim-org"), "{msg}");
+        assert!(
+            msg.contains("confined") && msg.contains("victim-org"),
+            "{msg}"
+        );
     }
     assert_eq!(
-        hub.stats().tokens.get("pat:bot").cloned().unwrap_or_default().requests,
+        hub.stats()
+            .tokens
+            .get("pat:bot")
+            .cloned()
+            .unwrap_or_default()
+            .requests,
         before.requests
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_graphql_scope_refuses_mutations_before_they_go_upstream() {
+    let gw = Gw::start(hub_config(), |_| {}).await;
+    let reader = gw.client("reader", &["QUERY /graphql"], &["octo-org"]);
+    let writer = gw.client("writer", &["MUTATION /graphql"], &["octo-org"]);
+    let post = |token: String, body: Value| {
+        let (http, base) = (gw.http.clone(), gw.base.clone());
+        async move {
+            http.post(format!("{base}/graphql"))
+                .header("authorization", format!("token {token}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let sent = || gw.installation_usage(INSTALLATION).requests;
+    let query = graphql(r#"{ repository(owner: "octo-org", name: "widgets") { name } }"#);
+    let r = post(reader.clone(), query.clone()).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"]["repository"]["name"], "widgets");
+    let after_query = sent();
+
+    let mutation = graphql(
+        r#"mutation { addComment(input: {subjectId: "I_1", body: "pwned"}) { clientMutationId } }"#,
+    );
+    // Disguised too: several operations, the mutation picked by name, or
+    // in the GHES path.
+    let picked = serde_json::json!({
+        "query": "query Innocent { viewer { login } } mutation Evil { addStar(input: {starrableId: \"x\"}) { clientMutationId } }",
+        "operationName": "Evil",
+    });
+    for body in [mutation.clone(), picked] {
+        let r = post(reader.clone(), body).await;
+        assert_eq!(r.status(), 403);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["message"].as_str().unwrap().contains("MUTATION"), "{v}");
+    }
+    // A document whose operation cannot be told is refused, not guessed.
+    for body in [
+        serde_json::json!({"query": "query A { viewer { login } } mutation B { x }"}),
+        serde_json::json!({"query": "mutation { x"}),
+        serde_json::json!([{"query": "{ viewer { login } }"}]),
+        serde_json::json!({"query": "subscription { x }"}),
+    ] {
+        let r = post(reader.clone(), body.clone()).await;
+        assert_eq!(r.status(), 400, "{body}");
+    }
+    assert_eq!(sent(), after_query, "nothing refused reached GitHub");
+
+    // The writer's mutation goes upstream; its query does not.
+    assert_eq!(post(writer.clone(), query).await.status(), 403);
+    post(writer, mutation).await;
+    assert_eq!(sent(), after_query + 1);
 }

@@ -8,6 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::graphql::Operation;
+
 /// Prefix of every client token, so a leaked one is recognisable.
 pub const TOKEN_PREFIX: &str = "gth_";
 
@@ -25,12 +27,21 @@ pub enum ClientError {
 
 /// One `--scope 'METHOD PATH_REGEX'` rule. The regex must match the whole
 /// path (without `/api/v3` and without the query); `*` matches any method,
-/// and a GET rule also allows HEAD.
+/// and a GET rule also allows HEAD. `QUERY` and `MUTATION` are GraphQL
+/// operations (`QUERY /graphql` is read-only GraphQL); `POST /graphql`
+/// allows both.
 #[derive(Debug, Clone)]
 pub struct Scope {
-    method: Option<Method>,
+    verb: Verb,
     path: Regex,
     text: String,
+}
+
+#[derive(Debug, Clone)]
+enum Verb {
+    Any,
+    Http(Method),
+    Graphql(Operation),
 }
 
 impl Scope {
@@ -40,9 +51,11 @@ impl Scope {
             .trim()
             .split_once(char::is_whitespace)
             .ok_or_else(|| bad("use 'METHOD PATH_REGEX', e.g. 'GET ^/repos/acme/.*'".into()))?;
-        let method = match method.to_ascii_uppercase().as_str() {
-            "*" => None,
-            m => Some(
+        let verb = match method.to_ascii_uppercase().as_str() {
+            "*" => Verb::Any,
+            "QUERY" => Verb::Graphql(Operation::Query),
+            "MUTATION" => Verb::Graphql(Operation::Mutation),
+            m => Verb::Http(
                 Method::from_bytes(m.as_bytes())
                     .map_err(|_| bad(format!("{method:?} is not an HTTP method")))?,
             ),
@@ -54,18 +67,36 @@ impl Scope {
         );
         let path = Regex::new(&anchored).map_err(|e| bad(e.to_string()))?;
         Ok(Scope {
-            method,
+            verb,
             path,
             text: text.trim().to_string(),
         })
     }
 
+    /// Whether this rule admits a REST request.
     fn allows(&self, method: &Method, path: &str) -> bool {
-        let method_ok = match &self.method {
-            None => true,
-            Some(m) => m == method || (m == Method::GET && method == Method::HEAD),
+        let method_ok = match &self.verb {
+            Verb::Any => true,
+            Verb::Http(m) => m == method || (m == Method::GET && method == Method::HEAD),
+            Verb::Graphql(_) => false,
         };
         method_ok && self.path.is_match(path)
+    }
+
+    /// Whether this rule admits a GraphQL operation (sent as a POST).
+    fn allows_graphql(&self, op: Operation, path: &str) -> bool {
+        let verb_ok = match &self.verb {
+            Verb::Any => true,
+            Verb::Http(m) => m == Method::POST,
+            Verb::Graphql(o) => *o == op,
+        };
+        verb_ok && self.path.is_match(path)
+    }
+
+    /// A rule that allows GraphQL mutations through `POST /graphql`; worth
+    /// a word when a client is added, since the rule reads like a read.
+    pub fn posts_graphql(&self) -> bool {
+        matches!(&self.verb, Verb::Http(m) if m == Method::POST) && self.path.is_match("/graphql")
     }
 }
 
@@ -84,12 +115,24 @@ impl Client {
         if self.scopes.is_empty() || self.scopes.iter().any(|s| s.allows(method, path)) {
             return Ok(());
         }
+        Err(self.refusal(method.as_str(), path))
+    }
+
+    /// Whether the scopes allow this GraphQL operation.
+    pub fn check_graphql(&self, op: Operation, path: &str) -> Result<(), String> {
+        if self.scopes.is_empty() || self.scopes.iter().any(|s| s.allows_graphql(op, path)) {
+            return Ok(());
+        }
+        Err(self.refusal(&format!("run a GraphQL {}", op.as_str()), path))
+    }
+
+    fn refusal(&self, what: &str, path: &str) -> String {
         let rules: Vec<&str> = self.scopes.iter().map(|s| s.text.as_str()).collect();
-        Err(format!(
-            "gatehouse: client {:?} may not {method} {path}: no scope allows it (scopes: {})",
+        format!(
+            "gatehouse: client {:?} may not {what} {path}: no scope allows it (scopes: {})",
             self.name,
             rules.join("; ")
-        ))
+        )
     }
 
     /// Whether the client may act for `owner`.
@@ -303,6 +346,32 @@ mod tests {
             client(&["* /user"], &[])
                 .check_scope(&Method::PATCH, "/user")
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn graphql_scopes_tell_queries_from_mutations() {
+        let ro = client(&["QUERY /graphql"], &[]);
+        assert!(ro.check_graphql(Operation::Query, "/graphql").is_ok());
+        let e = ro
+            .check_graphql(Operation::Mutation, "/graphql")
+            .unwrap_err();
+        assert!(e.contains("may not run a GraphQL MUTATION"), "{e}");
+        assert!(
+            ro.check_scope(&Method::POST, "/graphql").is_err(),
+            "an operation scope is not an HTTP method"
+        );
+        let rw = client(&["POST /graphql"], &[]);
+        assert!(rw.check_graphql(Operation::Mutation, "/graphql").is_ok());
+        assert!(Scope::parse("POST /graphql").unwrap().posts_graphql());
+        assert!(!Scope::parse("QUERY /graphql").unwrap().posts_graphql());
+        let w = client(&["mutation /graphql"], &[]);
+        assert!(w.check_graphql(Operation::Query, "/graphql").is_err());
+        assert!(w.check_graphql(Operation::Mutation, "/graphql").is_ok());
+        assert!(
+            client(&["GET /.*"], &[])
+                .check_graphql(Operation::Query, "/graphql")
+                .is_err()
         );
     }
 

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod clients;
+pub mod graphql;
 pub mod rewrite;
 pub mod route;
 pub mod upstream;
@@ -239,7 +240,10 @@ async fn serve(
     if let Err(why) = route::check_path(&target.path) {
         return refuse(StatusCode::BAD_REQUEST, &why);
     }
-    if let Err(why) = client.check_scope(&parts.method, &target.path) {
+    // GraphQL's scope depends on the operation in the body; every other
+    // request is refused before its body is read.
+    let graphql_post = target.graphql && parts.method == Method::POST;
+    if !graphql_post && let Err(why) = client.check_scope(&parts.method, &target.path) {
         return refuse(StatusCode::FORBIDDEN, &why);
     }
     // Requests that name no owner act for the client's first owner, else
@@ -267,6 +271,20 @@ async fn serve(
             );
         }
     };
+    if graphql_post {
+        let op = match graphql::operation(&body) {
+            Ok(op) => op,
+            Err(why) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    &format!("gatehouse: cannot tell which GraphQL operation this runs: {why}"),
+                );
+            }
+        };
+        if let Err(why) = client.check_graphql(op, &target.path) {
+            return refuse(StatusCode::FORBIDDEN, &why);
+        }
+    }
     let mut within = client.owners.clone();
     within.sort();
     let reach = if within.is_empty() {

@@ -165,9 +165,18 @@ mod tests {
             "/api/v3x/graphql",
             "//repos/a/b",
         ] {
-            assert!(target(&not_github.parse().unwrap()).is_none(), "{not_github}");
+            assert!(
+                target(&not_github.parse().unwrap()).is_none(),
+                "{not_github}"
+            );
         }
-        for github in ["/", "/api/v3/", "/user", "/repositories/42", "/search/code?q=x"] {
+        for github in [
+            "/",
+            "/api/v3/",
+            "/user",
+            "/repositories/42",
+            "/search/code?q=x",
+        ] {
             assert!(target(&github.parse().unwrap()).is_some(), "{github}");
         }
     }

@@ -150,23 +150,21 @@ pub async fn list_user_repos(
 /// `GET /search/repositories?q=`: repositories the caller can see whose
 /// full name contains each word of `q` (qualifiers such as `org:x` match
 /// the owner).
-pub async fn search_repos(
-    State(hub): State<Arc<Hub>>,
-    Cred(cred): Cred,
-    Query(q): Q,
-) -> ApiResult {
+pub async fn search_repos(State(hub): State<Arc<Hub>>, Cred(cred): Cred, Query(q): Q) -> ApiResult {
     let query = q
         .get("q")
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| ApiError::invalid("Validation Failed"))?;
     let w = hub.world();
     let matches = |r: &Repo| {
-        query.split_whitespace().all(|word| match word.split_once(':') {
-            Some(("org" | "user", o)) => key(&r.owner) == key(o),
-            Some(("repo", full)) => key(&r.full_name()) == key(full),
-            Some(_) => true,
-            None => key(&r.full_name()).contains(&key(word)),
-        })
+        query
+            .split_whitespace()
+            .all(|word| match word.split_once(':') {
+                Some(("org" | "user", o)) => key(&r.owner) == key(o),
+                Some(("repo", full)) => key(&r.full_name()) == key(full),
+                Some(_) => true,
+                None => key(&r.full_name()).contains(&key(word)),
+            })
     };
     let items: Vec<Value> = w
         .repos
