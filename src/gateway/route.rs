@@ -85,7 +85,12 @@ pub fn target(uri: &Uri) -> Option<Target> {
         (true, _) => "/graphql".to_string(),
         (false, "" | "/") => "/".to_string(),
         (false, p) => {
-            let first = p.trim_start_matches('/').split('/').next().unwrap_or("");
+            let first = p
+                .strip_prefix('/')
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap_or("");
             if !p.starts_with('/') || !API_ROOTS.contains(&first) {
                 return None;
             }
