@@ -50,6 +50,7 @@ pub enum StartError {
 pub struct App {
     addr: SocketAddr,
     gateway_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     pool: Option<Arc<crate::github::Pool>>,
     stop: watch::Sender<bool>,
     stopping: Arc<AtomicBool>,
@@ -61,6 +62,11 @@ impl App {
     /// The address the webhook/admin listener is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin UI's own listener, when `[admin] listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The API gateway's listener, when `[gateway]` is configured.
@@ -134,33 +140,70 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         });
     let stopping = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);
-    let router = ingest::router(ingest::IngestState {
+    // One budget for every request body in memory, webhooks and gateway.
+    let budget = server::body::Budget::new(config.server.body_budget());
+    let body_limits = |max_bytes| server::body::Limits {
+        max_bytes,
+        budget: budget.clone(),
+        deadline: Duration::from_secs(config.server.body_timeout_secs),
+        min_rate: config.server.min_body_bytes_per_sec,
+    };
+    let ingest = ingest::router(ingest::IngestState {
         journal: journal.clone(),
         secrets: config.webhooks.secrets.clone(),
-        max_body_bytes: config.webhooks.max_body_bytes,
         partition_by: config.webhooks.partition_by,
-        body_timeout: Duration::from_secs(config.server.body_timeout_secs),
+        body: body_limits(config.webhooks.max_body_bytes),
         metrics: metrics.ingest.clone(),
         sinks: crate::sinks::Catalog::new(&config),
         pool: pool.clone(),
-    })
-    .merge(admin_router(
-        &config,
-        &journal,
-        &pool,
-        actions.is_some(),
-        recovery.is_some(),
-    ))
-    .merge(ops::router(ops::OpsState {
+    });
+    let ops = ops::OpsState {
         journal: journal.clone(),
         metrics: metrics.clone(),
         stopping: stopping.clone(),
         pool: pool.clone(),
         actions: actions.clone(),
         recovery: recovery.is_some(),
-    }))
-    .fallback(not_found)
-    .method_not_allowed_fallback(method_not_allowed);
+        bodies: budget.clone(),
+    };
+    let admin = admin_router(
+        &config,
+        &journal,
+        &pool,
+        actions.is_some(),
+        recovery.is_some(),
+    );
+    // With [admin] listen, the admin UI and /metrics get a listener of
+    // their own, so a flood on the webhook port cannot lock operators out
+    // (and GitHub's deliveries keep their slots); health answers on both.
+    let (router, admin_listener) = match config.admin.listen {
+        Some(admin_addr) => {
+            let listener =
+                TcpListener::bind(admin_addr)
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        addr: admin_addr,
+                        source,
+                    })?;
+            let ops = Arc::new(ops);
+            let admin = admin
+                .merge(ops::health(ops.clone()))
+                .merge(ops::metrics(ops.clone()));
+            (
+                ingest.merge(ops::health(ops)),
+                Some((listener, finish(admin))),
+            )
+        }
+        None => {
+            let ops = Arc::new(ops);
+            let all = ingest
+                .merge(admin)
+                .merge(ops::health(ops.clone()))
+                .merge(ops::metrics(ops));
+            (all, None)
+        }
+    };
+    let router = finish(router);
 
     let scheduler = crate::scheduler::spawn(
         journal.clone(),
@@ -187,19 +230,43 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     let server_config = config.server.clone();
     let limits = move || server::Limits {
         max_connections: server_config.max_connections,
+        max_per_address: server_config.per_address(),
         header_timeout: Duration::from_secs(server_config.header_timeout_secs),
+        idle_timeout: Duration::from_secs(server_config.idle_timeout_secs),
+        h2_max_streams: server_config.h2_max_concurrent_streams,
         shutdown_grace: Duration::from_secs(server_config.shutdown_grace_secs),
     };
+    let mut admin_addr = None;
+    if let Some((listener, router)) = admin_listener {
+        let addr = listener.local_addr().expect("bound socket has an address");
+        admin_addr = Some(addr);
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            router,
+            limits(),
+            metrics.connections.listener("admin"),
+            stop_rx.clone(),
+        )));
+        tracing::info!("admin UI and metrics on http://{addr}");
+    }
     let mut gateway_addr = None;
     if let (Some(gw), Some(pool)) = (&config.gateway, &pool) {
-        let (listener, state) =
-            gateway(&config, gw, pool.clone(), journal.clone(), &metrics).await?;
+        let (listener, state) = gateway(
+            &config,
+            gw,
+            pool.clone(),
+            journal.clone(),
+            &metrics,
+            body_limits(gw.max_body_bytes),
+        )
+        .await?;
         gateway_addr = Some(listener.local_addr().expect("bound socket has an address"));
         let upkeep = tokio::spawn(gateway_upkeep(state.clone(), stop_rx.clone()));
         let serving = server::serve(
             listener,
             crate::gateway::router(state.clone()),
             limits(),
+            metrics.connections.listener("gateway"),
             stop_rx.clone(),
         );
         tasks.push(tokio::spawn(async move {
@@ -216,8 +283,9 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         );
     }
     let closing = journal.clone();
+    let webhook_metrics = metrics.connections.listener("webhooks");
     let done = tokio::spawn(async move {
-        server::serve(listener, router, limits(), stop_rx).await;
+        server::serve(listener, router, limits(), webhook_metrics, stop_rx).await;
         for t in tasks {
             let _ = t.await;
         }
@@ -229,6 +297,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     Ok(App {
         addr,
         gateway_addr,
+        admin_addr,
         pool,
         stop,
         stopping,
@@ -275,6 +344,7 @@ async fn gateway(
     pool: Arc<crate::github::Pool>,
     journal: Journal,
     metrics: &Metrics,
+    body: server::body::Limits,
 ) -> Result<(TcpListener, Arc<crate::gateway::GatewayState>), StartError> {
     use crate::gateway::{GatewayState, cache::Cache, usage::Recorder};
     let path = config.gateway_cache_path().expect("gateway is configured");
@@ -299,6 +369,7 @@ async fn gateway(
         config: gw.clone(),
         inflight: Default::default(),
         throttle: crate::throttle::Throttle::new(gw.auth_failures_per_minute),
+        body,
     });
     Ok((listener, state))
 }
@@ -336,6 +407,13 @@ async fn wait_for_signal() {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
     }
+}
+
+/// JSON 404s and 405s for what no route takes.
+fn finish(router: axum::Router) -> axum::Router {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn not_found() -> impl axum::response::IntoResponse {

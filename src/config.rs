@@ -43,6 +43,9 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub enabled: bool,
+    /// A listener of its own for the admin UI and `/metrics` (health is
+    /// served there too); absent = they share `[server] listen`.
+    pub listen: Option<SocketAddr>,
     pub password_hash: Option<String>,
     pub password_hash_file: Option<PathBuf>,
     /// A session ends after this many minutes without a request.
@@ -55,6 +58,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             enabled: true,
+            listen: None,
             password_hash: None,
             password_hash_file: None,
             session_idle_minutes: 720,
@@ -380,6 +384,55 @@ pub struct ServerConfig {
     pub body_timeout_secs: u64,
     /// On SIGTERM, in-flight requests get this long to finish.
     pub shutdown_grace_secs: u64,
+    /// Connections served at once for one client address (an IPv6 /64);
+    /// past it they wait for one of that address's own, as many again may
+    /// wait, and the rest are closed at once, so one address cannot take
+    /// every slot. Absent = a quarter of `max_connections`; 0 = no cap.
+    /// Behind a reverse proxy on this host every connection comes from its
+    /// address.
+    pub max_connections_per_address: Option<usize>,
+    /// A body must average at least this many bytes per second after its
+    /// first 5 s, or gets 408; 0 = only `body_timeout_secs` applies.
+    pub min_body_bytes_per_sec: u64,
+    /// Request bodies held in memory at once, across all connections
+    /// (webhooks and the gateway); past it a request gets 503 with
+    /// Retry-After before its body is read. Absent = sized for the machine.
+    pub body_budget_bytes: Option<u64>,
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/1 keep-alive and HTTP/2 alike).
+    pub idle_timeout_secs: u64,
+    /// Requests one HTTP/2 connection may have open at once.
+    pub h2_max_concurrent_streams: u32,
+}
+
+/// The default body budget: a quarter of the memory this process may
+/// use (the cgroup's limit, else the machine's), between 64 MiB and
+/// 512 MiB.
+fn machine_body_budget() -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        let line = t.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    });
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    let memory = [meminfo, cgroup].into_iter().flatten().min();
+    memory.map_or(512 * MIB, |m| (m / 4).clamp(64 * MIB, 512 * MIB))
+}
+
+impl ServerConfig {
+    /// Connections served at once per client address (0 = no cap).
+    pub fn per_address(&self) -> usize {
+        self.max_connections_per_address
+            .unwrap_or((self.max_connections / 4).max(1))
+    }
+
+    /// The budget for request bodies in memory at once.
+    pub fn body_budget(&self) -> u64 {
+        self.body_budget_bytes.unwrap_or_else(machine_body_budget)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -466,6 +519,11 @@ impl Default for ServerConfig {
             header_timeout_secs: 10,
             body_timeout_secs: 60,
             shutdown_grace_secs: 20,
+            max_connections_per_address: None,
+            min_body_bytes_per_sec: 1024,
+            body_budget_bytes: None,
+            idle_timeout_secs: 60,
+            h2_max_concurrent_streams: 16,
         }
     }
 }
@@ -594,6 +652,27 @@ impl Config {
             if secs == 0 {
                 return Err((key, "must be at least 1 second".into()));
             }
+        }
+        if self.server.idle_timeout_secs == 0 || self.server.h2_max_concurrent_streams == 0 {
+            return Err((
+                "server",
+                "idle_timeout_secs and h2_max_concurrent_streams must be at least 1".into(),
+            ));
+        }
+        let largest_body = self
+            .gateway
+            .as_ref()
+            .map_or(0, |g| g.max_body_bytes)
+            .max(self.webhooks.max_body_bytes);
+        if let Some(budget) = self.server.body_budget_bytes
+            && budget < largest_body
+        {
+            return Err((
+                "server.body_budget_bytes",
+                format!(
+                    "{budget} is below the largest body allowed ({largest_body}, max_body_bytes): such a body could never be read"
+                ),
+            ));
         }
         if self.storage.path.as_os_str().is_empty() {
             return Err(("storage.path", "must not be empty".into()));

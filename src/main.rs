@@ -619,7 +619,22 @@ fn load(path: Option<&PathBuf>) -> Result<(Config, app::Generated), String> {
     }
 }
 
+/// Large allocations (request bodies of up to 25 MB) get pages of their
+/// own and give them back when freed. glibc's default raises the mmap
+/// threshold to the size of each large block freed, so after one burst of
+/// big bodies later ones come from the heap and the process stays at its
+/// peak size; a fixed threshold turns that off.
+fn return_memory_after_bursts() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a parameter of glibc's allocator; called
+    // once, before any thread is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 fn serve(path: Option<PathBuf>) -> ExitCode {
+    return_memory_after_bursts();
     let (config, generated) = match load(path.as_ref()) {
         Ok(c) => c,
         Err(e) => {

@@ -20,6 +20,8 @@ pub enum IngestResult {
     BadRequest,
     UnsupportedMediaType,
     Unavailable,
+    /// Refused before reading: too many body bytes in flight.
+    Busy,
 }
 
 impl IngestResult {
@@ -32,6 +34,7 @@ impl IngestResult {
             IngestResult::BadRequest => "bad_request",
             IngestResult::UnsupportedMediaType => "unsupported_media_type",
             IngestResult::Unavailable => "unavailable",
+            IngestResult::Busy => "busy",
         }
     }
 }
@@ -249,6 +252,78 @@ impl Default for GatewayMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    listener: String,
+    reason: String,
+}
+
+/// Connections per listener (webhooks, gateway, admin), and the request
+/// body budget they share.
+#[derive(Clone, Default)]
+pub struct ConnectionMetrics {
+    open: Family<ListenerLabel, Gauge>,
+    refused: Family<RefusedLabels, Counter>,
+    /// Set at scrape time.
+    pub body_budget_in_use: Gauge,
+    pub body_budget: Gauge,
+}
+
+impl ConnectionMetrics {
+    /// The metrics of one listener.
+    pub fn listener(&self, name: &str) -> ListenerMetrics {
+        ListenerMetrics {
+            name: name.to_string(),
+            all: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    name: String,
+    all: ConnectionMetrics,
+}
+
+/// Counts a connection as open until dropped.
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl ListenerMetrics {
+    pub fn open(&self) -> OpenConnection {
+        let g = self
+            .all
+            .open
+            .get_or_create(&ListenerLabel {
+                listener: self.name.clone(),
+            })
+            .clone();
+        g.inc();
+        OpenConnection(g)
+    }
+
+    /// A connection closed at once, and why (`per_address`).
+    pub fn refused(&self, reason: &str) {
+        self.all
+            .refused
+            .get_or_create(&RefusedLabels {
+                listener: self.name.clone(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
@@ -260,6 +335,7 @@ pub struct Metrics {
     pub github: GithubMetrics,
     pub gateway: GatewayMetrics,
     pub recovery: RecoveryMetrics,
+    pub connections: ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -446,6 +522,29 @@ impl Metrics {
             "Gateway cache entries evicted to stay within cache_max_bytes",
             gateway.cache_evictions.clone(),
         );
+        let connections = ConnectionMetrics::default();
+        registry.register(
+            "connections_open",
+            "Open client connections, by listener (webhooks, gateway, admin)",
+            connections.open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once, by listener and reason (per_address: the address already holds max_connections_per_address)",
+            connections.refused.clone(),
+        );
+        registry.register_with_unit(
+            "body_budget_in_use",
+            "Request body bytes held in memory now (webhooks and gateway), of body_budget_bytes",
+            Unit::Bytes,
+            connections.body_budget_in_use.clone(),
+        );
+        registry.register_with_unit(
+            "body_budget",
+            "Request body bytes that may be held in memory at once ([server] body_budget_bytes)",
+            Unit::Bytes,
+            connections.body_budget.clone(),
+        );
         let recovery = RecoveryMetrics::default();
         registry.register(
             "recovery_missing_found",
@@ -471,6 +570,7 @@ impl Metrics {
         Metrics {
             gateway,
             recovery,
+            connections,
             registry: Arc::new(registry),
             ingest,
             journal,

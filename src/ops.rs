@@ -23,14 +23,23 @@ pub struct OpsState {
     pub actions: Option<Arc<crate::sinks::actions::ActionsSink>>,
     /// Recovery walks run: export the time since each source's last one.
     pub recovery: bool,
+    /// The request body budget, for its gauges.
+    pub bodies: crate::server::body::Budget,
 }
 
-pub fn router(state: OpsState) -> Router {
+/// `/healthz` and `/readyz`, for every listener a load balancer checks.
+pub fn health(state: Arc<OpsState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(Arc::new(state))
+        .with_state(state)
+}
+
+/// `/metrics`, beside the admin UI.
+pub fn metrics(state: Arc<OpsState>) -> Router {
+    Router::new()
+        .route("/metrics", get(render))
+        .with_state(state)
 }
 
 async fn healthz() -> Response {
@@ -55,7 +64,10 @@ async fn readyz(State(s): State<Arc<OpsState>>) -> Response {
     axum::Json(json!({ "status": "ready" })).into_response()
 }
 
-async fn metrics(State(s): State<Arc<OpsState>>) -> Response {
+async fn render(State(s): State<Arc<OpsState>>) -> Response {
+    let c = &s.metrics.connections;
+    c.body_budget_in_use.set(s.bodies.in_use() as i64);
+    c.body_budget.set(s.bodies.bytes() as i64);
     let g = &s.metrics.journal_gauges;
     g.size_bytes.set(s.journal.size_bytes() as i64);
     g.writable.set(s.journal.is_writable() as i64);

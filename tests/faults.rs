@@ -298,11 +298,12 @@ async fn slow_clients_are_cut_off_and_a_connection_cap_holds() {
     );
     assert_eq!(count(&t.db(), "SELECT COUNT(*) FROM deliveries"), 0);
 
-    // The cap: 8 idle connections hold every slot; a ninth waits in the
-    // kernel's backlog and is served once the header deadline frees one.
+    // The cap: 8 idle connections (from 8 addresses, each within its own
+    // share) hold every slot; a ninth waits in the kernel's backlog and is
+    // served once the header deadline frees one.
     let mut idle = Vec::new();
-    for _ in 0..8 {
-        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    for i in 0..8 {
+        idle.push(connect_from(&format!("127.0.0.{}", 10 + i), &addr).await);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
@@ -737,4 +738,327 @@ async fn guessing_gateway_tokens_is_throttled_per_address() {
     assert!(r.text().await.unwrap().contains("too many bad tokens"));
     // Others are not affected.
     assert_eq!(get(&other, &token).await.unwrap().status(), 200);
+}
+
+/// Reads until the peer closes or `limit` passes; true when it closed.
+async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> (bool, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (true, got),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (false, got),
+        }
+    }
+}
+
+/// A connection from a given loopback address (the whole of 127/8 is
+/// local on Linux), for per-address limits.
+async fn connect_from(ip: &str, addr: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_bodies_past_the_memory_budget_are_refused_before_they_are_read() {
+    use tokio::io::AsyncWriteExt;
+    let t = TestApp::spawn_with(|c| {
+        c.webhooks.max_body_bytes = 1024 * 1024;
+        c.server.body_budget_bytes = Some(2 * 1024 * 1024);
+    })
+    .await;
+    let addr = t.base.trim_start_matches("http://").to_string();
+    // Two unsigned uploads of 900 KB each, half sent and held open: they
+    // hold most of the budget.
+    let head = |guid: &str| {
+        format!(
+            "POST /webhooks/github HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: {guid}\r\nContent-Length: 900000\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let mut held = Vec::new();
+    for guid in ["held-1", "held-2"] {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(head(guid).as_bytes()).await.unwrap();
+        s.write_all(&vec![b' '; 450_000]).await.unwrap();
+        held.push(s);
+    }
+    // A signed delivery of 900 KB now: no room; 503 with Retry-After at
+    // once, before its body is read.
+    let mut big: serde_json::Value = serde_json::from_slice(&compact(
+        &common::fixtures().join("payloads/push/payload.json"),
+    ))
+    .unwrap();
+    big["padding"] = "x".repeat(850_000).into();
+    let big = serde_json::to_vec(&big).unwrap();
+    let d = Delivery::json("push", "after-the-flood", big.clone());
+    // The held bodies reserve their share as soon as their headers are
+    // read; wait (bounded) until the budget says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while common::metric(&t.metrics().await, "gatehouse_body_budget_in_use_bytes").unwrap_or(0.0)
+        < 1_800_000.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held uploads took no budget"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = Some(t.send(&d).await).filter(|r| r.status() == 503);
+    let r = refused.expect("refused while the budget is taken");
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("retry"), "{v}");
+    assert_eq!(count(&t.db(), "SELECT COUNT(*) FROM deliveries"), 0);
+    let m = t.metrics().await;
+    assert!(
+        common::metric(
+            &m,
+            "gatehouse_webhook_deliveries_total{event=\"push\",result=\"busy\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{m}"
+    );
+    // The held uploads finish (unsigned: 401) and give their share back;
+    // the delivery is then accepted.
+    for mut s in held {
+        s.write_all(&vec![b' '; 450_000]).await.unwrap();
+        let (_, answer) = closed_within(&mut s, Duration::from_secs(10)).await;
+        assert_eq!(status_of(&String::from_utf8_lossy(&answer)), 401);
+    }
+    assert_eq!(t.send(&d).await.status(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_address_cannot_take_every_connection_slot() {
+    use tokio::io::AsyncWriteExt;
+    let t = TestApp::spawn_with(|c| {
+        c.server.max_connections = 16;
+        c.server.max_connections_per_address = Some(4);
+    })
+    .await;
+    let addr = t.base.trim_start_matches("http://").to_string();
+    // Four connections from 127.0.0.1 that have begun a request and hold.
+    let mut holding = Vec::new();
+    for _ in 0..4 {
+        let mut s = connect_from("127.0.0.1", &addr).await;
+        s.write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        holding.push(s);
+    }
+    // Wait (bounded) until all four are counted as open (scraping from
+    // another address, which has slots of its own).
+    let scraper = reqwest::Client::builder()
+        .local_address("127.0.0.3".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let scrape = || async {
+        scraper
+            .get(format!("{}/metrics", t.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let open = || async {
+        common::metric(
+            &scrape().await,
+            "gatehouse_connections_open{listener=\"webhooks\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while open().await < 5.0 {
+        // (4 held + the scrape's own connection)
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Four more from the same address wait behind those, unanswered ...
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        let mut s = connect_from("127.0.0.1", &addr).await;
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        waiting.push(s);
+    }
+    let (closed, answer) = closed_within(&mut waiting[0], Duration::from_millis(500)).await;
+    assert!(!closed && answer.is_empty(), "served past the cap");
+    // ... and a ninth is closed at once, unanswered.
+    let mut ninth = connect_from("127.0.0.1", &addr).await;
+    let _ = ninth
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let (closed, answer) = closed_within(&mut ninth, Duration::from_secs(3)).await;
+    assert!(
+        closed && answer.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // Another address is served meanwhile.
+    let mut other = connect_from("127.0.0.2", &addr).await;
+    other
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (_, answer) = closed_within(&mut other, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&String::from_utf8_lossy(&answer)), 200);
+    // One of the four gives its slot back: a waiting one is served.
+    drop(holding.pop());
+    let (_, answer) = closed_within(&mut waiting[0], Duration::from_secs(5)).await;
+    assert_eq!(status_of(&String::from_utf8_lossy(&answer)), 200);
+    let m = scrape().await;
+    drop(holding);
+    assert!(
+        common::metric(
+            &m,
+            "gatehouse_connections_refused_total{listener=\"webhooks\",reason=\"per_address\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_and_trickling_connections_give_their_slots_back() {
+    use tokio::io::AsyncWriteExt;
+    let t = TestApp::spawn_with(|c| {
+        c.server.idle_timeout_secs = 1;
+        c.server.body_timeout_secs = 60;
+        c.server.min_body_bytes_per_sec = 200;
+    })
+    .await;
+    let addr = t.base.trim_start_matches("http://").to_string();
+
+    // HTTP/1.1 kept alive after an answer, then idle: closed.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (closed, answer) = closed_within(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "kept-alive idle connection still open");
+    assert_eq!(status_of(&String::from_utf8_lossy(&answer)), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // HTTP/2 (h2c, prior knowledge): the server's SETTINGS caps concurrent
+    // streams; a connection with no stream is closed when idle.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let (closed, frames) = closed_within(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "idle HTTP/2 connection still open");
+    // The first frame is the server's SETTINGS: 6-byte entries.
+    assert_eq!(frames[3], 0x4, "SETTINGS first");
+    let len = u32::from_be_bytes([0, frames[0], frames[1], frames[2]]) as usize;
+    let max_streams = frames[9..9 + len].chunks(6).find_map(|e| {
+        (u16::from_be_bytes([e[0], e[1]]) == 0x3)
+            .then(|| u32::from_be_bytes([e[2], e[3], e[4], e[5]]))
+    });
+    assert_eq!(max_streams, Some(16));
+    // Frames after SETTINGS include a GOAWAY (type 7) before the close.
+    let mut at = 9 + len;
+    let mut goaway = false;
+    while at + 9 <= frames.len() {
+        let l = u32::from_be_bytes([0, frames[at], frames[at + 1], frames[at + 2]]) as usize;
+        goaway |= frames[at + 3] == 0x7;
+        at += 9 + l;
+    }
+    assert!(goaway, "a GOAWAY before the close");
+
+    // A body trickling a byte every 300 ms, far under 200 bytes/s: 408
+    // after the 5 s grace, long before the 60 s deadline.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = compact(&common::fixtures().join("payloads/ping/payload.json"));
+    let full = raw_delivery(b"ping", b"trickle-rate", &body);
+    let head_len = full.len() - body.len();
+    s.write_all(&full[..head_len]).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    for b in &body {
+        if s.write_all(&[*b]).await.is_err() || started.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        let (closed, got) = closed_within(&mut s, Duration::from_millis(300)).await;
+        answer.extend(got);
+        if closed || !answer.is_empty() {
+            break;
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), 408, "{answer}");
+    assert!(answer.contains("too slowly"), "{answer}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert_eq!(count(&t.db(), "SELECT COUNT(*) FROM deliveries"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_keep_their_own_listener_when_the_webhook_port_is_full() {
+    use tokio::io::AsyncWriteExt;
+    let t = TestApp::spawn_with(|c| {
+        c.server.max_connections = 4;
+        c.admin.listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let admin = format!("http://{}", t.app.admin_addr().unwrap());
+    let addr = t.base.trim_start_matches("http://").to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // On the webhook port: health, but no admin UI and no metrics.
+    for (path, status) in [("/readyz", 200), ("/metrics", 404), ("/admin/login", 404)] {
+        let r = http.get(format!("{}{path}", t.base)).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path} on the webhook port");
+    }
+    // Every webhook slot taken by requests that never finish their headers
+    // (from four addresses: one address alone may hold only its share).
+    let mut holding = Vec::new();
+    for i in 0..4 {
+        let mut s = connect_from(&format!("127.0.0.{}", 20 + i), &addr).await;
+        s.write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        holding.push(s);
+    }
+    // Operators still get the admin UI, metrics and health on theirs.
+    for (path, status) in [("/admin/login", 200), ("/metrics", 200), ("/readyz", 200)] {
+        let r = http.get(format!("{admin}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path} on the admin port");
+    }
+    let m = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        common::metric(&m, "gatehouse_connections_open{listener=\"webhooks\"}"),
+        Some(4.0),
+        "{m}"
+    );
+    drop(holding);
 }

@@ -349,7 +349,8 @@ async fn concurrent_deliveries_share_commits() {
     let t = TestApp::spawn().await;
     let body = push_body();
     let mut tasks = Vec::new();
-    for i in 0..400 {
+    // 200: within one address's share of connections (a quarter of 1,024).
+    for i in 0..200 {
         let d = Delivery::json("push", &format!("c-{i}"), body.clone());
         let (client, base) = (t.client.clone(), t.base.clone());
         tasks.push(tokio::spawn(async move {
@@ -359,12 +360,12 @@ async fn concurrent_deliveries_share_commits() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), 202);
     }
-    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 400);
+    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 200);
     let m = t.metrics().await;
     let commits = metric(&m, "gatehouse_journal_commit_batch_size_count").unwrap();
     assert!(
-        commits < 400.0,
-        "400 concurrent deliveries took {commits} commits: no group commit"
+        commits < 200.0,
+        "200 concurrent deliveries took {commits} commits: no group commit"
     );
 }
 

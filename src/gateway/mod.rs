@@ -26,6 +26,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use crate::config::GatewayConfig;
 use crate::github::{Pool, Reach};
 use crate::journal::Journal;
+use crate::server::body::{self, BodyError};
 use cache::Cache;
 use clients::Client;
 use upstream::{Fetched, Inflight, Route};
@@ -44,6 +45,8 @@ pub struct GatewayState {
     pub inflight: Inflight,
     /// Bad tokens per client address.
     pub throttle: crate::throttle::Throttle,
+    /// How request bodies are read (the budget is shared with ingest).
+    pub body: body::Limits,
 }
 
 pub fn router(state: Arc<GatewayState>) -> Router {
@@ -261,15 +264,10 @@ async fn serve(
     {
         return refuse(StatusCode::FORBIDDEN, &why);
     }
-    let limit = s.config.max_body_bytes as usize;
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
-            return refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("gatehouse: request body over {limit} bytes (or unreadable)"),
-            );
-        }
+    // The budget the body holds is given back once GitHub has answered.
+    let (body, _held) = match read_body(s, parts, body).await {
+        Ok(read) => read.into_parts(),
+        Err(refusal) => return refusal,
     };
     if graphql_post {
         let op = match graphql::operation(&body) {
@@ -349,6 +347,28 @@ async fn serve(
         s.cache.expire_prefix(changed_prefix(&target.path)).await;
     }
     f
+}
+
+/// The request body under the size limit, the shared memory budget and
+/// the minimum pace; refusals shaped as GitHub's errors.
+async fn read_body(s: &GatewayState, parts: &Parts, body: Body) -> Result<body::Read, Fetched> {
+    let read = match body::declared(&parts.headers, s.body.max_bytes) {
+        Ok(declared) => body::read(body, declared, &s.body).await,
+        Err(e) => Err(e),
+    };
+    read.map_err(|e| {
+        let status = match e {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            BodyError::Timeout | BodyError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        };
+        let mut f = refuse(status, &format!("gatehouse: {e}"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            f.headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
+        }
+        f
+    })
 }
 
 /// `/repos/o/r/issues/1/comments` → `/repos/o/r`; `/orgs/o/...` → `/orgs/o`.

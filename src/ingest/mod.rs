@@ -23,6 +23,7 @@ use crate::journal::{
     Appended, ContentKind, DeliveryMeta, Journal, JournalError, NewDelivery, ParseStatus, model,
 };
 use crate::metrics::{IngestMetrics, IngestResult};
+use crate::server::body::{self, BodyError};
 use request::GithubHeaders;
 
 pub use request::event_label;
@@ -37,9 +38,9 @@ const RETRY_AFTER_SECS: u64 = 5;
 pub struct IngestState {
     pub journal: Journal,
     pub secrets: Vec<Secret>,
-    pub max_body_bytes: u64,
     pub partition_by: PartitionBy,
-    pub body_timeout: Duration,
+    /// How bodies are read: size, shared memory budget, pace.
+    pub body: body::Limits,
     pub metrics: IngestMetrics,
     /// The sinks; a delivery becomes one job per sink that wants it.
     pub sinks: crate::sinks::Catalog,
@@ -78,8 +79,13 @@ pub enum Rejection {
     BadSignature,
     #[error("request body did not arrive in time")]
     BodyTimeout,
+    #[error("request body arrived too slowly (under {0} bytes/s)")]
+    BodyTooSlow(u64),
     #[error("could not read request body: {0}")]
     BodyRead(String),
+    /// Too many bytes of request bodies in flight: refused before reading.
+    #[error("too many deliveries in flight; retry shortly")]
+    Busy,
     #[error("journal unavailable, delivery not accepted")]
     Unavailable,
 }
@@ -92,7 +98,9 @@ impl Rejection {
             Rejection::MissingHeader(_)
             | Rejection::InvalidHeader(_)
             | Rejection::BodyTimeout
+            | Rejection::BodyTooSlow(_)
             | Rejection::BodyRead(_) => IngestResult::BadRequest,
+            Rejection::Busy => IngestResult::Busy,
             Rejection::BadSignature => IngestResult::BadSignature,
             Rejection::Unavailable => IngestResult::Unavailable,
         }
@@ -105,9 +113,22 @@ impl Rejection {
             Rejection::MissingHeader(_) | Rejection::InvalidHeader(_) | Rejection::BodyRead(_) => {
                 StatusCode::BAD_REQUEST
             }
-            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Rejection::BodyTimeout | Rejection::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+            Rejection::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::BadSignature => StatusCode::UNAUTHORIZED,
             Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl From<BodyError> for Rejection {
+    fn from(e: BodyError) -> Rejection {
+        match e {
+            BodyError::TooLarge { limit } => Rejection::TooLarge { limit },
+            BodyError::Busy => Rejection::Busy,
+            BodyError::Timeout => Rejection::BodyTimeout,
+            BodyError::TooSlow { min_rate } => Rejection::BodyTooSlow(min_rate),
+            BodyError::Read(e) => Rejection::BodyRead(e),
         }
     }
 }
@@ -124,7 +145,16 @@ impl IntoResponse for Rejection {
                 .into_response(),
             // The body was not read to its end; make the client open a new
             // connection rather than reuse one with unread bytes on it.
-            Rejection::TooLarge { .. } | Rejection::BodyTimeout => {
+            Rejection::Busy => (
+                self.status(),
+                [
+                    (http::header::RETRY_AFTER, "1"),
+                    (http::header::CONNECTION, "close"),
+                ],
+                body,
+            )
+                .into_response(),
+            Rejection::TooLarge { .. } | Rejection::BodyTimeout | Rejection::BodyTooSlow(_) => {
                 (self.status(), [(http::header::CONNECTION, "close")], body).into_response()
             }
             _ => (self.status(), body).into_response(),
@@ -194,15 +224,12 @@ async fn accept(
     received_at_ms: i64,
 ) -> Result<(Appended, String), Rejection> {
     let (parts, body) = req.into_parts();
-    let declared = request::declared_length(&parts.headers, state.max_body_bytes)?;
+    let declared = body::declared(&parts.headers, state.body.max_bytes)?;
     let gh = GithubHeaders::parse(&parts.headers)?;
     let kind = request::content_kind(&parts.headers)?;
-    let body = tokio::time::timeout(
-        state.body_timeout,
-        request::read_body(body, state.max_body_bytes, declared),
-    )
-    .await
-    .map_err(|_| Rejection::BodyTimeout)??;
+    // The budget this body holds is given back when `_held` goes, after
+    // the journal has answered.
+    let (body, _held) = body::read(body, declared, &state.body).await?.into_parts();
 
     let signature = parts
         .headers

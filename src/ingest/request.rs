@@ -1,10 +1,7 @@
 //! The parts of an incoming webhook request we check before trusting it:
 //! content type, GitHub's headers, and a body read under a size limit.
 
-use axum::body::Body;
-use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
-use http_body_util::BodyExt;
 
 use super::Rejection;
 use crate::journal::ContentKind;
@@ -152,36 +149,6 @@ pub fn content_kind(headers: &HeaderMap) -> Result<ContentKind, Rejection> {
             raw.chars().take(100).collect(),
         ))
     }
-}
-
-/// The declared length, if any. A length over the limit is refused before a
-/// single body byte is read.
-pub fn declared_length(headers: &HeaderMap, limit: u64) -> Result<Option<u64>, Rejection> {
-    let len = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
-    match len {
-        Some(n) if n > limit => Err(Rejection::TooLarge { limit }),
-        other => Ok(other),
-    }
-}
-
-/// Reads the body, refusing it as soon as it passes `limit` bytes (for a
-/// chunked body with no declared length, or one that lies about it).
-pub async fn read_body(body: Body, limit: u64, declared: Option<u64>) -> Result<Bytes, Rejection> {
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(limit) as usize);
-    let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Rejection::BodyRead(e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            if (buf.len() + data.len()) as u64 > limit {
-                return Err(Rejection::TooLarge { limit });
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
 }
 
 /// The JSON inside a form-encoded body (`payload=<url-encoded json>`).
