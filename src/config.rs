@@ -131,6 +131,15 @@ pub struct ActionsMetricsConfig {
     /// At most this many repositories get their own label (the longest
     /// known first); the rest are counted as `other`.
     pub max_repositories: usize,
+    /// Per repository, at most this many workflow names keep theirs; a
+    /// pull request can add a workflow with any name.
+    pub max_workflows: usize,
+    /// Per workflow, at most this many job names keep theirs (names come
+    /// from expressions: `build ${{ github.sha }}` makes one per commit).
+    pub max_job_names: usize,
+    /// Per workflow, at most this many runner label sets (`runs-on`) keep
+    /// theirs.
+    pub max_runner_label_sets: usize,
     /// Branch globs that keep their name in `head_branch`; other branches
     /// (pull request branches, say) are counted as `other`.
     pub head_branches: Vec<String>,
@@ -144,6 +153,9 @@ impl Default for ActionsMetricsConfig {
             allow_repositories: Vec::new(),
             deny_repositories: Vec::new(),
             max_repositories: 200,
+            max_workflows: 50,
+            max_job_names: 100,
+            max_runner_label_sets: 20,
             head_branches: vec!["main".into(), "master".into()],
         }
     }
@@ -779,11 +791,18 @@ impl Config {
                 "must be at least 60".into(),
             ));
         }
-        if a.max_repositories == 0 {
-            return Err((
-                "actions_metrics.max_repositories",
-                "must be at least 1".into(),
-            ));
+        for (key, n) in [
+            ("actions_metrics.max_repositories", a.max_repositories),
+            ("actions_metrics.max_workflows", a.max_workflows),
+            ("actions_metrics.max_job_names", a.max_job_names),
+            (
+                "actions_metrics.max_runner_label_sets",
+                a.max_runner_label_sets,
+            ),
+        ] {
+            if n == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for r in &self.routes {

@@ -52,8 +52,8 @@ pub struct IngestMetrics {
 }
 
 impl IngestMetrics {
-    /// `event` must already be bounded (see `ingest::event_label`): label
-    /// values from unauthenticated requests would otherwise be unbounded.
+    /// `event` must already be bounded (see `github::events::label`): a
+    /// sender could otherwise grow the label set without end.
     pub fn record(&self, event: &str, result: IngestResult, took: Duration) {
         self.deliveries
             .get_or_create(&DeliveryLabels {

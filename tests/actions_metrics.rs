@@ -794,3 +794,122 @@ async fn settle_dead(app: &TestApp) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Rewrites a plan's workflow, job and runner names the way a contributor
+/// can through expressions and pull requests: a workflow name per run
+/// (mod 60), a job name per job, a runner label set per job (mod 30).
+fn contributor_named(p: &Plan) -> Vec<Planned> {
+    p.deliveries
+        .iter()
+        .map(|d| {
+            let mut v: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
+            if let Some(j) = v.get_mut("workflow_job") {
+                let (id, run) = (j["id"].as_i64().unwrap(), j["run_id"].as_i64().unwrap());
+                j["name"] = format!("build {:x}", id.wrapping_mul(2_654_435_761)).into();
+                j["labels"] = serde_json::json!(["self-hosted", format!("pool-{}", id % 30)]);
+                j["workflow_name"] = format!("wf-{}", run % 60).into();
+            } else {
+                let run = v["workflow_run"]["id"].as_i64().unwrap();
+                v["workflow_run"]["name"] = format!("wf-{}", run % 60).into();
+                v["workflow"]["name"] = format!("wf-{}", run % 60).into();
+            }
+            Planned {
+                body: serde_json::to_vec(&v).unwrap(),
+                ..d.clone()
+            }
+        })
+        .collect()
+}
+
+/// The label sets of every sample of `series`.
+fn series_labels(text: &str, series: &str) -> Vec<BTreeMap<String, String>> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(series)?.strip_prefix('{')?;
+            let (labels, _) = rest.rsplit_once("} ")?;
+            Some(
+                labels
+                    .split("\",")
+                    .filter_map(|kv| {
+                        let (k, v) = kv.split_once("=\"")?;
+                        Some((k.to_string(), v.trim_end_matches('"').to_string()))
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contributor_named_workflows_jobs_and_runners_stay_bounded_whatever_the_order() {
+    let p = plan(&fixtures(), &shape(&["octo-org"], 120, 29));
+    let named = contributor_named(&p);
+    let caps = |c: &mut Config| {
+        c.actions_metrics.max_workflows = 5;
+        c.actions_metrics.max_job_names = 10;
+        c.actions_metrics.max_runner_label_sets = 4;
+    };
+    let a = TestApp::spawn_with(caps).await;
+    send_all(&a, named.iter().map(|d| delivery(d, "1")).collect(), 4).await;
+    settle(&a, named.len() as i64).await;
+    let text = a.metrics().await;
+
+    let mut per_repo: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut per_workflow: BTreeMap<
+        (String, String),
+        (
+            std::collections::BTreeSet<String>,
+            std::collections::BTreeSet<String>,
+        ),
+    > = BTreeMap::new();
+    for l in series_labels(&text, "github_workflow_jobs_completed_total") {
+        let (repo, wf) = (
+            l["repository_full_name"].clone(),
+            l["workflow_name"].clone(),
+        );
+        per_repo.entry(repo.clone()).or_default().insert(wf.clone());
+        let e = per_workflow.entry((repo, wf)).or_default();
+        e.0.insert(l["job_name"].clone());
+        e.1.insert(l["runs_on"].clone());
+    }
+    assert!(!per_repo.is_empty());
+    for (repo, wfs) in &per_repo {
+        let named: Vec<_> = wfs.iter().filter(|w| *w != "other").collect();
+        assert!(
+            named.len() <= 5,
+            "{repo}: {} workflows kept their name",
+            named.len()
+        );
+        assert!(wfs.contains("other"), "{repo}: the rest are other");
+    }
+    for ((repo, wf), (jobs, runners)) in &per_workflow {
+        if wf == "other" {
+            assert_eq!(jobs.iter().collect::<Vec<_>>(), ["other"], "{repo}/{wf}");
+            assert_eq!(runners.iter().collect::<Vec<_>>(), ["other"], "{repo}/{wf}");
+            continue;
+        }
+        assert!(
+            jobs.len() <= 11 && runners.len() <= 5,
+            "{repo}/{wf}: {jobs:?} {runners:?}"
+        );
+    }
+    for name in ["job_name", "runs_on", "workflow_name"] {
+        let all = label_values(&text, name);
+        assert!(all.len() <= 5 * 10 * 3 + 1, "{name}: {} values", all.len());
+    }
+    // Folding loses nothing: every job is still counted.
+    assert_eq!(
+        sum(&text, "github_workflow_jobs_completed_total", &[]),
+        p.jobs.len() as f64
+    );
+
+    // Which names keep their label depends on the rows, not the order.
+    let b = TestApp::spawn_with(caps).await;
+    let mut shuffled = named.clone();
+    Rng::new(3).shuffle(&mut shuffled);
+    send_all(&b, shuffled.iter().map(|d| delivery(d, "1")).collect(), 4).await;
+    settle(&b, named.len() as i64).await;
+    assert_same(&actions_lines(&b.metrics().await), &actions_lines(&text));
+    a.stop().await;
+    b.stop().await;
+}

@@ -500,3 +500,52 @@ async fn a_database_from_a_newer_release_is_refused() {
     );
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invented_event_names_are_journaled_as_sent_but_never_become_labels() {
+    let t = TestApp::spawn().await;
+    let body = push_body();
+    // One captured, correctly signed body replayed with 300 event names.
+    for i in 0..300 {
+        let d = Delivery::json(&format!("evt_{i:04}"), &format!("replay-{i}"), body.clone());
+        assert_eq!(t.send(&d).await.status(), 202);
+    }
+    assert_eq!(
+        t.send(&Delivery::json("push", "real-push", body))
+            .await
+            .status(),
+        202
+    );
+    let db = t.db();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(DISTINCT event) FROM deliveries WHERE event LIKE 'evt_%'"
+        ),
+        300,
+        "the journal keeps each header as sent"
+    );
+    let m = t.metrics().await;
+    let events: std::collections::BTreeSet<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("gatehouse_webhook_deliveries_total{"))
+        .filter_map(|l| l.split("event=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(events, ["other", "push"].into_iter().collect());
+    assert_eq!(
+        metric(
+            &m,
+            "gatehouse_webhook_deliveries_total{event=\"other\",result=\"queued\"}"
+        ),
+        Some(300.0)
+    );
+    // The admin UI's daily roll-up counts them under `other` too.
+    assert_eq!(
+        count(&db, "SELECT COUNT(DISTINCT event) FROM volume_days"),
+        2
+    );
+    assert_eq!(
+        count(&db, "SELECT SUM(n) FROM volume_days WHERE event = 'other'"),
+        300
+    );
+}

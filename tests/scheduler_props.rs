@@ -185,6 +185,7 @@ impl Life {
                 headers,
                 body: body.into(),
                 sinks: vec!["ci".into()],
+                event_label: "push",
             }))
             .unwrap();
         assert!(matches!(

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod budget;
+pub mod events;
 pub mod pool;
 
 pub use pool::{

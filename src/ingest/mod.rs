@@ -26,8 +26,6 @@ use crate::metrics::{IngestMetrics, IngestResult};
 use crate::server::body::{self, BodyError};
 use request::GithubHeaders;
 
-pub use request::event_label;
-
 /// GitHub gives a receiver 10 s; answering 503 before that at least tells
 /// GitHub (and the operator) the truth instead of timing out.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
@@ -176,13 +174,13 @@ async fn receive(State(state): State<Arc<IngestState>>, req: Request) -> Respons
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let outcome = accept(&state, req, received_at_ms).await;
-    let (result, authenticated) = match &outcome {
-        Ok((Appended::Queued { .. }, _)) => (IngestResult::Queued, true),
-        Ok((Appended::Duplicate, _)) => (IngestResult::Duplicate, true),
-        Err(r) => (r.result(), matches!(r, Rejection::Unavailable)),
+    let result = match &outcome {
+        Ok((Appended::Queued { .. }, _)) => IngestResult::Queued,
+        Ok((Appended::Duplicate, _)) => IngestResult::Duplicate,
+        Err(r) => r.result(),
     };
     state.metrics.record(
-        event_label(event.as_deref(), authenticated),
+        crate::github::events::label(event.as_deref()),
         result,
         started.elapsed(),
     );
@@ -266,6 +264,7 @@ async fn accept(
         .flatten();
     let delivery = NewDelivery {
         sinks: state.sinks.sinks_for(&meta),
+        event_label: crate::github::events::label(Some(&meta.event)),
         meta,
         headers,
         body,

@@ -6,94 +6,6 @@ use http::HeaderMap;
 use super::Rejection;
 use crate::journal::ContentKind;
 
-/// The GitHub webhook event names, for bounding the `event` label of
-/// metrics on requests that were never authenticated.
-const KNOWN_EVENTS: &[&str] = &[
-    "branch_protection_configuration",
-    "branch_protection_rule",
-    "check_run",
-    "check_suite",
-    "code_scanning_alert",
-    "commit_comment",
-    "create",
-    "custom_property",
-    "custom_property_values",
-    "delete",
-    "dependabot_alert",
-    "deploy_key",
-    "deployment",
-    "deployment_protection_rule",
-    "deployment_review",
-    "deployment_status",
-    "discussion",
-    "discussion_comment",
-    "fork",
-    "github_app_authorization",
-    "gollum",
-    "installation",
-    "installation_repositories",
-    "installation_target",
-    "issue_comment",
-    "issues",
-    "label",
-    "marketplace_purchase",
-    "member",
-    "membership",
-    "merge_group",
-    "meta",
-    "milestone",
-    "org_block",
-    "organization",
-    "package",
-    "page_build",
-    "personal_access_token_request",
-    "ping",
-    "project",
-    "project_card",
-    "project_column",
-    "projects_v2",
-    "projects_v2_item",
-    "public",
-    "pull_request",
-    "pull_request_review",
-    "pull_request_review_comment",
-    "pull_request_review_thread",
-    "push",
-    "registry_package",
-    "release",
-    "repository",
-    "repository_advisory",
-    "repository_dispatch",
-    "repository_import",
-    "repository_ruleset",
-    "repository_vulnerability_alert",
-    "secret_scanning_alert",
-    "secret_scanning_alert_location",
-    "security_advisory",
-    "security_and_analysis",
-    "sponsorship",
-    "star",
-    "status",
-    "team",
-    "team_add",
-    "watch",
-    "workflow_dispatch",
-    "workflow_job",
-    "workflow_run",
-];
-
-/// The metrics label for an event name. An authenticated sender may name
-/// any event (GitHub adds new ones); an unauthenticated one only a known
-/// one, so nobody can grow our label set by sending junk headers.
-pub fn event_label(event: Option<&str>, authenticated: bool) -> &str {
-    match event {
-        Some(e) if KNOWN_EVENTS.contains(&e) => e,
-        Some(e) if authenticated => e,
-        Some(_) => "other",
-        None => "-",
-    }
-}
-
 /// GitHub's identifying headers, checked for presence and sanity.
 pub struct GithubHeaders {
     pub event: String,
@@ -181,15 +93,5 @@ mod tests {
         assert_eq!(content_kind(&h).unwrap(), ContentKind::Json);
         h.insert("content-type", "text/plain".parse().unwrap());
         assert!(content_kind(&h).is_err());
-    }
-
-    #[test]
-    fn event_labels_are_bounded_for_strangers() {
-        assert_eq!(event_label(Some("push"), false), "push");
-        assert_eq!(event_label(Some("made_up_123"), false), "other");
-        assert_eq!(
-            event_label(Some("new_github_event"), true),
-            "new_github_event"
-        );
     }
 }

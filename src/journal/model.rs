@@ -90,6 +90,9 @@ pub struct NewDelivery {
     /// transaction as the delivery, so an acknowledged delivery never lacks
     /// its jobs.
     pub sinks: Vec<String>,
+    /// The event as the admin UI's roll-ups count it: GitHub's own names
+    /// only, `other` for the rest (the row keeps the header as sent).
+    pub event_label: &'static str,
 }
 
 /// What happened to an append.

@@ -199,7 +199,7 @@ impl Writer {
                 Command::Append(d, _) => {
                     let appended = insert(&tx, d)?;
                     if matches!(appended, Appended::Queued { .. }) {
-                        volume.add(&d.meta);
+                        volume.add(d);
                     }
                     Outcome::Appended(appended)
                 }
@@ -277,7 +277,8 @@ struct Volume {
 }
 
 impl Volume {
-    fn add(&mut self, m: &super::model::DeliveryMeta) {
+    fn add(&mut self, d: &NewDelivery) {
+        let m = &d.meta;
         let at = m.received_at_ms;
         *self.minutes.entry(at / 60_000).or_default() += 1;
         *self.hours.entry(at / 3_600_000).or_default() += 1;
@@ -286,7 +287,7 @@ impl Volume {
             .entry((
                 at / 86_400_000,
                 m.owner.clone().unwrap_or_default(),
-                m.event.clone(),
+                d.event_label.to_string(),
             ))
             .or_default() += 1;
     }

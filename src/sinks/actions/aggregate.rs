@@ -148,18 +148,46 @@ impl Family {
         }
     }
 
-    /// Where the repository full name sits in the family's label values
-    /// (checked against the names by a test).
-    fn repo_index(self) -> usize {
+    /// Where the capped labels sit in the family's label values (checked
+    /// against the names by a test).
+    fn at(self) -> At {
         match self {
             Family::JobsQueued
             | Family::JobsStarted
             | Family::JobsCompleted
-            | Family::JobConclusions => 4,
-            _ => 2,
+            | Family::JobConclusions => At {
+                repo: 4,
+                workflow: 5,
+                job_name: Some(1),
+                runs_on: Some(0),
+            },
+            Family::JobQueueDuration | Family::JobRunDuration => JOB_PLACE_AT,
+            Family::RunsCompleted | Family::RunDuration => RUN_PLACE_AT,
         }
     }
 }
+
+/// Positions of the labels a cap folds into `other`.
+#[derive(Debug, Clone, Copy)]
+struct At {
+    repo: usize,
+    workflow: usize,
+    job_name: Option<usize>,
+    runs_on: Option<usize>,
+}
+
+const JOB_PLACE_AT: At = At {
+    repo: 2,
+    workflow: 3,
+    job_name: None,
+    runs_on: Some(4),
+};
+const RUN_PLACE_AT: At = At {
+    repo: 2,
+    workflow: 3,
+    job_name: None,
+    runs_on: None,
+};
 
 /// One series' sums: a counter uses `count`; a histogram all three. Sums
 /// are whole milliseconds, so adding and taking back observations in any
@@ -274,9 +302,90 @@ fn run_contributions(p: &Policy, r: &RunRow) -> Vec<(SeriesKey, Option<i64>)> {
 struct Inner {
     /// Sorted, so a scrape reads each family's series in order.
     series: BTreeMap<SeriesKey, Value>,
-    /// Each labelled repository's earliest `created_at`: the cap keeps the
-    /// longest-known repositories, so labels do not move as new ones come.
-    first_seen: HashMap<String, i64>,
+    first_seen: FirstSeen,
+}
+
+/// The earliest `created_at` of every label value a cap limits: labelled
+/// repositories, workflows per repository, job names and runner label
+/// sets per workflow. A cap keeps the longest-known values (ties by
+/// name), so which keep their label is a function of the rows, and labels
+/// do not move as new values come.
+#[derive(Default)]
+struct FirstSeen {
+    repos: HashMap<Text, i64>,
+    workflows: HashMap<Text, HashMap<Text, i64>>,
+    job_names: HashMap<(Text, Text), HashMap<Text, i64>>,
+    runners: HashMap<(Text, Text), HashMap<Text, i64>>,
+}
+
+fn note(map: &mut HashMap<Text, i64>, value: &str, at: i64) {
+    match map.get_mut(value) {
+        Some(seen) => *seen = (*seen).min(at),
+        None => {
+            map.insert(text(value), at);
+        }
+    }
+}
+
+/// The `n` longest-known values; None when every one fits.
+fn longest_known(map: &HashMap<Text, i64>, n: usize) -> Option<HashSet<Text>> {
+    if map.len() <= n {
+        return None;
+    }
+    let mut values: Vec<(&i64, &Text)> = map.iter().map(|(v, t)| (t, v)).collect();
+    values.sort();
+    Some(values.into_iter().take(n).map(|(_, v)| v.clone()).collect())
+}
+
+/// What keeps its label under the caps, for one scrape. Maps hold only
+/// the parents over their cap.
+struct Kept {
+    repos: Option<HashSet<Text>>,
+    workflows: HashMap<Text, HashSet<Text>>,
+    job_names: HashMap<(Text, Text), HashSet<Text>>,
+    runners: HashMap<(Text, Text), HashSet<Text>>,
+}
+
+impl Kept {
+    /// Folds what the caps do not keep into `other`. A folded repository
+    /// takes its workflow, job name and runner labels with it (the `other`
+    /// repository's workflows would otherwise be every repository's), and
+    /// a folded workflow its job names and runner labels.
+    fn fold(&self, labels: &mut [Text], at: At, other: &Text) {
+        let repo = labels[at.repo].clone();
+        let workflow = labels[at.workflow].clone();
+        let repo_kept = *repo != *OTHER && self.repos.as_ref().is_none_or(|k| k.contains(&repo));
+        let workflow_kept = repo_kept
+            && self
+                .workflows
+                .get(&repo)
+                .is_none_or(|k| k.contains(&workflow));
+        if !repo_kept {
+            labels[at.repo] = other.clone();
+        }
+        if !workflow_kept {
+            labels[at.workflow] = other.clone();
+        }
+        let place = (repo, workflow);
+        if let Some(i) = at.job_name
+            && !(workflow_kept
+                && self
+                    .job_names
+                    .get(&place)
+                    .is_none_or(|k| k.contains(&labels[i])))
+        {
+            labels[i] = other.clone();
+        }
+        if let Some(i) = at.runs_on
+            && !(workflow_kept
+                && self
+                    .runners
+                    .get(&place)
+                    .is_none_or(|k| k.contains(&labels[i])))
+        {
+            labels[i] = other.clone();
+        }
+    }
 }
 
 pub struct Aggregates {
@@ -323,27 +432,45 @@ impl Aggregates {
             }
             if let Some(repo) = self.policy.repository(repo).filter(|r| *r != OTHER) {
                 let at = created.unwrap_or(i64::MAX);
-                let seen = inner.first_seen.entry(repo.to_string()).or_insert(at);
-                *seen = (*seen).min(at);
+                let seen = &mut inner.first_seen;
+                note(&mut seen.repos, repo, at);
+                let (workflow, job) = match c {
+                    Change::Run { new, .. } => (&new.place.workflow_name, None),
+                    Change::Job { new, .. } => (&new.place.workflow_name, Some(new)),
+                };
+                note(seen.workflows.entry(text(repo)).or_default(), workflow, at);
+                if let Some(j) = job {
+                    let place = (text(repo), text(workflow));
+                    note(
+                        seen.job_names.entry(place.clone()).or_default(),
+                        &j.job_name,
+                        at,
+                    );
+                    note(seen.runners.entry(place).or_default(), &j.runs_on(), at);
+                }
             }
         }
     }
 
-    /// The repositories that keep their own label under the cap; None
-    /// when every one does.
-    fn kept(&self, inner: &Inner) -> Option<HashSet<Text>> {
-        if inner.first_seen.len() <= self.policy.max_repositories {
-            return None;
+    /// What keeps its own label under the caps now.
+    fn kept(&self, inner: &Inner) -> Kept {
+        let p = &self.policy;
+        let seen = &inner.first_seen;
+        let over = |maps: &HashMap<(Text, Text), HashMap<Text, i64>>, n| {
+            maps.iter()
+                .filter_map(|(k, m)| Some((k.clone(), longest_known(m, n)?)))
+                .collect()
+        };
+        Kept {
+            repos: longest_known(&seen.repos, p.max_repositories),
+            workflows: seen
+                .workflows
+                .iter()
+                .filter_map(|(r, m)| Some((r.clone(), longest_known(m, p.max_workflows)?)))
+                .collect(),
+            job_names: over(&seen.job_names, p.max_job_names),
+            runners: over(&seen.runners, p.max_runner_label_sets),
         }
-        let mut repos: Vec<(&i64, &String)> =
-            inner.first_seen.iter().map(|(r, t)| (t, r)).collect();
-        repos.sort();
-        let kept = repos
-            .into_iter()
-            .take(self.policy.max_repositories)
-            .map(|(_, r)| text(r))
-            .collect();
-        Some(kept)
     }
 
     /// Everything `/metrics` shows, with the unfinished rows read just now.
@@ -357,12 +484,6 @@ impl Aggregates {
         let other = text(OTHER);
         let inner = self.inner.lock().expect("aggregates lock");
         let kept = self.kept(&inner);
-        let cap = |repo: &Text| -> Text {
-            match &kept {
-                Some(k) if !k.contains(repo) => other.clone(),
-                _ => repo.clone(),
-            }
-        };
         // Per family, in Family::ALL's order. Series folded into `other`
         // merge, so they go through a map; the rest are unique already.
         let mut folded: Vec<BTreeMap<Labels, Value>> = vec![BTreeMap::new(); Family::ALL.len()];
@@ -370,12 +491,11 @@ impl Aggregates {
         let mut job_gauges: BTreeMap<Labels, Gauges> = BTreeMap::new();
         let mut run_gauges: BTreeMap<Labels, Gauges> = BTreeMap::new();
         for ((family, labels), v) in inner.series.iter() {
-            let i = family.repo_index();
-            let folds = kept.as_ref().is_some_and(|k| !k.contains(&labels[i]));
+            let mut folded_labels = labels.to_vec();
+            kept.fold(&mut folded_labels, family.at(), &other);
+            let folds = *folded_labels != **labels;
             let labels: Labels = if folds {
-                let mut l = labels.to_vec();
-                l[i] = other.clone();
-                l.into()
+                folded_labels.into()
             } else {
                 labels.clone()
             };
@@ -420,8 +540,15 @@ impl Aggregates {
                 let Some(repo) = self.policy.repository(&place.repository) else {
                     return;
                 };
-                let mut key = place_labels(place, cap(&text(repo)));
-                key.extend(runs_on.as_deref().map(text));
+                let mut key = place_labels(place, text(repo));
+                let at = match &runs_on {
+                    Some(r) => {
+                        key.push(text(r));
+                        JOB_PLACE_AT
+                    }
+                    None => RUN_PLACE_AT,
+                };
+                kept.fold(&mut key, at, &other);
                 gauges
                     .entry(key.into())
                     .or_default()
@@ -544,10 +671,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repo_index_points_at_the_full_name() {
+    fn capped_label_positions_match_the_names() {
         for f in Family::ALL {
-            assert_eq!(f.describe().3[f.repo_index()], "repository_full_name");
+            let (names, at) = (f.describe().3, f.at());
+            assert_eq!(names[at.repo], "repository_full_name");
+            assert_eq!(names[at.workflow], "workflow_name");
+            assert_eq!(
+                at.job_name.map(|i| names[i]),
+                names.contains(&"job_name").then_some("job_name")
+            );
+            assert_eq!(
+                at.runs_on.map(|i| names[i]),
+                names.contains(&"runs_on").then_some("runs_on")
+            );
         }
+        assert_eq!(JOB_PLACE[JOB_PLACE_AT.runs_on.unwrap()], "runs_on");
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub struct Policy {
     deny: Vec<String>,
     branches: Vec<String>,
     pub max_repositories: usize,
+    pub max_workflows: usize,
+    pub max_job_names: usize,
+    pub max_runner_label_sets: usize,
 }
 
 impl Policy {
@@ -22,6 +25,9 @@ impl Policy {
             deny: c.deny_repositories.clone(),
             branches: c.head_branches.clone(),
             max_repositories: c.max_repositories,
+            max_workflows: c.max_workflows,
+            max_job_names: c.max_job_names,
+            max_runner_label_sets: c.max_runner_label_sets,
         }
     }
 
