@@ -16,8 +16,9 @@ use crate::journal::{Journal, OpenError};
 use crate::metrics::Metrics;
 use crate::{clock, ingest, ops, server, shutdown, systemd};
 
-/// How often an unwritable journal is probed, so /readyz and the metrics
-/// recover by themselves once space returns, even with no traffic.
+/// How often the journal's file is checked and an unwritable journal
+/// probed, so /readyz and the metrics follow by themselves, even with no
+/// traffic.
 const HEAL_INTERVAL: Duration = Duration::from_secs(1);
 const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
 const GATEWAY_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
@@ -100,9 +101,13 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     let metrics = Metrics::new();
     let path = config.storage.path.clone();
     let journal_metrics = metrics.journal.clone();
-    let journal = tokio::task::spawn_blocking(move || Journal::open(&path, journal_metrics))
-        .await
-        .expect("journal open task")?;
+    let options = crate::journal::Options {
+        wal_limit_bytes: config.storage.wal_limit_bytes,
+    };
+    let journal =
+        tokio::task::spawn_blocking(move || Journal::open_with(&path, journal_metrics, options))
+            .await
+            .expect("journal open task")?;
 
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
@@ -430,13 +435,20 @@ async fn method_not_allowed() -> impl axum::response::IntoResponse {
     )
 }
 
+/// Every second: is the journal's file still the one on disk (nothing
+/// else notices a deleted file while no delivery comes), and can an
+/// unwritable journal commit again?
 async fn heal(journal: Journal, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(HEAL_INTERVAL) => {}
             _ = shutdown::requested(&mut stop) => return,
         }
-        if !journal.is_writable() {
+        let files = journal.clone();
+        let in_place = tokio::task::spawn_blocking(move || files.check_files())
+            .await
+            .unwrap_or(false);
+        if in_place && journal.health() == crate::journal::Health::Unwritable {
             let _ = journal.probe().await;
         }
     }
@@ -500,7 +512,7 @@ pub fn embedded_default() -> std::io::Result<(Config, Generated)> {
     let mut config = Config::default();
     let path = default_secret_path(&config.storage.path);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::files::private_dir(dir)?;
     }
     let fresh = match crate::config::read_secret_file(&path) {
         Ok(secret) => {

@@ -453,6 +453,9 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// Deliveries older than this are pruned; 0 keeps everything.
     pub retention_days: u32,
+    /// A write-ahead log larger than this is truncated as soon as no
+    /// reader needs it.
+    pub wal_limit_bytes: u64,
 }
 
 #[derive(Clone, Deserialize)]
@@ -545,6 +548,7 @@ impl Default for StorageConfig {
         StorageConfig {
             path: PathBuf::from(DEFAULT_DB_PATH),
             retention_days: 30,
+            wal_limit_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod files;
 pub mod gateway;
 pub mod github;
 pub mod ingest;

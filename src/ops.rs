@@ -54,10 +54,11 @@ async fn readyz(State(s): State<Arc<OpsState>>) -> Response {
         )
             .into_response();
     }
-    if !s.journal.is_writable() {
+    let health = s.journal.health();
+    if health != crate::journal::Health::Writable {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "journal not writable" })),
+            axum::Json(json!({ "status": health.describe() })),
         )
             .into_response();
     }

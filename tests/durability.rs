@@ -111,10 +111,201 @@ fn second_process_on_the_same_file_is_refused() {
         )),
         "{output}"
     );
+    // The same file through a symlinked path, a symlinked directory or a
+    // hard link: the same lock.
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&db, &link).unwrap();
+    let hard = dir.path().join("hard.db");
+    std::fs::hard_link(&db, &hard).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let via_dir = elsewhere.path().join("data");
+    std::os::unix::fs::symlink(dir.path(), &via_dir).unwrap();
+    for (other, pid_known) in [
+        (link, true),
+        (via_dir.join("gatehouse.db"), true),
+        (hard, false),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = binary::write_config(d.path(), &other, "");
+        let (status, output) = binary::run(&["serve", "--config", cfg.to_str().unwrap()], None);
+        assert!(!status.success(), "{}: {output}", other.display());
+        assert!(
+            output.contains("in use by another gatehouse process"),
+            "{output}"
+        );
+        if pid_known {
+            assert!(
+                output.contains(&format!("(pid {})", first.pid())),
+                "{output}"
+            );
+        }
+    }
     // After the first one is gone (even by kill -9), the file is free again.
     drop(first);
     let again = Server::start(&config);
     assert!(again.base.starts_with("http://127.0.0.1:"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_journal_deleted_while_running_stops_every_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gatehouse.db");
+    let config = binary::write_config(dir.path(), &db, "");
+    let mut server = Server::start(&config);
+    let client = reqwest::Client::new();
+    let body = compact(&common::fixtures().join("payloads/push/payload.json"));
+    let send = |guid: String| {
+        let (client, base, body) = (client.clone(), server.base.clone(), body.clone());
+        async move {
+            Delivery::json("push", &guid, body)
+                .send(&client, &base)
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for i in 0..5 {
+        assert_eq!(send(format!("before-{i}")).await, 202);
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    // With no delivery coming, /readyz notices within the next checks.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let said = loop {
+        let r = client
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            break r.text().await.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readyz stayed 200 with the journal deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(said.contains("deleted or replaced"), "{said}");
+    // Nothing is acknowledged any more, and it says why, loudly.
+    for i in 0..8 {
+        assert_eq!(send(format!("after-{i}")).await, 503);
+    }
+    assert!(
+        server
+            .output()
+            .contains("deleted or replaced while gatehouse ran"),
+        "{}",
+        server.output()
+    );
+    assert!(server.terminate().success());
+    // A restart starts a new journal, which has none of the deliveries
+    // answered 503 (GitHub keeps those to redeliver).
+    let server = Server::start(&config);
+    drop(server);
+    let rows = journaled(&db);
+    assert!(rows.keys().all(|g| !g.starts_with("after-")), "{rows:?}");
+}
+
+#[test]
+fn a_corrupt_journal_is_refused_at_start_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gatehouse.db");
+    let config = binary::write_config(dir.path(), &db, "");
+    let mut server = Server::start(&config);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let base = server.base.clone();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let body = compact(&common::fixtures().join("payloads/push/payload.json"));
+        for i in 0..200 {
+            let r = Delivery::json("push", &format!("c-{i}"), body.clone())
+                .send(&client, &base)
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+        }
+    });
+    assert!(server.terminate().success());
+    // Scribble over a page in the middle of the file (a disk that lost a
+    // write, say): its b-tree header no longer makes sense.
+    let len = std::fs::metadata(&db).unwrap().len();
+    let page = 4096;
+    let middle = (len / page / 2) * page;
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in &mut bytes[middle as usize..(middle + 512) as usize] {
+        *b = 0xA5;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let started = Instant::now();
+    let (status, output) = binary::run(&["serve", "--config", config.to_str().unwrap()], None);
+    assert!(!status.success(), "{output}");
+    assert!(
+        output.contains("is corrupt") && output.contains("restore it from a backup"),
+        "{output}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_file_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // An older release (or a loose umask) left these readable by others.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = data.join("gatehouse.db");
+    let hub = common::hub::octo_hub(vec![]).await;
+    let config = binary::write_config(
+        dir.path(),
+        &db,
+        &format!(
+            "[github]\napi_url = {:?}\n[[github.tokens]]\nname = \"bot\"\ntoken = \"t\"\n[gateway]\nlisten = \"127.0.0.1:0\"\n",
+            hub.url()
+        ),
+    );
+    // Started under umask 000: nothing it makes may be open to others.
+    let mut server = Server::start_with_umask(&config, 0o000);
+    let client = reqwest::Client::new();
+    let body = compact(&common::fixtures().join("payloads/push/payload.json"));
+    let r = Delivery::json("push", "private-1", body)
+        .send(&client, &server.base)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let backup = dir.path().join("copy.db");
+    let (status, out) = binary::run(
+        &[
+            "backup",
+            "--config",
+            config.to_str().unwrap(),
+            backup.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(status.success(), "{out}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data directory");
+    for f in [
+        "gatehouse.db",
+        "gatehouse.db-wal",
+        "gatehouse.db-shm",
+        "gatehouse.db.lock",
+        "gateway-cache.db",
+    ] {
+        let p = data.join(f);
+        assert!(p.exists(), "{f}");
+        assert_eq!(mode(&p), 0o600, "{f}");
+    }
+    assert_eq!(mode(&backup), 0o600, "backup");
+    assert!(server.terminate().success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -391,4 +582,63 @@ async fn json_logs_name_rejected_guids_and_never_a_secret() {
         }
     }
     assert!(rejected, "the rejection is logged with its GUID: {output}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_wal_is_truncated_once_no_reader_needs_it_and_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gatehouse.db");
+    let config = binary::write_config(dir.path(), &db, "");
+    // write_config has its own [storage]; the limit goes there.
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "[storage]\n",
+        "[storage]\nwal_limit_bytes = 1048576\n",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut server = Server::start(&config);
+    let client = reqwest::Client::new();
+    let body = compact(&common::fixtures().join("payloads/push/payload.json"));
+    let wal = dir.path().join("gatehouse.db-wal");
+    let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let mut n = 0;
+    let mut send = |count: usize| {
+        let (client, base, body) = (client.clone(), server.base.clone(), body.clone());
+        let first = n;
+        n += count;
+        async move {
+            for i in first..first + count {
+                let r = Delivery::json("push", &format!("w-{i}"), body.clone())
+                    .send(&client, &base)
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+            }
+        }
+    };
+    // A long read (a report, a backup) pins the WAL: it cannot be reset.
+    let reader = open_db(&db);
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
+        .unwrap();
+    // 600 commits: the writer looks every 64, finds the WAL over its
+    // limit each time, and says so once.
+    send(600).await;
+    let pinned = wal_size();
+    assert!(
+        pinned > 8 * 1_048_576,
+        "the WAL grew past its limit: {pinned}"
+    );
+    let said = |what: &str| server.output().matches(what).count();
+    assert_eq!(said("the WAL is over its limit"), 1, "{}", server.output());
+    assert_eq!(said("WAL truncated"), 0);
+    // The read ends: the next look (within 64 commits) truncates it.
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    send(64).await;
+    assert_eq!(said("WAL truncated"), 1, "{}", server.output());
+    assert!(wal_size() < pinned / 4, "{} of {pinned}", wal_size());
+    assert!(server.terminate().success());
+    integrity_ok(&db);
 }

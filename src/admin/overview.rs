@@ -53,7 +53,8 @@ struct Overview {
     cache: Option<(String, String, String)>,
     recovery: Option<Vec<RecoveryRow>>,
     journal_size: String,
-    writable: bool,
+    /// Why webhooks are answered 503 now, if they are.
+    journal_problem: Option<&'static str>,
 }
 
 pub async fn page(
@@ -177,7 +178,13 @@ pub async fn page(
                 .collect()
         }),
         journal_size: view::bytes(state.journal.size_bytes()),
-        writable: state.journal.is_writable(),
+        journal_problem: match state.journal.health() {
+            crate::journal::Health::Writable => None,
+            crate::journal::Health::Unwritable => Some(
+                "The journal cannot be written: webhooks are answered 503 until it can (disk full?).",
+            ),
+            other => Some(other.describe()),
+        },
     };
     render(page)
 }

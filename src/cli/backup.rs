@@ -22,6 +22,10 @@ pub fn backup(conn: &Connection, source: &Path, dest: &Path) -> Result<(), Strin
     }
     let tmp = partial_path(dest);
     let _ = std::fs::remove_file(&tmp);
+    // VACUUM INTO writes into an empty file: made here, so the copy is
+    // private (0600) whatever the umask.
+    crate::files::private_file(&tmp)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
     let total: u64 = [source.to_path_buf(), wal_of(source)]
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok())

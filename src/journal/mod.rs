@@ -3,6 +3,7 @@
 //! an r2d2 pool and run on blocking threads, never on the async executor.
 
 mod checkpoint;
+mod guard;
 mod lock;
 pub mod model;
 mod reader;
@@ -10,13 +11,14 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+pub use guard::Health;
 pub use lock::LockError;
 pub use model::{Appended, ContentKind, DeliveryMeta, DeliveryRow, NewDelivery, ParseStatus};
 pub use reader::{Payload, Reader};
@@ -60,6 +62,58 @@ pub enum OpenError {
     },
     #[error("cannot open read pool for {path}: {source}")]
     Pool { path: PathBuf, source: r2d2::Error },
+    #[error(
+        "the journal {path} is corrupt ({detail}): restore it from a backup (see the README, Backup and restore)"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+/// At start the journal is checked for corrupt pages (SQLite's
+/// quick_check) for at most this long, so a damaged file is refused with a
+/// clear word instead of answering 503 for everything; a journal too large
+/// to check in that time is left to the checks of every commit.
+const START_CHECK: Duration = Duration::from_secs(5);
+
+/// Runs `PRAGMA quick_check` for up to `limit` (interrupted from a timer
+/// thread after that). Ok(true): checked whole and sound; Ok(false): not
+/// finished in time.
+fn quick_check(conn: &Connection, limit: Duration) -> Result<bool, String> {
+    let interrupt = conn.get_interrupt_handle();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let timer = std::thread::spawn(move || {
+        if wait.recv_timeout(limit).is_err() {
+            interrupt.interrupt();
+        }
+    });
+    let found = conn.prepare("PRAGMA quick_check(20)").and_then(|mut st| {
+        st.query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+    });
+    let _ = done.send(());
+    let _ = timer.join();
+    match found {
+        Ok(rows) if rows == ["ok"] => Ok(true),
+        Ok(rows) => Err(rows.join("; ")),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
+            Ok(false)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How a journal is opened.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A WAL larger than this is truncated as soon as no reader needs it.
+    pub wal_limit_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            wal_limit_bytes: writer::DEFAULT_WAL_LIMIT_BYTES,
+        }
+    }
 }
 
 /// A handle to the open journal; cheap to clone.
@@ -70,7 +124,7 @@ pub struct Journal {
 
 struct Inner {
     tx: Mutex<Option<mpsc::Sender<Command>>>,
-    writable: Arc<AtomicBool>,
+    guard: Arc<guard::Guard>,
     reader: Reader,
     db_path: PathBuf,
     wal_path: PathBuf,
@@ -83,45 +137,100 @@ struct Inner {
 }
 
 impl Journal {
-    /// Opens (creating if needed) the database at `path`, takes the process
-    /// lock, applies migrations and starts the writer. Blocking: call it
-    /// from a blocking context.
+    /// [`Journal::open_with`] with the default options.
     pub fn open(path: &Path, metrics: JournalMetrics) -> Result<Journal, OpenError> {
+        Journal::open_with(path, metrics, Options::default())
+    }
+
+    /// Opens (creating if needed) the database at `path`, takes the process
+    /// lock, checks the file for corrupt pages, applies migrations and
+    /// starts the writer. Every file is private (0700 directory, 0600
+    /// files). Blocking: call it from a blocking context.
+    pub fn open_with(
+        path: &Path,
+        metrics: JournalMetrics,
+        options: Options,
+    ) -> Result<Journal, OpenError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+            crate::files::private_dir(dir).map_err(|source| OpenError::CreateDir {
                 path: dir.to_path_buf(),
                 source,
             })?;
         }
         let lock = lock::ProcessLock::acquire(path)?;
-        let open_err = |source| OpenError::Open {
+        let corrupt = |detail: String| OpenError::Corrupt {
             path: path.to_path_buf(),
-            source,
+            detail,
+        };
+        let open_err = |source: rusqlite::Error| {
+            if guard::is_corrupt(&source) {
+                corrupt(source.to_string())
+            } else {
+                OpenError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         schema::configure(&conn).map_err(open_err)?;
-        schema::enable_wal(&conn)?;
+        schema::enable_wal(&conn).map_err(|e| match e {
+            SchemaError::Sqlite(e) => open_err(e),
+            other => other.into(),
+        })?;
         // Checkpoints run on their own thread, off the commit path: each
         // one would add 10-35 ms to the commit that meets it.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(open_err)?;
-        schema::migrate(&mut conn)?;
+        conn.pragma_update(None, "journal_size_limit", options.wal_limit_bytes as i64)
+            .map_err(open_err)?;
+        match quick_check(&conn, START_CHECK) {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(
+                limit_secs = START_CHECK.as_secs(),
+                "journal too large to check whole at start; every commit is still checked"
+            ),
+            Err(detail) => return Err(corrupt(detail)),
+        }
+        schema::migrate(&mut conn).map_err(|e| match e {
+            SchemaError::Migration { source, .. } if guard::is_corrupt(&source) => {
+                corrupt(source.to_string())
+            }
+            other => other.into(),
+        })?;
 
         let reader = Reader::open(path).map_err(|source| OpenError::Pool {
             path: path.to_path_buf(),
             source,
         })?;
         let wal_path = sibling(path, "-wal");
-        let writable = Arc::new(AtomicBool::new(true));
+        // SQLite gives its -wal and -shm the database file's mode; older
+        // releases left all three readable by others.
+        for f in [wal_path.clone(), sibling(path, "-shm")] {
+            crate::files::tighten(&f, crate::files::FILE_MODE).map_err(|source| {
+                OpenError::CreateDir {
+                    path: f.clone(),
+                    source,
+                }
+            })?;
+        }
+        let guard = Arc::new(guard::Guard::new(path, &wal_path).map_err(|source| {
+            OpenError::CreateDir {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?);
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (notices, notices_rx) = mpsc::unbounded_channel();
         let writer = Writer {
             conn,
             rx,
-            writable: writable.clone(),
+            guard: guard.clone(),
             metrics,
             wal_path: wal_path.clone(),
             notices: notices.clone(),
+            wal_limit: options.wal_limit_bytes,
+            wal_over: false,
         };
         let writer_thread = std::thread::Builder::new()
             .name("journal-writer".into())
@@ -132,7 +241,7 @@ impl Journal {
         Ok(Journal {
             inner: Arc::new(Inner {
                 tx: Mutex::new(Some(tx)),
-                writable,
+                guard,
                 reader,
                 db_path: path.to_path_buf(),
                 wal_path,
@@ -220,9 +329,21 @@ impl Journal {
         let _ = self.inner.wake.send((sink, partition));
     }
 
-    /// False after a failed commit, until a later commit succeeds.
+    /// False after a failed commit, until a later commit succeeds; and for
+    /// good once the file is gone or corrupt.
     pub fn is_writable(&self) -> bool {
-        self.inner.writable.load(Ordering::SeqCst)
+        self.inner.guard.is_writable()
+    }
+
+    /// Writable, unwritable for now, or lost or corrupt for good.
+    pub fn health(&self) -> Health {
+        self.inner.guard.health()
+    }
+
+    /// Checks that the journal's path still names its open file (one stat
+    /// each): without traffic, nothing else would notice a deleted file.
+    pub fn check_files(&self) -> bool {
+        self.inner.guard.files_in_place()
     }
 
     pub fn reader(&self) -> &Reader {

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::JournalError;
+use super::guard::Guard;
 use super::model::{Appended, NewDelivery};
 use crate::metrics::JournalMetrics;
 
@@ -25,9 +25,11 @@ const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// Bodies larger than this are written through SQLite's incremental blob API,
 /// which avoids a transient copy of the whole payload.
 const STREAM_BLOB_ABOVE: usize = 1024 * 1024;
-/// The WAL is checkpointed by a background thread; if it still outgrows this
-/// (a long busy period), the writer finishes the job itself.
-const WAL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
+/// The WAL is checkpointed by a background thread; if it still outgrows its
+/// limit (a long busy period, a long read), the writer truncates it as soon
+/// as no reader needs it. Also SQLite's `journal_size_limit`: a WAL that
+/// starts over is cut back to it.
+pub const DEFAULT_WAL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 
@@ -91,10 +93,29 @@ impl Command {
 pub(super) struct Writer {
     pub conn: Connection,
     pub rx: mpsc::Receiver<Command>,
-    pub writable: Arc<AtomicBool>,
+    pub guard: Arc<Guard>,
     pub metrics: JournalMetrics,
     pub wal_path: PathBuf,
     pub notices: mpsc::UnboundedSender<WorkNotice>,
+    pub wal_limit: u64,
+    /// The WAL is over its limit and waits to be truncated (said once).
+    pub wal_over: bool,
+}
+
+/// Why a batch was not acknowledged.
+enum Failed {
+    Sqlite(rusqlite::Error),
+    /// Committed, but into a file the journal's path no longer names.
+    Lost,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Sqlite(e) => e.fmt(f),
+            Failed::Lost => f.write_str(super::guard::Health::Lost.describe()),
+        }
+    }
 }
 
 impl Writer {
@@ -132,10 +153,17 @@ impl Writer {
     fn commit(&mut self, batch: &mut Vec<Command>) {
         let started = Instant::now();
         let n = batch.len();
-        match self.apply(batch.as_mut_slice()) {
+        // A commit into a file the path no longer names (deleted while we
+        // run) is durable nowhere anyone will look: answer it as failed.
+        let outcome = match self.apply(batch.as_mut_slice()) {
+            Ok(results) if self.guard.files_in_place() => Ok(results),
+            Ok(_) => Err(Failed::Lost),
+            Err(e) => Err(Failed::Sqlite(e)),
+        };
+        match outcome {
             Ok(results) => {
                 self.metrics.observe_commit(n, started.elapsed());
-                if !self.writable.swap(true, Ordering::SeqCst) {
+                if self.guard.succeeded() {
                     tracing::info!("journal is writable again");
                 }
                 for (cmd, result) in batch.drain(..).zip(results) {
@@ -164,7 +192,11 @@ impl Writer {
             Err(e) => {
                 // Nothing in this batch is on disk: answer every caller with
                 // an error so none of them acknowledges (invariant 1).
-                if self.writable.swap(false, Ordering::SeqCst) {
+                let was_writable = match &e {
+                    Failed::Sqlite(e) => self.guard.failed(e),
+                    Failed::Lost => false,
+                };
+                if was_writable {
                     tracing::error!(error = %e, ops = n, "journal commit failed; answering 503");
                 }
                 self.metrics.commit_failures.inc();
@@ -247,20 +279,39 @@ impl Writer {
         Ok(out)
     }
 
+    /// Truncates a WAL past its limit once no reader needs it. Never
+    /// waits for readers (a long read would stall every commit): with one
+    /// still in the WAL, it tries again 64 commits later. Said once when it
+    /// goes over, once when it is back.
     fn limit_wal(&mut self) {
         let size = std::fs::metadata(&self.wal_path)
             .map(|m| m.len())
             .unwrap_or(0);
-        if size > WAL_LIMIT_BYTES {
-            let started = Instant::now();
-            let r = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if size <= self.wal_limit {
+            return;
+        }
+        if !std::mem::replace(&mut self.wal_over, true) {
+            tracing::warn!(
+                wal_bytes = size,
+                limit_bytes = self.wal_limit,
+                "the WAL is over its limit (a long read or a busy spell); truncating it as soon as no reader needs it"
+            );
+        }
+        let started = Instant::now();
+        let _ = self.conn.busy_timeout(Duration::ZERO);
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .is_ok_and(|busy| busy == 0);
+        let _ = self.conn.busy_timeout(super::schema::BUSY_TIMEOUT);
+        if done {
+            self.wal_over = false;
             tracing::info!(
                 wal_bytes = size,
                 took_ms = started.elapsed().as_millis() as u64,
-                ok = r.is_ok(),
-                "writer checkpointed an oversized WAL"
+                "WAL truncated"
             );
         }
     }

@@ -52,16 +52,35 @@ impl Server {
 
     pub fn start_args(args: &[&str], cwd: Option<&Path>, env: &[(&str, &Path)]) -> Server {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env_remove("GATEHOUSE_CONFIG")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(args).envs(env.iter().copied());
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
+        Server::spawn(cmd)
+    }
+
+    /// `gatehouse serve --config CONFIG` under this umask.
+    pub fn start_with_umask(config: &Path, umask: u32) -> Server {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config", config.to_str().unwrap()]);
+        // SAFETY: umask(2) is async-signal-safe; nothing else runs between
+        // fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::umask(umask as libc::mode_t);
+                Ok(())
+            });
+        }
+        Server::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Server {
+        cmd.env_remove("GATEHOUSE_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn gatehouse");
         let output = Arc::new(Mutex::new(Vec::new()));
         collect(child.stdout.take().unwrap(), output.clone());

@@ -74,6 +74,9 @@ fn configure(c: &Connection) -> rusqlite::Result<()> {
 /// version (or not readable at all).
 fn prepare(path: &Path) -> rusqlite::Result<()> {
     let attempt = || -> rusqlite::Result<()> {
+        // Answers for private repositories: private to the service.
+        crate::files::private_file(path)
+            .map_err(|e| rusqlite::Error::InvalidPath(format!("{}: {e}", path.display()).into()))?;
         let conn = Connection::open(path)?;
         let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version == VERSION {
@@ -100,9 +103,14 @@ fn prepare(path: &Path) -> rusqlite::Result<()> {
 impl Store {
     pub fn open(path: &Path) -> Result<Store, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            crate::files::private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         prepare(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for suffix in ["-wal", "-shm"] {
+            let f = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            crate::files::tighten(&f, crate::files::FILE_MODE)
+                .map_err(|e| format!("{}: {e}", f.display()))?;
+        }
         let manager =
             SqliteConnectionManager::file(path).with_init(|c: &mut Connection| configure(c));
         let pool = Pool::builder()
