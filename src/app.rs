@@ -170,6 +170,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         actions: actions.clone(),
         recovery: recovery.is_some(),
         bodies: budget.clone(),
+        sinks: crate::sinks::Catalog::new(&config).names(),
     };
     let admin = admin_router(
         &config,
@@ -414,11 +415,13 @@ async fn wait_for_signal() {
     }
 }
 
-/// JSON 404s and 405s for what no route takes.
+/// JSON 404s and 405s for what no route takes, and the admin UI's
+/// security headers on every answer under `/admin`, those included.
 fn finish(router: axum::Router) -> axum::Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::admin::security_headers))
 }
 
 async fn not_found() -> impl axum::response::IntoResponse {

@@ -570,3 +570,58 @@ pub fn hold_partition(
     )?;
     Ok(())
 }
+
+/// A sink that has jobs but is no longer configured (a route removed from
+/// the config, or the Actions sink turned off): its jobs wait for it to
+/// return, counted pending, and keep their deliveries from being pruned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Orphaned {
+    pub sink: String,
+    pub pending: i64,
+    pub dead: i64,
+}
+
+/// Every sink with pending jobs or dead letters that `configured` lacks.
+pub fn orphans(conn: &Connection, configured: &[String]) -> Result<Vec<Orphaned>, ControlError> {
+    let mut st = conn.prepare_cached(
+        "SELECT s.sink,
+                (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'pending'),
+                (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'dead')
+         FROM (SELECT DISTINCT sink FROM partitions) s ORDER BY s.sink",
+    )?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(Orphaned {
+                sink: r.get(0)?,
+                pending: r.get(1)?,
+                dead: r.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .filter(|o| !configured.contains(&o.sink) && o.pending + o.dead > 0)
+        .collect())
+}
+
+/// Deletes every job (and attempt) of a sink that is no longer configured,
+/// its partitions and its pause, so its deliveries can be pruned again.
+/// Returns what it held: pending jobs and dead letters.
+pub fn drop_sink(conn: &Connection, sink: &str) -> Result<Orphaned, ControlError> {
+    let count = |state: &str| -> rusqlite::Result<i64> {
+        conn.query_row(
+            "SELECT COUNT(*) FROM jobs WHERE sink = ?1 AND state = ?2",
+            params![sink, state],
+            |r| r.get(0),
+        )
+    };
+    let dropped = Orphaned {
+        sink: sink.to_string(),
+        pending: count("pending")?,
+        dead: count("dead")?,
+    };
+    conn.execute("DELETE FROM jobs WHERE sink = ?1", [sink])?;
+    conn.execute("DELETE FROM partitions WHERE sink = ?1", [sink])?;
+    conn.execute("DELETE FROM route_holds WHERE sink = ?1", [sink])?;
+    Ok(dropped)
+}

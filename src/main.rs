@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gatehouse::cli::safe;
 use gatehouse::{app, cli, config::Config, control, logging};
 
 #[derive(Parser)]
@@ -226,8 +227,18 @@ enum ClientsCmd {
 
 #[derive(Subcommand)]
 enum HoldCmd {
-    Pause { route: String },
-    Resume { route: String },
+    Pause {
+        route: String,
+    },
+    Resume {
+        route: String,
+    },
+    /// Delete every job of a route no longer in the config (pending jobs
+    /// and dead letters included), so its deliveries can be pruned. Without
+    /// this, its jobs wait for the route to come back.
+    Drop {
+        route: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -236,8 +247,21 @@ enum PartitionHoldCmd {
     Resume { route: String, partition: String },
 }
 
+/// A command whose output goes to a closed pipe (`| head`) ends quietly,
+/// as Unix tools do, instead of panicking in `println!`. Not for `serve`,
+/// whose sockets must not kill it.
+fn default_sigpipe() {
+    // SAFETY: resetting a signal's disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        default_sigpipe();
+    }
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
@@ -281,10 +305,11 @@ fn main() -> ExitCode {
             config,
             action: ActionsCmd::Report { since, json },
         } => operate(config, |_, conn| cli::actions::report(conn, &since, json)),
-        Command::Routes { config, action } => operate(config, |_, conn| {
+        Command::Routes { config, action } => operate(config, |config, conn| {
             let (route, hold) = match action {
                 HoldCmd::Pause { route } => (route, true),
                 HoldCmd::Resume { route } => (route, false),
+                HoldCmd::Drop { route } => return drop_route(config, conn, &route),
             };
             control::hold_route(conn, &route, hold)?;
             println!("route {route} {}", if hold { "paused" } else { "resumed" });
@@ -303,6 +328,27 @@ fn main() -> ExitCode {
             Ok(())
         }),
     }
+}
+
+/// `gatehouse routes drop NAME`: only for a route the config no longer has.
+fn drop_route(
+    config: &Config,
+    conn: &mut rusqlite::Connection,
+    route: &str,
+) -> Result<(), control::ControlError> {
+    if gatehouse::sinks::Catalog::new(config).has(route) {
+        return Err(control::ControlError::Invalid(format!(
+            "route {route:?} is in the config: remove it there first (its jobs would run again otherwise)"
+        )));
+    }
+    let d = control::drop_sink(conn, route)?;
+    println!(
+        "dropped {} pending job(s) and {} dead letter(s) of route {}",
+        d.pending,
+        d.dead,
+        safe(route)
+    );
+    Ok(())
 }
 
 fn clients(
@@ -421,8 +467,8 @@ fn github(path: Option<PathBuf>, action: GithubCmd) -> ExitCode {
                 println!(
                     "{:<36}  {:<20}  {:<8}  {:>9}  {:>9}  {} (in {} s)",
                     r.credential,
-                    r.owner,
-                    r.resource,
+                    safe(&r.owner),
+                    safe(&r.resource),
                     r.remaining,
                     r.limit,
                     time(r.reset * 1000),
@@ -514,10 +560,10 @@ fn deliveries(
                     println!(
                         "{:<24}  {:<36}  {:<28}  {:<20}  {}",
                         time(r.received_at_ms),
-                        r.guid,
-                        event,
-                        r.partition,
-                        r.jobs.join(" ")
+                        safe(&r.guid),
+                        safe(&event),
+                        safe(&r.partition),
+                        safe(&r.jobs.join(" "))
                     );
                 }
             }
@@ -537,19 +583,21 @@ fn deliveries(
                 let l = &d.listed;
                 println!(
                     "delivery {} (hook {}): {}{} for {} at {}",
-                    l.guid,
-                    l.hook_id,
-                    l.event,
-                    l.action
-                        .as_deref()
-                        .map(|a| format!(".{a}"))
-                        .unwrap_or_default(),
-                    l.partition,
+                    safe(&l.guid),
+                    safe(&l.hook_id),
+                    safe(&l.event),
+                    safe(
+                        &l.action
+                            .as_deref()
+                            .map(|a| format!(".{a}"))
+                            .unwrap_or_default()
+                    ),
+                    safe(&l.partition),
                     time(l.received_at_ms)
                 );
                 println!(
                     "  repository {}  installation {}  {} bytes  {}",
-                    d.repository.as_deref().unwrap_or("-"),
+                    safe(d.repository.as_deref().unwrap_or("-")),
                     d.installation_id
                         .map(|i| i.to_string())
                         .unwrap_or("-".into()),
@@ -569,10 +617,12 @@ fn deliveries(
                             a.duration_ms,
                             a.outcome,
                             a.status_code.map(|c| c.to_string()).unwrap_or("-".into()),
-                            a.error
-                                .as_deref()
-                                .map(|e| format!("  {e}"))
-                                .unwrap_or_default()
+                            safe(
+                                &a.error
+                                    .as_deref()
+                                    .map(|e| format!("  {e}"))
+                                    .unwrap_or_default()
+                            )
                         );
                     }
                 }

@@ -138,6 +138,8 @@ pub struct SinkGauges {
     pub lag_seconds: Family<SinkLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub dead: Family<SinkLabel, Gauge>,
     pub partitions_paused: Gauge,
+    /// Jobs (pending and dead) of sinks no longer configured.
+    pub orphaned: Family<SinkLabel, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -436,6 +438,11 @@ impl Metrics {
             "dead_letters",
             "Jobs that used up their attempts, by sink, until retried",
             sink_gauges.dead.clone(),
+        );
+        registry.register(
+            "jobs_orphaned",
+            "Jobs (pending and dead) of a sink no longer configured: they wait for it to return or for `gatehouse routes drop`",
+            sink_gauges.orphaned.clone(),
         );
         registry.register(
             "partitions_paused",

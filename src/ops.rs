@@ -25,6 +25,8 @@ pub struct OpsState {
     pub recovery: bool,
     /// The request body budget, for its gauges.
     pub bodies: crate::server::body::Budget,
+    /// Configured sinks: jobs of any other are orphaned.
+    pub sinks: Vec<String>,
 }
 
 /// `/healthz` and `/readyz`, for every listener a load balancer checks.
@@ -81,6 +83,15 @@ async fn render(State(s): State<Arc<OpsState>>) -> Response {
     match backlog {
         Ok(b) => {
             let sg = &s.metrics.sink_gauges;
+            // Sinks dropped since the last scrape must not linger.
+            sg.orphaned.clear();
+            for (sink, pending, _, dead) in &b.per_sink {
+                if !s.sinks.contains(sink) && pending + dead > 0 {
+                    sg.orphaned
+                        .get_or_create(&crate::metrics::SinkLabel { sink: sink.clone() })
+                        .set(pending + dead);
+                }
+            }
             for (sink, pending, oldest, dead) in b.per_sink {
                 let label = crate::metrics::SinkLabel { sink };
                 sg.pending.get_or_create(&label).set(pending);

@@ -38,6 +38,26 @@ impl Throttle {
         Some(WINDOW.saturating_sub(now.duration_since(oldest)) + Duration::from_secs(1))
     }
 
+    /// Counts an attempt from `from` as a failure before it is checked,
+    /// or says how long to wait: the check and the count are one step, so
+    /// concurrent attempts cannot all pass the check before any is
+    /// counted. A success calls [`Throttle::forgive`].
+    pub fn reserve(&self, from: IpAddr) -> Result<(), Duration> {
+        let mut failures = self.failures.lock().expect("throttle lock");
+        let now = Instant::now();
+        if failures.len() >= MAX_ADDRESSES {
+            failures.retain(|_, l| l.last().is_some_and(|t| now.duration_since(*t) < WINDOW));
+        }
+        let list = failures.entry(from).or_default();
+        list.retain(|t| now.duration_since(*t) < WINDOW);
+        if list.len() >= self.per_minute as usize {
+            let oldest = list.first().copied().unwrap_or(now);
+            return Err(WINDOW.saturating_sub(now.duration_since(oldest)) + Duration::from_secs(1));
+        }
+        list.push(now);
+        Ok(())
+    }
+
     pub fn fail(&self, from: IpAddr) {
         let mut failures = self.failures.lock().expect("throttle lock");
         let now = Instant::now();
@@ -61,6 +81,22 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reservations_are_counted_before_the_check() {
+        let t = std::sync::Arc::new(Throttle::new(5));
+        let a: IpAddr = "10.0.0.9".parse().unwrap();
+        let passed: usize = (0..60)
+            .map(|_| {
+                let t = t.clone();
+                std::thread::spawn(move || t.reserve(a).is_ok() as usize)
+            })
+            .map(|h| h.join().unwrap())
+            .sum();
+        assert_eq!(passed, 5, "60 at once, 5 a minute");
+        t.forgive(a);
+        assert!(t.reserve(a).is_ok());
+    }
 
     #[test]
     fn an_address_waits_after_its_failures_and_others_do_not() {

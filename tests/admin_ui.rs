@@ -30,6 +30,7 @@ const ACTIONS: &[(&str, &[(&str, &str)])] = &[
         "/admin/partitions/hold",
         &[("sink", "ci"), ("action", "pause")],
     ),
+    ("/admin/routes/drop", &[("sink", "gone")]),
     ("/admin/logout", &[]),
 ];
 
@@ -960,4 +961,169 @@ async fn reports_show_the_actions_workflows() {
     let off = TestApp::spawn_with(|c| c.actions_metrics.enabled = false).await;
     let r = Admin::login(&off.base).await.get("/admin/reports").await;
     assert!(r.body.contains("The Actions metrics sink is off"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_logins_get_only_the_allowed_checks() {
+    let t = TestApp::spawn_with(|c| c.admin.login_attempts_per_minute = 5).await;
+    let mut tasks = Vec::new();
+    for _ in 0..60 {
+        let base = t.base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut a = Admin {
+                client: client_from(Some("127.0.0.7".parse().unwrap())),
+                ..Admin::anonymous(&base)
+            };
+            a.try_login("a wrong guess").await.status
+        }));
+    }
+    let mut checked = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            s => panic!("{s}"),
+        }
+    }
+    assert_eq!(checked, 5, "60 at once from one address: 5 password checks");
+}
+
+#[tokio::test]
+async fn a_new_password_ends_every_open_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash_file = dir.path().join("admin.hash");
+    gatehouse::admin::password::store(&hash_file, common::admin::password_hash()).unwrap();
+    let t = TestApp::spawn_with(|c| {
+        c.admin.password_hash = None;
+        c.admin.password_hash_file = Some(hash_file.clone());
+    })
+    .await;
+    let admin = Admin::login(&t.base).await;
+    assert_eq!(admin.get("/admin/").await.status, StatusCode::OK);
+    // `gatehouse admin set-password` writes a new hash beside it.
+    let (status, out) = common::binary::run_with_input(
+        &[
+            "admin",
+            "set-password",
+            "--output",
+            hash_file.to_str().unwrap(),
+        ],
+        None,
+        Some("a brand new password\n"),
+    );
+    assert!(status.success(), "{out}");
+    let p = admin.get("/admin/").await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "the old session ended");
+    assert!(p.location().starts_with("/admin/login"), "{}", p.location());
+    let mut again = Admin::anonymous(&t.base);
+    assert_eq!(
+        again.try_login("a brand new password").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn odd_next_targets_and_unknown_admin_paths_are_answered_safely() {
+    let t = TestApp::spawn().await;
+    // A login whose `next` carries control characters or leaves the UI
+    // lands on the overview.
+    for next in [
+        "/admin/\r\nSet-Cookie: x=1",
+        "/admin/\u{7f}",
+        "/admin/%0d%0a",
+        "//evil.example/admin/",
+        "/admin/\u{e9}",
+    ] {
+        let mut a = Admin::anonymous(&t.base);
+        let form = a.get("/admin/login").await;
+        let token = form.csrf();
+        let pair = form
+            .cookies()
+            .into_iter()
+            .find(|c| c.starts_with("gatehouse_login="))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let resp = a
+            .client
+            .post(format!("{}/admin/login", t.base))
+            .header("cookie", pair)
+            .form_pairs(&[
+                ("csrf", token.as_str()),
+                ("password", common::admin::PASSWORD),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{next:?}");
+        let to = resp.headers()["location"].to_str().unwrap();
+        assert!(
+            to == "/admin/"
+                || (to.starts_with("/admin/") && to.bytes().all(|b| b.is_ascii_graphic())),
+            "{next:?} → {to:?}"
+        );
+        assert!(!to.contains("evil"), "{to}");
+        a.session = None;
+    }
+    // Every answer under /admin carries the CSP and frame headers, 404s and
+    // 405s included.
+    let anon = Admin::anonymous(&t.base);
+    for (method, path, status) in [
+        ("GET", "/admin/no-such-page", 404),
+        ("DELETE", "/admin/login", 405),
+        ("PUT", "/admin/static/admin.css", 405),
+        ("GET", "/admin/static/nope.js", 404),
+    ] {
+        let r = anon
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", t.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        let h = r.headers();
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'"),
+            "{method} {path}"
+        );
+        assert_eq!(h["x-frame-options"], "DENY", "{method} {path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{method} {path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_offers_to_drop_the_jobs_of_a_removed_route() {
+    let t = TestApp::spawn_with(|c| {
+        // Nothing listens on port 9: the jobs stay pending.
+        c.routes = vec![route("gone", "http://127.0.0.1:9/hook")];
+    })
+    .await;
+    for i in 0..3 {
+        let d = Delivery::json("push", &format!("gone-{i}"), push_for("octo-org", i));
+        assert_eq!(t.send(&d).await.status(), 202);
+    }
+    let mut config = t.app_config();
+    let dir = t.stop().await;
+    config.routes.clear();
+    let t = TestApp::start_in(dir, config).await;
+    let admin = Admin::login(&t.base).await;
+    let page = admin.get("/admin/").await;
+    assert!(
+        page.body.contains("not configured") && page.body.contains("Drop its jobs"),
+        "{}",
+        page.body
+    );
+    let p = admin.post("/admin/routes/drop", &[("sink", "gone")]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        count(&t.db(), "SELECT COUNT(*) FROM jobs WHERE sink = 'gone'"),
+        0
+    );
+    assert!(!admin.get("/admin/").await.body.contains("Drop its jobs"));
 }

@@ -549,3 +549,28 @@ async fn invented_event_names_are_journaled_as_sent_but_never_become_labels() {
         300
     );
 }
+
+#[tokio::test]
+async fn repeated_identity_headers_are_ambiguous_and_refused() {
+    let t = TestApp::spawn().await;
+    let body = push_body();
+    for (name, value) in [
+        ("x-github-delivery", "second-guid"),
+        ("x-github-event", "issues"),
+        ("x-github-hook-id", "200"),
+        ("x-hub-signature-256", "sha256=00"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ] {
+        let d = Delivery::json("push", "twice", body.clone()).header(name, value);
+        let r = t.send(&d).await;
+        assert_eq!(r.status(), 400, "{name}");
+        let v = json_of(r).await;
+        let e = v["error"].as_str().unwrap();
+        assert!(e.contains(name) && e.contains("more than once"), "{e}");
+    }
+    assert_eq!(count(&t.db(), "SELECT COUNT(*) FROM deliveries"), 0);
+    assert_eq!(
+        t.send(&Delivery::json("push", "once", body)).await.status(),
+        202
+    );
+}

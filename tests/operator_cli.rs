@@ -164,3 +164,161 @@ async fn a_paused_route_holds_its_jobs_until_resumed_and_backfill_fills_a_new_ro
     got.sort();
     assert_eq!(got, ["free-1", "held-1", "held-2"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_text_shows_control_characters_and_ends_quietly_on_a_closed_pipe() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    let config = binary::write_config(dir.path(), &db, "");
+    let server = Server::start(&config);
+    let client = reqwest::Client::new();
+    // A signed payload whose repository name and event carry terminal
+    // escape sequences (clear the screen, retitle the window).
+    let mut v: serde_json::Value = serde_json::from_slice(&compact(
+        &common::fixtures().join("payloads/push/payload.json"),
+    ))
+    .unwrap();
+    v["repository"]["full_name"] = "octo-org/\u{1b}[2J\u{1b}]0;pwned\u{7}".into();
+    v["repository"]["owner"]["login"] = "octo\u{9b}31m".into();
+    let body = serde_json::to_vec(&v).unwrap();
+    let r = Delivery::json("push", "escape-1", body.clone())
+        .send(&client, &server.base)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    for args in [
+        &["deliveries", "list"][..],
+        &["deliveries", "show", "escape-1"][..],
+    ] {
+        let out = cli(&config, args);
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{9b}') && !out.contains('\u{7}'),
+            "{args:?} printed a control character: {out:?}"
+        );
+        assert!(out.contains("\\u{1b}") || out.contains("\\u{9b}"), "{out}");
+    }
+    // Enough rows to fill a pipe; the reader takes one line and goes.
+    for i in 0..600 {
+        Delivery::json("push", &format!("pipe-{i:04}"), body.clone())
+            .send(&client, &server.base)
+            .await
+            .unwrap();
+    }
+    let mut child = std::process::Command::new(binary::BIN)
+        .args([
+            "deliveries",
+            "list",
+            "--limit",
+            "600",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    let _ = child.stdout.as_mut().unwrap().read(&mut first).unwrap();
+    drop(child.stdout.take());
+    let status = binary::wait_bounded(&mut child, Duration::from_secs(30));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        status.success() || status.signal() == Some(libc::SIGPIPE),
+        "{status:?}: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_of_a_removed_route_are_reported_and_can_be_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    // A route whose consumer is down (nothing listens on port 9): its jobs
+    // stay pending.
+    let with_route = binary::write_config(
+        dir.path(),
+        &db,
+        "\n[[routes]]\nname = \"old\"\nurl = \"http://127.0.0.1:9/hook\"\nmax_attempts = 50\n",
+    );
+    let mut server = Server::start(&with_route);
+    let client = reqwest::Client::new();
+    let body = compact(&common::fixtures().join("payloads/push/payload.json"));
+    for i in 0..7 {
+        let r = Delivery::json("push", &format!("orphan-{i}"), body.clone())
+            .send(&client, &server.base)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    assert!(server.terminate().success());
+    // The route leaves the config: the start says so, and the metric.
+    let without = dir.path().join("without.toml");
+    let text = std::fs::read_to_string(&with_route).unwrap();
+    std::fs::write(&without, &text[..text.find("[[routes]]").unwrap()]).unwrap();
+    let mut server = Server::start(&without);
+    let said = server.output();
+    assert!(
+        said.contains("route no longer configured but has jobs")
+            && said.contains("routes drop old"),
+        "{said}"
+    );
+    let m = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        common::metric(&m, "gatehouse_jobs_orphaned{sink=\"old\"}"),
+        Some(7.0),
+        "{m}"
+    );
+    // A route still configured is not dropped.
+    let (status, out) = binary::run(
+        &[
+            "routes",
+            "drop",
+            "old",
+            "--config",
+            with_route.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        !status.success() && out.contains("is in the config"),
+        "{out}"
+    );
+    let out = cli(&without, &["routes", "drop", "old"]);
+    assert!(
+        out.contains("dropped 7 pending job(s) and 0 dead letter(s) of route old"),
+        "{out}"
+    );
+    let conn = common::open_db(&db);
+    assert_eq!(
+        common::count(&conn, "SELECT COUNT(*) FROM jobs WHERE sink = 'old'"),
+        0
+    );
+    let m = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        common::metric(&m, "gatehouse_jobs_orphaned{sink=\"old\"}"),
+        None
+    );
+    assert!(server.terminate().success());
+}

@@ -33,6 +33,8 @@ pub struct Auth {
 struct Session {
     csrf: String,
     last_seen: Instant,
+    /// SHA-256 of the password hash it logged in with.
+    password: [u8; 32],
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -76,21 +78,21 @@ impl Auth {
         let Some(hash) = self.hash() else {
             return Err(LoginError::NoPassword);
         };
-        if let Some(wait) = self.throttle.wait(from) {
-            return Err(LoginError::Throttled(wait));
-        }
-        let ok = tokio::task::spawn_blocking(move || password::verify(&hash, &given))
+        // Counted as failed before the check, so 60 concurrent attempts
+        // get 5 checks, not 46.
+        self.throttle.reserve(from).map_err(LoginError::Throttled)?;
+        let checked = hash.clone();
+        let ok = tokio::task::spawn_blocking(move || password::verify(&checked, &given))
             .await
             .unwrap_or(false);
         if !ok {
-            self.throttle.fail(from);
             return Err(LoginError::Wrong);
         }
         self.throttle.forgive(from);
-        Ok(self.open())
+        Ok(self.open(&hash))
     }
 
-    fn open(&self) -> String {
+    fn open(&self, hash: &str) -> String {
         let token = random_token();
         let mut sessions = self.sessions.lock().expect("lock");
         let now = Instant::now();
@@ -108,19 +110,22 @@ impl Auth {
             Session {
                 csrf: random_token(),
                 last_seen: now,
+                password: digest(hash),
             },
         );
         token
     }
 
     /// The CSRF token of the live session `token` names, refreshing its
-    /// idle timer; None when there is no such session.
+    /// idle timer; None when there is no such session, it idled out, or
+    /// the password changed since it began (every session ends then).
     pub fn session(&self, token: &str) -> Option<String> {
+        let current = self.hash().map(|h| digest(&h));
         let mut sessions = self.sessions.lock().expect("lock");
         let key = digest(token);
         let now = Instant::now();
         let s = sessions.get_mut(&key)?;
-        if now.duration_since(s.last_seen) >= self.idle {
+        if now.duration_since(s.last_seen) >= self.idle || current != Some(s.password) {
             sessions.remove(&key);
             return None;
         }
@@ -188,6 +193,23 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(a.login(good, "pw".into()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_new_password_ends_every_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("g.db");
+        let config = AdminConfig::default();
+        password::store(&config.hash_path(&db), &password::hash("first")).unwrap();
+        let a = Auth::new(config.clone(), &db);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let token = a.login(ip, "first".into()).await.unwrap();
+        assert!(a.session(&token).is_some());
+        password::store(&config.hash_path(&db), &password::hash("second")).unwrap();
+        assert!(a.session(&token).is_none(), "the old session ended");
+        assert!(a.session(&token).is_none());
+        let again = a.login(ip, "second".into()).await.unwrap();
+        assert!(a.session(&again).is_some());
     }
 
     #[tokio::test]

@@ -16,6 +16,28 @@ use super::{SESSION_COOKIE, Session, Shared, cookie, secure, see_other, set_cook
 
 const LOGIN_COOKIE: &str = "gatehouse_login";
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn next_is_our_page_in_visible_ascii() {
+        use super::safe_next;
+        assert_eq!(
+            safe_next(Some("/admin/deliveries?state=dead")),
+            "/admin/deliveries?state=dead"
+        );
+        for bad in [
+            "/admin/\r\nX: y",
+            "/admin/a b",
+            "/admin/\u{e9}",
+            "https://x/admin/",
+            "/admin\\x",
+            "/x",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/admin/", "{bad:?}");
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
@@ -31,10 +53,16 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-/// Only our own pages are places to go back to after logging in.
+/// Only our own pages are places to go back to after logging in, and only
+/// as visible ASCII: anything else (a control character, a space) would
+/// not make a valid `Location`.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/admin/") && !n.starts_with("//") && !n.contains('\\') => {
+        Some(n)
+            if n.starts_with("/admin/")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             n.to_string()
         }
         _ => "/admin/".to_string(),

@@ -63,6 +63,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/bulk/retry", post(deliveries::bulk_retry))
         .route("/admin/partitions", get(partitions::page))
         .route("/admin/partitions/hold", post(partitions::hold))
+        .route("/admin/routes/drop", post(overview::drop_sink))
         .route("/admin/github", get(github::page))
         .route("/admin/reports", get(reports::page))
         .route("/admin/logout", post(login::logout))
@@ -75,7 +76,6 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/login", get(login::form).post(login::submit))
         .route("/admin/static/{file}", get(static_files::serve))
         .merge(pages)
-        .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
 
@@ -300,11 +300,18 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-/// Headers on every admin response: a strict CSP (our own stylesheet and
-/// script only, no inline code, no framing), and no caching of pages.
-async fn security_headers(req: Request, next: Next) -> Response {
-    let is_static = req.uri().path().starts_with("/admin/static/");
+/// Headers on every response under `/admin` (404s and 405s from the
+/// routers' fallbacks too, so this wraps the whole listener): a strict CSP
+/// (our own stylesheet and script only, no inline code, no framing), and
+/// no caching of pages.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let admin = path == "/admin" || path.starts_with("/admin/");
+    let is_static = path.starts_with("/admin/static/");
     let mut resp = next.run(req).await;
+    if !admin {
+        return resp;
+    }
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -16,6 +16,8 @@ const REFRESH_SECS: u32 = 10;
 
 pub struct SinkRow {
     pub name: String,
+    /// No longer configured: its jobs wait, and may be dropped.
+    pub orphan: bool,
     pub pending: String,
     pub oldest: String,
     pub dead: String,
@@ -103,6 +105,7 @@ pub async fn page(
             let (pending, oldest, dead) = found.map_or((0, None, 0), |b| (b.1, b.2, b.3));
             SinkRow {
                 name: name.clone(),
+                orphan: false,
                 pending: view::count(pending),
                 oldest: oldest.map_or("–".into(), |t| view::span(now - t)),
                 dead: view::count(dead),
@@ -114,7 +117,8 @@ pub async fn page(
     for (name, pending, oldest, dead) in &backlog.per_sink {
         if !sinks_known.contains(name) {
             sinks.push(SinkRow {
-                name: format!("{name} (not configured)"),
+                name: name.clone(),
+                orphan: true,
                 pending: view::count(*pending),
                 oldest: oldest.map_or("–".into(), |t| view::span(now - t)),
                 dead: view::count(*dead),
@@ -210,4 +214,33 @@ pub fn pause_reason(held: bool, until_ms: i64, now_ms: i64) -> String {
 fn clock_label(ms: i64) -> String {
     let t = view::time(ms);
     format!("{} UTC", &t[11..16])
+}
+
+#[derive(serde::Deserialize)]
+pub struct DropForm {
+    sink: String,
+}
+
+/// Deletes every job of a sink the config no longer has (see
+/// `gatehouse routes drop`); a configured one is refused.
+pub async fn drop_sink(
+    State(state): State<Shared>,
+    axum::Form(form): axum::Form<DropForm>,
+) -> Result<Response, AdminError> {
+    if state.sinks.contains(&form.sink) {
+        return Err(AdminError::BadRequest(format!(
+            "route {:?} is in the config: remove it there first",
+            form.sink
+        )));
+    }
+    let sink = form.sink.clone();
+    let dropped = state
+        .journal
+        .exec(move |tx| Ok(crate::control::drop_sink(tx, &sink)))
+        .await??;
+    tracing::info!(sink = %form.sink, pending = dropped.pending, dead = dropped.dead, "admin: jobs of a removed route dropped");
+    Ok(super::see_other(&format!(
+        "/admin/?dropped={}",
+        dropped.pending + dropped.dead
+    )))
 }

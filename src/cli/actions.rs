@@ -33,8 +33,8 @@ pub fn report(conn: &Connection, since: &str, json: bool) -> Result<(), ControlE
     for r in rows {
         println!(
             "{:<32}  {:<24}  {:>5}  {:>7}  {:>8}  {:>8}  {:>5}  {:>9}  {:>9}",
-            r.repository,
-            r.workflow_name,
+            super::safe(&r.repository),
+            super::safe(&r.workflow_name),
             r.runs,
             r.success_rate
                 .map_or("-".to_string(), |x| format!("{:.1}%", x * 100.0)),

@@ -6,6 +6,27 @@ pub mod admin;
 pub mod backup;
 pub mod recovery;
 
+/// Text that came from a payload, GitHub or a client, made safe for a
+/// terminal: control characters (ESC starts sequences that move the
+/// cursor, retitle the window or rewrite what was printed) are shown
+/// escaped, `\u{1b}`. JSON output escapes them by itself.
+pub fn safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 /// `--json` output: pretty-printed, one document.
 pub fn print_json(value: &impl serde::Serialize) {
     println!(
@@ -21,5 +42,16 @@ pub fn duration(secs: f64) -> String {
         0..60 => format!("{s}s"),
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
         _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(super::safe("octo-org/widgets"), "octo-org/widgets");
+        assert_eq!(super::safe("a\x1b]0;pwned\x07b"), "a\\u{1b}]0;pwned\\u{7}b");
+        assert_eq!(super::safe("x\u{9b}2J\r\n"), "x\\u{9b}2J\\u{d}\\u{a}");
+        assert_eq!(super::safe("café ✓"), "café ✓");
     }
 }

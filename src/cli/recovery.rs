@@ -51,7 +51,7 @@ pub fn status(conn: &Connection, json: bool) -> Result<(), ControlError> {
             r.failed_requests,
         );
         if let Some(e) = &w.last_error {
-            println!("  last error: {e}");
+            println!("  last error: {}", super::safe(e));
         }
     }
     Ok(())

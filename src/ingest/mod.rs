@@ -73,6 +73,8 @@ pub enum Rejection {
     MissingHeader(&'static str),
     #[error("invalid {0} header")]
     InvalidHeader(&'static str),
+    #[error("{0} header sent more than once: ambiguous")]
+    RepeatedHeader(&'static str),
     #[error("missing or invalid X-Hub-Signature-256")]
     BadSignature,
     #[error("request body did not arrive in time")]
@@ -95,6 +97,7 @@ impl Rejection {
             Rejection::UnsupportedMediaType(_) => IngestResult::UnsupportedMediaType,
             Rejection::MissingHeader(_)
             | Rejection::InvalidHeader(_)
+            | Rejection::RepeatedHeader(_)
             | Rejection::BodyTimeout
             | Rejection::BodyTooSlow(_)
             | Rejection::BodyRead(_) => IngestResult::BadRequest,
@@ -108,9 +111,10 @@ impl Rejection {
         match self {
             Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Rejection::MissingHeader(_) | Rejection::InvalidHeader(_) | Rejection::BodyRead(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Rejection::MissingHeader(_)
+            | Rejection::InvalidHeader(_)
+            | Rejection::RepeatedHeader(_)
+            | Rejection::BodyRead(_) => StatusCode::BAD_REQUEST,
             Rejection::BodyTimeout | Rejection::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             Rejection::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::BadSignature => StatusCode::UNAUTHORIZED,

@@ -29,8 +29,27 @@ fn token(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, Reje
     Ok(Some(s.to_string()))
 }
 
+/// Headers that must come once: with two, which delivery, event, hook or
+/// signature is meant is ambiguous, and a consumer could be shown the
+/// other one.
+const SINGLE: [&str; 7] = [
+    "x-github-event",
+    "x-github-delivery",
+    "x-github-hook-id",
+    "x-github-hook-installation-target-type",
+    "x-github-hook-installation-target-id",
+    "x-hub-signature-256",
+    "content-type",
+];
+
 impl GithubHeaders {
     pub fn parse(headers: &HeaderMap) -> Result<GithubHeaders, Rejection> {
+        if let Some(name) = SINGLE
+            .iter()
+            .find(|n| headers.get_all(**n).iter().nth(1).is_some())
+        {
+            return Err(Rejection::RepeatedHeader(name));
+        }
         let event =
             token(headers, "x-github-event")?.ok_or(Rejection::MissingHeader("X-GitHub-Event"))?;
         let guid = token(headers, "x-github-delivery")?
@@ -81,6 +100,19 @@ mod tests {
             Some(&b"{\"x\": 1}"[..])
         );
         assert_eq!(form_payload(b"other=1"), None);
+    }
+
+    #[test]
+    fn a_repeated_identity_header_is_refused() {
+        let mut h = HeaderMap::new();
+        h.insert("x-github-event", "push".parse().unwrap());
+        h.insert("x-github-delivery", "a".parse().unwrap());
+        assert!(GithubHeaders::parse(&h).is_ok());
+        h.append("x-github-delivery", "b".parse().unwrap());
+        assert!(matches!(
+            GithubHeaders::parse(&h),
+            Err(Rejection::RepeatedHeader("x-github-delivery"))
+        ));
     }
 
     #[test]

@@ -82,6 +82,11 @@ pub async fn spawn(
         .take_work_notices()
         .expect("one scheduler per journal");
     store::clear_leases(&journal).await?;
+    let mut configured: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
+    if actions.is_some() {
+        configured.push(actions::SINK.to_string());
+    }
+    report_orphans(&journal, configured).await;
     let initial = store::due_partitions(&journal).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(processing.workers)
@@ -108,6 +113,28 @@ pub async fn spawn(
         processing.workers,
         stop,
     )))
+}
+
+/// Says at start which sinks have jobs but are no longer configured: they
+/// wait (counted pending, their deliveries never pruned) until the route
+/// returns or an operator drops them.
+async fn report_orphans(journal: &Journal, configured: Vec<String>) {
+    let found = journal
+        .reader()
+        .run(move |r| {
+            r.query(|c| Ok(crate::control::orphans(c, &configured)))
+                .map(|o| o.unwrap_or_default())
+        })
+        .await;
+    for o in found.unwrap_or_default() {
+        tracing::warn!(
+            sink = %o.sink,
+            pending = o.pending,
+            dead = o.dead,
+            "route no longer configured but has jobs: they wait for it to return; `gatehouse routes drop {}` deletes them",
+            o.sink
+        );
+    }
 }
 
 struct Dispatcher {

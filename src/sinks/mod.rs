@@ -34,6 +34,15 @@ impl Catalog {
     }
 
     /// Whether a sink of this name is configured.
+    /// Every configured sink's name: the routes, then the Actions sink.
+    pub fn names(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.routes.iter().map(|r| r.name.clone()).collect();
+        if self.actions {
+            out.push(actions::SINK.to_string());
+        }
+        out
+    }
+
     pub fn has(&self, name: &str) -> bool {
         (name == actions::SINK && self.actions) || self.routes.iter().any(|r| r.name == name)
     }
