@@ -1035,38 +1035,15 @@ async fn odd_next_targets_and_unknown_admin_paths_are_answered_safely() {
         "/admin/\u{e9}",
     ] {
         let mut a = Admin::anonymous(&t.base);
-        let form = a.get("/admin/login").await;
-        let token = form.csrf();
-        let pair = form
-            .cookies()
-            .into_iter()
-            .find(|c| c.starts_with("gatehouse_login="))
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let resp = a
-            .client
-            .post(format!("{}/admin/login", t.base))
-            .header("cookie", pair)
-            .form_pairs(&[
-                ("csrf", token.as_str()),
-                ("password", common::admin::PASSWORD),
-                ("next", next),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{next:?}");
-        let to = resp.headers()["location"].to_str().unwrap();
+        let p = a.try_login_to(PASSWORD, next).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{next:?}");
+        let to = p.location();
         assert!(
             to == "/admin/"
                 || (to.starts_with("/admin/") && to.bytes().all(|b| b.is_ascii_graphic())),
             "{next:?} → {to:?}"
         );
         assert!(!to.contains("evil"), "{to}");
-        a.session = None;
     }
     // Every answer under /admin carries the CSP and frame headers, 404s and
     // 405s included.

@@ -857,16 +857,7 @@ async fn one_address_cannot_take_every_connection_slot() {
         .local_address("127.0.0.3".parse::<std::net::IpAddr>().unwrap())
         .build()
         .unwrap();
-    let scrape = || async {
-        scraper
-            .get(format!("{}/metrics", t.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let scrape = || common::scrape(&scraper, &t.base);
     let open = || async {
         common::metric(
             &scrape().await,
@@ -1047,14 +1038,7 @@ async fn operators_keep_their_own_listener_when_the_webhook_port_is_full() {
         let r = http.get(format!("{admin}{path}")).send().await.unwrap();
         assert_eq!(r.status(), status, "{path} on the admin port");
     }
-    let m = http
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = common::scrape(&http, &admin).await;
     assert_eq!(
         common::metric(&m, "gatehouse_connections_open{listener=\"webhooks\"}"),
         Some(4.0),

@@ -270,14 +270,7 @@ async fn jobs_of_a_removed_route_are_reported_and_can_be_dropped() {
             && said.contains("routes drop old"),
         "{said}"
     );
-    let m = client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = common::scrape(&client, &server.base).await;
     assert_eq!(
         common::metric(&m, "gatehouse_jobs_orphaned{sink=\"old\"}"),
         Some(7.0),
@@ -308,14 +301,7 @@ async fn jobs_of_a_removed_route_are_reported_and_can_be_dropped() {
         common::count(&conn, "SELECT COUNT(*) FROM jobs WHERE sink = 'old'"),
         0
     );
-    let m = client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = common::scrape(&client, &server.base).await;
     assert_eq!(
         common::metric(&m, "gatehouse_jobs_orphaned{sink=\"old\"}"),
         None

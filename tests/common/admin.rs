@@ -100,6 +100,11 @@ impl Admin {
 
     /// Fetches the login form and submits `password` with its token.
     pub async fn try_login(&mut self, password: &str) -> Page {
+        self.try_login_to(password, "/admin/").await
+    }
+
+    /// [`Admin::try_login`], asking to go on to `next`.
+    pub async fn try_login_to(&mut self, password: &str, next: &str) -> Page {
         let form = self.get("/admin/login").await;
         let token = form.csrf();
         let login_cookie = form
@@ -115,7 +120,7 @@ impl Admin {
             .form_pairs(&[
                 ("csrf", token.as_str()),
                 ("password", password),
-                ("next", "/admin/"),
+                ("next", next),
             ])
             .send()
             .await

@@ -202,14 +202,7 @@ impl TestApp {
     }
 
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        scrape(&self.client, &self.base).await
     }
 
     /// Graceful stop; returns the data dir so a test can start again on it.
@@ -218,6 +211,18 @@ impl TestApp {
         self.app.stopped().await;
         self.dir
     }
+}
+
+/// `GET {base}/metrics`, as Prometheus would scrape it.
+pub async fn scrape(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 pub fn open_db(path: &Path) -> Connection {
