@@ -53,12 +53,10 @@ pub enum SchemaError {
     Sqlite(#[from] rusqlite::Error),
 }
 
-pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Settings every connection needs. WAL lets readers run beside the writer;
 /// synchronous=FULL makes a commit durable before we acknowledge it.
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(())

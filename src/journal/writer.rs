@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
@@ -279,40 +279,35 @@ impl Writer {
         Ok(out)
     }
 
-    /// Truncates a WAL past its limit once no reader needs it. Never
-    /// waits for readers (a long read would stall every commit): with one
-    /// still in the WAL, it tries again 64 commits later. Said once when it
-    /// goes over, once when it is back.
+    /// Brings a WAL past its limit back. With commits arriving all the
+    /// time the background checkpointer never catches the WAL's end, so
+    /// SQLite never starts it over and it only grows; a checkpoint here,
+    /// between two commits, backfills it whole unless a reader still needs
+    /// older frames (it never waits for one). The next commit then starts
+    /// the WAL over, and `journal_size_limit` cuts the file back to the
+    /// limit. Said once when it goes over, once when it is back.
     fn limit_wal(&mut self) {
         let size = std::fs::metadata(&self.wal_path)
             .map(|m| m.len())
             .unwrap_or(0);
         if size <= self.wal_limit {
+            if std::mem::take(&mut self.wal_over) {
+                tracing::info!(wal_bytes = size, "the WAL is back under its limit");
+            }
             return;
         }
         if !std::mem::replace(&mut self.wal_over, true) {
             tracing::warn!(
                 wal_bytes = size,
                 limit_bytes = self.wal_limit,
-                "the WAL is over its limit (a long read or a busy spell); truncating it as soon as no reader needs it"
+                "the WAL is over its limit (a long read or a busy spell): checkpointing it from the writer; it is cut back as soon as no reader needs its older frames"
             );
         }
-        let started = Instant::now();
-        let _ = self.conn.busy_timeout(Duration::ZERO);
-        let done = self
+        if let Err(e) = self
             .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .is_ok_and(|busy| busy == 0);
-        let _ = self.conn.busy_timeout(super::schema::BUSY_TIMEOUT);
-        if done {
-            self.wal_over = false;
-            tracing::info!(
-                wal_bytes = size,
-                took_ms = started.elapsed().as_millis() as u64,
-                "WAL truncated"
-            );
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::debug!(error = %e, "writer checkpoint failed");
         }
     }
 }
