@@ -453,8 +453,8 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// Deliveries older than this are pruned; 0 keeps everything.
     pub retention_days: u32,
-    /// A write-ahead log larger than this is truncated as soon as no
-    /// reader needs it.
+    /// A write-ahead log past this is checkpointed by the writer, and its
+    /// file cut back to this size once no reader needs its older frames.
     pub wal_limit_bytes: u64,
 }
 

@@ -104,7 +104,7 @@ fn quick_check(conn: &Connection, limit: Duration) -> Result<bool, String> {
 /// How a journal is opened.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// A WAL larger than this is truncated as soon as no reader needs it.
+    /// A WAL past this is checkpointed by the writer and cut back to it.
     pub wal_limit_bytes: u64,
 }
 
