@@ -26,9 +26,9 @@ const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// which avoids a transient copy of the whole payload.
 const STREAM_BLOB_ABOVE: usize = 1024 * 1024;
 /// The WAL is checkpointed by a background thread; if it still outgrows its
-/// limit (a long busy period, a long read), the writer truncates it as soon
-/// as no reader needs it. Also SQLite's `journal_size_limit`: a WAL that
-/// starts over is cut back to it.
+/// limit (a long busy period, a long read), the writer checkpoints it
+/// between commits. Also SQLite's `journal_size_limit`: a WAL that starts
+/// over is cut back to it.
 pub const DEFAULT_WAL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
@@ -98,7 +98,7 @@ pub(super) struct Writer {
     pub wal_path: PathBuf,
     pub notices: mpsc::UnboundedSender<WorkNotice>,
     pub wal_limit: u64,
-    /// The WAL is over its limit and waits to be truncated (said once).
+    /// The WAL is over its limit and not yet back under it (said once).
     pub wal_over: bool,
 }
 
