@@ -451,6 +451,7 @@ pub fn retry_delivery(
 /// (driven by the dead-letter index, then each delivery by id).
 fn dead_of(f: &Filter) -> Result<(String, Vec<SqlValue>), ControlError> {
     let (w, mut values) = f.sql()?;
+    // The route's `?` comes after the filter's, as its value does.
     let route_clause = if let Some(r) = &f.route {
         values.push(SqlValue::Text(r.clone()));
         " AND jobs.sink = ?"
@@ -459,8 +460,8 @@ fn dead_of(f: &Filter) -> Result<(String, Vec<SqlValue>), ControlError> {
     };
     Ok((
         format!(
-            "jobs.state = 'dead'{route_clause}
-             AND EXISTS (SELECT 1 FROM deliveries d WHERE d.id = jobs.delivery_id AND {w})"
+            "jobs.state = 'dead'
+             AND EXISTS (SELECT 1 FROM deliveries d WHERE d.id = jobs.delivery_id AND {w}){route_clause}"
         ),
         values,
     ))
