@@ -284,7 +284,7 @@ fn main() -> ExitCode {
                 (false, None) => gatehouse::cli::admin::Output::Configured,
             };
             let config = match config.as_ref() {
-                Some(p) => Config::load(p).map_err(|e| e.to_string()),
+                Some(p) => Config::load_without_secrets(p).map_err(|e| e.to_string()),
                 None => Ok(Config::default()),
             };
             match config.and_then(|c| gatehouse::cli::admin::set_password(&c, out)) {
@@ -311,15 +311,17 @@ fn main() -> ExitCode {
                 HoldCmd::Resume { route } => (route, false),
                 HoldCmd::Drop { route } => return drop_route(config, conn, &route),
             };
+            known_route(config, &route)?;
             control::hold_route(conn, &route, hold)?;
             println!("route {route} {}", if hold { "paused" } else { "resumed" });
             Ok(())
         }),
-        Command::Partitions { config, action } => operate(config, |_, conn| {
+        Command::Partitions { config, action } => operate(config, |config, conn| {
             let (route, partition, hold) = match action {
                 PartitionHoldCmd::Pause { route, partition } => (route, partition, true),
                 PartitionHoldCmd::Resume { route, partition } => (route, partition, false),
             };
+            known_route(config, &route)?;
             control::hold_partition(conn, &route, &partition, hold)?;
             println!(
                 "partition {partition} of route {route} {}",
@@ -328,6 +330,27 @@ fn main() -> ExitCode {
             Ok(())
         }),
     }
+}
+
+/// A route (or built-in sink) the config has; a typo says which exist.
+fn known_route(config: &Config, route: &str) -> Result<(), control::ControlError> {
+    let catalog = gatehouse::sinks::Catalog::new(config);
+    if catalog.has(route) {
+        return Ok(());
+    }
+    let names = catalog.names();
+    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+    let hint = gatehouse::config::validate::did_you_mean(route, &known)
+        .map(|k| format!(" (did you mean {k:?}?)"))
+        .unwrap_or_default();
+    Err(control::ControlError::Invalid(format!(
+        "no route {route:?} in the config{hint}; routes: {}",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    )))
 }
 
 /// `gatehouse routes drop NAME`: only for a route the config no longer has.
@@ -490,14 +513,16 @@ fn operate(
     path: Option<PathBuf>,
     f: impl FnOnce(&Config, &mut rusqlite::Connection) -> Result<(), control::ControlError>,
 ) -> ExitCode {
+    // Nothing here uses a secret: they are not read (on a systemd install
+    // they are credentials only the service can open).
     let config = match path.as_ref() {
-        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        Some(p) => Config::load_without_secrets(p),
         None => Ok(Config::default()),
     };
     let config = match config {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("gatehouse: config error: {e}");
+            eprintln!("{}", cli::check::problems(path.as_deref().unwrap_or(std::path::Path::new("-")), &e));
             return ExitCode::from(2);
         }
     };
@@ -749,27 +774,17 @@ fn print_default_banner(config: &Config, generated: &app::Generated) {
 }
 
 fn check_config(path: Option<PathBuf>) -> ExitCode {
-    let config = match path.as_ref() {
-        Some(p) => Config::load(p),
-        None => {
-            println!("no --config given: gatehouse serve would run on the embedded default");
-            return ExitCode::SUCCESS;
-        }
+    let Some(path) = path else {
+        println!("no --config given: gatehouse serve would run on the embedded default");
+        return ExitCode::SUCCESS;
     };
-    match config {
+    match Config::load(&path) {
         Ok(c) => {
-            println!(
-                "{}: OK (listen {}, journal {}, {} webhook secret(s), partition by {:?})",
-                path.unwrap().display(),
-                c.server.listen,
-                c.storage.path.display(),
-                c.webhooks.secrets.len(),
-                c.webhooks.partition_by
-            );
+            println!("{}", cli::check::summary(&path, &c));
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("gatehouse: config error: {e}");
+            eprintln!("{}", cli::check::problems(&path, &e));
             ExitCode::from(2)
         }
     }

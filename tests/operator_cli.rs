@@ -416,3 +416,134 @@ async fn bulk_retry_matches_the_list_for_every_combination_of_filters() {
     assert!(out.contains(&format!("{want} job(s) queued")), "{out}");
     assert_eq!(control::count_dead(&conn, &audit_globex).unwrap(), 0);
 }
+
+#[test]
+fn the_cli_works_on_a_systemd_install_and_says_what_to_do_for_secrets() {
+    let etc = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::write(etc.path().join("webhook-secret"), "s3cret\n").unwrap();
+    // As systemd/gatehouse.toml writes it; the journal path is relative,
+    // so it is under the config's directory, whatever the working one.
+    let config = etc.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"data/gatehouse.db\"\n\
+         [webhooks]\nsecret_files = [\"$CREDENTIALS_DIRECTORY/webhook-secret\"]\n\
+         [[routes]]\nname = \"ci\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str], creds: bool| {
+        let mut cmd = std::process::Command::new(binary::BIN);
+        cmd.args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .current_dir(cwd.path())
+            .env_remove("GATEHOUSE_CONFIG")
+            .env_remove("CREDENTIALS_DIRECTORY");
+        if creds {
+            cmd.env("CREDENTIALS_DIRECTORY", etc.path());
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status,
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // The service (with its credentials) checks the file and creates the
+    // journal.
+    let (status, out) = run(&["check-config"], true);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("route        ci → http://127.0.0.1:9/hook"), "{out}");
+    assert!(out.contains("$CREDENTIALS_DIRECTORY/webhook-secret"), "{out}");
+    let server = Server::start_args(
+        &["serve", "--config", config.to_str().unwrap()],
+        Some(cwd.path()),
+        &[("CREDENTIALS_DIRECTORY", etc.path())],
+    );
+    assert!(etc.path().join("data/gatehouse.db").exists(), "relative to the config");
+    assert!(!cwd.path().join("data").exists());
+    // From a shell, without $CREDENTIALS_DIRECTORY: commands that need no
+    // secret work.
+    let backup = cwd.path().join("copy.db");
+    for args in [
+        &["deliveries", "list"][..],
+        &["routes", "pause", "ci"][..],
+        &["routes", "resume", "ci"][..],
+        &["partitions", "pause", "ci", "octo-org"][..],
+        &["clients", "list"][..],
+        &["backup", backup.to_str().unwrap()][..],
+    ] {
+        let (status, out) = run(args, false);
+        assert!(status.success(), "{args:?}: {out}");
+    }
+    // Those that need one say what to do.
+    let (status, out) = run(&["check-config"], false);
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("$CREDENTIALS_DIRECTORY is not set") && out.contains("CREDENTIALS_DIRECTORY=/etc/gatehouse"),
+        "{out}"
+    );
+    // A typo is an error, and leaves nothing behind.
+    for args in [&["routes", "pause", "cii"][..], &["partitions", "pause", "nope", "octo-org"][..]] {
+        let (status, out) = run(args, false);
+        assert!(!status.success(), "{args:?}: {out}");
+        assert!(out.contains("no route") && out.contains("routes: ci"), "{out}");
+    }
+    let (_, out) = run(&["routes", "pause", "cii"], false);
+    assert!(out.contains("did you mean \"ci\"?"), "{out}");
+    let db = common::open_db(&etc.path().join("data/gatehouse.db"));
+    assert_eq!(
+        common::count(&db, "SELECT COUNT(*) FROM route_holds"),
+        0,
+        "no phantom pause"
+    );
+    assert_eq!(
+        common::count(&db, "SELECT COUNT(*) FROM partitions WHERE sink IN ('cii', 'nope')"),
+        0
+    );
+    drop(server);
+}
+
+#[test]
+fn check_config_lists_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n\n[webhooks]\nsecrets = [\"x\"]\n\n\
+         [log]\nlevel = \"verbose\"\n\n[[routes]]\nname = \"ci\"\nurl = \"http://x\"\n\
+         events = [\"pushh\", \"pull_request\"]\n",
+    )
+    .unwrap();
+    let (status, out) = binary::run(&["check-config", "--config", path.to_str().unwrap()], None);
+    assert_eq!(status.code(), Some(2));
+    assert!(out.contains(":3: server.port: unknown field"), "{out}");
+    // The other sections are checked too, even past a TOML error ...
+    let path2 = dir.path().join("bad2.toml");
+    std::fs::write(
+        &path2,
+        "[webhooks]\nsecrets = [\"x\"]\nmax_body_bytes = \"big\"\n\n[log]\nformt = \"json\"\n",
+    )
+    .unwrap();
+    let (_, out2) = binary::run(&["check-config", "--config", path2.to_str().unwrap()], None);
+    assert!(out2.contains("2 problems"), "{out2}");
+    assert!(out2.contains(":3: webhooks.max_body_bytes:") && out2.contains(":6: log.formt:"), "{out2}");
+    // ... and once the TOML reads, every value is.
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:1\"\n\n[webhooks]\nsecrets = [\"x\"]\n\n\
+         [log]\nlevel = \"verbose\"\n\n[[routes]]\nname = \"ci\"\nurl = \"http://x\"\n\
+         events = [\"pushh\", \"pull_request\"]\n",
+    )
+    .unwrap();
+    let (_, out) = binary::run(&["check-config", "--config", path.to_str().unwrap()], None);
+    assert!(out.contains("2 problems"), "{out}");
+    assert!(out.contains(":8: log.level:") && out.contains("\"verbose\" is not a level"), "{out}");
+    assert!(
+        out.contains(":13: routes[0].events:") && out.contains("did you mean \"push\"?"),
+        "{out}"
+    );
+}

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod admin;
 pub mod backup;
+pub mod check;
 pub mod recovery;
 
 /// Text that came from a payload, GitHub or a client, made safe for a

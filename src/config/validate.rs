@@ -1,0 +1,309 @@
+//! Checks a parsed config for what its types alone do not rule out:
+//! ranges, names, URLs, known event names, a log filter that logs. Every
+//! problem is collected, so `check-config` can list them all at once.
+
+use super::{Config, MAX_MAX_BODY_BYTES};
+
+fn push<K: Into<String>>(out: &mut Vec<(String, String)>, (key, message): (K, String)) {
+    out.push((key.into(), message));
+}
+
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// A log filter that says what to log: every directive is a level, or
+/// `target=level`. A bare word that is no level (`verbose`) would parse as
+/// a target name and switch off every other log line.
+fn log_filter_problem(filter: &str) -> Option<String> {
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(filter) {
+        return Some(format!("not a valid filter: {e}"));
+    }
+    let is_level = |s: &str| LEVELS.contains(&s.trim().to_ascii_lowercase().as_str());
+    for d in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let ok = match d.rsplit_once('=') {
+            Some((_, level)) => is_level(level),
+            None => is_level(d),
+        };
+        if !ok {
+            return Some(format!(
+                "{d:?} is not a level: use error, warn, info, debug or trace, or target=level (info,gatehouse=debug)"
+            ));
+        }
+    }
+    None
+}
+
+/// The known name closest to `word`, when it is close enough to be what
+/// was meant (an edit or two away).
+pub fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    };
+    known
+        .iter()
+        .map(|k| (distance(word, k), *k))
+        .filter(|(d, k)| *d <= 2.min(k.len() / 3).max(1))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Every value serde's types alone do not rule out, as (dotted key, what
+/// is wrong with it); empty when the config is sound.
+pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if c.server.max_connections == 0 {
+        push(&mut out, ("server.max_connections", "must be at least 1".into()));
+    }
+    for (key, secs) in [
+        (
+            "server.header_timeout_secs",
+            c.server.header_timeout_secs,
+        ),
+        ("server.body_timeout_secs", c.server.body_timeout_secs),
+    ] {
+        if secs == 0 {
+            push(&mut out, (key, "must be at least 1 second".into()));
+        }
+    }
+    if c.server.idle_timeout_secs == 0 || c.server.h2_max_concurrent_streams == 0 {
+        push(&mut out, (
+            "server",
+            "idle_timeout_secs and h2_max_concurrent_streams must be at least 1".into(),
+        ));
+    }
+    let largest_body = c
+        .gateway
+        .as_ref()
+        .map_or(0, |g| g.max_body_bytes)
+        .max(c.webhooks.max_body_bytes);
+    if let Some(budget) = c.server.body_budget_bytes
+        && budget < largest_body
+    {
+        push(&mut out, (
+            "server.body_budget_bytes",
+            format!(
+                "{budget} is below the largest body allowed ({largest_body}, max_body_bytes): such a body could never be read"
+            ),
+        ));
+    }
+    if c.storage.path.as_os_str().is_empty() {
+        push(&mut out, ("storage.path", "must not be empty".into()));
+    }
+    if c.webhooks.max_body_bytes == 0 || c.webhooks.max_body_bytes > MAX_MAX_BODY_BYTES {
+        push(&mut out, (
+            "webhooks.max_body_bytes",
+            format!("must be between 1 and {MAX_MAX_BODY_BYTES}"),
+        ));
+    }
+    if c.webhooks.secrets.iter().any(|s| s.0.is_empty()) {
+        push(&mut out, ("webhooks.secrets", "a secret must not be empty".into()));
+    }
+    if let Some(why) = log_filter_problem(&c.log.level) {
+        push(&mut out, ("log.level", why));
+    }
+    let p = &c.processing;
+    if p.workers == 0 || p.lease_secs == 0 || p.batch_size == 0 {
+        push(&mut out, (
+            "processing",
+            "workers, lease_secs and batch_size must be at least 1".into(),
+        ));
+    }
+    if let Some(g) = &c.gateway {
+        if c.github.apps.is_empty() && c.github.tokens.is_empty() {
+            push(&mut out, (
+                "gateway",
+                "the gateway needs credentials to spend: add [[github.apps]] or [[github.tokens]]"
+                    .into(),
+            ));
+        }
+        if g.max_body_bytes == 0 || g.max_body_bytes > MAX_MAX_BODY_BYTES {
+            push(&mut out, (
+                "gateway.max_body_bytes",
+                format!("must be between 1 and {MAX_MAX_BODY_BYTES}"),
+            ));
+        }
+        if !g.public_url.is_empty()
+            && (!(g.public_url.starts_with("http://") || g.public_url.starts_with("https://"))
+                || g.public_url.parse::<http::Uri>().is_err())
+        {
+            push(&mut out, (
+                "gateway.public_url",
+                format!("{:?} is not an http(s) URL", g.public_url),
+            ));
+        }
+        for f in &g.fresh {
+            if let Err(e) = regex::Regex::new(&f.path) {
+                push(&mut out, ("gateway.fresh.path", format!("{:?}: {e}", f.path)));
+            }
+        }
+    }
+    for t in &c.github.tokens {
+        if t.confined && t.owners.is_empty() {
+            push(&mut out, (
+                "github.tokens.confined",
+                format!(
+                    "token {:?}: confined = true needs the owners it is confined to",
+                    t.name
+                ),
+            ));
+        }
+    }
+    let r = &c.recovery;
+    if r.interval_secs == 0 || r.lookback_hours == 0 || r.reask_after_secs == 0 {
+        push(&mut out, (
+            "recovery",
+            "interval_secs, lookback_hours and reask_after_secs must be at least 1".into(),
+        ));
+    }
+    if !(1..=100).contains(&r.per_page) {
+        push(&mut out, ("recovery.per_page", "must be between 1 and 100".into()));
+    }
+    if c.github.timeout_secs == 0 {
+        push(&mut out, ("github.timeout_secs", "must be at least 1".into()));
+    }
+    let admin = &c.admin;
+    if admin.session_idle_minutes == 0 || admin.login_attempts_per_minute == 0 {
+        push(&mut out, (
+            "admin",
+            "session_idle_minutes and login_attempts_per_minute must be at least 1".into(),
+        ));
+    }
+    if admin.password_hash.is_some() && admin.password_hash_file.is_some() {
+        push(&mut out, (
+            "admin.password_hash",
+            "set password_hash or password_hash_file, not both".into(),
+        ));
+    }
+    if let Some(h) = &admin.password_hash
+        && let Err(e) = argon2::password_hash::phc::PasswordHash::new(h)
+    {
+        push(&mut out, (
+            "admin.password_hash",
+            format!(
+                "not a password hash (PHC string, as `gatehouse admin set-password` writes): {e}"
+            ),
+        ));
+    }
+    let a = &c.actions_metrics;
+    if a.stale_after_secs < 60 {
+        push(&mut out, (
+            "actions_metrics.stale_after_secs",
+            "must be at least 60".into(),
+        ));
+    }
+    for (key, n) in [
+        ("actions_metrics.max_repositories", a.max_repositories),
+        ("actions_metrics.max_workflows", a.max_workflows),
+        ("actions_metrics.max_job_names", a.max_job_names),
+        (
+            "actions_metrics.max_runner_label_sets",
+            a.max_runner_label_sets,
+        ),
+    ] {
+        if n == 0 {
+            push(&mut out, (key, "must be at least 1".into()));
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, r) in c.routes.iter().enumerate() {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        if r.name.is_empty()
+            || !r
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            push(
+                &mut out,
+                (key("name"), format!("{:?}: use letters, digits, - and _", r.name)),
+            );
+        }
+        if r.name == crate::sinks::actions::SINK {
+            push(
+                &mut out,
+                (
+                    key("name"),
+                    format!("{:?} is the built-in Actions metrics sink's name", r.name),
+                ),
+            );
+        }
+        if !names.insert(r.name.as_str()) {
+            push(&mut out, (key("name"), format!("{:?} is used twice", r.name)));
+        }
+        if !(r.url.starts_with("http://") || r.url.starts_with("https://"))
+            || r.url.parse::<http::Uri>().is_err()
+        {
+            push(
+                &mut out,
+                (
+                    key("url"),
+                    format!("route {:?}: {:?} is not an http(s) URL", r.name, r.url),
+                ),
+            );
+        }
+        if r.max_attempts == 0 || r.timeout_secs == 0 {
+            push(
+                &mut out,
+                (
+                    key("max_attempts"),
+                    format!(
+                        "route {:?}: max_attempts and timeout_secs must be at least 1",
+                        r.name
+                    ),
+                ),
+            );
+        }
+        for e in &r.events {
+            if crate::github::events::KNOWN.binary_search(&e.as_str()).is_err() {
+                let hint = did_you_mean(e, crate::github::events::KNOWN)
+                    .map(|k| format!(" (did you mean {k:?}?)"))
+                    .unwrap_or_default();
+                push(
+                    &mut out,
+                    (
+                        key("events"),
+                        format!(
+                            "route {:?}: {e:?} is not one of GitHub's webhook events{hint}",
+                            r.name
+                        ),
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filters_must_name_levels() {
+        for good in ["info", "INFO", "info,gatehouse=debug", "warn,gatehouse::app=info", "off"] {
+            assert_eq!(log_filter_problem(good), None, "{good}");
+        }
+        for bad in ["verbose", "info,loud", "gatehouse=chatty"] {
+            assert!(log_filter_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn near_misses_are_suggested() {
+        let known = crate::github::events::KNOWN;
+        assert_eq!(did_you_mean("pushh", known), Some("push"));
+        assert_eq!(did_you_mean("pull_requests", known), Some("pull_request"));
+        assert_eq!(did_you_mean("workflowjob", known), Some("workflow_job"));
+        assert_eq!(did_you_mean("zzzzzz", known), None);
+    }
+}
