@@ -172,12 +172,17 @@ pub struct Listed {
     pub received_at_ms: i64,
     /// `route:state` for each job.
     pub jobs: Vec<String>,
+    /// GitHub redelivered it because recovery asked.
+    pub recovered: bool,
 }
 
 /// The columns [`listed`] reads, in its order.
 const LISTED: &str = "d.id, d.guid, d.hook_id, d.event, d.action, d.partition_key,
     d.received_at_ms, d.repository,
-    (SELECT group_concat(j.sink || ':' || j.state, ' ') FROM jobs j WHERE j.delivery_id = d.id)";
+    (SELECT group_concat(j.sink || ':' || j.state, ' ') FROM jobs j WHERE j.delivery_id = d.id),
+    d.recovered";
+/// How many columns [`LISTED`] has: more come after it.
+const LISTED_COLUMNS: usize = 10;
 
 fn listed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
     let jobs: Option<String> = r.get(8)?;
@@ -193,6 +198,7 @@ fn listed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
         jobs: jobs
             .map(|j| j.split(' ').map(String::from).collect())
             .unwrap_or_default(),
+        recovered: r.get(9)?,
     })
 }
 
@@ -329,6 +335,7 @@ pub fn show_one(conn: &Connection, id: i64) -> Result<Option<Shown>, ControlErro
             ),
             [id],
             |r| {
+                let more = |i: usize| LISTED_COLUMNS + i;
                 Ok(Shown {
                     // Jobs come with their attempts below.
                     listed: Listed {
@@ -336,11 +343,11 @@ pub fn show_one(conn: &Connection, id: i64) -> Result<Option<Shown>, ControlErro
                         ..listed(r)?
                     },
                     repository: r.get(7)?,
-                    installation_id: r.get(9)?,
-                    body_size: r.get(10)?,
-                    parse_status: r.get(11)?,
-                    content_kind: r.get(12)?,
-                    parse_error: r.get(13)?,
+                    installation_id: r.get(more(0))?,
+                    body_size: r.get(more(1))?,
+                    parse_status: r.get(more(2))?,
+                    content_kind: r.get(more(3))?,
+                    parse_error: r.get(more(4))?,
                     jobs: vec![],
                 })
             },

@@ -522,7 +522,10 @@ fn operate(
     let config = match config {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{}", cli::check::problems(path.as_deref().unwrap_or(std::path::Path::new("-")), &e));
+            eprintln!(
+                "{}",
+                cli::check::problems(path.as_deref().unwrap_or(std::path::Path::new("-")), &e)
+            );
             return ExitCode::from(2);
         }
     };
@@ -583,12 +586,13 @@ fn deliveries(
                         None => r.event.clone(),
                     };
                     println!(
-                        "{:<24}  {:<36}  {:<28}  {:<20}  {}",
+                        "{:<24}  {:<36}  {:<28}  {:<20}  {}{}",
                         time(r.received_at_ms),
                         safe(&r.guid),
                         safe(&event),
                         safe(&r.partition),
-                        safe(&r.jobs.join(" "))
+                        safe(&r.jobs.join(" ")),
+                        if r.recovered { "  (recovered)" } else { "" }
                     );
                 }
             }
@@ -629,6 +633,11 @@ fn deliveries(
                     d.body_size,
                     d.parse_status
                 );
+                if l.recovered {
+                    println!(
+                        "  recovered: GitHub sent it again because gatehouse asked; it may have come after later deliveries"
+                    );
+                }
                 for j in &d.jobs {
                     println!(
                         "  route {}: {} after {} attempt(s)",

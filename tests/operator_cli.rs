@@ -456,14 +456,23 @@ fn the_cli_works_on_a_systemd_install_and_says_what_to_do_for_secrets() {
     // journal.
     let (status, out) = run(&["check-config"], true);
     assert!(status.success(), "{out}");
-    assert!(out.contains("route        ci → http://127.0.0.1:9/hook"), "{out}");
-    assert!(out.contains("$CREDENTIALS_DIRECTORY/webhook-secret"), "{out}");
+    assert!(
+        out.contains("route        ci → http://127.0.0.1:9/hook"),
+        "{out}"
+    );
+    assert!(
+        out.contains("$CREDENTIALS_DIRECTORY/webhook-secret"),
+        "{out}"
+    );
     let server = Server::start_args(
         &["serve", "--config", config.to_str().unwrap()],
         Some(cwd.path()),
         &[("CREDENTIALS_DIRECTORY", etc.path())],
     );
-    assert!(etc.path().join("data/gatehouse.db").exists(), "relative to the config");
+    assert!(
+        etc.path().join("data/gatehouse.db").exists(),
+        "relative to the config"
+    );
     assert!(!cwd.path().join("data").exists());
     // From a shell, without $CREDENTIALS_DIRECTORY: commands that need no
     // secret work.
@@ -483,14 +492,21 @@ fn the_cli_works_on_a_systemd_install_and_says_what_to_do_for_secrets() {
     let (status, out) = run(&["check-config"], false);
     assert_eq!(status.code(), Some(2), "{out}");
     assert!(
-        out.contains("$CREDENTIALS_DIRECTORY is not set") && out.contains("CREDENTIALS_DIRECTORY=/etc/gatehouse"),
+        out.contains("$CREDENTIALS_DIRECTORY is not set")
+            && out.contains("CREDENTIALS_DIRECTORY=/etc/gatehouse"),
         "{out}"
     );
     // A typo is an error, and leaves nothing behind.
-    for args in [&["routes", "pause", "cii"][..], &["partitions", "pause", "nope", "octo-org"][..]] {
+    for args in [
+        &["routes", "pause", "cii"][..],
+        &["partitions", "pause", "nope", "octo-org"][..],
+    ] {
         let (status, out) = run(args, false);
         assert!(!status.success(), "{args:?}: {out}");
-        assert!(out.contains("no route") && out.contains("routes: ci"), "{out}");
+        assert!(
+            out.contains("no route") && out.contains("routes: ci"),
+            "{out}"
+        );
     }
     let (_, out) = run(&["routes", "pause", "cii"], false);
     assert!(out.contains("did you mean \"ci\"?"), "{out}");
@@ -501,7 +517,10 @@ fn the_cli_works_on_a_systemd_install_and_says_what_to_do_for_secrets() {
         "no phantom pause"
     );
     assert_eq!(
-        common::count(&db, "SELECT COUNT(*) FROM partitions WHERE sink IN ('cii', 'nope')"),
+        common::count(
+            &db,
+            "SELECT COUNT(*) FROM partitions WHERE sink IN ('cii', 'nope')"
+        ),
         0
     );
     drop(server);
@@ -530,7 +549,10 @@ fn check_config_lists_every_problem_at_once() {
     .unwrap();
     let (_, out2) = binary::run(&["check-config", "--config", path2.to_str().unwrap()], None);
     assert!(out2.contains("2 problems"), "{out2}");
-    assert!(out2.contains(":3: webhooks.max_body_bytes:") && out2.contains(":6: log.formt:"), "{out2}");
+    assert!(
+        out2.contains(":3: webhooks.max_body_bytes:") && out2.contains(":6: log.formt:"),
+        "{out2}"
+    );
     // ... and once the TOML reads, every value is.
     std::fs::write(
         &path,
@@ -541,7 +563,10 @@ fn check_config_lists_every_problem_at_once() {
     .unwrap();
     let (_, out) = binary::run(&["check-config", "--config", path.to_str().unwrap()], None);
     assert!(out.contains("2 problems"), "{out}");
-    assert!(out.contains(":8: log.level:") && out.contains("\"verbose\" is not a level"), "{out}");
+    assert!(
+        out.contains(":8: log.level:") && out.contains("\"verbose\" is not a level"),
+        "{out}"
+    );
     assert!(
         out.contains(":13: routes[0].events:") && out.contains("did you mean \"push\"?"),
         "{out}"

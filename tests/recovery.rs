@@ -272,10 +272,15 @@ async fn a_tiny_budget_makes_the_walk_wait_for_the_reset_instead_of_failing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_walk_of_fifty_pages_resumes_after_kill_9_without_asking_twice() {
     let port = free_port();
-    // Each page of the log takes 150 ms: the walk is still going when killed.
+    // Each page of the log takes 150 ms and each redelivery request 10 ms:
+    // the walk is still going when killed, first while it reads the log,
+    // then while it asks.
     let hub = hub_for(port, |c| {
         let mut f = FaultConfig::new("GET /app/hook/deliveries");
         f.latency_ms = 150;
+        c.faults.push(f);
+        let mut f = FaultConfig::new("POST /app/hook/deliveries/*/attempts");
+        f.latency_ms = 10;
         c.faults.push(f);
     })
     .await;
@@ -314,10 +319,26 @@ async fn a_walk_of_fifty_pages_resumes_after_kill_9_without_asking_twice() {
         std::thread::sleep(Duration::from_millis(20));
     }
     server.kill9();
+    // Nothing is asked before the whole log is read (oldest first needs it).
+    assert_eq!(redeliveries(&hub).len(), 0, "asked while reading the log");
+    let found = count(
+        &common::open_db(&db),
+        "SELECT COUNT(*) FROM recovery_requests WHERE outcome = 'found'",
+    );
+    assert!((1..1000).contains(&found), "killed mid-walk: {found} found");
+
+    // The resumed walk reads on and starts asking; killed again meanwhile.
+    let mut server = binary::Server::start(&file);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while redeliveries(&hub).len() < 100 {
+        assert!(Instant::now() < deadline, "the resumed walk never asked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.kill9();
     let before = redeliveries(&hub).len();
     assert!(
-        (1..1000).contains(&before),
-        "killed mid-walk: {before} asked"
+        (100..1000).contains(&before),
+        "killed while asking: {before} asked"
     );
 
     let _server = binary::Server::start(&file);
@@ -333,9 +354,9 @@ async fn a_walk_of_fifty_pages_resumes_after_kill_9_without_asking_twice() {
         assert!(Instant::now() < deadline, "only {n} of 1,000 back");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Nothing asked before the kill was asked again, except possibly the
-    // one request in flight at the kill: its redelivery found gatehouse
-    // dead, so it was still missing and had to be asked for again.
+    // Nothing asked before the kills was asked again, except possibly the
+    // one request in flight at the second kill: its redelivery found
+    // gatehouse dead, so it was still missing and had to be asked again.
     let asked = redeliveries(&hub);
     assert_eq!(asked.len(), 1000);
     assert!(missed.iter().all(|g| asked.contains_key(g)));
@@ -519,4 +540,79 @@ async fn a_github_slower_than_the_timeout_ends_the_walk_not_the_server() {
     let stopping = Instant::now();
     t.stop().await;
     assert!(stopping.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn missed_deliveries_are_asked_for_oldest_first_and_arrive_marked_recovered() {
+    let port = free_port();
+    let hub = hub_for(port, |_| {}).await;
+    let consumer = common::consumer::start(Duration::ZERO, common::consumer::always(200)).await;
+    let make = |dir: &std::path::Path| {
+        let mut c = config(dir, port, &hub);
+        // Several log pages, read newest first.
+        c.recovery.per_page = 7;
+        c.routes = vec![common::route("ci", &consumer.url)];
+        c
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = make(dir.path());
+    let t = TestApp::start_in(dir, c).await;
+    let arrived = send(&hub, 3).await;
+    let dir = t.stop().await;
+    // Down: 40 deliveries fail, in this order.
+    let missed = send(&hub, 40).await;
+    let c = make(dir.path());
+    let t = TestApp::start_in(dir, c).await;
+    journaled_all(&t, &missed, Duration::from_secs(60)).await;
+    // GitHub was asked for them in the order it first sent them ...
+    let asked: Vec<String> = hub
+        .hub()
+        .log
+        .lock()
+        .unwrap()
+        .all()
+        .iter()
+        .filter(|r| r.redelivery)
+        .map(|r| r.guid.clone())
+        .collect();
+    assert_eq!(asked, missed, "oldest first");
+    // ... so the journal, and each partition's queue, has them in it.
+    let db = t.db();
+    let in_journal: Vec<String> = db
+        .prepare("SELECT guid FROM deliveries WHERE recovered = 1 ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(in_journal, missed, "marked recovered, in their order");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM deliveries WHERE recovered = 0"),
+        arrived.len() as i64
+    );
+    // The consumer is told which ones recovery brought back.
+    consumer
+        .wait_for("every delivery", Duration::from_secs(30), |a| a.len() >= 43)
+        .await;
+    for a in consumer.arrivals.lock().unwrap().iter() {
+        let marked = a
+            .headers
+            .get("x-gatehouse-recovered")
+            .map(|v| v.to_str().unwrap());
+        if missed.contains(&a.guid) {
+            assert_eq!(marked, Some("true"), "{}", a.guid);
+        } else {
+            assert_eq!(marked, None, "{}", a.guid);
+        }
+    }
+    let forwarded: Vec<String> = consumer
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| missed.contains(&a.guid))
+        .map(|a| a.guid.clone())
+        .collect();
+    assert_eq!(forwarded, missed, "forwarded oldest first");
+    t.stop().await;
 }

@@ -29,7 +29,9 @@ pub fn summary(path: &std::path::Path, c: &Config) -> String {
         c.server.listen, c.webhooks.partition_by, c.webhooks.max_body_bytes
     ));
     match c.admin.listen {
-        Some(a) if c.admin.enabled => line(format!("admin UI     http://{a}/admin/ (and /metrics)")),
+        Some(a) if c.admin.enabled => {
+            line(format!("admin UI     http://{a}/admin/ (and /metrics)"))
+        }
         _ if c.admin.enabled => line(format!(
             "admin UI     http://{}/admin/ (and /metrics)",
             c.server.listen
@@ -44,7 +46,8 @@ pub fn summary(path: &std::path::Path, c: &Config) -> String {
         c.storage.path.display(),
         c.storage.retention_days
     ));
-    let secrets = c.webhooks.secrets.len() - c.webhooks.secret_files.len().min(c.webhooks.secrets.len());
+    let secrets =
+        c.webhooks.secrets.len() - c.webhooks.secret_files.len().min(c.webhooks.secrets.len());
     let mut from = Vec::new();
     if secrets > 0 {
         from.push(format!("{secrets} in the file"));
@@ -77,7 +80,11 @@ pub fn summary(path: &std::path::Path, c: &Config) -> String {
     }
     line(format!(
         "sink         actions-metrics {}",
-        if c.actions_metrics.enabled { "on" } else { "off" }
+        if c.actions_metrics.enabled {
+            "on"
+        } else {
+            "off"
+        }
     ));
     for a in &c.github.apps {
         line(format!(

@@ -266,7 +266,10 @@ fn toml_problems(text: &str, file: &str, first: toml::de::Error) -> Vec<Problem>
         .and_then(|l| section_of.get(l - 1))
         .cloned();
     let mut found = vec![first_problem];
-    for s in sections.iter().filter(|s| Some(*s) != first_section.as_ref()) {
+    for s in sections
+        .iter()
+        .filter(|s| Some(*s) != first_section.as_ref())
+    {
         let alone: Vec<&str> = lines
             .iter()
             .zip(&section_of)
@@ -307,7 +310,10 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
 }
 
 pub(crate) fn expand_credentials_dir(path: &Path) -> PathBuf {
-    match path.to_str().and_then(|p| p.strip_prefix(CREDENTIALS_PREFIX)) {
+    match path
+        .to_str()
+        .and_then(|p| p.strip_prefix(CREDENTIALS_PREFIX))
+    {
         Some(rest) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
             Some(dir) => PathBuf::from(dir).join(rest),
             None => path.to_path_buf(),
@@ -650,15 +656,33 @@ mod tests {
         let e = Config::parse(text, "t.toml").unwrap_err();
         let lines = e.lines();
         assert_eq!(lines.len(), 3, "{lines:#?}");
-        assert!(lines[0].starts_with("t.toml:2: server.listen:"), "{}", lines[0]);
-        assert!(lines[1].starts_with("t.toml:6: webhooks.max_body_bytes:"), "{}", lines[1]);
-        assert!(lines[2].starts_with("t.toml:10: log.formt:"), "{}", lines[2]);
+        assert!(
+            lines[0].starts_with("t.toml:2: server.listen:"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("t.toml:6: webhooks.max_body_bytes:"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].starts_with("t.toml:10: log.formt:"),
+            "{}",
+            lines[2]
+        );
         let text = "[webhooks]\nsecrets = [\"x\"]\n[log]\nlevel = \"verbose\"\n[[routes]]\nname = \"a\"\nurl = \"http://x\"\n[[routes]]\nname = \"b\"\nurl = \"http://y\"\nevents = [\"push\", \"pushh\"]\n";
         let lines = Config::parse(text, "t.toml").unwrap_err().lines();
         assert_eq!(lines.len(), 2, "{lines:#?}");
-        assert!(lines[0].starts_with("t.toml:4: log.level:") && lines[0].contains("\"verbose\" is not a level"), "{}", lines[0]);
         assert!(
-            lines[1].starts_with("t.toml:11: routes[1].events:") && lines[1].contains("did you mean \"push\"?"),
+            lines[0].starts_with("t.toml:4: log.level:")
+                && lines[0].contains("\"verbose\" is not a level"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("t.toml:11: routes[1].events:")
+                && lines[1].contains("did you mean \"push\"?"),
             "{}",
             lines[1]
         );
@@ -681,7 +705,8 @@ mod tests {
         if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
             let e = Config::load(&file).unwrap_err().to_string();
             assert!(
-                e.contains("webhooks.secret_files[1]") && e.contains("$CREDENTIALS_DIRECTORY is not set"),
+                e.contains("webhooks.secret_files[1]")
+                    && e.contains("$CREDENTIALS_DIRECTORY is not set"),
                 "{e}"
             );
         }

@@ -13,8 +13,8 @@ use serde::Deserialize;
 mod load;
 pub mod validate;
 
-pub use load::{ConfigError, Problem, Secrets, read_secret_file};
 pub(crate) use load::expand_credentials_dir;
+pub use load::{ConfigError, Problem, Secrets, read_secret_file};
 
 /// The listen address and database path of the embedded default (DESIGN.md).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

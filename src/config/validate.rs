@@ -62,13 +62,13 @@ pub fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
 pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if c.server.max_connections == 0 {
-        push(&mut out, ("server.max_connections", "must be at least 1".into()));
+        push(
+            &mut out,
+            ("server.max_connections", "must be at least 1".into()),
+        );
     }
     for (key, secs) in [
-        (
-            "server.header_timeout_secs",
-            c.server.header_timeout_secs,
-        ),
+        ("server.header_timeout_secs", c.server.header_timeout_secs),
         ("server.body_timeout_secs", c.server.body_timeout_secs),
     ] {
         if secs == 0 {
@@ -76,10 +76,13 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
         }
     }
     if c.server.idle_timeout_secs == 0 || c.server.h2_max_concurrent_streams == 0 {
-        push(&mut out, (
-            "server",
-            "idle_timeout_secs and h2_max_concurrent_streams must be at least 1".into(),
-        ));
+        push(
+            &mut out,
+            (
+                "server",
+                "idle_timeout_secs and h2_max_concurrent_streams must be at least 1".into(),
+            ),
+        );
     }
     let largest_body = c
         .gateway
@@ -89,34 +92,46 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
     if let Some(budget) = c.server.body_budget_bytes
         && budget < largest_body
     {
-        push(&mut out, (
-            "server.body_budget_bytes",
-            format!(
-                "{budget} is below the largest body allowed ({largest_body}, max_body_bytes): such a body could never be read"
+        push(
+            &mut out,
+            (
+                "server.body_budget_bytes",
+                format!(
+                    "{budget} is below the largest body allowed ({largest_body}, max_body_bytes): such a body could never be read"
+                ),
             ),
-        ));
+        );
     }
     if c.storage.path.as_os_str().is_empty() {
         push(&mut out, ("storage.path", "must not be empty".into()));
     }
     if c.webhooks.max_body_bytes == 0 || c.webhooks.max_body_bytes > MAX_MAX_BODY_BYTES {
-        push(&mut out, (
-            "webhooks.max_body_bytes",
-            format!("must be between 1 and {MAX_MAX_BODY_BYTES}"),
-        ));
+        push(
+            &mut out,
+            (
+                "webhooks.max_body_bytes",
+                format!("must be between 1 and {MAX_MAX_BODY_BYTES}"),
+            ),
+        );
     }
     if c.webhooks.secrets.iter().any(|s| s.0.is_empty()) {
-        push(&mut out, ("webhooks.secrets", "a secret must not be empty".into()));
+        push(
+            &mut out,
+            ("webhooks.secrets", "a secret must not be empty".into()),
+        );
     }
     if let Some(why) = log_filter_problem(&c.log.level) {
         push(&mut out, ("log.level", why));
     }
     let p = &c.processing;
     if p.workers == 0 || p.lease_secs == 0 || p.batch_size == 0 {
-        push(&mut out, (
-            "processing",
-            "workers, lease_secs and batch_size must be at least 1".into(),
-        ));
+        push(
+            &mut out,
+            (
+                "processing",
+                "workers, lease_secs and batch_size must be at least 1".into(),
+            ),
+        );
     }
     if let Some(g) = &c.gateway {
         if c.github.apps.is_empty() && c.github.tokens.is_empty() {
@@ -127,79 +142,112 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
             ));
         }
         if g.max_body_bytes == 0 || g.max_body_bytes > MAX_MAX_BODY_BYTES {
-            push(&mut out, (
-                "gateway.max_body_bytes",
-                format!("must be between 1 and {MAX_MAX_BODY_BYTES}"),
-            ));
+            push(
+                &mut out,
+                (
+                    "gateway.max_body_bytes",
+                    format!("must be between 1 and {MAX_MAX_BODY_BYTES}"),
+                ),
+            );
         }
         if !g.public_url.is_empty()
             && (!(g.public_url.starts_with("http://") || g.public_url.starts_with("https://"))
                 || g.public_url.parse::<http::Uri>().is_err())
         {
-            push(&mut out, (
-                "gateway.public_url",
-                format!("{:?} is not an http(s) URL", g.public_url),
-            ));
+            push(
+                &mut out,
+                (
+                    "gateway.public_url",
+                    format!("{:?} is not an http(s) URL", g.public_url),
+                ),
+            );
         }
         for f in &g.fresh {
             if let Err(e) = regex::Regex::new(&f.path) {
-                push(&mut out, ("gateway.fresh.path", format!("{:?}: {e}", f.path)));
+                push(
+                    &mut out,
+                    ("gateway.fresh.path", format!("{:?}: {e}", f.path)),
+                );
             }
         }
     }
     for t in &c.github.tokens {
         if t.confined && t.owners.is_empty() {
-            push(&mut out, (
-                "github.tokens.confined",
-                format!(
-                    "token {:?}: confined = true needs the owners it is confined to",
-                    t.name
+            push(
+                &mut out,
+                (
+                    "github.tokens.confined",
+                    format!(
+                        "token {:?}: confined = true needs the owners it is confined to",
+                        t.name
+                    ),
                 ),
-            ));
+            );
         }
     }
     let r = &c.recovery;
     if r.interval_secs == 0 || r.lookback_hours == 0 || r.reask_after_secs == 0 {
-        push(&mut out, (
-            "recovery",
-            "interval_secs, lookback_hours and reask_after_secs must be at least 1".into(),
-        ));
+        push(
+            &mut out,
+            (
+                "recovery",
+                "interval_secs, lookback_hours and reask_after_secs must be at least 1".into(),
+            ),
+        );
     }
     if !(1..=100).contains(&r.per_page) {
-        push(&mut out, ("recovery.per_page", "must be between 1 and 100".into()));
+        push(
+            &mut out,
+            ("recovery.per_page", "must be between 1 and 100".into()),
+        );
     }
     if c.github.timeout_secs == 0 {
-        push(&mut out, ("github.timeout_secs", "must be at least 1".into()));
+        push(
+            &mut out,
+            ("github.timeout_secs", "must be at least 1".into()),
+        );
     }
     let admin = &c.admin;
     if admin.session_idle_minutes == 0 || admin.login_attempts_per_minute == 0 {
-        push(&mut out, (
-            "admin",
-            "session_idle_minutes and login_attempts_per_minute must be at least 1".into(),
-        ));
+        push(
+            &mut out,
+            (
+                "admin",
+                "session_idle_minutes and login_attempts_per_minute must be at least 1".into(),
+            ),
+        );
     }
     if admin.password_hash.is_some() && admin.password_hash_file.is_some() {
-        push(&mut out, (
-            "admin.password_hash",
-            "set password_hash or password_hash_file, not both".into(),
-        ));
+        push(
+            &mut out,
+            (
+                "admin.password_hash",
+                "set password_hash or password_hash_file, not both".into(),
+            ),
+        );
     }
     if let Some(h) = &admin.password_hash
         && let Err(e) = argon2::password_hash::phc::PasswordHash::new(h)
     {
-        push(&mut out, (
-            "admin.password_hash",
-            format!(
-                "not a password hash (PHC string, as `gatehouse admin set-password` writes): {e}"
+        push(
+            &mut out,
+            (
+                "admin.password_hash",
+                format!(
+                    "not a password hash (PHC string, as `gatehouse admin set-password` writes): {e}"
+                ),
             ),
-        ));
+        );
     }
     let a = &c.actions_metrics;
     if a.stale_after_secs < 60 {
-        push(&mut out, (
-            "actions_metrics.stale_after_secs",
-            "must be at least 60".into(),
-        ));
+        push(
+            &mut out,
+            (
+                "actions_metrics.stale_after_secs",
+                "must be at least 60".into(),
+            ),
+        );
     }
     for (key, n) in [
         ("actions_metrics.max_repositories", a.max_repositories),
@@ -225,7 +273,10 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
         {
             push(
                 &mut out,
-                (key("name"), format!("{:?}: use letters, digits, - and _", r.name)),
+                (
+                    key("name"),
+                    format!("{:?}: use letters, digits, - and _", r.name),
+                ),
             );
         }
         if r.name == crate::sinks::actions::SINK {
@@ -238,7 +289,10 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
             );
         }
         if !names.insert(r.name.as_str()) {
-            push(&mut out, (key("name"), format!("{:?} is used twice", r.name)));
+            push(
+                &mut out,
+                (key("name"), format!("{:?} is used twice", r.name)),
+            );
         }
         if !(r.url.starts_with("http://") || r.url.starts_with("https://"))
             || r.url.parse::<http::Uri>().is_err()
@@ -264,7 +318,10 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
             );
         }
         for e in &r.events {
-            if crate::github::events::KNOWN.binary_search(&e.as_str()).is_err() {
+            if crate::github::events::KNOWN
+                .binary_search(&e.as_str())
+                .is_err()
+            {
                 let hint = did_you_mean(e, crate::github::events::KNOWN)
                     .map(|k| format!(" (did you mean {k:?}?)"))
                     .unwrap_or_default();
@@ -290,7 +347,13 @@ mod tests {
 
     #[test]
     fn log_filters_must_name_levels() {
-        for good in ["info", "INFO", "info,gatehouse=debug", "warn,gatehouse::app=info", "off"] {
+        for good in [
+            "info",
+            "INFO",
+            "info,gatehouse=debug",
+            "warn,gatehouse::app=info",
+            "off",
+        ] {
             assert_eq!(log_filter_problem(good), None, "{good}");
         }
         for bad in ["verbose", "info,loud", "gatehouse=chatty"] {

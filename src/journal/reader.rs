@@ -16,6 +16,8 @@ use super::schema;
 pub struct Payload {
     pub headers: Vec<u8>,
     pub body: Vec<u8>,
+    /// GitHub redelivered it because recovery asked.
+    pub recovered: bool,
 }
 
 #[derive(Clone)]
@@ -108,12 +110,14 @@ impl Reader {
     pub fn payload(&self, id: i64) -> Result<Option<Payload>, JournalError> {
         self.conn()?
             .query_row(
-                "SELECT headers, body FROM delivery_payloads WHERE delivery_id = ?1",
+                "SELECT p.headers, p.body, d.recovered FROM delivery_payloads p
+                 JOIN deliveries d ON d.id = p.delivery_id WHERE p.delivery_id = ?1",
                 [id],
                 |r| {
                     Ok(Payload {
                         headers: r.get(0)?,
                         body: r.get(1)?,
+                        recovered: r.get(2)?,
                     })
                 },
             )

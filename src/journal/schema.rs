@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("../../migrations/0006_recovery.sql"),
     ),
     (7, "admin", include_str!("../../migrations/0007_admin.sql")),
+    (
+        8,
+        "operator",
+        include_str!("../../migrations/0008_operator.sql"),
+    ),
 ];
 
 pub fn latest_version() -> u32 {

@@ -372,15 +372,18 @@ enum Outcome {
 
 /// Inserts one delivery unless its (hook id, GUID) is already there. Within
 /// one batch the second of two identical deliveries sees the first, so
-/// dedupe holds inside a transaction too.
+/// dedupe holds inside a transaction too. A GUID recovery asked GitHub for
+/// is marked recovered.
 fn insert(tx: &rusqlite::Transaction<'_>, d: &NewDelivery) -> rusqlite::Result<Appended> {
     let m = &d.meta;
     let inserted = tx
         .prepare_cached(
             "INSERT INTO deliveries (hook_id, guid, event, action, installation_id, target_type,
                  target_id, repository, owner, partition_key, received_at_ms, body_size,
-                 content_kind, parse_status, parse_error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 content_kind, parse_status, parse_error, recovered)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                     EXISTS (SELECT 1 FROM recovery_requests
+                             WHERE guid = ?2 AND outcome IN ('asking', 'asked')))
              ON CONFLICT (hook_id, guid) DO NOTHING",
         )?
         .execute(params![

@@ -1,9 +1,11 @@
 //! Recovery: GitHub does not retry a failed webhook delivery, so
 //! gatehouse walks each source's delivery log (an App's webhook, or a
 //! repository or organisation hook from `[[github.hooks]]`) newest first,
-//! back to the last complete walk or `lookback_hours`, and asks GitHub to
-//! redeliver every GUID that never succeeded there and that the journal
-//! lacks. Walks resume from their cursor after a crash; a GUID is asked
+//! back to the last complete walk or `lookback_hours`, keeps every GUID
+//! that never succeeded there and that the journal lacks, and once the walk
+//! is complete asks GitHub to redeliver them oldest first (by GitHub's
+//! `delivered_at`, then its log id, then GUID), so a consumer gets
+//! `issues.opened` before `issues.deleted`. Walks resume from their cursor after a crash; a GUID is asked
 //! for at most once within `reask_after_secs` (the claim is committed
 //! before the request goes out); failed requests are asked again on the
 //! next walk; when the budget runs out the walk waits for the reset.
@@ -265,7 +267,7 @@ impl Recovery {
                 .map_err(|e| WalkError::Format(e.to_string()))?;
             let next = next_cursor(&answer.headers);
             let mut done = next.is_none();
-            let mut candidates: Vec<(String, i64)> = Vec::new();
+            let mut candidates: Vec<(String, i64, Option<i64>)> = Vec::new();
             for e in page {
                 let delivered = clock::parse_rfc3339_ms(e.delivered_at.as_deref());
                 if walk.stop_at_id.is_some_and(|s| e.id <= s)
@@ -280,27 +282,47 @@ impl Recovery {
                 // failed attempts.
                 if (200..300).contains(&e.status_code) {
                     ok.insert(e.guid);
-                } else if !ok.contains(&e.guid) && !candidates.iter().any(|(g, _)| *g == e.guid) {
-                    candidates.push((e.guid, e.id));
+                } else if !ok.contains(&e.guid) && !candidates.iter().any(|(g, _, _)| *g == e.guid)
+                {
+                    candidates.push((e.guid, e.id, delivered));
                 }
             }
-            let guids: Vec<String> = candidates.iter().map(|(g, _)| g.clone()).collect();
+            let guids: Vec<String> = candidates.iter().map(|(g, _, _)| g.clone()).collect();
             let have = self
                 .journal
                 .reader()
                 .run(move |r| r.query(|c| store::journaled(c, &guids)))
                 .await?;
-            for (guid, id) in candidates.into_iter().filter(|(g, _)| !have.contains(g)) {
-                walk.missing += 1;
-                self.metrics.missing.get_or_create(&label).inc();
-                match self.ask(source, &name, &guid, id, stop).await? {
-                    Ask::Done => walk.requested += 1,
-                    Ask::Failed => walk.failures += 1,
-                    Ask::Skipped => {}
-                }
-            }
+            let missing: Vec<_> = candidates
+                .into_iter()
+                .filter(|(g, _, _)| !have.contains(g))
+                .collect();
+            let n = name.clone();
+            let new = self
+                .journal
+                .exec(move |tx| {
+                    let mut new = 0;
+                    for (guid, id, at) in &missing {
+                        new += i64::from(store::found(tx, &n, guid, *id, *at)?);
+                    }
+                    Ok(new)
+                })
+                .await?;
+            walk.missing += new;
+            self.metrics
+                .missing
+                .get_or_create(&label)
+                .inc_by(new as u64);
             walk.pages += 1;
             walk.cursor = next;
+            if done {
+                // The whole log is read: ask for what is missing, oldest
+                // first. A crash meanwhile leaves the walk running; its
+                // resumption reads the last page again and asks the rest.
+                let (asked, failed) = self.ask_found(source, &name, stop).await?;
+                walk.requested += asked;
+                walk.failures += failed;
+            }
             let w = walk.clone();
             self.journal
                 .exec(move |tx| store::save(tx, &w, done, clock::now_ms()))
@@ -375,8 +397,37 @@ impl Recovery {
             .journal
             .exec(move |tx| store::due_again(tx, &n, reask_before))
             .await?;
+        self.ask_each(source, name, due, stop).await
+    }
+
+    /// Asks GitHub for every delivery walks found missing and nobody asked
+    /// for yet, oldest first; how many it accepted and how many failed.
+    async fn ask_found(
+        &self,
+        source: &Source,
+        name: &str,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(i64, i64), WalkError> {
+        let n = name.to_string();
+        let found = self
+            .journal
+            .reader()
+            .run(move |r| r.query(|c| store::to_ask(c, &n)))
+            .await?;
+        self.ask_each(source, name, found, stop).await
+    }
+
+    /// Asks for each (GUID, log id) in turn; how many GitHub accepted and
+    /// how many failed.
+    async fn ask_each(
+        &self,
+        source: &Source,
+        name: &str,
+        list: Vec<(String, i64)>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(i64, i64), WalkError> {
         let (mut done, mut failed) = (0, 0);
-        for (guid, id) in due {
+        for (guid, id) in list {
             match self.ask(source, name, &guid, id, stop).await? {
                 Ask::Done => done += 1,
                 Ask::Failed => failed += 1,

@@ -193,11 +193,43 @@ pub fn claim(
          ON CONFLICT (source, guid) DO UPDATE SET
              delivery_id = excluded.delivery_id, requested_at_ms = excluded.requested_at_ms,
              outcome = 'asking', status_code = NULL
-         WHERE recovery_requests.outcome IN ('failed', 'asking')
+         WHERE recovery_requests.outcome IN ('found', 'failed', 'asking')
             OR (recovery_requests.outcome = 'asked' AND recovery_requests.requested_at_ms < ?5)",
         params![source, guid, delivery_id, now_ms, reask_before_ms],
     )?;
     Ok(n == 1)
+}
+
+/// Keeps a missing delivery a walk found, to be asked for (oldest first)
+/// once the walk is complete. True when it was not known yet.
+pub fn found(
+    c: &Connection,
+    source: &str,
+    guid: &str,
+    delivery_id: i64,
+    delivered_at_ms: Option<i64>,
+) -> rusqlite::Result<bool> {
+    let n = c
+        .prepare_cached(
+            "INSERT INTO recovery_requests (source, guid, delivery_id, requested_at_ms, outcome,
+                                            delivered_at_ms)
+             VALUES (?1, ?2, ?3, 0, 'found', ?4) ON CONFLICT (source, guid) DO NOTHING",
+        )?
+        .execute(params![source, guid, delivery_id, delivered_at_ms])?;
+    Ok(n == 1)
+}
+
+/// What walks found and nobody asked for yet, oldest delivery first (then
+/// by GitHub's log id, which grows with time, then GUID: `delivered_at`
+/// has one-second resolution), so GitHub redelivers them in the order it
+/// first sent them.
+pub fn to_ask(c: &Connection, source: &str) -> rusqlite::Result<Vec<(String, i64)>> {
+    c.prepare_cached(
+        "SELECT guid, delivery_id FROM recovery_requests WHERE source = ?1 AND outcome = 'found'
+         ORDER BY delivered_at_ms IS NULL, delivered_at_ms, delivery_id, guid",
+    )?
+    .query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect()
 }
 
 /// What GitHub answered to a redelivery request (None: no answer).
@@ -232,7 +264,8 @@ pub fn due_again(
     )?;
     c.prepare_cached(
         "SELECT guid, delivery_id FROM recovery_requests WHERE source = ?1
-           AND (outcome IN ('failed', 'asking') OR (outcome = 'asked' AND requested_at_ms < ?2))",
+           AND (outcome IN ('failed', 'asking') OR (outcome = 'asked' AND requested_at_ms < ?2))
+         ORDER BY delivered_at_ms IS NULL, delivered_at_ms, delivery_id, guid",
     )?
     .query_map(params![source, reask_before_ms], |r| {
         Ok((r.get(0)?, r.get(1)?))

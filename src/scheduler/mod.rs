@@ -330,8 +330,11 @@ async fn run_batch(
         let attempt = forward::forward(
             &s.client,
             route,
-            &payload.headers,
-            Bytes::from(payload.body),
+            forward::Replay {
+                stored_headers: &payload.headers,
+                body: Bytes::from(payload.body),
+                recovered: payload.recovered,
+            },
             job.attempts + 1,
         )
         .await;

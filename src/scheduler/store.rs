@@ -272,23 +272,16 @@ pub fn close(
     now_ms: i64,
     dead_because: Option<&str>,
 ) -> rusqlite::Result<()> {
-    let (state, outcome) = match dead_because {
-        None => ("done", Outcome::Done),
-        Some(_) => ("dead", Outcome::Failed),
+    let state = if dead_because.is_none() {
+        "done"
+    } else {
+        "dead"
     };
     tx.prepare_cached(
         "UPDATE jobs SET state = ?2, attempts = attempts + 1, updated_at_ms = ?3 WHERE id = ?1",
     )?
     .execute(params![job_id, state, now_ms])?;
-    let attempt = Attempt {
-        outcome,
-        status_code: None,
-        started_at_ms: now_ms,
-        duration_ms: 0,
-        error: dead_because.map(str::to_string),
-        response_excerpt: None,
-    };
-    insert_attempt(tx, job_id, &attempt)
+    insert_attempt(tx, job_id, &Attempt::in_process(now_ms, dead_because))
 }
 
 /// Appends an attempt to a job's history, numbered after the last one.
@@ -303,8 +296,10 @@ fn insert_attempt(
         Outcome::Failed => "failed",
     };
     tx.prepare_cached(
-        "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, status_code, outcome, error, response_excerpt)
-         VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE job_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, status_code, outcome, error,
+                               response_excerpt, url, response_headers)
+         VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE job_id = ?1), ?2, ?3, ?4,
+                 ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         job_id,
@@ -313,7 +308,9 @@ fn insert_attempt(
         a.status_code,
         outcome,
         a.error,
-        a.response_excerpt
+        a.response_excerpt,
+        a.url,
+        a.response_headers
     ])?;
     Ok(())
 }

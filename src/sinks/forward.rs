@@ -9,7 +9,7 @@ use http::HeaderMap;
 use crate::clock;
 use crate::config::RouteConfig;
 use crate::ingest::signature;
-use crate::journal::model::decode_headers;
+use crate::journal::model::{decode_headers, encode_headers};
 
 /// Headers GitHub sent that the consumer gets again.
 fn forwarded(name: &str) -> bool {
@@ -40,6 +40,38 @@ pub struct Attempt {
     pub duration_ms: i64,
     pub error: Option<String>,
     pub response_excerpt: Option<String>,
+    /// Where it was sent (None: run in-process).
+    pub url: Option<String>,
+    /// The consumer's answer headers, in wire form.
+    pub response_headers: Option<Vec<u8>>,
+}
+
+impl Attempt {
+    /// An attempt run in-process (no consumer): done, or failed with why.
+    pub fn in_process(now_ms: i64, failed_because: Option<&str>) -> Attempt {
+        Attempt {
+            outcome: match failed_because {
+                None => Outcome::Done,
+                Some(_) => Outcome::Failed,
+            },
+            status_code: None,
+            started_at_ms: now_ms,
+            duration_ms: 0,
+            error: failed_because.map(str::to_string),
+            response_excerpt: None,
+            url: None,
+            response_headers: None,
+        }
+    }
+}
+
+/// A journaled delivery, as a forward needs it.
+pub struct Replay<'a> {
+    /// Request headers as GitHub sent them, in wire form.
+    pub stored_headers: &'a [u8],
+    pub body: Bytes,
+    /// GitHub redelivered it because recovery asked.
+    pub recovered: bool,
 }
 
 const EXCERPT: usize = 512;
@@ -53,14 +85,15 @@ fn cut(s: &str, n: usize) -> String {
 }
 
 /// The request a consumer receives: GitHub's headers (the signature
-/// re-computed with the route's secret, or GitHub's passed through) and
-/// `X-Gatehouse-Attempt`.
+/// re-computed with the route's secret, or GitHub's passed through),
+/// `X-Gatehouse-Attempt`, and `X-Gatehouse-Recovered: true` for a delivery
+/// recovery brought back (it may come after later ones).
 pub fn request_headers(
     route: &RouteConfig,
-    stored: &[u8],
-    body: &[u8],
+    replay: &Replay<'_>,
     attempt: u32,
 ) -> Vec<(String, Vec<u8>)> {
+    let (stored, body) = (replay.stored_headers, &replay.body[..]);
     let mut out: Vec<(String, Vec<u8>)> = decode_headers(stored)
         .into_iter()
         .filter(|(n, _)| forwarded(n))
@@ -76,14 +109,16 @@ pub fn request_headers(
         "x-gatehouse-attempt".into(),
         attempt.to_string().into_bytes(),
     ));
+    if replay.recovered {
+        out.push(("x-gatehouse-recovered".into(), b"true".to_vec()));
+    }
     out
 }
 
 pub async fn forward(
     client: &reqwest::Client,
     route: &RouteConfig,
-    stored_headers: &[u8],
-    body: Bytes,
+    replay: Replay<'_>,
     attempt: u32,
 ) -> Attempt {
     let started_at_ms = clock::now_ms();
@@ -91,13 +126,19 @@ pub async fn forward(
     let mut req = client
         .post(&route.url)
         .timeout(Duration::from_secs(route.timeout_secs));
-    for (name, value) in request_headers(route, stored_headers, &body, attempt) {
+    for (name, value) in request_headers(route, &replay, attempt) {
         req = req.header(name, value);
     }
-    let result = req.body(body).send().await;
+    let mut response_headers = None;
+    let result = req.body(replay.body).send().await;
     let (outcome, status_code, error, response_excerpt) = match result {
         Ok(resp) => {
             let status = resp.status();
+            response_headers = Some(encode_headers(
+                resp.headers()
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_bytes())),
+            ));
             let pause = pause_until(status.as_u16(), resp.headers(), started_at_ms);
             let text = resp.text().await.unwrap_or_default();
             let excerpt = (!text.is_empty()).then(|| cut(&text, EXCERPT));
@@ -129,6 +170,8 @@ pub async fn forward(
         duration_ms: started.elapsed().as_millis() as i64,
         error,
         response_excerpt,
+        url: Some(route.url.clone()),
+        response_headers,
     }
 }
 
