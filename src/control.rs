@@ -286,6 +286,10 @@ pub struct AttemptRow {
     pub outcome: String,
     pub error: Option<String>,
     pub response_excerpt: Option<String>,
+    /// Where it was sent (None: an in-process sink, or before part 11).
+    pub url: Option<String>,
+    /// The consumer's answer headers, as (name, value).
+    pub response_headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -310,15 +314,19 @@ pub struct Shown {
     pub jobs: Vec<JobDetail>,
 }
 
+/// The journal ids of the deliveries with this GUID (one per hook).
+pub fn ids_of_guid(conn: &Connection, guid: &str) -> Result<Vec<i64>, ControlError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM deliveries WHERE guid = ?1 ORDER BY id")?
+        .query_map([guid], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
 /// Every journaled delivery with this GUID (one per hook), with its jobs
 /// and every attempt.
 pub fn show(conn: &Connection, guid: &str) -> Result<Vec<Shown>, ControlError> {
-    let ids: Vec<i64> = conn
-        .prepare("SELECT id FROM deliveries WHERE guid = ?1 ORDER BY id")?
-        .query_map([guid], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
-    for id in ids {
+    for id in ids_of_guid(conn, guid)? {
         out.extend(show_one(conn, id)?);
     }
     Ok(out)
@@ -367,10 +375,12 @@ pub fn show_one(conn: &Connection, id: i64) -> Result<Option<Shown>, ControlErro
     for (job_id, route, state, attempts, next_at_ms) in jobs {
         let history = conn
             .prepare_cached(
-                "SELECT n, started_at_ms, duration_ms, status_code, outcome, error, response_excerpt
+                "SELECT n, started_at_ms, duration_ms, status_code, outcome, error, response_excerpt,
+                        url, response_headers
                  FROM attempts WHERE job_id = ?1 ORDER BY n",
             )?
             .query_map([job_id], |r| {
+                let headers: Option<Vec<u8>> = r.get(8)?;
                 Ok(AttemptRow {
                     n: r.get(0)?,
                     started_at_ms: r.get(1)?,
@@ -379,6 +389,15 @@ pub fn show_one(conn: &Connection, id: i64) -> Result<Option<Shown>, ControlErro
                     outcome: r.get(4)?,
                     error: r.get(5)?,
                     response_excerpt: r.get(6)?,
+                    url: r.get(7)?,
+                    response_headers: headers
+                        .map(|h| {
+                            crate::journal::model::decode_headers(&h)
+                                .into_iter()
+                                .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
             })?
             .collect::<Result<_, _>>()?;

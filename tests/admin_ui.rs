@@ -1104,3 +1104,50 @@ async fn the_overview_offers_to_drop_the_jobs_of_a_removed_route() {
     );
     assert!(!admin.get("/admin/").await.body.contains("Drop its jobs"));
 }
+
+#[tokio::test]
+async fn deliveries_open_by_guid_and_unknown_ones_get_a_page() {
+    let (t, c) = with_dead_letters(1).await;
+    let admin = Admin::login(&t.base).await;
+    let id: i64 = t
+        .db()
+        .query_row("SELECT id FROM deliveries WHERE guid = 'guid-0'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let p = admin.get("/admin/deliveries/guid-0").await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(p.location(), format!("/admin/deliveries/{id}"));
+    for path in [
+        "/admin/deliveries/no-such-guid",
+        "/admin/deliveries/99999",
+        "/admin/deliveries/x%20y/body",
+    ] {
+        let p = admin.get(path).await;
+        assert_eq!(p.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            p.body.contains("<html") && p.body.contains("no delivery"),
+            "{path}: {}",
+            p.body
+        );
+        assert!(p.headers.contains_key("content-security-policy"));
+    }
+    // GET / goes to the admin UI.
+    let r = admin
+        .client
+        .get(format!("{}/", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/admin/");
+    // The delivery page says where each attempt went and what came back.
+    let page = admin.get(&format!("/admin/deliveries/{id}")).await;
+    assert!(
+        page.body.contains(&c.url),
+        "the consumer URL: {}",
+        page.body
+    );
+    assert!(page.body.contains("response headers"), "{}", page.body);
+    assert!(page.body.contains("content-length"), "{}", page.body);
+}

@@ -37,12 +37,17 @@ pub struct AttemptView {
     pub outcome: String,
     pub error: String,
     pub excerpt: String,
+    pub url: String,
+    pub response_headers: Vec<(String, String)>,
 }
 
 pub struct JobView {
     pub sink: String,
     pub state: String,
+    /// Attempts that counted towards max_attempts, and how many of those
+    /// listed did not (pauses asked for by the consumer).
     pub attempts: i64,
+    pub paused: usize,
     pub next: String,
     pub can_retry: bool,
     pub history: Vec<AttemptView>,
@@ -70,24 +75,43 @@ pub struct Retried {
     retried: Option<usize>,
 }
 
+/// A delivery by journal id or, as the CLI speaks, by GUID: one delivery
+/// with that GUID opens, several (one per hook) list, none is a 404 page.
 pub async fn page(
     State(state): State<Shared>,
     Extension(session): Extension<Session>,
-    Path(id): Path<i64>,
+    Path(key): Path<String>,
     Query(q): Query<Retried>,
 ) -> Result<Response, AdminError> {
+    let id = match key.parse::<i64>() {
+        Ok(id) => id,
+        Err(_) => {
+            let guid = key.clone();
+            let ids = read(&state, move |c| Ok(control::ids_of_guid(c, &guid)?)).await?;
+            return match ids.as_slice() {
+                [] => Err(AdminError::NoDelivery(key)),
+                [one] => Ok(see_other(&format!("/admin/deliveries/{one}"))),
+                _ => {
+                    let q = form_urlencoded::Serializer::new(String::new())
+                        .append_pair("guid", &key)
+                        .finish();
+                    Ok(see_other(&format!("/admin/deliveries?{q}")))
+                }
+            };
+        }
+    };
     let shown = read(&state, move |c| Ok(control::show_one(c, id)?))
         .await?
-        .ok_or(AdminError::NotFound)?;
+        .ok_or_else(|| AdminError::NoDelivery(key.clone()))?;
     let payload = state
         .journal
         .reader()
         .run(move |r| r.payload(id))
         .await?
-        .ok_or(AdminError::NotFound)?;
+        .ok_or_else(|| AdminError::NoDelivery(key.clone()))?;
     let now = clock::now_ms();
     let l = &shown.listed;
-    let facts = vec![
+    let mut facts = vec![
         ("GUID", l.guid.clone()),
         ("Event", l.event.clone()),
         ("Action", l.action.clone().unwrap_or_else(|| "–".into())),
@@ -125,6 +149,13 @@ pub async fn page(
             ),
         ),
     ];
+    if l.recovered {
+        facts.push((
+            "Recovered",
+            "GitHub sent it again because gatehouse asked; it may have come after later deliveries"
+                .into(),
+        ));
+    }
     let headers = crate::journal::model::decode_headers(&payload.headers)
         .into_iter()
         .map(|(name, value)| {
@@ -144,9 +175,14 @@ pub async fn page(
             sink: j.route.clone(),
             state: j.state.clone(),
             attempts: j.attempts,
+            paused: j.history.iter().filter(|a| a.outcome == "paused").count(),
             next: if j.state == "pending" {
                 if j.next_at_ms > now {
-                    format!("next attempt in {}", view::span(j.next_at_ms - now))
+                    format!(
+                        "next attempt at {} (in {})",
+                        view::time(j.next_at_ms),
+                        view::span(j.next_at_ms - now)
+                    )
                 } else {
                     "due now".into()
                 }
@@ -165,6 +201,8 @@ pub async fn page(
                     outcome: a.outcome.clone(),
                     error: a.error.clone().unwrap_or_default(),
                     excerpt: a.response_excerpt.clone().unwrap_or_default(),
+                    url: a.url.clone().unwrap_or_else(|| "(in gatehouse)".into()),
+                    response_headers: a.response_headers.clone(),
                 })
                 .collect(),
         })
@@ -260,11 +298,19 @@ pub struct RetryForm {
     sink: Option<String>,
 }
 
+/// A journal id from the path; anything else is a 404 page (not axum's
+/// plain-text 400).
+fn journal_id(key: &str) -> Result<i64, AdminError> {
+    key.parse()
+        .map_err(|_| AdminError::NoDelivery(key.to_string()))
+}
+
 pub async fn retry(
     State(state): State<Shared>,
-    Path(id): Path<i64>,
+    Path(key): Path<String>,
     Form(form): Form<RetryForm>,
 ) -> Result<Response, AdminError> {
+    let id = journal_id(&key)?;
     let sink = form.sink.filter(|s| !s.is_empty());
     let which = sink.clone();
     let n = retry_with(&state, move |c| {
@@ -278,14 +324,15 @@ pub async fn retry(
 /// The raw body, byte for byte, as an attachment (never rendered).
 pub async fn body(
     State(state): State<Shared>,
-    Path(id): Path<i64>,
+    Path(key): Path<String>,
 ) -> Result<Response, AdminError> {
+    let id = journal_id(&key)?;
     let payload = state
         .journal
         .reader()
         .run(move |r| r.payload(id))
         .await?
-        .ok_or(AdminError::NotFound)?;
+        .ok_or_else(|| AdminError::NoDelivery(key.clone()))?;
     let disposition = format!("attachment; filename=\"delivery-{id}.body\"");
     Ok((
         [

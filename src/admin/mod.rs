@@ -72,6 +72,7 @@ pub fn router(state: AdminState) -> Router {
             require_session,
         ));
     Router::new()
+        .route("/", get(|| async { Redirect::to("/admin/") }))
         .route("/admin", get(|| async { Redirect::to("/admin/") }))
         .route("/admin/login", get(login::form).post(login::submit))
         .route("/admin/static/{file}", get(static_files::serve))
@@ -111,6 +112,10 @@ pub struct Session {
 pub enum AdminError {
     #[error("not found")]
     NotFound,
+    #[error(
+        "no delivery {0:?} in the journal (by journal id or GUID; pruned after retention_days)"
+    )]
+    NoDelivery(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("the journal could not be read or written: {0}")]
@@ -133,7 +138,7 @@ struct ErrorPage<'a> {
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let status = match &self {
-            AdminError::NotFound => StatusCode::NOT_FOUND,
+            AdminError::NotFound | AdminError::NoDelivery(_) => StatusCode::NOT_FOUND,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::Control(crate::control::ControlError::Invalid(_)) => {
                 StatusCode::BAD_REQUEST
