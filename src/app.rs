@@ -153,6 +153,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         deadline: Duration::from_secs(config.server.body_timeout_secs),
         min_rate: config.server.min_body_bytes_per_sec,
     };
+    let rejections = Arc::new(ingest::rejections::Rejections::default());
     let ingest = ingest::router(ingest::IngestState {
         journal: journal.clone(),
         secrets: config.webhooks.secrets.clone(),
@@ -161,6 +162,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         metrics: metrics.ingest.clone(),
         sinks: crate::sinks::Catalog::new(&config),
         pool: pool.clone(),
+        rejections: rejections.clone(),
     });
     let ops = ops::OpsState {
         journal: journal.clone(),
@@ -178,6 +180,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         &pool,
         actions.is_some(),
         recovery.is_some(),
+        rejections,
     );
     // With [admin] listen, the admin UI and /metrics get a listener of
     // their own, so a flood on the webhook port cannot lock operators out
@@ -319,6 +322,7 @@ fn admin_router(
     pool: &Option<Arc<crate::github::Pool>>,
     actions: bool,
     recovery: bool,
+    rejections: Arc<ingest::rejections::Rejections>,
 ) -> axum::Router {
     if !config.admin.enabled {
         return axum::Router::new();
@@ -340,6 +344,7 @@ fn admin_router(
         sinks,
         recovery,
         actions,
+        rejections,
     })
 }
 

@@ -1151,3 +1151,54 @@ async fn deliveries_open_by_guid_and_unknown_ones_get_a_page() {
     assert!(page.body.contains("response headers"), "{}", page.body);
     assert!(page.body.contains("content-length"), "{}", page.body);
 }
+
+#[tokio::test]
+async fn refused_webhooks_show_on_the_overview_by_reason_without_their_signature() {
+    let t = TestApp::spawn().await;
+    let admin = Admin::login(&t.base).await;
+    let before = admin.get("/admin/").await;
+    assert!(
+        before
+            .body
+            .contains("every webhook request in the last hour was accepted")
+    );
+    // A wrong secret on GitHub's side, from one address, three times.
+    let from = client_from(Some("127.0.0.7".parse().unwrap()));
+    let wrong = Delivery::json("issues", "wrong-secret", push_for("acme", 1)).signed_with("not-it");
+    let signature = wrong.signature.clone().unwrap();
+    for _ in 0..3 {
+        assert_eq!(wrong.send(&from, &t.base).await.unwrap().status(), 401);
+    }
+    // A request without GitHub's delivery header.
+    let mut headless = Delivery::json("push", "x", push_for("acme", 2));
+    headless.guid = None;
+    assert_eq!(
+        headless.send(&t.client, &t.base).await.unwrap().status(),
+        400
+    );
+    // An accepted one does not count.
+    let ok = Delivery::json("push", "fine", push_for("acme", 3));
+    assert_eq!(t.send(&ok).await.status(), 202);
+
+    let page = admin.get("/admin/").await;
+    assert!(
+        page.body
+            .contains("Refused webhooks, last hour <small>4</small>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("bad signature: 3"), "{}", page.body);
+    assert!(
+        page.body.contains("missing GitHub header: 1"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("127.0.0.7"), "the source address");
+    assert!(page.body.contains("<td>issues</td>"), "the event header");
+    assert!(
+        page.body.contains("secret set on GitHub"),
+        "the hint for 401s"
+    );
+    assert!(!page.body.contains(&signature), "never the signature");
+    assert!(!page.body.contains("acme"), "never the body");
+}

@@ -47,6 +47,8 @@ pub struct AdminState {
     pub recovery: bool,
     /// The Actions sink runs (else its report says it is off).
     pub actions: bool,
+    /// Webhook requests refused lately (kept by the webhook handler).
+    pub rejections: Arc<crate::ingest::rejections::Rejections>,
 }
 
 type Shared = Arc<AdminState>;

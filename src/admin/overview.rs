@@ -31,6 +31,25 @@ pub struct PausedRow {
     pub why: String,
 }
 
+/// One refused webhook request.
+pub struct RefusedRow {
+    pub at: String,
+    pub status: u16,
+    pub event: String,
+    pub from: String,
+    pub reason: String,
+}
+
+/// Refused webhook requests in the last hour.
+pub struct Refusals {
+    pub total: String,
+    /// (kind, count), most first.
+    pub by_kind: Vec<(&'static str, String)>,
+    pub last: Vec<RefusedRow>,
+    /// A wrong secret looks like silence: say so when signatures fail.
+    pub bad_signatures: bool,
+}
+
 pub struct RecoveryRow {
     pub source: String,
     pub state: String,
@@ -54,6 +73,7 @@ struct Overview {
     credentials: Vec<CredView>,
     cache: Option<(String, String, String)>,
     recovery: Option<Vec<RecoveryRow>>,
+    refused: Refusals,
     journal_size: String,
     /// Why webhooks are answered 503 now, if they are.
     journal_problem: Option<&'static str>,
@@ -181,6 +201,7 @@ pub async fn page(
                 })
                 .collect()
         }),
+        refused: refusals(&state.rejections, now),
         journal_size: view::bytes(state.journal.size_bytes()),
         journal_problem: match state.journal.health() {
             crate::journal::Health::Writable => None,
@@ -191,6 +212,30 @@ pub async fn page(
         },
     };
     render(page)
+}
+
+/// The last hour of refused webhook requests.
+fn refusals(r: &crate::ingest::rejections::Rejections, now: i64) -> Refusals {
+    let (by, last) = r.since(now - 3_600_000);
+    Refusals {
+        total: view::count(by.iter().map(|(_, n)| *n as i64).sum()),
+        bad_signatures: by.iter().any(|(k, _)| *k == "bad signature"),
+        by_kind: by
+            .into_iter()
+            .map(|(k, n)| (k, view::count(n as i64)))
+            .collect(),
+        last: last
+            .into_iter()
+            .take(8)
+            .map(|r| RefusedRow {
+                at: view::time(r.at_ms),
+                status: r.status,
+                event: r.event,
+                from: r.from.map_or("-".into(), |ip| ip.to_string()),
+                reason: r.reason,
+            })
+            .collect(),
+    }
 }
 
 /// Why a partition runs nothing now, in words.

@@ -3,6 +3,7 @@
 //! answer only after the journal has durably committed the delivery.
 
 pub mod envelope;
+pub mod rejections;
 mod request;
 pub use request::form_payload;
 pub mod signature;
@@ -44,6 +45,8 @@ pub struct IngestState {
     pub sinks: crate::sinks::Catalog,
     /// Told when an installation changes, so it discovers again.
     pub pool: Option<Arc<crate::github::Pool>>,
+    /// Refused requests, for the admin overview.
+    pub rejections: Arc<rejections::Rejections>,
 }
 
 /// Events that say where an App is installed has changed.
@@ -91,6 +94,23 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// The kind of problem, bounded (no sender's text): what the overview
+    /// counts by.
+    fn kind(&self) -> &'static str {
+        match self {
+            Rejection::TooLarge { .. } => "payload too large",
+            Rejection::UnsupportedMediaType(_) => "unsupported content type",
+            Rejection::MissingHeader(_) => "missing GitHub header",
+            Rejection::InvalidHeader(_) => "invalid GitHub header",
+            Rejection::RepeatedHeader(_) => "repeated GitHub header",
+            Rejection::BadSignature => "bad signature",
+            Rejection::BodyTimeout | Rejection::BodyTooSlow(_) => "body too slow",
+            Rejection::BodyRead(_) => "body unreadable",
+            Rejection::Busy => "busy",
+            Rejection::Unavailable => "journal unavailable",
+        }
+    }
+
     fn result(&self) -> IngestResult {
         match self {
             Rejection::TooLarge { .. } => IngestResult::TooLarge,
@@ -177,6 +197,10 @@ async fn receive(State(state): State<Arc<IngestState>>, req: Request) -> Respons
         .get("x-github-delivery")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let outcome = accept(&state, req, received_at_ms).await;
     let result = match &outcome {
         Ok((Appended::Queued { .. }, _)) => IngestResult::Queued,
@@ -206,6 +230,14 @@ async fn receive(State(state): State<Arc<IngestState>>, req: Request) -> Respons
             // the delivery in GitHub's log; the signature and secrets are
             // never logged.
             let delivery = guid.as_deref().unwrap_or("-");
+            state.rejections.record(
+                received_at_ms,
+                rejection.status().as_u16(),
+                event.as_deref(),
+                peer,
+                rejection.kind(),
+                &rejection.to_string(),
+            );
             let event = event.as_deref().unwrap_or("-");
             match rejection {
                 Rejection::BadSignature | Rejection::Unavailable => {
