@@ -154,6 +154,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         min_rate: config.server.min_body_bytes_per_sec,
     };
     let rejections = Arc::new(ingest::rejections::Rejections::default());
+    let in_flight = crate::scheduler::in_flight::InFlight::new();
     let ingest = ingest::router(ingest::IngestState {
         journal: journal.clone(),
         secrets: config.webhooks.secrets.clone(),
@@ -181,6 +182,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         actions.is_some(),
         recovery.is_some(),
         rejections,
+        in_flight.clone(),
     );
     // With [admin] listen, the admin UI and /metrics get a listener of
     // their own, so a flood on the webhook port cannot lock operators out
@@ -220,6 +222,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         actions.clone(),
         config.processing.clone(),
         metrics.sinks.clone(),
+        in_flight,
         stop_rx.clone(),
     )
     .await
@@ -323,6 +326,7 @@ fn admin_router(
     actions: bool,
     recovery: bool,
     rejections: Arc<ingest::rejections::Rejections>,
+    in_flight: Arc<crate::scheduler::in_flight::InFlight>,
 ) -> axum::Router {
     if !config.admin.enabled {
         return axum::Router::new();
@@ -345,6 +349,20 @@ fn admin_router(
         recovery,
         actions,
         rejections,
+        in_flight,
+        routes: config
+            .routes
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    crate::admin::RouteFacts {
+                        max_attempts: r.max_attempts,
+                        strict: r.ordering == crate::config::Ordering::Strict,
+                    },
+                )
+            })
+            .collect(),
     })
 }
 

@@ -294,11 +294,41 @@ pub struct AttemptRow {
 
 #[derive(Debug, Serialize)]
 pub struct JobDetail {
+    pub id: i64,
     pub route: String,
     pub state: String,
+    /// Attempts that counted against max_attempts (pauses do not).
     pub attempts: i64,
     pub next_at_ms: i64,
+    /// For a pending job that is not its partition's first: the job it
+    /// waits behind (under strict ordering).
+    pub behind: Option<i64>,
     pub history: Vec<AttemptRow>,
+}
+
+/// What a pending job waits for, in the order the scheduler sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// Done or dead: nothing.
+    Nothing,
+    /// Strict order: another job of its partition goes first.
+    Behind(i64),
+    /// Its next attempt is due then (a retry's backoff).
+    At(i64),
+    /// Due: the scheduler takes it at its next turn.
+    Now,
+}
+
+impl JobDetail {
+    /// What this job waits for now; `strict` is its route's ordering.
+    pub fn waiting(&self, now_ms: i64, strict: bool) -> Waiting {
+        match (self.state.as_str(), self.behind) {
+            ("pending", Some(head)) if strict => Waiting::Behind(head),
+            ("pending", _) if self.next_at_ms > now_ms => Waiting::At(self.next_at_ms),
+            ("pending", _) => Waiting::Now,
+            _ => Waiting::Nothing,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -364,15 +394,28 @@ pub fn show_one(conn: &Connection, id: i64) -> Result<Option<Shown>, ControlErro
     let Some(mut s) = found else {
         return Ok(None);
     };
-    let jobs: Vec<(i64, String, String, i64, i64)> = conn
+    type JobFacts = (i64, String, String, i64, i64, Option<i64>);
+    let jobs: Vec<JobFacts> = conn
         .prepare_cached(
-            "SELECT id, sink, state, attempts, next_at_ms FROM jobs WHERE delivery_id = ?1 ORDER BY sink",
+            "SELECT j.id, j.sink, j.state, j.attempts, j.next_at_ms,
+                    CASE WHEN j.state = 'pending' THEN
+                      (SELECT MIN(h.id) FROM jobs h WHERE h.sink = j.sink
+                         AND h.partition_key = j.partition_key AND h.state = 'pending')
+                    END
+             FROM jobs j WHERE j.delivery_id = ?1 ORDER BY j.sink",
         )?
         .query_map([id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?
         .collect::<Result<_, _>>()?;
-    for (job_id, route, state, attempts, next_at_ms) in jobs {
+    for (job_id, route, state, attempts, next_at_ms, head) in jobs {
         let history = conn
             .prepare_cached(
                 "SELECT n, started_at_ms, duration_ms, status_code, outcome, error, response_excerpt,
@@ -403,10 +446,12 @@ pub fn show_one(conn: &Connection, id: i64) -> Result<Option<Shown>, ControlErro
             .collect::<Result<_, _>>()?;
         s.listed.jobs.push(format!("{route}:{state}"));
         s.jobs.push(JobDetail {
+            id: job_id,
             route,
             state,
             attempts,
             next_at_ms,
+            behind: head.filter(|h| *h != job_id),
             history,
         });
     }
@@ -571,6 +616,63 @@ pub fn backfill(
 }
 
 /// Pauses (or resumes) a whole route.
+/// One sink as `gatehouse routes list` shows it.
+#[derive(Debug, Serialize)]
+pub struct RouteState {
+    pub route: String,
+    /// Paused by an operator as a whole.
+    pub paused: bool,
+    pub pending: i64,
+    pub dead: i64,
+    /// When the oldest pending delivery arrived.
+    pub oldest_pending_ms: Option<i64>,
+    /// Partitions paused on their own (held, or waiting out a consumer).
+    pub partitions_paused: i64,
+    /// In the config (false: its jobs wait for it to return).
+    pub configured: bool,
+}
+
+/// Every configured sink, then every sink with jobs that is no longer
+/// configured.
+pub fn route_states(
+    conn: &Connection,
+    configured: &[String],
+    now_ms: i64,
+) -> Result<Vec<RouteState>, ControlError> {
+    let backlog = crate::scheduler::store::backlog_on(conn, now_ms)?;
+    let held: Vec<String> = conn
+        .prepare_cached("SELECT sink FROM route_holds ORDER BY sink")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let paused: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT sink, COUNT(*) FROM partitions WHERE held = 1 OR paused_until_ms > ?1 GROUP BY sink",
+        )?
+        .query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut names: Vec<String> = configured.to_vec();
+    for (sink, ..) in &backlog.per_sink {
+        if !names.contains(sink) {
+            names.push(sink.clone());
+        }
+    }
+    Ok(names
+        .into_iter()
+        .map(|route| {
+            let b = backlog.per_sink.iter().find(|b| b.0 == route);
+            RouteState {
+                paused: held.contains(&route),
+                pending: b.map_or(0, |b| b.1),
+                oldest_pending_ms: b.and_then(|b| b.2),
+                dead: b.map_or(0, |b| b.3),
+                partitions_paused: paused.iter().find(|p| p.0 == route).map_or(0, |p| p.1),
+                configured: configured.contains(&route),
+                route,
+            }
+        })
+        .collect())
+}
+
 pub fn hold_route(conn: &Connection, route: &str, hold: bool) -> Result<(), ControlError> {
     if hold {
         conn.execute(

@@ -38,7 +38,8 @@ enum Command {
         #[command(subcommand)]
         action: DeliveriesCmd,
     },
-    /// Pause or resume a forward route.
+    /// List routes with their backlog and dead letters; pause, resume, or
+    /// drop the jobs of a removed one.
     Routes {
         #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
         config: Option<PathBuf>,
@@ -227,6 +228,13 @@ enum ClientsCmd {
 
 #[derive(Subcommand)]
 enum HoldCmd {
+    /// Each route: running or paused, backlog, oldest pending, dead
+    /// letters, partitions paused; and routes no longer configured that
+    /// still have jobs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
     Pause {
         route: String,
     },
@@ -310,6 +318,7 @@ fn main() -> ExitCode {
                 HoldCmd::Pause { route } => (route, true),
                 HoldCmd::Resume { route } => (route, false),
                 HoldCmd::Drop { route } => return drop_route(config, conn, &route),
+                HoldCmd::List { json } => return cli::routes::list(config, conn, json),
             };
             known_route(config, &route)?;
             control::hold_route(conn, &route, hold)?;
@@ -494,7 +503,7 @@ fn github(path: Option<PathBuf>, action: GithubCmd) -> ExitCode {
                     safe(&r.resource),
                     r.remaining,
                     r.limit,
-                    time(r.reset * 1000),
+                    cli::deliveries::time(r.reset * 1000),
                     (r.reset - now).max(0)
                 );
             }
@@ -554,13 +563,6 @@ fn filter_of(a: &FilterArgs) -> Result<control::Filter, control::ControlError> {
     })
 }
 
-fn time(ms: i64) -> String {
-    humantime::format_rfc3339_millis(
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
-    )
-    .to_string()
-}
-
 fn deliveries(
     config: &Config,
     conn: &mut rusqlite::Connection,
@@ -587,7 +589,7 @@ fn deliveries(
                     };
                     println!(
                         "{:<24}  {:<36}  {:<28}  {:<20}  {}{}",
-                        time(r.received_at_ms),
+                        cli::deliveries::time(r.received_at_ms),
                         safe(&r.guid),
                         safe(&event),
                         safe(&r.partition),
@@ -597,71 +599,7 @@ fn deliveries(
                 }
             }
         }
-        DeliveriesCmd::Show { guid, json } => {
-            let found = control::show(conn, &guid)?;
-            if found.is_empty() {
-                return Err(control::ControlError::Invalid(format!(
-                    "no delivery with GUID {guid}"
-                )));
-            }
-            if json {
-                cli::print_json(&found);
-                return Ok(());
-            }
-            for d in found {
-                let l = &d.listed;
-                println!(
-                    "delivery {} (hook {}): {}{} for {} at {}",
-                    safe(&l.guid),
-                    safe(&l.hook_id),
-                    safe(&l.event),
-                    safe(
-                        &l.action
-                            .as_deref()
-                            .map(|a| format!(".{a}"))
-                            .unwrap_or_default()
-                    ),
-                    safe(&l.partition),
-                    time(l.received_at_ms)
-                );
-                println!(
-                    "  repository {}  installation {}  {} bytes  {}",
-                    safe(d.repository.as_deref().unwrap_or("-")),
-                    d.installation_id
-                        .map(|i| i.to_string())
-                        .unwrap_or("-".into()),
-                    d.body_size,
-                    d.parse_status
-                );
-                if l.recovered {
-                    println!(
-                        "  recovered: GitHub sent it again because gatehouse asked; it may have come after later deliveries"
-                    );
-                }
-                for j in &d.jobs {
-                    println!(
-                        "  route {}: {} after {} attempt(s)",
-                        j.route, j.state, j.attempts
-                    );
-                    for a in &j.history {
-                        println!(
-                            "    #{} {} {} ms  {}  {}{}",
-                            a.n,
-                            time(a.started_at_ms),
-                            a.duration_ms,
-                            a.outcome,
-                            a.status_code.map(|c| c.to_string()).unwrap_or("-".into()),
-                            safe(
-                                &a.error
-                                    .as_deref()
-                                    .map(|e| format!("  {e}"))
-                                    .unwrap_or_default()
-                            )
-                        );
-                    }
-                }
-            }
-        }
+        DeliveriesCmd::Show { guid, json } => cli::deliveries::show(config, conn, &guid, json)?,
         DeliveriesCmd::Retry { guid, dead, filter } => {
             let n = if let Some(g) = guid {
                 control::retry_guid(conn, &g, filter.route.as_deref())?.jobs

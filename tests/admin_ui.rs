@@ -1202,3 +1202,87 @@ async fn refused_webhooks_show_on_the_overview_by_reason_without_their_signature
     assert!(!page.body.contains(&signature), "never the signature");
     assert!(!page.body.contains("acme"), "never the body");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_partitions_page_says_what_each_partition_waits_for() {
+    // Every answer takes a while, so "sending" can be seen; all fail.
+    let c = consumer::start(Duration::from_millis(1500), consumer::always(500)).await;
+    let t = TestApp::spawn_with(|cfg| {
+        let mut r = route("ci", &c.url);
+        r.max_attempts = 2;
+        cfg.routes = vec![r];
+    })
+    .await;
+    for guid in ["head", "behind"] {
+        let d = Delivery::json("push", guid, push_for("acme", 1));
+        assert_eq!(t.send(&d).await.status(), 202);
+    }
+    let admin = Admin::login(&t.base).await;
+    wait_until("a request out", Duration::from_secs(10), || {
+        *c.max_total_in_flight.lock().unwrap() == 1
+    })
+    .await;
+    let page = admin.get("/admin/partitions?sink=ci").await;
+    assert!(
+        page.body.contains("sending #1 (attempt 1 of 2)"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("#1, attempt 1 of 2"), "{}", page.body);
+    // Held while the attempt is out: it ends, and nothing runs after it.
+    let form = [("sink", "ci"), ("partition", "acme"), ("action", "pause")];
+    assert_eq!(
+        admin.post("/admin/partitions/hold", &form).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let db = t.db();
+    wait_until("the attempt recorded", Duration::from_secs(10), || {
+        count(&db, "SELECT COUNT(*) FROM attempts") == 1
+    })
+    .await;
+    let page = admin.get("/admin/partitions?sink=ci").await;
+    assert!(page.body.contains("paused by an operator"), "{}", page.body);
+    assert!(
+        !page.body.contains("sending #"),
+        "not sending once answered"
+    );
+    assert!(page.body.contains("#1, attempt 2 of 2"), "{}", page.body);
+    assert!(
+        page.body.contains("failed · 500"),
+        "the last answer: {}",
+        page.body
+    );
+    assert!(page.body.contains("when resumed"), "{}", page.body);
+    // The job behind the head waits for it, and says so.
+    let id: i64 = db
+        .query_row("SELECT id FROM deliveries WHERE guid = 'behind'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let behind = admin.get(&format!("/admin/deliveries/{id}")).await;
+    assert!(
+        behind.body.contains("waiting behind job #1"),
+        "{}",
+        behind.body
+    );
+    assert!(
+        behind.body.contains("0 of 2 attempt(s) counted"),
+        "{}",
+        behind.body
+    );
+    // Resumed, both die in order; the partition counts its dead letters.
+    let form = [("sink", "ci"), ("partition", "acme"), ("action", "resume")];
+    admin.post("/admin/partitions/hold", &form).await;
+    wait_until("both dead", Duration::from_secs(40), || {
+        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'") == 2
+    })
+    .await;
+    let page = admin.get("/admin/partitions?sink=ci").await;
+    assert!(
+        page.body
+            .contains("state=dead&amp;route=ci&amp;partition=acme\">2</a>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("idle"), "{}", page.body);
+}

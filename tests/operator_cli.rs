@@ -63,7 +63,7 @@ async fn dead_letters_are_listed_shown_and_retried_from_the_cli() {
     );
     let shown = cli(&config, &["deliveries", "show", "will-die"]);
     assert!(
-        shown.contains("route ci: dead after 1 attempt(s)"),
+        shown.contains("route ci (job #1): dead, 1 of 1 attempt(s) counted"),
         "{shown}"
     );
     assert!(shown.contains("failed  500  HTTP 500"), "{shown}");
@@ -571,4 +571,126 @@ fn check_config_lists_every_problem_at_once() {
         out.contains(":13: routes[0].events:") && out.contains("did you mean \"push\"?"),
         "{out}"
     );
+}
+
+/// A consumer that first asks to wait (429, Retry-After), then fails with
+/// a body, so attempts that counted and those that did not both show.
+async fn slow_then_down() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::routing::post;
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move || {
+            let n = s.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    (
+                        http::StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", "3")],
+                        "slow down\n",
+                    )
+                } else {
+                    (
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        [("x-consumer", "down")],
+                        "database is down\nretry later\n",
+                    )
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_list_and_show_tell_why_a_delivery_waits_with_counts_that_agree() {
+    let (url, seen) = slow_then_down().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    let config = binary::write_config(
+        dir.path(),
+        &db,
+        &format!("\n[[routes]]\nname = \"ci\"\nurl = \"{url}\"\nmax_attempts = 2\n"),
+    );
+    let server = Server::start(&config);
+    let client = reqwest::Client::new();
+    for guid in ["first", "second"] {
+        let d = Delivery::json("push", guid, common::push_for("acme", 1));
+        assert_eq!(d.send(&client, &server.base).await.unwrap().status(), 202);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no attempt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The consumer asked for 3 s; hold the partition meanwhile.
+    cli(&config, &["partitions", "pause", "ci", "acme"]);
+    let listed = cli(&config, &["routes", "list"]);
+    let line = listed.lines().find(|l| l.starts_with("ci ")).unwrap();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        (cols[1], cols[2], cols.last().copied()),
+        ("running", "2", Some("1")),
+        "{listed}"
+    );
+    let behind = cli(&config, &["deliveries", "show", "second"]);
+    assert!(
+        behind.contains("pending, 0 of 2 attempt(s) counted; waiting behind job #1"),
+        "{behind}"
+    );
+    let head = cli(&config, &["deliveries", "show", "first"]);
+    assert!(
+        head.contains("0 of 2 attempt(s) counted, 1 paused (not counted)"),
+        "{head}"
+    );
+    assert!(head.contains("      | slow down"), "the answer: {head}");
+    assert!(head.contains(&format!("sent to {url}")), "{head}");
+
+    // Resumed, both die (two counted attempts each) in order.
+    cli(&config, &["partitions", "resume", "ci", "acme"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let v: serde_json::Value =
+            serde_json::from_str(&cli(&config, &["routes", "list", "--json"])).unwrap();
+        let ci = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == "ci")
+            .unwrap();
+        if ci["dead"] == 2 {
+            assert_eq!(ci["pending"], 0);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never dead: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let head = cli(&config, &["deliveries", "show", "first"]);
+    assert!(
+        head.contains("dead, 2 of 2 attempt(s) counted, 1 paused (not counted)"),
+        "{head}"
+    );
+    let attempts = head
+        .lines()
+        .filter(|l| l.starts_with("    attempt "))
+        .count();
+    assert_eq!(
+        attempts, 3,
+        "two counted and one paused, all listed: {head}"
+    );
+    assert!(
+        head.contains("      | database is down\n      | retry later"),
+        "{head}"
+    );
+    // JSON agrees with the text.
+    let v: serde_json::Value =
+        serde_json::from_str(&cli(&config, &["deliveries", "show", "first", "--json"])).unwrap();
+    let job = &v[0]["jobs"][0];
+    assert_eq!(job["attempts"], 2);
+    assert_eq!(job["history"].as_array().unwrap().len(), 3);
+    drop(server);
 }

@@ -129,6 +129,7 @@ impl Life {
             None,
             processing.clone(),
             gatehouse::metrics::Metrics::new().sinks,
+            gatehouse::scheduler::in_flight::InFlight::new(),
             stop_rx,
         ))
         .unwrap();

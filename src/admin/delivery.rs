@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::view;
 use super::{AdminError, Chrome, Session, Shared, read, render, retry_with, see_other};
 use crate::clock;
-use crate::control;
+use crate::control::{self, Waiting};
 
 /// Bigger payloads are offered as a download only: pretty-printing 25 MB
 /// into a page helps nobody.
@@ -47,6 +47,8 @@ pub struct JobView {
     /// Attempts that counted towards max_attempts, and how many of those
     /// listed did not (pauses asked for by the consumer).
     pub attempts: i64,
+    /// " of N" for a forward route; empty for a built-in sink.
+    pub max_attempts: String,
     pub paused: usize,
     pub next: String,
     pub can_retry: bool,
@@ -176,18 +178,21 @@ pub async fn page(
             state: j.state.clone(),
             attempts: j.attempts,
             paused: j.history.iter().filter(|a| a.outcome == "paused").count(),
-            next: if j.state == "pending" {
-                if j.next_at_ms > now {
-                    format!(
-                        "next attempt at {} (in {})",
-                        view::time(j.next_at_ms),
-                        view::span(j.next_at_ms - now)
-                    )
-                } else {
-                    "due now".into()
+            max_attempts: state
+                .routes
+                .get(&j.route)
+                .map_or(String::new(), |r| format!(" of {}", r.max_attempts)),
+            next: match j.waiting(now, state.routes.get(&j.route).is_none_or(|r| r.strict)) {
+                Waiting::Nothing => String::new(),
+                Waiting::Behind(head) => {
+                    format!("waiting behind job #{head}, the first pending job of its partition")
                 }
-            } else {
-                String::new()
+                Waiting::At(at) => format!(
+                    "next attempt at {} (in {})",
+                    view::time(at),
+                    view::span(at - now)
+                ),
+                Waiting::Now => "due now".into(),
             },
             can_retry: j.state != "pending",
             history: j

@@ -49,6 +49,18 @@ pub struct AdminState {
     pub actions: bool,
     /// Webhook requests refused lately (kept by the webhook handler).
     pub rejections: Arc<crate::ingest::rejections::Rejections>,
+    /// What this process's scheduler is sending now.
+    pub in_flight: Arc<crate::scheduler::in_flight::InFlight>,
+    /// Forward routes as configured, by name.
+    pub routes: std::collections::HashMap<String, RouteFacts>,
+}
+
+/// What the pages say about a route's jobs.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteFacts {
+    pub max_attempts: u32,
+    /// Strict order: a failing head holds the jobs behind it.
+    pub strict: bool,
 }
 
 type Shared = Arc<AdminState>;

@@ -12,6 +12,7 @@ use super::view;
 use super::{AdminError, Chrome, Session, Shared, read, render, see_other, store};
 use crate::clock;
 use crate::control;
+use crate::scheduler::in_flight::Sending;
 
 /// Rows on one page; the busiest come first.
 const LIMIT: usize = 500;
@@ -28,10 +29,21 @@ pub struct PartitionView {
     pub sink: String,
     pub partition: String,
     pub pending: String,
+    pub dead: String,
+    pub has_dead: bool,
     pub oldest: String,
     pub lease: String,
     pub held: bool,
+    /// Its state in words: paused (why), sending, retrying, due, idle.
     pub why: String,
+    /// The head job: which, attempt n of max.
+    pub head: String,
+    /// The head job's delivery, for a link.
+    pub head_delivery: Option<i64>,
+    /// The head's last attempt: status and error.
+    pub last: String,
+    /// When the head is tried next.
+    pub next: String,
 }
 
 #[derive(Template)]
@@ -83,23 +95,11 @@ pub async fn page(
         .collect();
     let rows = rows
         .into_iter()
-        .map(|p| PartitionView {
-            why: if held.contains(&p.sink) && !p.held {
-                "its route is paused".into()
-            } else {
-                pause_reason(p.held, p.paused_until_ms, now)
-            },
-            lease: match &p.lease_owner {
-                Some(owner) if p.lease_until_ms > now => {
-                    format!("{owner}, {} left", view::span(p.lease_until_ms - now))
-                }
-                _ => "–".into(),
-            },
-            pending: view::count(p.pending),
-            oldest: p.oldest_ms.map_or("–".into(), |t| view::span(now - t)),
-            held: p.held,
-            sink: p.sink,
-            partition: p.partition,
+        .map(|p| {
+            let sending = state.in_flight.get(&p.sink, &p.partition);
+            let max = state.routes.get(&p.sink).map(|r| r.max_attempts);
+            let route_held = held.contains(&p.sink);
+            partition_view(p, sending, max, route_held, now)
         })
         .collect();
     render(PartitionsPage {
@@ -110,6 +110,96 @@ pub async fn page(
         sink: q.sink,
         sinks: state.sinks.clone(),
     })
+}
+
+/// One partition in words, from its row and what this process sends now.
+fn partition_view(
+    p: store::PartitionRow,
+    sending: Option<Sending>,
+    max_attempts: Option<u32>,
+    route_held: bool,
+    now: i64,
+) -> PartitionView {
+    let of_max = |n: i64| match max_attempts {
+        Some(max) => format!("{n} of {max}"),
+        None => n.to_string(),
+    };
+    let paused = p.held || route_held || p.paused_until_ms > now;
+    let why = if route_held && !p.held {
+        "its route is paused".into()
+    } else if paused {
+        pause_reason(p.held, p.paused_until_ms, now)
+    } else if let Some(s) = &sending {
+        format!(
+            "sending #{} (attempt {}), for {}",
+            s.job_id,
+            of_max(s.attempt as i64),
+            view::span(now - s.since_ms)
+        )
+    } else {
+        match &p.head {
+            None => "idle".into(),
+            Some(h) if h.next_at_ms > now => format!(
+                "retrying #{} in {}; {} behind it",
+                h.job_id,
+                view::span(h.next_at_ms - now),
+                view::count(p.pending - 1)
+            ),
+            Some(_) => match &p.lease_owner {
+                Some(owner) if p.lease_until_ms > now => format!("leased by {owner}"),
+                _ => "due now".into(),
+            },
+        }
+    };
+    let (head, last, next) = match &p.head {
+        None => ("–".into(), String::new(), String::new()),
+        Some(h) => (
+            format!("#{}, attempt {}", h.job_id, of_max(h.attempts + 1)),
+            match (h.last_status, &h.last_error, &h.last_outcome) {
+                (None, None, None) => String::new(),
+                (status, error, outcome) => [
+                    outcome.clone(),
+                    status.map(|c| c.to_string()),
+                    error.clone(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" · "),
+            },
+            if paused {
+                "when resumed".into()
+            } else if h.next_at_ms > now {
+                format!(
+                    "{} (in {})",
+                    view::time(h.next_at_ms),
+                    view::span(h.next_at_ms - now)
+                )
+            } else {
+                "now".into()
+            },
+        ),
+    };
+    PartitionView {
+        why,
+        head_delivery: p.head.as_ref().map(|h| h.delivery_id),
+        head,
+        last,
+        next,
+        lease: match &p.lease_owner {
+            Some(owner) if p.lease_until_ms > now => {
+                format!("{owner}, {} left", view::span(p.lease_until_ms - now))
+            }
+            _ => "–".into(),
+        },
+        pending: view::count(p.pending),
+        dead: view::count(p.dead),
+        has_dead: p.dead > 0,
+        oldest: p.oldest_ms.map_or("–".into(), |t| view::span(now - t)),
+        held: p.held,
+        sink: p.sink,
+        partition: p.partition,
+    }
 }
 
 #[derive(Deserialize)]
@@ -164,4 +254,54 @@ pub async fn hold(
         .append_pair("sink", &form.sink)
         .finish();
     Ok(see_other(&format!("/admin/partitions?{back}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(head_next_at: Option<i64>, lease: Option<&str>) -> store::PartitionRow {
+        store::PartitionRow {
+            sink: "ci".into(),
+            partition: "acme".into(),
+            pending: 3,
+            oldest_ms: Some(0),
+            lease_owner: lease.map(String::from),
+            lease_until_ms: 10_000,
+            paused_until_ms: 0,
+            held: false,
+            head: head_next_at.map(|next_at_ms| store::Head {
+                job_id: 9,
+                delivery_id: 4,
+                attempts: 3,
+                next_at_ms,
+                last_status: Some(502),
+                last_error: Some("HTTP 502".into()),
+                last_outcome: Some("failed".into()),
+            }),
+            dead: 1,
+        }
+    }
+
+    #[test]
+    fn a_partition_says_what_it_waits_for() {
+        let now = 1_000;
+        let v = partition_view(row(Some(61_000), None), None, Some(12), false, now);
+        assert_eq!(v.why, "retrying #9 in 1m 0s; 2 behind it");
+        assert_eq!(v.head, "#9, attempt 4 of 12");
+        assert_eq!(v.last, "failed · 502 · HTTP 502");
+        assert!(v.next.contains("(in 1m 0s)"), "{}", v.next);
+        let v = partition_view(row(Some(0), None), None, Some(12), false, now);
+        assert_eq!((v.why.as_str(), v.next.as_str()), ("due now", "now"));
+        let v = partition_view(row(Some(0), Some("vm-2 pid 7")), None, None, false, now);
+        assert_eq!(v.why, "leased by vm-2 pid 7");
+        assert_eq!(v.head, "#9, attempt 4", "no max for a built-in sink");
+        let v = partition_view(row(Some(0), None), None, Some(12), true, now);
+        assert_eq!(
+            (v.why.as_str(), v.next.as_str()),
+            ("its route is paused", "when resumed")
+        );
+        let v = partition_view(row(None, None), None, Some(12), false, now);
+        assert_eq!(v.why, "idle");
+    }
 }

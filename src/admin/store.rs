@@ -58,6 +58,21 @@ pub struct PartitionRow {
     pub lease_until_ms: i64,
     pub paused_until_ms: i64,
     pub held: bool,
+    /// The first pending job, the one the partition waits on.
+    pub head: Option<Head>,
+    pub dead: i64,
+}
+
+/// A partition's first pending job and how its last attempt went.
+pub struct Head {
+    pub job_id: i64,
+    pub delivery_id: i64,
+    /// Attempts that counted.
+    pub attempts: i64,
+    pub next_at_ms: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_outcome: Option<String>,
 }
 
 /// Partitions with work, a lease or a pause first (most pending first),
@@ -73,32 +88,72 @@ pub fn partitions(
         [sink],
         |r| r.get(0),
     )?;
+    // Dead letters are few and indexed by sink: one pass, joined here.
+    let dead: std::collections::HashMap<(String, String), i64> = c
+        .prepare_cached(
+            "SELECT sink, partition_key, COUNT(*) FROM jobs
+             WHERE state = 'dead' AND (?1 IS NULL OR sink = ?1)
+             GROUP BY sink, partition_key",
+        )?
+        .query_map([sink], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     let rows = c
         .prepare_cached(
-            "SELECT p.sink, p.partition_key, p.lease_owner, p.lease_until_ms, p.paused_until_ms,
-                    p.held,
-                    (SELECT COUNT(*) FROM jobs j WHERE j.sink = p.sink
-                       AND j.partition_key = p.partition_key AND j.state = 'pending') AS pending,
-                    (SELECT d.received_at_ms FROM jobs j JOIN deliveries d ON d.id = j.delivery_id
-                      WHERE j.sink = p.sink AND j.partition_key = p.partition_key
-                        AND j.state = 'pending' ORDER BY j.id LIMIT 1)
-             FROM partitions p
-             WHERE ?1 IS NULL OR p.sink = ?1
-             ORDER BY (pending > 0 OR p.held = 1 OR p.paused_until_ms > ?2
-                       OR p.lease_until_ms > ?2) DESC,
-                      pending DESC, p.sink, p.partition_key
-             LIMIT ?3",
+            "WITH ps AS (
+               SELECT p.sink, p.partition_key, p.lease_owner, p.lease_until_ms,
+                      p.paused_until_ms, p.held,
+                      (SELECT COUNT(*) FROM jobs j WHERE j.sink = p.sink
+                         AND j.partition_key = p.partition_key AND j.state = 'pending') AS pending,
+                      (SELECT MIN(j.id) FROM jobs j WHERE j.sink = p.sink
+                         AND j.partition_key = p.partition_key AND j.state = 'pending') AS head
+               FROM partitions p
+               WHERE ?1 IS NULL OR p.sink = ?1
+               ORDER BY (pending > 0 OR p.held = 1 OR p.paused_until_ms > ?2
+                         OR p.lease_until_ms > ?2) DESC,
+                        pending DESC, p.sink, p.partition_key
+               LIMIT ?3)
+             SELECT ps.sink, ps.partition_key, ps.lease_owner, ps.lease_until_ms,
+                    ps.paused_until_ms, ps.held, ps.pending, d.received_at_ms,
+                    h.id, h.attempts, h.next_at_ms, a.status_code, a.error, a.outcome,
+                    h.delivery_id
+             FROM ps
+             LEFT JOIN jobs h ON h.id = ps.head
+             LEFT JOIN deliveries d ON d.id = h.delivery_id
+             LEFT JOIN attempts a ON a.job_id = h.id
+                  AND a.n = (SELECT MAX(n) FROM attempts WHERE job_id = h.id)
+             ORDER BY (ps.pending > 0 OR ps.held = 1 OR ps.paused_until_ms > ?2
+                       OR ps.lease_until_ms > ?2) DESC,
+                      ps.pending DESC, ps.sink, ps.partition_key",
         )?
         .query_map(params![sink, now_ms, limit as i64], |r| {
+            let sink: String = r.get(0)?;
+            let partition: String = r.get(1)?;
+            let head = match r.get::<_, Option<i64>>(8)? {
+                Some(job_id) => Some(Head {
+                    job_id,
+                    attempts: r.get(9)?,
+                    next_at_ms: r.get(10)?,
+                    last_status: r.get(11)?,
+                    last_error: r.get(12)?,
+                    last_outcome: r.get(13)?,
+                    delivery_id: r.get(14)?,
+                }),
+                None => None,
+            };
             Ok(PartitionRow {
-                sink: r.get(0)?,
-                partition: r.get(1)?,
+                dead: dead
+                    .get(&(sink.clone(), partition.clone()))
+                    .copied()
+                    .unwrap_or(0),
+                sink,
+                partition,
                 lease_owner: r.get(2)?,
                 lease_until_ms: r.get(3)?,
                 paused_until_ms: r.get(4)?,
                 held: r.get::<_, i64>(5)? != 0,
                 pending: r.get(6)?,
                 oldest_ms: r.get(7)?,
+                head,
             })
         })?
         .collect::<rusqlite::Result<_>>()?;

@@ -5,7 +5,9 @@ pub mod actions;
 pub mod admin;
 pub mod backup;
 pub mod check;
+pub mod deliveries;
 pub mod recovery;
+pub mod routes;
 
 /// Text that came from a payload, GitHub or a client, made safe for a
 /// terminal: control characters (ESC starts sequences that move the

@@ -9,6 +9,7 @@
 //! that notices work made by another process: `gatehouse deliveries
 //! retry` and `resume` from the CLI.
 
+pub mod in_flight;
 pub mod store;
 
 use std::collections::{BTreeSet, HashMap};
@@ -51,6 +52,7 @@ struct Shared {
     stop: watch::Receiver<bool>,
     metrics: crate::metrics::SinkMetrics,
     actions: Option<Arc<ActionsSink>>,
+    in_flight: Arc<in_flight::InFlight>,
 }
 
 /// What runs a sink's jobs.
@@ -76,6 +78,7 @@ pub async fn spawn(
     actions: Option<Arc<ActionsSink>>,
     processing: ProcessingConfig,
     metrics: crate::metrics::SinkMetrics,
+    in_flight: Arc<in_flight::InFlight>,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, JournalError> {
     let notices = journal
@@ -99,12 +102,13 @@ pub async fn spawn(
             .map(|r| (r.name.clone(), Arc::new(r)))
             .collect(),
         client,
-        owner: format!("{}-{}", std::process::id(), clock::now_ms()),
+        owner: in_flight::worker_name(clock::now_ms()),
         lease_ms: processing.lease_secs as i64 * 1000,
         batch_size: processing.batch_size,
         stop: stop.clone(),
         metrics,
         actions,
+        in_flight,
     });
     Ok(tokio::spawn(dispatch(
         shared,
@@ -327,6 +331,15 @@ async fn run_batch(
             store::bury(&s.journal, job.id, "delivery no longer in the journal").await?;
             continue;
         };
+        let sending = s.in_flight.mark(
+            sink,
+            partition,
+            in_flight::Sending {
+                job_id: job.id,
+                attempt: job.attempts + 1,
+                since_ms: clock::now_ms(),
+            },
+        );
         let attempt = forward::forward(
             &s.client,
             route,
@@ -338,6 +351,7 @@ async fn run_batch(
             job.attempts + 1,
         )
         .await;
+        drop(sending);
         if let Some(err) = &attempt.error {
             tracing::info!(sink, partition, job = job.id, attempt = job.attempts + 1, error = %err, "forward failed");
         }

@@ -1,0 +1,118 @@
+//! `gatehouse deliveries show`: one delivery, its jobs and every attempt,
+//! with what the consumer answered.
+
+use super::{print_json, safe};
+use crate::config::{Config, Ordering};
+use crate::control::{self, ControlError, Waiting};
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn time(ms: i64) -> String {
+    humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+    )
+    .to_string()
+}
+
+pub fn show(
+    config: &Config,
+    conn: &rusqlite::Connection,
+    guid: &str,
+    json: bool,
+) -> Result<(), ControlError> {
+    let found = control::show(conn, guid)?;
+    if found.is_empty() {
+        return Err(ControlError::Invalid(format!(
+            "no delivery with GUID {}",
+            safe(guid)
+        )));
+    }
+    if json {
+        print_json(&found);
+        return Ok(());
+    }
+    let now = crate::clock::now_ms();
+    for d in found {
+        let l = &d.listed;
+        println!(
+            "delivery {} (hook {}): {}{} for {} at {}",
+            safe(&l.guid),
+            safe(&l.hook_id),
+            safe(&l.event),
+            safe(
+                &l.action
+                    .as_deref()
+                    .map(|a| format!(".{a}"))
+                    .unwrap_or_default()
+            ),
+            safe(&l.partition),
+            time(l.received_at_ms)
+        );
+        println!(
+            "  repository {}  installation {}  {} bytes  {}",
+            safe(d.repository.as_deref().unwrap_or("-")),
+            d.installation_id
+                .map(|i| i.to_string())
+                .unwrap_or("-".into()),
+            d.body_size,
+            d.parse_status
+        );
+        if l.recovered {
+            println!(
+                "  recovered: GitHub sent it again because gatehouse asked; it may have come after later deliveries"
+            );
+        }
+        for j in &d.jobs {
+            let route = config.routes.iter().find(|r| r.name == j.route);
+            let max = route.map_or(String::new(), |r| format!(" of {}", r.max_attempts));
+            let paused = j.history.iter().filter(|a| a.outcome == "paused").count();
+            let not_counted = if paused > 0 {
+                format!(", {paused} paused (not counted)")
+            } else {
+                String::new()
+            };
+            let strict = route.is_none_or(|r| r.ordering == Ordering::Strict);
+            let waiting = match j.waiting(now, strict) {
+                Waiting::Nothing => String::new(),
+                Waiting::Behind(head) => format!("; waiting behind job #{head}"),
+                Waiting::At(at) => format!("; next attempt at {}", time(at)),
+                Waiting::Now => "; due now".into(),
+            };
+            println!(
+                "  route {} (job #{}): {}, {}{max} attempt(s) counted{not_counted}{waiting}",
+                safe(&j.route),
+                j.id,
+                j.state,
+                j.attempts
+            );
+            for a in &j.history {
+                println!(
+                    "    attempt {} at {}  {} ms  {}  {}{}",
+                    a.n,
+                    time(a.started_at_ms),
+                    a.duration_ms,
+                    a.outcome,
+                    a.status_code.map_or("-".into(), |c| c.to_string()),
+                    safe(
+                        &a.error
+                            .as_deref()
+                            .map(|e| format!("  {e}"))
+                            .unwrap_or_default()
+                    )
+                );
+                if let Some(url) = &a.url {
+                    println!("      sent to {}", safe(url));
+                }
+                if let Some(excerpt) = a.response_excerpt.as_deref().filter(|e| !e.is_empty()) {
+                    for line in excerpt.lines().take(EXCERPT_LINES) {
+                        println!("      | {}", safe(line));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lines of a consumer's answer printed per attempt (the whole excerpt is
+/// in --json).
+const EXCERPT_LINES: usize = 8;
