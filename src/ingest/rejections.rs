@@ -109,7 +109,7 @@ impl Rejections {
                 None => by.push((kind, *n)),
             }
         }
-        by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         let last = inner
             .last
             .iter()
