@@ -230,6 +230,10 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     let mut tasks = vec![
         scheduler,
         tokio::spawn(heal(journal.clone(), stop_rx.clone())),
+        tokio::spawn(crate::scheduler::samples::run(
+            journal.clone(),
+            stop_rx.clone(),
+        )),
         tokio::spawn(retention(
             journal.clone(),
             config.storage.retention_days,

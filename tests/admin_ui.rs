@@ -1286,3 +1286,39 @@ async fn the_partitions_page_says_what_each_partition_waits_for() {
     );
     assert!(page.body.contains("idle"), "{}", page.body);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_charts_forwarding_lag_and_dead_letters() {
+    let (t, _c) = with_dead_letters(3).await;
+    let admin = Admin::login(&t.base).await;
+    let page = admin.get("/admin/").await;
+    // Attempts are counted as they are recorded.
+    assert!(
+        page.body.contains("Forward attempts per minute"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("</i>failed: 3</span>"), "{}", page.body);
+    assert!(page.body.contains("</i>done: 0</span>"), "{}", page.body);
+    // A sample (the server takes one a minute) puts each sink's lag and
+    // dead letters on the charts.
+    gatehouse::scheduler::samples::sample(t.app.journal(), gatehouse::clock::now_ms())
+        .await
+        .unwrap();
+    let page = admin.get("/admin/").await;
+    assert!(page.body.contains("Dead letters by sink"), "{}", page.body);
+    assert!(page.body.contains("</i>ci: 3</span>"), "{}", page.body);
+    assert!(
+        page.body.contains("<polyline class=\"s0\""),
+        "{}",
+        page.body
+    );
+    let db = t.db();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM sink_samples WHERE sink = 'ci' AND dead = 3"
+        ),
+        1
+    );
+}

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 
 use super::github::{CredView, credentials};
-use super::view::{self, Bars};
+use super::view::{self, Bars, Legend, Lines};
 use super::{AdminError, Chrome, Session, Shared, read, render, store};
 use crate::clock;
 
@@ -74,6 +74,12 @@ struct Overview {
     cache: Option<(String, String, String)>,
     recovery: Option<Vec<RecoveryRow>>,
     refused: Refusals,
+    /// Forward attempts by outcome, last hour and last day.
+    forwarded: (Lines, Lines),
+    /// Lag per sink, last hour and last day.
+    lag: (Lines, Lines),
+    /// Dead letters per sink, last day.
+    dead: Lines,
     journal_size: String,
     /// Why webhooks are answered 503 now, if they are.
     journal_problem: Option<&'static str>,
@@ -96,6 +102,8 @@ pub async fn page(
             store::paused(c, now, 20)?,
             store::held_routes(c)?,
             store::cache_totals(c, now / 60_000 - 24 * 60)?,
+            store::attempt_outcomes(c, now / 60_000 - DAY_MINUTES)?,
+            store::sink_samples(c, now / 60_000 - DAY_MINUTES)?,
             if recovery {
                 Some(crate::recovery::store::status(c)?)
             } else {
@@ -104,7 +112,8 @@ pub async fn page(
         ))
     })
     .await?;
-    let (minutes, hours, backlog, paused, held_routes, cache, walks) = data;
+    let (minutes, hours, backlog, paused, held_routes, cache, outcomes, samples, walks) = data;
+    let (hour, day) = (Axis::last_hour(now), Axis::last_day(now));
 
     let minute_points: Vec<(String, i64)> = view::dense(&minutes, minute0, 60)
         .into_iter()
@@ -202,6 +211,27 @@ pub async fn page(
                 .collect()
         }),
         refused: refusals(&state.rejections, now),
+        forwarded: (
+            outcome_chart(&hour, &outcomes, "Forward attempts per minute"),
+            outcome_chart(&day, &outcomes, "Forward attempts per 10 minutes"),
+        ),
+        lag: (
+            sample_chart(
+                &hour,
+                &samples,
+                "Lag (oldest pending) by sink",
+                |s| s.2,
+                view::span,
+            ),
+            sample_chart(
+                &day,
+                &samples,
+                "Lag (oldest pending) by sink",
+                |s| s.2,
+                view::span,
+            ),
+        ),
+        dead: sample_chart(&day, &samples, "Dead letters by sink", |s| s.3, view::count),
         journal_size: view::bytes(state.journal.size_bytes()),
         journal_problem: match state.journal.health() {
             crate::journal::Health::Writable => None,
@@ -212,6 +242,90 @@ pub async fn page(
         },
     };
     render(page)
+}
+
+/// Minutes charted for "the last day".
+const DAY_MINUTES: i64 = 24 * 60;
+
+/// Time buckets of `width` minutes, `len` of them, the last one now.
+struct Axis {
+    first: i64,
+    width: i64,
+    len: usize,
+}
+
+impl Axis {
+    fn last_hour(now_ms: i64) -> Axis {
+        Axis::ending(now_ms, 1, 60)
+    }
+
+    fn last_day(now_ms: i64) -> Axis {
+        Axis::ending(now_ms, 10, (DAY_MINUTES / 10) as usize)
+    }
+
+    fn ending(now_ms: i64, width: i64, len: usize) -> Axis {
+        let last = now_ms / 60_000 / width;
+        Axis {
+            first: (last - len as i64 + 1) * width,
+            width,
+            len,
+        }
+    }
+
+    fn index(&self, minute: i64) -> Option<usize> {
+        let i = (minute - self.first).div_euclid(self.width);
+        (0..self.len as i64).contains(&i).then_some(i as usize)
+    }
+
+    fn labels(&self) -> Vec<String> {
+        (0..self.len as i64)
+            .map(|i| clock_label((self.first + i * self.width) * 60_000))
+            .collect()
+    }
+}
+
+/// Attempts by outcome; no attempt in a bucket is a zero.
+fn outcome_chart(axis: &Axis, rows: &[(i64, String, i64)], label: &str) -> Lines {
+    let series = ["done", "failed", "paused"]
+        .into_iter()
+        .map(|outcome| {
+            let mut v = vec![Some(0); axis.len];
+            for (minute, o, n) in rows {
+                if let (true, Some(i)) = (o == outcome, axis.index(*minute)) {
+                    v[i] = v[i].map(|x| x + n);
+                }
+            }
+            (outcome.to_string(), v)
+        })
+        .collect();
+    Lines::new(label, &axis.labels(), series, view::count, Legend::Total)
+}
+
+/// One line per sink of a sampled value (the largest in each bucket); a
+/// bucket without a sample (gatehouse was not running) is a gap.
+fn sample_chart(
+    axis: &Axis,
+    rows: &[(i64, String, i64, i64)],
+    label: &str,
+    value: fn(&(i64, String, i64, i64)) -> i64,
+    fmt: fn(i64) -> String,
+) -> Lines {
+    let mut sinks: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    sinks.sort_unstable();
+    sinks.dedup();
+    let series = sinks
+        .into_iter()
+        .map(|sink| {
+            let mut v: Vec<Option<i64>> = vec![None; axis.len];
+            for r in rows.iter().filter(|r| r.1 == sink) {
+                if let Some(i) = axis.index(r.0) {
+                    v[i] = Some(v[i].map_or(value(r), |x| x.max(value(r))));
+                }
+            }
+            (sink.to_string(), v)
+        })
+        .collect();
+    Lines::new(label, &axis.labels(), series, fmt, Legend::Latest)
 }
 
 /// The last hour of refused webhook requests.

@@ -47,6 +47,35 @@ pub fn attempts(
     .collect()
 }
 
+/// Forward attempts per minute and outcome (done, failed, paused), every
+/// sink summed, from `from_minute` on.
+pub fn attempt_outcomes(
+    c: &Connection,
+    from_minute: i64,
+) -> rusqlite::Result<Vec<(i64, String, i64)>> {
+    c.prepare_cached(
+        "SELECT minute, outcome, SUM(n) FROM attempt_minutes WHERE minute >= ?1
+         GROUP BY minute, outcome",
+    )?
+    .query_map([from_minute], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    .collect()
+}
+
+/// Each sink's sampled lag (ms) and dead letters per minute, from
+/// `from_minute` on: (minute, sink, lag_ms, dead).
+pub fn sink_samples(
+    c: &Connection,
+    from_minute: i64,
+) -> rusqlite::Result<Vec<(i64, String, i64, i64)>> {
+    c.prepare_cached(
+        "SELECT minute, sink, lag_ms, dead FROM sink_samples WHERE minute >= ?1 ORDER BY minute",
+    )?
+    .query_map([from_minute], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?
+    .collect()
+}
+
 /// One (sink, partition) as the partitions page shows it.
 pub struct PartitionRow {
     pub sink: String,

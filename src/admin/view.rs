@@ -122,6 +122,100 @@ impl Bars {
     }
 }
 
+/// A line chart of a few series over the same time buckets, scaled to the
+/// largest value of any; a missing value (no sample then) leaves a gap in
+/// the line's points rather than a drop to zero.
+pub struct Lines {
+    pub width: u32,
+    pub height: u32,
+    pub label: String,
+    pub first: String,
+    pub last: String,
+    pub max: String,
+    pub series: Vec<Line>,
+}
+
+pub struct Line {
+    pub name: String,
+    /// s0..s3: the colour, in the stylesheet.
+    pub class: String,
+    /// SVG polyline points.
+    pub points: String,
+    /// The legend's number: the window's total or the latest value.
+    pub latest: String,
+}
+
+/// What a line's legend says.
+#[derive(Clone, Copy)]
+pub enum Legend {
+    /// Counts per bucket: their sum over the chart.
+    Total,
+    /// A sampled gauge: its latest value.
+    Latest,
+}
+
+impl Lines {
+    /// `times` label the buckets (first and last are shown); each series
+    /// has one value per bucket. `fmt` writes a value for people.
+    pub fn new(
+        label: &str,
+        times: &[String],
+        series: Vec<(String, Vec<Option<i64>>)>,
+        fmt: fn(i64) -> String,
+        legend: Legend,
+    ) -> Lines {
+        let (width, height) = (600u32, 80u32);
+        let max = series
+            .iter()
+            .flat_map(|s| s.1.iter().flatten())
+            .copied()
+            .max()
+            .unwrap_or(0);
+        let scale = max.max(1) as f64;
+        let step = f64::from(width) / (times.len().max(2) - 1) as f64;
+        let series = series
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, values))| Line {
+                class: format!("s{}", i % 4),
+                points: values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(x, v)| {
+                        v.map(|v| {
+                            format!(
+                                "{:.1},{:.1}",
+                                x as f64 * step,
+                                f64::from(height) - v as f64 / scale * f64::from(height - 2) - 1.0
+                            )
+                        })
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                latest: match legend {
+                    Legend::Total => fmt(values.iter().flatten().sum()),
+                    Legend::Latest => values
+                        .iter()
+                        .rev()
+                        .flatten()
+                        .next()
+                        .map_or("–".into(), |v| fmt(*v)),
+                },
+                name,
+            })
+            .collect();
+        Lines {
+            width,
+            height,
+            label: label.to_string(),
+            first: times.first().cloned().unwrap_or_default(),
+            last: times.last().cloned().unwrap_or_default(),
+            max: fmt(max),
+            series,
+        }
+    }
+}
+
 /// Counts per time bucket from sparse (bucket, n) rows: every bucket from
 /// `first` for `len` buckets, missing ones as zero.
 pub fn dense(rows: &[(i64, i64)], first: i64, len: i64) -> Vec<i64> {
@@ -137,6 +231,31 @@ pub fn dense(rows: &[(i64, i64)], first: i64, len: i64) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_scale_to_the_largest_and_leave_gaps() {
+        let times: Vec<String> = (0..3).map(|i| i.to_string()).collect();
+        let l = Lines::new(
+            "t",
+            &times,
+            vec![
+                ("a".into(), vec![Some(0), None, Some(10)]),
+                ("b".into(), vec![Some(5), Some(5), Some(5)]),
+            ],
+            count,
+            Legend::Latest,
+        );
+        assert_eq!(l.max, "10");
+        assert_eq!(
+            l.series[0].points, "0.0,79.0 600.0,1.0",
+            "no point for the gap"
+        );
+        assert_eq!(l.series[1].points.split(' ').count(), 3);
+        assert_eq!(
+            (l.series[0].latest.as_str(), l.series[1].class.as_str()),
+            ("10", "s1")
+        );
+    }
 
     #[test]
     fn readable_numbers() {

@@ -10,6 +10,7 @@
 //! retry` and `resume` from the CLI.
 
 pub mod in_flight;
+pub mod samples;
 pub mod store;
 
 use std::collections::{BTreeSet, HashMap};
