@@ -199,7 +199,7 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
     b.wait().for_element(Locator::Css("#job-ci")).await.unwrap();
     assert!(text_of(&b, "#job-ci h3").await.contains("dead"));
     assert_eq!(
-        b.find_all(Locator::Css("#job-ci table.attempts tbody tr"))
+        b.find_all(Locator::Css("#job-ci table.attempts > tbody > tr"))
             .await
             .unwrap()
             .len(),
@@ -215,7 +215,7 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
     loop {
         b.refresh().await.unwrap();
         let rows = b
-            .find_all(Locator::Css("#job-ci table.attempts tbody tr"))
+            .find_all(Locator::Css("#job-ci table.attempts > tbody > tr"))
             .await
             .unwrap();
         if rows.len() == 2 && text_of(&b, "#job-ci h3").await.contains("done") {
@@ -261,19 +261,60 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
     assert_eq!(probe, serde_json::json!([1, 0, "undefined", true]));
     shot(&b, "delivery-hostile").await;
 
-    // Every other page renders in the browser; the overview refreshes itself
-    // unless the switch is off.
-    for (path, name, marker) in [
-        ("/admin/", "overview", "figure.chart svg"),
-        ("/admin/partitions", "partitions", "table"),
-        ("/admin/github", "github", "table"),
-        ("/admin/reports", "reports", "figure.chart svg"),
-        ("/admin/bulk?state=dead", "bulk", "main h1"),
-    ] {
-        b.goto(&format!("{base}{path}")).await.unwrap();
-        b.wait().for_element(Locator::Css(marker)).await.unwrap();
-        shot(&b, name).await;
+    // Every page renders in the browser, on a desktop and on a phone
+    // (390 px wide: nothing wider than the screen, the important columns
+    // kept); the overview refreshes itself unless the switch is off.
+    let dead_id: i64 = db
+        .query_row(
+            "SELECT id FROM deliveries WHERE guid = 'browser-dead'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let dead_page = format!("/admin/deliveries/{dead_id}");
+    for (width, height) in [(1280, 900), (390, 844)] {
+        b.set_window_size(width, height).await.unwrap();
+        for (path, name, marker, kept) in [
+            ("/admin/", "overview", "figure.chart svg", "Sinks"),
+            (
+                "/admin/deliveries",
+                "deliveries",
+                "table.deliveries",
+                "browser-dead",
+            ),
+            (dead_page.as_str(), "delivery", "#job-ci", "Retry ci"),
+            ("/admin/partitions", "partitions", "table", "Backlog"),
+            ("/admin/github", "github", "main h1", "GitHub"),
+            ("/admin/reports", "reports", "figure.chart svg", "Reports"),
+            ("/admin/bulk?state=dead", "bulk", "main h1", "dead"),
+        ] {
+            b.goto(&format!("{base}{path}")).await.unwrap();
+            b.wait().for_element(Locator::Css(marker)).await.unwrap();
+            let fits = b
+                .execute(
+                    "const d = document.documentElement;
+                     const wide = [...document.querySelectorAll('body *')]
+                       .filter(e => e.getBoundingClientRect().right > d.clientWidth + 0.5)
+                       .slice(-5).map(e => e.tagName + '.' + e.className + ' ' + e.textContent.slice(0, 40));
+                     return [d.scrollWidth, d.clientWidth, document.body.innerText, wide];",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            shot(&b, &format!("{name}-{width}")).await;
+            let (scroll, client) = (fits[0].as_i64().unwrap(), fits[1].as_i64().unwrap());
+            assert!(
+                scroll <= client,
+                "{path} at {width} px is {scroll} px wide (screen {client}): {}",
+                fits[3]
+            );
+            assert!(
+                fits[2].as_str().unwrap().contains(kept),
+                "{path} at {width} px lost {kept:?}"
+            );
+        }
     }
+    b.set_window_size(1280, 900).await.unwrap();
     b.goto(&format!("{base}/admin/")).await.unwrap();
     let live = b
         .wait()
