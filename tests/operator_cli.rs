@@ -694,3 +694,49 @@ async fn routes_list_and_show_tell_why_a_delivery_waits_with_counts_that_agree()
     assert_eq!(job["history"].as_array().unwrap().len(), 3);
     drop(server);
 }
+
+/// The README's way from the embedded default to a config file: the same
+/// journal and the secret GitHub already has, with paths relative to the
+/// config file, whatever the working directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn moving_from_the_embedded_default_to_a_config_file_keeps_journal_and_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Server::start_args(&["serve"], Some(dir.path()), &[]);
+    let secret = std::fs::read_to_string(dir.path().join("gatehouse-data/webhook-secret")).unwrap();
+    let secret = secret.trim();
+    let client = reqwest::Client::new();
+    let body = compact(&common::fixtures().join("payloads/push/payload.json"));
+    let d = Delivery::json("push", "before-the-move", body).signed_with(secret);
+    assert_eq!(d.send(&client, &first.base).await.unwrap().status(), 202);
+    assert!(first.terminate().success());
+
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\npath = \"gatehouse-data/gatehouse.db\"\n\n\
+         [webhooks]\nsecret_files = [\"gatehouse-data/webhook-secret\"]\n\n\
+         [admin]\npassword_hash_file = \"gatehouse-data/admin-password.hash\"\n",
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (status, out) = binary::run(
+        &["check-config", "--config", config.to_str().unwrap()],
+        Some(elsewhere.path()),
+    );
+    assert!(status.success(), "{out}");
+    let second = Server::start_args(
+        &["serve", "--config", config.to_str().unwrap()],
+        Some(elsewhere.path()),
+        &[],
+    );
+    // The same secret verifies, and the journal already has the delivery.
+    assert_eq!(d.send(&client, &second.base).await.unwrap().status(), 200);
+    assert!(
+        !elsewhere.path().join("gatehouse-data").exists(),
+        "nothing made in the working directory"
+    );
+    assert!(
+        !second.output().contains("Secret:"),
+        "no new secret printed"
+    );
+}
