@@ -476,7 +476,7 @@ async fn partitions_and_routes_pause_and_resume_from_the_page() {
 
 /// The ids on a deliveries page, in order.
 fn ids(body: &str) -> Vec<i64> {
-    body.split("<td class=\"num\"><a href=\"/admin/deliveries/")
+    body.split("<td class=\"num opt\"><a href=\"/admin/deliveries/")
         .skip(1)
         .map(|s| s[..s.find('"').unwrap()].parse().unwrap())
         .collect()
@@ -643,17 +643,17 @@ async fn pages_report_what_the_journal_holds() {
     let r = admin.get("/admin/reports?days=1").await;
     let owners = r.body.split("By organisation").nth(1).unwrap();
     assert!(
-        owners.contains("<td>acme</td><td class=\"num\">4</td>"),
+        owners.contains("<td class=\"wrap\">acme</td><td class=\"num\">4</td>"),
         "{owners}"
     );
-    assert!(owners.contains("<td>globex</td><td class=\"num\">4</td>"));
+    assert!(owners.contains("<td class=\"wrap\">globex</td><td class=\"num\">4</td>"));
     let events = r.body.split("By event").nth(1).unwrap();
-    assert!(events.contains("<td>push</td><td class=\"num\">8</td>"));
+    assert!(events.contains("<td class=\"wrap\">push</td><td class=\"num\">8</td>"));
     let consumers = r.body.split("<h2>Consumers</h2>").nth(1).unwrap();
     // 9 attempts, all failed: 0% success.
     assert!(
         consumers.contains(
-            "<td>ci</td><td class=\"num\">9</td><td class=\"num\">0.0%</td><td class=\"num\">9</td>"
+            "<td>ci</td><td class=\"num\">9</td><td class=\"num\">0.0%</td><td class=\"num opt\">9</td>"
         ),
         "{consumers}"
     );
@@ -951,7 +951,7 @@ async fn reports_show_the_actions_workflows() {
     let actions = r.body.split("GitHub Actions workflows").nth(1).unwrap();
     assert!(
         actions.contains(
-            "<td>octo-org/octo-repo</td><td>Build &#38; &#60;test&#62;</td><td class=\"num\">1</td>"
+            "<td class=\"opt\">octo-org/octo-repo</td><td>Build &#38; &#60;test&#62;</td><td class=\"num\">1</td>"
         ),
         "{actions}"
     );
@@ -1194,7 +1194,10 @@ async fn refused_webhooks_show_on_the_overview_by_reason_without_their_signature
         page.body
     );
     assert!(page.body.contains("127.0.0.7"), "the source address");
-    assert!(page.body.contains("<td>issues</td>"), "the event header");
+    assert!(
+        page.body.contains("<td class=\"wrap\">issues</td>"),
+        "the event header"
+    );
     assert!(
         page.body.contains("secret set on GitHub"),
         "the hint for 401s"
