@@ -104,6 +104,7 @@ pub struct SinkMetrics {
     attempts: Family<SinkOutcome, Counter>,
     finished: Family<SinkOutcome, Counter>,
     latency: Family<SinkLabel, Histogram>,
+    leases_lost: Family<SinkLabel, Counter>,
 }
 
 impl SinkMetrics {
@@ -127,6 +128,13 @@ impl SinkMetrics {
                 sink: sink.into(),
                 outcome: state.into(),
             })
+            .inc();
+    }
+
+    /// A worker found its lease claimed by another and stopped.
+    pub fn lease_lost(&self, sink: &str) {
+        self.leases_lost
+            .get_or_create(&SinkLabel { sink: sink.into() })
             .inc();
     }
 }
@@ -401,6 +409,7 @@ impl Metrics {
         let sinks = SinkMetrics {
             attempts: Family::default(),
             finished: Family::default(),
+            leases_lost: Family::default(),
             latency: Family::new_with_constructor(|| {
                 // 1 ms .. ~30 s
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -415,6 +424,11 @@ impl Metrics {
             "jobs_finished",
             "Jobs that reached a final state, by sink and state (done, dead)",
             sinks.finished.clone(),
+        );
+        registry.register(
+            "leases_lost",
+            "Times a worker found its partition lease claimed by another (it stopped there), by sink",
+            sinks.leases_lost.clone(),
         );
         registry.register_with_unit(
             "forward_duration",

@@ -305,6 +305,23 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
                 ),
             );
         }
+        // A worker starts an attempt only while its lease outlives the
+        // attempt's timeout by a margin (the trust window).
+        if r.timeout_secs + crate::scheduler::LEASE_MARGIN_SECS > c.processing.lease_secs {
+            push(
+                &mut out,
+                (
+                    key("timeout_secs"),
+                    format!(
+                        "route {:?}: timeout_secs {} must be at least {} s under [processing] lease_secs {}, so a lease outlives an attempt",
+                        r.name,
+                        r.timeout_secs,
+                        crate::scheduler::LEASE_MARGIN_SECS,
+                        c.processing.lease_secs
+                    ),
+                ),
+            );
+        }
         if r.max_attempts == 0 || r.timeout_secs == 0 {
             push(
                 &mut out,
@@ -368,5 +385,24 @@ mod tests {
         assert_eq!(did_you_mean("pull_requests", known), Some("pull_request"));
         assert_eq!(did_you_mean("workflowjob", known), Some("workflow_job"));
         assert_eq!(did_you_mean("zzzzzz", known), None);
+    }
+
+    #[test]
+    fn a_lease_must_outlive_a_route_timeout() {
+        let mut c = Config::default();
+        c.webhooks.secrets = vec![crate::config::Secret::new("x")];
+        let mut r: crate::config::RouteConfig =
+            toml::from_str("name = \"ci\"\nurl = \"http://127.0.0.1:9/\"").unwrap();
+        r.timeout_secs = 26;
+        c.routes = vec![r];
+        let found = problems(&c);
+        assert!(
+            found
+                .iter()
+                .any(|(k, m)| k.ends_with("timeout_secs") && m.contains("lease_secs 30")),
+            "{found:?}"
+        );
+        c.processing.lease_secs = 31;
+        assert!(problems(&c).is_empty(), "{:?}", problems(&c));
     }
 }

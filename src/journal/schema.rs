@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "operator",
         include_str!("../../migrations/0008_operator.sql"),
     ),
+    (9, "fence", include_str!("../../migrations/0009_fence.sql")),
 ];
 
 pub fn latest_version() -> u32 {

@@ -15,7 +15,7 @@ pub mod store;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::RngExt;
@@ -32,6 +32,12 @@ use store::After;
 type Key = (String, String);
 
 const RESCAN: Duration = Duration::from_secs(10);
+
+/// An attempt starts only if the lease, by this process's own monotonic
+/// clock, outlives the route's timeout by this much; else the lease is
+/// extended first (the trust window: a worker frozen past its lease must
+/// not send after it passed on).
+pub const LEASE_MARGIN_SECS: u64 = 5;
 
 /// Backoff before retry `n` (1-based): exponential from one second, capped
 /// at an hour, with jitter so that many failing partitions do not retry in
@@ -85,7 +91,13 @@ pub async fn spawn(
     let notices = journal
         .take_work_notices()
         .expect("one scheduler per journal");
-    store::clear_leases(&journal).await?;
+    let expired = store::expire_leases_of_the_dead(&journal).await?;
+    if expired > 0 {
+        tracing::info!(
+            leases = expired,
+            "leases of a process that is gone expired (their fences stay)"
+        );
+    }
     let mut configured: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
     if actions.is_some() {
         configured.push(actions::SINK.to_string());
@@ -267,12 +279,62 @@ async fn work(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
     match work_inner(s, sink, partition).await {
         Ok(next) => next,
         Err(e) => {
-            // The journal cannot be written or read now: try again soon.
+            // The journal cannot be written or read now: try again soon
+            // (the lease expires by itself if it cannot be given back).
             tracing::warn!(sink, partition, error = %e, "scheduler could not work a partition");
-            let _ = store::release(&s.journal, sink, partition, &s.owner).await;
             Some(clock::now_ms() + 1000)
         }
     }
+}
+
+/// A lease this worker holds: its fence, and until when it may trust it
+/// by its own monotonic clock (measured from before the write that took
+/// or renewed it, so never later than the database's idea).
+struct Held {
+    fence: store::Fence,
+    trust_until: Instant,
+    lease: Duration,
+}
+
+impl Held {
+    /// Makes sure the lease outlives an attempt of `timeout` plus the
+    /// margin, extending it first if not. False: it passed on.
+    async fn ensure(
+        &mut self,
+        s: &Shared,
+        sink: &str,
+        partition: &str,
+        timeout: Duration,
+    ) -> Result<bool, JournalError> {
+        let needed = timeout + Duration::from_secs(LEASE_MARGIN_SECS);
+        if Instant::now() + needed <= self.trust_until {
+            return Ok(true);
+        }
+        let before = Instant::now();
+        let until = clock::now_ms() + self.lease.as_millis() as i64;
+        if store::extend(&s.journal, sink, partition, &self.fence, until).await? {
+            self.trust_until = before + self.lease;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// After a write that renewed the lease, issued at `before`.
+    fn renewed(&mut self, before: Instant) {
+        self.trust_until = before + self.lease;
+    }
+}
+
+/// The lease passed to another claim: stop touching the partition and
+/// look again once a lease could have expired.
+fn lost(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
+    tracing::warn!(
+        sink,
+        partition,
+        "lease lost to another claim: this worker stops on the partition"
+    );
+    s.metrics.lease_lost(sink);
+    Some(clock::now_ms() + s.lease_ms)
 }
 
 async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i64>, JournalError> {
@@ -285,19 +347,46 @@ async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i6
         },
     };
     let now = clock::now_ms();
-    let paused_until =
+    let before = Instant::now();
+    let (paused_until, fence) =
         match store::acquire(&s.journal, sink, partition, &s.owner, now, s.lease_ms).await? {
             store::Lease::Busy => return Ok(Some(now + s.lease_ms)),
             // Parked until an operator resumes it; the rescan finds it then.
             store::Lease::Held => return Ok(None),
-            store::Lease::Taken { paused_until_ms } => paused_until_ms,
+            store::Lease::Taken {
+                paused_until_ms,
+                fence,
+            } => (paused_until_ms, fence),
         };
-    let next = match &runner {
-        Runner::Forward(route) => run_batch(s, route, sink, partition, paused_until).await,
-        Runner::Actions(a) => run_actions(s, a, partition).await,
+    let mut held = Held {
+        fence,
+        trust_until: before + Duration::from_millis(s.lease_ms as u64),
+        lease: Duration::from_millis(s.lease_ms as u64),
     };
-    store::release(&s.journal, sink, partition, &s.owner).await?;
-    next
+    let next = match &runner {
+        Runner::Forward(route) => {
+            run_batch(s, route, sink, partition, paused_until, &mut held).await
+        }
+        Runner::Actions(a) => run_actions(s, a, partition, &mut held).await,
+    };
+    match next {
+        Ok(Batch::LeaseLost) => Ok(lost(s, sink, partition)),
+        Ok(Batch::Next(next)) => {
+            store::release(&s.journal, sink, partition, &held.fence).await?;
+            Ok(next)
+        }
+        Err(e) => {
+            let _ = store::release(&s.journal, sink, partition, &held.fence).await;
+            Err(e)
+        }
+    }
+}
+
+/// How a lease's worth of work ended.
+enum Batch {
+    /// When the partition is next due (None: nothing pending).
+    Next(Option<i64>),
+    LeaseLost,
 }
 
 async fn run_batch(
@@ -306,10 +395,11 @@ async fn run_batch(
     sink: &str,
     partition: &str,
     paused_until: i64,
-) -> Result<Option<i64>, JournalError> {
+    held: &mut Held,
+) -> Result<Batch, JournalError> {
     let now = clock::now_ms();
     if paused_until > now {
-        return Ok(Some(paused_until));
+        return Ok(Batch::Next(Some(paused_until)));
     }
     let due_by = match route.ordering {
         Ordering::Strict => None,
@@ -317,21 +407,30 @@ async fn run_batch(
     };
     let jobs = store::pending(&s.journal, sink, partition, due_by, s.batch_size).await?;
     if jobs.is_empty() {
-        return store::next_due(&s.journal, sink, partition).await;
+        return store::next_due(&s.journal, sink, partition)
+            .await
+            .map(Batch::Next);
     }
+    let timeout = Duration::from_secs(route.timeout_secs);
     for job in jobs {
         if *s.stop.borrow() {
-            return Ok(Some(clock::now_ms()));
+            return Ok(Batch::Next(Some(clock::now_ms())));
         }
         if job.next_at_ms > clock::now_ms() {
             // Strict order: the head is waiting for its retry, and so is
             // everything behind it.
-            return Ok(Some(job.next_at_ms));
+            return Ok(Batch::Next(Some(job.next_at_ms)));
         }
         let Some(payload) = store::payload(&s.journal, job.delivery_id).await? else {
-            store::bury(&s.journal, job.id, "delivery no longer in the journal").await?;
+            let why = "delivery no longer in the journal";
+            if !store::bury(&s.journal, job.id, sink, partition, &held.fence, why).await? {
+                return Ok(Batch::LeaseLost);
+            }
             continue;
         };
+        if !held.ensure(s, sink, partition, timeout).await? {
+            return Ok(Batch::LeaseLost);
+        }
         let sending = s.in_flight.mark(
             sink,
             partition,
@@ -367,27 +466,32 @@ async fn run_batch(
             Duration::from_millis(attempt.duration_ms as u64),
         );
         let retry_at = clock::now_ms() + backoff_ms(job.attempts + 1);
+        let before = Instant::now();
         let after = store::record(
             &s.journal,
             &job,
             sink,
             partition,
-            &s.owner,
+            &held.fence,
             attempt,
             route.max_attempts,
             retry_at,
             s.lease_ms,
         )
         .await?;
+        held.renewed(before);
         match after {
             After::Done => s.metrics.finished(sink, "done"),
             After::Dead => s.metrics.finished(sink, "dead"),
             _ => {}
         }
         match (after, route.ordering) {
+            (After::LeaseLost, _) => return Ok(Batch::LeaseLost),
             (After::Done | After::Dead, _) => {}
-            (After::Paused { until_ms }, _) => return Ok(Some(until_ms)),
-            (After::Retry { next_at_ms }, Ordering::Strict) => return Ok(Some(next_at_ms)),
+            (After::Paused { until_ms }, _) => return Ok(Batch::Next(Some(until_ms))),
+            (After::Retry { next_at_ms }, Ordering::Strict) => {
+                return Ok(Batch::Next(Some(next_at_ms)));
+            }
             (After::Retry { .. }, Ordering::None) => {}
         }
         if let After::Dead = after {
@@ -400,7 +504,7 @@ async fn run_batch(
         }
     }
     // More may be pending (or retries due later): look again.
-    Ok(Some(clock::now_ms()))
+    Ok(Batch::Next(Some(clock::now_ms())))
 }
 
 /// Applies a batch of Actions jobs in-process: one read, one transaction.
@@ -410,7 +514,8 @@ async fn run_actions(
     s: &Shared,
     a: &ActionsSink,
     partition: &str,
-) -> Result<Option<i64>, JournalError> {
+    held: &mut Held,
+) -> Result<Batch, JournalError> {
     let sink = actions::SINK;
     let jobs = store::pending(
         &s.journal,
@@ -421,12 +526,18 @@ async fn run_actions(
     )
     .await?;
     if jobs.is_empty() {
-        return store::next_due(&s.journal, sink, partition).await;
+        return store::next_due(&s.journal, sink, partition)
+            .await
+            .map(Batch::Next);
     }
-    let started = std::time::Instant::now();
-    let outcomes = a
-        .run(&s.journal, &jobs, partition, &s.owner, s.lease_ms)
-        .await?;
+    let started = Instant::now();
+    let Some(outcomes) = a
+        .run(&s.journal, &jobs, partition, &held.fence, s.lease_ms)
+        .await?
+    else {
+        return Ok(Batch::LeaseLost);
+    };
+    held.renewed(started);
     let each = started.elapsed() / outcomes.len() as u32;
     for (job, outcome) in jobs.iter().zip(outcomes) {
         match outcome {
@@ -441,7 +552,7 @@ async fn run_actions(
             }
         }
     }
-    Ok(Some(clock::now_ms()))
+    Ok(Batch::Next(Some(clock::now_ms())))
 }
 
 #[cfg(test)]

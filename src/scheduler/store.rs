@@ -19,23 +19,59 @@ pub struct Job {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum After {
     Done,
-    Retry { next_at_ms: i64 },
+    Retry {
+        next_at_ms: i64,
+    },
     Dead,
-    Paused { until_ms: i64 },
+    Paused {
+        until_ms: i64,
+    },
+    /// The lease passed to another claim: nothing was written, and the
+    /// holder must not touch the partition again.
+    LeaseLost,
 }
 
-/// This process owns the database (the process lock), so any lease in it
-/// belongs to a process that died: free them all.
-pub async fn clear_leases(journal: &Journal) -> Result<(), JournalError> {
+/// A claim on one (sink, partition): its holder and the epoch the claim
+/// raised. Every write under the lease checks both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub owner: String,
+    pub epoch: i64,
+}
+
+/// Leases left by a process that is gone. On this backend the process lock
+/// proves it: no other process has the file open, so every lease in it is
+/// expired now. They are not wiped: owner and epoch stay, and the next
+/// claim raises the epoch, so a write fenced with an old claim is refused
+/// whatever happens.
+pub async fn expire_leases_of_the_dead(journal: &Journal) -> Result<usize, JournalError> {
     journal
         .exec(|tx| {
             tx.execute(
-                "UPDATE partitions SET lease_owner = NULL, lease_until_ms = 0 WHERE lease_owner IS NOT NULL",
+                "UPDATE partitions SET lease_until_ms = 0 WHERE lease_until_ms != 0",
                 [],
             )
         })
         .await
-        .map(|_| ())
+}
+
+/// True when `fence` still holds (sink, partition): nobody claimed it
+/// since. Checked first in every write under a lease; the writer runs one
+/// transaction at a time, so nothing comes between the check and the
+/// write.
+pub fn holds(
+    tx: &rusqlite::Transaction<'_>,
+    sink: &str,
+    partition: &str,
+    fence: &Fence,
+) -> rusqlite::Result<bool> {
+    tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM partitions WHERE sink = ?1 AND partition_key = ?2
+                          AND lease_owner = ?3 AND lease_epoch = ?4)",
+    )?
+    .query_row(params![sink, partition, fence.owner, fence.epoch], |r| {
+        r.get(0)
+    })
 }
 
 /// Every (sink, partition) with pending work, and when it is next due
@@ -65,12 +101,13 @@ pub enum Lease {
     Busy,
     /// An operator paused the partition or its route: run nothing.
     Held,
-    /// Ours; the partition is paused by its consumer until then (0: not).
-    Taken { paused_until_ms: i64 },
+    /// Ours, under this fence; the partition is paused by its consumer
+    /// until then (0: not).
+    Taken { paused_until_ms: i64, fence: Fence },
 }
 
 /// Takes the lease on (sink, partition) unless another owner holds an
-/// unexpired one.
+/// unexpired one; every claim (ours again included) raises the epoch.
 pub async fn acquire(
     journal: &Journal,
     sink: &str,
@@ -91,38 +128,43 @@ pub async fn acquire(
             if held {
                 return Ok(Lease::Held);
             }
-            let n = tx.execute(
-                "UPDATE partitions SET lease_owner = ?3, lease_until_ms = ?4
-                 WHERE sink = ?1 AND partition_key = ?2
-                   AND (lease_owner IS NULL OR lease_owner = ?3 OR lease_until_ms < ?5)",
-                params![sink, partition, owner, now_ms + lease_ms, now_ms],
-            )?;
-            if n == 0 {
-                return Ok(Lease::Busy);
-            }
-            tx.query_row(
-                "SELECT paused_until_ms FROM partitions WHERE sink = ?1 AND partition_key = ?2",
-                params![sink, partition],
-                |r| r.get(0),
-            )
-            .map(|paused_until_ms| Lease::Taken { paused_until_ms })
+            let taken = tx
+                .query_row(
+                    "UPDATE partitions SET lease_owner = ?3, lease_until_ms = ?4,
+                            lease_epoch = lease_epoch + 1
+                     WHERE sink = ?1 AND partition_key = ?2
+                       AND (lease_owner IS NULL OR lease_owner = ?3 OR lease_until_ms < ?5)
+                     RETURNING lease_epoch, paused_until_ms",
+                    params![sink, partition, owner, now_ms + lease_ms, now_ms],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            Ok(match taken {
+                None => Lease::Busy,
+                Some((epoch, paused_until_ms)) => Lease::Taken {
+                    paused_until_ms,
+                    fence: Fence { owner, epoch },
+                },
+            })
         })
         .await
 }
 
+/// Gives the lease back, if this fence still holds it (a lease that
+/// passed on is not ours to free).
 pub async fn release(
     journal: &Journal,
     sink: &str,
     partition: &str,
-    owner: &str,
+    fence: &Fence,
 ) -> Result<(), JournalError> {
-    let (sink, partition, owner) = (sink.to_string(), partition.to_string(), owner.to_string());
+    let (sink, partition, fence) = (sink.to_string(), partition.to_string(), fence.clone());
     journal
         .exec(move |tx| {
             tx.execute(
                 "UPDATE partitions SET lease_owner = NULL, lease_until_ms = 0
-                 WHERE sink = ?1 AND partition_key = ?2 AND lease_owner = ?3",
-                params![sink, partition, owner],
+                 WHERE sink = ?1 AND partition_key = ?2 AND lease_owner = ?3 AND lease_epoch = ?4",
+                params![sink, partition, fence.owner, fence.epoch],
             )
         })
         .await
@@ -193,27 +235,31 @@ pub async fn payload(journal: &Journal, delivery_id: i64) -> Result<Option<Paylo
 }
 
 /// Records an attempt and moves the job on, renewing the lease, in one
-/// transaction.
+/// transaction; or, when the fence no longer holds, writes nothing and
+/// says [`After::LeaseLost`].
 #[allow(clippy::too_many_arguments)]
 pub async fn record(
     journal: &Journal,
     job: &Job,
     sink: &str,
     partition: &str,
-    owner: &str,
+    fence: &Fence,
     attempt: Attempt,
     max_attempts: u32,
     retry_at_ms: i64,
     lease_ms: i64,
 ) -> Result<After, JournalError> {
-    let (job, sink, partition, owner) = (
+    let (job, sink, partition, fence) = (
         job.clone(),
         sink.to_string(),
         partition.to_string(),
-        owner.to_string(),
+        fence.clone(),
     );
     journal
         .exec(move |tx| {
+            if !holds(tx, &sink, &partition, &fence)? {
+                return Ok(After::LeaseLost);
+            }
             let now = attempt.started_at_ms + attempt.duration_ms;
             insert_attempt(tx, job.id, &attempt)?;
             let after = match attempt.outcome {
@@ -249,17 +295,36 @@ pub async fn record(
                     }
                 }
             };
-            renew(tx, &sink, &partition, &owner, now + lease_ms)?;
+            renew(tx, &sink, &partition, &fence, now + lease_ms)?;
             Ok(after)
         })
         .await
 }
 
-/// A job whose delivery is gone (pruned) cannot run: it is dead.
-pub async fn bury(journal: &Journal, job_id: i64, why: &str) -> Result<(), JournalError> {
-    let why = why.to_string();
+/// A job whose delivery is gone (pruned) cannot run: it is dead. False
+/// when the fence no longer holds (nothing written).
+pub async fn bury(
+    journal: &Journal,
+    job_id: i64,
+    sink: &str,
+    partition: &str,
+    fence: &Fence,
+    why: &str,
+) -> Result<bool, JournalError> {
+    let (why, sink, partition, fence) = (
+        why.to_string(),
+        sink.to_string(),
+        partition.to_string(),
+        fence.clone(),
+    );
     journal
-        .exec(move |tx| close(tx, job_id, crate::clock::now_ms(), Some(&why)))
+        .exec(move |tx| {
+            if !holds(tx, &sink, &partition, &fence)? {
+                return Ok(false);
+            }
+            close(tx, job_id, crate::clock::now_ms(), Some(&why))?;
+            Ok(true)
+        })
         .await
 }
 
@@ -315,19 +380,37 @@ fn insert_attempt(
     Ok(())
 }
 
-/// Extends our lease on (sink, partition) to `until_ms`.
+/// Extends our lease on (sink, partition) to `until_ms`; false when the
+/// fence no longer holds it.
 pub fn renew(
     tx: &rusqlite::Transaction<'_>,
     sink: &str,
     partition: &str,
-    owner: &str,
+    fence: &Fence,
     until_ms: i64,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "UPDATE partitions SET lease_until_ms = ?4 WHERE sink = ?1 AND partition_key = ?2 AND lease_owner = ?3",
-    )?
-    .execute(params![sink, partition, owner, until_ms])?;
-    Ok(())
+) -> rusqlite::Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE partitions SET lease_until_ms = ?5
+             WHERE sink = ?1 AND partition_key = ?2 AND lease_owner = ?3 AND lease_epoch = ?4",
+        )?
+        .execute(params![sink, partition, fence.owner, fence.epoch, until_ms])?;
+    Ok(n == 1)
+}
+
+/// Extends the lease on its own (before an attempt that might outlast
+/// what is left of it); false when it passed on.
+pub async fn extend(
+    journal: &Journal,
+    sink: &str,
+    partition: &str,
+    fence: &Fence,
+    until_ms: i64,
+) -> Result<bool, JournalError> {
+    let (sink, partition, fence) = (sink.to_string(), partition.to_string(), fence.clone());
+    journal
+        .exec(move |tx| renew(tx, &sink, &partition, &fence, until_ms))
+        .await
 }
 
 /// Per sink: pending jobs, the oldest pending delivery's time, dead

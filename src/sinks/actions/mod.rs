@@ -72,24 +72,27 @@ impl ActionsSink {
 
     /// Applies a batch of this sink's jobs: each delivery merged into its
     /// row, and the job closed, in one transaction. Returns each job's
-    /// outcome in order.
+    /// outcome in order; None when the lease passed on (nothing written).
     pub async fn run(
         &self,
         journal: &Journal,
         batch: &[Job],
         partition: &str,
-        owner: &str,
+        fence: &jobs::Fence,
         lease_ms: i64,
-    ) -> Result<Vec<Outcome>, JournalError> {
+    ) -> Result<Option<Vec<Outcome>>, JournalError> {
         let ids: Vec<i64> = batch.iter().map(|j| j.delivery_id).collect();
         let observations = journal
             .reader()
             .run(move |r| r.query(|c| read_observations(c, &ids)))
             .await?;
         let job_ids: Vec<i64> = batch.iter().map(|j| j.id).collect();
-        let (partition, owner) = (partition.to_string(), owner.to_string());
-        let (changes, outcomes) = journal
+        let (partition, fence) = (partition.to_string(), fence.clone());
+        let done = journal
             .exec(move |tx| {
+                if !jobs::holds(tx, SINK, &partition, &fence)? {
+                    return Ok(None);
+                }
                 let now = crate::clock::now_ms();
                 let mut changes = Vec::new();
                 let mut outcomes = Vec::with_capacity(job_ids.len());
@@ -104,12 +107,14 @@ impl ActionsSink {
                     jobs::close(tx, job_id, now, outcome.as_ref().err().map(String::as_str))?;
                     outcomes.push(outcome);
                 }
-                jobs::renew(tx, SINK, &partition, &owner, now + lease_ms)?;
-                Ok((changes, outcomes))
+                jobs::renew(tx, SINK, &partition, &fence, now + lease_ms)?;
+                Ok(Some((changes, outcomes)))
             })
             .await?;
-        self.aggregates.apply(&changes);
-        Ok(outcomes)
+        Ok(done.map(|(changes, outcomes)| {
+            self.aggregates.apply(&changes);
+            outcomes
+        }))
     }
 
     /// The metrics as of now: the sums, and the unfinished rows read now.
