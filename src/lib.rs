@@ -1,7 +1,8 @@
 //! gatehouse: a self-hosted appliance that makes GitHub automation reliable.
 //! The modules follow the flow: ingest → journal → (scheduler → sinks);
 //! the gateway spends the github pool for API clients; app wires them, ops
-//! and metrics make them visible.
+//! and metrics make them visible; webhook holds GitHub's webhook protocol
+//! (signatures, form bodies) for every layer that speaks it.
 
 pub mod admin;
 pub mod app;
@@ -24,3 +25,4 @@ pub mod shutdown;
 pub mod sinks;
 pub mod systemd;
 pub mod throttle;
+pub mod webhook;

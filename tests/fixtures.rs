@@ -218,7 +218,7 @@ fn every_signature_vector_gives_its_verdict_in_the_verifier() {
     {
         let secrets: Vec<Secret> = secrets.iter().map(Secret::new).collect();
         assert_eq!(
-            gatehouse::ingest::signature::verify(&secrets, &body, Some(header.as_bytes())),
+            gatehouse::webhook::signature::verify(&secrets, &body, Some(header.as_bytes())),
             valid,
             "{id}"
         );

@@ -243,7 +243,7 @@ fn payload_view(kind: &str, body: &[u8]) -> (Vec<Section>, Option<String>, Optio
     }
     let form_json;
     let json: &[u8] = if kind == "form" {
-        match crate::ingest::form_payload(body) {
+        match crate::webhook::form_payload(body) {
             Some(j) => {
                 form_json = j;
                 &form_json

@@ -5,8 +5,6 @@
 pub mod envelope;
 pub mod rejections;
 mod request;
-pub use request::form_payload;
-pub mod signature;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +23,7 @@ use crate::journal::{
 };
 use crate::metrics::{IngestMetrics, IngestResult};
 use crate::server::body::{self, BodyError};
+use crate::webhook::signature;
 use request::GithubHeaders;
 
 /// GitHub gives a receiver 10 s; answering 503 before that at least tells
@@ -324,7 +323,7 @@ async fn accept(
 fn read_envelope(kind: ContentKind, body: &[u8]) -> (envelope::Envelope, ParseStatus) {
     let parsed = match kind {
         ContentKind::Json => envelope::extract(body),
-        ContentKind::Form => match request::form_payload(body) {
+        ContentKind::Form => match crate::webhook::form_payload(body) {
             Some(json) => envelope::extract(&json),
             None => Err("form body has no payload field".to_string()),
         },

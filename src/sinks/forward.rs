@@ -8,8 +8,8 @@ use http::HeaderMap;
 
 use crate::clock;
 use crate::config::RouteConfig;
-use crate::ingest::signature;
 use crate::journal::model::{decode_headers, encode_headers};
+use crate::webhook::signature;
 
 /// Headers GitHub sent that the consumer gets again.
 fn forwarded(name: &str) -> bool {

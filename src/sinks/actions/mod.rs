@@ -149,7 +149,7 @@ fn read_observations(
         out.push(match row {
             None => Err("delivery no longer in the journal".to_string()),
             Some((event, kind, body)) => match ContentKind::parse(&kind) {
-                Some(ContentKind::Form) => crate::ingest::form_payload(&body)
+                Some(ContentKind::Form) => crate::webhook::form_payload(&body)
                     .ok_or_else(|| "form body without a payload field".to_string()),
                 _ => Ok(body),
             }
