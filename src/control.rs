@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_ite
 use serde::Serialize;
 
 use crate::clock;
-use crate::journal::{ContentKind, DeliveryMeta, ParseStatus, latest_version};
+use crate::journal::{DeliveryMeta, latest_version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -566,56 +566,28 @@ pub fn backfill(
     // fail when its first read turns into a write.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let candidates: Vec<(i64, DeliveryMeta)> = {
-        let mut st = tx.prepare(
-            "SELECT d.id, d.hook_id, d.guid, d.event, d.action, d.installation_id, d.repository,
-                    d.owner, d.partition_key, d.received_at_ms, d.parse_status, d.parse_error
-             FROM deliveries d
+        let mut st = tx.prepare(&format!(
+            "SELECT {} FROM deliveries d
              WHERE d.received_at_ms >= ?1
                AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.id AND j.sink = ?2)
              ORDER BY d.id",
-        )?;
+            crate::journal::DELIVERY_COLUMNS
+        ))?;
         st.query_map(params![since_ms, sink], |r| {
-            Ok((
-                r.get(0)?,
-                DeliveryMeta {
-                    hook_id: r.get(1)?,
-                    guid: r.get(2)?,
-                    event: r.get(3)?,
-                    action: r.get(4)?,
-                    installation_id: r.get(5)?,
-                    target_type: None,
-                    target_id: None,
-                    repository: r.get(6)?,
-                    owner: r.get(7)?,
-                    partition_key: r.get(8)?,
-                    received_at_ms: r.get(9)?,
-                    content_kind: ContentKind::Json,
-                    parse_status: ParseStatus::from_columns(&r.get::<_, String>(10)?, r.get(11)?)
-                        .unwrap_or(ParseStatus::Ok),
-                },
-            ))
+            crate::journal::row_to_delivery(r).map(|d| (d.id, d.meta))
         })?
         .collect::<Result<_, _>>()?
     };
     let now = clock::now_ms();
     let mut n = 0;
     for (id, meta) in candidates.iter().filter(|(_, m)| wants(m)) {
-        tx.execute(
-            "INSERT INTO jobs (delivery_id, sink, partition_key, state, attempts, next_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
-            params![id, sink, meta.partition_key, now],
-        )?;
-        tx.execute(
-            "INSERT INTO partitions (sink, partition_key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            params![sink, meta.partition_key],
-        )?;
+        crate::journal::fan_out(&tx, *id, sink, &meta.partition_key, now)?;
         n += 1;
     }
     tx.commit()?;
     Ok(n)
 }
 
-/// Pauses (or resumes) a whole route.
 /// One sink as `gatehouse routes list` shows it.
 #[derive(Debug, Serialize)]
 pub struct RouteState {
@@ -673,6 +645,7 @@ pub fn route_states(
         .collect())
 }
 
+/// Pauses (or resumes) a whole route.
 pub fn hold_route(conn: &Connection, route: &str, hold: bool) -> Result<(), ControlError> {
     if hold {
         conn.execute(

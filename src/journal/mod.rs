@@ -21,12 +21,12 @@ use tokio::sync::{mpsc, oneshot};
 pub use guard::Health;
 pub use lock::LockError;
 pub use model::{Appended, ContentKind, DeliveryMeta, DeliveryRow, NewDelivery, ParseStatus};
-pub use reader::{Payload, Reader};
+pub use reader::{COLUMNS as DELIVERY_COLUMNS, Payload, Reader, row_to_delivery};
 pub use schema::{SchemaError, configure, latest_version};
 
 use crate::metrics::JournalMetrics;
-pub use writer::WorkNotice;
 use writer::{Command, ExecOp, Writer};
+pub use writer::{WorkNotice, fan_out};
 
 /// Appends wait here when the writer is behind; the bound turns a flood into
 /// backpressure on the HTTP side instead of unbounded memory.

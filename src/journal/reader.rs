@@ -25,11 +25,14 @@ pub struct Reader {
     pool: Pool<SqliteConnectionManager>,
 }
 
-const COLUMNS: &str = "id, hook_id, guid, event, action, installation_id, target_type, target_id,
+/// The columns [`row_to_delivery`] reads, in its order (one mapping for
+/// every read of a delivery's metadata).
+pub const COLUMNS: &str =
+    "id, hook_id, guid, event, action, installation_id, target_type, target_id,
      repository, owner, partition_key, received_at_ms, body_size, content_kind,
      parse_status, parse_error";
 
-fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
+pub fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
     let bad = |col: usize, what: String| {
         rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, what.into())
     };

@@ -421,15 +421,29 @@ fn insert(tx: &rusqlite::Transaction<'_>, d: &NewDelivery) -> rusqlite::Result<A
         .execute(params![id, d.headers, &d.body[..]])?;
     }
     for sink in &d.sinks {
-        tx.prepare_cached(
-            "INSERT INTO jobs (delivery_id, sink, partition_key, state, attempts, next_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
-        )?
-        .execute(params![id, sink, m.partition_key, m.received_at_ms])?;
-        tx.prepare_cached(
-            "INSERT INTO partitions (sink, partition_key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![sink, m.partition_key])?;
+        fan_out(tx, id, sink, &m.partition_key, m.received_at_ms)?;
     }
     Ok(Appended::Queued { id })
+}
+
+/// Gives `sink` a pending job for a journaled delivery, due at `at_ms`,
+/// and makes sure its partition has a lease row. The one way jobs are
+/// made: at ingest, and by a back-fill.
+pub fn fan_out(
+    tx: &rusqlite::Transaction<'_>,
+    delivery_id: i64,
+    sink: &str,
+    partition_key: &str,
+    at_ms: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO jobs (delivery_id, sink, partition_key, state, attempts, next_at_ms, updated_at_ms)
+         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
+    )?
+    .execute(params![delivery_id, sink, partition_key, at_ms])?;
+    tx.prepare_cached(
+        "INSERT INTO partitions (sink, partition_key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![sink, partition_key])?;
+    Ok(())
 }
