@@ -10,6 +10,19 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// `3m 12s`, `2h 5m`, `4d 1h`: the two largest units.
+pub fn span(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) if ms < 1000 => format!("{}ms", ms.max(0)),
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) => format!("{m}m {sec}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
 /// RFC 3339 (GitHub writes `2021-08-05T10:33:58Z`, sometimes with
 /// fractions or an offset) → epoch ms; anything else is absent.
 pub fn parse_rfc3339_ms(s: Option<&str>) -> Option<i64> {

@@ -12,18 +12,7 @@ pub fn time(ms: i64) -> String {
         .replacen('T', " ", 1)
 }
 
-/// `3m 12s`, `2h 5m`, `4d 1h`: the two largest units.
-pub fn span(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    match (d, h, m) {
-        (0, 0, 0) if ms < 1000 => format!("{}ms", ms.max(0)),
-        (0, 0, 0) => format!("{sec}s"),
-        (0, 0, _) => format!("{m}m {sec}s"),
-        (0, _, _) => format!("{h}h {m}m"),
-        _ => format!("{d}d {h}h"),
-    }
-}
+pub use crate::clock::span;
 
 /// `12.3 MB`.
 pub fn bytes(n: u64) -> String {

@@ -17,7 +17,8 @@ pub fn report(conn: &Connection, since: &str, json: bool) -> Result<(), ControlE
         println!("no workflow runs or jobs completed since {since}");
         return Ok(());
     }
-    let secs = |v: Option<f64>| v.map_or("-".to_string(), super::duration);
+    let secs =
+        |v: Option<f64>| v.map_or("-".to_string(), |s| crate::clock::span((s * 1000.0) as i64));
     println!(
         "{:<32}  {:<24}  {:>5}  {:>7}  {:>8}  {:>8}  {:>5}  {:>9}  {:>9}",
         "repository",

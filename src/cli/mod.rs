@@ -38,16 +38,6 @@ pub fn print_json(value: &impl serde::Serialize) {
     );
 }
 
-/// 42s, 3m05s, 2h07m.
-pub fn duration(secs: f64) -> String {
-    let s = secs.round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -36,7 +36,7 @@ pub fn status(conn: &Connection, json: bool) -> Result<(), ControlError> {
     );
     for r in rows {
         let w = &r.last_walk;
-        let ago = |t: i64| format!("{} ago", super::duration((now - t).max(0) as f64 / 1000.0));
+        let ago = |t: i64| format!("{} ago", crate::clock::span(now - t));
         println!(
             "{:<28}  {:<9}  {:>10}  {:>5}  {:>6}  {:>7}  {:>6}  {:>8}  {:>13}  {:>6}",
             r.source,

@@ -27,9 +27,8 @@ pub fn list(config: &Config, conn: &rusqlite::Connection, json: bool) -> Result<
             safe(&r.route),
             state,
             r.pending,
-            r.oldest_pending_ms.map_or("-".into(), |t| super::duration(
-                (now - t).max(0) as f64 / 1000.0
-            )),
+            r.oldest_pending_ms
+                .map_or("-".into(), |t| crate::clock::span(now - t)),
             r.dead,
             r.partitions_paused
         );
