@@ -1,11 +1,13 @@
-//! Command-line parsing only; the work happens in `gatehouse::app`.
+//! Command-line parsing only: each command's work and output is in
+//! `gatehouse::cli`, the server in `gatehouse::app`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gatehouse::cli::safe;
-use gatehouse::{app, cli, config::Config, control, logging};
+use gatehouse::cli::{self, config::operate};
+use gatehouse::config::Secrets;
+use gatehouse::{app, control, logging};
 
 #[derive(Parser)]
 #[command(
@@ -272,14 +274,38 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Serve { config } => serve(config),
-        Command::CheckConfig { config } => check_config(config),
-        Command::Deliveries { config, action } => {
-            operate(config, |c, conn| deliveries(c, conn, action))
-        }
-        Command::Github { config, action } => github(config, action),
-        Command::Clients { config, action } => operate(config, |_, conn| clients(conn, action)),
+        Command::CheckConfig { config } => cli::config::check(config),
+        Command::Deliveries { config, action } => operate(config, |config, conn| match action {
+            DeliveriesCmd::List {
+                filter,
+                limit,
+                json,
+            } => cli::deliveries::list(conn, &filter_of(&filter)?, limit, json),
+            DeliveriesCmd::Show { guid, json } => cli::deliveries::show(config, conn, &guid, json),
+            DeliveriesCmd::Retry { guid, dead, filter } => cli::deliveries::retry(
+                config,
+                conn,
+                guid,
+                dead,
+                &filter_of(&filter)?,
+                filter.since.as_deref(),
+            ),
+        }),
+        Command::Github {
+            config,
+            action: GithubCmd::Status { json },
+        } => cli::github::status(config, json),
+        Command::Clients { config, action } => operate(config, |_, conn| match action {
+            ClientsCmd::Add {
+                name,
+                scopes,
+                owners,
+            } => cli::clients::add(conn, &name, &scopes, &owners),
+            ClientsCmd::List { json } => cli::clients::list(conn, json),
+            ClientsCmd::Revoke { name } => cli::clients::revoke(conn, &name),
+        }),
         Command::Backup { config, path } => operate(config, |config, conn| {
-            gatehouse::cli::backup::backup(conn, &config.storage.path, &path)
+            cli::backup::backup(conn, &config.storage.path, &path)
                 .map_err(control::ControlError::Invalid)
         }),
         Command::Admin {
@@ -287,15 +313,15 @@ fn main() -> ExitCode {
             action: AdminCmd::SetPassword { print, output },
         } => {
             let out = match (print, output) {
-                (true, _) => gatehouse::cli::admin::Output::Print,
-                (false, Some(p)) => gatehouse::cli::admin::Output::File(p),
-                (false, None) => gatehouse::cli::admin::Output::Configured,
+                (true, _) => cli::admin::Output::Print,
+                (false, Some(p)) => cli::admin::Output::File(p),
+                (false, None) => cli::admin::Output::Configured,
             };
-            let config = match config.as_ref() {
-                Some(p) => Config::load_without_secrets(p).map_err(|e| e.to_string()),
-                None => Ok(Config::default()),
+            let config = match cli::config::load(config.as_deref(), Secrets::Skip) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
-            match config.and_then(|c| gatehouse::cli::admin::set_password(&c, out)) {
+            match cli::admin::set_password(&config, out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("gatehouse: {e}");
@@ -313,241 +339,24 @@ fn main() -> ExitCode {
             config,
             action: ActionsCmd::Report { since, json },
         } => operate(config, |_, conn| cli::actions::report(conn, &since, json)),
-        Command::Routes { config, action } => operate(config, |config, conn| {
-            let (route, hold) = match action {
-                HoldCmd::Pause { route } => (route, true),
-                HoldCmd::Resume { route } => (route, false),
-                HoldCmd::Drop { route } => return drop_route(config, conn, &route),
-                HoldCmd::List { json } => return cli::routes::list(config, conn, json),
-            };
-            known_route(config, &route)?;
-            control::hold_route(conn, &route, hold)?;
-            println!("route {route} {}", if hold { "paused" } else { "resumed" });
-            Ok(())
+        Command::Routes { config, action } => operate(config, |config, conn| match action {
+            HoldCmd::List { json } => cli::routes::list(config, conn, json),
+            HoldCmd::Pause { route } => cli::routes::hold(config, conn, &route, None, true),
+            HoldCmd::Resume { route } => cli::routes::hold(config, conn, &route, None, false),
+            HoldCmd::Drop { route } => cli::routes::drop(config, conn, &route),
         }),
-        Command::Partitions { config, action } => operate(config, |config, conn| {
-            let (route, partition, hold) = match action {
-                PartitionHoldCmd::Pause { route, partition } => (route, partition, true),
-                PartitionHoldCmd::Resume { route, partition } => (route, partition, false),
-            };
-            known_route(config, &route)?;
-            control::hold_partition(conn, &route, &partition, hold)?;
-            println!(
-                "partition {partition} of route {route} {}",
-                if hold { "paused" } else { "resumed" }
-            );
-            Ok(())
+        Command::Partitions { config, action } => operate(config, |config, conn| match action {
+            PartitionHoldCmd::Pause { route, partition } => {
+                cli::routes::hold(config, conn, &route, Some(&partition), true)
+            }
+            PartitionHoldCmd::Resume { route, partition } => {
+                cli::routes::hold(config, conn, &route, Some(&partition), false)
+            }
         }),
     }
 }
 
-/// A route (or built-in sink) the config has; a typo says which exist.
-fn known_route(config: &Config, route: &str) -> Result<(), control::ControlError> {
-    let catalog = gatehouse::sinks::Catalog::new(config);
-    if catalog.has(route) {
-        return Ok(());
-    }
-    let names = catalog.names();
-    let known: Vec<&str> = names.iter().map(String::as_str).collect();
-    let hint = gatehouse::config::validate::did_you_mean(route, &known)
-        .map(|k| format!(" (did you mean {k:?}?)"))
-        .unwrap_or_default();
-    Err(control::ControlError::Invalid(format!(
-        "no route {route:?} in the config{hint}; routes: {}",
-        if known.is_empty() {
-            "none".to_string()
-        } else {
-            known.join(", ")
-        }
-    )))
-}
-
-/// `gatehouse routes drop NAME`: only for a route the config no longer has.
-fn drop_route(
-    config: &Config,
-    conn: &mut rusqlite::Connection,
-    route: &str,
-) -> Result<(), control::ControlError> {
-    if gatehouse::sinks::Catalog::new(config).has(route) {
-        return Err(control::ControlError::Invalid(format!(
-            "route {route:?} is in the config: remove it there first (its jobs would run again otherwise)"
-        )));
-    }
-    let d = control::drop_sink(conn, route)?;
-    println!(
-        "dropped {} pending job(s) and {} dead letter(s) of route {}",
-        d.pending,
-        d.dead,
-        safe(route)
-    );
-    Ok(())
-}
-
-fn clients(
-    conn: &mut rusqlite::Connection,
-    action: ClientsCmd,
-) -> Result<(), control::ControlError> {
-    use gatehouse::gateway::clients;
-    let now = gatehouse::clock::now_ms();
-    let err = |e: clients::ClientError| control::ControlError::Invalid(e.to_string());
-    match action {
-        ClientsCmd::Add {
-            name,
-            scopes,
-            owners,
-        } => {
-            let token = clients::add(conn, &name, &scopes, &owners, now).map_err(err)?;
-            for s in &scopes {
-                if clients::Scope::parse(s).is_ok_and(|s| s.posts_graphql()) {
-                    eprintln!(
-                        "note: --scope {s:?} allows GraphQL mutations too; 'QUERY /graphql' allows reads only"
-                    );
-                }
-            }
-            eprintln!("client {name} created; its token (shown only this once):");
-            println!("{token}");
-        }
-        ClientsCmd::Revoke { name } => {
-            clients::revoke(conn, &name, now).map_err(err)?;
-            println!("client {name} revoked");
-        }
-        ClientsCmd::List { json } => {
-            let rows = clients::list(conn, now).map_err(err)?;
-            if json {
-                cli::print_json(&rows);
-                return Ok(());
-            }
-            println!(
-                "{:<20}  {:<8}  {:>8}  {:>6}  {:>11}  {:>6}  {:>6}  {:>6}  {:>6}  scopes / owners",
-                "client",
-                "state",
-                "requests",
-                "hits",
-                "revalidated",
-                "misses",
-                "bypass",
-                "spent",
-                "saved"
-            );
-            for r in rows {
-                let u = &r.last_hour;
-                let any = |v: &[String]| {
-                    if v.is_empty() {
-                        "any".to_string()
-                    } else {
-                        v.join("; ")
-                    }
-                };
-                println!(
-                    "{:<20}  {:<8}  {:>8}  {:>6}  {:>11}  {:>6}  {:>6}  {:>6}  {:>6}  {} / {}",
-                    r.name,
-                    if r.revoked_at_ms.is_some() {
-                        "revoked"
-                    } else {
-                        "active"
-                    },
-                    u.requests,
-                    u.hits,
-                    u.revalidated,
-                    u.misses,
-                    u.bypassed,
-                    u.units_spent,
-                    u.units_saved,
-                    any(&r.scopes),
-                    any(&r.owners),
-                );
-            }
-            println!("(usage over the last hour)");
-        }
-    }
-    Ok(())
-}
-
-fn github(path: Option<PathBuf>, action: GithubCmd) -> ExitCode {
-    let GithubCmd::Status { json } = action;
-    let Some(path) = path else {
-        eprintln!("gatehouse: github status needs --config (the embedded default has no [github])");
-        return ExitCode::from(2);
-    };
-    let config = match Config::load(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("gatehouse: config error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let rows = runtime.block_on(async {
-        let pool = gatehouse::github::Pool::new(&config.github)?;
-        pool.probe().await
-    });
-    match rows {
-        Ok(rows) if json => {
-            cli::print_json(&rows);
-            ExitCode::SUCCESS
-        }
-        Ok(rows) => {
-            let now = gatehouse::clock::now_ms() / 1000;
-            println!(
-                "{:<36}  {:<20}  {:<8}  {:>9}  {:>9}  reset",
-                "credential", "owner", "resource", "remaining", "limit"
-            );
-            for r in rows {
-                println!(
-                    "{:<36}  {:<20}  {:<8}  {:>9}  {:>9}  {} (in {} s)",
-                    r.credential,
-                    safe(&r.owner),
-                    safe(&r.resource),
-                    r.remaining,
-                    r.limit,
-                    cli::deliveries::time(r.reset * 1000),
-                    (r.reset - now).max(0)
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("gatehouse: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Loads the config (or the embedded default's paths), opens the journal
-/// for operator actions, and runs `f`.
-fn operate(
-    path: Option<PathBuf>,
-    f: impl FnOnce(&Config, &mut rusqlite::Connection) -> Result<(), control::ControlError>,
-) -> ExitCode {
-    // Nothing here uses a secret: they are not read (on a systemd install
-    // they are credentials only the service can open).
-    let config = match path.as_ref() {
-        Some(p) => Config::load_without_secrets(p),
-        None => Ok(Config::default()),
-    };
-    let config = match config {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "{}",
-                cli::check::problems(path.as_deref().unwrap_or(std::path::Path::new("-")), &e)
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let result = control::open(&config.storage.path).and_then(|mut conn| f(&config, &mut conn));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("gatehouse: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
+/// `--filter` arguments as the store's filter (times parsed now).
 fn filter_of(a: &FilterArgs) -> Result<control::Filter, control::ControlError> {
     Ok(control::Filter {
         event: a.event.clone(),
@@ -561,84 +370,6 @@ fn filter_of(a: &FilterArgs) -> Result<control::Filter, control::ControlError> {
             .transpose()?,
         ..control::Filter::default()
     })
-}
-
-fn deliveries(
-    config: &Config,
-    conn: &mut rusqlite::Connection,
-    action: DeliveriesCmd,
-) -> Result<(), control::ControlError> {
-    match action {
-        DeliveriesCmd::List {
-            filter,
-            limit,
-            json,
-        } => {
-            let rows = control::list(conn, &filter_of(&filter)?, limit)?;
-            if json {
-                cli::print_json(&rows);
-            } else {
-                println!(
-                    "{:<24}  {:<36}  {:<28}  {:<20}  jobs",
-                    "received", "guid", "event", "partition"
-                );
-                for r in rows {
-                    let event = match &r.action {
-                        Some(a) => format!("{}.{a}", r.event),
-                        None => r.event.clone(),
-                    };
-                    println!(
-                        "{:<24}  {:<36}  {:<28}  {:<20}  {}{}",
-                        cli::deliveries::time(r.received_at_ms),
-                        safe(&r.guid),
-                        safe(&event),
-                        safe(&r.partition),
-                        safe(&r.jobs.join(" ")),
-                        if r.recovered { "  (recovered)" } else { "" }
-                    );
-                }
-            }
-        }
-        DeliveriesCmd::Show { guid, json } => cli::deliveries::show(config, conn, &guid, json)?,
-        DeliveriesCmd::Retry { guid, dead, filter } => {
-            let n = if let Some(g) = guid {
-                control::retry_guid(conn, &g, filter.route.as_deref())?.jobs
-            } else if dead {
-                control::retry_dead(conn, &filter_of(&filter)?)?.jobs
-            } else if let (Some(name), Some(since)) =
-                (filter.route.as_deref(), filter.since.as_deref())
-            {
-                let catalog = gatehouse::sinks::Catalog::new(config);
-                if !catalog.has(name) {
-                    return Err(control::ControlError::Invalid(format!(
-                        "no route {name:?} in the config (nor an enabled built-in sink)"
-                    )));
-                }
-                control::backfill(
-                    conn,
-                    name,
-                    |meta| catalog.wants(name, meta),
-                    control::parse_since(since, gatehouse::clock::now_ms())?,
-                )?
-            } else {
-                return Err(control::ControlError::Invalid(
-                    "give a GUID, --dead [filters], or --route R --since T to back-fill".into(),
-                ));
-            };
-            println!("{n} job(s) queued; a running gatehouse picks them up within 10 s");
-        }
-    }
-    Ok(())
-}
-
-fn load(path: Option<&PathBuf>) -> Result<(Config, app::Generated), String> {
-    match path {
-        Some(p) => Config::load(p)
-            .map(|c| (c, app::Generated::default()))
-            .map_err(|e| e.to_string()),
-        None => app::embedded_default()
-            .map_err(|e| format!("cannot set up the embedded default in ./gatehouse-data: {e}")),
-    }
 }
 
 /// Large allocations (request bodies of up to 25 MB) get pages of their
@@ -657,16 +388,13 @@ fn return_memory_after_bursts() {
 
 fn serve(path: Option<PathBuf>) -> ExitCode {
     return_memory_after_bursts();
-    let (config, generated) = match load(path.as_ref()) {
+    let (config, generated) = match cli::config::for_serve(path.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("gatehouse: config error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     logging::init(config.log.format, &config.log.level);
     if path.is_none() {
-        print_default_banner(&config, &generated);
+        cli::config::banner(&config, &generated);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -678,61 +406,6 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
             tracing::error!(error = %e, "gatehouse failed to start");
             eprintln!("gatehouse: {e}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Shown when running on the embedded default: what to paste into GitHub.
-fn print_default_banner(config: &Config, generated: &app::Generated) {
-    let url = format!("http://{}/webhooks/github", config.server.listen);
-    let secret_path = app::default_secret_path(&config.storage.path);
-    println!("gatehouse is running on its embedded default (no --config).");
-    println!(
-        "  Payload URL:  {url}   (put a reverse proxy with TLS in front for GitHub to reach it)"
-    );
-    println!("  Content type: application/json");
-    match &generated.secret {
-        Some(secret) => {
-            println!("  Secret:       {secret}");
-            println!(
-                "  (generated now and stored in {}; it is shown only this once)",
-                secret_path.display()
-            );
-        }
-        None => println!("  Secret:       stored in {}", secret_path.display()),
-    }
-    println!("  Journal:      {}", config.storage.path.display());
-    println!("  Admin UI:     http://{}/admin/", config.server.listen);
-    let hash_path = config.admin.hash_path(&config.storage.path);
-    match &generated.admin_password {
-        Some(password) => {
-            println!("  Admin login:  {password}");
-            println!(
-                "  (generated now; only its hash is stored, in {}; it is shown only this once. \
-                 `gatehouse admin set-password` changes it)",
-                hash_path.display()
-            );
-        }
-        None => println!(
-            "  Admin login:  the password whose hash is in {}",
-            hash_path.display()
-        ),
-    }
-}
-
-fn check_config(path: Option<PathBuf>) -> ExitCode {
-    let Some(path) = path else {
-        println!("no --config given: gatehouse serve would run on the embedded default");
-        return ExitCode::SUCCESS;
-    };
-    match Config::load(&path) {
-        Ok(c) => {
-            println!("{}", cli::check::summary(&path, &c));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{}", cli::check::problems(&path, &e));
-            ExitCode::from(2)
         }
     }
 }

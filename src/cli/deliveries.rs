@@ -1,5 +1,6 @@
-//! `gatehouse deliveries show`: one delivery, its jobs and every attempt,
-//! with what the consumer answered.
+//! `gatehouse deliveries list|show|retry`: the journal's deliveries, one
+//! with its jobs and every attempt (what the consumer answered), and jobs
+//! run again.
 
 use super::{print_json, safe};
 use crate::config::{Config, Ordering};
@@ -11,6 +12,77 @@ pub fn time(ms: i64) -> String {
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
     )
     .to_string()
+}
+
+/// The newest deliveries matching `filter`, with their jobs.
+pub fn list(
+    conn: &rusqlite::Connection,
+    filter: &control::Filter,
+    limit: usize,
+    json: bool,
+) -> Result<(), ControlError> {
+    let rows = control::list(conn, filter, limit)?;
+    if json {
+        print_json(&rows);
+    } else {
+        println!(
+            "{:<24}  {:<36}  {:<28}  {:<20}  jobs",
+            "received", "guid", "event", "partition"
+        );
+        for r in rows {
+            let event = match &r.action {
+                Some(a) => format!("{}.{a}", r.event),
+                None => r.event.clone(),
+            };
+            println!(
+                "{:<24}  {:<36}  {:<28}  {:<20}  {}{}",
+                time(r.received_at_ms),
+                safe(&r.guid),
+                safe(&event),
+                safe(&r.partition),
+                safe(&r.jobs.join(" ")),
+                if r.recovered { "  (recovered)" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs jobs again: one GUID's (only `filter.route`'s, if given), every
+/// dead letter matching `filter` (`dead`), or, with a route and `since`
+/// alone, back-fills that route with the deliveries it missed.
+pub fn retry(
+    config: &Config,
+    conn: &mut rusqlite::Connection,
+    guid: Option<String>,
+    dead: bool,
+    filter: &control::Filter,
+    since: Option<&str>,
+) -> Result<(), ControlError> {
+    let n = if let Some(g) = guid {
+        control::retry_guid(conn, &g, filter.route.as_deref())?.jobs
+    } else if dead {
+        control::retry_dead(conn, filter)?.jobs
+    } else if let (Some(name), Some(since)) = (filter.route.as_deref(), since) {
+        let catalog = crate::sinks::Catalog::new(config);
+        if !catalog.has(name) {
+            return Err(ControlError::Invalid(format!(
+                "no route {name:?} in the config (nor an enabled built-in sink)"
+            )));
+        }
+        control::backfill(
+            conn,
+            name,
+            |meta| catalog.wants(name, meta),
+            control::parse_since(since, crate::clock::now_ms())?,
+        )?
+    } else {
+        return Err(ControlError::Invalid(
+            "give a GUID, --dead [filters], or --route R --since T to back-fill".into(),
+        ));
+    };
+    println!("{n} job(s) queued; a running gatehouse picks them up within 10 s");
+    Ok(())
 }
 
 pub fn show(

@@ -5,7 +5,10 @@ pub mod actions;
 pub mod admin;
 pub mod backup;
 pub mod check;
+pub mod clients;
+pub mod config;
 pub mod deliveries;
+pub mod github;
 pub mod recovery;
 pub mod routes;
 

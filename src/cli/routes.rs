@@ -1,4 +1,6 @@
-//! `gatehouse routes list`: each route's state, backlog and dead letters.
+//! `gatehouse routes list|pause|resume|drop` and `partitions pause|resume`:
+//! each route's state, backlog and dead letters; holds; the jobs of a
+//! removed route.
 
 use super::{print_json, safe};
 use crate::config::Config;
@@ -37,6 +39,67 @@ pub fn list(config: &Config, conn: &rusqlite::Connection, json: bool) -> Result<
         println!(
             "\nroutes not configured keep their jobs until they return; `gatehouse routes drop ROUTE` deletes them"
         );
+    }
+    Ok(())
+}
+
+/// A route (or built-in sink) the config has; a typo says which exist.
+pub fn known(config: &Config, route: &str) -> Result<(), ControlError> {
+    let catalog = crate::sinks::Catalog::new(config);
+    if catalog.has(route) {
+        return Ok(());
+    }
+    let names = catalog.names();
+    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+    let hint = crate::config::validate::did_you_mean(route, &known)
+        .map(|k| format!(" (did you mean {k:?}?)"))
+        .unwrap_or_default();
+    Err(ControlError::Invalid(format!(
+        "no route {route:?} in the config{hint}; routes: {}",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    )))
+}
+
+/// `gatehouse routes drop NAME`: only for a route the config no longer has.
+pub fn drop(config: &Config, conn: &rusqlite::Connection, route: &str) -> Result<(), ControlError> {
+    if crate::sinks::Catalog::new(config).has(route) {
+        return Err(ControlError::Invalid(format!(
+            "route {route:?} is in the config: remove it there first (its jobs would run again otherwise)"
+        )));
+    }
+    let d = control::drop_sink(conn, route)?;
+    println!(
+        "dropped {} pending job(s) and {} dead letter(s) of route {}",
+        d.pending,
+        d.dead,
+        safe(route)
+    );
+    Ok(())
+}
+
+/// Pauses or resumes a route as a whole, or one of its partitions.
+pub fn hold(
+    config: &Config,
+    conn: &rusqlite::Connection,
+    route: &str,
+    partition: Option<&str>,
+    hold: bool,
+) -> Result<(), ControlError> {
+    known(config, route)?;
+    let word = if hold { "paused" } else { "resumed" };
+    match partition {
+        None => {
+            control::hold_route(conn, route, hold)?;
+            println!("route {} {word}", safe(route));
+        }
+        Some(p) => {
+            control::hold_partition(conn, route, p, hold)?;
+            println!("partition {} of route {} {word}", safe(p), safe(route));
+        }
     }
     Ok(())
 }
