@@ -218,8 +218,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
 
     let scheduler = crate::scheduler::spawn(
         journal.clone(),
-        config.routes.clone(),
-        actions.clone(),
+        crate::sinks::scheduled(&config.routes, actions.clone(), config.processing.workers),
         config.processing.clone(),
         metrics.sinks.clone(),
         in_flight,

@@ -105,6 +105,7 @@ pub struct SinkMetrics {
     finished: Family<SinkOutcome, Counter>,
     latency: Family<SinkLabel, Histogram>,
     leases_lost: Family<SinkLabel, Counter>,
+    turns: Family<SinkOutcome, Counter>,
 }
 
 impl SinkMetrics {
@@ -127,6 +128,18 @@ impl SinkMetrics {
             .get_or_create(&SinkOutcome {
                 sink: sink.into(),
                 outcome: state.into(),
+            })
+            .inc();
+    }
+
+    /// The scheduler took a partition's turn: `result` is ran (lease
+    /// taken, its due jobs worked), held (paused by an operator), busy
+    /// (another holder's lease) or lease_lost.
+    pub fn turn(&self, sink: &str, result: &str) {
+        self.turns
+            .get_or_create(&SinkOutcome {
+                sink: sink.into(),
+                outcome: result.into(),
             })
             .inc();
     }
@@ -410,6 +423,7 @@ impl Metrics {
             attempts: Family::default(),
             finished: Family::default(),
             leases_lost: Family::default(),
+            turns: Family::default(),
             latency: Family::new_with_constructor(|| {
                 // 1 ms .. ~30 s
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -424,6 +438,11 @@ impl Metrics {
             "jobs_finished",
             "Jobs that reached a final state, by sink and state (done, dead)",
             sinks.finished.clone(),
+        );
+        registry.register(
+            "scheduler_turns",
+            "Partition turns the scheduler took, by sink and outcome (ran, held, busy, lease_lost): proof it looked",
+            sinks.turns.clone(),
         );
         registry.register(
             "leases_lost",

@@ -86,6 +86,28 @@ async fn dead_letters_are_listed_shown_and_retried_from_the_cli() {
     );
 }
 
+/// Turns the scheduler took and found held (route or partition paused).
+async fn held_turns(client: &reqwest::Client, base: &str) -> f64 {
+    let m = common::scrape(client, base).await;
+    common::metric(
+        &m,
+        r#"gatehouse_scheduler_turns_total{sink="ci",outcome="held"}"#,
+    )
+    .unwrap_or(0.0)
+}
+
+/// Waits (bounded) until the scheduler has taken one more held turn.
+async fn wait_held_turn(client: &reqwest::Client, base: &str, before: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while held_turns(client, base).await <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scheduler never looked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_route_holds_its_jobs_until_resumed_and_backfill_fills_a_new_route() {
     let c = consumer::start(Duration::ZERO, consumer::always(200)).await;
@@ -98,11 +120,13 @@ async fn a_paused_route_holds_its_jobs_until_resumed_and_backfill_fills_a_new_ro
     cli(&config, &["routes", "pause", "ci"]);
     let client = reqwest::Client::new();
     let body = compact(&common::fixtures().join("payloads/push/payload.json"));
+    let held = held_turns(&client, &server.base).await;
     Delivery::json("push", "held-1", body.clone())
         .send(&client, &server.base)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The scheduler took the partition's turn and found it held.
+    wait_held_turn(&client, &server.base, held).await;
     assert!(c.arrivals().is_empty(), "a paused route forwards nothing");
     cli(&config, &["routes", "resume", "ci"]);
     c.wait_for(
@@ -116,6 +140,7 @@ async fn a_paused_route_holds_its_jobs_until_resumed_and_backfill_fills_a_new_ro
     cli(&config, &["partitions", "pause", "ci", "Codertocat"]);
     let mut other: serde_json::Value = serde_json::from_slice(&body).unwrap();
     other["repository"]["owner"]["login"] = "someone-else".into();
+    let held = held_turns(&client, &server.base).await;
     Delivery::json("push", "held-2", body.clone())
         .send(&client, &server.base)
         .await
@@ -130,7 +155,7 @@ async fn a_paused_route_holds_its_jobs_until_resumed_and_backfill_fills_a_new_ro
         |a| a.iter().any(|x| x.guid == "free-1"),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_held_turn(&client, &server.base, held).await;
     assert!(
         !c.arrivals().iter().any(|x| x.guid == "held-2"),
         "the paused partition waits"
@@ -149,7 +174,15 @@ async fn a_paused_route_holds_its_jobs_until_resumed_and_backfill_fills_a_new_ro
     );
     let config = binary::write_config(dir.path(), &db, &with_late);
     let _server = Server::start(&config);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The new route has no jobs for what came before it: nothing to send.
+    let v: serde_json::Value =
+        serde_json::from_str(&cli(&config, &["routes", "list", "--json"])).unwrap();
+    let late_route = v.as_array().unwrap().iter().find(|r| r["route"] == "late");
+    assert_eq!(
+        late_route.unwrap()["pending"],
+        0,
+        "no back-fill unless asked: {v}"
+    );
     assert!(late.arrivals().is_empty(), "no back-fill unless asked");
     let out = cli(
         &config,

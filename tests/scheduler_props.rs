@@ -125,8 +125,7 @@ impl Life {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         rt.block_on(gatehouse::scheduler::spawn(
             journal.clone(),
-            vec![route],
-            None,
+            gatehouse::sinks::scheduled(&[route], None, processing.workers),
             processing.clone(),
             gatehouse::metrics::Metrics::new().sinks,
             gatehouse::scheduler::in_flight::InFlight::new(),

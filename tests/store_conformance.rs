@@ -8,8 +8,8 @@
 mod common;
 
 use gatehouse::journal::{ContentKind, DeliveryMeta, Journal, NewDelivery, ParseStatus, model};
+use gatehouse::scheduler::sink::{Attempt, Outcome};
 use gatehouse::scheduler::store::{self, After, Fence, Lease};
-use gatehouse::sinks::forward::{Attempt, Outcome};
 
 const LEASE_MS: i64 = 30_000;
 

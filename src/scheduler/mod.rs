@@ -11,23 +11,21 @@
 
 pub mod in_flight;
 pub mod samples;
+pub mod sink;
 pub mod store;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rand::RngExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock;
-use crate::config::{Ordering, ProcessingConfig, RouteConfig};
+use crate::config::ProcessingConfig;
 use crate::journal::{Journal, JournalError, WorkNotice};
 use crate::shutdown;
-use crate::sinks::actions::{self, ActionsSink};
-use crate::sinks::forward;
-use store::After;
+use sink::{Batch, Sink, Turn};
 
 type Key = (String, String);
 
@@ -51,21 +49,14 @@ pub fn backoff_ms(attempts: u32) -> i64 {
 /// What the workers share.
 struct Shared {
     journal: Journal,
-    routes: HashMap<String, Arc<RouteConfig>>,
-    client: reqwest::Client,
+    /// Every sink by name: the routes and the built-in ones.
+    sinks: HashMap<String, Arc<dyn Sink>>,
     owner: String,
     lease_ms: i64,
     batch_size: usize,
     stop: watch::Receiver<bool>,
     metrics: crate::metrics::SinkMetrics,
-    actions: Option<Arc<ActionsSink>>,
     in_flight: Arc<in_flight::InFlight>,
-}
-
-/// What runs a sink's jobs.
-enum Runner {
-    Forward(Arc<RouteConfig>),
-    Actions(Arc<ActionsSink>),
 }
 
 #[derive(Default)]
@@ -76,13 +67,12 @@ struct PartState {
     due_ms: Option<i64>,
 }
 
-/// Starts the scheduler for these routes and, when enabled, the Actions
-/// metrics sink; it ends when `stop` turns true, after its workers finish
-/// the job in hand.
+/// Starts the scheduler for these sinks (each forward route and the
+/// built-in ones, by name); it ends when `stop` turns true, after its
+/// workers finish the job in hand.
 pub async fn spawn(
     journal: Journal,
-    routes: Vec<RouteConfig>,
-    actions: Option<Arc<ActionsSink>>,
+    sinks: Vec<(String, Arc<dyn Sink>)>,
     processing: ProcessingConfig,
     metrics: crate::metrics::SinkMetrics,
     in_flight: Arc<in_flight::InFlight>,
@@ -98,29 +88,16 @@ pub async fn spawn(
             "leases of a process that is gone expired (their fences stay)"
         );
     }
-    let mut configured: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
-    if actions.is_some() {
-        configured.push(actions::SINK.to_string());
-    }
-    report_orphans(&journal, configured).await;
+    report_orphans(&journal, sinks.iter().map(|s| s.0.clone()).collect()).await;
     let initial = store::due_partitions(&journal).await?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(processing.workers)
-        .build()
-        .expect("HTTP client");
     let shared = Arc::new(Shared {
         journal,
-        routes: routes
-            .into_iter()
-            .map(|r| (r.name.clone(), Arc::new(r)))
-            .collect(),
-        client,
+        sinks: sinks.into_iter().collect(),
         owner: in_flight::worker_name(clock::now_ms()),
         lease_ms: processing.lease_secs as i64 * 1000,
         batch_size: processing.batch_size,
         stop: stop.clone(),
         metrics,
-        actions,
         in_flight,
     });
     Ok(tokio::spawn(dispatch(
@@ -287,44 +264,6 @@ async fn work(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
     }
 }
 
-/// A lease this worker holds: its fence, and until when it may trust it
-/// by its own monotonic clock (measured from before the write that took
-/// or renewed it, so never later than the database's idea).
-struct Held {
-    fence: store::Fence,
-    trust_until: Instant,
-    lease: Duration,
-}
-
-impl Held {
-    /// Makes sure the lease outlives an attempt of `timeout` plus the
-    /// margin, extending it first if not. False: it passed on.
-    async fn ensure(
-        &mut self,
-        s: &Shared,
-        sink: &str,
-        partition: &str,
-        timeout: Duration,
-    ) -> Result<bool, JournalError> {
-        let needed = timeout + Duration::from_secs(LEASE_MARGIN_SECS);
-        if Instant::now() + needed <= self.trust_until {
-            return Ok(true);
-        }
-        let before = Instant::now();
-        let until = clock::now_ms() + self.lease.as_millis() as i64;
-        if store::extend(&s.journal, sink, partition, &self.fence, until).await? {
-            self.trust_until = before + self.lease;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    /// After a write that renewed the lease, issued at `before`.
-    fn renewed(&mut self, before: Instant) {
-        self.trust_until = before + self.lease;
-    }
-}
-
 /// The lease passed to another claim: stop touching the partition and
 /// look again once a lease could have expired.
 fn lost(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
@@ -338,221 +277,58 @@ fn lost(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
 }
 
 async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i64>, JournalError> {
-    let runner = match (sink, &s.actions) {
-        (actions::SINK, Some(a)) => Runner::Actions(a.clone()),
-        _ => match s.routes.get(sink) {
-            Some(route) => Runner::Forward(route.clone()),
-            // Jobs of a sink that is no longer configured wait for it to return.
-            None => return Ok(None),
-        },
+    // Jobs of a sink that is no longer configured wait for it to return.
+    let Some(runner) = s.sinks.get(sink).cloned() else {
+        return Ok(None);
     };
     let now = clock::now_ms();
-    let before = Instant::now();
+    let taken_at = Instant::now();
     let (paused_until, fence) =
         match store::acquire(&s.journal, sink, partition, &s.owner, now, s.lease_ms).await? {
-            store::Lease::Busy => return Ok(Some(now + s.lease_ms)),
+            store::Lease::Busy => {
+                s.metrics.turn(sink, "busy");
+                return Ok(Some(now + s.lease_ms));
+            }
             // Parked until an operator resumes it; the rescan finds it then.
-            store::Lease::Held => return Ok(None),
+            store::Lease::Held => {
+                s.metrics.turn(sink, "held");
+                return Ok(None);
+            }
             store::Lease::Taken {
                 paused_until_ms,
                 fence,
             } => (paused_until_ms, fence),
         };
-    let mut held = Held {
-        fence,
-        trust_until: before + Duration::from_millis(s.lease_ms as u64),
-        lease: Duration::from_millis(s.lease_ms as u64),
-    };
-    let next = match &runner {
-        Runner::Forward(route) => {
-            run_batch(s, route, sink, partition, paused_until, &mut held).await
-        }
-        Runner::Actions(a) => run_actions(s, a, partition, &mut held).await,
-    };
-    match next {
-        Ok(Batch::LeaseLost) => Ok(lost(s, sink, partition)),
-        Ok(Batch::Next(next)) => {
-            store::release(&s.journal, sink, partition, &held.fence).await?;
-            Ok(next)
-        }
-        Err(e) => {
-            let _ = store::release(&s.journal, sink, partition, &held.fence).await;
-            Err(e)
-        }
-    }
-}
-
-/// How a lease's worth of work ended.
-enum Batch {
-    /// When the partition is next due (None: nothing pending).
-    Next(Option<i64>),
-    LeaseLost,
-}
-
-async fn run_batch(
-    s: &Shared,
-    route: &RouteConfig,
-    sink: &str,
-    partition: &str,
-    paused_until: i64,
-    held: &mut Held,
-) -> Result<Batch, JournalError> {
-    let now = clock::now_ms();
-    if paused_until > now {
-        return Ok(Batch::Next(Some(paused_until)));
-    }
-    let due_by = match route.ordering {
-        Ordering::Strict => None,
-        Ordering::None => Some(now),
-    };
-    let jobs = store::pending(&s.journal, sink, partition, due_by, s.batch_size).await?;
-    if jobs.is_empty() {
-        return store::next_due(&s.journal, sink, partition)
-            .await
-            .map(Batch::Next);
-    }
-    let timeout = Duration::from_secs(route.timeout_secs);
-    for job in jobs {
-        if *s.stop.borrow() {
-            return Ok(Batch::Next(Some(clock::now_ms())));
-        }
-        if job.next_at_ms > clock::now_ms() {
-            // Strict order: the head is waiting for its retry, and so is
-            // everything behind it.
-            return Ok(Batch::Next(Some(job.next_at_ms)));
-        }
-        let Some(payload) = store::payload(&s.journal, job.delivery_id).await? else {
-            let why = "delivery no longer in the journal";
-            if !store::bury(&s.journal, job.id, sink, partition, &held.fence, why).await? {
-                return Ok(Batch::LeaseLost);
-            }
-            continue;
-        };
-        if !held.ensure(s, sink, partition, timeout).await? {
-            return Ok(Batch::LeaseLost);
-        }
-        let sending = s.in_flight.mark(
-            sink,
-            partition,
-            in_flight::Sending {
-                job_id: job.id,
-                attempt: job.attempts + 1,
-                since_ms: clock::now_ms(),
-            },
-        );
-        let attempt = forward::forward(
-            &s.client,
-            route,
-            forward::Replay {
-                stored_headers: &payload.headers,
-                body: Bytes::from(payload.body),
-                recovered: payload.recovered,
-            },
-            job.attempts + 1,
-        )
-        .await;
-        drop(sending);
-        if let Some(err) = &attempt.error {
-            tracing::info!(sink, partition, job = job.id, attempt = job.attempts + 1, error = %err, "forward failed");
-        }
-        let outcome = match attempt.outcome {
-            forward::Outcome::Done => "done",
-            forward::Outcome::Pause { .. } => "paused",
-            forward::Outcome::Failed => "failed",
-        };
-        s.metrics.attempt(
-            sink,
-            outcome,
-            Duration::from_millis(attempt.duration_ms as u64),
-        );
-        let retry_at = clock::now_ms() + backoff_ms(job.attempts + 1);
-        let before = Instant::now();
-        let after = store::record(
-            &s.journal,
-            &job,
-            sink,
-            partition,
-            &held.fence,
-            attempt,
-            route.max_attempts,
-            retry_at,
-            s.lease_ms,
-        )
-        .await?;
-        held.renewed(before);
-        match after {
-            After::Done => s.metrics.finished(sink, "done"),
-            After::Dead => s.metrics.finished(sink, "dead"),
-            _ => {}
-        }
-        match (after, route.ordering) {
-            (After::LeaseLost, _) => return Ok(Batch::LeaseLost),
-            (After::Done | After::Dead, _) => {}
-            (After::Paused { until_ms }, _) => return Ok(Batch::Next(Some(until_ms))),
-            (After::Retry { next_at_ms }, Ordering::Strict) => {
-                return Ok(Batch::Next(Some(next_at_ms)));
-            }
-            (After::Retry { .. }, Ordering::None) => {}
-        }
-        if let After::Dead = after {
-            tracing::warn!(
-                sink,
-                partition,
-                job = job.id,
-                "job dead-lettered after max_attempts"
-            );
-        }
-    }
-    // More may be pending (or retries due later): look again.
-    Ok(Batch::Next(Some(clock::now_ms())))
-}
-
-/// Applies a batch of Actions jobs in-process: one read, one transaction.
-/// Nothing here waits on a consumer, so there is no pause or backoff; a
-/// delivery that cannot be read as a workflow event is dead at once.
-async fn run_actions(
-    s: &Shared,
-    a: &ActionsSink,
-    partition: &str,
-    held: &mut Held,
-) -> Result<Batch, JournalError> {
-    let sink = actions::SINK;
-    let jobs = store::pending(
+    let mut turn = Turn::new(
         &s.journal,
         sink,
         partition,
-        Some(clock::now_ms()),
+        paused_until,
+        fence,
+        taken_at,
+        s.lease_ms,
         s.batch_size,
-    )
-    .await?;
-    if jobs.is_empty() {
-        return store::next_due(&s.journal, sink, partition)
-            .await
-            .map(Batch::Next);
-    }
-    let started = Instant::now();
-    let Some(outcomes) = a
-        .run(&s.journal, &jobs, partition, &held.fence, s.lease_ms)
-        .await?
-    else {
-        return Ok(Batch::LeaseLost);
-    };
-    held.renewed(started);
-    let each = started.elapsed() / outcomes.len() as u32;
-    for (job, outcome) in jobs.iter().zip(outcomes) {
-        match outcome {
-            Ok(()) => {
-                s.metrics.attempt(sink, "done", each);
-                s.metrics.finished(sink, "done");
-            }
-            Err(why) => {
-                tracing::warn!(sink, partition, job = job.id, error = %why, "job dead-lettered: not a usable workflow event");
-                s.metrics.attempt(sink, "failed", each);
-                s.metrics.finished(sink, "dead");
-            }
+        &s.stop,
+        &s.metrics,
+        &s.in_flight,
+    );
+    let next = runner.turn(&mut turn).await;
+    let fence = turn.fence;
+    match next {
+        Ok(Batch::LeaseLost) => {
+            s.metrics.turn(sink, "lease_lost");
+            Ok(lost(s, sink, partition))
+        }
+        Ok(Batch::Next(next)) => {
+            store::release(&s.journal, sink, partition, &fence).await?;
+            s.metrics.turn(sink, "ran");
+            Ok(next)
+        }
+        Err(e) => {
+            let _ = store::release(&s.journal, sink, partition, &fence).await;
+            Err(e)
         }
     }
-    Ok(Batch::Next(Some(clock::now_ms())))
 }
 
 #[cfg(test)]

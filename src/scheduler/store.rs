@@ -4,8 +4,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::sink::{Attempt, Outcome};
 use crate::journal::{Journal, JournalError, Payload};
-use crate::sinks::forward::{Attempt, Outcome};
 
 #[derive(Debug, Clone)]
 pub struct Job {

@@ -7,8 +7,13 @@ use bytes::Bytes;
 use http::HeaderMap;
 
 use crate::clock;
+use crate::config::Ordering;
 use crate::config::RouteConfig;
 use crate::journal::model::{decode_headers, encode_headers};
+use crate::scheduler::backoff_ms;
+use crate::scheduler::in_flight::Sending;
+use crate::scheduler::sink::{Attempt, Batch, Outcome, Sink, Turn, TurnResult};
+use crate::scheduler::store::{self, After};
 use crate::webhook::signature;
 
 /// Headers GitHub sent that the consumer gets again.
@@ -17,52 +22,6 @@ fn forwarded(name: &str) -> bool {
         || name == "user-agent"
         || name == "content-type"
         || name == "x-hub-signature-256"
-}
-
-/// What one attempt came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Done,
-    /// The consumer asked us to wait (429/503 with Retry-After, or a spent
-    /// rate limit): pause the partition; the attempt does not count.
-    Pause {
-        until_ms: i64,
-    },
-    /// Anything else: retry later, or dead letter after max_attempts.
-    Failed,
-}
-
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub outcome: Outcome,
-    pub status_code: Option<u16>,
-    pub started_at_ms: i64,
-    pub duration_ms: i64,
-    pub error: Option<String>,
-    pub response_excerpt: Option<String>,
-    /// Where it was sent (None: run in-process).
-    pub url: Option<String>,
-    /// The consumer's answer headers, in wire form.
-    pub response_headers: Option<Vec<u8>>,
-}
-
-impl Attempt {
-    /// An attempt run in-process (no consumer): done, or failed with why.
-    pub fn in_process(now_ms: i64, failed_because: Option<&str>) -> Attempt {
-        Attempt {
-            outcome: match failed_because {
-                None => Outcome::Done,
-                Some(_) => Outcome::Failed,
-            },
-            status_code: None,
-            started_at_ms: now_ms,
-            duration_ms: 0,
-            error: failed_because.map(str::to_string),
-            response_excerpt: None,
-            url: None,
-            response_headers: None,
-        }
-    }
 }
 
 /// A journaled delivery, as a forward needs it.
@@ -206,6 +165,141 @@ pub fn pause_until(status: u16, headers: &HeaderMap, now_ms: i64) -> Option<i64>
         return Some((reset * 1000).clamp(now_ms, now_ms + 86_400_000));
     }
     None
+}
+
+/// A forward route as the scheduler runs it: a turn sends the partition's
+/// due jobs one at a time, in journal order, each recorded under the lease
+/// before the next; strict order stops at a job waiting for its retry.
+pub struct ForwardSink {
+    route: RouteConfig,
+    client: reqwest::Client,
+}
+
+impl ForwardSink {
+    pub fn new(route: RouteConfig, client: reqwest::Client) -> ForwardSink {
+        ForwardSink { route, client }
+    }
+}
+
+impl Sink for ForwardSink {
+    fn turn<'a>(&'a self, turn: &'a mut Turn<'_>) -> TurnResult<'a> {
+        Box::pin(self.run(turn))
+    }
+}
+
+impl ForwardSink {
+    async fn run(&self, turn: &mut Turn<'_>) -> Result<Batch, crate::journal::JournalError> {
+        let route = &self.route;
+        let (sink, partition) = (turn.sink, turn.partition);
+        let now = clock::now_ms();
+        if turn.paused_until_ms > now {
+            return Ok(Batch::Next(Some(turn.paused_until_ms)));
+        }
+        let due_by = match route.ordering {
+            Ordering::Strict => None,
+            Ordering::None => Some(now),
+        };
+        let jobs = store::pending(turn.journal, sink, partition, due_by, turn.batch_size).await?;
+        if jobs.is_empty() {
+            return store::next_due(turn.journal, sink, partition)
+                .await
+                .map(Batch::Next);
+        }
+        let timeout = Duration::from_secs(route.timeout_secs);
+        for job in jobs {
+            if turn.stopping() {
+                return Ok(Batch::Next(Some(clock::now_ms())));
+            }
+            if job.next_at_ms > clock::now_ms() {
+                // Strict order: the head is waiting for its retry, and so
+                // is everything behind it.
+                return Ok(Batch::Next(Some(job.next_at_ms)));
+            }
+            let Some(payload) = store::payload(turn.journal, job.delivery_id).await? else {
+                let why = "delivery no longer in the journal";
+                if !store::bury(turn.journal, job.id, sink, partition, &turn.fence, why).await? {
+                    return Ok(Batch::LeaseLost);
+                }
+                continue;
+            };
+            if !turn.ensure_lease(timeout).await? {
+                return Ok(Batch::LeaseLost);
+            }
+            let sending = turn.in_flight.mark(
+                sink,
+                partition,
+                Sending {
+                    job_id: job.id,
+                    attempt: job.attempts + 1,
+                    since_ms: clock::now_ms(),
+                },
+            );
+            let attempt = forward(
+                &self.client,
+                route,
+                Replay {
+                    stored_headers: &payload.headers,
+                    body: Bytes::from(payload.body),
+                    recovered: payload.recovered,
+                },
+                job.attempts + 1,
+            )
+            .await;
+            drop(sending);
+            if let Some(err) = &attempt.error {
+                tracing::info!(sink, partition, job = job.id, attempt = job.attempts + 1, error = %err, "forward failed");
+            }
+            let outcome = match attempt.outcome {
+                Outcome::Done => "done",
+                Outcome::Pause { .. } => "paused",
+                Outcome::Failed => "failed",
+            };
+            turn.metrics.attempt(
+                sink,
+                outcome,
+                Duration::from_millis(attempt.duration_ms as u64),
+            );
+            let retry_at = clock::now_ms() + backoff_ms(job.attempts + 1);
+            let before = Instant::now();
+            let after = store::record(
+                turn.journal,
+                &job,
+                sink,
+                partition,
+                &turn.fence,
+                attempt,
+                route.max_attempts,
+                retry_at,
+                turn.lease_ms,
+            )
+            .await?;
+            turn.renewed(before);
+            match after {
+                After::Done => turn.metrics.finished(sink, "done"),
+                After::Dead => turn.metrics.finished(sink, "dead"),
+                _ => {}
+            }
+            match (after, route.ordering) {
+                (After::LeaseLost, _) => return Ok(Batch::LeaseLost),
+                (After::Done | After::Dead, _) => {}
+                (After::Paused { until_ms }, _) => return Ok(Batch::Next(Some(until_ms))),
+                (After::Retry { next_at_ms }, Ordering::Strict) => {
+                    return Ok(Batch::Next(Some(next_at_ms)));
+                }
+                (After::Retry { .. }, Ordering::None) => {}
+            }
+            if let After::Dead = after {
+                tracing::warn!(
+                    sink,
+                    partition,
+                    job = job.id,
+                    "job dead-lettered after max_attempts"
+                );
+            }
+        }
+        // More may be pending (or retries due later): look again.
+        Ok(Batch::Next(Some(clock::now_ms())))
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,37 @@ pub mod actions;
 pub mod forward;
 pub mod routes;
 
-use crate::config::Config;
+use std::sync::Arc;
+
+use crate::config::{Config, RouteConfig};
 use crate::journal::DeliveryMeta;
+use crate::scheduler::sink::Sink;
+
+/// What the scheduler runs, by name: a forward sink per route (one HTTP
+/// client, keeping up to `workers` idle connections per consumer host)
+/// and the Actions metrics sink when it runs.
+pub fn scheduled(
+    routes: &[RouteConfig],
+    actions: Option<Arc<actions::ActionsSink>>,
+    workers: usize,
+) -> Vec<(String, Arc<dyn Sink>)> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(workers)
+        .build()
+        .expect("HTTP client");
+    let mut out: Vec<(String, Arc<dyn Sink>)> = routes
+        .iter()
+        .map(|r| {
+            let sink: Arc<dyn Sink> =
+                Arc::new(forward::ForwardSink::new(r.clone(), client.clone()));
+            (r.name.clone(), sink)
+        })
+        .collect();
+    if let Some(a) = actions {
+        out.push((actions::SINK.to_string(), a));
+    }
+    out
+}
 
 /// Which sinks exist and which deliveries each wants.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +62,6 @@ impl Catalog {
         sinks
     }
 
-    /// Whether a sink of this name is configured.
     /// Every configured sink's name: the routes, then the Actions sink.
     pub fn names(&self) -> Vec<String> {
         let mut out: Vec<String> = self.routes.iter().map(|r| r.name.clone()).collect();
@@ -43,6 +71,7 @@ impl Catalog {
         out
     }
 
+    /// Whether a sink of this name is configured.
     pub fn has(&self, name: &str) -> bool {
         (name == actions::SINK && self.actions) || self.routes.iter().any(|r| r.name == name)
     }

@@ -15,6 +15,7 @@ use rusqlite::OptionalExtension;
 
 use crate::config::ActionsMetricsConfig;
 use crate::journal::{ContentKind, DeliveryMeta, Journal, JournalError, ParseStatus};
+use crate::scheduler::sink::{Batch, Sink, Turn, TurnResult};
 use crate::scheduler::store::{self as jobs, Job};
 use aggregate::{Aggregates, Exposition};
 use event::Observation;
@@ -157,4 +158,52 @@ fn read_observations(
         });
     }
     Ok(out)
+}
+
+/// The scheduler runs this sink's jobs like a route's: a turn applies a
+/// batch in-process, one read and one transaction. Nothing here waits on a
+/// consumer, so there is no pause or backoff; a delivery that cannot be
+/// read as a workflow event is dead at once.
+impl Sink for ActionsSink {
+    fn turn<'a>(&'a self, turn: &'a mut Turn<'_>) -> TurnResult<'a> {
+        Box::pin(async move {
+            let (sink, partition) = (turn.sink, turn.partition);
+            let jobs = jobs::pending(
+                turn.journal,
+                sink,
+                partition,
+                Some(crate::clock::now_ms()),
+                turn.batch_size,
+            )
+            .await?;
+            if jobs.is_empty() {
+                return jobs::next_due(turn.journal, sink, partition)
+                    .await
+                    .map(Batch::Next);
+            }
+            let started = std::time::Instant::now();
+            let Some(outcomes) = self
+                .run(turn.journal, &jobs, partition, &turn.fence, turn.lease_ms)
+                .await?
+            else {
+                return Ok(Batch::LeaseLost);
+            };
+            turn.renewed(started);
+            let each = started.elapsed() / outcomes.len() as u32;
+            for (job, outcome) in jobs.iter().zip(outcomes) {
+                match outcome {
+                    Ok(()) => {
+                        turn.metrics.attempt(sink, "done", each);
+                        turn.metrics.finished(sink, "done");
+                    }
+                    Err(why) => {
+                        tracing::warn!(sink, partition, job = job.id, error = %why, "job dead-lettered: not a usable workflow event");
+                        turn.metrics.attempt(sink, "failed", each);
+                        turn.metrics.finished(sink, "dead");
+                    }
+                }
+            }
+            Ok(Batch::Next(Some(crate::clock::now_ms())))
+        })
+    }
 }
