@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +26,14 @@ struct Driver {
 }
 
 impl Drop for Driver {
+    /// Ends chromedriver and the browsers it started (its process group:
+    /// a test that panicked never closed its browser).
     fn drop(&mut self) {
+        let pgid = self.child.id() as i32;
+        // SAFETY: a signal to the process group this test created.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -44,6 +52,8 @@ async fn driver() -> Driver {
         .unwrap()
         .port();
     let child = Command::new(CHROMEDRIVER)
+        // Its own process group, so the browsers it starts end with it.
+        .process_group(0)
         .arg(format!("--port={port}"))
         .arg("--allowed-ips=127.0.0.1")
         .stdout(Stdio::null())
