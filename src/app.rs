@@ -57,9 +57,17 @@ pub struct App {
     stopping: Arc<AtomicBool>,
     done: JoinHandle<()>,
     journal: Journal,
+    attempt_minutes: Arc<crate::scheduler::samples::AttemptMinutes>,
 }
 
 impl App {
+    /// Takes the once-a-minute sample now (sinks' backlog, attempts per
+    /// minute): a step a test can run and then assert on.
+    pub async fn sample_now(&self) -> Result<(), crate::journal::JournalError> {
+        crate::scheduler::samples::sample(&self.journal, &self.attempt_minutes, clock::now_ms())
+            .await
+    }
+
     /// The address the webhook/admin listener is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -155,6 +163,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     };
     let rejections = Arc::new(ingest::rejections::Rejections::default());
     let in_flight = crate::scheduler::in_flight::InFlight::new();
+    let attempt_minutes = crate::scheduler::samples::AttemptMinutes::new();
     let ingest = ingest::router(ingest::IngestState {
         journal: journal.clone(),
         secrets: config.webhooks.secrets.clone(),
@@ -222,6 +231,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         config.processing.clone(),
         metrics.sinks.clone(),
         in_flight,
+        attempt_minutes.clone(),
         stop_rx.clone(),
     )
     .await
@@ -231,6 +241,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         tokio::spawn(heal(journal.clone(), stop_rx.clone())),
         tokio::spawn(crate::scheduler::samples::run(
             journal.clone(),
+            attempt_minutes.clone(),
             stop_rx.clone(),
         )),
         tokio::spawn(retention(
@@ -318,6 +329,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         stopping,
         done,
         journal,
+        attempt_minutes,
     })
 }
 

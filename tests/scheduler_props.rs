@@ -129,6 +129,7 @@ impl Life {
             processing.clone(),
             gatehouse::metrics::Metrics::new().sinks,
             gatehouse::scheduler::in_flight::InFlight::new(),
+            gatehouse::scheduler::samples::AttemptMinutes::new(),
             stop_rx,
         ))
         .unwrap();

@@ -134,7 +134,7 @@ async fn a_stale_fence_writes_nothing_and_cannot_free_the_new_holders_lease() {
     assert_eq!(stale, After::LeaseLost);
     assert_eq!(attempts(&journal).await, 0, "nothing recorded");
     assert!(
-        !store::bury(&journal, job.id, "ci", "acme", &a, "gone")
+        !store::bury(&journal, job.id, "ci", "acme", &a, LEASE_MS, "gone")
             .await
             .unwrap()
     );

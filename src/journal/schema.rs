@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("../../migrations/0008_operator.sql"),
     ),
     (9, "fence", include_str!("../../migrations/0009_fence.sql")),
+    (
+        10,
+        "attempt_minutes",
+        include_str!("../../migrations/0010_attempt_minutes.sql"),
+    ),
 ];
 
 pub fn latest_version() -> u32 {

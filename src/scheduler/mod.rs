@@ -57,6 +57,7 @@ struct Shared {
     stop: watch::Receiver<bool>,
     metrics: crate::metrics::SinkMetrics,
     in_flight: Arc<in_flight::InFlight>,
+    attempts: Arc<samples::AttemptMinutes>,
 }
 
 #[derive(Default)]
@@ -76,6 +77,7 @@ pub async fn spawn(
     processing: ProcessingConfig,
     metrics: crate::metrics::SinkMetrics,
     in_flight: Arc<in_flight::InFlight>,
+    attempts: Arc<samples::AttemptMinutes>,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, JournalError> {
     let notices = journal
@@ -99,6 +101,7 @@ pub async fn spawn(
         stop: stop.clone(),
         metrics,
         in_flight,
+        attempts,
     });
     Ok(tokio::spawn(dispatch(
         shared,
@@ -311,6 +314,7 @@ async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i6
         &s.stop,
         &s.metrics,
         &s.in_flight,
+        &s.attempts,
     );
     let next = runner.turn(&mut turn).await;
     let fence = turn.fence;

@@ -1,7 +1,14 @@
-//! Each sink's backlog, lag and dead letters once a minute, so the
-//! overview can chart them over the last hour and day (a gauge on
-//! `/metrics` only says "now").
+//! Each sink's backlog, lag and dead letters once a minute, and the
+//! minute's attempts by outcome, so the overview can chart them over the
+//! last hour and day (a gauge on `/metrics` only says "now").
+//!
+//! Attempts are counted in memory as they happen and written once a
+//! minute (and at shutdown), summed: a row per attempt in the writer's
+//! path cost forwarding 5-10% of its drain rate. A crash loses at most the
+//! last minute's counts of the chart, never an attempt's own row.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -14,10 +21,34 @@ use crate::shutdown;
 /// show a day.
 pub const KEEP_MINUTES: i64 = 2 * 24 * 60;
 
-/// Samples every minute until `stop`.
-pub async fn run(journal: Journal, mut stop: watch::Receiver<bool>) {
+/// Attempts by (minute, sink, outcome), not yet written.
+#[derive(Default)]
+pub struct AttemptMinutes(Mutex<HashMap<(i64, String, &'static str), i64>>);
+
+impl AttemptMinutes {
+    pub fn new() -> Arc<AttemptMinutes> {
+        Arc::new(AttemptMinutes::default())
+    }
+
+    /// One attempt of `sink` that started at `at_ms`.
+    pub fn add(&self, sink: &str, outcome: &'static str, at_ms: i64) {
+        *self
+            .0
+            .lock()
+            .expect("attempt minutes lock")
+            .entry((at_ms / 60_000, sink.to_string(), outcome))
+            .or_default() += 1;
+    }
+
+    fn take(&self) -> HashMap<(i64, String, &'static str), i64> {
+        std::mem::take(&mut *self.0.lock().expect("attempt minutes lock"))
+    }
+}
+
+/// Samples every minute until `stop`, then writes the last counts.
+pub async fn run(journal: Journal, attempts: Arc<AttemptMinutes>, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = sample(&journal, clock::now_ms()).await {
+        if let Err(e) = sample(&journal, &attempts, clock::now_ms()).await {
             tracing::debug!(error = %e, "could not sample the sinks' backlog");
         }
         // Just past the next minute's start, so each minute gets one.
@@ -25,14 +56,45 @@ pub async fn run(journal: Journal, mut stop: watch::Receiver<bool>) {
         let wait = Duration::from_millis(60_000 - into + 500);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown::requested(&mut stop) => return,
+            _ = shutdown::requested(&mut stop) => {
+                if let Err(e) = flush(&journal, &attempts).await {
+                    tracing::debug!(error = %e, "could not write the last attempt counts");
+                }
+                return;
+            }
         }
     }
 }
 
+/// Writes the attempts counted so far (added to what a minute has).
+pub async fn flush(journal: &Journal, attempts: &AttemptMinutes) -> Result<(), JournalError> {
+    let counts = attempts.take();
+    if counts.is_empty() {
+        return Ok(());
+    }
+    journal
+        .exec(move |tx| {
+            let mut put = tx.prepare_cached(
+                "INSERT INTO attempt_minutes (minute, sink, outcome, n) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (minute, sink, outcome) DO UPDATE SET n = n + excluded.n",
+            )?;
+            for ((minute, sink, outcome), n) in &counts {
+                put.execute(rusqlite::params![minute, sink, outcome, n])?;
+            }
+            Ok(())
+        })
+        .await
+}
+
 /// Records the sinks' state now (read apart from the writer, written in
-/// its next group commit) and drops what is older than [`KEEP_MINUTES`].
-pub async fn sample(journal: &Journal, now_ms: i64) -> Result<(), JournalError> {
+/// its next group commit) with the attempts counted since the last time,
+/// and drops what is older than [`KEEP_MINUTES`].
+pub async fn sample(
+    journal: &Journal,
+    attempts: &AttemptMinutes,
+    now_ms: i64,
+) -> Result<(), JournalError> {
+    flush(journal, attempts).await?;
     let backlog = journal
         .reader()
         .run(move |r| r.query(|c| super::store::backlog_on(c, now_ms)))

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::LEASE_MARGIN_SECS;
 use super::in_flight::InFlight;
+use super::samples::AttemptMinutes;
 use super::store::{self, Fence};
 use crate::clock;
 use crate::journal::{Journal, JournalError};
@@ -90,6 +91,7 @@ pub struct Turn<'a> {
     pub stop: &'a watch::Receiver<bool>,
     pub metrics: &'a SinkMetrics,
     pub in_flight: &'a InFlight,
+    attempts: &'a AttemptMinutes,
     /// Until when the lease can be trusted by this process's monotonic
     /// clock (measured from before the write that took or renewed it, so
     /// never later than the database's idea).
@@ -110,6 +112,7 @@ impl<'a> Turn<'a> {
         stop: &'a watch::Receiver<bool>,
         metrics: &'a SinkMetrics,
         in_flight: &'a InFlight,
+        attempts: &'a AttemptMinutes,
     ) -> Turn<'a> {
         Turn {
             journal,
@@ -122,6 +125,7 @@ impl<'a> Turn<'a> {
             stop,
             metrics,
             in_flight,
+            attempts,
             trust_until: taken_at + Duration::from_millis(lease_ms as u64),
         }
     }
@@ -146,6 +150,13 @@ impl<'a> Turn<'a> {
     /// After a write that renewed the lease, issued at `before`.
     pub fn renewed(&mut self, before: Instant) {
         self.trust_until = before + Duration::from_millis(self.lease_ms as u64);
+    }
+
+    /// One attempt made (`outcome`: done, failed or paused), for
+    /// `/metrics` and the overview's chart.
+    pub fn attempted(&self, outcome: &'static str, started_at_ms: i64, took: Duration) {
+        self.metrics.attempt(self.sink, outcome, took);
+        self.attempts.add(self.sink, outcome, started_at_ms);
     }
 
     /// The scheduler is stopping: end the turn between jobs.

@@ -55,25 +55,6 @@ pub async fn expire_leases_of_the_dead(journal: &Journal) -> Result<usize, Journ
         .await
 }
 
-/// True when `fence` still holds (sink, partition): nobody claimed it
-/// since. Checked first in every write under a lease; the writer runs one
-/// transaction at a time, so nothing comes between the check and the
-/// write.
-pub fn holds(
-    tx: &rusqlite::Transaction<'_>,
-    sink: &str,
-    partition: &str,
-    fence: &Fence,
-) -> rusqlite::Result<bool> {
-    tx.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM partitions WHERE sink = ?1 AND partition_key = ?2
-                          AND lease_owner = ?3 AND lease_epoch = ?4)",
-    )?
-    .query_row(params![sink, partition, fence.owner, fence.epoch], |r| {
-        r.get(0)
-    })
-}
-
 /// Every (sink, partition) with pending work, and when it is next due
 /// (its earliest job, or the end of a pause).
 pub async fn due_partitions(journal: &Journal) -> Result<Vec<(String, String, i64)>, JournalError> {
@@ -257,10 +238,12 @@ pub async fn record(
     );
     journal
         .exec(move |tx| {
-            if !holds(tx, &sink, &partition, &fence)? {
+            let now = attempt.started_at_ms + attempt.duration_ms;
+            // The renewal is the fence check: one statement, first, so a
+            // lost lease writes nothing.
+            if !renew(tx, &sink, &partition, &fence, now + lease_ms)? {
                 return Ok(After::LeaseLost);
             }
-            let now = attempt.started_at_ms + attempt.duration_ms;
             insert_attempt(tx, job.id, &attempt)?;
             let after = match attempt.outcome {
                 Outcome::Done => {
@@ -295,7 +278,6 @@ pub async fn record(
                     }
                 }
             };
-            renew(tx, &sink, &partition, &fence, now + lease_ms)?;
             Ok(after)
         })
         .await
@@ -309,6 +291,7 @@ pub async fn bury(
     sink: &str,
     partition: &str,
     fence: &Fence,
+    lease_ms: i64,
     why: &str,
 ) -> Result<bool, JournalError> {
     let (why, sink, partition, fence) = (
@@ -319,18 +302,19 @@ pub async fn bury(
     );
     journal
         .exec(move |tx| {
-            if !holds(tx, &sink, &partition, &fence)? {
+            let now = crate::clock::now_ms();
+            if !renew(tx, &sink, &partition, &fence, now + lease_ms)? {
                 return Ok(false);
             }
-            close(tx, job_id, crate::clock::now_ms(), Some(&why))?;
+            close(tx, job_id, now, Some(&why))?;
             Ok(true)
         })
         .await
 }
 
-/// Ends a job that ran in-process (no consumer to ask): done, or dead with
-/// why it can never succeed; one attempt row records it. Runs inside the
-/// caller's transaction.
+/// Ends a job that ran in-process (no consumer to ask): done, or dead
+/// with why it can never succeed; one attempt row records it. Runs inside
+/// the caller's transaction.
 pub fn close(
     tx: &rusqlite::Transaction<'_>,
     job_id: i64,
@@ -381,7 +365,10 @@ fn insert_attempt(
 }
 
 /// Extends our lease on (sink, partition) to `until_ms`; false when the
-/// fence no longer holds it.
+/// fence no longer holds it (another claim came in between). Every write
+/// under a lease starts with this, so it is also the fence check: the
+/// writer runs one transaction at a time, so nothing comes between the
+/// check and the writes after it.
 pub fn renew(
     tx: &rusqlite::Transaction<'_>,
     sink: &str,

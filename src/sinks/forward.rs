@@ -217,7 +217,9 @@ impl ForwardSink {
             }
             let Some(payload) = store::payload(turn.journal, job.delivery_id).await? else {
                 let why = "delivery no longer in the journal";
-                if !store::bury(turn.journal, job.id, sink, partition, &turn.fence, why).await? {
+                let (fence, lease_ms) = (&turn.fence, turn.lease_ms);
+                if !store::bury(turn.journal, job.id, sink, partition, fence, lease_ms, why).await?
+                {
                     return Ok(Batch::LeaseLost);
                 }
                 continue;
@@ -254,9 +256,9 @@ impl ForwardSink {
                 Outcome::Pause { .. } => "paused",
                 Outcome::Failed => "failed",
             };
-            turn.metrics.attempt(
-                sink,
+            turn.attempted(
                 outcome,
+                attempt.started_at_ms,
                 Duration::from_millis(attempt.duration_ms as u64),
             );
             let retry_at = clock::now_ms() + backoff_ms(job.attempts + 1);

@@ -91,10 +91,12 @@ impl ActionsSink {
         let (partition, fence) = (partition.to_string(), fence.clone());
         let done = journal
             .exec(move |tx| {
-                if !jobs::holds(tx, SINK, &partition, &fence)? {
+                let now = crate::clock::now_ms();
+                // The renewal is the fence check, first: a lost lease
+                // writes nothing.
+                if !jobs::renew(tx, SINK, &partition, &fence, now + lease_ms)? {
                     return Ok(None);
                 }
-                let now = crate::clock::now_ms();
                 let mut changes = Vec::new();
                 let mut outcomes = Vec::with_capacity(job_ids.len());
                 for (job_id, obs) in job_ids.into_iter().zip(observations) {
@@ -108,7 +110,6 @@ impl ActionsSink {
                     jobs::close(tx, job_id, now, outcome.as_ref().err().map(String::as_str))?;
                     outcomes.push(outcome);
                 }
-                jobs::renew(tx, SINK, &partition, &fence, now + lease_ms)?;
                 Ok(Some((changes, outcomes)))
             })
             .await?;
@@ -182,6 +183,7 @@ impl Sink for ActionsSink {
                     .map(Batch::Next);
             }
             let started = std::time::Instant::now();
+            let started_ms = crate::clock::now_ms();
             let Some(outcomes) = self
                 .run(turn.journal, &jobs, partition, &turn.fence, turn.lease_ms)
                 .await?
@@ -193,12 +195,12 @@ impl Sink for ActionsSink {
             for (job, outcome) in jobs.iter().zip(outcomes) {
                 match outcome {
                     Ok(()) => {
-                        turn.metrics.attempt(sink, "done", each);
+                        turn.attempted("done", started_ms, each);
                         turn.metrics.finished(sink, "done");
                     }
                     Err(why) => {
                         tracing::warn!(sink, partition, job = job.id, error = %why, "job dead-lettered: not a usable workflow event");
-                        turn.metrics.attempt(sink, "failed", each);
+                        turn.attempted("failed", started_ms, each);
                         turn.metrics.finished(sink, "dead");
                     }
                 }
