@@ -95,7 +95,18 @@ impl Hub {
 
     /// Sends and logs one delivery; returns its record.
     pub async fn send(&self, out: Outgoing) -> Record {
-        let id = self.log.lock().expect("log lock").next_id();
+        let id = self.next_delivery_id();
+        self.send_as(out, id).await
+    }
+
+    /// The log id the next delivery gets: taken when GitHub accepts the
+    /// work (a redelivery request), not when the send finishes.
+    pub fn next_delivery_id(&self) -> i64 {
+        self.log.lock().expect("log lock").next_id()
+    }
+
+    /// Sends with an id taken earlier, and logs the record when done.
+    pub async fn send_as(&self, out: Outgoing, id: i64) -> Record {
         let record = webhooks::send(&self.http, self.webhook_timeout, out, id).await;
         self.log.lock().expect("log lock").push(record.clone());
         record

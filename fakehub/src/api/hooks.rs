@@ -110,8 +110,11 @@ fn redeliver(hub: Arc<Hub>, hook: HookRef, id: i64) -> Result<Response, ApiError
     let out = hub
         .redeliver_outgoing(hook, id)
         .map_err(|_| ApiError::not_found())?;
+    // Numbered now, in the order requests come; sent after the answer,
+    // as GitHub does, so redeliveries can finish out of that order.
+    let id = hub.next_delivery_id();
     tokio::spawn(async move {
-        hub.send(out).await;
+        hub.send_as(out, id).await;
     });
     Ok((StatusCode::ACCEPTED, axum::Json(json!({}))).into_response())
 }
