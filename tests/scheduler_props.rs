@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gatehouse::config::ProcessingConfig;
-use gatehouse::journal::{ContentKind, DeliveryMeta, Journal, NewDelivery, ParseStatus, model};
+use gatehouse::journal::Journal;
 use proptest::prelude::*;
 use tokio::runtime::Runtime;
 
@@ -158,36 +158,12 @@ impl Life {
     }
 
     fn append(&self, org: &str, guid: &str, n: usize) {
-        let body = common::push_for(org, n);
-        let headers = model::encode_headers([
-            ("x-github-event", "push".as_bytes()),
-            ("x-github-delivery", guid.as_bytes()),
-            ("content-type", b"application/json".as_slice()),
-        ]);
-        let meta = DeliveryMeta {
-            hook_id: "1".into(),
-            guid: guid.into(),
-            event: "push".into(),
-            action: None,
-            installation_id: None,
-            target_type: None,
-            target_id: None,
-            repository: Some(format!("{org}/repo")),
-            owner: Some(org.into()),
-            partition_key: org.into(),
-            received_at_ms: gatehouse::clock::now_ms(),
-            content_kind: ContentKind::Json,
-            parse_status: ParseStatus::Ok,
-        };
         let appended = self
             .rt
-            .block_on(self.journal.append(NewDelivery {
-                meta,
-                headers,
-                body: body.into(),
-                sinks: vec!["ci".into()],
-                event_label: "push",
-            }))
+            .block_on(
+                self.journal
+                    .append(common::journal_push(org, guid, n, "ci")),
+            )
             .unwrap();
         assert!(matches!(
             appended,

@@ -7,7 +7,7 @@
 
 mod common;
 
-use gatehouse::journal::{ContentKind, DeliveryMeta, Journal, NewDelivery, ParseStatus, model};
+use gatehouse::journal::Journal;
 use gatehouse::scheduler::sink::{Attempt, Outcome};
 use gatehouse::scheduler::store::{self, After, Fence, Lease};
 
@@ -22,29 +22,8 @@ fn open(dir: &std::path::Path) -> Journal {
 }
 
 async fn append(journal: &Journal, org: &str, guid: &str) {
-    let meta = DeliveryMeta {
-        hook_id: "1".into(),
-        guid: guid.into(),
-        event: "push".into(),
-        action: None,
-        installation_id: None,
-        target_type: None,
-        target_id: None,
-        repository: Some(format!("{org}/repo")),
-        owner: Some(org.into()),
-        partition_key: org.into(),
-        received_at_ms: gatehouse::clock::now_ms(),
-        content_kind: ContentKind::Json,
-        parse_status: ParseStatus::Ok,
-    };
     journal
-        .append(NewDelivery {
-            meta,
-            headers: model::encode_headers([("x-github-event", b"push".as_slice())]),
-            body: common::push_for(org, 1).into(),
-            sinks: vec!["ci".into()],
-            event_label: "push",
-        })
+        .append(common::journal_push(org, guid, 1, "ci"))
         .await
         .unwrap();
 }
@@ -71,6 +50,30 @@ fn failed_at(now_ms: i64) -> Attempt {
         url: Some("http://127.0.0.1:9/hook".into()),
         response_headers: None,
     }
+}
+
+/// Records a failed attempt of `job` (acme's, on ci) under `fence`,
+/// retried at `retry_at_ms` if the fence holds.
+async fn record_failed(
+    journal: &Journal,
+    job: &store::Job,
+    fence: &Fence,
+    retry_at_ms: i64,
+) -> After {
+    let now = gatehouse::clock::now_ms();
+    store::record(
+        journal,
+        job,
+        "ci",
+        "acme",
+        fence,
+        failed_at(now),
+        3,
+        retry_at_ms,
+        LEASE_MS,
+    )
+    .await
+    .unwrap()
 }
 
 async fn attempts(journal: &Journal) -> i64 {
@@ -118,19 +121,7 @@ async fn a_stale_fence_writes_nothing_and_cannot_free_the_new_holders_lease() {
     let b = claim(&journal, "worker-b", now + LEASE_MS + 10)
         .await
         .unwrap();
-    let stale = store::record(
-        &journal,
-        &job,
-        "ci",
-        "acme",
-        &a,
-        failed_at(now),
-        3,
-        now + 1000,
-        LEASE_MS,
-    )
-    .await
-    .unwrap();
+    let stale = record_failed(&journal, &job, &a, now + 1000).await;
     assert_eq!(stale, After::LeaseLost);
     assert_eq!(attempts(&journal).await, 0, "nothing recorded");
     assert!(
@@ -150,19 +141,7 @@ async fn a_stale_fence_writes_nothing_and_cannot_free_the_new_holders_lease() {
         epoch: b.epoch - 1,
     };
     assert_eq!(
-        store::record(
-            &journal,
-            &job,
-            "ci",
-            "acme",
-            &old_b,
-            failed_at(now),
-            3,
-            now,
-            LEASE_MS
-        )
-        .await
-        .unwrap(),
+        record_failed(&journal, &job, &old_b, now).await,
         After::LeaseLost
     );
     store::release(&journal, "ci", "acme", &a).await.unwrap();
@@ -173,19 +152,7 @@ async fn a_stale_fence_writes_nothing_and_cannot_free_the_new_holders_lease() {
         "a stale release did not free worker-b's lease"
     );
     // The holder's own writes go through.
-    let fresh = store::record(
-        &journal,
-        &job,
-        "ci",
-        "acme",
-        &b,
-        failed_at(now),
-        3,
-        now + 1000,
-        LEASE_MS,
-    )
-    .await
-    .unwrap();
+    let fresh = record_failed(&journal, &job, &b, now + 1000).await;
     assert_eq!(
         fresh,
         After::Retry {
@@ -218,19 +185,7 @@ async fn leases_left_by_a_dead_process_expire_at_start_and_keep_their_fences() {
         .unwrap()
         .remove(0);
     assert_eq!(
-        store::record(
-            &journal,
-            &job,
-            "ci",
-            "acme",
-            &dead,
-            failed_at(now),
-            3,
-            now,
-            LEASE_MS
-        )
-        .await
-        .unwrap(),
+        record_failed(&journal, &job, &dead, now).await,
         After::LeaseLost
     );
 }

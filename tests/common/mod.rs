@@ -283,6 +283,43 @@ pub fn push_for(org: &str, n: usize) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
+/// A push for `org` as the journal takes it straight (no HTTP): its
+/// metadata, received now, and `push_for`'s body, one job for `sink`.
+pub fn journal_push(
+    org: &str,
+    guid: &str,
+    n: usize,
+    sink: &str,
+) -> gatehouse::journal::NewDelivery {
+    use gatehouse::journal::{ContentKind, DeliveryMeta, NewDelivery, ParseStatus, model};
+    let headers = model::encode_headers([
+        ("x-github-event", "push".as_bytes()),
+        ("x-github-delivery", guid.as_bytes()),
+        ("content-type", b"application/json".as_slice()),
+    ]);
+    NewDelivery {
+        meta: DeliveryMeta {
+            hook_id: "1".into(),
+            guid: guid.into(),
+            event: "push".into(),
+            action: None,
+            installation_id: None,
+            target_type: None,
+            target_id: None,
+            repository: Some(format!("{org}/repo")),
+            owner: Some(org.into()),
+            partition_key: org.into(),
+            received_at_ms: gatehouse::clock::now_ms(),
+            content_kind: ContentKind::Json,
+            parse_status: ParseStatus::Ok,
+        },
+        headers,
+        body: push_for(org, n).into(),
+        sinks: vec![sink.into()],
+        event_label: "push",
+    }
+}
+
 /// Polls `f` until it holds, failing the test after `limit`.
 pub async fn wait_until(what: &str, limit: std::time::Duration, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
