@@ -225,15 +225,16 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     };
     let router = finish(router);
 
-    let scheduler = crate::scheduler::spawn(
+    let scheduler = crate::scheduler::Scheduler::new(
         journal.clone(),
         crate::sinks::scheduled(&config.routes, actions.clone(), config.processing.workers),
         config.processing.clone(),
         metrics.sinks.clone(),
-        in_flight,
-        attempt_minutes.clone(),
         stop_rx.clone(),
     )
+    .with_in_flight(in_flight)
+    .with_attempt_minutes(attempt_minutes.clone())
+    .spawn()
     .await
     .map_err(StartError::Scheduler)?;
     let mut tasks = vec![

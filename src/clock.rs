@@ -1,6 +1,49 @@
-//! Wall-clock time in the units the journal stores.
+//! Wall-clock time in the units the journal stores, and the [`Clock`]
+//! the parts that compare times (leases, backoff, pauses) are given, so a
+//! test can set and move it instead of sleeping.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, as some part sees them.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> i64;
+}
+
+/// The system's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+}
+
+/// The system's clock, shared.
+pub fn system() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+/// A clock that moves only when told: for tests.
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// Starts at the system's now.
+    pub fn starting_now() -> Arc<ManualClock> {
+        Arc::new(ManualClock(AtomicI64::new(now_ms())))
+    }
+
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -123,15 +123,16 @@ impl Life {
         let mut route = common::route("ci", url);
         route.max_attempts = MAX_ATTEMPTS;
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        rt.block_on(gatehouse::scheduler::spawn(
-            journal.clone(),
-            gatehouse::sinks::scheduled(&[route], None, processing.workers),
-            processing.clone(),
-            gatehouse::metrics::Metrics::new().sinks,
-            gatehouse::scheduler::in_flight::InFlight::new(),
-            gatehouse::scheduler::samples::AttemptMinutes::new(),
-            stop_rx,
-        ))
+        rt.block_on(
+            gatehouse::scheduler::Scheduler::new(
+                journal.clone(),
+                gatehouse::sinks::scheduled(&[route], None, processing.workers),
+                processing.clone(),
+                gatehouse::metrics::Metrics::new().sinks,
+                stop_rx,
+            )
+            .spawn(),
+        )
         .unwrap();
         Life {
             rt,

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rand::RngExt;
 use tokio::sync::{mpsc, watch};
 
-use crate::clock;
+use crate::clock::{self, Clock};
 use crate::config::ProcessingConfig;
 use crate::journal::{Journal, JournalError, WorkNotice};
 use crate::shutdown;
@@ -58,6 +58,8 @@ struct Shared {
     metrics: crate::metrics::SinkMetrics,
     in_flight: Arc<in_flight::InFlight>,
     attempts: Arc<samples::AttemptMinutes>,
+    /// Every time the scheduler compares: due times, leases, pauses.
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Default)]
@@ -68,48 +70,125 @@ struct PartState {
     due_ms: Option<i64>,
 }
 
-/// Starts the scheduler for these sinks (each forward route and the
-/// built-in ones, by name); it ends when `stop` turns true, after its
-/// workers finish the job in hand.
-pub async fn spawn(
+/// The scheduler for a set of sinks (each forward route and the built-in
+/// ones, by name): built, then spawned to run until `stop`, or stepped
+/// with [`Scheduler::run_once`] by a test that holds the clock.
+pub struct Scheduler {
     journal: Journal,
     sinks: Vec<(String, Arc<dyn Sink>)>,
     processing: ProcessingConfig,
     metrics: crate::metrics::SinkMetrics,
+    stop: watch::Receiver<bool>,
     in_flight: Arc<in_flight::InFlight>,
     attempts: Arc<samples::AttemptMinutes>,
-    stop: watch::Receiver<bool>,
-) -> Result<tokio::task::JoinHandle<()>, JournalError> {
-    let notices = journal
-        .take_work_notices()
-        .expect("one scheduler per journal");
-    let expired = store::expire_leases_of_the_dead(&journal).await?;
-    if expired > 0 {
-        tracing::info!(
-            leases = expired,
-            "leases of a process that is gone expired (their fences stay)"
-        );
+    clock: Arc<dyn Clock>,
+    shared: std::sync::OnceLock<Arc<Shared>>,
+}
+
+impl Scheduler {
+    pub fn new(
+        journal: Journal,
+        sinks: Vec<(String, Arc<dyn Sink>)>,
+        processing: ProcessingConfig,
+        metrics: crate::metrics::SinkMetrics,
+        stop: watch::Receiver<bool>,
+    ) -> Scheduler {
+        Scheduler {
+            journal,
+            sinks,
+            processing,
+            metrics,
+            stop,
+            in_flight: in_flight::InFlight::new(),
+            attempts: samples::AttemptMinutes::new(),
+            clock: clock::system(),
+            shared: std::sync::OnceLock::new(),
+        }
     }
-    report_orphans(&journal, sinks.iter().map(|s| s.0.clone()).collect()).await;
-    let initial = store::due_partitions(&journal).await?;
-    let shared = Arc::new(Shared {
-        journal,
-        sinks: sinks.into_iter().collect(),
-        owner: in_flight::worker_name(clock::now_ms()),
-        lease_ms: processing.lease_secs as i64 * 1000,
-        batch_size: processing.batch_size,
-        stop: stop.clone(),
-        metrics,
-        in_flight,
-        attempts,
-    });
-    Ok(tokio::spawn(dispatch(
-        shared,
-        notices,
-        initial,
-        processing.workers,
-        stop,
-    )))
+
+    /// Shares what is in flight with another part (the admin UI).
+    pub fn with_in_flight(mut self, in_flight: Arc<in_flight::InFlight>) -> Scheduler {
+        self.in_flight = in_flight;
+        self
+    }
+
+    /// Counts attempts per minute where the sampler writes them from.
+    pub fn with_attempt_minutes(mut self, attempts: Arc<samples::AttemptMinutes>) -> Scheduler {
+        self.attempts = attempts;
+        self
+    }
+
+    /// Compares times on this clock instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Scheduler {
+        self.clock = clock;
+        self
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        self.shared
+            .get_or_init(|| {
+                Arc::new(Shared {
+                    journal: self.journal.clone(),
+                    sinks: self.sinks.iter().cloned().collect(),
+                    owner: in_flight::worker_name(clock::now_ms()),
+                    lease_ms: self.processing.lease_secs as i64 * 1000,
+                    batch_size: self.processing.batch_size,
+                    stop: self.stop.clone(),
+                    metrics: self.metrics.clone(),
+                    in_flight: self.in_flight.clone(),
+                    attempts: self.attempts.clone(),
+                    clock: self.clock.clone(),
+                })
+            })
+            .clone()
+    }
+
+    /// Starts the dispatcher; it ends when `stop` turns true, after its
+    /// workers finish the job in hand.
+    pub async fn spawn(self) -> Result<tokio::task::JoinHandle<()>, JournalError> {
+        let notices = self
+            .journal
+            .take_work_notices()
+            .expect("one scheduler per journal");
+        let expired = store::expire_leases_of_the_dead(&self.journal).await?;
+        if expired > 0 {
+            tracing::info!(
+                leases = expired,
+                "leases of a process that is gone expired (their fences stay)"
+            );
+        }
+        report_orphans(
+            &self.journal,
+            self.sinks.iter().map(|s| s.0.clone()).collect(),
+        )
+        .await;
+        let initial = store::due_partitions(&self.journal).await?;
+        let shared = self.shared();
+        Ok(tokio::spawn(dispatch(
+            shared,
+            notices,
+            initial,
+            self.processing.workers,
+            self.stop.clone(),
+        )))
+    }
+
+    /// One pass at the clock's now, as the dispatcher would make it: each
+    /// partition due by then takes one turn, one after another. Returns
+    /// how many turns were taken, so a test asserts after the scheduler
+    /// looked (and moves its clock between passes instead of sleeping).
+    pub async fn run_once(&self) -> Result<usize, JournalError> {
+        let shared = self.shared();
+        let now = shared.clock.now_ms();
+        let mut turns = 0;
+        for (sink, partition, at) in store::due_partitions(&shared.journal).await? {
+            if at <= now {
+                work(&shared, &sink, &partition).await;
+                turns += 1;
+            }
+        }
+        Ok(turns)
+    }
 }
 
 /// Says at start which sinks have jobs but are no longer configured: they
@@ -141,10 +220,10 @@ struct Dispatcher {
 
 impl Dispatcher {
     /// Marks a partition due at `at` (earlier wins), unless it is running.
-    fn schedule(&mut self, key: Key, at: i64) {
+    fn schedule(&mut self, key: Key, at: i64, now: i64) {
         let p = self.parts.entry(key.clone()).or_default();
         if p.running {
-            if at <= clock::now_ms() {
+            if at <= now {
                 p.dirty = true;
             } else {
                 p.due_ms = Some(p.due_ms.map_or(at, |d| d.min(at)));
@@ -174,7 +253,7 @@ async fn dispatch(
         due: BTreeSet::new(),
     };
     for (sink, partition, at) in initial {
-        d.schedule((sink, partition), at);
+        d.schedule((sink, partition), at, shared.clock.now_ms());
     }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Key, Option<i64>)>();
     let mut running = 0usize;
@@ -182,7 +261,7 @@ async fn dispatch(
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     rescan.tick().await;
     loop {
-        let now = clock::now_ms();
+        let now = shared.clock.now_ms();
         while running < workers {
             let Some((at, key)) = d.due.first().cloned() else {
                 break;
@@ -212,23 +291,23 @@ async fn dispatch(
         let sleep = async {
             match wake {
                 Some(at) => {
-                    let ms = (at - clock::now_ms()).max(0) as u64;
+                    let ms = (at - shared.clock.now_ms()).max(0) as u64;
                     tokio::time::sleep(Duration::from_millis(ms)).await
                 }
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            Some((sink, partition)) = notices.recv() => d.schedule((sink, partition), clock::now_ms()),
+            Some((sink, partition)) = notices.recv() => { let now = shared.clock.now_ms(); d.schedule((sink, partition), now, now) },
             Some((key, next)) = done_rx.recv() => {
                 running -= 1;
                 let p = d.parts.entry(key.clone()).or_default();
                 p.running = false;
                 let later = p.due_ms.take();
                 let dirty = std::mem::take(&mut p.dirty);
-                let at = if dirty { Some(clock::now_ms()) } else { [next, later].into_iter().flatten().min() };
+                let at = if dirty { Some(shared.clock.now_ms()) } else { [next, later].into_iter().flatten().min() };
                 match at {
-                    Some(at) => d.schedule(key, at),
+                    Some(at) => d.schedule(key, at, shared.clock.now_ms()),
                     None => { d.parts.remove(&key); }
                 }
             }
@@ -236,7 +315,7 @@ async fn dispatch(
             _ = rescan.tick() => {
                 match store::due_partitions(&shared.journal).await {
                     Ok(found) => for (sink, partition, at) in found {
-                        d.schedule((sink, partition), at);
+                        d.schedule((sink, partition), at, shared.clock.now_ms());
                     },
                     Err(e) => tracing::warn!(error = %e, "scheduler rescan failed"),
                 }
@@ -262,7 +341,7 @@ async fn work(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
             // The journal cannot be written or read now: try again soon
             // (the lease expires by itself if it cannot be given back).
             tracing::warn!(sink, partition, error = %e, "scheduler could not work a partition");
-            Some(clock::now_ms() + 1000)
+            Some(s.clock.now_ms() + 1000)
         }
     }
 }
@@ -276,7 +355,7 @@ fn lost(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
         "lease lost to another claim: this worker stops on the partition"
     );
     s.metrics.lease_lost(sink);
-    Some(clock::now_ms() + s.lease_ms)
+    Some(s.clock.now_ms() + s.lease_ms)
 }
 
 async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i64>, JournalError> {
@@ -284,7 +363,7 @@ async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i6
     let Some(runner) = s.sinks.get(sink).cloned() else {
         return Ok(None);
     };
-    let now = clock::now_ms();
+    let now = s.clock.now_ms();
     let taken_at = Instant::now();
     let (paused_until, fence) =
         match store::acquire(&s.journal, sink, partition, &s.owner, now, s.lease_ms).await? {
@@ -315,6 +394,7 @@ async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i6
         &s.metrics,
         &s.in_flight,
         &s.attempts,
+        &*s.clock,
     );
     let next = runner.turn(&mut turn).await;
     let fence = turn.fence;

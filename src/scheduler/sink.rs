@@ -17,7 +17,7 @@ use super::LEASE_MARGIN_SECS;
 use super::in_flight::InFlight;
 use super::samples::AttemptMinutes;
 use super::store::{self, Fence};
-use crate::clock;
+use crate::clock::Clock;
 use crate::journal::{Journal, JournalError};
 use crate::metrics::SinkMetrics;
 
@@ -92,6 +92,7 @@ pub struct Turn<'a> {
     pub metrics: &'a SinkMetrics,
     pub in_flight: &'a InFlight,
     attempts: &'a AttemptMinutes,
+    clock: &'a dyn Clock,
     /// Until when the lease can be trusted by this process's monotonic
     /// clock (measured from before the write that took or renewed it, so
     /// never later than the database's idea).
@@ -113,6 +114,7 @@ impl<'a> Turn<'a> {
         metrics: &'a SinkMetrics,
         in_flight: &'a InFlight,
         attempts: &'a AttemptMinutes,
+        clock: &'a dyn Clock,
     ) -> Turn<'a> {
         Turn {
             journal,
@@ -126,6 +128,7 @@ impl<'a> Turn<'a> {
             metrics,
             in_flight,
             attempts,
+            clock,
             trust_until: taken_at + Duration::from_millis(lease_ms as u64),
         }
     }
@@ -139,7 +142,7 @@ impl<'a> Turn<'a> {
             return Ok(true);
         }
         let before = Instant::now();
-        let until = clock::now_ms() + self.lease_ms;
+        let until = self.now_ms() + self.lease_ms;
         if store::extend(self.journal, self.sink, self.partition, &self.fence, until).await? {
             self.renewed(before);
             return Ok(true);
@@ -150,6 +153,12 @@ impl<'a> Turn<'a> {
     /// After a write that renewed the lease, issued at `before`.
     pub fn renewed(&mut self, before: Instant) {
         self.trust_until = before + Duration::from_millis(self.lease_ms as u64);
+    }
+
+    /// Now, on the scheduler's clock: what due times, retries and pauses
+    /// are compared with.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// One attempt made (`outcome`: done, failed or paused), for

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::HeaderMap;
 
-use crate::clock;
 use crate::config::Ordering;
 use crate::config::RouteConfig;
 use crate::journal::model::{decode_headers, encode_headers};
@@ -74,13 +73,15 @@ pub fn request_headers(
     out
 }
 
+/// Sends one delivery to a route's consumer, starting at `started_at_ms`
+/// (the scheduler's clock: a pause it asks for is counted from then).
 pub async fn forward(
     client: &reqwest::Client,
     route: &RouteConfig,
     replay: Replay<'_>,
     attempt: u32,
+    started_at_ms: i64,
 ) -> Attempt {
-    let started_at_ms = clock::now_ms();
     let started = Instant::now();
     let mut req = client
         .post(&route.url)
@@ -191,7 +192,7 @@ impl ForwardSink {
     async fn run(&self, turn: &mut Turn<'_>) -> Result<Batch, crate::journal::JournalError> {
         let route = &self.route;
         let (sink, partition) = (turn.sink, turn.partition);
-        let now = clock::now_ms();
+        let now = turn.now_ms();
         if turn.paused_until_ms > now {
             return Ok(Batch::Next(Some(turn.paused_until_ms)));
         }
@@ -208,9 +209,9 @@ impl ForwardSink {
         let timeout = Duration::from_secs(route.timeout_secs);
         for job in jobs {
             if turn.stopping() {
-                return Ok(Batch::Next(Some(clock::now_ms())));
+                return Ok(Batch::Next(Some(turn.now_ms())));
             }
-            if job.next_at_ms > clock::now_ms() {
+            if job.next_at_ms > turn.now_ms() {
                 // Strict order: the head is waiting for its retry, and so
                 // is everything behind it.
                 return Ok(Batch::Next(Some(job.next_at_ms)));
@@ -233,7 +234,7 @@ impl ForwardSink {
                 Sending {
                     job_id: job.id,
                     attempt: job.attempts + 1,
-                    since_ms: clock::now_ms(),
+                    since_ms: turn.now_ms(),
                 },
             );
             let attempt = forward(
@@ -245,6 +246,7 @@ impl ForwardSink {
                     recovered: payload.recovered,
                 },
                 job.attempts + 1,
+                turn.now_ms(),
             )
             .await;
             drop(sending);
@@ -261,7 +263,7 @@ impl ForwardSink {
                 attempt.started_at_ms,
                 Duration::from_millis(attempt.duration_ms as u64),
             );
-            let retry_at = clock::now_ms() + backoff_ms(job.attempts + 1);
+            let retry_at = turn.now_ms() + backoff_ms(job.attempts + 1);
             let before = Instant::now();
             let after = store::record(
                 turn.journal,
@@ -300,7 +302,7 @@ impl ForwardSink {
             }
         }
         // More may be pending (or retries due later): look again.
-        Ok(Batch::Next(Some(clock::now_ms())))
+        Ok(Batch::Next(Some(turn.now_ms())))
     }
 }
 

@@ -173,7 +173,7 @@ impl Sink for ActionsSink {
                 turn.journal,
                 sink,
                 partition,
-                Some(crate::clock::now_ms()),
+                Some(turn.now_ms()),
                 turn.batch_size,
             )
             .await?;
@@ -183,7 +183,7 @@ impl Sink for ActionsSink {
                     .map(Batch::Next);
             }
             let started = std::time::Instant::now();
-            let started_ms = crate::clock::now_ms();
+            let started_ms = turn.now_ms();
             let Some(outcomes) = self
                 .run(turn.journal, &jobs, partition, &turn.fence, turn.lease_ms)
                 .await?
@@ -205,7 +205,7 @@ impl Sink for ActionsSink {
                     }
                 }
             }
-            Ok(Batch::Next(Some(crate::clock::now_ms())))
+            Ok(Batch::Next(Some(turn.now_ms())))
         })
     }
 }
