@@ -9,6 +9,7 @@
 //! that notices work made by another process: `gatehouse deliveries
 //! retry` and `resume` from the CLI.
 
+pub mod attempt;
 pub mod in_flight;
 pub mod samples;
 pub mod sink;

@@ -4,7 +4,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::sink::{Attempt, Outcome};
+use super::attempt::{Attempt, Outcome};
 use crate::journal::{Journal, JournalError, Payload};
 
 #[derive(Debug, Clone)]
