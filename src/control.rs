@@ -612,35 +612,24 @@ pub fn route_states(
     now_ms: i64,
 ) -> Result<Vec<RouteState>, ControlError> {
     let backlog = crate::scheduler::store::backlog_on(conn, now_ms)?;
-    let held: Vec<String> = conn
-        .prepare_cached("SELECT sink FROM route_holds ORDER BY sink")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let held = crate::scheduler::store::held_routes(conn)?;
     let paused: Vec<(String, i64)> = conn
         .prepare_cached(
             "SELECT sink, COUNT(*) FROM partitions WHERE held = 1 OR paused_until_ms > ?1 GROUP BY sink",
         )?
         .query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let mut names: Vec<String> = configured.to_vec();
-    for (sink, ..) in &backlog.per_sink {
-        if !names.contains(sink) {
-            names.push(sink.clone());
-        }
-    }
-    Ok(names
+    Ok(backlog
+        .by_sink(configured)
         .into_iter()
-        .map(|route| {
-            let b = backlog.per_sink.iter().find(|b| b.0 == route);
-            RouteState {
-                paused: held.contains(&route),
-                pending: b.map_or(0, |b| b.1),
-                oldest_pending_ms: b.and_then(|b| b.2),
-                dead: b.map_or(0, |b| b.3),
-                partitions_paused: paused.iter().find(|p| p.0 == route).map_or(0, |p| p.1),
-                configured: configured.contains(&route),
-                route,
-            }
+        .map(|b| RouteState {
+            paused: held.contains(&b.sink),
+            pending: b.pending,
+            oldest_pending_ms: b.oldest_ms,
+            dead: b.dead,
+            partitions_paused: paused.iter().find(|p| p.0 == b.sink).map_or(0, |p| p.1),
+            configured: b.configured,
+            route: b.sink,
         })
         .collect())
 }

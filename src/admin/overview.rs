@@ -100,7 +100,7 @@ pub async fn page(
             store::per_hour(c, hour0)?,
             backlog,
             store::paused(c, now, 20)?,
-            store::held_routes(c)?,
+            crate::scheduler::store::held_routes(c)?,
             store::cache_totals(c, now / 60_000 - 24 * 60)?,
             store::attempt_outcomes(c, now / 60_000 - DAY_MINUTES)?,
             store::sink_samples(c, now / 60_000 - DAY_MINUTES)?,
@@ -127,35 +127,19 @@ pub async fn page(
         .collect();
 
     // Every configured sink shows, with or without work so far.
-    let mut sinks: Vec<SinkRow> = sinks_known
-        .iter()
-        .map(|name| {
-            let found = backlog.per_sink.iter().find(|b| &b.0 == name);
-            let (pending, oldest, dead) = found.map_or((0, None, 0), |b| (b.1, b.2, b.3));
-            SinkRow {
-                name: name.clone(),
-                orphan: false,
-                pending: view::count(pending),
-                oldest: oldest.map_or("–".into(), |t| view::span(now - t)),
-                dead: view::count(dead),
-                has_dead: dead > 0,
-                held: held_routes.contains(name),
-            }
+    let sinks: Vec<SinkRow> = backlog
+        .by_sink(&sinks_known)
+        .into_iter()
+        .map(|b| SinkRow {
+            orphan: !b.configured,
+            pending: view::count(b.pending),
+            oldest: b.oldest_ms.map_or("–".into(), |t| view::span(now - t)),
+            dead: view::count(b.dead),
+            has_dead: b.dead > 0,
+            held: held_routes.contains(&b.sink),
+            name: b.sink,
         })
         .collect();
-    for (name, pending, oldest, dead) in &backlog.per_sink {
-        if !sinks_known.contains(name) {
-            sinks.push(SinkRow {
-                name: name.clone(),
-                orphan: true,
-                pending: view::count(*pending),
-                oldest: oldest.map_or("–".into(), |t| view::span(now - t)),
-                dead: view::count(*dead),
-                has_dead: *dead > 0,
-                held: held_routes.contains(name),
-            });
-        }
-    }
     let cache = (cache.0 > 0).then(|| {
         (
             view::percent(cache.1, cache.0),

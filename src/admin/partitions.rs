@@ -73,24 +73,21 @@ pub async fn page(
     let (backlog, held, (rows, total)) = read(&state, move |c| {
         Ok((
             crate::scheduler::store::backlog_on(c, now)?,
-            store::held_routes(c)?,
+            crate::scheduler::store::held_routes(c)?,
             store::partitions(c, sink.as_deref(), now, LIMIT)?,
         ))
     })
     .await?;
-    let routes = state
-        .sinks
-        .iter()
-        .map(|name| {
-            let b = backlog.per_sink.iter().find(|b| &b.0 == name);
-            let (pending, oldest, dead) = b.map_or((0, None, 0), |b| (b.1, b.2, b.3));
-            RouteView {
-                name: name.clone(),
-                held: held.contains(name),
-                pending: view::count(pending),
-                dead: view::count(dead),
-                oldest: oldest.map_or("–".into(), |t| view::span(now - t)),
-            }
+    let routes = backlog
+        .by_sink(&state.sinks)
+        .into_iter()
+        .filter(|b| b.configured)
+        .map(|b| RouteView {
+            held: held.contains(&b.sink),
+            pending: view::count(b.pending),
+            dead: view::count(b.dead),
+            oldest: b.oldest_ms.map_or("–".into(), |t| view::span(now - t)),
+            name: b.sink,
         })
         .collect();
     let rows = rows

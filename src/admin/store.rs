@@ -206,13 +206,6 @@ pub fn paused(
     .collect()
 }
 
-/// Routes an operator paused as a whole.
-pub fn held_routes(c: &Connection) -> rusqlite::Result<Vec<String>> {
-    c.prepare_cached("SELECT sink FROM route_holds ORDER BY sink")?
-        .query_map([], |r| r.get(0))?
-        .collect()
-}
-
 /// The gateway's cache over all clients since `from_minute`: requests,
 /// answered from cache (fresh or revalidated), rate-limit units saved.
 pub fn cache_totals(c: &Connection, from_minute: i64) -> rusqlite::Result<(i64, i64, i64)> {

@@ -407,6 +407,52 @@ pub struct Backlog {
     pub partitions_paused: i64,
 }
 
+/// One sink's backlog, as the admin pages and `gatehouse routes list`
+/// show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkBacklog {
+    pub sink: String,
+    /// In the config (false: its jobs wait for it to return).
+    pub configured: bool,
+    pub pending: i64,
+    /// When the oldest pending delivery arrived.
+    pub oldest_ms: Option<i64>,
+    pub dead: i64,
+}
+
+impl Backlog {
+    /// Every configured sink (with or without work so far), then every
+    /// sink with jobs that is no longer configured.
+    pub fn by_sink(&self, configured: &[String]) -> Vec<SinkBacklog> {
+        let orphans = self
+            .per_sink
+            .iter()
+            .map(|b| &b.0)
+            .filter(|name| !configured.contains(name));
+        configured
+            .iter()
+            .chain(orphans)
+            .map(|name| {
+                let b = self.per_sink.iter().find(|b| &b.0 == name);
+                SinkBacklog {
+                    sink: name.clone(),
+                    configured: configured.contains(name),
+                    pending: b.map_or(0, |b| b.1),
+                    oldest_ms: b.and_then(|b| b.2),
+                    dead: b.map_or(0, |b| b.3),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Routes an operator paused as a whole.
+pub fn held_routes(c: &rusqlite::Connection) -> rusqlite::Result<Vec<String>> {
+    c.prepare_cached("SELECT sink FROM route_holds ORDER BY sink")?
+        .query_map([], |r| r.get(0))?
+        .collect()
+}
+
 pub fn backlog(r: &crate::journal::Reader, now_ms: i64) -> Result<Backlog, JournalError> {
     r.query(|c| backlog_on(c, now_ms))
 }
@@ -434,5 +480,28 @@ pub fn backlog_on(c: &rusqlite::Connection, now_ms: i64) -> rusqlite::Result<Bac
             per_sink,
             partitions_paused,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_configured_sink_then_the_removed_ones_with_jobs() {
+        let b = Backlog {
+            per_sink: vec![("gone".into(), 2, Some(5), 1), ("ci".into(), 3, Some(7), 0)],
+            partitions_paused: 0,
+        };
+        let rows = b.by_sink(&["audit".into(), "ci".into()]);
+        let names: Vec<(&str, bool, i64)> = rows
+            .iter()
+            .map(|r| (r.sink.as_str(), r.configured, r.pending))
+            .collect();
+        assert_eq!(
+            names,
+            [("audit", true, 0), ("ci", true, 3), ("gone", false, 2)]
+        );
+        assert_eq!((rows[1].oldest_ms, rows[2].dead), (Some(7), 1));
     }
 }
