@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Secret};
-use crate::journal::{Journal, OpenError};
 use crate::metrics::Metrics;
+use crate::store::{OpenError, Store, StoreError};
 use crate::{clock, ingest, ops, server, shutdown, systemd};
 
 /// How often the journal's file is checked and an unwritable journal
@@ -37,7 +37,7 @@ pub enum StartError {
     #[error("[github]: {0}")]
     Github(crate::github::PoolError),
     #[error("cannot start the scheduler: {0}")]
-    Scheduler(crate::journal::JournalError),
+    Scheduler(StoreError),
     #[error("[gateway] cache: {0}")]
     Cache(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -56,14 +56,14 @@ pub struct App {
     stop: watch::Sender<bool>,
     stopping: Arc<AtomicBool>,
     done: JoinHandle<()>,
-    journal: Journal,
+    journal: Store,
     attempt_minutes: Arc<crate::scheduler::samples::AttemptMinutes>,
 }
 
 impl App {
     /// Takes the once-a-minute sample now (sinks' backlog, attempts per
     /// minute): a step a test can run and then assert on.
-    pub async fn sample_now(&self) -> Result<(), crate::journal::JournalError> {
+    pub async fn sample_now(&self) -> Result<(), StoreError> {
         crate::scheduler::samples::sample(&self.journal, &self.attempt_minutes, clock::now_ms())
             .await
     }
@@ -83,7 +83,7 @@ impl App {
         self.gateway_addr
     }
 
-    pub fn journal(&self) -> &Journal {
+    pub fn journal(&self) -> &Store {
         &self.journal
     }
 
@@ -107,15 +107,16 @@ impl App {
 
 pub async fn start(config: Config) -> Result<App, StartError> {
     let metrics = Metrics::new();
-    let path = config.storage.path.clone();
+    let location = crate::store::Location::Sqlite(config.storage.path.clone());
     let journal_metrics = metrics.journal.clone();
-    let options = crate::journal::Options {
+    let options = crate::store::Options {
         wal_limit_bytes: config.storage.wal_limit_bytes,
     };
-    let journal =
-        tokio::task::spawn_blocking(move || Journal::open_with(&path, journal_metrics, options))
-            .await
-            .expect("journal open task")?;
+    let journal = tokio::task::spawn_blocking(move || {
+        crate::store::open(&location, journal_metrics, options)
+    })
+    .await
+    .expect("journal open task")?;
 
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
@@ -337,7 +338,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
 /// The admin UI, or nothing when `[admin] enabled = false`.
 fn admin_router(
     config: &Config,
-    journal: &Journal,
+    journal: &Store,
     pool: &Option<Arc<crate::github::Pool>>,
     actions: bool,
     recovery: bool,
@@ -387,7 +388,7 @@ async fn gateway(
     config: &Config,
     gw: &crate::config::GatewayConfig,
     pool: Arc<crate::github::Pool>,
-    journal: Journal,
+    journal: Store,
     metrics: &Metrics,
     body: server::body::Limits,
 ) -> Result<(TcpListener, Arc<crate::gateway::GatewayState>), StartError> {
@@ -480,7 +481,7 @@ async fn method_not_allowed() -> impl axum::response::IntoResponse {
 /// Every second: is the journal's file still the one on disk (nothing
 /// else notices a deleted file while no delivery comes), and can an
 /// unwritable journal commit again?
-async fn heal(journal: Journal, mut stop: watch::Receiver<bool>) {
+async fn heal(journal: Store, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(HEAL_INTERVAL) => {}
@@ -490,13 +491,13 @@ async fn heal(journal: Journal, mut stop: watch::Receiver<bool>) {
         let in_place = tokio::task::spawn_blocking(move || files.check_files())
             .await
             .unwrap_or(false);
-        if in_place && journal.health() == crate::journal::Health::Unwritable {
+        if in_place && journal.health() == crate::store::Health::Unwritable {
             let _ = journal.probe().await;
         }
     }
 }
 
-async fn retention(journal: Journal, days: u32, mut stop: watch::Receiver<bool>) {
+async fn retention(journal: Store, days: u32, mut stop: watch::Receiver<bool>) {
     if days == 0 {
         return;
     }

@@ -73,6 +73,28 @@ pub fn parse_rfc3339_ms(s: Option<&str>) -> Option<i64> {
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
+/// `6h`, `30m`, `2d`, `45s`, or an RFC 3339 time → epoch ms.
+pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
+    let unit = |c: char| match c {
+        's' => Some(1_000),
+        'm' => Some(60_000),
+        'h' => Some(3_600_000),
+        'd' => Some(86_400_000),
+        _ => None,
+    };
+    if let Some(last) = s.chars().last()
+        && let Some(ms) = unit(last)
+        && let Ok(n) = s[..s.len() - 1].parse::<i64>()
+    {
+        return Ok(now_ms - n * ms);
+    }
+    humantime::parse_rfc3339_weak(s)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .ok_or_else(|| format!("--since {s:?}: use 30m, 6h, 2d or an RFC 3339 time"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_rfc3339_ms as parse_time;

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gatehouse::cli::{self, config::operate};
 use gatehouse::config::Secrets;
-use gatehouse::{app, control, logging};
+use gatehouse::store::operator::Filter;
+use gatehouse::{app, logging};
 
 #[derive(Parser)]
 #[command(
@@ -275,39 +276,45 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => cli::config::check(config),
-        Command::Deliveries { config, action } => operate(config, |config, conn| match action {
-            DeliveriesCmd::List {
-                filter,
-                limit,
-                json,
-            } => cli::deliveries::list(conn, &filter_of(&filter)?, limit, json),
-            DeliveriesCmd::Show { guid, json } => cli::deliveries::show(config, conn, &guid, json),
-            DeliveriesCmd::Retry { guid, dead, filter } => cli::deliveries::retry(
-                config,
-                conn,
-                guid,
-                dead,
-                &filter_of(&filter)?,
-                filter.since.as_deref(),
-            ),
-        }),
+        Command::Deliveries { config, action } => {
+            operate(config, async |config, store| match action {
+                DeliveriesCmd::List {
+                    filter,
+                    limit,
+                    json,
+                } => cli::deliveries::list(store, &filter_of(&filter)?, limit, json).await,
+                DeliveriesCmd::Show { guid, json } => {
+                    cli::deliveries::show(config, store, &guid, json).await
+                }
+                DeliveriesCmd::Retry { guid, dead, filter } => {
+                    cli::deliveries::retry(
+                        config,
+                        store,
+                        guid,
+                        dead,
+                        &filter_of(&filter)?,
+                        filter.since.as_deref(),
+                    )
+                    .await
+                }
+            })
+        }
         Command::Github {
             config,
             action: GithubCmd::Status { json },
         } => cli::github::status(config, json),
-        Command::Clients { config, action } => operate(config, |_, conn| match action {
+        Command::Clients { config, action } => operate(config, async |_, store| match action {
             ClientsCmd::Add {
                 name,
                 scopes,
                 owners,
-            } => cli::clients::add(conn, &name, &scopes, &owners),
-            ClientsCmd::List { json } => cli::clients::list(conn, json),
-            ClientsCmd::Revoke { name } => cli::clients::revoke(conn, &name),
+            } => cli::clients::add(store, &name, &scopes, &owners).await,
+            ClientsCmd::List { json } => cli::clients::list(store, json).await,
+            ClientsCmd::Revoke { name } => cli::clients::revoke(store, &name).await,
         }),
-        Command::Backup { config, path } => operate(config, |config, conn| {
-            cli::backup::backup(conn, &config.storage.path, &path)
-                .map_err(control::ControlError::Invalid)
-        }),
+        Command::Backup { config, path } => {
+            operate(config, async |_, store| cli::backup::backup(store, &path))
+        }
         Command::Admin {
             config,
             action: AdminCmd::SetPassword { print, output },
@@ -329,36 +336,44 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Recovery { config, action } => operate(config, |config, conn| match action {
-            RecoveryCmd::Status { json } => cli::recovery::status(conn, json),
-            RecoveryCmd::Run { since, wait } => {
-                cli::recovery::run(config, conn, since.as_deref(), wait)
-            }
-        }),
+        Command::Recovery { config, action } => {
+            operate(config, async |config, store| match action {
+                RecoveryCmd::Status { json } => cli::recovery::status(store, json).await,
+                RecoveryCmd::Run { since, wait } => {
+                    cli::recovery::run(config, store, since.as_deref(), wait).await
+                }
+            })
+        }
         Command::Actions {
             config,
             action: ActionsCmd::Report { since, json },
-        } => operate(config, |_, conn| cli::actions::report(conn, &since, json)),
-        Command::Routes { config, action } => operate(config, |config, conn| match action {
-            HoldCmd::List { json } => cli::routes::list(config, conn, json),
-            HoldCmd::Pause { route } => cli::routes::hold(config, conn, &route, None, true),
-            HoldCmd::Resume { route } => cli::routes::hold(config, conn, &route, None, false),
-            HoldCmd::Drop { route } => cli::routes::drop(config, conn, &route),
+        } => operate(config, async |_, store| {
+            cli::actions::report(store, &since, json).await
         }),
-        Command::Partitions { config, action } => operate(config, |config, conn| match action {
-            PartitionHoldCmd::Pause { route, partition } => {
-                cli::routes::hold(config, conn, &route, Some(&partition), true)
+        Command::Routes { config, action } => operate(config, async |config, store| match action {
+            HoldCmd::List { json } => cli::routes::list(config, store, json).await,
+            HoldCmd::Pause { route } => cli::routes::hold(config, store, &route, None, true).await,
+            HoldCmd::Resume { route } => {
+                cli::routes::hold(config, store, &route, None, false).await
             }
-            PartitionHoldCmd::Resume { route, partition } => {
-                cli::routes::hold(config, conn, &route, Some(&partition), false)
-            }
+            HoldCmd::Drop { route } => cli::routes::drop(config, store, &route).await,
         }),
+        Command::Partitions { config, action } => {
+            operate(config, async |config, store| match action {
+                PartitionHoldCmd::Pause { route, partition } => {
+                    cli::routes::hold(config, store, &route, Some(&partition), true).await
+                }
+                PartitionHoldCmd::Resume { route, partition } => {
+                    cli::routes::hold(config, store, &route, Some(&partition), false).await
+                }
+            })
+        }
     }
 }
 
 /// `--filter` arguments as the store's filter (times parsed now).
-fn filter_of(a: &FilterArgs) -> Result<control::Filter, control::ControlError> {
-    Ok(control::Filter {
+fn filter_of(a: &FilterArgs) -> Result<Filter, cli::CliError> {
+    Ok(Filter {
         event: a.event.clone(),
         partition: a.partition.clone(),
         state: a.state.clone(),
@@ -366,9 +381,10 @@ fn filter_of(a: &FilterArgs) -> Result<control::Filter, control::ControlError> {
         since_ms: a
             .since
             .as_deref()
-            .map(|s| control::parse_since(s, gatehouse::clock::now_ms()))
-            .transpose()?,
-        ..control::Filter::default()
+            .map(|s| gatehouse::clock::parse_since(s, gatehouse::clock::now_ms()))
+            .transpose()
+            .map_err(cli::CliError::Invalid)?,
+        ..Filter::default()
     })
 }
 

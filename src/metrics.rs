@@ -73,6 +73,15 @@ pub struct JournalMetrics {
 }
 
 impl JournalMetrics {
+    /// Counted, but in no registry: an operator command's store.
+    pub fn unregistered() -> JournalMetrics {
+        JournalMetrics {
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            commit_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            commit_failures: Counter::default(),
+        }
+    }
+
     pub fn observe_commit(&self, ops: usize, took: Duration) {
         self.batch_size.observe(ops as f64);
         self.commit_latency.observe(took.as_secs_f64());
@@ -386,11 +395,7 @@ impl Metrics {
             Unit::Seconds,
             ingest.latency.clone(),
         );
-        let journal = JournalMetrics {
-            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
-            commit_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
-            commit_failures: Counter::default(),
-        };
+        let journal = JournalMetrics::unregistered();
         registry.register(
             "journal_commit_batch_size",
             "Operations committed per journal transaction (group commit)",

@@ -11,11 +11,11 @@ use axum::routing::get;
 use http::StatusCode;
 use serde_json::json;
 
-use crate::journal::Journal;
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 pub struct OpsState {
-    pub journal: Journal,
+    pub journal: Store,
     pub metrics: Metrics,
     /// Set when shutdown begins, so a load balancer stops sending work.
     pub stopping: Arc<AtomicBool>,
@@ -57,7 +57,7 @@ async fn readyz(State(s): State<Arc<OpsState>>) -> Response {
             .into_response();
     }
     let health = s.journal.health();
-    if health != crate::journal::Health::Writable {
+    if health != crate::store::Health::Writable {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({ "status": health.describe() })),
@@ -75,11 +75,7 @@ async fn render(State(s): State<Arc<OpsState>>) -> Response {
     g.size_bytes.set(s.journal.size_bytes() as i64);
     g.writable.set(s.journal.is_writable() as i64);
     let now = crate::clock::now_ms();
-    let backlog = s
-        .journal
-        .reader()
-        .run(move |r| crate::scheduler::store::backlog(r, now))
-        .await;
+    let backlog = s.journal.backlog(now).await;
     match backlog {
         Ok(b) => {
             let sg = &s.metrics.sink_gauges;
@@ -107,12 +103,7 @@ async fn render(State(s): State<Arc<OpsState>>) -> Response {
         pool.export_budgets();
     }
     if s.recovery {
-        match s
-            .journal
-            .reader()
-            .run(|r| r.query(crate::recovery::store::last_complete))
-            .await
-        {
+        match s.journal.last_complete().await {
             Ok(walks) => {
                 for (source, at) in walks {
                     let age = (now - at).max(0) as f64 / 1000.0;

@@ -718,59 +718,54 @@ async fn the_ui_can_be_turned_off() {
 async fn latency_buckets_in_rust_and_in_the_trigger_agree() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.db");
-    let journal = tokio::task::spawn_blocking(move || {
-        gatehouse::journal::Journal::open(&path, gatehouse::metrics::Metrics::new().journal)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let journal = tokio::task::spawn_blocking(move || common::open_store(&path))
+        .await
+        .unwrap();
     let bounds = gatehouse::admin::LATENCY_BUCKETS_MS;
     let durations: Vec<i64> = std::iter::once(0)
         .chain(bounds.iter().flat_map(|b| [*b, b + 1]))
         .collect();
-    let d = durations.clone();
+    // Attempts recorded the scheduler's way: one job, under a lease, each
+    // attempt failing so the next one comes.
     journal
-        .exec(move |tx| {
-            tx.execute(
-                "INSERT INTO deliveries (id, hook_id, guid, event, partition_key, received_at_ms,
-                     body_size, content_kind, parse_status)
-                 VALUES (1, '', 'g', 'push', 'acme', 0, 0, 'json', 'ok')",
-                [],
-            )?;
-            tx.execute(
-                "INSERT INTO jobs (id, delivery_id, sink, partition_key, state, next_at_ms, updated_at_ms)
-                 VALUES (1, 1, 'ci', 'acme', 'done', 0, 0)",
-                [],
-            )?;
-            for (n, ms) in d.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, outcome)
-                     VALUES (1, ?1, 0, ?2, 'done')",
-                    [n as i64 + 1, *ms],
-                )?;
-            }
-            Ok(())
-        })
+        .append(common::journal_push("acme", "g", 1, "ci"))
         .await
         .unwrap();
+    let fence = match journal.acquire("ci", "acme", "t", 0, 60_000).await.unwrap() {
+        gatehouse::store::jobs::Lease::Taken { fence, .. } => fence,
+        _ => panic!("lease not taken"),
+    };
+    let job = journal
+        .pending("ci", "acme", None, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    for ms in &durations {
+        let attempt = gatehouse::store::jobs::Attempt {
+            duration_ms: *ms,
+            ..gatehouse::store::jobs::Attempt::in_process(0, Some("x"))
+        };
+        journal
+            .record(&job, "ci", "acme", &fence, attempt, 1000, 0, 60_000)
+            .await
+            .unwrap();
+    }
     let mut want = [0i64; 12];
     for ms in &durations {
         want[bounds.iter().position(|b| ms <= b).unwrap_or(bounds.len())] += 1;
     }
     let got: Vec<(usize, i64)> = journal
-        .reader()
-        .run(|r| {
-            r.query(|c| {
-                c.prepare("SELECT bucket, n FROM attempt_hours WHERE sink = 'ci' ORDER BY bucket")?
-                    .query_map([], |r| Ok((r.get::<_, i64>(0)? as usize, r.get(1)?)))?
-                    .collect()
-            })
-        })
+        .reports(0)
         .await
-        .unwrap();
+        .unwrap()
+        .attempts
+        .into_iter()
+        .filter(|a| a.0 == "ci")
+        .map(|a| (a.2, a.3))
+        .collect();
     let mut have = [0i64; 12];
     for (b, n) in got {
-        have[b] = n;
+        have[b] += n;
     }
     assert_eq!(have, want);
     journal.close();

@@ -52,7 +52,13 @@ async fn every_fixture_payload_is_journaled_with_its_envelope() {
 
         let v: Value = serde_json::from_slice(&body).unwrap();
         let want = expected(&v);
-        let row = t.app.journal().reader().get("100", &guid).unwrap().unwrap();
+        let row = t
+            .app
+            .journal()
+            .delivery("100", &guid)
+            .await
+            .unwrap()
+            .unwrap();
         let name = path.display();
         assert_eq!(row.meta.event, *event, "{name}");
         assert_eq!(row.meta.action, want.action, "{name}");
@@ -65,7 +71,7 @@ async fn every_fixture_payload_is_journaled_with_its_envelope() {
             "{name}"
         );
         assert_eq!(row.meta.parse_status, ParseStatus::Ok, "{name}");
-        let payload = t.app.journal().reader().payload(row.id).unwrap().unwrap();
+        let payload = t.app.journal().payload(row.id).await.unwrap().unwrap();
         assert_eq!(payload.body, body, "{name}: raw bytes kept exactly");
     }
     assert_eq!(
@@ -99,7 +105,13 @@ async fn owner_falls_back_as_github_documents() {
             .send(&Delivery::json(event, file, compact(&fx.join(file))))
             .await;
         assert_eq!(r.status(), 202);
-        let row = t.app.journal().reader().get("100", file).unwrap().unwrap();
+        let row = t
+            .app
+            .journal()
+            .delivery("100", file)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(row.meta.partition_key, partition, "{file}");
     }
     for (event, dir) in [
@@ -110,7 +122,13 @@ async fn owner_falls_back_as_github_documents() {
             let path = entry.unwrap().path();
             let guid = path.display().to_string();
             t.send(&Delivery::json(event, &guid, compact(&path))).await;
-            let row = t.app.journal().reader().get("100", &guid).unwrap().unwrap();
+            let row = t
+                .app
+                .journal()
+                .delivery("100", &guid)
+                .await
+                .unwrap()
+                .unwrap();
             assert_ne!(row.meta.partition_key, "-", "{guid} names its account");
         }
     }
@@ -132,13 +150,23 @@ async fn partition_by_repository_uses_full_name_and_falls_back_to_owner() {
         compact(&fx.join("membership/added.payload.json")),
     ))
     .await;
-    let r = t.app.journal().reader();
+    let r = t.app.journal();
     assert_eq!(
-        r.get("100", "a").unwrap().unwrap().meta.partition_key,
+        r.delivery("100", "a")
+            .await
+            .unwrap()
+            .unwrap()
+            .meta
+            .partition_key,
         "Codertocat/Hello-World"
     );
     assert_eq!(
-        r.get("100", "b").unwrap().unwrap().meta.partition_key,
+        r.delivery("100", "b")
+            .await
+            .unwrap()
+            .unwrap()
+            .meta
+            .partition_key,
         "Octocoders"
     );
 }

@@ -61,10 +61,7 @@ impl Gw {
     }
 
     fn client(&self, name: &str, scopes: &[&str], owners: &[&str]) -> String {
-        let conn = gatehouse::control::open(&self.app.db_path).unwrap();
-        let s: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        let o: Vec<String> = owners.iter().map(|s| s.to_string()).collect();
-        gatehouse::gateway::clients::add(&conn, name, &s, &o, gatehouse::clock::now_ms()).unwrap()
+        common::add_client(&self.app.db_path, name, scopes, owners)
     }
 
     async fn get(&self, token: &str, path: &str) -> reqwest::Response {
@@ -120,8 +117,11 @@ async fn unknown_missing_and_revoked_tokens_are_refused_as_github_does() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let conn = gatehouse::control::open(&gw.app.db_path).unwrap();
-    gatehouse::gateway::clients::revoke(&conn, "ci", gatehouse::clock::now_ms()).unwrap();
+    common::beside(&gw.app.db_path, async |store| {
+        gatehouse::gateway::clients::revoke(store, "ci", gatehouse::clock::now_ms())
+            .await
+            .unwrap()
+    });
     let r = gw.get(&token, "/repos/octo-org/widgets").await;
     assert_eq!(r.status(), 401, "a revoked token is refused at once");
     let m = gw.app.metrics().await;
@@ -590,8 +590,10 @@ async fn usage_reaches_the_journal_for_clients_list() {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let conn = gatehouse::control::open(&gw.app.db_path).unwrap();
-        let rows = gatehouse::gateway::clients::list(&conn, gatehouse::clock::now_ms()).unwrap();
+        let rows =
+            gatehouse::gateway::clients::list(gw.app.app.journal(), gatehouse::clock::now_ms())
+                .await
+                .unwrap();
         let u = &rows[0].last_hour;
         if u.requests == 3 {
             assert_eq!(
@@ -642,9 +644,7 @@ async fn cache_and_usage_survive_a_restart() {
         });
         c
     };
-    let conn = gatehouse::control::open(&app.db_path).unwrap();
-    let t = gatehouse::gateway::clients::add(&conn, "ci", &[], &[], 0).unwrap();
-    drop(conn);
+    let t = common::add_client(&app.db_path, "ci", &[], &[]);
     let get = |base: String| {
         let (http, t) = (http.clone(), t.clone());
         async move {
@@ -661,8 +661,11 @@ async fn cache_and_usage_survive_a_restart() {
     let dir = app.stop().await;
     let cfg = config(dir.path());
     let app = TestApp::start_in(dir, cfg).await;
-    let conn = gatehouse::control::open(&app.db_path).unwrap();
-    let rows = gatehouse::gateway::clients::list(&conn, gatehouse::clock::now_ms()).unwrap();
+    let rows = common::beside(&app.db_path, async |store| {
+        gatehouse::gateway::clients::list(store, gatehouse::clock::now_ms())
+            .await
+            .unwrap()
+    });
     assert_eq!(rows[0].last_hour.requests, 1, "usage flushed at shutdown");
     let base = format!("http://{}", app.app.gateway_addr().unwrap());
     let r = get(base).await;

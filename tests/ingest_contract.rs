@@ -238,8 +238,8 @@ async fn form_encoded_delivery_is_journaled_with_raw_bytes() {
     let row = t
         .app
         .journal()
-        .reader()
-        .get("100", "form-1")
+        .delivery("100", "form-1")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(row.meta.owner.as_deref(), Some("Codertocat"));
@@ -248,7 +248,7 @@ async fn form_encoded_delivery_is_journaled_with_raw_bytes() {
         Some("Codertocat/Hello-World")
     );
     assert_eq!(row.meta.parse_status, ParseStatus::Ok);
-    let payload = t.app.journal().reader().payload(row.id).unwrap().unwrap();
+    let payload = t.app.journal().payload(row.id).await.unwrap().unwrap();
     // The body GitHub signed (form-encoded), not the decoded JSON.
     assert_eq!(payload.body, d.body);
     let headers = String::from_utf8(payload.headers).unwrap();
@@ -268,7 +268,13 @@ async fn signed_body_that_is_not_json_is_kept_and_marked() {
     ] {
         let r = t.send(&Delivery::json("push", guid, body.to_vec())).await;
         assert_eq!(r.status(), 202, "{guid}");
-        let row = t.app.journal().reader().get("100", guid).unwrap().unwrap();
+        let row = t
+            .app
+            .journal()
+            .delivery("100", guid)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             matches!(&row.meta.parse_status, ParseStatus::Unparseable(e) if !e.is_empty()),
             "{guid}: {:?}",
@@ -276,13 +282,7 @@ async fn signed_body_that_is_not_json_is_kept_and_marked() {
         );
         assert_eq!(row.meta.partition_key, "-");
         assert_eq!(
-            t.app
-                .journal()
-                .reader()
-                .payload(row.id)
-                .unwrap()
-                .unwrap()
-                .body,
+            t.app.journal().payload(row.id).await.unwrap().unwrap().body,
             body
         );
     }
@@ -294,8 +294,8 @@ async fn signed_body_that_is_not_json_is_kept_and_marked() {
     let row = t
         .app
         .journal()
-        .reader()
-        .get("100", "nj-4")
+        .delivery("100", "nj-4")
+        .await
         .unwrap()
         .unwrap();
     assert!(matches!(row.meta.parse_status, ParseStatus::Unparseable(_)));
@@ -322,14 +322,20 @@ async fn all_headers_and_installation_target_are_kept() {
         .header("x-github-hook-installation-target-type", "integration")
         .header("x-github-hook-installation-target-id", "79929171");
     assert_eq!(t.send(&d).await.status(), 202);
-    let row = t.app.journal().reader().get("100", "hdr").unwrap().unwrap();
+    let row = t
+        .app
+        .journal()
+        .delivery("100", "hdr")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.meta.target_type.as_deref(), Some("integration"));
     assert_eq!(row.meta.target_id.as_deref(), Some("79929171"));
     let headers = t
         .app
         .journal()
-        .reader()
         .payload(row.id)
+        .await
         .unwrap()
         .unwrap()
         .headers;
@@ -473,13 +479,13 @@ async fn a_25_mb_delivery_is_accepted_and_kept_byte_for_byte() {
     let row = t
         .app
         .journal()
-        .reader()
-        .get("100", "big-push")
+        .delivery("100", "big-push")
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(row.meta.owner.as_deref(), Some("Codertocat"));
     assert_eq!(row.body_size, body.len() as i64);
-    let stored = t.app.journal().reader().payload(row.id).unwrap().unwrap();
+    let stored = t.app.journal().payload(row.id).await.unwrap().unwrap();
     assert!(
         stored.body == body,
         "stored bytes differ from the signed body"
@@ -491,7 +497,7 @@ async fn a_database_from_a_newer_release_is_refused() {
     let t = TestApp::spawn().await;
     let config = common::test_config(t.dir.path());
     let dir = t.stop().await;
-    let newer = gatehouse::journal::latest_version() + 1;
+    let newer = gatehouse::store::schema_version() + 1;
     rusqlite::Connection::open(&config.storage.path)
         .unwrap()
         .pragma_update(None, "user_version", newer)

@@ -347,7 +347,7 @@ async fn jobs_of_a_removed_route_are_reported_and_can_be_dropped() {
 /// shows with the same filters.
 #[tokio::test(flavor = "multi_thread")]
 async fn bulk_retry_matches_the_list_for_every_combination_of_filters() {
-    use gatehouse::control::{self, Filter};
+    use gatehouse::store::operator::{Cursor, Filter};
     let c = consumer::start(Duration::ZERO, consumer::always(500)).await;
     let t = common::TestApp::spawn_with(|cfg| {
         let mut a = common::route("ci", &c.url);
@@ -378,7 +378,7 @@ async fn bulk_retry_matches_the_list_for_every_combination_of_filters() {
         common::count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'") == jobs
     })
     .await;
-    let conn = control::open(&t.db_path).unwrap();
+    let store = t.app.journal();
     let now = gatehouse::clock::now_ms();
     let events = [None, Some("push"), Some("issues")];
     let partitions = [None, Some("acme"), Some("globex")];
@@ -399,8 +399,11 @@ async fn bulk_retry_matches_the_list_for_every_combination_of_filters() {
                     };
                     // The list shows deliveries; count their dead jobs on
                     // the route asked for (or any).
-                    let listed: i64 = control::list(&conn, &f, 1000)
+                    let listed: i64 = store
+                        .list(&f, Cursor::Newest, 1000)
+                        .await
                         .unwrap()
+                        .rows
                         .iter()
                         .map(|d| {
                             d.jobs
@@ -412,7 +415,7 @@ async fn bulk_retry_matches_the_list_for_every_combination_of_filters() {
                                 .count() as i64
                         })
                         .sum();
-                    let counted = control::count_dead(&conn, &f).unwrap();
+                    let counted = store.count_dead(&f).await.unwrap();
                     assert_eq!(
                         counted, listed,
                         "event {e:?} partition {p:?} route {r:?} since {s:?}"
@@ -430,7 +433,7 @@ async fn bulk_retry_matches_the_list_for_every_combination_of_filters() {
         state: Some("dead".into()),
         ..Filter::default()
     };
-    let want = control::count_dead(&conn, &audit_globex).unwrap();
+    let want = store.count_dead(&audit_globex).await.unwrap();
     assert!(want > 0);
     let dir = tempfile::tempdir().unwrap();
     let config = binary::write_config(dir.path(), &t.db_path, "");
@@ -447,7 +450,7 @@ async fn bulk_retry_matches_the_list_for_every_combination_of_filters() {
         ],
     );
     assert!(out.contains(&format!("{want} job(s) queued")), "{out}");
-    assert_eq!(control::count_dead(&conn, &audit_globex).unwrap(), 0);
+    assert_eq!(store.count_dead(&audit_globex).await.unwrap(), 0);
 }
 
 #[test]

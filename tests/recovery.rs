@@ -151,7 +151,7 @@ async fn a_thousand_deliveries_missed_while_down_come_back_once_each() {
 
     // The walk is recorded and visible.
     until_none(&t, UNSETTLED).await;
-    let status = gatehouse::recovery::store::status(&db).unwrap();
+    let status = t.app.journal().recovery_status().await.unwrap();
     let w = &status[0].last_walk;
     assert_eq!(status[0].source, "app:101");
     assert_eq!(
@@ -427,7 +427,7 @@ async fn a_repository_hook_listed_in_the_config_is_walked_with_a_pool_token() {
     let t = TestApp::start_in(dir, c).await;
     journaled_all(&t, &missed, Duration::from_secs(30)).await;
     asked_once_each(&hub, 25);
-    let status = gatehouse::recovery::store::status(&t.db()).unwrap();
+    let status = t.app.journal().recovery_status().await.unwrap();
     assert_eq!(status[0].source, "hook:octo-org/widgets:77");
     assert_eq!(
         hub.stats().tokens["pat:bot"].requests,

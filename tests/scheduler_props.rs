@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gatehouse::config::ProcessingConfig;
-use gatehouse::journal::Journal;
+use gatehouse::store::Store as Journal;
 use proptest::prelude::*;
 use tokio::runtime::Runtime;
 
@@ -98,6 +98,7 @@ struct Script {
 struct Life {
     rt: Runtime,
     journal: Journal,
+    db: std::path::PathBuf,
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -111,7 +112,11 @@ impl Life {
         // The previous life's last handles may take a moment to drop.
         let deadline = Instant::now() + Duration::from_secs(10);
         let journal = loop {
-            match Journal::open(db, gatehouse::metrics::Metrics::new().journal) {
+            match gatehouse::store::open(
+                &gatehouse::store::Location::Sqlite(db.to_path_buf()),
+                gatehouse::metrics::Metrics::new().journal,
+                gatehouse::store::Options::default(),
+            ) {
                 Ok(j) => break j,
                 Err(e) if Instant::now() < deadline => {
                     eprintln!("reopening: {e}");
@@ -137,6 +142,7 @@ impl Life {
         Life {
             rt,
             journal,
+            db: db.to_path_buf(),
             _stop: stop,
         }
     }
@@ -151,11 +157,18 @@ impl Life {
         self.rt.shutdown_timeout(Duration::from_secs(5));
     }
 
-    fn sql<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
-    ) -> T {
-        self.rt.block_on(self.journal.exec(f)).unwrap()
+    /// Time travel in the file, beside the store's writer: what no store
+    /// operation may do (left until this test steps the scheduler on a
+    /// manual clock).
+    fn sql<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>) -> T {
+        let mut conn = rusqlite::Connection::open(&self.db).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        let out = f(&tx).unwrap();
+        tx.commit().unwrap();
+        out
     }
 
     fn append(&self, org: &str, guid: &str, n: usize) {
@@ -208,29 +221,34 @@ struct Job {
 }
 
 fn jobs(life: &Life) -> Vec<Job> {
-    life.sql(|tx| {
-        let mut st = tx.prepare(
-            "SELECT d.guid, d.partition_key, j.state,
-                    COALESCE((SELECT group_concat(outcome, ',') FROM
-                        (SELECT outcome FROM attempts a WHERE a.job_id = j.id ORDER BY n)), ''),
-                    COALESCE((SELECT group_concat(error, ' | ') FROM attempts a WHERE a.job_id = j.id), '')
-             FROM jobs j JOIN deliveries d ON d.id = j.delivery_id ORDER BY d.id",
-        )?;
-        st.query_map([], |r| {
-            let attempts: String = r.get(3)?;
-            Ok(Job {
-                guid: r.get(0)?,
-                org: r.get(1)?,
-                state: r.get(2)?,
-                attempts: attempts
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect(),
-                errors: r.get(4)?,
-            })
-        })?
-        .collect()
+    use gatehouse::store::operator::{Cursor, Filter};
+    life.rt.block_on(async {
+        let listed = life
+            .journal
+            .list(&Filter::default(), Cursor::Newest, 100_000)
+            .await
+            .unwrap()
+            .rows;
+        let mut out = Vec::new();
+        // Oldest first, as they were journaled.
+        for d in listed.iter().rev() {
+            let shown = life.journal.show(d.id).await.unwrap().unwrap();
+            for j in shown.jobs {
+                out.push(Job {
+                    guid: d.guid.clone(),
+                    org: d.partition.clone(),
+                    state: j.state,
+                    attempts: j.history.iter().map(|a| a.outcome.clone()).collect(),
+                    errors: j
+                        .history
+                        .iter()
+                        .filter_map(|a| a.error.clone())
+                        .collect::<Vec<_>>()
+                        .join(" | "),
+                });
+            }
+        }
+        out
     })
 }
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use gatehouse::clock::{Clock, ManualClock};
 use gatehouse::config::ProcessingConfig;
-use gatehouse::journal::Journal;
 use gatehouse::scheduler::Scheduler;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -26,11 +25,7 @@ async fn retries_wait_their_backoff_and_pauses_their_retry_after_on_the_schedule
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(
-        &dir.path().join("gatehouse.db"),
-        gatehouse::metrics::Metrics::new().journal,
-    )
-    .unwrap();
+    let journal = common::open_store(&dir.path().join("gatehouse.db"));
     journal
         .append(common::journal_push("acme", "g1", 1, "ci"))
         .await
@@ -76,13 +71,9 @@ async fn retries_wait_their_backoff_and_pauses_their_retry_after_on_the_schedule
     assert_eq!(scheduler.run_once().await.unwrap(), 0, "nothing left");
 
     // The journal's record agrees: two attempts counted, the pause not.
-    let shown = journal
-        .reader()
-        .run(|r| r.query(|conn| Ok(gatehouse::control::show(conn, "g1"))))
-        .await
-        .unwrap()
-        .unwrap();
-    let job = &shown[0].jobs[0];
+    let id = journal.ids_of_guid("g1").await.unwrap()[0];
+    let shown = journal.show(id).await.unwrap().unwrap();
+    let job = &shown.jobs[0];
     assert_eq!((job.state.as_str(), job.attempts), ("done", 2));
     let outcomes: Vec<&str> = job.history.iter().map(|a| a.outcome.as_str()).collect();
     assert_eq!(outcomes, ["failed", "paused", "done"]);

@@ -3,22 +3,18 @@
 //! runs on the SQLite journal; the PostgreSQL backend (part 13) is to be
 //! held to the same cases.
 //!
-//! So far: fenced leases.
+//! So far: appends (dedupe, fan-out), FIFO per partition, fenced leases,
+//! holds, retries and back-fills, prune, clients, recovery checkpoints.
 
 mod common;
 
-use gatehouse::journal::Journal;
-use gatehouse::scheduler::sink::{Attempt, Outcome};
-use gatehouse::scheduler::store::{self, After, Fence, Lease};
+use gatehouse::store::Store as Journal;
+use gatehouse::store::jobs::{After, Attempt, Fence, Job, Lease, Outcome};
 
 const LEASE_MS: i64 = 30_000;
 
 fn open(dir: &std::path::Path) -> Journal {
-    Journal::open(
-        &dir.join("gatehouse.db"),
-        gatehouse::metrics::Metrics::new().journal,
-    )
-    .unwrap()
+    common::open_store(&dir.join("gatehouse.db"))
 }
 
 async fn append(journal: &Journal, org: &str, guid: &str) {
@@ -29,7 +25,8 @@ async fn append(journal: &Journal, org: &str, guid: &str) {
 }
 
 async fn claim(journal: &Journal, owner: &str, now_ms: i64) -> Option<Fence> {
-    match store::acquire(journal, "ci", "acme", owner, now_ms, LEASE_MS)
+    match journal
+        .acquire("ci", "acme", owner, now_ms, LEASE_MS)
         .await
         .unwrap()
     {
@@ -54,34 +51,28 @@ fn failed_at(now_ms: i64) -> Attempt {
 
 /// Records a failed attempt of `job` (acme's, on ci) under `fence`,
 /// retried at `retry_at_ms` if the fence holds.
-async fn record_failed(
-    journal: &Journal,
-    job: &store::Job,
-    fence: &Fence,
-    retry_at_ms: i64,
-) -> After {
+async fn record_failed(journal: &Journal, job: &Job, fence: &Fence, retry_at_ms: i64) -> After {
     let now = gatehouse::clock::now_ms();
-    store::record(
-        journal,
-        job,
-        "ci",
-        "acme",
-        fence,
-        failed_at(now),
-        3,
-        retry_at_ms,
-        LEASE_MS,
-    )
-    .await
-    .unwrap()
-}
-
-async fn attempts(journal: &Journal) -> i64 {
     journal
-        .reader()
-        .run(|r| r.query(|c| c.query_row("SELECT COUNT(*) FROM attempts", [], |r| r.get(0))))
+        .record(
+            job,
+            "ci",
+            "acme",
+            fence,
+            failed_at(now),
+            3,
+            retry_at_ms,
+            LEASE_MS,
+        )
         .await
         .unwrap()
+}
+
+/// Attempts recorded for g1's job, as an operator sees them.
+async fn attempts(journal: &Journal) -> usize {
+    let id = journal.ids_of_guid("g1").await.unwrap()[0];
+    let shown = journal.show(id).await.unwrap().unwrap();
+    shown.jobs[0].history.len()
 }
 
 #[tokio::test]
@@ -113,7 +104,8 @@ async fn a_stale_fence_writes_nothing_and_cannot_free_the_new_holders_lease() {
     append(&journal, "acme", "g1").await;
     let now = gatehouse::clock::now_ms();
     let a = claim(&journal, "worker-a", now).await.unwrap();
-    let job = store::pending(&journal, "ci", "acme", None, 10)
+    let job = journal
+        .pending("ci", "acme", None, 10)
         .await
         .unwrap()
         .remove(0);
@@ -125,12 +117,14 @@ async fn a_stale_fence_writes_nothing_and_cannot_free_the_new_holders_lease() {
     assert_eq!(stale, After::LeaseLost);
     assert_eq!(attempts(&journal).await, 0, "nothing recorded");
     assert!(
-        !store::bury(&journal, job.id, "ci", "acme", &a, LEASE_MS, "gone")
+        !journal
+            .bury(job.id, "ci", "acme", &a, now, LEASE_MS, "gone")
             .await
             .unwrap()
     );
     assert!(
-        !store::extend(&journal, "ci", "acme", &a, now + 99_999)
+        !journal
+            .extend("ci", "acme", &a, now + 99_999)
             .await
             .unwrap()
     );
@@ -144,7 +138,7 @@ async fn a_stale_fence_writes_nothing_and_cannot_free_the_new_holders_lease() {
         record_failed(&journal, &job, &old_b, now).await,
         After::LeaseLost
     );
-    store::release(&journal, "ci", "acme", &a).await.unwrap();
+    journal.release("ci", "acme", &a).await.unwrap();
     assert!(
         claim(&journal, "worker-c", now + LEASE_MS + 20)
             .await
@@ -160,7 +154,7 @@ async fn a_stale_fence_writes_nothing_and_cannot_free_the_new_holders_lease() {
         }
     );
     assert_eq!(attempts(&journal).await, 1);
-    store::release(&journal, "ci", "acme", &b).await.unwrap();
+    journal.release("ci", "acme", &b).await.unwrap();
     assert!(
         claim(&journal, "worker-c", now + 1).await.is_some(),
         "released"
@@ -174,18 +168,301 @@ async fn leases_left_by_a_dead_process_expire_at_start_and_keep_their_fences() {
     append(&journal, "acme", "g1").await;
     let now = gatehouse::clock::now_ms();
     let dead = claim(&journal, "gone-process", now).await.unwrap();
-    let n = store::expire_leases_of_the_dead(&journal).await.unwrap();
+    let n = journal.expire_leases_of_the_dead().await.unwrap();
     assert_eq!(n, 1);
     let next = claim(&journal, "new-process", now + 1)
         .await
         .expect("claimable at once");
     assert!(next.epoch > dead.epoch, "the old claim's fence is stale");
-    let job = store::pending(&journal, "ci", "acme", None, 10)
+    let job = journal
+        .pending("ci", "acme", None, 10)
         .await
         .unwrap()
         .remove(0);
     assert_eq!(
         record_failed(&journal, &job, &dead, now).await,
         After::LeaseLost
+    );
+}
+
+/// A delivery as the journal takes it, for `hook` and `sinks`, received at
+/// `at_ms`.
+fn delivery(
+    hook: &str,
+    org: &str,
+    guid: &str,
+    sinks: &[&str],
+    at_ms: i64,
+) -> gatehouse::journal::NewDelivery {
+    let mut d = common::journal_push(org, guid, 1, "ci");
+    d.meta.hook_id = hook.into();
+    d.meta.received_at_ms = at_ms;
+    d.sinks = sinks.iter().map(|s| s.to_string()).collect();
+    d
+}
+
+#[tokio::test]
+async fn an_append_is_deduplicated_by_hook_and_guid_and_fans_out_to_each_sink() {
+    use gatehouse::journal::Appended;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let now = gatehouse::clock::now_ms();
+    let first = journal
+        .append(delivery("1", "acme", "g1", &["ci", "audit"], now))
+        .await
+        .unwrap();
+    let Appended::Queued { id } = first else {
+        panic!("new delivery not queued: {first:?}")
+    };
+    assert_eq!(
+        journal
+            .append(delivery("1", "acme", "g1", &["ci", "audit"], now))
+            .await
+            .unwrap(),
+        Appended::Duplicate,
+        "the same (hook, GUID) changes nothing"
+    );
+    // GitHub sends one GUID to every hook subscribed: each is its own.
+    assert!(matches!(
+        journal
+            .append(delivery("2", "acme", "g1", &["ci"], now))
+            .await
+            .unwrap(),
+        Appended::Queued { .. }
+    ));
+    assert_eq!(journal.ids_of_guid("g1").await.unwrap().len(), 2);
+    let shown = journal.show(id).await.unwrap().unwrap();
+    let mut routes: Vec<&str> = shown.jobs.iter().map(|j| j.route.as_str()).collect();
+    routes.sort();
+    assert_eq!(routes, ["audit", "ci"], "one pending job per sink");
+    assert!(shown.jobs.iter().all(|j| j.state == "pending"));
+    let row = journal.delivery("1", "g1").await.unwrap().unwrap();
+    assert_eq!(row.id, id);
+    let payload = journal.payload(id).await.unwrap().unwrap();
+    assert_eq!(payload.body, common::push_for("acme", 1));
+    assert!(journal.delivery("3", "g1").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn pending_jobs_come_in_journal_order_per_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let now = gatehouse::clock::now_ms();
+    for (i, org) in ["acme", "globex", "acme", "acme", "globex"]
+        .iter()
+        .enumerate()
+    {
+        journal
+            .append(delivery("1", org, &format!("g{i}"), &["ci"], now))
+            .await
+            .unwrap();
+    }
+    let acme = journal.pending("ci", "acme", None, 10).await.unwrap();
+    let ids: Vec<i64> = acme.iter().map(|j| j.delivery_id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "FIFO by journal order");
+    assert_eq!(ids.len(), 3);
+    assert_eq!(
+        journal.pending("ci", "acme", None, 2).await.unwrap().len(),
+        2
+    );
+    let due = journal.due_partitions().await.unwrap();
+    let mut parts: Vec<&str> = due.iter().map(|d| d.1.as_str()).collect();
+    parts.sort();
+    assert_eq!(parts, ["acme", "globex"]);
+}
+
+#[tokio::test]
+async fn holds_keep_a_partition_and_a_route_from_running_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let now = gatehouse::clock::now_ms();
+    append(&journal, "acme", "g1").await;
+    journal.hold_partition("ci", "acme", true).await.unwrap();
+    assert!(matches!(
+        journal
+            .acquire("ci", "acme", "w", now, LEASE_MS)
+            .await
+            .unwrap(),
+        Lease::Held
+    ));
+    assert!(journal.due_partitions().await.unwrap().is_empty());
+    journal.hold_partition("ci", "acme", false).await.unwrap();
+    journal.hold_route("ci", true).await.unwrap();
+    journal.hold_route("ci", true).await.unwrap();
+    assert_eq!(journal.held_routes().await.unwrap(), ["ci"], "idempotent");
+    assert!(matches!(
+        journal
+            .acquire("ci", "acme", "w", now, LEASE_MS)
+            .await
+            .unwrap(),
+        Lease::Held
+    ));
+    journal.hold_route("ci", false).await.unwrap();
+    assert!(matches!(
+        journal
+            .acquire("ci", "acme", "w", now, LEASE_MS)
+            .await
+            .unwrap(),
+        Lease::Taken { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_retried_from_a_clean_slate_and_a_backfill_is_idempotent() {
+    use gatehouse::store::operator::Filter;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let now = gatehouse::clock::now_ms();
+    append(&journal, "acme", "g1").await;
+    let fence = claim(&journal, "w", now).await.unwrap();
+    let job = journal
+        .pending("ci", "acme", None, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let dead = journal
+        .record(&job, "ci", "acme", &fence, failed_at(now), 1, now, LEASE_MS)
+        .await
+        .unwrap();
+    assert_eq!(dead, After::Dead, "max_attempts 1");
+    let dead_ones = Filter {
+        state: Some("dead".into()),
+        ..Filter::default()
+    };
+    assert_eq!(journal.count_dead(&dead_ones).await.unwrap(), 1);
+    let requeued = journal.retry_dead(&dead_ones).await.unwrap();
+    assert_eq!(requeued.jobs, 1);
+    assert!(
+        requeued
+            .partitions
+            .contains(&("ci".to_string(), "acme".to_string()))
+    );
+    assert_eq!(journal.count_dead(&dead_ones).await.unwrap(), 0);
+    let again = journal.pending("ci", "acme", None, 1).await.unwrap();
+    assert_eq!(again[0].attempts, 0, "a clean slate");
+    // A bad filter is refused, not read as "everything".
+    let typo = Filter {
+        state: Some("deda".into()),
+        ..Filter::default()
+    };
+    assert!(matches!(
+        journal.count_dead(&typo).await,
+        Err(gatehouse::store::StoreError::Invalid(_))
+    ));
+    // A back-fill gives a new sink the deliveries it wants, once.
+    let wants = || -> gatehouse::store::operator::Wants { Box::new(|m| m.event == "push") };
+    assert_eq!(journal.backfill("audit", wants(), 0, now).await.unwrap(), 1);
+    assert_eq!(journal.backfill("audit", wants(), 0, now).await.unwrap(), 0);
+    assert_eq!(
+        journal
+            .pending("audit", "acme", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn prune_keeps_every_delivery_with_unfinished_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let long_ago = 1_000;
+    journal
+        .append(delivery("1", "acme", "pending", &["ci"], long_ago))
+        .await
+        .unwrap();
+    journal
+        .append(delivery("1", "acme", "nothing-to-do", &[], long_ago))
+        .await
+        .unwrap();
+    let n = journal.prune(long_ago + 1, 100).await.unwrap();
+    assert_eq!(n, 1, "only the delivery without work goes");
+    assert!(journal.delivery("1", "pending").await.unwrap().is_some());
+    assert!(
+        journal
+            .delivery("1", "nothing-to-do")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn clients_are_kept_by_token_hash_and_a_revoked_name_can_be_reused() {
+    use gatehouse::store::StoreError;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let scopes = vec!["GET /repos/.*".to_string()];
+    journal
+        .add_client("ci", "hash-1", &scopes, &["acme".into()], 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        journal.add_client("ci", "hash-2", &[], &[], 2).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let c = journal.client_by_token("hash-1").await.unwrap().unwrap();
+    assert_eq!(
+        (c.name.as_str(), c.scopes, c.owners),
+        ("ci", scopes, vec!["acme".to_string()])
+    );
+    assert!(journal.client_by_token("hash-2").await.unwrap().is_none());
+    journal.revoke_client("ci", 3).await.unwrap();
+    assert!(journal.client_by_token("hash-1").await.unwrap().is_none());
+    assert!(matches!(
+        journal.revoke_client("ci", 4).await,
+        Err(StoreError::NotFound(_))
+    ));
+    journal
+        .add_client("ci", "hash-3", &[], &[], 5)
+        .await
+        .unwrap();
+    let rows = journal.clients(6).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].revoked_at_ms.is_none());
+}
+
+#[tokio::test]
+async fn a_complete_walk_is_the_next_walks_checkpoint_and_a_claim_is_asked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let mut walk = journal.start_walk("app:1", 10, 0, true).await.unwrap();
+    assert_eq!(walk.stop_at_id, None, "no complete walk yet");
+    assert_eq!(
+        journal.running_walk("app:1").await.unwrap().map(|w| w.id),
+        Some(walk.id)
+    );
+    walk.newest_id = Some(500);
+    journal.save_walk(&walk, true, 20).await.unwrap();
+    assert!(journal.running_walk("app:1").await.unwrap().is_none());
+    let next = journal.start_walk("app:1", 30, 0, true).await.unwrap();
+    assert_eq!(next.stop_at_id, Some(500), "stops where the last one began");
+    // Found twice, kept once; asked for once within the window.
+    let found = vec![
+        ("g-old".to_string(), 7, Some(1_000)),
+        ("g-new".to_string(), 9, Some(2_000)),
+    ];
+    assert_eq!(journal.found("app:1", found.clone()).await.unwrap(), 2);
+    assert_eq!(journal.found("app:1", found).await.unwrap(), 0);
+    let ask: Vec<String> = journal
+        .to_ask("app:1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.0)
+        .collect();
+    assert_eq!(ask, ["g-old", "g-new"], "oldest delivery first");
+    assert!(journal.claim("app:1", "g-old", 7, 100, 50).await.unwrap());
+    journal.settle("app:1", "g-old", Some(202)).await.unwrap();
+    assert!(
+        !journal.claim("app:1", "g-old", 7, 101, 50).await.unwrap(),
+        "asked within the window"
+    );
+    assert!(
+        journal.claim("app:1", "g-old", 7, 200, 150).await.unwrap(),
+        "after it"
     );
 }

@@ -81,8 +81,8 @@ async fn app_webhooks_from_fakehub_are_journaled_and_redeliveries_are_duplicates
     let row = t
         .app
         .journal()
-        .reader()
-        .get("555", &rec.guid)
+        .delivery("555", &rec.guid)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(row.meta.event, "workflow_job");

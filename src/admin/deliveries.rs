@@ -8,9 +8,9 @@ use axum::{Extension, Form};
 use serde::Deserialize;
 
 use super::view;
-use super::{AdminError, Chrome, Session, Shared, read, render, retry_with, see_other};
+use super::{AdminError, Chrome, Session, Shared, render, see_other, woken};
 use crate::clock;
-use crate::control::{self, Cursor, Filter};
+use crate::store::operator::{Cursor, Filter, STATES};
 
 const PAGE_SIZE: usize = 50;
 
@@ -69,7 +69,7 @@ impl FilterForm {
         let time = |what: &str, s: &str| {
             opt(s)
                 .map(|s| {
-                    control::parse_since(&s, now).map_err(|_| {
+                    clock::parse_since(&s, now).map_err(|_| {
                         AdminError::BadRequest(format!(
                             "{what} {s:?}: use 30m, 6h, 2d (that long ago) or an RFC 3339 time"
                         ))
@@ -79,7 +79,7 @@ impl FilterForm {
         };
         let state = opt(&self.state);
         if let Some(s) = &state
-            && !control::STATES.contains(&s.as_str())
+            && !STATES.contains(&s.as_str())
         {
             return Err(AdminError::BadRequest(format!(
                 "state {s:?}: pending, done or dead"
@@ -155,10 +155,7 @@ pub async fn list(
     let (rows, error, newer, older) = match form.filter() {
         Err(e) => (vec![], Some(e.to_string()), None, None),
         Ok(f) => {
-            let page = read(&state, move |c| {
-                Ok(control::page(c, &f, cursor, PAGE_SIZE)?)
-            })
-            .await?;
+            let page = state.journal.list(&f, cursor, PAGE_SIZE).await?;
             let newer = page
                 .has_newer
                 .then(|| page.rows.first().map(|r| link("after", r.id)))
@@ -230,7 +227,7 @@ pub async fn bulk(
     Query(form): Query<FilterForm>,
 ) -> Result<Response, AdminError> {
     let f = form.filter()?;
-    let n = read(&state, move |c| Ok(control::count_dead(c, &f)?)).await?;
+    let n = state.journal.count_dead(&f).await?;
     let page = BulkPage {
         chrome: Chrome::new(&session, "deliveries"),
         describe: form
@@ -253,7 +250,7 @@ pub async fn bulk_retry(
     // Dead letters that matched the filter after the count was shown are
     // retried too: they are what the filter names.
     let f = form.filter()?;
-    let n = retry_with(&state, move |c| control::retry_dead(c, &f)).await?;
+    let n = woken(&state, state.journal.retry_dead(&f).await?);
     tracing::info!(jobs = n, filter = %form.query(), "admin: retried dead letters");
     let mut back = FilterForm {
         state: String::new(),

@@ -10,9 +10,9 @@ use http::{HeaderValue, header};
 use serde::Deserialize;
 
 use super::view;
-use super::{AdminError, Chrome, Session, Shared, read, render, retry_with, see_other};
+use super::{AdminError, Chrome, Session, Shared, render, see_other, woken};
 use crate::clock;
-use crate::control::{self, Waiting};
+use crate::store::operator::Waiting;
 
 /// Bigger payloads are offered as a download only: pretty-printing 25 MB
 /// into a page helps nobody.
@@ -89,7 +89,7 @@ pub async fn page(
         Ok(id) => id,
         Err(_) => {
             let guid = key.clone();
-            let ids = read(&state, move |c| Ok(control::ids_of_guid(c, &guid)?)).await?;
+            let ids = state.journal.ids_of_guid(&guid).await?;
             return match ids.as_slice() {
                 [] => Err(AdminError::NoDelivery(key)),
                 [one] => Ok(see_other(&format!("/admin/deliveries/{one}"))),
@@ -102,13 +102,14 @@ pub async fn page(
             };
         }
     };
-    let shown = read(&state, move |c| Ok(control::show_one(c, id)?))
+    let shown = state
+        .journal
+        .show(id)
         .await?
         .ok_or_else(|| AdminError::NoDelivery(key.clone()))?;
     let payload = state
         .journal
-        .reader()
-        .run(move |r| r.payload(id))
+        .payload(id)
         .await?
         .ok_or_else(|| AdminError::NoDelivery(key.clone()))?;
     let now = clock::now_ms();
@@ -318,10 +319,10 @@ pub async fn retry(
     let id = journal_id(&key)?;
     let sink = form.sink.filter(|s| !s.is_empty());
     let which = sink.clone();
-    let n = retry_with(&state, move |c| {
-        control::retry_delivery(c, id, which.as_deref())
-    })
-    .await?;
+    let n = woken(
+        &state,
+        state.journal.retry_delivery(id, which.as_deref()).await?,
+    );
     tracing::info!(delivery = id, sink = ?sink, jobs = n, "admin: retried");
     Ok(see_other(&format!("/admin/deliveries/{id}?retried={n}")))
 }
@@ -334,8 +335,7 @@ pub async fn body(
     let id = journal_id(&key)?;
     let payload = state
         .journal
-        .reader()
-        .run(move |r| r.payload(id))
+        .payload(id)
         .await?
         .ok_or_else(|| AdminError::NoDelivery(key.clone()))?;
     let disposition = format!("attachment; filename=\"delivery-{id}.body\"");

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 
 use super::view;
-use super::{AdminError, Chrome, Session, Shared, read, render};
+use super::{AdminError, Chrome, Session, Shared, render};
 use crate::clock;
 use crate::github::Pool;
 
@@ -91,11 +91,9 @@ pub async fn page(
     Extension(session): Extension<Session>,
 ) -> Result<Response, AdminError> {
     let now = clock::now_ms();
-    let clients = read(&state, move |c| {
-        crate::gateway::clients::list(c, now)
-            .map_err(|e| AdminError::BadRequest(format!("gateway clients: {e}")))
-    })
-    .await?;
+    let clients = crate::gateway::clients::list(&state.journal, now)
+        .await
+        .map_err(|e| AdminError::BadRequest(format!("gateway clients: {e}")))?;
     let installations = state
         .pool
         .as_deref()

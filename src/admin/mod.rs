@@ -13,7 +13,6 @@ mod partitions;
 pub mod password;
 mod reports;
 mod static_files;
-mod store;
 mod view;
 
 use std::sync::Arc;
@@ -30,7 +29,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 pub use auth::Auth;
 pub use reports::LATENCY_BUCKETS_MS;
 
-use crate::journal::{Journal, JournalError};
+use crate::store::{Store, StoreError};
 
 const SESSION_COOKIE: &str = "gatehouse_session";
 /// Forms are small; a bigger body on an admin POST is not ours.
@@ -38,7 +37,7 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// Everything the admin handlers need, and nothing else.
 pub struct AdminState {
-    pub journal: Journal,
+    pub journal: Store,
     pub auth: Auth,
     pub pool: Option<Arc<crate::github::Pool>>,
     /// Configured routes and built-in sinks, for filters and pause buttons.
@@ -133,13 +132,18 @@ pub enum AdminError {
     #[error("{0}")]
     BadRequest(String),
     #[error("the journal could not be read or written: {0}")]
-    Journal(#[from] JournalError),
-    #[error("{0}")]
-    Control(#[from] crate::control::ControlError),
+    Journal(#[source] StoreError),
     #[error("page could not be rendered: {0}")]
     Render(#[from] askama::Error),
-    #[error("the journal could not be read: {0}")]
-    Sql(#[from] rusqlite::Error),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> AdminError {
+        match e {
+            StoreError::Invalid(why) => AdminError::BadRequest(why),
+            e => AdminError::Journal(e),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -154,10 +158,7 @@ impl IntoResponse for AdminError {
         let status = match &self {
             AdminError::NotFound | AdminError::NoDelivery(_) => StatusCode::NOT_FOUND,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AdminError::Control(crate::control::ControlError::Invalid(_)) => {
-                StatusCode::BAD_REQUEST
-            }
-            AdminError::Journal(JournalError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Journal(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
@@ -183,34 +184,13 @@ fn render(t: impl Template) -> Result<Response, AdminError> {
     Ok(Html(t.render()?).into_response())
 }
 
-/// A read on the journal's blocking pool, as an admin result.
-async fn read<T: Send + 'static>(
-    state: &AdminState,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T, AdminError> + Send + 'static,
-) -> Result<T, AdminError> {
-    state
-        .journal
-        .reader()
-        .run(move |r| r.query(|c| Ok(f(c))))
-        .await?
-}
-
-/// A write through the journal's writer (one group commit), then a wake-up
-/// for every partition it gave work, so a retry runs now, not at the next
-/// rescan.
-async fn retry_with(
-    state: &AdminState,
-    f: impl FnOnce(
-        &rusqlite::Connection,
-    ) -> Result<crate::control::Requeued, crate::control::ControlError>
-    + Send
-    + 'static,
-) -> Result<usize, AdminError> {
-    let done = state.journal.exec(move |tx| Ok(f(tx))).await??;
+/// After a retry (one write through the store's writer): a wake-up for
+/// every partition it gave work, so it runs now, not at the next rescan.
+fn woken(state: &AdminState, done: crate::store::operator::Requeued) -> usize {
     for (sink, partition) in done.partitions {
         state.journal.wake(sink, partition);
     }
-    Ok(done.jobs)
+    done.jobs
 }
 
 /// A 303 to `to`. Pages report what a POST did from numbers in the query

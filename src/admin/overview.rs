@@ -8,8 +8,9 @@ use axum::response::Response;
 
 use super::github::{CredView, credentials};
 use super::view::{self, Bars, Legend, Lines};
-use super::{AdminError, Chrome, Session, Shared, read, render, store};
+use super::{AdminError, Chrome, Session, Shared, render};
 use crate::clock;
+use crate::store::views::{self, OverviewQuery};
 
 /// Seconds between live refreshes of the overview.
 const REFRESH_SECS: u32 = 10;
@@ -93,26 +94,29 @@ pub async fn page(
     let (minute0, hour0) = (now / 60_000 - 59, now / 3_600_000 - 23);
     let recovery = state.recovery;
     let sinks_known = state.sinks.clone();
-    let data = read(&state, move |c| {
-        let backlog = crate::scheduler::store::backlog_on(c, now)?;
-        Ok((
-            store::per_minute(c, minute0)?,
-            store::per_hour(c, hour0)?,
-            backlog,
-            store::paused(c, now, 20)?,
-            crate::scheduler::store::held_routes(c)?,
-            store::cache_totals(c, now / 60_000 - 24 * 60)?,
-            store::attempt_outcomes(c, now / 60_000 - DAY_MINUTES)?,
-            store::sink_samples(c, now / 60_000 - DAY_MINUTES)?,
-            if recovery {
-                Some(crate::recovery::store::status(c)?)
-            } else {
-                None
-            },
-        ))
-    })
-    .await?;
-    let (minutes, hours, backlog, paused, held_routes, cache, outcomes, samples, walks) = data;
+    let data = state
+        .journal
+        .overview(OverviewQuery {
+            now_ms: now,
+            from_minute: minute0,
+            from_hour: hour0,
+            paused_limit: 20,
+            cache_from_minute: now / 60_000 - 24 * 60,
+            samples_from_minute: now / 60_000 - DAY_MINUTES,
+            with_recovery: recovery,
+        })
+        .await?;
+    let views::Overview {
+        per_minute: minutes,
+        per_hour: hours,
+        backlog,
+        paused,
+        held_routes,
+        cache,
+        attempt_outcomes: outcomes,
+        sink_samples: samples,
+        recovery: walks,
+    } = data;
     let (hour, day) = (Axis::last_hour(now), Axis::last_day(now));
 
     let minute_points: Vec<(String, i64)> = view::dense(&minutes, minute0, 60)
@@ -218,8 +222,8 @@ pub async fn page(
         dead: sample_chart(&day, &samples, "Dead letters by sink", |s| s.3, view::count),
         journal_size: view::bytes(state.journal.size_bytes()),
         journal_problem: match state.journal.health() {
-            crate::journal::Health::Writable => None,
-            crate::journal::Health::Unwritable => Some(
+            crate::store::Health::Writable => None,
+            crate::store::Health::Unwritable => Some(
                 "The journal cannot be written: webhooks are answered 503 until it can (disk full?).",
             ),
             other => Some(other.describe()),
@@ -377,10 +381,7 @@ pub async fn drop_sink(
         )));
     }
     let sink = form.sink.clone();
-    let dropped = state
-        .journal
-        .exec(move |tx| Ok(crate::control::drop_sink(tx, &sink)))
-        .await??;
+    let dropped = state.journal.drop_sink(&sink).await?;
     tracing::info!(sink = %form.sink, pending = dropped.pending, dead = dropped.dead, "admin: jobs of a removed route dropped");
     Ok(super::see_other(&format!(
         "/admin/?dropped={}",

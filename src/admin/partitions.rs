@@ -9,10 +9,10 @@ use serde::Deserialize;
 
 use super::overview::pause_reason;
 use super::view;
-use super::{AdminError, Chrome, Session, Shared, read, render, see_other, store};
+use super::{AdminError, Chrome, Session, Shared, render, see_other};
 use crate::clock;
-use crate::control;
 use crate::scheduler::in_flight::Sending;
+use crate::store::views as store;
 
 /// Rows on one page; the busiest come first.
 const LIMIT: usize = 500;
@@ -70,14 +70,11 @@ pub async fn page(
 ) -> Result<Response, AdminError> {
     let now = clock::now_ms();
     let sink = Some(q.sink.clone()).filter(|s| !s.is_empty());
-    let (backlog, held, (rows, total)) = read(&state, move |c| {
-        Ok((
-            crate::scheduler::store::backlog_on(c, now)?,
-            crate::scheduler::store::held_routes(c)?,
-            store::partitions(c, sink.as_deref(), now, LIMIT)?,
-        ))
-    })
-    .await?;
+    let (backlog, held, (rows, total)) = tokio::try_join!(
+        state.journal.backlog(now),
+        state.journal.held_routes(),
+        state.journal.partitions(sink.as_deref(), now, LIMIT),
+    )?;
     let routes = backlog
         .by_sink(&state.sinks)
         .into_iter()
@@ -227,20 +224,11 @@ pub async fn hold(
             form.sink
         )));
     }
-    let (sink, partition) = (
-        form.sink.clone(),
-        form.partition.clone().filter(|p| !p.is_empty()),
-    );
-    let p = partition.clone();
-    state
-        .journal
-        .exec(move |tx| {
-            Ok(match &p {
-                Some(p) => control::hold_partition(tx, &sink, p, hold),
-                None => control::hold_route(tx, &sink, hold),
-            })
-        })
-        .await??;
+    let partition = form.partition.clone().filter(|p| !p.is_empty());
+    match &partition {
+        Some(p) => state.journal.hold_partition(&form.sink, p, hold).await?,
+        None => state.journal.hold_route(&form.sink, hold).await?,
+    }
     tracing::info!(sink = %form.sink, partition = ?partition, hold, "admin: pause changed");
     // A resumed partition runs now; a resumed route's partitions at the
     // scheduler's next rescan (within 10 s).

@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::view::{self, Bars};
-use super::{AdminError, Chrome, Session, Shared, read, render, store};
+use super::{AdminError, Chrome, Session, Shared, render};
 use crate::clock;
 
 /// Upper bounds (ms) of the latency buckets of `attempt_hours`; the last
@@ -83,19 +83,15 @@ pub async fn page(
     let today = now / 86_400_000;
     let first_day = today - days + 1;
     let since_ms = first_day * 86_400_000;
-    let actions = state.actions;
-    let (volume, attempts, workflows) = read(&state, move |c| {
-        Ok((
-            store::per_day(c, first_day)?,
-            store::attempts(c, first_day * 24)?,
-            if actions {
-                crate::sinks::actions::report::workflows(c, since_ms)?
-            } else {
-                vec![]
-            },
-        ))
-    })
-    .await?;
+    let crate::store::views::Reports {
+        per_day: volume,
+        attempts,
+    } = state.journal.reports(first_day).await?;
+    let workflows = if state.actions {
+        crate::sinks::actions::report::workflows(&state.journal, since_ms).await?
+    } else {
+        vec![]
+    };
 
     let day_label = |d: i64| view::time(d * 86_400_000)[..10].to_string();
     let totals: Vec<(i64, i64)> = volume.iter().map(|(d, _, _, n)| (*d, *n)).collect();
@@ -199,7 +195,7 @@ pub async fn page(
         owners: by(|r| &r.1),
         events: by(|r| &r.2),
         consumers,
-        actions,
+        actions: state.actions,
         workflows,
     })
 }

@@ -1,14 +1,14 @@
 //! `gatehouse actions report`: the Actions reports as a table or JSON.
 
-use rusqlite::Connection;
-
-use crate::control::{self, ControlError};
+use super::CliError;
 use crate::sinks::actions::report;
+use crate::store::Store;
 
 /// Per repository and workflow since `since` (30m, 6h, 7d, RFC 3339).
-pub fn report(conn: &Connection, since: &str, json: bool) -> Result<(), ControlError> {
-    let since_ms = control::parse_since(since, crate::clock::now_ms())?;
-    let rows = report::workflows(conn, since_ms)?;
+pub async fn report(store: &Store, since: &str, json: bool) -> Result<(), CliError> {
+    let since_ms =
+        crate::clock::parse_since(since, crate::clock::now_ms()).map_err(CliError::Invalid)?;
+    let rows = report::workflows(store, since_ms).await?;
     if json {
         super::print_json(&rows);
         return Ok(());

@@ -1,22 +1,19 @@
 //! `gatehouse clients add|list|revoke`: the API gateway's clients.
 
+use super::CliError;
 use super::{print_json, safe};
-use crate::control::ControlError;
-use crate::gateway::clients::{self, ClientError};
-
-fn err(e: ClientError) -> ControlError {
-    ControlError::Invalid(e.to_string())
-}
+use crate::gateway::clients;
+use crate::store::Store;
 
 /// Creates a client and prints its token (once: only a hash is kept).
-pub fn add(
-    conn: &rusqlite::Connection,
+pub async fn add(
+    store: &Store,
     name: &str,
     scopes: &[String],
     owners: &[String],
-) -> Result<(), ControlError> {
+) -> Result<(), CliError> {
     let now = crate::clock::now_ms();
-    let token = clients::add(conn, name, scopes, owners, now).map_err(err)?;
+    let token = clients::add(store, name, scopes, owners, now).await?;
     for s in scopes {
         if clients::Scope::parse(s).is_ok_and(|s| s.posts_graphql()) {
             eprintln!(
@@ -33,17 +30,17 @@ pub fn add(
 }
 
 /// Refuses a client's token from now on.
-pub fn revoke(conn: &rusqlite::Connection, name: &str) -> Result<(), ControlError> {
+pub async fn revoke(store: &Store, name: &str) -> Result<(), CliError> {
     let now = crate::clock::now_ms();
-    clients::revoke(conn, name, now).map_err(err)?;
+    clients::revoke(store, name, now).await?;
     println!("client {} revoked", safe(name));
     Ok(())
 }
 
 /// Every client with its last hour's requests and rate-limit units.
-pub fn list(conn: &rusqlite::Connection, json: bool) -> Result<(), ControlError> {
+pub async fn list(store: &Store, json: bool) -> Result<(), CliError> {
     let now = crate::clock::now_ms();
-    let rows = clients::list(conn, now).map_err(err)?;
+    let rows = clients::list(store, now).await?;
     if json {
         print_json(&rows);
         return Ok(());

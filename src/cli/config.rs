@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::CliError;
 use crate::config::{Config, Secrets};
-use crate::control;
+use crate::store::{Location, Store};
 
 /// Loads `--config` for a command that needs the secrets or not; without
 /// a file, the embedded default's paths (what `serve` would use).
@@ -37,11 +38,12 @@ pub fn for_serve(path: Option<&Path>) -> Result<(Config, crate::app::Generated),
     }
 }
 
-/// Loads the config (or the embedded default's paths), opens the journal
-/// for operator actions, and runs `f`.
+/// Loads the config (or the embedded default's paths), opens the store
+/// beside a running server (the same operations, through the same writer
+/// code, as the server's), and runs `f`.
 pub fn operate(
     path: Option<PathBuf>,
-    f: impl FnOnce(&Config, &mut rusqlite::Connection) -> Result<(), control::ControlError>,
+    f: impl AsyncFnOnce(&Config, &Store) -> Result<(), CliError>,
 ) -> ExitCode {
     // Nothing here uses a secret: they are not read (on a systemd install
     // they are credentials only the service can open).
@@ -49,7 +51,18 @@ pub fn operate(
         Ok(c) => c,
         Err(code) => return code,
     };
-    let result = control::open(&config.storage.path).and_then(|mut conn| f(&config, &mut conn));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the command");
+    let result = match crate::store::open_beside(&Location::Sqlite(config.storage.path.clone())) {
+        Err(e) => Err(e.into()),
+        Ok(store) => {
+            let done = runtime.block_on(f(&config, &store));
+            store.close();
+            done
+        }
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -2,9 +2,11 @@
 //! with its jobs and every attempt (what the consumer answered), and jobs
 //! run again.
 
+use super::CliError;
 use super::{print_json, safe};
 use crate::config::{Config, Ordering};
-use crate::control::{self, ControlError, Waiting};
+use crate::store::Store;
+use crate::store::operator::{Cursor, Filter, Waiting};
 
 /// RFC 3339 with milliseconds, UTC.
 pub fn time(ms: i64) -> String {
@@ -15,13 +17,13 @@ pub fn time(ms: i64) -> String {
 }
 
 /// The newest deliveries matching `filter`, with their jobs.
-pub fn list(
-    conn: &rusqlite::Connection,
-    filter: &control::Filter,
+pub async fn list(
+    store: &Store,
+    filter: &Filter,
     limit: usize,
     json: bool,
-) -> Result<(), ControlError> {
-    let rows = control::list(conn, filter, limit)?;
+) -> Result<(), CliError> {
+    let rows = store.list(filter, Cursor::Newest, limit).await?.rows;
     if json {
         print_json(&rows);
     } else {
@@ -51,33 +53,38 @@ pub fn list(
 /// Runs jobs again: one GUID's (only `filter.route`'s, if given), every
 /// dead letter matching `filter` (`dead`), or, with a route and `since`
 /// alone, back-fills that route with the deliveries it missed.
-pub fn retry(
+pub async fn retry(
     config: &Config,
-    conn: &mut rusqlite::Connection,
+    store: &Store,
     guid: Option<String>,
     dead: bool,
-    filter: &control::Filter,
+    filter: &Filter,
     since: Option<&str>,
-) -> Result<(), ControlError> {
+) -> Result<(), CliError> {
     let n = if let Some(g) = guid {
-        control::retry_guid(conn, &g, filter.route.as_deref())?.jobs
+        store.retry_guid(&g, filter.route.as_deref()).await?.jobs
     } else if dead {
-        control::retry_dead(conn, filter)?.jobs
+        store.retry_dead(filter).await?.jobs
     } else if let (Some(name), Some(since)) = (filter.route.as_deref(), since) {
         let catalog = crate::sinks::Catalog::new(config);
         if !catalog.has(name) {
-            return Err(ControlError::Invalid(format!(
+            return Err(CliError::Invalid(format!(
                 "no route {name:?} in the config (nor an enabled built-in sink)"
             )));
         }
-        control::backfill(
-            conn,
-            name,
-            |meta| catalog.wants(name, meta),
-            control::parse_since(since, crate::clock::now_ms())?,
-        )?
+        let now = crate::clock::now_ms();
+        let since_ms = crate::clock::parse_since(since, now).map_err(CliError::Invalid)?;
+        let sink = name.to_string();
+        store
+            .backfill(
+                name,
+                Box::new(move |meta| catalog.wants(&sink, meta)),
+                since_ms,
+                now,
+            )
+            .await?
     } else {
-        return Err(ControlError::Invalid(
+        return Err(CliError::Invalid(
             "give a GUID, --dead [filters], or --route R --since T to back-fill".into(),
         ));
     };
@@ -85,15 +92,13 @@ pub fn retry(
     Ok(())
 }
 
-pub fn show(
-    config: &Config,
-    conn: &rusqlite::Connection,
-    guid: &str,
-    json: bool,
-) -> Result<(), ControlError> {
-    let found = control::show(conn, guid)?;
+pub async fn show(config: &Config, store: &Store, guid: &str, json: bool) -> Result<(), CliError> {
+    let mut found = Vec::new();
+    for id in store.ids_of_guid(guid).await? {
+        found.extend(store.show(id).await?);
+    }
     if found.is_empty() {
-        return Err(ControlError::Invalid(format!(
+        return Err(CliError::Invalid(format!(
             "no delivery with GUID {}",
             safe(guid)
         )));

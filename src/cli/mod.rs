@@ -12,6 +12,21 @@ pub mod github;
 pub mod recovery;
 pub mod routes;
 
+/// Why an operator command failed (printed, exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Open(#[from] crate::store::OpenError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Client(#[from] crate::gateway::clients::ClientError),
+    /// What the operator asked for does not make sense (a typo, a
+    /// missing argument); the message says what would.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Text that came from a payload, GitHub or a client, made safe for a
 /// terminal: control characters (ESC starts sequences that move the
 /// cursor, retitle the window or rewrite what was printed) are shown

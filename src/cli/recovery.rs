@@ -3,16 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
-
+use super::CliError;
 use crate::config::Config;
-use crate::control::{self, ControlError};
-use crate::recovery::{Source, store};
+use crate::recovery::Source;
+use crate::store::Store;
 
 /// Each source's last walk and its last complete one.
-pub fn status(conn: &Connection, json: bool) -> Result<(), ControlError> {
+pub async fn status(store: &Store, json: bool) -> Result<(), CliError> {
     let now = crate::clock::now_ms();
-    let rows = store::status(conn)?;
+    let rows = store.recovery_status().await?;
     if json {
         super::print_json(&rows);
         return Ok(());
@@ -60,18 +59,21 @@ pub fn status(conn: &Connection, json: bool) -> Result<(), ControlError> {
 /// Asks the running server for a walk of every source (back to `since`,
 /// else to the last complete walk) and prints its progress until it is
 /// complete or `wait` seconds pass.
-pub fn run(
+pub async fn run(
     config: &Config,
-    conn: &Connection,
+    store: &Store,
     since: Option<&str>,
     wait: u64,
-) -> Result<(), ControlError> {
+) -> Result<(), CliError> {
     let now = crate::clock::now_ms();
-    let since_ms = since.map(|s| control::parse_since(s, now)).transpose()?;
-    let id = store::trigger(conn, since_ms, now)?;
+    let since_ms = since
+        .map(|s| crate::clock::parse_since(s, now))
+        .transpose()
+        .map_err(CliError::Invalid)?;
+    let id = store.trigger(since_ms, now).await?;
     let deadline = Instant::now() + Duration::from_secs(15);
     let taken = loop {
-        if let Some(t) = store::trigger_taken(conn, id)? {
+        if let Some(t) = store.trigger_taken(id).await? {
             break t;
         }
         if Instant::now() > deadline {
@@ -80,13 +82,13 @@ pub fn run(
             );
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(250));
+        tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let sources: Vec<String> = Source::all(config).iter().map(Source::name).collect();
     let deadline = Instant::now() + Duration::from_secs(wait);
     let mut last = String::new();
     loop {
-        let rows = store::status(conn)?;
+        let rows = store.recovery_status().await?;
         let mine: Vec<_> = rows
             .iter()
             .filter(|r| {
@@ -114,7 +116,7 @@ pub fn run(
         let done = mine.len() == sources.len()
             && mine
                 .iter()
-                .all(|r| r.last_walk.state == store::WalkState::Complete);
+                .all(|r| r.last_walk.state == crate::store::recovery::WalkState::Complete);
         if done {
             println!("recovery walk complete");
             return Ok(());
@@ -123,6 +125,6 @@ pub fn run(
             println!("still walking after {wait} s; see `gatehouse recovery status`");
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -2,14 +2,15 @@
 //! each route's state, backlog and dead letters; holds; the jobs of a
 //! removed route.
 
+use super::CliError;
 use super::{print_json, safe};
 use crate::config::Config;
-use crate::control::{self, ControlError};
+use crate::store::Store;
 
-pub fn list(config: &Config, conn: &rusqlite::Connection, json: bool) -> Result<(), ControlError> {
+pub async fn list(config: &Config, store: &Store, json: bool) -> Result<(), CliError> {
     let now = crate::clock::now_ms();
     let names = crate::sinks::Catalog::new(config).names();
-    let rows = control::route_states(conn, &names, now)?;
+    let rows = store.route_states(&names, now).await?;
     if json {
         print_json(&rows);
         return Ok(());
@@ -44,7 +45,7 @@ pub fn list(config: &Config, conn: &rusqlite::Connection, json: bool) -> Result<
 }
 
 /// A route (or built-in sink) the config has; a typo says which exist.
-pub fn known(config: &Config, route: &str) -> Result<(), ControlError> {
+pub fn known(config: &Config, route: &str) -> Result<(), CliError> {
     let catalog = crate::sinks::Catalog::new(config);
     if catalog.has(route) {
         return Ok(());
@@ -54,7 +55,7 @@ pub fn known(config: &Config, route: &str) -> Result<(), ControlError> {
     let hint = crate::config::validate::did_you_mean(route, &known)
         .map(|k| format!(" (did you mean {k:?}?)"))
         .unwrap_or_default();
-    Err(ControlError::Invalid(format!(
+    Err(CliError::Invalid(format!(
         "no route {route:?} in the config{hint}; routes: {}",
         if known.is_empty() {
             "none".to_string()
@@ -65,13 +66,13 @@ pub fn known(config: &Config, route: &str) -> Result<(), ControlError> {
 }
 
 /// `gatehouse routes drop NAME`: only for a route the config no longer has.
-pub fn drop(config: &Config, conn: &rusqlite::Connection, route: &str) -> Result<(), ControlError> {
+pub async fn drop(config: &Config, store: &Store, route: &str) -> Result<(), CliError> {
     if crate::sinks::Catalog::new(config).has(route) {
-        return Err(ControlError::Invalid(format!(
+        return Err(CliError::Invalid(format!(
             "route {route:?} is in the config: remove it there first (its jobs would run again otherwise)"
         )));
     }
-    let d = control::drop_sink(conn, route)?;
+    let d = store.drop_sink(route).await?;
     println!(
         "dropped {} pending job(s) and {} dead letter(s) of route {}",
         d.pending,
@@ -82,22 +83,22 @@ pub fn drop(config: &Config, conn: &rusqlite::Connection, route: &str) -> Result
 }
 
 /// Pauses or resumes a route as a whole, or one of its partitions.
-pub fn hold(
+pub async fn hold(
     config: &Config,
-    conn: &rusqlite::Connection,
+    store: &Store,
     route: &str,
     partition: Option<&str>,
     hold: bool,
-) -> Result<(), ControlError> {
+) -> Result<(), CliError> {
     known(config, route)?;
     let word = if hold { "paused" } else { "resumed" };
     match partition {
         None => {
-            control::hold_route(conn, route, hold)?;
+            store.hold_route(route, hold).await?;
             println!("route {} {word}", safe(route));
         }
         Some(p) => {
-            control::hold_partition(conn, route, p, hold)?;
+            store.hold_partition(route, p, hold).await?;
             println!("partition {} of route {} {word}", safe(p), safe(route));
         }
     }

@@ -4,11 +4,11 @@
 
 use http::Method;
 use regex::Regex;
-use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
+
 use sha2::{Digest, Sha256};
 
 use super::graphql::Operation;
+use crate::store::{Store, StoreError};
 
 /// Prefix of every client token, so a leaked one is recognisable.
 pub const TOKEN_PREFIX: &str = "gth_";
@@ -22,7 +22,7 @@ pub enum ClientError {
     #[error("no active client named {0:?}")]
     Unknown(String),
     #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
+    Store(#[from] crate::store::StoreError),
 }
 
 /// One `--scope 'METHOD PATH_REGEX'` rule. The regex must match the whole
@@ -148,28 +148,7 @@ impl Client {
     }
 }
 
-/// What `gatehouse clients list` shows of one client.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClientRow {
-    pub name: String,
-    pub scopes: Vec<String>,
-    pub owners: Vec<String>,
-    pub created_at_ms: i64,
-    pub revoked_at_ms: Option<i64>,
-    pub last_hour: Usage,
-}
-
-/// Requests and rate-limit units over a window.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Usage {
-    pub requests: i64,
-    pub hits: i64,
-    pub revalidated: i64,
-    pub misses: i64,
-    pub bypassed: i64,
-    pub units_spent: i64,
-    pub units_saved: i64,
-}
+pub use crate::store::clients::{ClientRow, Usage};
 
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -197,8 +176,8 @@ fn check_name(name: &str) -> Result<(), ClientError> {
 
 /// Creates a client and returns its token, which is not stored and cannot
 /// be shown again. A revoked client's name may be reused.
-pub fn add(
-    conn: &Connection,
+pub async fn add(
+    store: &Store,
     name: &str,
     scopes: &[String],
     owners: &[String],
@@ -218,102 +197,45 @@ pub fn add(
         )));
     }
     let token = new_token();
-    let scopes_json = serde_json::to_string(scopes).expect("strings serialise");
-    let owners_json = serde_json::to_string(&owners).expect("strings serialise");
-    // Immediate: the write lock up front, so a server writing meanwhile
-    // makes this wait (busy_timeout), not fail when the read turns write.
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-    let active: Option<Option<i64>> = tx
-        .query_row(
-            "SELECT revoked_at_ms FROM clients WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(None) = active {
-        return Err(ClientError::Exists(name.to_string()));
+    match store
+        .add_client(name, &hash_token(&token), scopes, &owners, now_ms)
+        .await
+    {
+        Ok(()) => Ok(token),
+        Err(StoreError::Invalid(_)) => Err(ClientError::Exists(name.to_string())),
+        Err(e) => Err(e.into()),
     }
-    tx.execute(
-        "INSERT OR REPLACE INTO clients (name, token_hash, scopes, owners, created_at_ms, revoked_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-        params![name, hash_token(&token), scopes_json, owners_json, now_ms],
-    )?;
-    tx.commit()?;
-    Ok(token)
 }
 
-pub fn revoke(conn: &Connection, name: &str, now_ms: i64) -> Result<(), ClientError> {
-    let n = conn.execute(
-        "UPDATE clients SET revoked_at_ms = ?2 WHERE name = ?1 AND revoked_at_ms IS NULL",
-        params![name, now_ms],
-    )?;
-    if n == 0 {
-        return Err(ClientError::Unknown(name.to_string()));
+pub async fn revoke(store: &Store, name: &str, now_ms: i64) -> Result<(), ClientError> {
+    match store.revoke_client(name, now_ms).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::NotFound(_)) => Err(ClientError::Unknown(name.to_string())),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
-/// The active client holding this token, by the token's hash.
-pub fn lookup(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<Client>> {
-    let row: Option<(String, String, String)> = conn
-        .prepare_cached(
-            "SELECT name, scopes, owners FROM clients
-             WHERE token_hash = ?1 AND revoked_at_ms IS NULL",
-        )?
-        .query_row([token_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    let Some((name, scopes, owners)) = row else {
+/// The active client holding this token, by the token's hash. A stored
+/// scope that no longer parses is an error, not a client with fewer rules.
+pub async fn lookup(store: &Store, token_hash: &str) -> Result<Option<Client>, ClientError> {
+    let Some(c) = store.client_by_token(token_hash).await? else {
         return Ok(None);
     };
-    let corrupt = |e: String| {
-        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
-    };
-    let scopes: Vec<String> = serde_json::from_str(&scopes).map_err(|e| corrupt(e.to_string()))?;
-    let scopes = scopes
+    let scopes = c
+        .scopes
         .iter()
-        .map(|s| Scope::parse(s).map_err(|e| corrupt(e.to_string())))
+        .map(|s| Scope::parse(s))
         .collect::<Result<_, _>>()?;
-    let owners = serde_json::from_str(&owners).map_err(|e| corrupt(e.to_string()))?;
     Ok(Some(Client {
-        name,
+        name: c.name,
         scopes,
-        owners,
+        owners: c.owners,
     }))
 }
 
 /// Every client, newest first, with its usage over the hour before `now_ms`.
-pub fn list(conn: &Connection, now_ms: i64) -> Result<Vec<ClientRow>, ClientError> {
-    let since = now_ms / 60_000 - 60;
-    let mut stmt = conn.prepare(
-        "SELECT c.name, c.scopes, c.owners, c.created_at_ms, c.revoked_at_ms,
-                COALESCE(SUM(u.requests), 0), COALESCE(SUM(u.hits), 0),
-                COALESCE(SUM(u.revalidated), 0), COALESCE(SUM(u.misses), 0),
-                COALESCE(SUM(u.bypassed), 0), COALESCE(SUM(u.units_spent), 0),
-                COALESCE(SUM(u.units_saved), 0)
-         FROM clients c LEFT JOIN client_usage u ON u.client = c.name AND u.minute > ?1
-         GROUP BY c.name ORDER BY c.created_at_ms DESC, c.name",
-    )?;
-    let rows = stmt.query_map([since], |r| {
-        let scopes: String = r.get(1)?;
-        let owners: String = r.get(2)?;
-        Ok(ClientRow {
-            name: r.get(0)?,
-            scopes: serde_json::from_str(&scopes).unwrap_or_default(),
-            owners: serde_json::from_str(&owners).unwrap_or_default(),
-            created_at_ms: r.get(3)?,
-            revoked_at_ms: r.get(4)?,
-            last_hour: Usage {
-                requests: r.get(5)?,
-                hits: r.get(6)?,
-                revalidated: r.get(7)?,
-                misses: r.get(8)?,
-                bypassed: r.get(9)?,
-                units_spent: r.get(10)?,
-                units_saved: r.get(11)?,
-            },
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub async fn list(store: &Store, now_ms: i64) -> Result<Vec<ClientRow>, ClientError> {
+    Ok(store.clients(now_ms).await?)
 }
 
 #[cfg(test)]

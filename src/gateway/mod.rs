@@ -25,8 +25,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use crate::config::GatewayConfig;
 use crate::github::{Pool, Reach};
-use crate::journal::Journal;
 use crate::server::body::{self, BodyError};
+use crate::store::Store;
 use cache::Cache;
 use clients::Client;
 use upstream::{Fetched, Inflight, Route};
@@ -38,7 +38,7 @@ const DOCS: &str = "https://docs.github.com/rest";
 
 pub struct GatewayState {
     pub pool: Arc<Pool>,
-    pub journal: Journal,
+    pub journal: Store,
     pub cache: Arc<Cache>,
     pub usage: Arc<Recorder>,
     pub config: GatewayConfig,
@@ -215,11 +215,7 @@ async fn authenticate_token(s: &GatewayState, h: &HeaderMap) -> Result<Client, F
         return Err(refuse(StatusCode::UNAUTHORIZED, "Bad credentials"));
     }
     let hash = clients::hash_token(token);
-    let found = s
-        .journal
-        .reader()
-        .run(move |r| r.query(|conn| clients::lookup(conn, &hash)))
-        .await;
+    let found = clients::lookup(&s.journal, &hash).await;
     match found {
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err(refuse(StatusCode::UNAUTHORIZED, "Bad credentials")),

@@ -7,13 +7,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rusqlite::params;
-
 use super::clients::Usage;
-use crate::journal::Journal;
 use crate::metrics::{
     ClientLabel, ClientOutcomeLabels, ClientStatusLabels, GatewayMetrics, OutcomeLabel,
 };
+use crate::store::Store;
 
 /// Usage rows are kept this long.
 const KEEP_MINUTES: i64 = 7 * 24 * 60;
@@ -55,14 +53,14 @@ pub struct Served<'a> {
 
 pub struct Recorder {
     metrics: GatewayMetrics,
-    journal: Journal,
+    journal: Store,
     pending: Mutex<HashMap<(String, i64), Usage>>,
     free: AtomicU64,
     cacheable: AtomicU64,
 }
 
 impl Recorder {
-    pub fn new(metrics: GatewayMetrics, journal: Journal) -> Recorder {
+    pub fn new(metrics: GatewayMetrics, journal: Store) -> Recorder {
         Recorder {
             metrics,
             journal,
@@ -128,39 +126,7 @@ impl Recorder {
             return;
         }
         let oldest = crate::clock::now_ms() / 60_000 - KEEP_MINUTES;
-        let result = self
-            .journal
-            .exec(move |tx| {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO client_usage (client, minute, requests, hits, revalidated,
-                         misses, bypassed, units_spent, units_saved)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT (client, minute) DO UPDATE SET
-                         requests = requests + excluded.requests,
-                         hits = hits + excluded.hits,
-                         revalidated = revalidated + excluded.revalidated,
-                         misses = misses + excluded.misses,
-                         bypassed = bypassed + excluded.bypassed,
-                         units_spent = units_spent + excluded.units_spent,
-                         units_saved = units_saved + excluded.units_saved",
-                )?;
-                for ((client, minute), u) in &rows {
-                    stmt.execute(params![
-                        client,
-                        minute,
-                        u.requests,
-                        u.hits,
-                        u.revalidated,
-                        u.misses,
-                        u.bypassed,
-                        u.units_spent,
-                        u.units_saved
-                    ])?;
-                }
-                tx.execute("DELETE FROM client_usage WHERE minute < ?1", [oldest])?;
-                Ok(())
-            })
-            .await;
+        let result = self.journal.add_usage(rows, oldest).await;
         if let Err(e) = result {
             // Lost rows only shorten `clients list`; the counters have them.
             tracing::warn!(error = %e, "gateway: cannot record client usage");

@@ -18,11 +18,10 @@ use serde_json::json;
 
 use crate::clock;
 use crate::config::{PartitionBy, Secret};
-use crate::journal::{
-    Appended, ContentKind, DeliveryMeta, Journal, JournalError, NewDelivery, ParseStatus, model,
-};
+use crate::journal::{Appended, ContentKind, DeliveryMeta, NewDelivery, ParseStatus, model};
 use crate::metrics::{IngestMetrics, IngestResult};
 use crate::server::body::{self, BodyError};
+use crate::store::Store;
 use crate::webhook::signature;
 use request::GithubHeaders;
 
@@ -34,7 +33,7 @@ const RETRY_AFTER_SECS: u64 = 5;
 
 /// What the webhook handler needs, and nothing more.
 pub struct IngestState {
-    pub journal: Journal,
+    pub journal: Store,
     pub secrets: Vec<Secret>,
     pub partition_by: PartitionBy,
     /// How bodies are read: size, shared memory budget, pace.
@@ -313,8 +312,8 @@ async fn accept(
             }
             Ok((appended, gh.guid))
         }
-        Ok(Err(JournalError::Unavailable(_) | JournalError::Closed | JournalError::Read(_)))
-        | Err(_) => Err(Rejection::Unavailable),
+        // Whatever the store says, nothing was committed: not acknowledged.
+        Ok(Err(_)) | Err(_) => Err(Rejection::Unavailable),
     }
 }
 

@@ -10,7 +10,7 @@
 //! before the request goes out); failed requests are asked again on the
 //! next walk; when the budget runs out the walk waits for the reset.
 
-pub mod store;
+pub use crate::store::recovery as store;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,9 +24,9 @@ use crate::clock;
 use crate::config::{Config, RecoveryConfig};
 use crate::github::budget::{self, Resource};
 use crate::github::{Answer, Pool, PoolError, Request};
-use crate::journal::{Journal, JournalError};
 use crate::metrics::{RecoveryMetrics, SourceLabel};
 use crate::shutdown;
+use crate::store::{Store, StoreError};
 
 /// How often the server looks for a walk asked for from the CLI.
 const TRIGGER_POLL: Duration = Duration::from_secs(5);
@@ -102,7 +102,7 @@ impl Source {
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
     #[error(transparent)]
-    Journal(#[from] JournalError),
+    Journal(#[from] StoreError),
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error("GitHub answered {status} to {path}: {body}")]
@@ -136,7 +136,7 @@ enum Ask {
 }
 
 pub struct Recovery {
-    pub journal: Journal,
+    pub journal: Store,
     pub pool: Arc<Pool>,
     pub config: RecoveryConfig,
     pub metrics: RecoveryMetrics,
@@ -162,16 +162,9 @@ impl Recovery {
                 _ = tokio::time::sleep(nap) => {}
                 _ = shutdown::requested(&mut stop) => return,
             }
-            let pending = self
-                .journal
-                .reader()
-                .run(|r| r.query(store::pending_trigger))
-                .await;
+            let pending = self.journal.pending_trigger().await;
             if matches!(pending, Ok(true)) {
-                let taken = self
-                    .journal
-                    .exec(|tx| store::take_trigger(tx, clock::now_ms()))
-                    .await;
+                let taken = self.journal.take_trigger(clock::now_ms()).await;
                 if let Ok(Some((_, since))) = taken {
                     self.walk_all(since, &stop).await;
                     next = tokio::time::Instant::now() + interval;
@@ -209,29 +202,17 @@ impl Recovery {
         let now = clock::now_ms();
         let lookback = now - self.config.lookback_hours as i64 * 3_600_000;
         let (asked_again, failed_again) = self.ask_again(source, &name, stop).await?;
-        let (n, resume) = (name.clone(), since.is_none());
-        let running = self
-            .journal
-            .reader()
-            .run(move |r| r.query(|c| store::running(c, &n)))
-            .await?;
+        let resume = since.is_none();
+        let running = self.journal.running_walk(&name).await?;
         let mut walk = match running.filter(|_| resume) {
             Some(w) => {
                 tracing::info!(source = %name, pages = w.pages, "recovery walk resumed");
                 w
             }
             None => {
-                let n = name.clone();
                 let since_ms = since.map_or(lookback, |s| s.max(lookback));
                 self.journal
-                    .exec(move |tx| {
-                        let stop_at = if resume {
-                            store::checkpoint(tx, &n)?
-                        } else {
-                            None
-                        };
-                        store::start(tx, &n, now, since_ms, stop_at)
-                    })
+                    .start_walk(&name, now, since_ms, resume)
                     .await?
             }
         };
@@ -255,9 +236,8 @@ impl Recovery {
                         self.metrics.failures.get_or_create(&label).inc();
                         walk.failures += 1;
                         walk.last_error = Some(e.to_string());
-                        let w = walk.clone();
                         self.journal
-                            .exec(move |tx| store::save(tx, &w, false, clock::now_ms()))
+                            .save_walk(&walk, false, clock::now_ms())
                             .await?;
                     }
                     return Err(e);
@@ -288,26 +268,12 @@ impl Recovery {
                 }
             }
             let guids: Vec<String> = candidates.iter().map(|(g, _, _)| g.clone()).collect();
-            let have = self
-                .journal
-                .reader()
-                .run(move |r| r.query(|c| store::journaled(c, &guids)))
-                .await?;
+            let have = self.journal.journaled(guids).await?;
             let missing: Vec<_> = candidates
                 .into_iter()
                 .filter(|(g, _, _)| !have.contains(g))
                 .collect();
-            let n = name.clone();
-            let new = self
-                .journal
-                .exec(move |tx| {
-                    let mut new = 0;
-                    for (guid, id, at) in &missing {
-                        new += i64::from(store::found(tx, &n, guid, *id, *at)?);
-                    }
-                    Ok(new)
-                })
-                .await?;
+            let new = self.journal.found(&name, missing).await?;
             walk.missing += new;
             self.metrics
                 .missing
@@ -323,10 +289,7 @@ impl Recovery {
                 walk.requested += asked;
                 walk.failures += failed;
             }
-            let w = walk.clone();
-            self.journal
-                .exec(move |tx| store::save(tx, &w, done, clock::now_ms()))
-                .await?;
+            self.journal.save_walk(&walk, done, clock::now_ms()).await?;
             if done {
                 tracing::info!(
                     source = %name,
@@ -391,12 +354,8 @@ impl Recovery {
         name: &str,
         stop: &watch::Receiver<bool>,
     ) -> Result<(i64, i64), WalkError> {
-        let n = name.to_string();
         let reask_before = clock::now_ms() - self.config.reask_after_secs as i64 * 1000;
-        let due = self
-            .journal
-            .exec(move |tx| store::due_again(tx, &n, reask_before))
-            .await?;
+        let due = self.journal.due_again(name, reask_before).await?;
         self.ask_each(source, name, due, stop).await
     }
 
@@ -408,12 +367,7 @@ impl Recovery {
         name: &str,
         stop: &watch::Receiver<bool>,
     ) -> Result<(i64, i64), WalkError> {
-        let n = name.to_string();
-        let found = self
-            .journal
-            .reader()
-            .run(move |r| r.query(|c| store::to_ask(c, &n)))
-            .await?;
+        let found = self.journal.to_ask(name).await?;
         self.ask_each(source, name, found, stop).await
     }
 
@@ -449,10 +403,9 @@ impl Recovery {
     ) -> Result<Ask, WalkError> {
         let now = clock::now_ms();
         let reask_before = now - self.config.reask_after_secs as i64 * 1000;
-        let (n, g) = (name.to_string(), guid.to_string());
         let claimed = self
             .journal
-            .exec(move |tx| store::claim(tx, &n, &g, id, now, reask_before))
+            .claim(name, guid, id, now, reask_before)
             .await?;
         if !claimed {
             return Ok(Ask::Skipped);
@@ -466,10 +419,7 @@ impl Recovery {
                 None
             }
         };
-        let (n, g) = (name.to_string(), guid.to_string());
-        self.journal
-            .exec(move |tx| store::settle(tx, &n, &g, status))
-            .await?;
+        self.journal.settle(name, guid, status).await?;
         let label = SourceLabel {
             source: name.to_string(),
         };

@@ -9,11 +9,9 @@
 //! that notices work made by another process: `gatehouse deliveries
 //! retry` and `resume` from the CLI.
 
-pub mod attempt;
 pub mod in_flight;
 pub mod samples;
 pub mod sink;
-pub mod store;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -24,8 +22,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::{self, Clock};
 use crate::config::ProcessingConfig;
-use crate::journal::{Journal, JournalError, WorkNotice};
 use crate::shutdown;
+use crate::store::jobs::Lease;
+use crate::store::{Store, StoreError, WorkNotice};
 use sink::{Batch, Sink, Turn};
 
 type Key = (String, String);
@@ -49,7 +48,7 @@ pub fn backoff_ms(attempts: u32) -> i64 {
 
 /// What the workers share.
 struct Shared {
-    journal: Journal,
+    store: Store,
     /// Every sink by name: the routes and the built-in ones.
     sinks: HashMap<String, Arc<dyn Sink>>,
     owner: String,
@@ -75,7 +74,7 @@ struct PartState {
 /// ones, by name): built, then spawned to run until `stop`, or stepped
 /// with [`Scheduler::run_once`] by a test that holds the clock.
 pub struct Scheduler {
-    journal: Journal,
+    store: Store,
     sinks: Vec<(String, Arc<dyn Sink>)>,
     processing: ProcessingConfig,
     metrics: crate::metrics::SinkMetrics,
@@ -88,14 +87,14 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(
-        journal: Journal,
+        store: Store,
         sinks: Vec<(String, Arc<dyn Sink>)>,
         processing: ProcessingConfig,
         metrics: crate::metrics::SinkMetrics,
         stop: watch::Receiver<bool>,
     ) -> Scheduler {
         Scheduler {
-            journal,
+            store,
             sinks,
             processing,
             metrics,
@@ -129,7 +128,7 @@ impl Scheduler {
         self.shared
             .get_or_init(|| {
                 Arc::new(Shared {
-                    journal: self.journal.clone(),
+                    store: self.store.clone(),
                     sinks: self.sinks.iter().cloned().collect(),
                     owner: in_flight::worker_name(clock::now_ms()),
                     lease_ms: self.processing.lease_secs as i64 * 1000,
@@ -146,12 +145,12 @@ impl Scheduler {
 
     /// Starts the dispatcher; it ends when `stop` turns true, after its
     /// workers finish the job in hand.
-    pub async fn spawn(self) -> Result<tokio::task::JoinHandle<()>, JournalError> {
+    pub async fn spawn(self) -> Result<tokio::task::JoinHandle<()>, StoreError> {
         let notices = self
-            .journal
+            .store
             .take_work_notices()
             .expect("one scheduler per journal");
-        let expired = store::expire_leases_of_the_dead(&self.journal).await?;
+        let expired = self.store.expire_leases_of_the_dead().await?;
         if expired > 0 {
             tracing::info!(
                 leases = expired,
@@ -159,11 +158,11 @@ impl Scheduler {
             );
         }
         report_orphans(
-            &self.journal,
+            &self.store,
             self.sinks.iter().map(|s| s.0.clone()).collect(),
         )
         .await;
-        let initial = store::due_partitions(&self.journal).await?;
+        let initial = self.store.due_partitions().await?;
         let shared = self.shared();
         Ok(tokio::spawn(dispatch(
             shared,
@@ -178,11 +177,11 @@ impl Scheduler {
     /// partition due by then takes one turn, one after another. Returns
     /// how many turns were taken, so a test asserts after the scheduler
     /// looked (and moves its clock between passes instead of sleeping).
-    pub async fn run_once(&self) -> Result<usize, JournalError> {
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
         let shared = self.shared();
         let now = shared.clock.now_ms();
         let mut turns = 0;
-        for (sink, partition, at) in store::due_partitions(&shared.journal).await? {
+        for (sink, partition, at) in shared.store.due_partitions().await? {
             if at <= now {
                 work(&shared, &sink, &partition).await;
                 turns += 1;
@@ -195,15 +194,8 @@ impl Scheduler {
 /// Says at start which sinks have jobs but are no longer configured: they
 /// wait (counted pending, their deliveries never pruned) until the route
 /// returns or an operator drops them.
-async fn report_orphans(journal: &Journal, configured: Vec<String>) {
-    let found = journal
-        .reader()
-        .run(move |r| {
-            r.query(|c| Ok(crate::control::orphans(c, &configured)))
-                .map(|o| o.unwrap_or_default())
-        })
-        .await;
-    for o in found.unwrap_or_default() {
+async fn report_orphans(store: &Store, configured: Vec<String>) {
+    for o in store.orphans(&configured).await.unwrap_or_default() {
         tracing::warn!(
             sink = %o.sink,
             pending = o.pending,
@@ -314,7 +306,7 @@ async fn dispatch(
             }
             _ = sleep => {}
             _ = rescan.tick() => {
-                match store::due_partitions(&shared.journal).await {
+                match shared.store.due_partitions().await {
                     Ok(found) => for (sink, partition, at) in found {
                         d.schedule((sink, partition), at, shared.clock.now_ms());
                     },
@@ -359,31 +351,34 @@ fn lost(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
     Some(s.clock.now_ms() + s.lease_ms)
 }
 
-async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i64>, JournalError> {
+async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i64>, StoreError> {
     // Jobs of a sink that is no longer configured wait for it to return.
     let Some(runner) = s.sinks.get(sink).cloned() else {
         return Ok(None);
     };
     let now = s.clock.now_ms();
     let taken_at = Instant::now();
-    let (paused_until, fence) =
-        match store::acquire(&s.journal, sink, partition, &s.owner, now, s.lease_ms).await? {
-            store::Lease::Busy => {
-                s.metrics.turn(sink, "busy");
-                return Ok(Some(now + s.lease_ms));
-            }
-            // Parked until an operator resumes it; the rescan finds it then.
-            store::Lease::Held => {
-                s.metrics.turn(sink, "held");
-                return Ok(None);
-            }
-            store::Lease::Taken {
-                paused_until_ms,
-                fence,
-            } => (paused_until_ms, fence),
-        };
+    let (paused_until, fence) = match s
+        .store
+        .acquire(sink, partition, &s.owner, now, s.lease_ms)
+        .await?
+    {
+        Lease::Busy => {
+            s.metrics.turn(sink, "busy");
+            return Ok(Some(now + s.lease_ms));
+        }
+        // Parked until an operator resumes it; the rescan finds it then.
+        Lease::Held => {
+            s.metrics.turn(sink, "held");
+            return Ok(None);
+        }
+        Lease::Taken {
+            paused_until_ms,
+            fence,
+        } => (paused_until_ms, fence),
+    };
     let mut turn = Turn::new(
-        &s.journal,
+        &s.store,
         sink,
         partition,
         paused_until,
@@ -405,12 +400,12 @@ async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i6
             Ok(lost(s, sink, partition))
         }
         Ok(Batch::Next(next)) => {
-            store::release(&s.journal, sink, partition, &fence).await?;
+            s.store.release(sink, partition, &fence).await?;
             s.metrics.turn(sink, "ran");
             Ok(next)
         }
         Err(e) => {
-            let _ = store::release(&s.journal, sink, partition, &fence).await;
+            let _ = s.store.release(sink, partition, &fence).await;
             Err(e)
         }
     }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::clock;
-use crate::journal::{Journal, JournalError};
 use crate::shutdown;
+use crate::store::{Store, StoreError};
 
 /// Samples and per-minute attempt counts are kept this long: the charts
 /// show a day.
@@ -55,7 +55,7 @@ impl AttemptMinutes {
 }
 
 /// Samples every minute until `stop`, then writes the last counts.
-pub async fn run(journal: Journal, attempts: Arc<AttemptMinutes>, mut stop: watch::Receiver<bool>) {
+pub async fn run(journal: Store, attempts: Arc<AttemptMinutes>, mut stop: watch::Receiver<bool>) {
     loop {
         if let Err(e) = sample(&journal, &attempts, clock::now_ms()).await {
             tracing::debug!(error = %e, "could not sample the sinks' backlog");
@@ -76,23 +76,14 @@ pub async fn run(journal: Journal, attempts: Arc<AttemptMinutes>, mut stop: watc
 }
 
 /// Writes the attempts counted so far (added to what a minute has).
-pub async fn flush(journal: &Journal, attempts: &AttemptMinutes) -> Result<(), JournalError> {
+pub async fn flush(store: &Store, attempts: &AttemptMinutes) -> Result<(), StoreError> {
     let counts = attempts.take();
     if counts.is_empty() {
         return Ok(());
     }
     let kept = counts.clone();
-    let written = journal
-        .exec(move |tx| {
-            let mut put = tx.prepare_cached(
-                "INSERT INTO attempt_minutes (minute, sink, outcome, n) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (minute, sink, outcome) DO UPDATE SET n = n + excluded.n",
-            )?;
-            for ((minute, sink, outcome), n) in &counts {
-                put.execute(rusqlite::params![minute, sink, outcome, n])?;
-            }
-            Ok(())
-        })
+    let written = store
+        .add_attempt_minutes(counts.into_iter().collect())
         .await;
     if written.is_err() {
         // The journal could not be written (disk full, say): keep the
@@ -102,41 +93,15 @@ pub async fn flush(journal: &Journal, attempts: &AttemptMinutes) -> Result<(), J
     written
 }
 
-/// Records the sinks' state now (read apart from the writer, written in
-/// its next group commit) with the attempts counted since the last time,
-/// and drops what is older than [`KEEP_MINUTES`].
+/// Records the sinks' state now with the attempts counted since the last
+/// time, and drops what is older than [`KEEP_MINUTES`].
 pub async fn sample(
-    journal: &Journal,
+    store: &Store,
     attempts: &AttemptMinutes,
     now_ms: i64,
-) -> Result<(), JournalError> {
-    flush(journal, attempts).await?;
-    let backlog = journal
-        .reader()
-        .run(move |r| r.query(|c| super::store::backlog_on(c, now_ms)))
-        .await?;
-    let minute = now_ms / 60_000;
-    journal
-        .exec(move |tx| {
-            let mut put = tx.prepare_cached(
-                "INSERT INTO sink_samples (minute, sink, pending, lag_ms, dead)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (minute, sink) DO UPDATE SET pending = excluded.pending,
-                   lag_ms = excluded.lag_ms, dead = excluded.dead",
-            )?;
-            for (sink, pending, oldest, dead) in &backlog.per_sink {
-                let lag = oldest.map_or(0, |t| (now_ms - t).max(0));
-                put.execute(rusqlite::params![minute, sink, pending, lag, dead])?;
-            }
-            for sql in [
-                "DELETE FROM sink_samples WHERE minute < ?1",
-                "DELETE FROM attempt_minutes WHERE minute < ?1",
-            ] {
-                tx.prepare_cached(sql)?.execute([minute - KEEP_MINUTES])?;
-            }
-            Ok(())
-        })
-        .await
+) -> Result<(), StoreError> {
+    flush(store, attempts).await?;
+    store.sample_sinks(now_ms, KEEP_MINUTES).await
 }
 
 #[cfg(test)]

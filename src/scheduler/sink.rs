@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::LEASE_MARGIN_SECS;
-pub use super::attempt::{Attempt, Outcome};
 use super::in_flight::InFlight;
 use super::samples::AttemptMinutes;
-use super::store::{self, Fence};
 use crate::clock::Clock;
-use crate::journal::{Journal, JournalError};
 use crate::metrics::SinkMetrics;
+use crate::store::jobs::Fence;
+pub use crate::store::jobs::{Attempt, Outcome};
+use crate::store::{Store, StoreError};
 
 /// How a turn ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub enum Batch {
 
 /// One turn on a (sink, partition), under a lease this worker holds.
 pub struct Turn<'a> {
-    pub journal: &'a Journal,
+    pub store: &'a Store,
     pub sink: &'a str,
     pub partition: &'a str,
     /// The consumer asked the partition to wait until then (0: not).
@@ -57,7 +57,7 @@ pub struct Turn<'a> {
 impl<'a> Turn<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        journal: &'a Journal,
+        store: &'a Store,
         sink: &'a str,
         partition: &'a str,
         paused_until_ms: i64,
@@ -72,7 +72,7 @@ impl<'a> Turn<'a> {
         clock: &'a dyn Clock,
     ) -> Turn<'a> {
         Turn {
-            journal,
+            store,
             sink,
             partition,
             paused_until_ms,
@@ -91,14 +91,18 @@ impl<'a> Turn<'a> {
     /// Makes sure the lease outlives a step of `timeout` plus the margin,
     /// extending it first if not (the trust window: a worker frozen past
     /// its lease must not send after it passed on). False: it passed on.
-    pub async fn ensure_lease(&mut self, timeout: Duration) -> Result<bool, JournalError> {
+    pub async fn ensure_lease(&mut self, timeout: Duration) -> Result<bool, StoreError> {
         let needed = timeout + Duration::from_secs(LEASE_MARGIN_SECS);
         if Instant::now() + needed <= self.trust_until {
             return Ok(true);
         }
         let before = Instant::now();
         let until = self.now_ms() + self.lease_ms;
-        if store::extend(self.journal, self.sink, self.partition, &self.fence, until).await? {
+        if self
+            .store
+            .extend(self.sink, self.partition, &self.fence, until)
+            .await?
+        {
             self.renewed(before);
             return Ok(true);
         }
@@ -130,7 +134,7 @@ impl<'a> Turn<'a> {
 }
 
 /// What a turn of a sink returns.
-pub type TurnResult<'a> = Pin<Box<dyn Future<Output = Result<Batch, JournalError>> + Send + 'a>>;
+pub type TurnResult<'a> = Pin<Box<dyn Future<Output = Result<Batch, StoreError>> + Send + 'a>>;
 
 /// A kind of work the scheduler runs jobs for, in order per partition.
 pub trait Sink: Send + Sync {

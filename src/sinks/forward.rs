@@ -12,7 +12,8 @@ use crate::journal::model::{decode_headers, encode_headers};
 use crate::scheduler::backoff_ms;
 use crate::scheduler::in_flight::Sending;
 use crate::scheduler::sink::{Attempt, Batch, Outcome, Sink, Turn, TurnResult};
-use crate::scheduler::store::{self, After};
+use crate::store::StoreError;
+use crate::store::jobs::After;
 use crate::webhook::signature;
 
 /// Headers GitHub sent that the consumer gets again.
@@ -189,7 +190,7 @@ impl Sink for ForwardSink {
 }
 
 impl ForwardSink {
-    async fn run(&self, turn: &mut Turn<'_>) -> Result<Batch, crate::journal::JournalError> {
+    async fn run(&self, turn: &mut Turn<'_>) -> Result<Batch, StoreError> {
         let route = &self.route;
         let (sink, partition) = (turn.sink, turn.partition);
         let now = turn.now_ms();
@@ -200,11 +201,12 @@ impl ForwardSink {
             Ordering::Strict => None,
             Ordering::None => Some(now),
         };
-        let jobs = store::pending(turn.journal, sink, partition, due_by, turn.batch_size).await?;
+        let jobs = turn
+            .store
+            .pending(sink, partition, due_by, turn.batch_size)
+            .await?;
         if jobs.is_empty() {
-            return store::next_due(turn.journal, sink, partition)
-                .await
-                .map(Batch::Next);
+            return turn.store.next_due(sink, partition).await.map(Batch::Next);
         }
         let timeout = Duration::from_secs(route.timeout_secs);
         for job in jobs {
@@ -216,10 +218,13 @@ impl ForwardSink {
                 // is everything behind it.
                 return Ok(Batch::Next(Some(job.next_at_ms)));
             }
-            let Some(payload) = store::payload(turn.journal, job.delivery_id).await? else {
+            let Some(payload) = turn.store.payload(job.delivery_id).await? else {
                 let why = "delivery no longer in the journal";
                 let (fence, lease_ms) = (&turn.fence, turn.lease_ms);
-                if !store::bury(turn.journal, job.id, sink, partition, fence, lease_ms, why).await?
+                if !turn
+                    .store
+                    .bury(job.id, sink, partition, fence, turn.now_ms(), lease_ms, why)
+                    .await?
                 {
                     return Ok(Batch::LeaseLost);
                 }
@@ -265,18 +270,19 @@ impl ForwardSink {
             );
             let retry_at = turn.now_ms() + backoff_ms(job.attempts + 1);
             let before = Instant::now();
-            let after = store::record(
-                turn.journal,
-                &job,
-                sink,
-                partition,
-                &turn.fence,
-                attempt,
-                route.max_attempts,
-                retry_at,
-                turn.lease_ms,
-            )
-            .await?;
+            let after = turn
+                .store
+                .record(
+                    &job,
+                    sink,
+                    partition,
+                    &turn.fence,
+                    attempt,
+                    route.max_attempts,
+                    retry_at,
+                    turn.lease_ms,
+                )
+                .await?;
             turn.renewed(before);
             match after {
                 After::Done => turn.metrics.finished(sink, "done"),

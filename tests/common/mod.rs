@@ -346,16 +346,46 @@ pub async fn wait_dead(db: &Connection, guid: &str, limit: std::time::Duration) 
     .await
 }
 
+/// Runs `f` on the store at `db` opened beside the running server, as
+/// an operator command does (on its own thread and runtime, so it can be
+/// called from a test's runtime).
+pub fn beside<T: Send + 'static>(
+    db: &Path,
+    f: impl AsyncFnOnce(&gatehouse::store::Store) -> T + Send + 'static,
+) -> T {
+    let db = db.to_path_buf();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = gatehouse::store::open_beside(&gatehouse::store::Location::Sqlite(db)).unwrap();
+        let out = rt.block_on(f(&store));
+        store.close();
+        out
+    })
+    .join()
+    .unwrap()
+}
+
 /// Adds a gateway client beside the running server; returns its token.
 pub fn add_client(db: &Path, name: &str, scopes: &[&str], owners: &[&str]) -> String {
-    let conn = gatehouse::control::open(db).unwrap();
     let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    gatehouse::gateway::clients::add(
-        &conn,
-        name,
-        &owned(scopes),
-        &owned(owners),
-        gatehouse::clock::now_ms(),
+    let (name, scopes, owners) = (name.to_string(), owned(scopes), owned(owners));
+    beside(db, async move |store| {
+        gatehouse::gateway::clients::add(store, &name, &scopes, &owners, gatehouse::clock::now_ms())
+            .await
+            .unwrap()
+    })
+}
+
+/// A store on `path` for a test that drives it directly (the server's
+/// way: process lock, migrations, writer).
+pub fn open_store(path: &Path) -> gatehouse::store::Store {
+    gatehouse::store::open(
+        &gatehouse::store::Location::Sqlite(path.to_path_buf()),
+        gatehouse::metrics::Metrics::new().journal,
+        gatehouse::store::Options::default(),
     )
     .unwrap()
 }

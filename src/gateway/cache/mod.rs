@@ -4,8 +4,6 @@
 //! size bound evicts least recently used entries. A cache failure is
 //! logged and treated as a miss: the gateway keeps answering.
 
-mod store;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,10 +14,8 @@ use regex::Regex;
 use sha2::{Digest, Sha256};
 
 use crate::metrics::GatewayMetrics;
-pub use store::Entry;
-use store::Store;
-
-pub type Key = [u8; 32];
+use crate::store::cache::CacheFile;
+pub use crate::store::cache::{Entry, Key};
 
 /// Request headers GitHub answers differently to (its `Vary`, less the
 /// credentials the pool replaces, plus `Time-Zone`, which shifts commit
@@ -104,7 +100,7 @@ impl Lru {
 }
 
 pub struct Cache {
-    store: Store,
+    store: CacheFile,
     lru: Mutex<Lru>,
     max_bytes: u64,
     fresh: Vec<(Regex, Duration)>,
@@ -119,7 +115,7 @@ impl Cache {
         fresh: &[crate::config::FreshRule],
         metrics: GatewayMetrics,
     ) -> Result<Cache, String> {
-        let store = Store::open(path)?;
+        let store = CacheFile::open(path)?;
         let mut lru = Lru::default();
         for (key, size, _) in store.index().map_err(|e| e.to_string())? {
             lru.insert(key, size);
@@ -241,7 +237,7 @@ impl Cache {
 /// Runs cache I/O off the async threads; failures are logged and read as
 /// "nothing cached".
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> rusqlite::Result<T> + Send + 'static,
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Option<T> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Some(v),

@@ -15,7 +15,7 @@ use prometheus_client::registry::Unit;
 
 use super::event::{self, JobRow, RunRow};
 use super::labels::{OTHER, Policy, short_name};
-use super::state::Change;
+use crate::store::actions::Change;
 
 /// Histogram bounds in seconds: from a second to a day (GitHub lets a
 /// self-hosted job run for 5 days, a hosted one for 6 hours).

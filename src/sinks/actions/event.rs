@@ -2,123 +2,12 @@
 //! stands for: the fields the state keeps, times as epoch ms taken from the
 //! payload (never from when it arrived).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::clock::parse_rfc3339_ms as parse_time;
-use sha2::{Digest, Sha256};
-
-/// Status ranks: state only moves up this ladder.
-pub const QUEUED: i64 = 1;
-pub const WAITING: i64 = 2;
-pub const IN_PROGRESS: i64 = 3;
-pub const COMPLETED: i64 = 4;
-
-/// GitHub's statuses on the ladder; `requested`, `pending` and any status
-/// GitHub adds later count as queued, the first step.
-pub fn rank(status: &str) -> i64 {
-    match status {
-        "completed" => COMPLETED,
-        "in_progress" => IN_PROGRESS,
-        "waiting" => WAITING,
-        _ => QUEUED,
-    }
-}
-
-/// The gauge label for an unfinished rank.
-pub fn rank_name(rank: i64) -> &'static str {
-    match rank {
-        COMPLETED => "completed",
-        IN_PROGRESS => "in_progress",
-        WAITING => "waiting",
-        _ => "queued",
-    }
-}
-
-/// Where a run or job belongs: the labels every metric shares.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Place {
-    pub owner: String,
-    /// The organisation's login; empty for a user's repository.
-    pub organization: String,
-    /// `owner/name`.
-    pub repository: String,
-    pub workflow_name: String,
-    pub head_branch: String,
-}
-
-/// One attempt of a workflow run, keyed by (run id, run attempt).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunRow {
-    pub run_id: i64,
-    pub run_attempt: i64,
-    pub status: String,
-    pub conclusion: Option<String>,
-    pub place: Place,
-    pub event: String,
-    pub created_at_ms: Option<i64>,
-    pub run_started_at_ms: Option<i64>,
-    /// The completed delivery's `updated_at` (GitHub sends no completed_at).
-    pub completed_at_ms: Option<i64>,
-}
-
-/// One job, keyed by its id (a re-run makes new job ids).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct JobRow {
-    pub job_id: i64,
-    pub run_id: i64,
-    pub run_attempt: i64,
-    pub status: String,
-    pub conclusion: Option<String>,
-    pub place: Place,
-    pub job_name: String,
-    pub labels: Vec<String>,
-    pub runner_name: Option<String>,
-    pub runner_group: Option<String>,
-    pub created_at_ms: Option<i64>,
-    /// Only for a job that got a runner: GitHub fills `started_at` with the
-    /// creation time while a job is queued, which is no start at all.
-    pub started_at_ms: Option<i64>,
-    pub completed_at_ms: Option<i64>,
-}
-
-impl RunRow {
-    pub fn rank(&self) -> i64 {
-        rank(&self.status)
-    }
-}
-
-impl JobRow {
-    pub fn rank(&self) -> i64 {
-        rank(&self.status)
-    }
-
-    /// `runs-on` as actions-runner-controller labels it.
-    pub fn runs_on(&self) -> String {
-        self.labels.join(",")
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Observation {
-    Run(RunRow),
-    Job(JobRow),
-}
-
-impl Observation {
-    /// Orders two deliveries of one run or job: the higher status wins, and
-    /// between two different deliveries of one status a digest of their
-    /// content decides, so the winner never depends on arrival order.
-    pub fn version(&self) -> (i64, i64) {
-        let (rank, json) = match self {
-            Observation::Run(r) => (r.rank(), serde_json::to_vec(r)),
-            Observation::Job(j) => (j.rank(), serde_json::to_vec(j)),
-        };
-        let digest = Sha256::digest(json.expect("rows serialise"));
-        let tiebreak = i64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) >> 1;
-        (rank, tiebreak)
-    }
-}
-
+pub use crate::store::actions::{
+    COMPLETED, IN_PROGRESS, JobRow, Observation, Place, QUEUED, RunRow, WAITING, rank, rank_name,
+};
 #[derive(Deserialize)]
 struct Owner {
     login: String,

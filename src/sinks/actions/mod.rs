@@ -9,14 +9,12 @@ pub mod aggregate;
 pub mod event;
 pub mod labels;
 pub mod report;
-pub mod state;
-
-use rusqlite::OptionalExtension;
 
 use crate::config::ActionsMetricsConfig;
-use crate::journal::{ContentKind, DeliveryMeta, Journal, JournalError, ParseStatus};
+use crate::journal::model::{ContentKind, DeliveryMeta, ParseStatus};
 use crate::scheduler::sink::{Batch, Sink, Turn, TurnResult};
-use crate::scheduler::store::{self as jobs, Job};
+use crate::store::jobs::{Fence, Job};
+use crate::store::{Store, StoreError};
 use aggregate::{Aggregates, Exposition};
 use event::Observation;
 
@@ -42,32 +40,24 @@ impl ActionsSink {
     /// Rebuilds the counters and histograms from the state rows, so they
     /// survive restarts.
     pub async fn load(
-        journal: &Journal,
+        store: &Store,
         config: &ActionsMetricsConfig,
-    ) -> Result<ActionsSink, JournalError> {
+    ) -> Result<ActionsSink, StoreError> {
         let sink = ActionsSink {
             aggregates: Aggregates::new(labels::Policy::new(config)),
             stale_after_ms: config.stale_after_secs.saturating_mul(1000) as i64,
         };
         let started = std::time::Instant::now();
-        let sink = journal
-            .reader()
-            .run(move |r| {
-                let mut rows = 0usize;
-                r.query(|c| {
-                    state::each_row(c, |change| {
-                        rows += 1;
-                        sink.aggregates.apply(&[change]);
-                    })
-                })?;
-                tracing::info!(
-                    rows,
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "actions metrics loaded from the state"
-                );
-                Ok(sink)
-            })
-            .await?;
+        let rows = store.workflow_rows().await?;
+        let n = rows.len();
+        for change in rows {
+            sink.aggregates.apply(&[change]);
+        }
+        tracing::info!(
+            rows = n,
+            took_ms = started.elapsed().as_millis() as u64,
+            "actions metrics loaded from the state"
+        );
         Ok(sink)
     }
 
@@ -76,89 +66,54 @@ impl ActionsSink {
     /// outcome in order; None when the lease passed on (nothing written).
     pub async fn run(
         &self,
-        journal: &Journal,
+        store: &Store,
         batch: &[Job],
         partition: &str,
-        fence: &jobs::Fence,
+        fence: &Fence,
+        now_ms: i64,
         lease_ms: i64,
-    ) -> Result<Option<Vec<Outcome>>, JournalError> {
-        let ids: Vec<i64> = batch.iter().map(|j| j.delivery_id).collect();
-        let observations = journal
-            .reader()
-            .run(move |r| r.query(|c| read_observations(c, &ids)))
+    ) -> Result<Option<Vec<Outcome>>, StoreError> {
+        let bodies = store
+            .workflow_bodies(batch.iter().map(|j| j.delivery_id).collect())
             .await?;
-        let job_ids: Vec<i64> = batch.iter().map(|j| j.id).collect();
-        let (partition, fence) = (partition.to_string(), fence.clone());
-        let done = journal
-            .exec(move |tx| {
-                let now = crate::clock::now_ms();
-                // The renewal is the fence check, first: a lost lease
-                // writes nothing.
-                if !jobs::renew(tx, SINK, &partition, &fence, now + lease_ms)? {
-                    return Ok(None);
-                }
-                let mut changes = Vec::new();
-                let mut outcomes = Vec::with_capacity(job_ids.len());
-                for (job_id, obs) in job_ids.into_iter().zip(observations) {
-                    let outcome = match obs {
-                        Ok(obs) => {
-                            changes.extend(state::merge(tx, &obs)?);
-                            Ok(())
-                        }
-                        Err(why) => Err(why),
-                    };
-                    jobs::close(tx, job_id, now, outcome.as_ref().err().map(String::as_str))?;
-                    outcomes.push(outcome);
-                }
-                Ok(Some((changes, outcomes)))
-            })
+        let observations: Vec<(i64, Result<Observation, String>)> = batch
+            .iter()
+            .zip(bodies)
+            .map(|(job, body)| (job.id, observe(body)))
+            .collect();
+        let outcomes: Vec<Outcome> = observations
+            .iter()
+            .map(|(_, o)| o.as_ref().map(|_| ()).map_err(String::clone))
+            .collect();
+        let changes = store
+            .apply_workflow_jobs(partition, fence, now_ms, lease_ms, observations)
             .await?;
-        Ok(done.map(|(changes, outcomes)| {
+        Ok(changes.map(|changes| {
             self.aggregates.apply(&changes);
             outcomes
         }))
     }
 
     /// The metrics as of now: the sums, and the unfinished rows read now.
-    pub async fn exposition(&self, journal: &Journal) -> Result<Exposition, JournalError> {
-        let (runs, jobs) = journal.reader().run(|r| r.query(state::active)).await?;
+    pub async fn exposition(&self, store: &Store) -> Result<Exposition, StoreError> {
+        let (runs, jobs) = store.active_workflows().await?;
         Ok(self
             .aggregates
             .exposition(runs, jobs, crate::clock::now_ms(), self.stale_after_ms))
     }
 }
 
-/// Reads and parses the deliveries behind a batch, in the batch's order.
-fn read_observations(
-    c: &rusqlite::Connection,
-    delivery_ids: &[i64],
-) -> rusqlite::Result<Vec<Result<Observation, String>>> {
-    let mut st = c.prepare_cached(
-        "SELECT d.event, d.content_kind, p.body FROM deliveries d
-         JOIN delivery_payloads p ON p.delivery_id = d.id WHERE d.id = ?1",
-    )?;
-    let mut out = Vec::with_capacity(delivery_ids.len());
-    for id in delivery_ids {
-        let row = st
-            .query_row([id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
-            })
-            .optional()?;
-        out.push(match row {
-            None => Err("delivery no longer in the journal".to_string()),
-            Some((event, kind, body)) => match ContentKind::parse(&kind) {
-                Some(ContentKind::Form) => crate::webhook::form_payload(&body)
-                    .ok_or_else(|| "form body without a payload field".to_string()),
-                _ => Ok(body),
-            }
-            .and_then(|json| event::parse(&event, &json)),
-        });
+/// Parses one delivery behind a job (None: pruned since).
+fn observe(body: Option<(String, String, Vec<u8>)>) -> Result<Observation, String> {
+    let Some((event, kind, body)) = body else {
+        return Err("delivery no longer in the journal".to_string());
+    };
+    match ContentKind::parse(&kind) {
+        Some(ContentKind::Form) => crate::webhook::form_payload(&body)
+            .ok_or_else(|| "form body without a payload field".to_string()),
+        _ => Ok(body),
     }
-    Ok(out)
+    .and_then(|json| event::parse(&event, &json))
 }
 
 /// The scheduler runs this sink's jobs like a route's: a turn applies a
@@ -169,23 +124,24 @@ impl Sink for ActionsSink {
     fn turn<'a>(&'a self, turn: &'a mut Turn<'_>) -> TurnResult<'a> {
         Box::pin(async move {
             let (sink, partition) = (turn.sink, turn.partition);
-            let jobs = jobs::pending(
-                turn.journal,
-                sink,
-                partition,
-                Some(turn.now_ms()),
-                turn.batch_size,
-            )
-            .await?;
+            let jobs = turn
+                .store
+                .pending(sink, partition, Some(turn.now_ms()), turn.batch_size)
+                .await?;
             if jobs.is_empty() {
-                return jobs::next_due(turn.journal, sink, partition)
-                    .await
-                    .map(Batch::Next);
+                return turn.store.next_due(sink, partition).await.map(Batch::Next);
             }
             let started = std::time::Instant::now();
             let started_ms = turn.now_ms();
             let Some(outcomes) = self
-                .run(turn.journal, &jobs, partition, &turn.fence, turn.lease_ms)
+                .run(
+                    turn.store,
+                    &jobs,
+                    partition,
+                    &turn.fence,
+                    started_ms,
+                    turn.lease_ms,
+                )
                 .await?
             else {
                 return Ok(Batch::LeaseLost);

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::Connection;
 use serde::Serialize;
+
+use crate::store::{Store, StoreError};
 
 /// Conclusions that are a verdict on the code; cancelled, skipped, neutral
 /// and action_required runs are left out of the success rate.
@@ -54,35 +55,24 @@ fn secs(from: Option<i64>, to: Option<i64>) -> Option<f64> {
 
 /// One row per (repository, workflow) with runs or jobs completed since
 /// `since_ms`, busiest first.
-pub fn workflows(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<WorkflowReport>> {
-    // Only the columns the report needs, each query answered from its
-    // covering index (migration 0007): a month of runs and jobs is a
-    // sequential read, not a lookup per row.
+pub async fn workflows(store: &Store, since_ms: i64) -> Result<Vec<WorkflowReport>, StoreError> {
+    let (runs, jobs) = store.finished_workflows(since_ms).await?;
     let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
-    let mut runs = conn.prepare_cached(
-        "SELECT repository, workflow_name, conclusion, run_started_at_ms, completed_at_ms
-         FROM actions_runs WHERE rank = 4 AND completed_at_ms >= ?1",
-    )?;
-    let mut rows = runs.query([since_ms])?;
-    while let Some(r) = rows.next()? {
-        let a = acc.entry((r.get(0)?, r.get(1)?)).or_default();
+    for r in runs {
+        let a = acc.entry((r.repository, r.workflow_name)).or_default();
         a.runs += 1;
-        match r.get_ref(2)?.as_str_or_null()? {
+        match r.conclusion.as_deref() {
             Some("success") => a.succeeded += 1,
             Some(c) if VERDICTS.contains(&c) => a.failed += 1,
             _ => {}
         }
-        a.durations.extend(secs(r.get(3)?, r.get(4)?));
+        a.durations
+            .extend(secs(r.run_started_at_ms, r.completed_at_ms));
     }
-    let mut jobs = conn.prepare_cached(
-        "SELECT repository, workflow_name, created_at_ms, started_at_ms
-         FROM actions_jobs WHERE rank = 4 AND completed_at_ms >= ?1",
-    )?;
-    let mut rows = jobs.query([since_ms])?;
-    while let Some(r) = rows.next()? {
-        let a = acc.entry((r.get(0)?, r.get(1)?)).or_default();
+    for j in jobs {
+        let a = acc.entry((j.repository, j.workflow_name)).or_default();
         a.jobs += 1;
-        a.queue.extend(secs(r.get(2)?, r.get(3)?));
+        a.queue.extend(secs(j.created_at_ms, j.started_at_ms));
     }
     let mut out: Vec<WorkflowReport> = acc
         .into_iter()

@@ -1,67 +1,36 @@
-//! The scheduler's SQL: jobs, leases and attempts. Writes run inside the
-//! journal writer's group commit (`Journal::exec`); reads go through the
-//! read pool on blocking threads.
+//! Jobs, leases and attempts on SQLite. Writes run inside the writer's
+//! group commit; reads go through the read pool on blocking threads.
 
+use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::attempt::{Attempt, Outcome};
-use crate::journal::{Journal, JournalError, Payload};
+use super::Sqlite;
+use crate::store::StoreError;
+use crate::store::jobs::{After, Attempt, Backlog, Fence, Job, Lease, Outcome};
 
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: i64,
-    pub delivery_id: i64,
-    pub attempts: u32,
-    pub next_at_ms: i64,
-}
-
-/// Where a job stands after an attempt was recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum After {
-    Done,
-    Retry {
-        next_at_ms: i64,
-    },
-    Dead,
-    Paused {
-        until_ms: i64,
-    },
-    /// The lease passed to another claim: nothing was written, and the
-    /// holder must not touch the partition again.
-    LeaseLost,
-}
-
-/// A claim on one (sink, partition): its holder and the epoch the claim
-/// raised. Every write under the lease checks both.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fence {
-    pub owner: String,
-    pub epoch: i64,
-}
-
-/// Leases left by a process that is gone. On this backend the process lock
-/// proves it: no other process has the file open, so every lease in it is
-/// expired now. They are not wiped: owner and epoch stay, and the next
-/// claim raises the epoch, so a write fenced with an old claim is refused
-/// whatever happens.
-pub async fn expire_leases_of_the_dead(journal: &Journal) -> Result<usize, JournalError> {
-    journal
-        .exec(|tx| {
+#[async_trait]
+impl crate::store::Jobs for Sqlite {
+    /// Leases left by a process that is gone. On this backend the process lock
+    /// proves it: no other process has the file open, so every lease in it is
+    /// expired now. They are not wiped: owner and epoch stay, and the next
+    /// claim raises the epoch, so a write fenced with an old claim is refused
+    /// whatever happens.
+    async fn expire_leases_of_the_dead(&self) -> Result<usize, StoreError> {
+        self.write(|tx| {
             tx.execute(
                 "UPDATE partitions SET lease_until_ms = 0 WHERE lease_until_ms != 0",
                 [],
             )
         })
         .await
-}
+    }
 
-/// Every (sink, partition) with pending work, and when it is next due
-/// (its earliest job, or the end of a pause).
-pub async fn due_partitions(journal: &Journal) -> Result<Vec<(String, String, i64)>, JournalError> {
-    journal
-        .reader()
-        .run(|r| {
-            r.query(|c| {
+    /// Every (sink, partition) with pending work, and when it is next due
+    /// (its earliest job, or the end of a pause).
+    async fn due_partitions(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self
+        .read(|c| {
+            {
                 let mut st = c.prepare(
                     "SELECT j.sink, j.partition_key, MAX(MIN(j.next_at_ms), COALESCE(p.paused_until_ms, 0))
                      FROM jobs j LEFT JOIN partitions p USING (sink, partition_key)
@@ -71,35 +40,24 @@ pub async fn due_partitions(journal: &Journal) -> Result<Vec<(String, String, i6
                 )?;
                 st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect()
-            })
+            }
         })
         .await
-}
+    }
 
-/// What taking a lease found.
-pub enum Lease {
-    /// Another owner holds an unexpired lease.
-    Busy,
-    /// An operator paused the partition or its route: run nothing.
-    Held,
-    /// Ours, under this fence; the partition is paused by its consumer
-    /// until then (0: not).
-    Taken { paused_until_ms: i64, fence: Fence },
-}
-
-/// Takes the lease on (sink, partition) unless another owner holds an
-/// unexpired one; every claim (ours again included) raises the epoch.
-pub async fn acquire(
-    journal: &Journal,
-    sink: &str,
-    partition: &str,
-    owner: &str,
-    now_ms: i64,
-    lease_ms: i64,
-) -> Result<Lease, JournalError> {
-    let (sink, partition, owner) = (sink.to_string(), partition.to_string(), owner.to_string());
-    journal
-        .exec(move |tx| {
+    /// Takes the lease on (sink, partition) unless another owner holds an
+    /// unexpired one; every claim (ours again included) raises the epoch.
+    async fn acquire(
+        &self,
+        sink: &str,
+        partition: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Lease, StoreError> {
+        let (sink, partition, owner) = (sink.to_string(), partition.to_string(), owner.to_string());
+        self
+        .write(move |tx| {
             let held: bool = tx.query_row(
                 "SELECT COALESCE((SELECT held FROM partitions WHERE sink = ?1 AND partition_key = ?2), 0)
                      OR EXISTS (SELECT 1 FROM route_holds WHERE sink = ?1)",
@@ -129,19 +87,13 @@ pub async fn acquire(
             })
         })
         .await
-}
+    }
 
-/// Gives the lease back, if this fence still holds it (a lease that
-/// passed on is not ours to free).
-pub async fn release(
-    journal: &Journal,
-    sink: &str,
-    partition: &str,
-    fence: &Fence,
-) -> Result<(), JournalError> {
-    let (sink, partition, fence) = (sink.to_string(), partition.to_string(), fence.clone());
-    journal
-        .exec(move |tx| {
+    /// Gives the lease back, if this fence still holds it (a lease that
+    /// passed on is not ours to free).
+    async fn release(&self, sink: &str, partition: &str, fence: &Fence) -> Result<(), StoreError> {
+        let (sink, partition, fence) = (sink.to_string(), partition.to_string(), fence.clone());
+        self.write(move |tx| {
             tx.execute(
                 "UPDATE partitions SET lease_owner = NULL, lease_until_ms = 0
                  WHERE sink = ?1 AND partition_key = ?2 AND lease_owner = ?3 AND lease_epoch = ?4",
@@ -150,22 +102,21 @@ pub async fn release(
         })
         .await
         .map(|_| ())
-}
+    }
 
-/// Pending jobs of a partition in received order; with `due_by`, only
-/// those due by then (for `ordering = "none"`).
-pub async fn pending(
-    journal: &Journal,
-    sink: &str,
-    partition: &str,
-    due_by: Option<i64>,
-    limit: usize,
-) -> Result<Vec<Job>, JournalError> {
-    let (sink, partition) = (sink.to_string(), partition.to_string());
-    journal
-        .reader()
-        .run(move |r| {
-            r.query(|c| {
+    /// Pending jobs of a partition in received order; with `due_by`, only
+    /// those due by then (for `ordering = "none"`).
+    async fn pending(
+        &self,
+        sink: &str,
+        partition: &str,
+        due_by: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let (sink, partition) = (sink.to_string(), partition.to_string());
+        self
+        .read(move |c| {
+            {
                 let mut st = c.prepare_cached(
                     "SELECT id, delivery_id, attempts, next_at_ms FROM jobs
                      WHERE sink = ?1 AND partition_key = ?2 AND state = 'pending' AND next_at_ms <= ?3
@@ -183,22 +134,17 @@ pub async fn pending(
                     },
                 )?
                 .collect()
-            })
+            }
         })
         .await
-}
+    }
 
-/// The earliest due time among a partition's pending jobs.
-pub async fn next_due(
-    journal: &Journal,
-    sink: &str,
-    partition: &str,
-) -> Result<Option<i64>, JournalError> {
-    let (sink, partition) = (sink.to_string(), partition.to_string());
-    journal
-        .reader()
-        .run(move |r| {
-            r.query(|c| {
+    /// The earliest due time among a partition's pending jobs.
+    async fn next_due(&self, sink: &str, partition: &str) -> Result<Option<i64>, StoreError> {
+        let (sink, partition) = (sink.to_string(), partition.to_string());
+        self
+        .read(move |c| {
+            {
                 c.query_row(
                     "SELECT MIN(next_at_ms) FROM jobs WHERE sink = ?1 AND partition_key = ?2 AND state = 'pending'",
                     params![sink, partition],
@@ -206,38 +152,33 @@ pub async fn next_due(
                 )
                 .optional()
                 .map(Option::flatten)
-            })
+            }
         })
         .await
-}
+    }
 
-pub async fn payload(journal: &Journal, delivery_id: i64) -> Result<Option<Payload>, JournalError> {
-    journal.reader().run(move |r| r.payload(delivery_id)).await
-}
-
-/// Records an attempt and moves the job on, renewing the lease, in one
-/// transaction; or, when the fence no longer holds, writes nothing and
-/// says [`After::LeaseLost`].
-#[allow(clippy::too_many_arguments)]
-pub async fn record(
-    journal: &Journal,
-    job: &Job,
-    sink: &str,
-    partition: &str,
-    fence: &Fence,
-    attempt: Attempt,
-    max_attempts: u32,
-    retry_at_ms: i64,
-    lease_ms: i64,
-) -> Result<After, JournalError> {
-    let (job, sink, partition, fence) = (
-        job.clone(),
-        sink.to_string(),
-        partition.to_string(),
-        fence.clone(),
-    );
-    journal
-        .exec(move |tx| {
+    /// Records an attempt and moves the job on, renewing the lease, in one
+    /// transaction; or, when the fence no longer holds, writes nothing and
+    /// says [`After::LeaseLost`].
+    async fn record(
+        &self,
+        job: &Job,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        attempt: Attempt,
+        max_attempts: u32,
+        retry_at_ms: i64,
+        lease_ms: i64,
+    ) -> Result<After, StoreError> {
+        let (job, sink, partition, fence) = (
+            job.clone(),
+            sink.to_string(),
+            partition.to_string(),
+            fence.clone(),
+        );
+        self
+        .write(move |tx| {
             let now = attempt.started_at_ms + attempt.duration_ms;
             // The renewal is the fence check: one statement, first, so a
             // lost lease writes nothing.
@@ -281,41 +222,63 @@ pub async fn record(
             Ok(after)
         })
         .await
-}
+    }
 
-/// A job whose delivery is gone (pruned) cannot run: it is dead. False
-/// when the fence no longer holds (nothing written).
-pub async fn bury(
-    journal: &Journal,
-    job_id: i64,
-    sink: &str,
-    partition: &str,
-    fence: &Fence,
-    lease_ms: i64,
-    why: &str,
-) -> Result<bool, JournalError> {
-    let (why, sink, partition, fence) = (
-        why.to_string(),
-        sink.to_string(),
-        partition.to_string(),
-        fence.clone(),
-    );
-    journal
-        .exec(move |tx| {
-            let now = crate::clock::now_ms();
-            if !renew(tx, &sink, &partition, &fence, now + lease_ms)? {
+    /// A job whose delivery is gone (pruned) cannot run: it is dead. False
+    /// when the fence no longer holds (nothing written).
+    async fn bury(
+        &self,
+        job_id: i64,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        now_ms: i64,
+        lease_ms: i64,
+        why: &str,
+    ) -> Result<bool, StoreError> {
+        let (why, sink, partition, fence) = (
+            why.to_string(),
+            sink.to_string(),
+            partition.to_string(),
+            fence.clone(),
+        );
+        self.write(move |tx| {
+            if !renew(tx, &sink, &partition, &fence, now_ms + lease_ms)? {
                 return Ok(false);
             }
-            close(tx, job_id, now, Some(&why))?;
+            close(tx, job_id, now_ms, Some(&why))?;
             Ok(true)
         })
         .await
+    }
+
+    /// Extends the lease on its own (before an attempt that might outlast
+    /// what is left of it); false when it passed on.
+    async fn extend(
+        &self,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (sink, partition, fence) = (sink.to_string(), partition.to_string(), fence.clone());
+        self.write(move |tx| renew(tx, &sink, &partition, &fence, until_ms))
+            .await
+    }
+
+    async fn backlog(&self, now_ms: i64) -> Result<Backlog, StoreError> {
+        self.read(move |c| backlog(c, now_ms)).await
+    }
+
+    async fn held_routes(&self) -> Result<Vec<String>, StoreError> {
+        self.read(held_routes).await
+    }
 }
 
 /// Ends a job that ran in-process (no consumer to ask): done, or dead
 /// with why it can never succeed; one attempt row records it. Runs inside
 /// the caller's transaction.
-pub fn close(
+pub(super) fn close(
     tx: &rusqlite::Transaction<'_>,
     job_id: i64,
     now_ms: i64,
@@ -369,7 +332,7 @@ fn insert_attempt(
 /// under a lease starts with this, so it is also the fence check: the
 /// writer runs one transaction at a time, so nothing comes between the
 /// check and the writes after it.
-pub fn renew(
+pub(super) fn renew(
     tx: &rusqlite::Transaction<'_>,
     sink: &str,
     partition: &str,
@@ -385,79 +348,14 @@ pub fn renew(
     Ok(n == 1)
 }
 
-/// Extends the lease on its own (before an attempt that might outlast
-/// what is left of it); false when it passed on.
-pub async fn extend(
-    journal: &Journal,
-    sink: &str,
-    partition: &str,
-    fence: &Fence,
-    until_ms: i64,
-) -> Result<bool, JournalError> {
-    let (sink, partition, fence) = (sink.to_string(), partition.to_string(), fence.clone());
-    journal
-        .exec(move |tx| renew(tx, &sink, &partition, &fence, until_ms))
-        .await
-}
-
-/// Per sink: pending jobs, the oldest pending delivery's time, dead
-/// letters; and how many partitions are paused now. For /metrics.
-pub struct Backlog {
-    pub per_sink: Vec<(String, i64, Option<i64>, i64)>,
-    pub partitions_paused: i64,
-}
-
-/// One sink's backlog, as the admin pages and `gatehouse routes list`
-/// show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkBacklog {
-    pub sink: String,
-    /// In the config (false: its jobs wait for it to return).
-    pub configured: bool,
-    pub pending: i64,
-    /// When the oldest pending delivery arrived.
-    pub oldest_ms: Option<i64>,
-    pub dead: i64,
-}
-
-impl Backlog {
-    /// Every configured sink (with or without work so far), then every
-    /// sink with jobs that is no longer configured.
-    pub fn by_sink(&self, configured: &[String]) -> Vec<SinkBacklog> {
-        let orphans = self
-            .per_sink
-            .iter()
-            .map(|b| &b.0)
-            .filter(|name| !configured.contains(name));
-        configured
-            .iter()
-            .chain(orphans)
-            .map(|name| {
-                let b = self.per_sink.iter().find(|b| &b.0 == name);
-                SinkBacklog {
-                    sink: name.clone(),
-                    configured: configured.contains(name),
-                    pending: b.map_or(0, |b| b.1),
-                    oldest_ms: b.and_then(|b| b.2),
-                    dead: b.map_or(0, |b| b.3),
-                }
-            })
-            .collect()
-    }
-}
-
 /// Routes an operator paused as a whole.
-pub fn held_routes(c: &rusqlite::Connection) -> rusqlite::Result<Vec<String>> {
+pub(super) fn held_routes(c: &rusqlite::Connection) -> rusqlite::Result<Vec<String>> {
     c.prepare_cached("SELECT sink FROM route_holds ORDER BY sink")?
         .query_map([], |r| r.get(0))?
         .collect()
 }
 
-pub fn backlog(r: &crate::journal::Reader, now_ms: i64) -> Result<Backlog, JournalError> {
-    r.query(|c| backlog_on(c, now_ms))
-}
-
-pub fn backlog_on(c: &rusqlite::Connection, now_ms: i64) -> rusqlite::Result<Backlog> {
+pub(super) fn backlog(c: &rusqlite::Connection, now_ms: i64) -> rusqlite::Result<Backlog> {
     {
         let mut st = c.prepare_cached(
             "SELECT s.sink,
@@ -480,28 +378,5 @@ pub fn backlog_on(c: &rusqlite::Connection, now_ms: i64) -> rusqlite::Result<Bac
             per_sink,
             partitions_paused,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_configured_sink_then_the_removed_ones_with_jobs() {
-        let b = Backlog {
-            per_sink: vec![("gone".into(), 2, Some(5), 1), ("ci".into(), 3, Some(7), 0)],
-            partitions_paused: 0,
-        };
-        let rows = b.by_sink(&["audit".into(), "ci".into()]);
-        let names: Vec<(&str, bool, i64)> = rows
-            .iter()
-            .map(|r| (r.sink.as_str(), r.configured, r.pending))
-            .collect();
-        assert_eq!(
-            names,
-            [("audit", true, 0), ("ci", true, 3), ("gone", false, 2)]
-        );
-        assert_eq!((rows[1].oldest_ms, rows[2].dead), (Some(7), 1));
     }
 }

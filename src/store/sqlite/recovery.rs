@@ -1,69 +1,12 @@
 //! Recovery's SQL: walks (with their resume point), the redeliveries
-//! asked for, and CLI triggers. Plain functions on a connection, so the
-//! server runs them inside the journal's group commit and the CLI on its
-//! own connection.
+//! asked for, and CLI triggers.
 
-use std::collections::HashSet;
-
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
 
-/// Where a walk stands (stored as its lowercase name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WalkState {
-    /// Under way, or interrupted (a crash, a failed page): resumed next.
-    Running,
-    Complete,
-    /// Replaced by a manual walk (`recovery run --since`).
-    Abandoned,
-}
-
-impl WalkState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WalkState::Running => "running",
-            WalkState::Complete => "complete",
-            WalkState::Abandoned => "abandoned",
-        }
-    }
-
-    fn parse(s: &str) -> Option<WalkState> {
-        [
-            WalkState::Running,
-            WalkState::Complete,
-            WalkState::Abandoned,
-        ]
-        .into_iter()
-        .find(|w| w.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for WalkState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A walk of one source's delivery log, as far as it has gone.
-#[derive(Debug, Clone, Serialize)]
-pub struct Walk {
-    pub id: i64,
-    pub source: String,
-    pub started_at_ms: i64,
-    pub finished_at_ms: Option<i64>,
-    pub state: WalkState,
-    pub since_ms: i64,
-    pub stop_at_id: Option<i64>,
-    pub cursor: Option<String>,
-    pub newest_id: Option<i64>,
-    pub pages: i64,
-    pub seen: i64,
-    pub missing: i64,
-    pub requested: i64,
-    pub failures: i64,
-    pub last_error: Option<String>,
-}
+use super::Sqlite;
+use crate::store::StoreError;
+use crate::store::recovery::{SourceStatus, Walk, WalkState};
 
 const WALK_COLUMNS: &str = "id, source, started_at_ms, finished_at_ms, state, since_ms, stop_at_id,
     cursor, newest_id, pages, seen, missing, requested, failures, last_error";
@@ -99,7 +42,7 @@ fn walk_from(r: &rusqlite::Row) -> rusqlite::Result<Walk> {
 
 /// The source's unfinished walk (a crash or a failed page left it), to
 /// resume from its cursor.
-pub fn running(c: &Connection, source: &str) -> rusqlite::Result<Option<Walk>> {
+fn running(c: &Connection, source: &str) -> rusqlite::Result<Option<Walk>> {
     c.query_row(
         &format!(
             "SELECT {WALK_COLUMNS} FROM recovery_walks WHERE source = ?1 AND state = 'running'
@@ -113,7 +56,7 @@ pub fn running(c: &Connection, source: &str) -> rusqlite::Result<Option<Walk>> {
 
 /// The newest log id of the source's last complete walk: where the next
 /// one may stop.
-pub fn checkpoint(c: &Connection, source: &str) -> rusqlite::Result<Option<i64>> {
+fn checkpoint(c: &Connection, source: &str) -> rusqlite::Result<Option<i64>> {
     c.query_row(
         "SELECT newest_id FROM recovery_walks WHERE source = ?1 AND state = 'complete'
          ORDER BY id DESC LIMIT 1",
@@ -124,7 +67,7 @@ pub fn checkpoint(c: &Connection, source: &str) -> rusqlite::Result<Option<i64>>
     .map(Option::flatten)
 }
 
-pub fn start(
+fn start(
     c: &Connection,
     source: &str,
     now_ms: i64,
@@ -150,7 +93,7 @@ pub fn start(
 }
 
 /// Records how far the walk has gone; `done` completes it.
-pub fn save(c: &Connection, w: &Walk, done: bool, now_ms: i64) -> rusqlite::Result<()> {
+fn save(c: &Connection, w: &Walk, done: bool, now_ms: i64) -> rusqlite::Result<()> {
     c.execute(
         "UPDATE recovery_walks SET cursor = ?2, newest_id = ?3, pages = ?4, seen = ?5,
              missing = ?6, requested = ?7, failures = ?8, last_error = ?9,
@@ -179,7 +122,7 @@ pub fn save(c: &Connection, w: &Walk, done: bool, now_ms: i64) -> rusqlite::Resu
 /// a resumed walk does not ask again for what was asked before a crash.
 /// A claim left 'asking' by a crash (the request may or may not have gone
 /// out) and a failed request may be claimed again.
-pub fn claim(
+fn claim(
     c: &Connection,
     source: &str,
     guid: &str,
@@ -202,7 +145,7 @@ pub fn claim(
 
 /// Keeps a missing delivery a walk found, to be asked for (oldest first)
 /// once the walk is complete. True when it was not known yet.
-pub fn found(
+fn found(
     c: &Connection,
     source: &str,
     guid: &str,
@@ -223,7 +166,7 @@ pub fn found(
 /// by GitHub's log id, which grows with time, then GUID: `delivered_at`
 /// has one-second resolution), so GitHub redelivers them in the order it
 /// first sent them.
-pub fn to_ask(c: &Connection, source: &str) -> rusqlite::Result<Vec<(String, i64)>> {
+fn to_ask(c: &Connection, source: &str) -> rusqlite::Result<Vec<(String, i64)>> {
     c.prepare_cached(
         "SELECT guid, delivery_id FROM recovery_requests WHERE source = ?1 AND outcome = 'found'
          ORDER BY delivered_at_ms IS NULL, delivered_at_ms, delivery_id, guid",
@@ -233,12 +176,7 @@ pub fn to_ask(c: &Connection, source: &str) -> rusqlite::Result<Vec<(String, i64
 }
 
 /// What GitHub answered to a redelivery request (None: no answer).
-pub fn settle(
-    c: &Connection,
-    source: &str,
-    guid: &str,
-    status: Option<u16>,
-) -> rusqlite::Result<()> {
+fn settle(c: &Connection, source: &str, guid: &str, status: Option<u16>) -> rusqlite::Result<()> {
     let ok = status.is_some_and(|s| (200..300).contains(&s));
     c.execute(
         "UPDATE recovery_requests SET outcome = ?3, status_code = ?4 WHERE source = ?1 AND guid = ?2",
@@ -251,7 +189,7 @@ pub fn settle(
 /// crash left unanswered, and asked ones whose delivery has not come
 /// within the window (their redelivery failed too). Settled ones whose
 /// delivery is in the journal are marked 'arrived' and left alone.
-pub fn due_again(
+fn due_again(
     c: &Connection,
     source: &str,
     reask_before_ms: i64,
@@ -273,22 +211,9 @@ pub fn due_again(
     .collect()
 }
 
-/// The GUIDs among these that the journal holds (from any hook: GitHub
-/// sends one GUID to every hook subscribed to an event).
-pub fn journaled(c: &Connection, guids: &[String]) -> rusqlite::Result<HashSet<String>> {
-    let mut st = c.prepare_cached("SELECT 1 FROM deliveries WHERE guid = ?1 LIMIT 1")?;
-    let mut out = HashSet::new();
-    for g in guids {
-        if st.exists([g])? {
-            out.insert(g.clone());
-        }
-    }
-    Ok(out)
-}
-
 /// `gatehouse recovery run`: asks the running server for a walk of every
 /// source, back to `since_ms` (None: since the last complete walk).
-pub fn trigger(c: &Connection, since_ms: Option<i64>, now_ms: i64) -> rusqlite::Result<i64> {
+fn trigger(c: &Connection, since_ms: Option<i64>, now_ms: i64) -> rusqlite::Result<i64> {
     c.execute(
         "INSERT INTO recovery_triggers (since_ms, created_at_ms) VALUES (?1, ?2)",
         params![since_ms, now_ms],
@@ -297,7 +222,7 @@ pub fn trigger(c: &Connection, since_ms: Option<i64>, now_ms: i64) -> rusqlite::
 }
 
 /// The oldest trigger not yet taken, marked taken.
-pub fn take_trigger(c: &Connection, now_ms: i64) -> rusqlite::Result<Option<(i64, Option<i64>)>> {
+fn take_trigger(c: &Connection, now_ms: i64) -> rusqlite::Result<Option<(i64, Option<i64>)>> {
     let found: Option<(i64, Option<i64>)> = c
         .query_row(
             "SELECT id, since_ms FROM recovery_triggers WHERE taken_at_ms IS NULL ORDER BY id LIMIT 1",
@@ -314,7 +239,7 @@ pub fn take_trigger(c: &Connection, now_ms: i64) -> rusqlite::Result<Option<(i64
     Ok(found)
 }
 
-pub fn pending_trigger(c: &Connection) -> rusqlite::Result<bool> {
+fn pending_trigger(c: &Connection) -> rusqlite::Result<bool> {
     c.query_row(
         "SELECT EXISTS (SELECT 1 FROM recovery_triggers WHERE taken_at_ms IS NULL)",
         [],
@@ -322,7 +247,7 @@ pub fn pending_trigger(c: &Connection) -> rusqlite::Result<bool> {
     )
 }
 
-pub fn trigger_taken(c: &Connection, id: i64) -> rusqlite::Result<Option<i64>> {
+fn trigger_taken(c: &Connection, id: i64) -> rusqlite::Result<Option<i64>> {
     c.query_row(
         "SELECT taken_at_ms FROM recovery_triggers WHERE id = ?1",
         [id],
@@ -330,18 +255,7 @@ pub fn trigger_taken(c: &Connection, id: i64) -> rusqlite::Result<Option<i64>> {
     )
 }
 
-/// Per source: its latest walk, when its last complete walk finished, and
-/// how many redeliveries wait to be asked again.
-#[derive(Debug, Clone, Serialize)]
-pub struct SourceStatus {
-    pub source: String,
-    pub last_walk: Walk,
-    pub last_complete_at_ms: Option<i64>,
-    pub failed_requests: i64,
-    pub requests_total: i64,
-}
-
-pub fn status(c: &Connection) -> rusqlite::Result<Vec<SourceStatus>> {
+pub(super) fn status(c: &Connection) -> rusqlite::Result<Vec<SourceStatus>> {
     let walks: Vec<Walk> = c
         .prepare(&format!(
             "SELECT {WALK_COLUMNS} FROM recovery_walks w
@@ -375,10 +289,121 @@ pub fn status(c: &Connection) -> rusqlite::Result<Vec<SourceStatus>> {
 }
 
 /// When each source's last complete walk finished, for `/metrics`.
-pub fn last_complete(c: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+fn last_complete(c: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
     c.prepare_cached(
         "SELECT source, MAX(finished_at_ms) FROM recovery_walks WHERE state = 'complete' GROUP BY source",
     )?
     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
     .collect()
+}
+
+#[async_trait]
+impl crate::store::Recovery for Sqlite {
+    async fn running_walk(&self, source: &str) -> Result<Option<Walk>, StoreError> {
+        let source = source.to_string();
+        self.read(move |c| running(c, &source)).await
+    }
+
+    async fn start_walk(
+        &self,
+        source: &str,
+        now_ms: i64,
+        since_ms: i64,
+        to_checkpoint: bool,
+    ) -> Result<Walk, StoreError> {
+        let source = source.to_string();
+        self.write(move |tx| {
+            let stop_at = if to_checkpoint {
+                checkpoint(tx, &source)?
+            } else {
+                None
+            };
+            start(tx, &source, now_ms, since_ms, stop_at)
+        })
+        .await
+    }
+
+    async fn save_walk(&self, walk: &Walk, done: bool, now_ms: i64) -> Result<(), StoreError> {
+        let walk = walk.clone();
+        self.write(move |tx| save(tx, &walk, done, now_ms)).await
+    }
+
+    async fn found(
+        &self,
+        source: &str,
+        missing: Vec<(String, i64, Option<i64>)>,
+    ) -> Result<i64, StoreError> {
+        let source = source.to_string();
+        self.write(move |tx| {
+            let mut new = 0;
+            for (guid, id, at) in &missing {
+                new += i64::from(found(tx, &source, guid, *id, *at)?);
+            }
+            Ok(new)
+        })
+        .await
+    }
+
+    async fn to_ask(&self, source: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let source = source.to_string();
+        self.read(move |c| to_ask(c, &source)).await
+    }
+
+    async fn due_again(
+        &self,
+        source: &str,
+        reask_before_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let source = source.to_string();
+        self.write(move |tx| due_again(tx, &source, reask_before_ms))
+            .await
+    }
+
+    async fn claim(
+        &self,
+        source: &str,
+        guid: &str,
+        log_id: i64,
+        now_ms: i64,
+        reask_before_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (source, guid) = (source.to_string(), guid.to_string());
+        self.write(move |tx| claim(tx, &source, &guid, log_id, now_ms, reask_before_ms))
+            .await
+    }
+
+    async fn settle(
+        &self,
+        source: &str,
+        guid: &str,
+        status: Option<u16>,
+    ) -> Result<(), StoreError> {
+        let (source, guid) = (source.to_string(), guid.to_string());
+        self.write(move |tx| settle(tx, &source, &guid, status))
+            .await
+    }
+
+    async fn trigger(&self, since_ms: Option<i64>, now_ms: i64) -> Result<i64, StoreError> {
+        self.write(move |tx| trigger(tx, since_ms, now_ms)).await
+    }
+
+    async fn take_trigger(&self, now_ms: i64) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+        self.write(move |tx| take_trigger(tx, now_ms)).await
+    }
+
+    async fn pending_trigger(&self) -> Result<bool, StoreError> {
+        self.read(pending_trigger).await
+    }
+
+    async fn trigger_taken(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        self.read(move |c| trigger_taken(c, id)).await
+    }
+
+    async fn recovery_status(&self) -> Result<Vec<SourceStatus>, StoreError> {
+        self.read(status).await
+    }
+
+    async fn last_complete(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(last_complete).await
+    }
 }

@@ -1,25 +1,31 @@
-//! The admin UI's reads: roll-ups for charts and reports (migration 0007),
+//! The admin UI's reads on SQLite, and the per-minute samples behind its
+//! charts: roll-ups for charts and reports (migration 0007),
 //! partitions with their backlog, pauses. Each query is bounded by an index
 //! or a small table, so pages stay fast with a million deliveries.
 
+use async_trait::async_trait;
 use rusqlite::{Connection, params};
 
+use super::Sqlite;
+use crate::store::StoreError;
+use crate::store::views::{Head, Overview, OverviewQuery, PartitionRow, Reports};
+
 /// (minute, deliveries) from `from_minute` on.
-pub fn per_minute(c: &Connection, from_minute: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
+fn per_minute(c: &Connection, from_minute: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
     c.prepare_cached("SELECT minute, n FROM volume_minutes WHERE minute >= ?1")?
         .query_map([from_minute], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect()
 }
 
 /// (hour, deliveries) from `from_hour` on.
-pub fn per_hour(c: &Connection, from_hour: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
+fn per_hour(c: &Connection, from_hour: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
     c.prepare_cached("SELECT hour, n FROM volume_hours WHERE hour >= ?1")?
         .query_map([from_hour], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect()
 }
 
 /// (day, owner, event, deliveries) from `from_day` on.
-pub fn per_day(c: &Connection, from_day: i64) -> rusqlite::Result<Vec<(i64, String, String, i64)>> {
+fn per_day(c: &Connection, from_day: i64) -> rusqlite::Result<Vec<(i64, String, String, i64)>> {
     c.prepare_cached("SELECT day, owner, event, n FROM volume_days WHERE day >= ?1")?
         .query_map([from_day], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -28,10 +34,7 @@ pub fn per_day(c: &Connection, from_day: i64) -> rusqlite::Result<Vec<(i64, Stri
 }
 
 /// (sink, outcome, latency bucket, attempts) from `from_hour` on.
-pub fn attempts(
-    c: &Connection,
-    from_hour: i64,
-) -> rusqlite::Result<Vec<(String, String, usize, i64)>> {
+fn attempts(c: &Connection, from_hour: i64) -> rusqlite::Result<Vec<(String, String, usize, i64)>> {
     c.prepare_cached(
         "SELECT sink, outcome, bucket, SUM(n) FROM attempt_hours WHERE hour >= ?1
          GROUP BY 1, 2, 3 ORDER BY 1",
@@ -49,10 +52,7 @@ pub fn attempts(
 
 /// Forward attempts per minute and outcome (done, failed, paused), every
 /// sink summed, from `from_minute` on.
-pub fn attempt_outcomes(
-    c: &Connection,
-    from_minute: i64,
-) -> rusqlite::Result<Vec<(i64, String, i64)>> {
+fn attempt_outcomes(c: &Connection, from_minute: i64) -> rusqlite::Result<Vec<(i64, String, i64)>> {
     c.prepare_cached(
         "SELECT minute, outcome, SUM(n) FROM attempt_minutes WHERE minute >= ?1
          GROUP BY minute, outcome",
@@ -63,7 +63,7 @@ pub fn attempt_outcomes(
 
 /// Each sink's sampled lag (ms) and dead letters per minute, from
 /// `from_minute` on: (minute, sink, lag_ms, dead).
-pub fn sink_samples(
+fn sink_samples(
     c: &Connection,
     from_minute: i64,
 ) -> rusqlite::Result<Vec<(i64, String, i64, i64)>> {
@@ -76,37 +76,9 @@ pub fn sink_samples(
     .collect()
 }
 
-/// One (sink, partition) as the partitions page shows it.
-pub struct PartitionRow {
-    pub sink: String,
-    pub partition: String,
-    pub pending: i64,
-    /// When the oldest pending delivery arrived.
-    pub oldest_ms: Option<i64>,
-    pub lease_owner: Option<String>,
-    pub lease_until_ms: i64,
-    pub paused_until_ms: i64,
-    pub held: bool,
-    /// The first pending job, the one the partition waits on.
-    pub head: Option<Head>,
-    pub dead: i64,
-}
-
-/// A partition's first pending job and how its last attempt went.
-pub struct Head {
-    pub job_id: i64,
-    pub delivery_id: i64,
-    /// Attempts that counted.
-    pub attempts: i64,
-    pub next_at_ms: i64,
-    pub last_status: Option<i64>,
-    pub last_error: Option<String>,
-    pub last_outcome: Option<String>,
-}
-
 /// Partitions with work, a lease or a pause first (most pending first),
 /// then the rest by name; at most `limit`. `sink` narrows to one sink.
-pub fn partitions(
+fn partitions(
     c: &Connection,
     sink: Option<&str>,
     now_ms: i64,
@@ -191,7 +163,7 @@ pub fn partitions(
 
 /// Partitions paused now: held by an operator, or waiting out a
 /// consumer's Retry-After. At most `limit`.
-pub fn paused(
+fn paused(
     c: &Connection,
     now_ms: i64,
     limit: usize,
@@ -208,7 +180,7 @@ pub fn paused(
 
 /// The gateway's cache over all clients since `from_minute`: requests,
 /// answered from cache (fresh or revalidated), rate-limit units saved.
-pub fn cache_totals(c: &Connection, from_minute: i64) -> rusqlite::Result<(i64, i64, i64)> {
+fn cache_totals(c: &Connection, from_minute: i64) -> rusqlite::Result<(i64, i64, i64)> {
     c.query_row(
         "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(hits + revalidated), 0),
                 COALESCE(SUM(units_saved), 0)
@@ -216,4 +188,93 @@ pub fn cache_totals(c: &Connection, from_minute: i64) -> rusqlite::Result<(i64, 
         [from_minute],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
+}
+
+#[async_trait]
+impl crate::store::Views for Sqlite {
+    async fn overview(&self, q: OverviewQuery) -> Result<Overview, StoreError> {
+        self.read(move |c| {
+            Ok(Overview {
+                per_minute: per_minute(c, q.from_minute)?,
+                per_hour: per_hour(c, q.from_hour)?,
+                backlog: super::jobs::backlog(c, q.now_ms)?,
+                paused: paused(c, q.now_ms, q.paused_limit)?,
+                held_routes: super::jobs::held_routes(c)?,
+                cache: cache_totals(c, q.cache_from_minute)?,
+                attempt_outcomes: attempt_outcomes(c, q.samples_from_minute)?,
+                sink_samples: sink_samples(c, q.samples_from_minute)?,
+                recovery: if q.with_recovery {
+                    Some(super::recovery::status(c)?)
+                } else {
+                    None
+                },
+            })
+        })
+        .await
+    }
+
+    async fn partitions(
+        &self,
+        sink: Option<&str>,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<(Vec<PartitionRow>, i64), StoreError> {
+        let sink = sink.map(str::to_string);
+        self.read(move |c| partitions(c, sink.as_deref(), now_ms, limit))
+            .await
+    }
+
+    async fn reports(&self, from_day: i64) -> Result<Reports, StoreError> {
+        self.read(move |c| {
+            Ok(Reports {
+                per_day: per_day(c, from_day)?,
+                attempts: attempts(c, from_day * 24)?,
+            })
+        })
+        .await
+    }
+
+    async fn add_attempt_minutes(
+        &self,
+        counts: Vec<((i64, String, &'static str), i64)>,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            let mut put = tx.prepare_cached(
+                "INSERT INTO attempt_minutes (minute, sink, outcome, n) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (minute, sink, outcome) DO UPDATE SET n = n + excluded.n",
+            )?;
+            for ((minute, sink, outcome), n) in &counts {
+                put.execute(params![minute, sink, outcome, n])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sample_sinks(&self, now_ms: i64, keep_minutes: i64) -> Result<(), StoreError> {
+        // Read apart from the writer (the backlog's counts are not cheap),
+        // written in its next group commit.
+        let backlog = self.read(move |c| super::jobs::backlog(c, now_ms)).await?;
+        let minute = now_ms / 60_000;
+        self.write(move |tx| {
+            let mut put = tx.prepare_cached(
+                "INSERT INTO sink_samples (minute, sink, pending, lag_ms, dead)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (minute, sink) DO UPDATE SET pending = excluded.pending,
+                   lag_ms = excluded.lag_ms, dead = excluded.dead",
+            )?;
+            for (sink, pending, oldest, dead) in &backlog.per_sink {
+                let lag = oldest.map_or(0, |t| (now_ms - t).max(0));
+                put.execute(params![minute, sink, pending, lag, dead])?;
+            }
+            for sql in [
+                "DELETE FROM sink_samples WHERE minute < ?1",
+                "DELETE FROM attempt_minutes WHERE minute < ?1",
+            ] {
+                tx.prepare_cached(sql)?.execute([minute - keep_minutes])?;
+            }
+            Ok(())
+        })
+        .await
+    }
 }

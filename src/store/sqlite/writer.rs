@@ -11,10 +11,10 @@ use std::time::Instant;
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::JournalError;
 use super::guard::Guard;
-use super::model::{Appended, NewDelivery};
+use crate::journal::model::{Appended, NewDelivery};
 use crate::metrics::JournalMetrics;
+use crate::store::{StoreError, WorkNotice};
 
 /// At most this many operations in one transaction, so one commit's latency
 /// stays bounded when a large backlog has built up.
@@ -31,7 +31,7 @@ const STREAM_BLOB_ABOVE: usize = 1024 * 1024;
 /// over is cut back to it.
 pub const DEFAULT_WAL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
 
-pub(super) type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(super) enum Command {
     Append(Box<NewDelivery>, Reply<Appended>),
@@ -51,7 +51,7 @@ pub(super) enum Command {
 /// is handed back only after the transaction has committed.
 pub(super) trait Op: Send {
     fn apply(&mut self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
-    fn finish(self: Box<Self>, result: Result<(), JournalError>);
+    fn finish(self: Box<Self>, result: Result<(), StoreError>);
 }
 
 pub(super) struct ExecOp<T, F> {
@@ -71,15 +71,12 @@ where
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>, result: Result<(), JournalError>) {
+    fn finish(mut self: Box<Self>, result: Result<(), StoreError>) {
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(result.map(|()| self.value.take().expect("applied before commit")));
         }
     }
 }
-
-/// New work for the scheduler: a (sink, partition) that just got a job.
-pub type WorkNotice = (String, String);
 
 impl Command {
     fn body_len(&self) -> usize {
@@ -202,7 +199,7 @@ impl Writer {
                 self.metrics.commit_failures.inc();
                 let msg = e.to_string();
                 for cmd in batch.drain(..) {
-                    let err = || JournalError::Unavailable(msg.clone());
+                    let err = || StoreError::Unavailable(msg.clone());
                     match cmd {
                         Command::Append(_, reply) => {
                             let _ = reply.send(Err(err()));

@@ -7,18 +7,9 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::JournalError;
-use super::model::{ContentKind, DeliveryMeta, DeliveryRow, ParseStatus};
 use super::schema;
-
-/// A delivery's request as received: headers in wire form, raw body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payload {
-    pub headers: Vec<u8>,
-    pub body: Vec<u8>,
-    /// GitHub redelivered it because recovery asked.
-    pub recovered: bool,
-}
+use crate::journal::model::{ContentKind, DeliveryMeta, DeliveryRow, ParseStatus};
+use crate::store::{Payload, StoreError};
 
 #[derive(Clone)]
 pub struct Reader {
@@ -74,18 +65,16 @@ impl Reader {
     /// Runs blocking read work on tokio's blocking pool.
     pub async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Reader) -> Result<T, JournalError> + Send + 'static,
-    ) -> Result<T, JournalError> {
+        f: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || f(&me))
             .await
-            .map_err(|e| JournalError::Read(e.to_string()))?
+            .map_err(|e| StoreError::Read(e.to_string()))?
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, JournalError> {
-        self.pool
-            .get()
-            .map_err(|e| JournalError::Read(e.to_string()))
+    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
+        self.pool.get().map_err(|e| StoreError::Read(e.to_string()))
     }
 
     /// A read-only query whose SQL belongs to another module (the
@@ -93,12 +82,12 @@ impl Reader {
     pub fn query<T>(
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, JournalError> {
+    ) -> Result<T, StoreError> {
         let conn = self.conn()?;
         f(&conn).map_err(read_err)
     }
 
-    pub fn get(&self, hook_id: &str, guid: &str) -> Result<Option<DeliveryRow>, JournalError> {
+    pub fn get(&self, hook_id: &str, guid: &str) -> Result<Option<DeliveryRow>, StoreError> {
         self.conn()?
             .query_row(
                 &format!("SELECT {COLUMNS} FROM deliveries WHERE hook_id = ?1 AND guid = ?2"),
@@ -110,7 +99,7 @@ impl Reader {
     }
 
     /// The stored headers and raw body of one delivery.
-    pub fn payload(&self, id: i64) -> Result<Option<Payload>, JournalError> {
+    pub fn payload(&self, id: i64) -> Result<Option<Payload>, StoreError> {
         self.conn()?
             .query_row(
                 "SELECT p.headers, p.body, d.recovered FROM delivery_payloads p
@@ -129,6 +118,6 @@ impl Reader {
     }
 }
 
-fn read_err(e: rusqlite::Error) -> JournalError {
-    JournalError::Read(e.to_string())
+fn read_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Read(e.to_string())
 }

@@ -8,36 +8,52 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (
         1,
         "journal",
-        include_str!("../../migrations/0001_journal.sql"),
+        include_str!("../../../migrations/sqlite/0001_journal.sql"),
     ),
-    (2, "jobs", include_str!("../../migrations/0002_jobs.sql")),
-    (3, "holds", include_str!("../../migrations/0003_holds.sql")),
+    (
+        2,
+        "jobs",
+        include_str!("../../../migrations/sqlite/0002_jobs.sql"),
+    ),
+    (
+        3,
+        "holds",
+        include_str!("../../../migrations/sqlite/0003_holds.sql"),
+    ),
     (
         4,
         "clients",
-        include_str!("../../migrations/0004_clients.sql"),
+        include_str!("../../../migrations/sqlite/0004_clients.sql"),
     ),
     (
         5,
         "actions",
-        include_str!("../../migrations/0005_actions.sql"),
+        include_str!("../../../migrations/sqlite/0005_actions.sql"),
     ),
     (
         6,
         "recovery",
-        include_str!("../../migrations/0006_recovery.sql"),
+        include_str!("../../../migrations/sqlite/0006_recovery.sql"),
     ),
-    (7, "admin", include_str!("../../migrations/0007_admin.sql")),
+    (
+        7,
+        "admin",
+        include_str!("../../../migrations/sqlite/0007_admin.sql"),
+    ),
     (
         8,
         "operator",
-        include_str!("../../migrations/0008_operator.sql"),
+        include_str!("../../../migrations/sqlite/0008_operator.sql"),
     ),
-    (9, "fence", include_str!("../../migrations/0009_fence.sql")),
+    (
+        9,
+        "fence",
+        include_str!("../../../migrations/sqlite/0009_fence.sql"),
+    ),
     (
         10,
         "attempt_minutes",
-        include_str!("../../migrations/0010_attempt_minutes.sql"),
+        include_str!("../../../migrations/sqlite/0010_attempt_minutes.sql"),
     ),
 ];
 
@@ -116,7 +132,7 @@ mod tests {
 
     #[test]
     fn migration_files_are_all_embedded_in_order() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -1,7 +1,8 @@
-//! The cache's own SQLite file. It holds nothing that cannot be fetched
-//! again, so it trades durability for speed (synchronous=NORMAL: no fsync
-//! per write) and is simply rebuilt when it is unreadable or from another
-//! version. Every call is blocking; callers use `spawn_blocking`.
+//! The gateway cache's own SQLite file, beside the journal. It holds
+//! nothing that cannot be fetched again, so it trades durability for speed
+//! (synchronous=NORMAL: no fsync per write) and is simply rebuilt when it
+//! is unreadable or from another version. Every call is blocking; callers
+//! use `spawn_blocking`.
 
 use std::path::Path;
 
@@ -9,7 +10,8 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Key;
+use crate::store::StoreError;
+use crate::store::cache::{Entry, Key};
 
 /// 2: expiry by path across scopes (an index on path alone).
 const VERSION: u32 = 2;
@@ -34,34 +36,8 @@ CREATE TABLE entries (
 CREATE INDEX entries_path ON entries (path);
 ";
 
-/// One stored answer.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub scope: String,
-    pub path: String,
-    pub status: u16,
-    /// End-to-end headers in wire form (`journal::model::encode_headers`).
-    pub headers: Vec<u8>,
-    pub body: bytes::Bytes,
-    /// The validator clients see: a digest of the body, the same whatever
-    /// token read it.
-    pub content_etag: String,
-    /// GitHub's ETag, the credential and token that read it.
-    pub etag: Option<String>,
-    pub etag_credential: Option<String>,
-    pub token_tag: Option<String>,
-    pub last_modified: Option<String>,
-    pub validated_at_ms: i64,
-}
-
-impl Entry {
-    pub fn size(&self) -> u64 {
-        (self.headers.len() + self.body.len() + self.path.len() + 256) as u64
-    }
-}
-
 #[derive(Clone)]
-pub struct Store {
+pub struct CacheFile {
     pool: Pool<SqliteConnectionManager>,
 }
 
@@ -100,8 +76,8 @@ fn prepare(path: &Path) -> rusqlite::Result<()> {
     Ok(())
 }
 
-impl Store {
-    pub fn open(path: &Path) -> Result<Store, String> {
+impl CacheFile {
+    pub fn open(path: &Path) -> Result<CacheFile, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::files::private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
@@ -117,16 +93,14 @@ impl Store {
             .max_size(4)
             .build(manager)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Store { pool })
+        Ok(CacheFile { pool })
     }
 
-    fn conn(&self) -> rusqlite::Result<r2d2::PooledConnection<SqliteConnectionManager>> {
-        self.pool
-            .get()
-            .map_err(|e| rusqlite::Error::InvalidParameterName(e.to_string()))
+    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
+        self.pool.get().map_err(|e| StoreError::Read(e.to_string()))
     }
 
-    pub fn get(&self, key: &Key) -> rusqlite::Result<Option<Entry>> {
+    pub fn get(&self, key: &Key) -> Result<Option<Entry>, StoreError> {
         self.conn()?
             .prepare_cached(
                 "SELECT scope, path, status, headers, body, content_etag, etag,
@@ -149,9 +123,10 @@ impl Store {
                 })
             })
             .optional()
+            .map_err(cache_err)
     }
 
-    pub fn put(&self, key: &Key, e: &Entry, now_ms: i64) -> rusqlite::Result<()> {
+    pub fn put(&self, key: &Key, e: &Entry, now_ms: i64) -> Result<(), StoreError> {
         self.conn()?
             .prepare_cached(
                 "INSERT OR REPLACE INTO entries (key, scope, path, status, headers, body,
@@ -180,7 +155,7 @@ impl Store {
 
     /// GitHub said 304: the stored answer is current as of `now_ms`, with
     /// the headers of that 304.
-    pub fn revalidated(&self, key: &Key, headers: &[u8], now_ms: i64) -> rusqlite::Result<()> {
+    pub fn revalidated(&self, key: &Key, headers: &[u8], now_ms: i64) -> Result<(), StoreError> {
         self.conn()?
             .prepare_cached(
                 "UPDATE entries SET headers = ?2, validated_at_ms = ?3, last_used_ms = ?3
@@ -190,7 +165,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn delete(&self, keys: &[Key]) -> rusqlite::Result<()> {
+    pub fn delete(&self, keys: &[Key]) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         {
@@ -199,22 +174,23 @@ impl Store {
                 stmt.execute([&k[..]])?;
             }
         }
-        tx.commit()
+        tx.commit().map_err(cache_err)
     }
 
     /// After a change made through the gateway: entries under `prefix`
     /// must be revalidated before they are served again.
-    pub fn expire_prefix(&self, prefix: &str) -> rusqlite::Result<usize> {
+    pub fn expire_prefix(&self, prefix: &str) -> Result<usize, StoreError> {
         let upper = format!("{prefix}\u{10FFFF}");
         self.conn()?
             .prepare_cached(
                 "UPDATE entries SET validated_at_ms = 0 WHERE path >= ?1 AND path < ?2",
             )?
             .execute(params![prefix, upper])
+            .map_err(cache_err)
     }
 
     /// Records when entries were last served (batched; hits write nothing).
-    pub fn used(&self, touched: &[(Key, i64)]) -> rusqlite::Result<()> {
+    pub fn used(&self, touched: &[(Key, i64)]) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         {
@@ -224,11 +200,11 @@ impl Store {
                 stmt.execute(params![&k[..], at])?;
             }
         }
-        tx.commit()
+        tx.commit().map_err(cache_err)
     }
 
     /// Every entry's key, size and last use, oldest use first.
-    pub fn index(&self) -> rusqlite::Result<Vec<(Key, u64, i64)>> {
+    pub fn index(&self) -> Result<Vec<(Key, u64, i64)>, StoreError> {
         let conn = self.conn()?;
         let mut stmt =
             conn.prepare("SELECT key, size, last_used_ms FROM entries ORDER BY last_used_ms")?;
@@ -240,6 +216,10 @@ impl Store {
             }
             Ok((key, r.get::<_, i64>(1)? as u64, r.get(2)?))
         })?;
-        rows.collect()
+        rows.collect::<rusqlite::Result<_>>().map_err(cache_err)
     }
+}
+
+fn cache_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Read(format!("gateway cache: {e}"))
 }

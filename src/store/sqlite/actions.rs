@@ -1,18 +1,15 @@
-//! The state tables' SQL: merging an observation into its row (inside the
-//! writer's transaction), and reading rows back for the aggregates, the
-//! gauges and the reports.
+//! The Actions state tables' SQL: merging an observation into its row
+//! (inside the writer's transaction, under the lease's fence), and reading
+//! rows back for the aggregates, the gauges and the reports.
 
+use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params_from_iter};
 
-use super::event::{JobRow, Observation, Place, RunRow};
-
-/// A row that moved: what it was (None: new) and what it is now.
-#[derive(Debug, Clone)]
-pub enum Change {
-    Run { old: Option<RunRow>, new: RunRow },
-    Job { old: Option<JobRow>, new: JobRow },
-}
+use super::Sqlite;
+use crate::store::StoreError;
+use crate::store::actions::{Change, FinishedJob, FinishedRun, JobRow, Observation, Place, RunRow};
+use crate::store::jobs::Fence;
 
 const RUN_COLUMNS: &str =
     "run_id, run_attempt, status, conclusion, owner, organization, repository,
@@ -198,7 +195,7 @@ fn upsert<R: Stored>(
 /// Merges one observation: the row becomes whichever of the two ranks
 /// higher (`Observation::version`). Returns the change, or None when the
 /// delivery is stale or a repeat.
-pub fn merge(tx: &Transaction<'_>, obs: &Observation) -> rusqlite::Result<Option<Change>> {
+fn merge(tx: &Transaction<'_>, obs: &Observation) -> rusqlite::Result<Option<Change>> {
     let version = obs.version();
     Ok(match obs {
         Observation::Run(new) => upsert(tx, new, version)?.map(|old| Change::Run {
@@ -233,14 +230,122 @@ fn each<R: Stored>(conn: &Connection, mut f: impl FnMut(R)) -> rusqlite::Result<
 
 /// Every row, for rebuilding the aggregates at start (streamed: the state
 /// may hold millions).
-pub fn each_row(conn: &Connection, mut f: impl FnMut(Change)) -> rusqlite::Result<()> {
+fn each_row(conn: &Connection, mut f: impl FnMut(Change)) -> rusqlite::Result<()> {
     each(conn, |new| f(Change::Run { old: None, new }))?;
     each(conn, |new| f(Change::Job { old: None, new }))
 }
 
 /// Unfinished runs and jobs, for the gauges (a partial index keeps this
 /// to the active rows however many have finished).
-pub fn active(conn: &Connection) -> rusqlite::Result<(Vec<RunRow>, Vec<JobRow>)> {
+fn active(conn: &Connection) -> rusqlite::Result<(Vec<RunRow>, Vec<JobRow>)> {
     let filter = "WHERE rank < 4";
     Ok((select(conn, filter, [])?, select(conn, filter, [])?))
+}
+
+/// The Actions sink's name in jobs and partitions.
+const SINK: &str = "actions-metrics";
+
+#[async_trait]
+impl crate::store::ActionsState for Sqlite {
+    async fn workflow_bodies(
+        &self,
+        delivery_ids: Vec<i64>,
+    ) -> Result<Vec<Option<(String, String, Vec<u8>)>>, StoreError> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT d.event, d.content_kind, p.body FROM deliveries d
+                 JOIN delivery_payloads p ON p.delivery_id = d.id WHERE d.id = ?1",
+            )?;
+            delivery_ids
+                .iter()
+                .map(|id| {
+                    st.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn apply_workflow_jobs(
+        &self,
+        partition: &str,
+        fence: &Fence,
+        now_ms: i64,
+        lease_ms: i64,
+        jobs: Vec<(i64, Result<Observation, String>)>,
+    ) -> Result<Option<Vec<Change>>, StoreError> {
+        let (partition, fence) = (partition.to_string(), fence.clone());
+        self.write(move |tx| {
+            // The renewal is the fence check, first: a lost lease writes
+            // nothing.
+            if !super::jobs::renew(tx, SINK, &partition, &fence, now_ms + lease_ms)? {
+                return Ok(None);
+            }
+            let mut changes = Vec::new();
+            for (job_id, obs) in &jobs {
+                if let Ok(obs) = obs {
+                    changes.extend(merge(tx, obs)?);
+                }
+                super::jobs::close(tx, *job_id, now_ms, obs.as_ref().err().map(String::as_str))?;
+            }
+            Ok(Some(changes))
+        })
+        .await
+    }
+
+    async fn workflow_rows(&self) -> Result<Vec<Change>, StoreError> {
+        self.read(|c| {
+            let mut out = Vec::new();
+            each_row(c, |change| out.push(change))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn active_workflows(&self) -> Result<(Vec<RunRow>, Vec<JobRow>), StoreError> {
+        self.read(active).await
+    }
+
+    async fn finished_workflows(
+        &self,
+        since_ms: i64,
+    ) -> Result<(Vec<FinishedRun>, Vec<FinishedJob>), StoreError> {
+        // Only the columns the report needs, each query answered from its
+        // covering index (migration 0007): a month of runs and jobs is a
+        // sequential read, not a lookup per row.
+        self.read(move |c| {
+            let runs = c
+                .prepare_cached(
+                    "SELECT repository, workflow_name, conclusion, run_started_at_ms, completed_at_ms
+                     FROM actions_runs WHERE rank = 4 AND completed_at_ms >= ?1",
+                )?
+                .query_map([since_ms], |r| {
+                    Ok(FinishedRun {
+                        repository: r.get(0)?,
+                        workflow_name: r.get(1)?,
+                        conclusion: r.get(2)?,
+                        run_started_at_ms: r.get(3)?,
+                        completed_at_ms: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let jobs = c
+                .prepare_cached(
+                    "SELECT repository, workflow_name, created_at_ms, started_at_ms
+                     FROM actions_jobs WHERE rank = 4 AND completed_at_ms >= ?1",
+                )?
+                .query_map([since_ms], |r| {
+                    Ok(FinishedJob {
+                        repository: r.get(0)?,
+                        workflow_name: r.get(1)?,
+                        created_at_ms: r.get(2)?,
+                        started_at_ms: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok((runs, jobs))
+        })
+        .await
+    }
 }

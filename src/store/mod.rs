@@ -1,0 +1,492 @@
+//! The one storage seam. Everything gatehouse keeps goes through the
+//! [`Store`] handle: domain operations on domain types, one [`StoreError`].
+//! No module outside `store/` names a driver, a SQL string or a table.
+//!
+//! A backend is a folder (`sqlite/` today) implementing the traits below,
+//! plus one arm in [`open`]. Each operation's doc comment is its contract:
+//! what it guarantees about atomicity, ordering and idempotence. Every
+//! backend is held to it by `tests/store_conformance.rs`.
+//!
+//! Writes are durable when they return `Ok`: an error means nothing of
+//! the operation was committed (never "maybe"), except where a method says
+//! otherwise.
+
+pub mod actions;
+pub mod cache;
+pub mod clients;
+pub mod jobs;
+pub mod operator;
+pub mod recovery;
+mod sqlite;
+pub mod views;
+
+use std::collections::HashSet;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::journal::model::{Appended, DeliveryRow, NewDelivery};
+use crate::metrics::JournalMetrics;
+
+pub use sqlite::{Health, LockError, OpenError};
+
+use actions::{Change, FinishedJob, FinishedRun, JobRow, Observation, RunRow};
+use clients::{ClientRow, StoredClient, Usage};
+use jobs::{After, Attempt, Backlog, Fence, Job, Lease};
+use operator::{Cursor, Filter, Orphaned, Page, Requeued, RouteState, Shown};
+use recovery::{SourceStatus, Walk};
+use views::{Overview, OverviewQuery, PartitionRow, Reports};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be written now (disk full, I/O error, a lost
+    /// file). Nothing was committed; ingest answers 503.
+    #[error("journal cannot be written: {0}")]
+    Unavailable(String),
+    #[error("journal is shut down")]
+    Closed,
+    #[error("journal read failed: {0}")]
+    Read(String),
+    /// The operation's input is not acceptable (an unknown job state, a
+    /// name taken); nothing was written.
+    #[error("{0}")]
+    Invalid(String),
+    /// What the operation names does not exist (or no longer).
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// A delivery's request as received: headers in wire form, raw body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    pub headers: Vec<u8>,
+    pub body: Vec<u8>,
+    /// GitHub redelivered it because recovery asked.
+    pub recovered: bool,
+}
+
+/// New work for the scheduler: a (sink, partition) that just got a job.
+pub type WorkNotice = (String, String);
+
+/// Where the store lives. One variant per backend.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// The embedded journal: a SQLite file.
+    Sqlite(PathBuf),
+}
+
+/// How a store is opened by the server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A WAL past this is checkpointed by the writer and cut back to it.
+    pub wal_limit_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            wal_limit_bytes: sqlite::DEFAULT_WAL_LIMIT_BYTES,
+        }
+    }
+}
+
+/// A handle to the open store; cheap to clone. Its operations are the
+/// methods of [`Backend`] and the traits it gathers.
+#[derive(Clone)]
+pub struct Store(Arc<dyn Backend>);
+
+impl Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &(dyn Backend + 'static) {
+        &*self.0
+    }
+}
+
+/// Opens the store for the server: takes the process lock (one server per
+/// store), checks and migrates the schema, starts the writer. Blocking:
+/// call it from a blocking context.
+pub fn open(
+    location: &Location,
+    metrics: JournalMetrics,
+    options: Options,
+) -> Result<Store, OpenError> {
+    match location {
+        Location::Sqlite(path) => Ok(Store(Arc::new(sqlite::Sqlite::open(
+            path, metrics, options,
+        )?))),
+    }
+}
+
+/// Opens the store for an operator command beside a running server (or
+/// none): no process lock, no migration (a schema of another version is
+/// refused), but the same operations through the same writer code, so the
+/// CLI has no write path of its own. Blocking.
+pub fn open_beside(location: &Location) -> Result<Store, OpenError> {
+    match location {
+        Location::Sqlite(path) => Ok(Store(Arc::new(sqlite::Sqlite::open_beside(path)?))),
+    }
+}
+
+/// The schema version this build writes (for `--version` and the CLI).
+pub fn schema_version() -> u32 {
+    sqlite::latest_version()
+}
+
+/// Everything a store does; the handle's methods.
+pub trait Backend:
+    Lifecycle + Deliveries + Jobs + Operator + Recovery + ActionsState + Clients + Views
+{
+}
+impl<T> Backend for T where
+    T: Lifecycle + Deliveries + Jobs + Operator + Recovery + ActionsState + Clients + Views
+{
+}
+
+/// The store's own state and its end.
+#[async_trait]
+pub trait Lifecycle: Send + Sync {
+    /// A tiny write: Ok only if the store can commit right now.
+    async fn probe(&self) -> Result<(), StoreError>;
+    /// False after a failed commit, until a later commit succeeds; and for
+    /// good once the store is lost or corrupt.
+    fn is_writable(&self) -> bool;
+    /// Writable, unwritable for now, or lost or corrupt for good.
+    fn health(&self) -> Health;
+    /// Checks, cheaply, that the store is still the one opened (a deleted
+    /// file, say); without traffic, nothing else would notice.
+    fn check_files(&self) -> bool;
+    /// Bytes on disk, for `/metrics`.
+    fn size_bytes(&self) -> u64;
+    /// The stream of (sink, partition) pairs that just got a job; one
+    /// taker (the scheduler). None once taken, and for an operator's store.
+    fn take_work_notices(&self) -> Option<mpsc::UnboundedReceiver<WorkNotice>>;
+    /// Tells this process's scheduler that (sink, partition) has work now
+    /// (a retry), rather than at its next rescan.
+    fn wake(&self, sink: String, partition: String);
+    /// Stops taking writes, commits everything queued, and waits for the
+    /// store's threads. Blocking.
+    fn close(&self);
+    /// A consistent, checked copy of the whole store at `dest`, which must
+    /// not exist: written beside it and renamed, so `dest` is absent or
+    /// whole. Progress goes to stderr. Blocking.
+    fn backup(&self, dest: &Path) -> Result<BackupDone, StoreError>;
+}
+
+/// What a backup wrote.
+#[derive(Debug, Clone)]
+pub struct BackupDone {
+    pub bytes: u64,
+    pub deliveries: i64,
+}
+
+/// The journal of deliveries.
+#[async_trait]
+pub trait Deliveries: Send + Sync {
+    /// Journals a delivery: deduplicated by (hook id, GUID), a pending job
+    /// for each of its sinks, the volume roll-ups, all in one transaction
+    /// shared with other appends (group commit). Returns once durably
+    /// committed, or known a duplicate (nothing written), or failed
+    /// (nothing written). New jobs are announced on the work notices.
+    async fn append(&self, delivery: NewDelivery) -> Result<Appended, StoreError>;
+    /// Deletes up to `limit` deliveries received before `before_ms`
+    /// whose jobs are all finished (a delivery with pending work or a dead
+    /// letter stays). Returns how many went.
+    async fn prune(&self, before_ms: i64, limit: usize) -> Result<usize, StoreError>;
+    /// One delivery by (hook id, GUID).
+    async fn delivery(&self, hook_id: &str, guid: &str) -> Result<Option<DeliveryRow>, StoreError>;
+    /// The stored headers and raw body of one delivery.
+    async fn payload(&self, delivery_id: i64) -> Result<Option<Payload>, StoreError>;
+    /// The GUIDs among `guids` that the journal holds, from any hook.
+    async fn journaled(&self, guids: Vec<String>) -> Result<HashSet<String>, StoreError>;
+}
+
+/// Jobs, leases and attempts: what the scheduler runs on.
+#[async_trait]
+pub trait Jobs: Send + Sync {
+    /// Marks every lease expired, keeping owner and epoch (so an old fence
+    /// stays refused). Only at start, when this backend can prove every
+    /// holder is gone; returns how many were live.
+    async fn expire_leases_of_the_dead(&self) -> Result<usize, StoreError>;
+    /// Every (sink, partition) with pending work that no operator holds,
+    /// and when it is next due (its earliest job, or the end of a pause).
+    async fn due_partitions(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
+    /// Takes the lease on (sink, partition) unless another owner holds an
+    /// unexpired one or an operator holds the partition or its route.
+    /// Atomic; every claim (the same owner's again included) raises the
+    /// epoch, so at most one fence is ever current.
+    async fn acquire(
+        &self,
+        sink: &str,
+        partition: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Lease, StoreError>;
+    /// Gives the lease back if this fence still holds it; else nothing.
+    async fn release(&self, sink: &str, partition: &str, fence: &Fence) -> Result<(), StoreError>;
+    /// Extends the lease to `until_ms`; false (and nothing written) when
+    /// the fence no longer holds it.
+    async fn extend(
+        &self,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        until_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Pending jobs of a partition in received (journal) order, at most
+    /// `limit`; with `due_by`, only those due by then.
+    async fn pending(
+        &self,
+        sink: &str,
+        partition: &str,
+        due_by: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError>;
+    /// The earliest due time among a partition's pending jobs.
+    async fn next_due(&self, sink: &str, partition: &str) -> Result<Option<i64>, StoreError>;
+    /// Under the fence, in one transaction: renews the lease, appends the
+    /// attempt (numbered after the job's last), and moves the job on
+    /// (done; paused partition, attempt not counted; dead at
+    /// `max_attempts`; else due again at `retry_at_ms`). When the fence no
+    /// longer holds, writes nothing and says [`After::LeaseLost`].
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        job: &Job,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        attempt: Attempt,
+        max_attempts: u32,
+        retry_at_ms: i64,
+        lease_ms: i64,
+    ) -> Result<After, StoreError>;
+    /// Under the fence: the job is dead because it can never run (its
+    /// delivery is gone), with one attempt row saying why. False (nothing
+    /// written) when the fence no longer holds.
+    #[allow(clippy::too_many_arguments)]
+    async fn bury(
+        &self,
+        job_id: i64,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        now_ms: i64,
+        lease_ms: i64,
+        why: &str,
+    ) -> Result<bool, StoreError>;
+    /// Per sink: pending, oldest pending delivery, dead letters; and how
+    /// many partitions are paused at `now_ms`.
+    async fn backlog(&self, now_ms: i64) -> Result<Backlog, StoreError>;
+    /// Routes an operator paused as a whole, by name.
+    async fn held_routes(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// What operators do, from the CLI or the admin UI: the same operations
+/// either way.
+#[async_trait]
+pub trait Operator: Send + Sync {
+    /// Newest-first deliveries matching `filter`, one keyset page (a page
+    /// deep in a million rows costs what the first does).
+    async fn list(&self, filter: &Filter, cursor: Cursor, limit: usize)
+    -> Result<Page, StoreError>;
+    /// The journal ids of the deliveries with this GUID (one per hook).
+    async fn ids_of_guid(&self, guid: &str) -> Result<Vec<i64>, StoreError>;
+    /// One delivery by journal id, with its jobs and every attempt.
+    async fn show(&self, delivery_id: i64) -> Result<Option<Shown>, StoreError>;
+    /// Every finished job of the deliveries with this GUID (or only
+    /// `route`'s) pending again from a clean slate, atomically.
+    async fn retry_guid(&self, guid: &str, route: Option<&str>) -> Result<Requeued, StoreError>;
+    /// The same for one delivery by journal id.
+    async fn retry_delivery(&self, id: i64, route: Option<&str>) -> Result<Requeued, StoreError>;
+    /// How many dead letters [`Operator::retry_dead`] would retry.
+    async fn count_dead(&self, filter: &Filter) -> Result<i64, StoreError>;
+    /// Every dead letter among the deliveries matching `filter` pending
+    /// again, atomically.
+    async fn retry_dead(&self, filter: &Filter) -> Result<Requeued, StoreError>;
+    /// Gives `sink` a pending job for every delivery since `since_ms` that
+    /// it wants and has none (deliveries from before the route existed),
+    /// in journal order, in one transaction; idempotent. Returns how many.
+    async fn backfill(
+        &self,
+        sink: &str,
+        wants: operator::Wants,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> Result<usize, StoreError>;
+    /// Every configured sink, then every sink with jobs no longer
+    /// configured, with its backlog and pauses.
+    async fn route_states(
+        &self,
+        configured: &[String],
+        now_ms: i64,
+    ) -> Result<Vec<RouteState>, StoreError>;
+    /// Pauses (or resumes) a whole route; idempotent.
+    async fn hold_route(&self, route: &str, hold: bool) -> Result<(), StoreError>;
+    /// Pauses (or resumes) one route's partition; idempotent.
+    async fn hold_partition(
+        &self,
+        route: &str,
+        partition: &str,
+        hold: bool,
+    ) -> Result<(), StoreError>;
+    /// Sinks with pending jobs or dead letters that `configured` lacks.
+    async fn orphans(&self, configured: &[String]) -> Result<Vec<Orphaned>, StoreError>;
+    /// Deletes every job, attempt, partition and pause of a sink, in one
+    /// transaction, returning what it held.
+    async fn drop_sink(&self, sink: &str) -> Result<Orphaned, StoreError>;
+}
+
+/// Recovery's walks of GitHub's delivery logs, their checkpoints, the
+/// redeliveries asked for, and CLI triggers.
+#[async_trait]
+pub trait Recovery: Send + Sync {
+    /// The source's unfinished walk, to resume from its cursor.
+    async fn running_walk(&self, source: &str) -> Result<Option<Walk>, StoreError>;
+    /// Starts a walk back to `since_ms`, abandoning an unfinished one,
+    /// atomically; with `to_checkpoint`, it also stops at the newest log id
+    /// of the source's last complete walk.
+    async fn start_walk(
+        &self,
+        source: &str,
+        now_ms: i64,
+        since_ms: i64,
+        to_checkpoint: bool,
+    ) -> Result<Walk, StoreError>;
+    /// Records how far a walk has gone; `done` completes it.
+    async fn save_walk(&self, walk: &Walk, done: bool, now_ms: i64) -> Result<(), StoreError>;
+    /// Keeps the missing deliveries a walk page found (guid, log id,
+    /// delivered at), to be asked for once the walk completes; one
+    /// transaction; idempotent. Returns how many were new.
+    async fn found(
+        &self,
+        source: &str,
+        missing: Vec<(String, i64, Option<i64>)>,
+    ) -> Result<i64, StoreError>;
+    /// What walks found and nobody asked for yet, oldest delivery first.
+    async fn to_ask(&self, source: &str) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Requests to make again: failed, left unanswered by a crash, or
+    /// asked before `reask_before_ms` with no delivery since. Those whose
+    /// delivery arrived are settled for good first.
+    async fn due_again(
+        &self,
+        source: &str,
+        reask_before_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Claims the right to ask for `guid`'s redelivery; committed before
+    /// the request goes out. False when it was asked within the window.
+    async fn claim(
+        &self,
+        source: &str,
+        guid: &str,
+        log_id: i64,
+        now_ms: i64,
+        reask_before_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// What GitHub answered to a redelivery request (None: no answer).
+    async fn settle(&self, source: &str, guid: &str, status: Option<u16>)
+    -> Result<(), StoreError>;
+    /// Asks the running server for a walk of every source (`recovery run`).
+    async fn trigger(&self, since_ms: Option<i64>, now_ms: i64) -> Result<i64, StoreError>;
+    /// The oldest trigger not yet taken, marked taken (atomically).
+    async fn take_trigger(&self, now_ms: i64) -> Result<Option<(i64, Option<i64>)>, StoreError>;
+    async fn pending_trigger(&self) -> Result<bool, StoreError>;
+    /// When trigger `id` was taken (None: not yet).
+    async fn trigger_taken(&self, id: i64) -> Result<Option<i64>, StoreError>;
+    /// Per source: its latest walk and its request counts.
+    async fn recovery_status(&self) -> Result<Vec<SourceStatus>, StoreError>;
+    /// When each source's last complete walk finished.
+    async fn last_complete(&self) -> Result<Vec<(String, i64)>, StoreError>;
+}
+
+/// The Actions metrics' state: one row per run and per job.
+#[async_trait]
+pub trait ActionsState: Send + Sync {
+    /// The workflow deliveries behind a batch of jobs, in the batch's
+    /// order: (event, content kind, body), None when pruned.
+    async fn workflow_bodies(
+        &self,
+        delivery_ids: Vec<i64>,
+    ) -> Result<Vec<Option<(String, String, Vec<u8>)>>, StoreError>;
+    /// Under the fence, in one transaction: each observation merged into
+    /// its row (the row becomes whichever ranks higher by
+    /// `Observation::version`, so the result is the same under any order
+    /// and any repeats), and each job closed (done, or dead with why).
+    /// None, and nothing written, when the fence no longer holds.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_workflow_jobs(
+        &self,
+        partition: &str,
+        fence: &Fence,
+        now_ms: i64,
+        lease_ms: i64,
+        jobs: Vec<(i64, Result<Observation, String>)>,
+    ) -> Result<Option<Vec<Change>>, StoreError>;
+    /// Every row, as a change from nothing (to rebuild the sums at start).
+    async fn workflow_rows(&self) -> Result<Vec<Change>, StoreError>;
+    /// Unfinished runs and jobs, for the gauges.
+    async fn active_workflows(&self) -> Result<(Vec<RunRow>, Vec<JobRow>), StoreError>;
+    /// Runs and jobs completed since `since_ms`, for the reports.
+    async fn finished_workflows(
+        &self,
+        since_ms: i64,
+    ) -> Result<(Vec<FinishedRun>, Vec<FinishedJob>), StoreError>;
+}
+
+/// Gateway clients and their usage.
+#[async_trait]
+pub trait Clients: Send + Sync {
+    /// Creates a client (a revoked one's name may be reused); atomic.
+    /// [`StoreError::Invalid`] when an active client has the name.
+    async fn add_client(
+        &self,
+        name: &str,
+        token_hash: &str,
+        scopes: &[String],
+        owners: &[String],
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// [`StoreError::NotFound`] when no active client has the name.
+    async fn revoke_client(&self, name: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// The active client holding this token hash.
+    async fn client_by_token(&self, token_hash: &str) -> Result<Option<StoredClient>, StoreError>;
+    /// Every client, newest first, with its usage over the hour before now.
+    async fn clients(&self, now_ms: i64) -> Result<Vec<ClientRow>, StoreError>;
+    /// Adds per-minute usage to each (client, minute) and drops minutes
+    /// before `oldest_minute`, in one transaction.
+    async fn add_usage(
+        &self,
+        rows: Vec<((String, i64), Usage)>,
+        oldest_minute: i64,
+    ) -> Result<(), StoreError>;
+}
+
+/// Roll-ups for charts, reports and the overview.
+#[async_trait]
+pub trait Views: Send + Sync {
+    /// Everything the overview page reads, in one go.
+    async fn overview(&self, q: OverviewQuery) -> Result<Overview, StoreError>;
+    /// Partitions with work, a lease or a pause first (most pending
+    /// first), then the rest by name; at most `limit`, and the total.
+    async fn partitions(
+        &self,
+        sink: Option<&str>,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<(Vec<PartitionRow>, i64), StoreError>;
+    /// Deliveries per day, owner and event, and attempts per sink,
+    /// outcome and latency bucket, from `from_day` on.
+    async fn reports(&self, from_day: i64) -> Result<Reports, StoreError>;
+    /// Adds attempts per (minute, sink, outcome), atomically.
+    async fn add_attempt_minutes(
+        &self,
+        counts: Vec<((i64, String, &'static str), i64)>,
+    ) -> Result<(), StoreError>;
+    /// Records each sink's backlog at `now_ms`'s minute and drops samples
+    /// and attempt counts older than `keep_minutes`. The backlog is read
+    /// before the write: a sample, not a snapshot of one transaction.
+    async fn sample_sinks(&self, now_ms: i64, keep_minutes: i64) -> Result<(), StoreError>;
+}
