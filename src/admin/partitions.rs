@@ -70,11 +70,15 @@ pub async fn page(
 ) -> Result<Response, AdminError> {
     let now = clock::now_ms();
     let sink = Some(q.sink.clone()).filter(|s| !s.is_empty());
-    let (backlog, held, (rows, total)) = tokio::try_join!(
-        state.journal.backlog(now),
-        state.journal.held_routes(),
-        state.journal.partitions(sink.as_deref(), now, LIMIT),
-    )?;
+    let store::PartitionsView {
+        backlog,
+        held_routes: held,
+        rows,
+        total,
+    } = state
+        .journal
+        .partitions(sink.as_deref(), now, LIMIT)
+        .await?;
     let routes = backlog
         .by_sink(&state.sinks)
         .into_iter()

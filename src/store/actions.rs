@@ -124,21 +124,32 @@ pub enum Change {
     Job { old: Option<JobRow>, new: JobRow },
 }
 
-/// A completed run, as the reports read it.
-#[derive(Debug, Clone)]
+/// Runs and jobs completed in a window, as the reports read them. The
+/// (repository, workflow) pairs and conclusions are listed once and
+/// referred to by index: a month holds hundreds of thousands of rows and
+/// a handful of distinct names.
+#[derive(Debug, Clone, Default)]
+pub struct Finished {
+    /// (repository, workflow name).
+    pub workflows: Vec<(String, String)>,
+    pub conclusions: Vec<String>,
+    pub runs: Vec<FinishedRun>,
+    pub jobs: Vec<FinishedJob>,
+}
+
+/// A completed run: indexes into [`Finished`]'s lists, and its times.
+#[derive(Debug, Clone, Copy)]
 pub struct FinishedRun {
-    pub repository: String,
-    pub workflow_name: String,
-    pub conclusion: Option<String>,
+    pub workflow: u32,
+    pub conclusion: Option<u32>,
     pub run_started_at_ms: Option<i64>,
     pub completed_at_ms: Option<i64>,
 }
 
-/// A completed job, as the reports read it.
-#[derive(Debug, Clone)]
+/// A completed job: its workflow's index and its queue times.
+#[derive(Debug, Clone, Copy)]
 pub struct FinishedJob {
-    pub repository: String,
-    pub workflow_name: String,
+    pub workflow: u32,
     pub created_at_ms: Option<i64>,
     pub started_at_ms: Option<i64>,
 }

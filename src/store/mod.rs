@@ -33,12 +33,12 @@ use crate::metrics::JournalMetrics;
 
 pub use sqlite::{Health, LockError, OpenError};
 
-use actions::{Change, FinishedJob, FinishedRun, JobRow, Observation, RunRow};
+use actions::{Change, Finished, JobRow, Observation, RunRow};
 use clients::{ClientRow, StoredClient, Usage};
 use jobs::{After, Attempt, Backlog, Fence, Job, Lease};
 use operator::{Cursor, Filter, Orphaned, Page, Requeued, RouteState, Shown};
 use recovery::{SourceStatus, Walk};
-use views::{Overview, OverviewQuery, PartitionRow, Reports};
+use views::{Overview, OverviewQuery, PartitionsView, Reports};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -430,10 +430,7 @@ pub trait ActionsState: Send + Sync {
     /// Unfinished runs and jobs, for the gauges.
     async fn active_workflows(&self) -> Result<(Vec<RunRow>, Vec<JobRow>), StoreError>;
     /// Runs and jobs completed since `since_ms`, for the reports.
-    async fn finished_workflows(
-        &self,
-        since_ms: i64,
-    ) -> Result<(Vec<FinishedRun>, Vec<FinishedJob>), StoreError>;
+    async fn finished_workflows(&self, since_ms: i64) -> Result<Finished, StoreError>;
 }
 
 /// Gateway clients and their usage.
@@ -470,13 +467,14 @@ pub trait Views: Send + Sync {
     /// Everything the overview page reads, in one go.
     async fn overview(&self, q: OverviewQuery) -> Result<Overview, StoreError>;
     /// Partitions with work, a lease or a pause first (most pending
-    /// first), then the rest by name; at most `limit`, and the total.
+    /// first), then the rest by name; at most `limit`, and the total;
+    /// with the backlog per sink and the held routes, read in one go.
     async fn partitions(
         &self,
         sink: Option<&str>,
         now_ms: i64,
         limit: usize,
-    ) -> Result<(Vec<PartitionRow>, i64), StoreError>;
+    ) -> Result<PartitionsView, StoreError>;
     /// Deliveries per day, owner and event, and attempts per sink,
     /// outcome and latency bucket, from `from_day` on.
     async fn reports(&self, from_day: i64) -> Result<Reports, StoreError>;

@@ -32,6 +32,15 @@ pub struct Head {
     pub last_outcome: Option<String>,
 }
 
+/// What the partitions page reads.
+pub struct PartitionsView {
+    pub backlog: Backlog,
+    pub held_routes: Vec<String>,
+    pub rows: Vec<PartitionRow>,
+    /// Partitions in all (the rows stop at a limit).
+    pub total: i64,
+}
+
 /// What the overview reads, and from when.
 #[derive(Debug, Clone, Copy)]
 pub struct OverviewQuery {

@@ -2,8 +2,6 @@
 //! duration and job queue time percentiles. `gatehouse actions report`
 //! prints them; the admin UI will chart them.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::store::{Store, StoreError};
@@ -56,26 +54,36 @@ fn secs(from: Option<i64>, to: Option<i64>) -> Option<f64> {
 /// One row per (repository, workflow) with runs or jobs completed since
 /// `since_ms`, busiest first.
 pub async fn workflows(store: &Store, since_ms: i64) -> Result<Vec<WorkflowReport>, StoreError> {
-    let (runs, jobs) = store.finished_workflows(since_ms).await?;
-    let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
-    for r in runs {
-        let a = acc.entry((r.repository, r.workflow_name)).or_default();
+    let f = store.finished_workflows(since_ms).await?;
+    // Which conclusions count as a success or a failure, by index.
+    let verdict: Vec<Option<bool>> = f
+        .conclusions
+        .iter()
+        .map(|c| match c.as_str() {
+            "success" => Some(true),
+            c if VERDICTS.contains(&c) => Some(false),
+            _ => None,
+        })
+        .collect();
+    let mut acc: Vec<Acc> = (0..f.workflows.len()).map(|_| Acc::default()).collect();
+    for r in &f.runs {
+        let a = &mut acc[r.workflow as usize];
         a.runs += 1;
-        match r.conclusion.as_deref() {
-            Some("success") => a.succeeded += 1,
-            Some(c) if VERDICTS.contains(&c) => a.failed += 1,
-            _ => {}
+        match r.conclusion.and_then(|c| verdict[c as usize]) {
+            Some(true) => a.succeeded += 1,
+            Some(false) => a.failed += 1,
+            None => {}
         }
         a.durations
             .extend(secs(r.run_started_at_ms, r.completed_at_ms));
     }
-    for j in jobs {
-        let a = acc.entry((j.repository, j.workflow_name)).or_default();
+    for j in &f.jobs {
+        let a = &mut acc[j.workflow as usize];
         a.jobs += 1;
         a.queue.extend(secs(j.created_at_ms, j.started_at_ms));
     }
+    let acc = f.workflows.into_iter().zip(acc);
     let mut out: Vec<WorkflowReport> = acc
-        .into_iter()
         .map(|((repository, workflow_name), mut a)| {
             a.durations.sort_by(f64::total_cmp);
             a.queue.sort_by(f64::total_cmp);

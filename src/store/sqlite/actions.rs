@@ -2,13 +2,17 @@
 //! (inside the writer's transaction, under the lease's fence), and reading
 //! rows back for the aggregates, the gauges and the reports.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params_from_iter};
 
 use super::Sqlite;
 use crate::store::StoreError;
-use crate::store::actions::{Change, FinishedJob, FinishedRun, JobRow, Observation, Place, RunRow};
+use crate::store::actions::{
+    Change, Finished, FinishedJob, FinishedRun, JobRow, Observation, Place, RunRow,
+};
 use crate::store::jobs::Fence;
 
 const RUN_COLUMNS: &str =
@@ -307,44 +311,69 @@ impl crate::store::ActionsState for Sqlite {
         self.read(active).await
     }
 
-    async fn finished_workflows(
-        &self,
-        since_ms: i64,
-    ) -> Result<(Vec<FinishedRun>, Vec<FinishedJob>), StoreError> {
+    async fn finished_workflows(&self, since_ms: i64) -> Result<Finished, StoreError> {
         // Only the columns the report needs, each query answered from its
         // covering index (migration 0007): a month of runs and jobs is a
-        // sequential read, not a lookup per row.
+        // sequential read, not a lookup per row. Names are interned as
+        // they are read, so a row costs no allocation.
         self.read(move |c| {
-            let runs = c
-                .prepare_cached(
-                    "SELECT repository, workflow_name, conclusion, run_started_at_ms, completed_at_ms
-                     FROM actions_runs WHERE rank = 4 AND completed_at_ms >= ?1",
-                )?
-                .query_map([since_ms], |r| {
-                    Ok(FinishedRun {
-                        repository: r.get(0)?,
-                        workflow_name: r.get(1)?,
-                        conclusion: r.get(2)?,
-                        run_started_at_ms: r.get(3)?,
-                        completed_at_ms: r.get(4)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            let jobs = c
-                .prepare_cached(
-                    "SELECT repository, workflow_name, created_at_ms, started_at_ms
-                     FROM actions_jobs WHERE rank = 4 AND completed_at_ms >= ?1",
-                )?
-                .query_map([since_ms], |r| {
-                    Ok(FinishedJob {
-                        repository: r.get(0)?,
-                        workflow_name: r.get(1)?,
-                        created_at_ms: r.get(2)?,
-                        started_at_ms: r.get(3)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok((runs, jobs))
+            let mut out = Finished::default();
+            let mut workflows: HashMap<String, HashMap<String, u32>> = HashMap::new();
+            let mut conclusions: HashMap<String, u32> = HashMap::new();
+            let mut workflow = |out: &mut Finished, r: &Row| -> rusqlite::Result<u32> {
+                let repo = r.get_ref(0)?.as_str()?;
+                let name = r.get_ref(1)?.as_str()?;
+                if let Some(i) = workflows.get(repo).and_then(|m| m.get(name)) {
+                    return Ok(*i);
+                }
+                let i = out.workflows.len() as u32;
+                out.workflows.push((repo.to_string(), name.to_string()));
+                workflows
+                    .entry(repo.to_string())
+                    .or_default()
+                    .insert(name.to_string(), i);
+                Ok(i)
+            };
+            let mut runs = c.prepare_cached(
+                "SELECT repository, workflow_name, conclusion, run_started_at_ms, completed_at_ms
+                 FROM actions_runs WHERE rank = 4 AND completed_at_ms >= ?1",
+            )?;
+            let mut rows = runs.query([since_ms])?;
+            while let Some(r) = rows.next()? {
+                let wf = workflow(&mut out, r)?;
+                let conclusion = match r.get_ref(2)?.as_str_or_null()? {
+                    None => None,
+                    Some(name) => Some(match conclusions.get(name) {
+                        Some(i) => *i,
+                        None => {
+                            let i = out.conclusions.len() as u32;
+                            out.conclusions.push(name.to_string());
+                            conclusions.insert(name.to_string(), i);
+                            i
+                        }
+                    }),
+                };
+                out.runs.push(FinishedRun {
+                    workflow: wf,
+                    conclusion,
+                    run_started_at_ms: r.get(3)?,
+                    completed_at_ms: r.get(4)?,
+                });
+            }
+            let mut jobs = c.prepare_cached(
+                "SELECT repository, workflow_name, created_at_ms, started_at_ms
+                 FROM actions_jobs WHERE rank = 4 AND completed_at_ms >= ?1",
+            )?;
+            let mut rows = jobs.query([since_ms])?;
+            while let Some(r) = rows.next()? {
+                let wf = workflow(&mut out, r)?;
+                out.jobs.push(FinishedJob {
+                    workflow: wf,
+                    created_at_ms: r.get(2)?,
+                    started_at_ms: r.get(3)?,
+                });
+            }
+            Ok(out)
         })
         .await
     }

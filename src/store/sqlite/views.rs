@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 
 use super::Sqlite;
 use crate::store::StoreError;
-use crate::store::views::{Head, Overview, OverviewQuery, PartitionRow, Reports};
+use crate::store::views::{Head, Overview, OverviewQuery, PartitionRow, PartitionsView, Reports};
 
 /// (minute, deliveries) from `from_minute` on.
 fn per_minute(c: &Connection, from_minute: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
@@ -218,10 +218,20 @@ impl crate::store::Views for Sqlite {
         sink: Option<&str>,
         now_ms: i64,
         limit: usize,
-    ) -> Result<(Vec<PartitionRow>, i64), StoreError> {
+    ) -> Result<PartitionsView, StoreError> {
         let sink = sink.map(str::to_string);
-        self.read(move |c| partitions(c, sink.as_deref(), now_ms, limit))
-            .await
+        // One connection for the page: each pooled connection has its own
+        // page cache, and spreading one page over three cost it 20%.
+        self.read(move |c| {
+            let (rows, total) = partitions(c, sink.as_deref(), now_ms, limit)?;
+            Ok(PartitionsView {
+                backlog: super::jobs::backlog(c, now_ms)?,
+                held_routes: super::jobs::held_routes(c)?,
+                rows,
+                total,
+            })
+        })
+        .await
     }
 
     async fn reports(&self, from_day: i64) -> Result<Reports, StoreError> {
