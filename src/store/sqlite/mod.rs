@@ -200,7 +200,15 @@ impl Sqlite {
             }
         })?);
         let (stop, checkpoint_thread) = checkpoint::spawn(path).map_err(open_err)?;
-        let mut me = Sqlite::start(path, conn, reader, guard, metrics, options.wal_limit_bytes);
+        let mut me = Sqlite::start(
+            path,
+            conn,
+            reader,
+            guard,
+            metrics,
+            options.wal_limit_bytes,
+            true,
+        );
         me.threads.get_mut().expect("lock").push(checkpoint_thread);
         *me.checkpointer.get_mut().expect("lock") = Some(stop);
         me._lock = Some(lock);
@@ -254,6 +262,7 @@ impl Sqlite {
             guard,
             JournalMetrics::unregistered(),
             u64::MAX,
+            false,
         ))
     }
 
@@ -265,6 +274,7 @@ impl Sqlite {
         guard: Arc<guard::Guard>,
         metrics: JournalMetrics,
         wal_limit: u64,
+        owns_wal: bool,
     ) -> Sqlite {
         let wal_path = sibling(path, "-wal");
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -278,6 +288,7 @@ impl Sqlite {
             notices: notices.clone(),
             wal_limit,
             wal_over: false,
+            owns_wal,
         };
         let writer_thread = std::thread::Builder::new()
             .name("journal-writer".into())

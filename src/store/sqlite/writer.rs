@@ -97,6 +97,9 @@ pub(super) struct Writer {
     pub wal_limit: u64,
     /// The WAL is over its limit and not yet back under it (said once).
     pub wal_over: bool,
+    /// The server's writer checkpoints the WAL whole when it ends; an
+    /// operator command's (beside a running server) leaves it alone.
+    pub owns_wal: bool,
 }
 
 /// Why a batch was not acknowledged.
@@ -139,6 +142,9 @@ impl Writer {
             }
         }
         // Leave a small, fully checkpointed file behind on a clean shutdown.
+        if !self.owns_wal {
+            return;
+        }
         if let Err(e) = self
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
