@@ -380,8 +380,7 @@ pub async fn drop_sink(
             form.sink
         )));
     }
-    let sink = form.sink.clone();
-    let dropped = state.journal.drop_sink(&sink).await?;
+    let dropped = state.journal.drop_sink(&form.sink).await?;
     tracing::info!(sink = %form.sink, pending = dropped.pending, dead = dropped.dead, "admin: jobs of a removed route dropped");
     Ok(super::see_other(&format!(
         "/admin/?dropped={}",

@@ -10,8 +10,6 @@
 //! before the request goes out); failed requests are asked again on the
 //! next walk; when the budget runs out the walk waits for the reset.
 
-pub use crate::store::recovery as store;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -345,7 +343,7 @@ impl Recovery {
         }
     }
 
-    /// Requests to make again (see `store::due_again`), unless the delivery
+    /// Requests to make again (see `Recovery::due_again` in the store), unless the delivery
     /// has arrived meanwhile; how many GitHub accepted and how many failed
     /// again, for the walk's counts.
     async fn ask_again(

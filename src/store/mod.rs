@@ -281,8 +281,6 @@ pub trait Jobs: Send + Sync {
     /// Per sink: pending, oldest pending delivery, dead letters; and how
     /// many partitions are paused at `now_ms`.
     async fn backlog(&self, now_ms: i64) -> Result<Backlog, StoreError>;
-    /// Routes an operator paused as a whole, by name.
-    async fn held_routes(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// What operators do, from the CLI or the admin UI: the same operations

@@ -269,10 +269,6 @@ impl crate::store::Jobs for Sqlite {
     async fn backlog(&self, now_ms: i64) -> Result<Backlog, StoreError> {
         self.read(move |c| backlog(c, now_ms)).await
     }
-
-    async fn held_routes(&self) -> Result<Vec<String>, StoreError> {
-        self.read(held_routes).await
-    }
 }
 
 /// Ends a job that ran in-process (no consumer to ask): done, or dead

@@ -136,7 +136,6 @@ impl Sqlite {
             })?;
         }
         let lock = lock::ProcessLock::acquire(path)?;
-        tracing::info!(path = %path.display(), lock = %lock.path().display(), "journal locked");
         let corrupt = |detail: String| OpenError::Corrupt {
             path: path.to_path_buf(),
             detail,
@@ -206,13 +205,12 @@ impl Sqlite {
             reader,
             guard,
             metrics,
-            options.wal_limit_bytes,
-            true,
+            Some(options.wal_limit_bytes),
         );
         me.threads.get_mut().expect("lock").push(checkpoint_thread);
         *me.checkpointer.get_mut().expect("lock") = Some(stop);
+        tracing::info!(path = %path.display(), lock = %lock.path().display(), "journal open");
         me._lock = Some(lock);
-        tracing::info!(path = %path.display(), "journal open");
         Ok(me)
     }
 
@@ -254,15 +252,14 @@ impl Sqlite {
                 source,
             }
         })?);
-        // The WAL's size is the server's to manage.
+        // The WAL is the server's to manage.
         Ok(Sqlite::start(
             path,
             conn,
             reader,
             guard,
             JournalMetrics::unregistered(),
-            u64::MAX,
-            false,
+            None,
         ))
     }
 
@@ -273,8 +270,7 @@ impl Sqlite {
         reader: Reader,
         guard: Arc<guard::Guard>,
         metrics: JournalMetrics,
-        wal_limit: u64,
-        owns_wal: bool,
+        wal_limit: Option<u64>,
     ) -> Sqlite {
         let wal_path = sibling(path, "-wal");
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -288,7 +284,6 @@ impl Sqlite {
             notices: notices.clone(),
             wal_limit,
             wal_over: false,
-            owns_wal,
         };
         let writer_thread = std::thread::Builder::new()
             .name("journal-writer".into())

@@ -94,12 +94,12 @@ pub(super) struct Writer {
     pub metrics: JournalMetrics,
     pub wal_path: PathBuf,
     pub notices: mpsc::UnboundedSender<WorkNotice>,
-    pub wal_limit: u64,
+    /// Where the WAL is cut back, and whether it is checkpointed whole at
+    /// the end; None for an operator command's writer beside a running
+    /// server, whose WAL is the server's to manage.
+    pub wal_limit: Option<u64>,
     /// The WAL is over its limit and not yet back under it (said once).
     pub wal_over: bool,
-    /// The server's writer checkpoints the WAL whole when it ends; an
-    /// operator command's (beside a running server) leaves it alone.
-    pub owns_wal: bool,
 }
 
 /// Why a batch was not acknowledged.
@@ -142,7 +142,7 @@ impl Writer {
             }
         }
         // Leave a small, fully checkpointed file behind on a clean shutdown.
-        if !self.owns_wal {
+        if self.wal_limit.is_none() {
             return;
         }
         if let Err(e) = self
@@ -290,10 +290,13 @@ impl Writer {
     /// the WAL over, and `journal_size_limit` cuts the file back to the
     /// limit. Said once when it goes over, once when it is back.
     fn limit_wal(&mut self) {
+        let Some(limit) = self.wal_limit else {
+            return;
+        };
         let size = std::fs::metadata(&self.wal_path)
             .map(|m| m.len())
             .unwrap_or(0);
-        if size <= self.wal_limit {
+        if size <= limit {
             if std::mem::take(&mut self.wal_over) {
                 tracing::info!(wal_bytes = size, "the WAL is back under its limit");
             }
@@ -302,7 +305,7 @@ impl Writer {
         if !std::mem::replace(&mut self.wal_over, true) {
             tracing::warn!(
                 wal_bytes = size,
-                limit_bytes = self.wal_limit,
+                limit_bytes = limit,
                 "the WAL is over its limit (a long read or a busy spell): checkpointing it from the writer; it is cut back as soon as no reader needs its older frames"
             );
         }
