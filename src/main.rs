@@ -168,6 +168,9 @@ enum RecoveryCmd {
     /// Each source's last walk: pages, deliveries seen, missing found,
     /// redeliveries asked, failures; and its last complete walk.
     Status {
+        /// Instead, the last N walks of every source, newest first.
+        #[arg(long, value_name = "N")]
+        walks: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -338,7 +341,13 @@ fn main() -> ExitCode {
         }
         Command::Recovery { config, action } => {
             operate(config, async |config, store| match action {
-                RecoveryCmd::Status { json } => cli::recovery::status(store, json).await,
+                RecoveryCmd::Status { walks: None, json } => {
+                    cli::recovery::status(store, json).await
+                }
+                RecoveryCmd::Status {
+                    walks: Some(n),
+                    json,
+                } => cli::recovery::walks(store, n, json).await,
                 RecoveryCmd::Run { since, wait } => {
                     cli::recovery::run(config, store, since.as_deref(), wait).await
                 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use common::actions::{Plan, Planned, Rng, Shape, Subject, plan};
-use common::{Delivery, TestApp, binary, count, fixtures};
+use common::{Delivery, TestApp, binary, fixtures};
 use gatehouse::config::Config;
 
 const SINK: &str = "actions-metrics";
@@ -66,24 +66,15 @@ async fn settle(app: &TestApp, jobs: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen_once = false;
     loop {
-        let db = app.db();
-        let total = count(
-            &db,
-            &format!("SELECT COUNT(*) FROM jobs WHERE sink = '{SINK}'"),
-        );
-        let open = count(
-            &db,
-            &format!("SELECT COUNT(*) FROM jobs WHERE sink = '{SINK}' AND state = 'pending'"),
-        );
+        let census = app.census().await;
+        let total = census.jobs(Some(SINK), None) as i64;
+        let open = census.jobs(Some(SINK), Some("pending"));
         if total == jobs && open == 0 && !std::mem::replace(&mut seen_once, true) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
         if total == jobs && open == 0 {
-            let dead = count(
-                &db,
-                &format!("SELECT COUNT(*) FROM jobs WHERE sink = '{SINK}' AND state = 'dead'"),
-            );
+            let dead = census.jobs(Some(SINK), Some("dead"));
             assert_eq!(dead, 0, "no Actions job may die on real payloads");
             return;
         }
@@ -152,24 +143,23 @@ fn label_values(text: &str, name: &str) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-fn state_rows(app: &TestApp) -> (Vec<String>, Vec<String>) {
-    let db = app.db();
-    let dump = |sql: &str| -> Vec<String> {
-        let mut st = db.prepare(sql).unwrap();
-        let n = st.column_count();
-        st.query_map([], |r| {
-            Ok((0..n)
-                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
-                .collect::<Vec<_>>()
-                .join("|"))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-    };
+/// Every run and job row the sink keeps, as the store gives them back.
+async fn state_rows(app: &TestApp) -> (Vec<String>, Vec<String>) {
+    use gatehouse::store::actions::Change;
+    let (mut runs, mut jobs) = (Vec::new(), Vec::new());
+    for change in app.store().workflow_rows().await.unwrap() {
+        match change {
+            Change::Run { new, .. } => {
+                runs.push(((new.run_id, new.run_attempt), format!("{new:?}")))
+            }
+            Change::Job { new, .. } => jobs.push((new.job_id, format!("{new:?}"))),
+        }
+    }
+    runs.sort();
+    jobs.sort();
     (
-        dump("SELECT * FROM actions_runs ORDER BY run_id, run_attempt"),
-        dump("SELECT * FROM actions_jobs ORDER BY job_id"),
+        runs.into_iter().map(|r| r.1).collect(),
+        jobs.into_iter().map(|j| j.1).collect(),
     )
 }
 
@@ -336,16 +326,15 @@ async fn repeats_and_any_order_give_the_same_metrics_as_one_in_order_run() {
     settle(&disordered, 2 * p.deliveries.len() as i64).await;
     let text = disordered.metrics().await;
     assert_same(&actions_lines(&text), &actions_lines(&reference));
-    assert_eq!(state_rows(&disordered), state_rows(&in_order));
+    assert_eq!(state_rows(&disordered).await, state_rows(&in_order).await);
     // The sink saw every repeat and changed nothing for it.
-    let db = disordered.db();
-    assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.sink = 'actions-metrics'"
-        ),
-        2 * p.deliveries.len() as i64
-    );
+    let jobs = common::census::job_details(&disordered.store(), &Default::default()).await;
+    let attempts: usize = jobs
+        .iter()
+        .filter(|j| j.route == SINK)
+        .map(|j| j.history.len())
+        .sum();
+    assert_eq!(attempts, 2 * p.deliveries.len());
     in_order.stop().await;
     disordered.stop().await;
 }
@@ -458,14 +447,12 @@ async fn many_orgs_over_many_connections_end_with_nothing_in_progress() {
         }
     }
     // Many partitions ran at once: one per organisation.
-    let db = app.db();
-    assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(*) FROM partitions WHERE sink = 'actions-metrics'"
-        ),
-        ORGS.len() as i64
-    );
+    let partitions = app
+        .store()
+        .partitions(Some(SINK), gatehouse::clock::now_ms(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(partitions.total, ORGS.len() as i64);
     app.stop().await;
 }
 
@@ -600,13 +587,7 @@ async fn off_means_no_jobs_and_a_backfill_catches_up_later() {
     .await;
     let text = app.metrics().await;
     assert!(actions_lines(&text).is_empty(), "metrics while disabled");
-    assert_eq!(
-        count(
-            &app.db(),
-            "SELECT COUNT(*) FROM jobs WHERE sink = 'actions-metrics'"
-        ),
-        0
-    );
+    assert_eq!(app.census().await.jobs(Some(SINK), None), 0);
     let dir = app.stop().await;
 
     config.actions_metrics.enabled = true;
@@ -770,26 +751,16 @@ async fn a_payload_that_is_no_workflow_event_is_a_dead_letter_not_a_guess() {
     let d = Delivery::json("workflow_job", "bad-00000000-0000", &body[..]);
     assert_eq!(app.send(&d).await.status(), 202);
     settle_dead(&app).await;
-    let db = app.db();
-    let why: String = db
-        .query_row(
-            "SELECT a.error FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.sink = 'actions-metrics'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let shown = common::census::shown(&app.store(), "bad-00000000-0000").await;
+    let why = shown.jobs[0].history[0].error.clone().unwrap();
     assert!(why.contains("no workflow_job object"), "{why}");
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM actions_jobs"), 0);
+    assert!(app.store().workflow_rows().await.unwrap().is_empty());
     app.stop().await;
 }
 
 async fn settle_dead(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while count(
-        &app.db(),
-        "SELECT COUNT(*) FROM jobs WHERE sink = 'actions-metrics' AND state = 'dead'",
-    ) == 0
-    {
+    while app.census().await.jobs(Some(SINK), Some("dead")) == 0 {
         assert!(Instant::now() < deadline, "the job never died");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -168,8 +168,13 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
     let hostile = hostile_payload();
     t.send(&Delivery::json("issues", "browser-hostile", hostile))
         .await;
-    let db = t.db();
-    common::wait_dead(&db, "browser-dead", Duration::from_secs(60)).await;
+    common::census::wait_census(
+        &t.store(),
+        "browser-dead dead-lettered",
+        Duration::from_secs(60),
+        |c| c.all_dead("browser-dead"),
+    )
+    .await;
 
     let driver = driver().await;
     let profile = tempfile::tempdir().unwrap();
@@ -246,13 +251,7 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
 
     // A payload of script in every string runs nothing: the only script
     // element is our own, no image was made, no handler fired.
-    let id: i64 = db
-        .query_row(
-            "SELECT id FROM deliveries WHERE guid = 'browser-hostile'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let id = t.store().ids_of_guid("browser-hostile").await.unwrap()[0];
     b.goto(&format!("{base}/admin/deliveries/{id}"))
         .await
         .unwrap();
@@ -274,13 +273,7 @@ async fn an_operator_finds_and_retries_a_dead_letter_in_chromium() {
     // Every page renders in the browser, on a desktop and on a phone
     // (390 px wide: nothing wider than the screen, the important columns
     // kept); the overview refreshes itself unless the switch is off.
-    let dead_id: i64 = db
-        .query_row(
-            "SELECT id FROM deliveries WHERE guid = 'browser-dead'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let dead_id = t.store().ids_of_guid("browser-dead").await.unwrap()[0];
     let dead_page = format!("/admin/deliveries/{dead_id}");
     for (width, height) in [(1280, 900), (390, 844)] {
         b.set_window_size(width, height).await.unwrap();

@@ -7,8 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::admin::{Admin, FormExt, PASSWORD, client_from, field, hostile_payload};
+use common::census::{held, job_details, partition, shown, wait_census};
 use common::consumer;
-use common::{Delivery, TestApp, compact, count, push_for, route, wait_until};
+use common::{Delivery, TestApp, compact, push_for, route, wait_until};
+use gatehouse::store::operator::JobDetail;
 use reqwest::StatusCode;
 
 /// Every page an operator can open, with a query where it needs one.
@@ -49,9 +51,8 @@ async fn with_dead_letters(n: usize) -> (TestApp, consumer::Consumer) {
         let d = Delivery::json("push", &format!("guid-{i}"), push_for(org, i));
         assert_eq!(t.send(&d).await.status(), 202);
     }
-    let db = t.db();
-    wait_until("every job dead", Duration::from_secs(30), || {
-        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'") == n as i64
+    wait_census(&t.store(), "every job dead", Duration::from_secs(30), |c| {
+        c.jobs(None, Some("dead")) == n
     })
     .await;
     (t, c)
@@ -90,15 +91,8 @@ async fn pages_and_actions_need_a_session() {
         );
     }
     // Nothing changed: the dead letter is still dead, no pause was made.
-    let db = t.db();
-    assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'"),
-        1
-    );
-    assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM partitions WHERE held = 1"),
-        0
-    );
+    assert_eq!(t.census().await.jobs(None, Some("dead")), 1);
+    assert_eq!(held(&t.store()).await, []);
     // The login page says where it will go back to.
     let login = anon.get("/admin/login?next=%2Fadmin%2Fgithub").await;
     assert_eq!(field(&login.body, "next").as_deref(), Some("/admin/github"));
@@ -263,15 +257,8 @@ async fn actions_without_the_csrf_token_change_nothing() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path} cross-origin");
     }
-    let db = t.db();
-    assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'"),
-        2
-    );
-    assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM partitions WHERE held = 1"),
-        0
-    );
+    assert_eq!(t.census().await.jobs(None, Some("dead")), 2);
+    assert_eq!(held(&t.store()).await, []);
     assert_eq!(
         admin.get("/admin/").await.status,
         StatusCode::OK,
@@ -296,9 +283,8 @@ async fn retrying_a_dead_letter_from_its_page_runs_it_again() {
     .await;
     let d = Delivery::json("push", "retry-me", push_for("acme", 1));
     t.send(&d).await;
-    let db = t.db();
-    wait_until("a dead letter", Duration::from_secs(30), || {
-        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'") == 1
+    wait_census(&t.store(), "a dead letter", Duration::from_secs(30), |c| {
+        c.jobs(None, Some("dead")) == 1
     })
     .await;
     let admin = Admin::login(&t.base).await;
@@ -321,8 +307,8 @@ async fn retrying_a_dead_letter_from_its_page_runs_it_again() {
         "{:?}",
         started.elapsed()
     );
-    wait_until("the job done", Duration::from_secs(10), || {
-        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'done'") == 1
+    wait_census(&t.store(), "the job done", Duration::from_secs(10), |c| {
+        c.jobs(None, Some("done")) == 1
     })
     .await;
     let page = admin.get("/admin/deliveries/1?retried=1").await;
@@ -361,27 +347,28 @@ async fn bulk_retry_counts_then_retries_only_what_the_filter_matches() {
         .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     assert_eq!(p.location(), "/admin/deliveries?partition=acme&retried=3");
-    let db = t.db();
     // Only acme's were queued again (they die again: the consumer still
     // refuses), globex's were never touched.
-    assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(*) FROM jobs WHERE partition_key = 'globex' AND attempts = 1 AND state = 'dead'"
-        ),
-        3
-    );
-    wait_until("acme's retried", Duration::from_secs(30), || {
-        count(&db, "SELECT COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.partition_key = 'acme'") == 6
-    })
-    .await;
-    assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.partition_key = 'globex'"
-        ),
-        3
-    );
+    let store = t.store();
+    let globex = job_details(&store, &partition("globex")).await;
+    let untouched = |jobs: &[JobDetail]| {
+        jobs.iter()
+            .filter(|j| j.attempts == 1 && j.state == "dead" && j.history.len() == 1)
+            .count()
+    };
+    assert_eq!((globex.len(), untouched(&globex)), (3, 3));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let acme = job_details(&store, &partition("acme")).await;
+        let attempts: usize = acme.iter().map(|j| j.history.len()).sum();
+        if attempts == 6 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "acme's retried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let globex = job_details(&store, &partition("globex")).await;
+    assert_eq!(untouched(&globex), 3, "globex's still untouched");
     let nothing = admin.get("/admin/bulk?partition=nobody&state=dead").await;
     assert!(nothing.body.contains("Nothing to retry"));
 }
@@ -403,14 +390,8 @@ async fn partitions_and_routes_pause_and_resume_from_the_page() {
         )
         .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
-    let db = t.db();
-    assert_eq!(
-        count(
-            &db,
-            "SELECT held FROM partitions WHERE sink = 'ci' AND partition_key = 'acme'"
-        ),
-        1
-    );
+    let acme = || ("ci".to_string(), "acme".to_string());
+    assert_eq!(held(&t.store()).await, [acme()]);
     let page = admin.get("/admin/partitions?sink=ci").await;
     assert!(page.body.contains("paused by an operator"));
     assert!(page.body.contains("value=\"resume\""));
@@ -423,13 +404,7 @@ async fn partitions_and_routes_pause_and_resume_from_the_page() {
             &[("sink", "ci"), ("partition", "acme"), ("action", "resume")],
         )
         .await;
-    assert_eq!(
-        count(
-            &db,
-            "SELECT held FROM partitions WHERE sink = 'ci' AND partition_key = 'acme'"
-        ),
-        0
-    );
+    assert_eq!(held(&t.store()).await, []);
 
     admin
         .post(
@@ -437,10 +412,15 @@ async fn partitions_and_routes_pause_and_resume_from_the_page() {
             &[("sink", "ci"), ("action", "pause")],
         )
         .await;
-    assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM route_holds WHERE sink = 'ci'"),
-        1
-    );
+    let paused = async || {
+        let states = t.store().route_states(&[], 0).await.unwrap();
+        states
+            .into_iter()
+            .filter(|r| r.paused)
+            .map(|r| r.route)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(paused().await, ["ci"]);
     assert!(
         admin
             .get("/admin/partitions")
@@ -454,7 +434,7 @@ async fn partitions_and_routes_pause_and_resume_from_the_page() {
             &[("sink", "ci"), ("action", "resume")],
         )
         .await;
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM route_holds"), 0);
+    assert_eq!(paused().await, Vec::<String>::new());
 
     // Unknown routes and actions are refused with a reason.
     let p = admin
@@ -523,30 +503,28 @@ async fn deliveries_filter_and_page_by_keyset() {
     let back = admin.get(&pager(&second.body, "prev").unwrap()).await;
     assert_eq!(ids(&back.body), ids1);
 
-    // Each filter narrows as the journal says.
-    let db = t.db();
-    for (query, sql) in [
-        (
-            "event=issues",
-            "SELECT COUNT(*) FROM deliveries WHERE event = 'issues'",
-        ),
-        (
-            "guid=push-7",
-            "SELECT COUNT(*) FROM deliveries WHERE guid = 'push-7'",
-        ),
+    // Each filter narrows as the journal says: counted here from the
+    // whole list, not by the filter under test.
+    let all = t.census().await.0;
+    let n = |f: &dyn Fn(&gatehouse::store::operator::Listed) -> bool| {
+        all.iter().filter(|d| f(d)).count()
+    };
+    for (query, want) in [
+        ("event=issues", n(&|d| d.event == "issues")),
+        ("guid=push-7", n(&|d| d.guid == "push-7")),
         (
             "repository=globex%2Frepo",
-            "SELECT COUNT(*) FROM deliveries WHERE repository = 'globex/repo'",
+            n(&|d| d.repository.as_deref() == Some("globex/repo")),
         ),
         (
             "action=opened",
-            "SELECT COUNT(*) FROM deliveries WHERE action = 'opened'",
+            n(&|d| d.action.as_deref() == Some("opened")),
         ),
-        ("since=1h", "SELECT COUNT(*) FROM deliveries"),
-        ("until=1h", "SELECT 0"),
-        ("state=dead", "SELECT 0"),
+        ("since=1h", all.len()),
+        ("until=1h", 0),
+        ("state=dead", 0),
     ] {
-        let want = count(&db, sql).min(50) as usize;
+        let want = want.min(50);
         let p = admin.get(&format!("/admin/deliveries?{query}")).await;
         assert_eq!(p.status, StatusCode::OK, "{query}");
         assert_eq!(ids(&p.body).len(), want, "{query}");
@@ -614,10 +592,12 @@ async fn pages_report_what_the_journal_holds() {
     assert_eq!(t.send(&d).await.status(), 202);
     // A repeat is no new delivery: it counts nowhere.
     assert_eq!(t.send(&d).await.status(), 200);
-    let db = t.db();
-    wait_until("the issue's dead letter", Duration::from_secs(30), || {
-        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'") == 9
-    })
+    wait_census(
+        &t.store(),
+        "the issue's dead letter",
+        Duration::from_secs(30),
+        |c| c.jobs(None, Some("dead")) == 9,
+    )
     .await;
     let admin = Admin::login(&t.base).await;
     let o = admin.get("/admin/").await;
@@ -867,25 +847,25 @@ async fn github_page_shows_budgets_installations_clients_and_no_secrets() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let db = t.db();
-    wait_until(
-        "the client's usage flushed",
-        Duration::from_secs(15),
-        || {
-            count(
-                &db,
-                "SELECT COALESCE(SUM(requests), 0) FROM client_usage WHERE client = 'ci-bot'",
-            ) == 1
-        },
-    )
-    .await;
-    wait_until("the recovery walk", Duration::from_secs(15), || {
-        count(
-            &db,
-            "SELECT COUNT(*) FROM recovery_walks WHERE state = 'complete'",
-        ) >= 1
-    })
-    .await;
+    let store = t.store();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let clients = store.clients(gatehouse::clock::now_ms()).await.unwrap();
+        let bot = clients.iter().find(|c| c.name == "ci-bot").unwrap();
+        if bot.last_hour.requests == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client's usage flushed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while store.last_complete().await.unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the recovery walk");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let admin = Admin::login(&t.base).await;
     let g = admin.get("/admin/github").await;
@@ -936,11 +916,11 @@ async fn reports_show_the_actions_workflows() {
     v["workflow_run"]["updated_at"] = at(60).into();
     let d = Delivery::json("workflow_run", "run-1", serde_json::to_vec(&v).unwrap());
     assert_eq!(t.send(&d).await.status(), 202);
-    let db = t.db();
-    wait_until("the run in state", Duration::from_secs(15), || {
-        count(&db, "SELECT COUNT(*) FROM actions_runs WHERE rank = 4") == 1
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while t.store().finished_workflows(0).await.unwrap().runs.len() != 1 {
+        assert!(std::time::Instant::now() < deadline, "the run in state");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let admin = Admin::login(&t.base).await;
     let r = admin.get("/admin/reports?days=1").await;
     let actions = r.body.split("GitHub Actions workflows").nth(1).unwrap();
@@ -1093,10 +1073,7 @@ async fn the_overview_offers_to_drop_the_jobs_of_a_removed_route() {
     );
     let p = admin.post("/admin/routes/drop", &[("sink", "gone")]).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
-    assert_eq!(
-        count(&t.db(), "SELECT COUNT(*) FROM jobs WHERE sink = 'gone'"),
-        0
-    );
+    assert_eq!(t.census().await.jobs(Some("gone"), None), 0);
     assert!(!admin.get("/admin/").await.body.contains("Drop its jobs"));
 }
 
@@ -1104,12 +1081,7 @@ async fn the_overview_offers_to_drop_the_jobs_of_a_removed_route() {
 async fn deliveries_open_by_guid_and_unknown_ones_get_a_page() {
     let (t, c) = with_dead_letters(1).await;
     let admin = Admin::login(&t.base).await;
-    let id: i64 = t
-        .db()
-        .query_row("SELECT id FROM deliveries WHERE guid = 'guid-0'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let id = t.store().ids_of_guid("guid-0").await.unwrap()[0];
     let p = admin.get("/admin/deliveries/guid-0").await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     assert_eq!(p.location(), format!("/admin/deliveries/{id}"));
@@ -1233,11 +1205,12 @@ async fn the_partitions_page_says_what_each_partition_waits_for() {
         admin.post("/admin/partitions/hold", &form).await.status,
         StatusCode::SEE_OTHER
     );
-    let db = t.db();
-    wait_until("the attempt recorded", Duration::from_secs(10), || {
-        count(&db, "SELECT COUNT(*) FROM attempts") == 1
-    })
-    .await;
+    let store = t.store();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while shown(&store, "head").await.jobs[0].history.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the attempt recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let page = admin.get("/admin/partitions?sink=ci").await;
     assert!(page.body.contains("paused by an operator"), "{}", page.body);
     assert!(
@@ -1252,11 +1225,7 @@ async fn the_partitions_page_says_what_each_partition_waits_for() {
     );
     assert!(page.body.contains("when resumed"), "{}", page.body);
     // The job behind the head waits for it, and says so.
-    let id: i64 = db
-        .query_row("SELECT id FROM deliveries WHERE guid = 'behind'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let id = store.ids_of_guid("behind").await.unwrap()[0];
     let behind = admin.get(&format!("/admin/deliveries/{id}")).await;
     assert!(
         behind.body.contains("waiting behind job #1"),
@@ -1271,8 +1240,8 @@ async fn the_partitions_page_says_what_each_partition_waits_for() {
     // Resumed, both die in order; the partition counts its dead letters.
     let form = [("sink", "ci"), ("partition", "acme"), ("action", "resume")];
     admin.post("/admin/partitions/hold", &form).await;
-    wait_until("both dead", Duration::from_secs(40), || {
-        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'") == 2
+    wait_census(&store, "both dead", Duration::from_secs(40), |c| {
+        c.jobs(None, Some("dead")) == 2
     })
     .await;
     let page = admin.get("/admin/partitions?sink=ci").await;
@@ -1307,12 +1276,24 @@ async fn the_overview_charts_forwarding_lag_and_dead_letters() {
         "{}",
         page.body
     );
-    let db = t.db();
-    assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(*) FROM sink_samples WHERE sink = 'ci' AND dead = 3"
-        ),
-        1
-    );
+    let now = gatehouse::clock::now_ms();
+    let overview = t
+        .store()
+        .overview(gatehouse::store::views::OverviewQuery {
+            now_ms: now,
+            from_minute: 0,
+            from_hour: 0,
+            paused_limit: 0,
+            cache_from_minute: now / 60_000,
+            samples_from_minute: 0,
+            with_recovery: false,
+        })
+        .await
+        .unwrap();
+    let samples: Vec<_> = overview
+        .sink_samples
+        .iter()
+        .filter(|(_, sink, _, dead)| sink == "ci" && *dead == 3)
+        .collect();
+    assert_eq!(samples.len(), 1, "{:?}", overview.sink_samples);
 }

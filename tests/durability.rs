@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::binary::{self, Server};
+use common::census::Census;
 use common::load::{bodies, drive, integrity_ok, journaled};
-use common::{Delivery, compact, count, open_db};
+use common::{Delivery, compact, open_db};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acked_delivery_survives_kill_9() {
@@ -377,10 +378,7 @@ async fn embedded_default_generates_a_secret_once_and_uses_it() {
     assert_eq!(d.send(&client, &server.base).await.unwrap().status(), 202);
     assert!(server.terminate().success());
     assert_eq!(
-        count(
-            &open_db(&cwd.path().join("gatehouse-data/gatehouse.db")),
-            "SELECT count(*) FROM deliveries"
-        ),
+        Census::of_file(&cwd.path().join("gatehouse-data/gatehouse.db")).deliveries(),
         2
     );
 }

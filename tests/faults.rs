@@ -7,8 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::binary::{self, Server};
+use common::census::{Census, shown, wait_census};
 use common::load::{drive, integrity_ok, journaled};
-use common::{Delivery, TestApp, compact, count};
+use common::{Delivery, TestApp, compact};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backup_of_a_live_journal_is_consistent_and_restores() {
@@ -165,40 +166,28 @@ async fn hostile_requests_get_clear_errors_and_change_nothing_else() {
     let d = Delivery::json(event, evil, body.clone()).hook(evil);
     assert_eq!(t.send(&d).await.status(), 202);
 
-    let db = t.db();
+    let store = t.store();
     // Ingest and the Actions sink read named fields and skip the rest
     // without recursing; the sink makes it a dead letter with its reason.
     // (The admin page below parses it whole and meets serde_json's depth
     // limit: it shows the raw text.)
-    common::wait_dead(&db, "deep", Duration::from_secs(15)).await;
-    let why: String = db
-        .query_row(
-            "SELECT a.error FROM attempts a JOIN jobs j ON j.id = a.job_id
-             JOIN deliveries d ON d.id = j.delivery_id WHERE d.guid = 'deep'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    wait_census(&store, "deep dead-lettered", Duration::from_secs(15), |c| {
+        c.all_dead("deep")
+    })
+    .await;
+    let deep = shown(&store, "deep").await;
+    let why = deep.jobs[0].history[0].error.clone().unwrap();
     assert!(why.contains("no repository"), "{why}");
-    assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(*) FROM deliveries WHERE guid = 'wide' AND parse_status = 'ok'"
-        ),
-        1
-    );
-    let (guid, ev, hook): (String, String, String) = db
-        .query_row(
-            "SELECT guid, event, hook_id FROM deliveries WHERE hook_id = ?1",
-            [evil],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
-    assert_eq!(
-        (guid.as_str(), ev.as_str(), hook.as_str()),
-        (evil, event, evil)
-    );
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM deliveries"), 3);
+    assert_eq!(shown(&store, "wide").await.parse_status, "ok");
+    let census = t.census().await;
+    let evil_rows: Vec<(&str, &str, &str)> = census
+        .0
+        .iter()
+        .filter(|d| d.hook_id == evil)
+        .map(|d| (d.guid.as_str(), d.event.as_str(), d.hook_id.as_str()))
+        .collect();
+    assert_eq!(evil_rows, [(evil, event, evil)]);
+    assert_eq!(census.deliveries(), 3);
 
     // The admin UI finds and shows each of them, escaped.
     let admin = common::admin::Admin::login(&t.base).await;
@@ -296,7 +285,7 @@ async fn slow_clients_are_cut_off_and_a_connection_cap_holds() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(count(&t.db(), "SELECT COUNT(*) FROM deliveries"), 0);
+    assert_eq!(t.census().await.deliveries(), 0);
 
     // The cap: 8 idle connections (from 8 addresses, each within its own
     // share) hold every slot; a ninth waits in the kernel's backlog and is
@@ -487,12 +476,7 @@ async fn no_secret_reaches_the_logs_of_a_full_run() {
     let session = admin.session.clone().unwrap();
     let walked = {
         let db = dir.path().join("g.db");
-        move || {
-            count(
-                &common::open_db(&db),
-                "SELECT COUNT(*) FROM recovery_walks WHERE state = 'complete'",
-            ) >= 1
-        }
+        move || !common::beside(&db, async |s| s.last_complete().await.unwrap()).is_empty()
     };
     common::wait_until("a recovery walk", Duration::from_secs(15), walked).await;
     assert!(server.terminate().success());
@@ -593,16 +577,15 @@ async fn twenty_kill_9s_under_mixed_load_lose_nothing_acknowledged() {
             );
         }
         acked_all.extend(load.acked);
-        // Every journaled delivery has exactly its one job.
-        let conn = common::open_db(&db);
-        assert_eq!(
-            count(
-                &conn,
-                "SELECT COUNT(*) FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.id AND j.sink = 'ci')"
-            ),
-            0,
-            "round {round}"
-        );
+        // Every journaled delivery has exactly its one forward job.
+        let census = Census::of_file(&db);
+        let without: Vec<&str> = census
+            .0
+            .iter()
+            .filter(|d| d.jobs.iter().filter(|j| j.starts_with("ci:")).count() != 1)
+            .map(|d| d.guid.as_str())
+            .collect();
+        assert!(without.is_empty(), "round {round}: {without:?}");
     }
     assert!(
         acked_all.len() > 1_000,
@@ -613,10 +596,10 @@ async fn twenty_kill_9s_under_mixed_load_lose_nothing_acknowledged() {
     // One more start drains the backlog: every delivery reaches the
     // consumer, at least once, and per organisation in journal order.
     let server = Server::start(&config);
-    let conn = common::open_db(&db);
-    let total = count(&conn, "SELECT COUNT(*) FROM deliveries") as usize;
+    let total = Census::of_file(&db).deliveries();
     common::wait_until("the backlog drained", Duration::from_secs(120), || {
-        count(&conn, "SELECT COUNT(*) FROM jobs WHERE state != 'done'") == 0
+        let c = Census::of_file(&db);
+        c.jobs(None, Some("done")) == c.jobs(None, None)
     })
     .await;
     let arrivals = consumer.arrivals();
@@ -630,15 +613,10 @@ async fn twenty_kill_9s_under_mixed_load_lose_nothing_acknowledged() {
         arrivals.len(),
         arrivals.len() - total
     );
-    let mut st = conn
-        .prepare("SELECT guid, partition_key FROM deliveries ORDER BY id")
-        .unwrap();
     let mut last: std::collections::HashMap<String, usize> = Default::default();
-    for row in st
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .unwrap()
-    {
-        let (guid, org) = row.unwrap();
+    // Oldest first: received order.
+    for d in Census::of_file(&db).0.iter().rev() {
+        let (guid, org) = (d.guid.clone(), d.partition.clone());
         let at = first[&guid];
         if let Some(prev) = last.insert(org.clone(), at) {
             assert!(
@@ -676,20 +654,20 @@ async fn a_backlog_built_while_the_consumer_was_down_drains_in_order() {
         let d = Delivery::json("push", &format!("down-{i}"), common::push_for(org, i));
         assert_eq!(t.send(&d).await.status(), 202);
     }
-    let db = t.db();
+    let store = t.store();
     let tried = c.arrivals().len();
     assert!(tried > 0, "the consumer was tried while down");
     let up_at = std::time::Instant::now();
     up.set(up_at).unwrap();
     // A retry is due within about as long again as the outage lasted.
-    common::wait_until("the backlog drained", Duration::from_secs(120), || {
-        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'done'") == 2_000
-    })
+    let drained = wait_census(
+        &store,
+        "the backlog drained",
+        Duration::from_secs(120),
+        |c| c.jobs(None, Some("done")) == 2_000,
+    )
     .await;
-    assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'"),
-        0
-    );
+    assert_eq!(drained.jobs(None, Some("dead")), 0);
     // Every delivery's first successful arrival, per organisation, in the
     // order they were received; no delivery was accepted twice.
     let ok: Vec<_> = c.arrivals().into_iter().filter(|a| a.at >= up_at).collect();
@@ -812,7 +790,7 @@ async fn large_bodies_past_the_memory_budget_are_refused_before_they_are_read() 
     assert_eq!(r.headers()["retry-after"], "1");
     let v: serde_json::Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("retry"), "{v}");
-    assert_eq!(count(&t.db(), "SELECT COUNT(*) FROM deliveries"), 0);
+    assert_eq!(t.census().await.deliveries(), 0);
     let m = t.metrics().await;
     assert!(
         common::metric(
@@ -1000,7 +978,7 @@ async fn idle_and_trickling_connections_give_their_slots_back() {
         took >= Duration::from_secs(4) && took < Duration::from_secs(10),
         "{took:?}"
     );
-    assert_eq!(count(&t.db(), "SELECT COUNT(*) FROM deliveries"), 0);
+    assert_eq!(t.census().await.deliveries(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1038,11 +1016,17 @@ async fn operators_keep_their_own_listener_when_the_webhook_port_is_full() {
         let r = http.get(format!("{admin}{path}")).send().await.unwrap();
         assert_eq!(r.status(), status, "{path} on the admin port");
     }
-    let m = common::scrape(&http, &admin).await;
-    assert_eq!(
-        common::metric(&m, "gatehouse_connections_open{listener=\"webhooks\"}"),
-        Some(4.0),
-        "{m}"
-    );
+    // The server counts a connection once it has accepted it, which may
+    // be a moment after the client's connect returned.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = common::scrape(&http, &admin).await;
+        let open = common::metric(&m, "gatehouse_connections_open{listener=\"webhooks\"}");
+        if open == Some(4.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{open:?} open: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(holding);
 }

@@ -8,20 +8,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::census::{shown, wait_census};
 use common::consumer::{self, Consumer};
-use common::{Delivery, SECRET, TestApp, compact, count, push_for, route, sign};
+use common::{Delivery, SECRET, TestApp, compact, push_for, route, sign};
 use gatehouse::config::{Ordering, Secret};
 
 /// GUIDs of one partition in journal (received) order.
-fn journal_order(t: &TestApp, org: &str) -> Vec<String> {
-    let db = t.db();
-    let mut st = db
-        .prepare("SELECT guid FROM deliveries WHERE partition_key = ?1 ORDER BY id")
-        .unwrap();
-    st.query_map([org], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+async fn journal_order(t: &TestApp, org: &str) -> Vec<String> {
+    let filter = gatehouse::store::operator::Filter {
+        partition: Some(org.into()),
+        ..Default::default()
+    };
+    common::census::Census::matching(&t.store(), &filter)
+        .await
+        .guids()
 }
 
 /// First arrival of each GUID, per org, in arrival order.
@@ -61,7 +61,7 @@ async fn each_org_arrives_in_journal_order_with_one_in_flight() {
     for org in orgs {
         assert_eq!(
             got[org],
-            journal_order(&t, org),
+            journal_order(&t, org).await,
             "{org} arrives in journal order"
         );
         assert_eq!(
@@ -74,10 +74,7 @@ async fn each_org_arrives_in_journal_order_with_one_in_flight() {
         *c.max_total_in_flight.lock().unwrap() > 1,
         "orgs proceed in parallel"
     );
-    assert_eq!(
-        count(&t.db(), "SELECT count(*) FROM jobs WHERE state = 'done'"),
-        90
-    );
+    assert_eq!(t.census().await.jobs(None, Some("done")), 90);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -152,23 +149,19 @@ async fn failures_back_off_then_dead_letter_with_the_same_guid() {
         gap2 >= Duration::from_millis(950) && gap2 < Duration::from_millis(3000),
         "{gap2:?}"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while count(&t.db(), "SELECT count(*) FROM jobs WHERE state = 'dead'") != 1 {
-        assert!(std::time::Instant::now() < deadline, "job is dead-lettered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let db = t.db();
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM attempts WHERE outcome = 'failed' AND status_code = 500"
-        ),
-        3
-    );
-    let excerpt: Option<String> = db
-        .query_row("SELECT error FROM attempts WHERE n = 3", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(excerpt.as_deref(), Some("HTTP 500"));
+    wait_census(&t.store(), "the dead letter", Duration::from_secs(5), |c| {
+        c.jobs(None, Some("dead")) == 1
+    })
+    .await;
+    let job = &shown(&t.store(), &a[0].guid).await.jobs[0];
+    let history: Vec<(&str, Option<i64>)> = job
+        .history
+        .iter()
+        .map(|x| (x.outcome.as_str(), x.status_code))
+        .collect();
+    assert_eq!(history, [("failed", Some(500)); 3]);
+    assert_eq!(job.history[2].n, 3);
+    assert_eq!(job.history[2].error.as_deref(), Some("HTTP 500"));
     let m = t.metrics().await;
     assert_eq!(
         common::metric(&m, r#"gatehouse_dead_letters{sink="ci"}"#),
@@ -230,11 +223,8 @@ async fn retry_after_pauses_the_partition_without_using_an_attempt() {
         "paused {waited:?}"
     );
     assert_eq!(a[1].attempt, 1, "a pause is not an attempt");
-    let attempts: i64 = t
-        .db()
-        .query_row("SELECT attempts FROM jobs WHERE id = 1", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(attempts, 1);
+    let job = &shown(&t.store(), "p-1").await.jobs[0];
+    assert_eq!(job.attempts, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -318,7 +308,7 @@ async fn routes_filter_by_event_action_and_repository() {
         .await;
     assert_eq!(c.arrivals()[0].guid, "want");
     assert_eq!(
-        count(&t.db(), "SELECT count(*) FROM jobs"),
+        t.census().await.jobs(None, None),
         1,
         "only matching deliveries become jobs"
     );
@@ -346,6 +336,13 @@ async fn retention_keeps_deliveries_with_unfinished_jobs() {
         !a.is_empty()
     })
     .await;
+    let no_jobs = t
+        .store()
+        .delivery("100", "no-jobs")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     let deleted = t
         .app
         .journal()
@@ -353,24 +350,12 @@ async fn retention_keeps_deliveries_with_unfinished_jobs() {
         .await
         .unwrap();
     assert_eq!(deleted, 1, "only the delivery without unfinished jobs goes");
-    let db = t.db();
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM deliveries WHERE guid = 'failing'"
-        ),
-        1
-    );
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM deliveries WHERE guid = 'no-jobs'"
-        ),
-        0
-    );
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM delivery_payloads"),
-        1,
+    let census = t.census().await;
+    assert_eq!(census.guids(), ["failing"]);
+    let failing = t.store().ids_of_guid("failing").await.unwrap()[0];
+    assert!(t.store().payload(failing).await.unwrap().is_some());
+    assert!(
+        t.store().payload(no_jobs).await.unwrap().is_none(),
         "payloads go with their delivery"
     );
 }

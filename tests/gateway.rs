@@ -447,17 +447,16 @@ async fn installations_on_different_orgs_never_share_an_entry() {
     }
     .gateway_cache_path()
     .unwrap();
-    let conn = common::open_db(&cache_db);
-    let mut stmt = conn
-        .prepare(
-            "SELECT scope FROM entries WHERE path = '/installation/repositories' ORDER BY scope",
-        )
-        .unwrap();
-    let scopes: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    // Read beside the gateway, through the cache's own store.
+    let cache = gatehouse::store::cache::CacheFile::open(&cache_db).unwrap();
+    let mut scopes: Vec<String> = Vec::new();
+    for (key, ..) in cache.index().unwrap() {
+        let entry = cache.get(&key).unwrap().unwrap();
+        if entry.path == "/installation/repositories" {
+            scopes.push(entry.scope);
+        }
+    }
+    scopes.sort();
     // Each client is limited to its owner, so each answer is stored under
     // that owner and the set of owners its credential is confined to.
     assert_eq!(

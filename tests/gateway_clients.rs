@@ -244,13 +244,8 @@ async fn pygithub_and_octokit_work_through_the_gateway_unchanged() {
             assert!(!file_contains(&dir.path().join(f), token), "token in {f}");
         }
     }
-    let conn = common::open_db(&db);
-    let hash: String = conn
-        .query_row(
-            "SELECT token_hash FROM clients WHERE name = 'octokit'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(hash, gatehouse::gateway::clients::hash_token(&node_token));
+    // The store finds the client by the token's hash.
+    let hash = gatehouse::gateway::clients::hash_token(&node_token);
+    let found = common::beside(&db, async move |s| s.client_by_token(&hash).await.unwrap());
+    assert_eq!(found.map(|c| c.name).as_deref(), Some("octokit"));
 }

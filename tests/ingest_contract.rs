@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Delivery, SECRET, TestApp, compact, count, metric, sign};
+use common::{Delivery, SECRET, TestApp, compact, metric, sign};
 use gatehouse::config::Secret;
 use gatehouse::journal::ParseStatus;
 use serde_json::{Value, json};
@@ -25,19 +25,12 @@ async fn first_delivery_is_queued_and_on_disk() {
         json_of(r).await,
         json!({"delivery": "guid-1", "status": "queued"})
     );
-    // Read through a separate connection: the row is committed.
-    let db = t.db();
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM deliveries WHERE guid = 'guid-1'"),
-        1
-    );
-    let (hook, size): (String, i64) = db
-        .query_row("SELECT hook_id, body_size FROM deliveries", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
-    assert_eq!(hook, "100");
-    assert_eq!(size, push_body().len() as i64);
+    // Read through the store's own read path: the row is committed.
+    let census = t.census().await;
+    assert_eq!((census.deliveries(), census.with_guid("guid-1")), (1, 1));
+    let shown = common::census::shown(&t.store(), "guid-1").await;
+    assert_eq!(shown.listed.hook_id, "100");
+    assert_eq!(shown.body_size, push_body().len() as i64);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -54,12 +47,9 @@ async fn duplicate_guid_changes_nothing() {
         json_of(r).await,
         json!({"delivery": "dup", "status": "duplicate"})
     );
-    let db = t.db();
-    assert_eq!(count(&db, "SELECT count(*) FROM deliveries"), 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM delivery_payloads"), 1);
-    let body: Vec<u8> = db
-        .query_row("SELECT body FROM delivery_payloads", [], |r| r.get(0))
-        .unwrap();
+    assert_eq!(t.census().await.deliveries(), 1);
+    let row = t.store().delivery("100", "dup").await.unwrap().unwrap();
+    let body = t.store().payload(row.id).await.unwrap().unwrap().body;
     assert_eq!(body, push_body());
     let m = t.metrics().await;
     assert_eq!(
@@ -99,13 +89,7 @@ async fn same_guid_from_a_second_hook_is_accepted() {
             .status(),
         200
     );
-    assert_eq!(
-        count(
-            &t.db(),
-            "SELECT count(*) FROM deliveries WHERE guid = 'shared'"
-        ),
-        2
-    );
+    assert_eq!(t.census().await.with_guid("shared"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,7 +111,7 @@ async fn bad_or_missing_signature_is_401_and_journals_nothing() {
     let mut tampered = Delivery::json("push", "bad-3", push_body());
     tampered.body.push(b' ');
     assert_eq!(t.send(&tampered).await.status(), 401);
-    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 0);
+    assert_eq!(t.census().await.deliveries(), 0);
     let m = t.metrics().await;
     assert_eq!(
         metric(
@@ -162,7 +146,7 @@ async fn missing_github_headers_are_400() {
             .unwrap()
             .contains("X-GitHub-Delivery")
     );
-    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 0);
+    assert_eq!(t.census().await.deliveries(), 0);
     let m = t.metrics().await;
     assert_eq!(
         metric(
@@ -187,7 +171,7 @@ async fn other_content_types_are_415() {
         assert_eq!(r.status(), 415, "{ct:?}");
         assert!(json_of(r).await["error"].is_string());
     }
-    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 0);
+    assert_eq!(t.census().await.deliveries(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -226,7 +210,7 @@ async fn oversize_bodies_are_413_declared_or_streamed() {
         ),
         Some(2.0)
     );
-    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 1);
+    assert_eq!(t.census().await.deliveries(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -366,7 +350,7 @@ async fn concurrent_deliveries_share_commits() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), 202);
     }
-    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 200);
+    assert_eq!(t.census().await.deliveries(), 200);
     let m = t.metrics().await;
     let commits = metric(&m, "gatehouse_journal_commit_batch_size_count").unwrap();
     let ops = metric(&m, "gatehouse_journal_commit_batch_size_sum").unwrap();
@@ -429,7 +413,7 @@ async fn restart_keeps_everything_and_still_dedupes() {
     let config = common::test_config(t.dir.path());
     let dir = t.stop().await;
     let t = TestApp::start_in(dir, config).await;
-    assert_eq!(count(&t.db(), "SELECT count(*) FROM deliveries"), 50);
+    assert_eq!(t.census().await.deliveries(), 50);
     assert_eq!(
         t.send(&Delivery::json("push", "r-7", push_body()))
             .await
@@ -528,15 +512,14 @@ async fn invented_event_names_are_journaled_as_sent_but_never_become_labels() {
             .status(),
         202
     );
-    let db = t.db();
-    assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(DISTINCT event) FROM deliveries WHERE event LIKE 'evt_%'"
-        ),
-        300,
-        "the journal keeps each header as sent"
-    );
+    let census = t.census().await;
+    let invented: std::collections::BTreeSet<&str> = census
+        .0
+        .iter()
+        .map(|d| d.event.as_str())
+        .filter(|e| e.starts_with("evt_"))
+        .collect();
+    assert_eq!(invented.len(), 300, "the journal keeps each header as sent");
     let m = t.metrics().await;
     let events: std::collections::BTreeSet<&str> = m
         .lines()
@@ -552,14 +535,16 @@ async fn invented_event_names_are_journaled_as_sent_but_never_become_labels() {
         Some(300.0)
     );
     // The admin UI's daily roll-up counts them under `other` too.
-    assert_eq!(
-        count(&db, "SELECT COUNT(DISTINCT event) FROM volume_days"),
-        2
-    );
-    assert_eq!(
-        count(&db, "SELECT SUM(n) FROM volume_days WHERE event = 'other'"),
-        300
-    );
+    let per_day = t.store().reports(0).await.unwrap().per_day;
+    let rolled: std::collections::BTreeSet<&str> =
+        per_day.iter().map(|(_, _, e, _)| e.as_str()).collect();
+    assert_eq!(rolled, ["other", "push"].into_iter().collect());
+    let other: i64 = per_day
+        .iter()
+        .filter(|(_, _, e, _)| e == "other")
+        .map(|(.., n)| n)
+        .sum();
+    assert_eq!(other, 300);
 }
 
 #[tokio::test]
@@ -580,7 +565,7 @@ async fn repeated_identity_headers_are_ambiguous_and_refused() {
         let e = v["error"].as_str().unwrap();
         assert!(e.contains(name) && e.contains("more than once"), "{e}");
     }
-    assert_eq!(count(&t.db(), "SELECT COUNT(*) FROM deliveries"), 0);
+    assert_eq!(t.census().await.deliveries(), 0);
     assert_eq!(
         t.send(&Delivery::json("push", "once", body)).await.status(),
         202

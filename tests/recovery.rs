@@ -9,10 +9,13 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use common::census::Census;
 use common::hub::{github_config, key, push_deliveries};
-use common::{SECRET, TestApp, binary, count, test_config};
+use common::{SECRET, TestApp, binary, test_config};
 use fakehub::config::FaultConfig;
 use fakehub::{FakeHub, HookRef};
+use gatehouse::store::Store;
+use gatehouse::store::recovery::{Walk, WalkState};
 
 /// A loopback port free now, for a gatehouse that is not running yet
 /// (fakehub's App webhook must point somewhere from the start).
@@ -75,14 +78,8 @@ fn config(dir: &std::path::Path, port: u16, hub: &FakeHub) -> gatehouse::config:
 async fn journaled_all(t: &TestApp, guids: &[String], limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
-        let db = t.db();
-        let mut st = db
-            .prepare("SELECT COUNT(*) FROM deliveries WHERE guid = ?1")
-            .unwrap();
-        let missing = guids
-            .iter()
-            .filter(|g| st.query_row([g], |r| r.get::<_, i64>(0)).unwrap() == 0)
-            .count();
+        let census = t.census().await;
+        let missing = guids.iter().filter(|g| census.with_guid(g) == 0).count();
         if missing == 0 {
             return;
         }
@@ -94,19 +91,33 @@ async fn journaled_all(t: &TestApp, guids: &[String], limit: Duration) {
     }
 }
 
-/// Waits (bounded) until `sql` counts zero: the walk has written down what
-/// it did (deliveries can land in the journal before the walk records
-/// the request that brought them).
-async fn until_none(t: &TestApp, sql: &str) {
+/// Walks still running and requests not yet answered, as the store
+/// reports them: at zero, the walk has written down what it did
+/// (deliveries can land in the journal before the walk records the
+/// request that brought them).
+async fn unsettled(store: &Store) -> i64 {
+    let status = store.recovery_status().await.unwrap();
+    status
+        .iter()
+        .map(|s| {
+            let running = i64::from(s.last_walk.state == WalkState::Running);
+            let open: i64 = ["failed", "asking"]
+                .iter()
+                .filter_map(|o| s.requests.get(*o))
+                .sum();
+            running + open
+        })
+        .sum()
+}
+
+/// Waits (bounded) until every walk and request is settled.
+async fn until_settled(t: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&t.db(), sql) > 0 {
-        assert!(Instant::now() < deadline, "still some: {sql}");
+    while unsettled(&t.store()).await > 0 {
+        assert!(Instant::now() < deadline, "still unsettled");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
-const UNSETTLED: &str = "SELECT (SELECT COUNT(*) FROM recovery_walks WHERE state = 'running')
-    + (SELECT COUNT(*) FROM recovery_requests WHERE outcome IN ('failed', 'asking'))";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_deliveries_missed_while_down_come_back_once_each() {
@@ -139,18 +150,15 @@ async fn a_thousand_deliveries_missed_while_down_come_back_once_each() {
 
     // Each exactly once in the journal, each asked for exactly once, and
     // nothing that had arrived was asked for.
-    let db = t.db();
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM deliveries"), 1030);
-    assert_eq!(
-        count(&db, "SELECT COUNT(DISTINCT guid) FROM deliveries"),
-        1030
-    );
+    let census = t.census().await;
+    let distinct: std::collections::HashSet<String> = census.guids().into_iter().collect();
+    assert_eq!((census.deliveries(), distinct.len()), (1030, 1030));
     let asked = asked_once_each(&hub, 1000);
     assert!(arrived.iter().all(|g| !asked.contains_key(g)));
     assert!(missed.iter().all(|g| asked.contains_key(g)));
 
     // The walk is recorded and visible.
-    until_none(&t, UNSETTLED).await;
+    until_settled(&t).await;
     let status = t.app.journal().recovery_status().await.unwrap();
     let w = &status[0].last_walk;
     assert_eq!(status[0].source, "app:101");
@@ -224,18 +232,13 @@ async fn failed_redelivery_requests_are_asked_again_on_the_next_walk() {
     journaled_all(&t, &missed, Duration::from_secs(30)).await;
     asked_once_each(&hub, 30);
     // Every request ends answered.
-    until_none(&t, UNSETTLED).await;
-    let db = t.db();
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM recovery_requests"), 30);
+    until_settled(&t).await;
+    let status = t.store().recovery_status().await.unwrap();
+    assert_eq!(status[0].requests_total, 30);
     // The first walk got some 502s; the next one asked for those again.
-    let (requested, failures): (i64, i64) = db
-        .query_row(
-            "SELECT requested, failures FROM recovery_walks ORDER BY id LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!((requested, failures), (20, 10));
+    let walks = t.store().walks(100).await.unwrap();
+    let first = walks.last().unwrap();
+    assert_eq!((first.requested, first.failures), (20, 10));
     t.stop().await;
 }
 
@@ -305,13 +308,8 @@ async fn a_walk_of_fifty_pages_resumes_after_kill_9_without_asking_twice() {
     let mut server = binary::Server::start(&file);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let pages: i64 = common::open_db(&db)
-            .query_row(
-                "SELECT COALESCE(MAX(pages), 0) FROM recovery_walks",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap_or(0);
+        let walks = common::beside(&db, async |s| s.walks(100).await.unwrap());
+        let pages = walks.iter().map(|w| w.pages).max().unwrap_or(0);
         if pages >= 10 {
             break;
         }
@@ -321,10 +319,8 @@ async fn a_walk_of_fifty_pages_resumes_after_kill_9_without_asking_twice() {
     server.kill9();
     // Nothing is asked before the whole log is read (oldest first needs it).
     assert_eq!(redeliveries(&hub).len(), 0, "asked while reading the log");
-    let found = count(
-        &common::open_db(&db),
-        "SELECT COUNT(*) FROM recovery_requests WHERE outcome = 'found'",
-    );
+    let status = common::beside(&db, async |s| s.recovery_status().await.unwrap());
+    let found = status[0].requests.get("found").copied().unwrap_or(0);
     assert!((1..1000).contains(&found), "killed mid-walk: {found} found");
 
     // The resumed walk reads on and starts asking; killed again meanwhile.
@@ -344,10 +340,8 @@ async fn a_walk_of_fifty_pages_resumes_after_kill_9_without_asking_twice() {
     let _server = binary::Server::start(&file);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let n = count(
-            &common::open_db(&db),
-            "SELECT COUNT(DISTINCT guid) FROM deliveries",
-        );
+        let guids = Census::of_file(&db).guids();
+        let n = guids.iter().collect::<std::collections::HashSet<_>>().len();
         if n == 1000 {
             break;
         }
@@ -379,20 +373,47 @@ async fn a_walk_of_fifty_pages_resumes_after_kill_9_without_asking_twice() {
         );
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&common::open_db(&db), UNSETTLED) > 0 {
+    while common::beside(&db, async |s| unsettled(s).await) > 0 {
         assert!(Instant::now() < deadline, "the walk never finished");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let conn = common::open_db(&db);
-    let (walks, resumed_pages): (i64, i64) = conn
-        .query_row(
-            "SELECT COUNT(*), MAX(pages) FROM recovery_walks WHERE state = 'complete'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(walks, 1, "the walk was resumed, not started again");
-    assert_eq!(resumed_pages, 50);
+    // As an operator sees the history: `recovery status --walks`.
+    let (status, out) = binary::run(
+        &[
+            "recovery",
+            "status",
+            "--walks",
+            "100",
+            "--json",
+            "--config",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(status.success(), "{out}");
+    let walks: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let complete: Vec<i64> = walks
+        .iter()
+        .filter(|w| w["state"] == "complete")
+        .map(|w| w["pages"].as_i64().unwrap())
+        .collect();
+    assert_eq!(complete.len(), 1, "the walk was resumed, not started again");
+    assert_eq!(complete[0], 50);
+    let (_, table) = binary::run(
+        &[
+            "recovery",
+            "status",
+            "--walks",
+            "5",
+            "--config",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        table.lines().next().unwrap().contains("pages") && table.contains("complete"),
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -464,7 +485,7 @@ async fn a_flaky_rate_limited_github_slows_the_walk_but_loses_nothing() {
     let t = TestApp::start_in(dir, c).await;
     journaled_all(&t, &missed, Duration::from_secs(120)).await;
     asked_once_each(&hub, 50);
-    until_none(&t, UNSETTLED).await;
+    until_settled(&t).await;
     let usage = &hub.stats().tokens["app:101"];
     assert_eq!(usage.rate_limited, 0, "never sent past the limit");
     // At the least 5 pages and 50 redelivery requests, each failing half
@@ -475,14 +496,10 @@ async fn a_flaky_rate_limited_github_slows_the_walk_but_loses_nothing() {
         "{} requests to GitHub",
         usage.requests
     );
-    let db = t.db();
-    let (walks, requested, failures): (i64, i64, i64) = db
-        .query_row(
-            "SELECT COUNT(*), SUM(requested), SUM(failures) FROM recovery_walks",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let all = t.store().walks(10_000).await.unwrap();
+    let walks = all.len();
+    let requested: i64 = all.iter().map(|w| w.requested).sum();
+    let failures: i64 = all.iter().map(|w| w.failures).sum();
     // Every redelivery GitHub accepted is counted by the walk that asked.
     assert_eq!(requested, 50);
     eprintln!(
@@ -516,22 +533,28 @@ async fn a_github_slower_than_the_timeout_ends_the_walk_not_the_server() {
     assert_eq!(t.send(&d).await.status(), 202);
     // Four tries, each cut at 1 s, 1 + 2 + 4 s apart: the walk gives up
     // in about 11 s, with why, and the next walk resumes it.
-    let db = t.db();
-    common::wait_until("the walk gave up", Duration::from_secs(30), || {
-        count(
-            &db,
-            "SELECT COUNT(*) FROM recovery_walks WHERE state = 'running' AND last_error IS NOT NULL",
-        ) == 1
-    })
-    .await;
+    let store = t.store();
+    let gave_up = async || {
+        let walks = store.walks(10).await.unwrap();
+        let given_up: Vec<&Walk> = walks
+            .iter()
+            .filter(|w| w.state == WalkState::Running && w.last_error.is_some())
+            .collect();
+        (given_up.len() == 1).then(|| given_up[0].last_error.clone().unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let why = loop {
+        if let Some(why) = gave_up().await {
+            break why;
+        }
+        assert!(Instant::now() < deadline, "the walk gave up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let took = started.elapsed();
     assert!(
         (Duration::from_secs(10)..Duration::from_secs(20)).contains(&took),
         "{took:?}"
     );
-    let why: String = db
-        .query_row("SELECT last_error FROM recovery_walks", [], |r| r.get(0))
-        .unwrap();
     assert!(
         why.contains("timed out") || why.contains("timeout"),
         "{why}"
@@ -582,21 +605,20 @@ async fn missed_deliveries_are_asked_for_oldest_first_and_arrive_marked_recovere
     let asked: Vec<String> = asked.into_iter().map(|(_, g)| g).collect();
     assert_eq!(asked, missed, "oldest first");
     // Each is journaled once, marked recovered.
-    let db = t.db();
-    let mut in_journal: Vec<String> = db
-        .prepare("SELECT guid FROM deliveries WHERE recovered = 1 ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    let census = t.census().await;
+    let mut in_journal: Vec<String> = census
+        .0
+        .iter()
+        .filter(|d| d.recovered)
+        .map(|d| d.guid.clone())
         .collect();
     in_journal.sort();
     let mut expected = missed.clone();
     expected.sort();
     assert_eq!(in_journal, expected, "each marked recovered, once");
     assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM deliveries WHERE recovered = 0"),
-        arrived.len() as i64
+        census.0.iter().filter(|d| !d.recovered).count(),
+        arrived.len()
     );
     // The consumer is told which ones recovery brought back.
     consumer

@@ -56,6 +56,48 @@ pub async fn status(store: &Store, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The last `limit` walks of every source, newest first.
+pub async fn walks(store: &Store, limit: usize, json: bool) -> Result<(), CliError> {
+    let now = crate::clock::now_ms();
+    let walks = store.walks(limit).await?;
+    if json {
+        super::print_json(&walks);
+        return Ok(());
+    }
+    println!(
+        "{:>5}  {:<28}  {:<9}  {:>10}  {:>9}  {:>5}  {:>6}  {:>7}  {:>6}  {:>8}",
+        "walk",
+        "source",
+        "state",
+        "started",
+        "took",
+        "pages",
+        "seen",
+        "missing",
+        "asked",
+        "failures"
+    );
+    for w in walks {
+        let took = w
+            .finished_at_ms
+            .map_or("-".to_string(), |f| crate::clock::span(f - w.started_at_ms));
+        println!(
+            "{:>5}  {:<28}  {:<9}  {:>10}  {:>9}  {:>5}  {:>6}  {:>7}  {:>6}  {:>8}",
+            w.id,
+            w.source,
+            w.state.as_str(),
+            format!("{} ago", crate::clock::span(now - w.started_at_ms)),
+            took,
+            w.pages,
+            w.seen,
+            w.missing,
+            w.requested,
+            w.failures,
+        );
+    }
+    Ok(())
+}
+
 /// Asks the running server for a walk of every source (back to `since`,
 /// else to the last complete walk) and prints its progress until it is
 /// complete or `wait` seconds pass.

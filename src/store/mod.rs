@@ -398,6 +398,9 @@ pub trait Recovery: Send + Sync {
     async fn recovery_status(&self) -> Result<Vec<SourceStatus>, StoreError>;
     /// When each source's last complete walk finished.
     async fn last_complete(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Walks of every source, newest first, at most `limit`: the history
+    /// `recovery status --walks` shows.
+    async fn walks(&self, limit: usize) -> Result<Vec<Walk>, StoreError>;
 }
 
 /// The Actions metrics' state: one row per run and per job.

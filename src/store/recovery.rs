@@ -69,4 +69,7 @@ pub struct SourceStatus {
     pub last_complete_at_ms: Option<i64>,
     pub failed_requests: i64,
     pub requests_total: i64,
+    /// Redelivery requests by outcome: found (not yet asked), asking,
+    /// asked, failed, arrived.
+    pub requests: std::collections::BTreeMap<String, i64>,
 }

@@ -6,6 +6,7 @@
 pub mod actions;
 pub mod admin;
 pub mod binary;
+pub mod census;
 pub mod consumer;
 pub mod hub;
 pub mod load;
@@ -197,8 +198,14 @@ impl TestApp {
     }
 
     /// A separate read-only connection to the real database file.
-    pub fn db(&self) -> Connection {
-        open_db(&self.db_path)
+    /// The running app's store: what tests ask instead of its file.
+    pub fn store(&self) -> gatehouse::store::Store {
+        self.app.journal().clone()
+    }
+
+    /// Every delivery and its jobs' states, as the operator's list shows.
+    pub async fn census(&self) -> census::Census {
+        census::Census::of(self.app.journal()).await
     }
 
     pub async fn metrics(&self) -> String {
@@ -225,12 +232,10 @@ pub async fn scrape(client: &reqwest::Client, base: &str) -> String {
         .unwrap()
 }
 
+/// A read-only connection to a journal file: only for tests about the
+/// file itself (integrity after kill -9, a reader pinning the WAL).
 pub fn open_db(path: &Path) -> Connection {
     Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
-}
-
-pub fn count(conn: &Connection, sql: &str) -> i64 {
-    conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 /// The value of one sample line in a Prometheus text exposition.
@@ -330,20 +335,6 @@ pub async fn wait_until(what: &str, limit: std::time::Duration, mut f: impl FnMu
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-}
-
-/// Waits (bounded) until every job of the delivery `guid` is dead.
-pub async fn wait_dead(db: &Connection, guid: &str, limit: std::time::Duration) {
-    wait_until(&format!("{guid} dead-lettered"), limit, || {
-        db.query_row(
-            "SELECT COUNT(*) > 0 AND COUNT(*) = SUM(j.state = 'dead')
-             FROM jobs j JOIN deliveries d ON d.id = j.delivery_id WHERE d.guid = ?1",
-            [guid],
-            |r| r.get(0),
-        )
-        .unwrap()
-    })
-    .await
 }
 
 /// Runs `f` on the store at `db` opened beside the running server, as

@@ -272,20 +272,31 @@ pub(super) fn status(c: &Connection) -> rusqlite::Result<Vec<SourceStatus>> {
                 [&w.source],
                 |r| r.get(0),
             )?;
-            let (failed_requests, requests_total) = c.query_row(
-                "SELECT COALESCE(SUM(outcome = 'failed'), 0), COUNT(*) FROM recovery_requests WHERE source = ?1",
-                [&w.source],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let requests: std::collections::BTreeMap<String, i64> = c
+                .prepare_cached(
+                    "SELECT outcome, COUNT(*) FROM recovery_requests WHERE source = ?1 GROUP BY outcome",
+                )?
+                .query_map([&w.source], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
             Ok(SourceStatus {
                 source: w.source.clone(),
                 last_walk: w,
                 last_complete_at_ms,
-                failed_requests,
-                requests_total,
+                failed_requests: requests.get("failed").copied().unwrap_or(0),
+                requests_total: requests.values().sum(),
+                requests,
             })
         })
         .collect()
+}
+
+/// Walks newest first, at most `limit`.
+fn walks(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Walk>> {
+    c.prepare_cached(&format!(
+        "SELECT {WALK_COLUMNS} FROM recovery_walks ORDER BY id DESC LIMIT ?1"
+    ))?
+    .query_map([limit as i64], walk_from)?
+    .collect()
 }
 
 /// When each source's last complete walk finished, for `/metrics`.
@@ -405,5 +416,9 @@ impl crate::store::Recovery for Sqlite {
 
     async fn last_complete(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.read(last_complete).await
+    }
+
+    async fn walks(&self, limit: usize) -> Result<Vec<Walk>, StoreError> {
+        self.read(move |c| walks(c, limit)).await
     }
 }
