@@ -1,0 +1,386 @@
+//! The credential pool. Per owner, the candidates are each App's
+//! installation on that owner plus the tokens allowed for it
+//! ([`discovery`]). A request goes to the candidate with the most remaining
+//! budget that is neither spent until its reset nor paused by a secondary
+//! limit ([`selection`], from [`bookkeeping`]), with the Authorization
+//! [`minting`] gives it, and waits in that credential's fair queue: at most
+//! one request is in flight per credential (GitHub's advice to
+//! integrators; invariant 5).
+
+mod bookkeeping;
+mod credential;
+mod discovery;
+mod error;
+mod minting;
+mod request;
+mod selection;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use credential::{CredId, CredStatus, NotACredential, Reach};
+pub use discovery::{Installed, ProbeRow};
+pub use error::PoolError;
+pub use request::{Answer, HeldEtag, Request, Validators};
+
+use http::StatusCode;
+
+use super::app::AppAuth;
+use super::budget::Resource;
+use crate::clock::Clock;
+use crate::config::GithubConfig;
+use bookkeeping::Slot;
+use credential::TokenEntry;
+use error::http_error;
+use minting::AppEntry;
+
+/// Choosing again after finding the chosen credential paused or spent.
+const MAX_CHOICES: usize = 8;
+
+pub struct Pool {
+    http: reqwest::Client,
+    api: String,
+    apps: Vec<AppEntry>,
+    tokens: Vec<TokenEntry>,
+    slots: Mutex<HashMap<CredId, Arc<Slot>>>,
+    max_queue: usize,
+    reserve: u64,
+    max_wait_secs: u64,
+    metrics: crate::metrics::GithubMetrics,
+    /// Budgets' resets, pauses and token expiry are read on this clock.
+    clock: Arc<dyn Clock>,
+}
+
+impl Pool {
+    pub fn new(cfg: &GithubConfig) -> Result<Pool, PoolError> {
+        let apps =
+            cfg.apps
+                .iter()
+                .map(|a| {
+                    let pem = a.private_key.as_ref().ok_or_else(|| {
+                        PoolError::Config(format!("app {}: no private key", a.id))
+                    })?;
+                    let auth = AppAuth::new(a.id, pem.expose())
+                        .map_err(|e| PoolError::Config(format!("app {}: {e}", a.id)))?;
+                    Ok(AppEntry::new(auth))
+                })
+                .collect::<Result<_, PoolError>>()?;
+        let tokens = cfg
+            .tokens
+            .iter()
+            .filter_map(|t| {
+                Some(TokenEntry {
+                    name: t.name.clone(),
+                    secret: t.token.clone()?,
+                    owners: t.owners.iter().map(|o| o.to_lowercase()).collect(),
+                    confined: t.confined,
+                })
+            })
+            .collect();
+        Ok(Pool {
+            http: reqwest::Client::builder()
+                .user_agent("gatehouse")
+                // A redirect (a renamed repository's 301) goes back to the
+                // caller, who asks again: following it here would read a
+                // path no scope or owner check has seen.
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(cfg.timeout_secs.min(10)))
+                .timeout(Duration::from_secs(cfg.timeout_secs))
+                .build()
+                .map_err(|e| PoolError::Config(e.to_string()))?,
+            api: cfg.api_url.trim_end_matches('/').to_string(),
+            apps,
+            tokens,
+            slots: Mutex::default(),
+            max_queue: cfg.max_queue.max(1),
+            reserve: cfg.reserve,
+            max_wait_secs: cfg.max_wait_secs,
+            metrics: crate::metrics::GithubMetrics::default(),
+            clock: crate::clock::system(),
+        })
+    }
+
+    /// Reads time on this clock instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Pool {
+        self.clock = clock;
+        self
+    }
+
+    fn now_secs(&self) -> i64 {
+        self.clock.now_ms() / 1000
+    }
+
+    /// Records into these metrics (the server's registry) from now on.
+    pub fn with_metrics(mut self, metrics: crate::metrics::GithubMetrics) -> Pool {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Publishes every known credential's budgets into the gauges; called
+    /// at scrape time.
+    pub fn export_budgets(&self) {
+        use crate::metrics::BudgetLabels;
+        for c in self.snapshot() {
+            for (resource, b) in c.budgets {
+                let l = BudgetLabels {
+                    credential: c.id.to_string(),
+                    resource: resource.as_str().to_string(),
+                };
+                self.metrics.limit.get_or_create(&l).set(b.limit as i64);
+                self.metrics
+                    .remaining
+                    .get_or_create(&l)
+                    .set(b.remaining as i64);
+                self.metrics.reset.get_or_create(&l).set(b.reset);
+            }
+        }
+    }
+
+    fn slot(&self, id: &CredId) -> Arc<Slot> {
+        self.slots
+            .lock()
+            .expect("slots lock")
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(Slot::new(id.clone())))
+            .clone()
+    }
+
+    /// Sends `req` on behalf of `owner` (the org or user the path is about)
+    /// with the best credential for it.
+    pub async fn send(&self, owner: &str, req: Request) -> Result<Answer, PoolError> {
+        self.send_within(owner, Reach::Any, req).await
+    }
+
+    /// [`Pool::send`], among only the credentials `reach` allows.
+    pub async fn send_within(
+        &self,
+        owner: &str,
+        reach: Reach<'_>,
+        req: Request,
+    ) -> Result<Answer, PoolError> {
+        let candidates = self.candidates(owner, reach).await?;
+        if candidates.is_empty() {
+            return Err(match reach {
+                Reach::Any => PoolError::NoCredential(owner.to_string()),
+                Reach::Within(allowed) => PoolError::NotConfined {
+                    owner: owner.to_string(),
+                    within: allowed.join(", "),
+                },
+            });
+        }
+        self.send_among(&candidates, req).await
+    }
+
+    /// Sends a request as App `app_id` itself (its JWT), one at a time
+    /// like every credential, within the budget GitHub reports for it.
+    pub async fn send_app(&self, app_id: i64, req: Request) -> Result<Answer, PoolError> {
+        self.app(app_id)?;
+        self.send_among(&[CredId::App(app_id)], req).await
+    }
+
+    /// Sends a request that concerns no particular owner (`/user`,
+    /// `/search/...`) with a token allowed for any owner.
+    pub async fn send_default(&self, req: Request) -> Result<Answer, PoolError> {
+        let candidates: Vec<CredId> = self
+            .tokens
+            .iter()
+            .filter(|t| t.owners.is_empty())
+            .map(|t| CredId::Token(t.name.clone()))
+            .collect();
+        if candidates.is_empty() {
+            return Err(PoolError::NoDefault);
+        }
+        self.send_among(&candidates, req).await
+    }
+
+    async fn send_among(&self, candidates: &[CredId], req: Request) -> Result<Answer, PoolError> {
+        let resource = Resource::for_path(&req.path);
+        let prefer = req
+            .validators
+            .as_ref()
+            .and_then(|v| v.etag.as_ref())
+            .map(|e| &e.credential);
+        let mut waited = false;
+        for _ in 0..MAX_CHOICES {
+            let slot = match self.choose(candidates, resource, prefer) {
+                Ok(slot) => slot,
+                // Everything spent, but a reset is near: wait for it, once.
+                Err(PoolError::Exhausted { reset, .. })
+                    if !waited && reset - self.now_secs() <= self.max_wait_secs as i64 =>
+                {
+                    waited = true;
+                    let ms = ((reset - self.now_secs()).max(0) * 1000 + 250) as u64;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if slot.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_queue {
+                slot.waiting.fetch_sub(1, Ordering::SeqCst);
+                return Err(PoolError::QueueFull(slot.id.clone()));
+            }
+            let queued = Instant::now();
+            let permit = slot.lane.acquire().await.expect("lanes are never closed");
+            slot.waiting.fetch_sub(1, Ordering::SeqCst);
+            let label = crate::metrics::CredentialLabel {
+                credential: slot.id.to_string(),
+            };
+            self.metrics
+                .wait
+                .get_or_create(&label)
+                .observe(queued.elapsed().as_secs_f64());
+            // Something may have paused or spent it while we queued: send
+            // nothing to it then, choose again.
+            if slot
+                .usable(resource, self.clock.now_ms(), self.reserve)
+                .is_err()
+            {
+                drop(permit);
+                continue;
+            }
+            let answer = self.send_with(&slot, &req, resource).await;
+            drop(permit);
+            return answer;
+        }
+        // Every choice was taken from under us; report the earliest return.
+        Err(self
+            .choose(candidates, resource, None)
+            .err()
+            .unwrap_or(PoolError::Exhausted {
+                reset: self.now_secs() + 1,
+                resource,
+            }))
+    }
+
+    /// The usable candidate with the most remaining budget, or `prefer`
+    /// when it is usable.
+    fn choose(
+        &self,
+        candidates: &[CredId],
+        resource: Resource,
+        prefer: Option<&CredId>,
+    ) -> Result<Arc<Slot>, PoolError> {
+        let lanes: Vec<Arc<Slot>> = candidates.iter().map(|id| self.slot(id)).collect();
+        selection::choose(&lanes, resource, prefer, self.reserve, self.clock.now_ms())
+            .map_err(|reset| PoolError::Exhausted { reset, resource })
+    }
+
+    async fn send_with(
+        &self,
+        slot: &Slot,
+        req: &Request,
+        resource: Resource,
+    ) -> Result<Answer, PoolError> {
+        for retry in 0..2 {
+            let (auth, token_tag) = self.authorization(&slot.id, retry > 0).await?;
+            let mut headers = req.headers.clone();
+            headers.remove(http::header::AUTHORIZATION);
+            headers.remove(http::header::HOST);
+            request::add_validators(&mut headers, req.validators.as_ref(), &slot.id, &token_tag);
+            let resp = self
+                .http
+                .request(req.method.clone(), self.url(&req.path))
+                .headers(headers)
+                .header(http::header::AUTHORIZATION, auth)
+                .body(req.body.clone())
+                .send()
+                .await
+                .map_err(http_error)?;
+            let label = crate::metrics::CredentialLabel {
+                credential: slot.id.to_string(),
+            };
+            self.metrics.requests.get_or_create(&label).inc();
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(http_error)?;
+            let cost = self.observe(slot, status, &headers, &body, resource);
+            // A token GitHub no longer accepts: mint a fresh one, once.
+            if status == StatusCode::UNAUTHORIZED
+                && retry == 0
+                && matches!(slot.id, CredId::Installation { .. })
+            {
+                continue;
+            }
+            return Ok(Answer {
+                status,
+                headers,
+                body,
+                credential: slot.id.clone(),
+                token_tag,
+                cost,
+            });
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    /// Learns from an answer (see [`Slot::observe`]), counting and
+    /// logging a secondary limit; returns the units the request spent.
+    fn observe(
+        &self,
+        slot: &Slot,
+        status: http::StatusCode,
+        h: &http::HeaderMap,
+        body: &[u8],
+        asked: Resource,
+    ) -> u64 {
+        let seen = slot.observe(status, h, body, asked, self.clock.now_ms());
+        if let Some(wait) = seen.paused_secs {
+            self.metrics
+                .secondary_limits
+                .get_or_create(&crate::metrics::CredentialLabel {
+                    credential: slot.id.to_string(),
+                })
+                .inc();
+            tracing::warn!(credential = %slot.id, wait_secs = wait, "secondary rate limit: credential paused");
+        }
+        seen.cost
+    }
+
+    /// The full URL of an API path. GitHub Enterprise Server serves REST
+    /// under `/api/v3` but GraphQL at `/api/graphql`.
+    fn url(&self, path: &str) -> String {
+        if let Some(rest) = path.strip_prefix("/graphql")
+            && let Some(host) = self.api.strip_suffix("/api/v3")
+        {
+            return format!("{host}/api/graphql{rest}");
+        }
+        format!("{}{}", self.api, path)
+    }
+
+    /// The API base URL GitHub's own links start with.
+    pub fn api_url(&self) -> &str {
+        &self.api
+    }
+
+    /// Each token's name and the owners it may serve (empty: any).
+    pub fn token_owners(&self) -> Vec<(String, Vec<String>)> {
+        self.tokens
+            .iter()
+            .map(|t| (t.name.clone(), t.owners.clone()))
+            .collect()
+    }
+
+    /// Each known credential's budgets and pause, for status and metrics.
+    pub fn snapshot(&self) -> Vec<CredStatus> {
+        let now_ms = self.clock.now_ms();
+        let slots = self.slots.lock().expect("slots lock");
+        let mut out: Vec<_> = slots
+            .values()
+            .map(|s| {
+                let budgets = {
+                    let st = s.state.lock().expect("slot lock");
+                    st.budgets.iter().map(|(r, b)| (*r, *b)).collect()
+                };
+                CredStatus {
+                    id: s.id.clone(),
+                    budgets,
+                    paused: s.paused(now_ms),
+                }
+            })
+            .collect();
+        out.sort_by_key(|c| c.id.to_string());
+        out
+    }
+}
