@@ -84,12 +84,12 @@ async fn render(State(s): State<Arc<OpsState>>) -> Response {
             for (sink, pending, _, dead) in &b.per_sink {
                 if !s.sinks.contains(sink) && pending + dead > 0 {
                     sg.orphaned
-                        .get_or_create(&crate::metrics::SinkLabel { sink: sink.clone() })
+                        .get_or_create(&crate::scheduler::metrics::SinkLabel { sink: sink.clone() })
                         .set(pending + dead);
                 }
             }
             for (sink, pending, oldest, dead) in b.per_sink {
-                let label = crate::metrics::SinkLabel { sink };
+                let label = crate::scheduler::metrics::SinkLabel { sink };
                 sg.pending.get_or_create(&label).set(pending);
                 sg.dead.get_or_create(&label).set(dead);
                 let lag = oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
@@ -107,7 +107,7 @@ async fn render(State(s): State<Arc<OpsState>>) -> Response {
             Ok(walks) => {
                 for (source, at) in walks {
                     let age = (now - at).max(0) as f64 / 1000.0;
-                    let label = crate::metrics::SourceLabel { source };
+                    let label = crate::recovery::metrics::SourceLabel { source };
                     s.metrics
                         .recovery
                         .since_complete
@@ -133,7 +133,7 @@ async fn render(State(s): State<Arc<OpsState>>) -> Response {
             http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.metrics.render(actions),
+        s.metrics.render(actions.map(|a| Box::new(a) as _)),
     )
         .into_response()
 }

@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod clients;
 pub mod graphql;
+pub mod metrics;
 pub mod rewrite;
 pub mod route;
 pub mod upstream;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::clients::Usage;
-use crate::metrics::{
+use crate::gateway::metrics::{
     ClientLabel, ClientOutcomeLabels, ClientStatusLabels, GatewayMetrics, OutcomeLabel,
 };
 use crate::store::Store;

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod budget;
 pub mod events;
+pub mod metrics;
 pub mod pool;
 
 pub use pool::{

@@ -3,6 +3,7 @@
 //! answer only after the journal has durably committed the delivery.
 
 pub mod envelope;
+pub mod metrics;
 pub mod rejections;
 mod request;
 
@@ -18,8 +19,8 @@ use serde_json::json;
 
 use crate::clock;
 use crate::config::{PartitionBy, Secret};
+use crate::ingest::metrics::{IngestMetrics, IngestResult};
 use crate::journal::{Appended, ContentKind, DeliveryMeta, NewDelivery, ParseStatus, model};
-use crate::metrics::{IngestMetrics, IngestResult};
 use crate::server::body::{self, BodyError};
 use crate::store::Store;
 use crate::webhook::signature;

@@ -10,6 +10,8 @@
 //! before the request goes out); failed requests are asked again on the
 //! next walk; when the budget runs out the walk waits for the reset.
 
+pub mod metrics;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +24,7 @@ use crate::clock;
 use crate::config::{Config, RecoveryConfig};
 use crate::github::budget::{self, Resource};
 use crate::github::{Answer, Pool, PoolError, Request};
-use crate::metrics::{RecoveryMetrics, SourceLabel};
+use crate::recovery::metrics::{RecoveryMetrics, SourceLabel};
 use crate::shutdown;
 use crate::store::{Store, StoreError};
 

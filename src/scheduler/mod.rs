@@ -10,6 +10,7 @@
 //! retry` and `resume` from the CLI.
 
 pub mod in_flight;
+pub mod metrics;
 pub mod samples;
 pub mod sink;
 
@@ -55,7 +56,7 @@ struct Shared {
     lease_ms: i64,
     batch_size: usize,
     stop: watch::Receiver<bool>,
-    metrics: crate::metrics::SinkMetrics,
+    metrics: crate::scheduler::metrics::SinkMetrics,
     in_flight: Arc<in_flight::InFlight>,
     attempts: Arc<samples::AttemptMinutes>,
     /// Every time the scheduler compares: due times, leases, pauses.
@@ -77,7 +78,7 @@ pub struct Scheduler {
     store: Store,
     sinks: Vec<(String, Arc<dyn Sink>)>,
     processing: ProcessingConfig,
-    metrics: crate::metrics::SinkMetrics,
+    metrics: crate::scheduler::metrics::SinkMetrics,
     stop: watch::Receiver<bool>,
     in_flight: Arc<in_flight::InFlight>,
     attempts: Arc<samples::AttemptMinutes>,
@@ -90,7 +91,7 @@ impl Scheduler {
         store: Store,
         sinks: Vec<(String, Arc<dyn Sink>)>,
         processing: ProcessingConfig,
-        metrics: crate::metrics::SinkMetrics,
+        metrics: crate::scheduler::metrics::SinkMetrics,
         stop: watch::Receiver<bool>,
     ) -> Scheduler {
         Scheduler {

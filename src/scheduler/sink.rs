@@ -17,7 +17,7 @@ use super::LEASE_MARGIN_SECS;
 use super::in_flight::InFlight;
 use super::samples::AttemptMinutes;
 use crate::clock::Clock;
-use crate::metrics::SinkMetrics;
+use crate::scheduler::metrics::SinkMetrics;
 use crate::store::jobs::Fence;
 pub use crate::store::jobs::{Attempt, Outcome};
 use crate::store::{Store, StoreError};

@@ -5,6 +5,7 @@
 //! commit).
 
 pub mod body;
+pub mod metrics;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,7 +22,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use crate::metrics::ListenerMetrics;
+use crate::server::metrics::ListenerMetrics;
 use crate::shutdown;
 
 pub struct Limits {

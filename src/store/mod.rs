@@ -15,6 +15,7 @@ pub mod actions;
 pub mod cache;
 pub mod clients;
 pub mod jobs;
+pub mod metrics;
 pub mod operator;
 pub mod recovery;
 mod sqlite;
@@ -29,7 +30,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::journal::model::{Appended, DeliveryRow, NewDelivery};
-use crate::metrics::JournalMetrics;
+use crate::store::metrics::JournalMetrics;
 
 pub use sqlite::{Health, LockError, OpenError};
 

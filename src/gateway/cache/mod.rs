@@ -13,7 +13,7 @@ use http::HeaderMap;
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
-use crate::metrics::GatewayMetrics;
+use crate::gateway::metrics::GatewayMetrics;
 use crate::store::cache::CacheFile;
 pub use crate::store::cache::{Entry, Key};
 

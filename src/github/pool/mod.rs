@@ -48,7 +48,7 @@ pub struct Pool {
     max_queue: usize,
     reserve: u64,
     max_wait_secs: u64,
-    metrics: crate::metrics::GithubMetrics,
+    metrics: crate::github::metrics::GithubMetrics,
     /// Budgets' resets, pauses and token expiry are read on this clock.
     clock: Arc<dyn Clock>,
 }
@@ -97,7 +97,7 @@ impl Pool {
             max_queue: cfg.max_queue.max(1),
             reserve: cfg.reserve,
             max_wait_secs: cfg.max_wait_secs,
-            metrics: crate::metrics::GithubMetrics::default(),
+            metrics: crate::github::metrics::GithubMetrics::default(),
             clock: crate::clock::system(),
         })
     }
@@ -113,7 +113,7 @@ impl Pool {
     }
 
     /// Records into these metrics (the server's registry) from now on.
-    pub fn with_metrics(mut self, metrics: crate::metrics::GithubMetrics) -> Pool {
+    pub fn with_metrics(mut self, metrics: crate::github::metrics::GithubMetrics) -> Pool {
         self.metrics = metrics;
         self
     }
@@ -121,7 +121,7 @@ impl Pool {
     /// Publishes every known credential's budgets into the gauges; called
     /// at scrape time.
     pub fn export_budgets(&self) {
-        use crate::metrics::BudgetLabels;
+        use crate::github::metrics::BudgetLabels;
         for c in self.snapshot() {
             for (resource, b) in c.budgets {
                 let l = BudgetLabels {
@@ -224,7 +224,7 @@ impl Pool {
             let queued = Instant::now();
             let permit = slot.lane.acquire().await.expect("lanes are never closed");
             slot.waiting.fetch_sub(1, Ordering::SeqCst);
-            let label = crate::metrics::CredentialLabel {
+            let label = crate::github::metrics::CredentialLabel {
                 credential: slot.id.to_string(),
             };
             self.metrics
@@ -288,7 +288,7 @@ impl Pool {
                 .send()
                 .await
                 .map_err(http_error)?;
-            let label = crate::metrics::CredentialLabel {
+            let label = crate::github::metrics::CredentialLabel {
                 credential: slot.id.to_string(),
             };
             self.metrics.requests.get_or_create(&label).inc();
@@ -329,7 +329,7 @@ impl Pool {
         if let Some(wait) = seen.paused_secs {
             self.metrics
                 .secondary_limits
-                .get_or_create(&crate::metrics::CredentialLabel {
+                .get_or_create(&crate::github::metrics::CredentialLabel {
                     credential: slot.id.to_string(),
                 })
                 .inc();

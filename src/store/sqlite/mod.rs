@@ -35,7 +35,7 @@ pub use schema::{SchemaError, latest_version};
 pub use writer::DEFAULT_WAL_LIMIT_BYTES;
 
 use super::{StoreError, WorkNotice};
-use crate::metrics::JournalMetrics;
+use crate::store::metrics::JournalMetrics;
 use writer::{Command, ExecOp, Writer};
 
 /// Appends wait here when the writer is behind; the bound turns a flood into

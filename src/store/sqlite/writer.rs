@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::guard::Guard;
 use crate::journal::model::{Appended, NewDelivery};
-use crate::metrics::JournalMetrics;
+use crate::store::metrics::JournalMetrics;
 use crate::store::{StoreError, WorkNotice};
 
 /// At most this many operations in one transaction, so one commit's latency

@@ -1,0 +1,121 @@
+//! What the API gateway counts, by client (clients are made by an
+//! operator, so the set is bounded) and cache outcome. Registered by this
+//! part.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientStatusLabels {
+    pub client: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientOutcomeLabels {
+    pub client: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabel {
+    pub client: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+/// The API gateway, labelled by client name (clients are created by an
+/// operator, so the set is bounded) and cache outcome.
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    pub requests: Family<ClientStatusLabels, Counter>,
+    pub cache: Family<ClientOutcomeLabels, Counter>,
+    pub units_spent: Family<ClientLabel, Counter>,
+    pub units_saved: Family<ClientLabel, Counter>,
+    pub duration: Family<OutcomeLabel, Histogram>,
+    /// (hits + revalidated) / (hits + revalidated + misses), all clients.
+    pub hit_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub cache_bytes: Gauge,
+    pub cache_entries: Gauge,
+    pub cache_evictions: Counter,
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        GatewayMetrics {
+            requests: Family::default(),
+            cache: Family::default(),
+            units_spent: Family::default(),
+            units_saved: Family::default(),
+            // 0.1 ms .. ~3 s
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+            }),
+            hit_ratio: Gauge::default(),
+            cache_bytes: Gauge::default(),
+            cache_entries: Gauge::default(),
+            cache_evictions: Counter::default(),
+        }
+    }
+}
+
+impl GatewayMetrics {
+    pub fn register(r: &mut Registry) -> GatewayMetrics {
+        let me = GatewayMetrics::default();
+        r.register(
+            "gateway_requests",
+            "API gateway requests, by client and answer status",
+            me.requests.clone(),
+        );
+        r.register(
+            "gateway_cache",
+            "API gateway answers by client and cache outcome (hit, revalidated, miss, bypass)",
+            me.cache.clone(),
+        );
+        r.register(
+            "gateway_rate_limit_units_spent",
+            "GitHub rate-limit units spent for a client's requests",
+            me.units_spent.clone(),
+        );
+        r.register(
+            "gateway_rate_limit_units_saved",
+            "GitHub rate-limit units a client's requests did not spend thanks to the cache",
+            me.units_saved.clone(),
+        );
+        r.register_with_unit(
+            "gateway_request_duration",
+            "Time to answer a gateway request, by cache outcome",
+            Unit::Seconds,
+            me.duration.clone(),
+        );
+        r.register(
+            "gateway_cache_hit_ratio",
+            "Share of cacheable requests answered without spending rate limit",
+            me.hit_ratio.clone(),
+        );
+        r.register_with_unit(
+            "gateway_cache_size",
+            "Bytes held by the gateway cache",
+            Unit::Bytes,
+            me.cache_bytes.clone(),
+        );
+        r.register(
+            "gateway_cache_entries",
+            "Answers held by the gateway cache",
+            me.cache_entries.clone(),
+        );
+        r.register(
+            "gateway_cache_evictions",
+            "Gateway cache entries evicted to stay within cache_max_bytes",
+            me.cache_evictions.clone(),
+        );
+        me
+    }
+}
