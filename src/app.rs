@@ -39,7 +39,7 @@ pub enum StartError {
     #[error("cannot start the scheduler: {0}")]
     Scheduler(StoreError),
     #[error("[gateway] cache: {0}")]
-    Cache(String),
+    Cache(#[from] crate::gateway::cache::CacheError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,

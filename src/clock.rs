@@ -73,8 +73,13 @@ pub fn parse_rfc3339_ms(s: Option<&str>) -> Option<i64> {
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
+/// A time that is neither an age nor an RFC 3339 time.
+#[derive(Debug, thiserror::Error)]
+#[error("--since {0:?}: use 30m, 6h, 2d or an RFC 3339 time")]
+pub struct BadSince(pub String);
+
 /// `6h`, `30m`, `2d`, `45s`, or an RFC 3339 time → epoch ms.
-pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
+pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, BadSince> {
     let unit = |c: char| match c {
         's' => Some(1_000),
         'm' => Some(60_000),
@@ -92,7 +97,7 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as i64)
-        .ok_or_else(|| format!("--since {s:?}: use 30m, 6h, 2d or an RFC 3339 time"))
+        .ok_or_else(|| BadSince(s.to_string()))
 }
 
 #[cfg(test)]

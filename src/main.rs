@@ -391,8 +391,7 @@ fn filter_of(a: &FilterArgs) -> Result<Filter, cli::CliError> {
             .since
             .as_deref()
             .map(|s| gatehouse::clock::parse_since(s, gatehouse::clock::now_ms()))
-            .transpose()
-            .map_err(cli::CliError::Invalid)?,
+            .transpose()?,
         ..Filter::default()
     })
 }

@@ -39,9 +39,26 @@ pub fn generate() -> String {
         .collect()
 }
 
+/// Why the configured hash file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum HashFileError {
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a password hash (write one with `gatehouse admin set-password`): {reason}"
+    )]
+    NotAHash {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+}
+
 /// The configured hash: `password_hash`, else the hash file (configured or
 /// beside the journal). None when there is none yet.
-pub fn load(config: &AdminConfig, db_path: &Path) -> Result<Option<String>, String> {
+pub fn load(config: &AdminConfig, db_path: &Path) -> Result<Option<String>, HashFileError> {
     if let Some(h) = &config.password_hash {
         return Ok(Some(h.clone()));
     }
@@ -53,15 +70,15 @@ pub fn load(config: &AdminConfig, db_path: &Path) -> Result<Option<String>, Stri
         {
             return Ok(None);
         }
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => return Err(HashFileError::Unreadable { path, source }),
     };
     let phc = text.trim().to_string();
-    PasswordHash::new(&phc).map_err(|e| {
-        format!(
-            "{} is not a password hash (write one with `gatehouse admin set-password`): {e}",
-            path.display()
-        )
-    })?;
+    if let Err(e) = PasswordHash::new(&phc) {
+        return Err(HashFileError::NotAHash {
+            path,
+            reason: e.to_string(),
+        });
+    }
     Ok(Some(phc))
 }
 
@@ -116,11 +133,13 @@ mod tests {
         assert_eq!(load(&cfg, &db).unwrap(), Some(h));
         std::fs::write(cfg.hash_path(&db), "garbage").unwrap();
         let e = load(&cfg, &db).unwrap_err();
-        assert!(e.contains("set-password"), "{e}");
+        assert!(matches!(e, HashFileError::NotAHash { .. }), "{e}");
+        assert!(e.to_string().contains("set-password"), "{e}");
         let missing = AdminConfig {
             password_hash_file: Some(dir.path().join("nope")),
             ..AdminConfig::default()
         };
-        assert!(load(&missing, &db).unwrap_err().contains("cannot read"));
+        let e = load(&missing, &db).unwrap_err();
+        assert!(matches!(e, HashFileError::Unreadable { .. }), "{e}");
     }
 }

@@ -6,8 +6,7 @@ use crate::store::Store;
 
 /// Per repository and workflow since `since` (30m, 6h, 7d, RFC 3339).
 pub async fn report(store: &Store, since: &str, json: bool) -> Result<(), CliError> {
-    let since_ms =
-        crate::clock::parse_since(since, crate::clock::now_ms()).map_err(CliError::Invalid)?;
+    let since_ms = crate::clock::parse_since(since, crate::clock::now_ms())?;
     let rows = report::workflows(store, since_ms).await?;
     if json {
         super::print_json(&rows);

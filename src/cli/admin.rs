@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, IsTerminal};
 
+use super::CliError;
 use crate::admin::password;
 use crate::config::Config;
 
@@ -21,12 +22,19 @@ pub enum Output {
 
 /// Reads the new password (prompted twice on a terminal, else one line of
 /// stdin) and writes its hash where `out` says.
-pub fn set_password(config: &Config, out: Output) -> Result<(), String> {
+pub fn set_password(config: &Config, out: Output) -> Result<(), CliError> {
     let given = if std::io::stdin().is_terminal() {
-        let a = rpassword::prompt_password("New admin password: ").map_err(|e| e.to_string())?;
-        let b = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
+        let prompt = |p: &str| {
+            rpassword::prompt_password(p).map_err(|source| CliError::Io {
+                what: "cannot read the password from the terminal".into(),
+                source,
+            })
+        };
+        let (a, b) = (prompt("New admin password: ")?, prompt("Again: ")?);
         if a != b {
-            return Err("the two passwords differ; nothing changed".into());
+            return Err(CliError::Invalid(
+                "the two passwords differ; nothing changed".into(),
+            ));
         }
         a
     } else {
@@ -34,13 +42,16 @@ pub fn set_password(config: &Config, out: Output) -> Result<(), String> {
         std::io::stdin()
             .lock()
             .read_line(&mut line)
-            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+            .map_err(|source| CliError::Io {
+                what: "cannot read the password from stdin".into(),
+                source,
+            })?;
         line.trim_end_matches(['\r', '\n']).to_string()
     };
     if given.chars().count() < MIN_LEN {
-        return Err(format!(
+        return Err(CliError::Invalid(format!(
             "the password needs at least {MIN_LEN} characters; nothing changed"
-        ));
+        )));
     }
     let phc = password::hash(&given);
     let path = match out {
@@ -50,20 +61,23 @@ pub fn set_password(config: &Config, out: Output) -> Result<(), String> {
         }
         Output::File(p) => p,
         Output::Configured if config.admin.password_hash.is_some() => {
-            return Err("the config sets [admin] password_hash itself: run with --print and put the hash there".into());
+            return Err(CliError::Invalid("the config sets [admin] password_hash itself: run with --print and put the hash there".into()));
         }
         Output::Configured => {
             let path = config.admin.hash_path(&config.storage.path);
             if path.starts_with("$CREDENTIALS_DIRECTORY") {
-                return Err(format!(
+                return Err(CliError::Invalid(format!(
                     "[admin] password_hash_file is {} (a systemd credential): write the file it is loaded from with --output PATH",
                     path.display()
-                ));
+                )));
             }
             path
         }
     };
-    password::store(&path, &phc).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    password::store(&path, &phc).map_err(|source| CliError::Io {
+        what: format!("cannot write {}", path.display()),
+        source,
+    })?;
     println!(
         "admin password hash written to {} (a running gatehouse uses it at the next login)",
         path.display()

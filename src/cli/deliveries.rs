@@ -73,7 +73,7 @@ pub async fn retry(
             )));
         }
         let now = crate::clock::now_ms();
-        let since_ms = crate::clock::parse_since(since, now).map_err(CliError::Invalid)?;
+        let since_ms = crate::clock::parse_since(since, now)?;
         let sink = name.to_string();
         store
             .backfill(

@@ -25,6 +25,13 @@ pub enum CliError {
     /// missing argument); the message says what would.
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Since(#[from] crate::clock::BadSince),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 /// Text that came from a payload, GitHub or a client, made safe for a

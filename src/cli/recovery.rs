@@ -110,8 +110,7 @@ pub async fn run(
     let now = crate::clock::now_ms();
     let since_ms = since
         .map(|s| crate::clock::parse_since(s, now))
-        .transpose()
-        .map_err(CliError::Invalid)?;
+        .transpose()?;
     let id = store.trigger(since_ms, now).await?;
     let deadline = Instant::now() + Duration::from_secs(15);
     let taken = loop {

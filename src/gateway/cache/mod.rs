@@ -14,6 +14,7 @@ use regex::Regex;
 use sha2::{Digest, Sha256};
 
 use crate::gateway::metrics::GatewayMetrics;
+use crate::store::StoreError;
 use crate::store::cache::CacheFile;
 pub use crate::store::cache::{Entry, Key};
 
@@ -99,6 +100,15 @@ impl Lru {
     }
 }
 
+/// Why the cache could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("gateway.fresh {path:?}: {source}")]
+    Fresh { path: String, source: regex::Error },
+}
+
 pub struct Cache {
     store: CacheFile,
     lru: Mutex<Lru>,
@@ -114,10 +124,10 @@ impl Cache {
         max_bytes: u64,
         fresh: &[crate::config::FreshRule],
         metrics: GatewayMetrics,
-    ) -> Result<Cache, String> {
+    ) -> Result<Cache, CacheError> {
         let store = CacheFile::open(path)?;
         let mut lru = Lru::default();
-        for (key, size, _) in store.index().map_err(|e| e.to_string())? {
+        for (key, size, _) in store.index()? {
             lru.insert(key, size);
         }
         let fresh = fresh
@@ -125,7 +135,10 @@ impl Cache {
             .map(|f| {
                 Regex::new(&f.path)
                     .map(|r| (r, Duration::from_secs(f.secs)))
-                    .map_err(|e| format!("gateway.fresh {:?}: {e}", f.path))
+                    .map_err(|source| CacheError::Fresh {
+                        path: f.path.clone(),
+                        source,
+                    })
             })
             .collect::<Result<_, _>>()?;
         let cache = Cache {

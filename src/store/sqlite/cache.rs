@@ -48,11 +48,13 @@ fn configure(c: &Connection) -> rusqlite::Result<()> {
 
 /// Opens the file, or starts it afresh when it is not a cache of this
 /// version (or not readable at all).
-fn prepare(path: &Path) -> rusqlite::Result<()> {
+fn prepare(path: &Path) -> Result<(), StoreError> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        StoreError::Unavailable(format!("gateway cache {}: {e}", path.display()))
+    };
+    // Answers for private repositories: private to the service.
+    crate::files::private_file(path).map_err(|e| unavailable(&e))?;
     let attempt = || -> rusqlite::Result<()> {
-        // Answers for private repositories: private to the service.
-        crate::files::private_file(path)
-            .map_err(|e| rusqlite::Error::InvalidPath(format!("{}: {e}", path.display()).into()))?;
         let conn = Connection::open(path)?;
         let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version == VERSION {
@@ -71,28 +73,31 @@ fn prepare(path: &Path) -> rusqlite::Result<()> {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
-        attempt()?;
+        crate::files::private_file(path).map_err(|e| unavailable(&e))?;
+        attempt().map_err(|e| unavailable(&e))?;
     }
     Ok(())
 }
 
 impl CacheFile {
-    pub fn open(path: &Path) -> Result<CacheFile, String> {
+    pub fn open(path: &Path) -> Result<CacheFile, StoreError> {
+        let unavailable = |at: &Path, e: &dyn std::fmt::Display| {
+            StoreError::Unavailable(format!("{}: {e}", at.display()))
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::files::private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            crate::files::private_dir(dir).map_err(|e| unavailable(dir, &e))?;
         }
-        prepare(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        prepare(path)?;
         for suffix in ["-wal", "-shm"] {
             let f = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
-            crate::files::tighten(&f, crate::files::FILE_MODE)
-                .map_err(|e| format!("{}: {e}", f.display()))?;
+            crate::files::tighten(&f, crate::files::FILE_MODE).map_err(|e| unavailable(&f, &e))?;
         }
         let manager =
             SqliteConnectionManager::file(path).with_init(|c: &mut Connection| configure(c));
         let pool = Pool::builder()
             .max_size(4)
             .build(manager)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| unavailable(path, &e))?;
         Ok(CacheFile { pool })
     }
 
