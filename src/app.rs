@@ -58,14 +58,15 @@ pub struct App {
     done: JoinHandle<()>,
     journal: Store,
     attempt_minutes: Arc<crate::scheduler::samples::AttemptMinutes>,
+    clock: Arc<dyn clock::Clock>,
 }
 
 impl App {
     /// Takes the once-a-minute sample now (sinks' backlog, attempts per
     /// minute): a step a test can run and then assert on.
     pub async fn sample_now(&self) -> Result<(), StoreError> {
-        crate::scheduler::samples::sample(&self.journal, &self.attempt_minutes, clock::now_ms())
-            .await
+        let now = self.clock.now_ms();
+        crate::scheduler::samples::sample(&self.journal, &self.attempt_minutes, now).await
     }
 
     /// The address the webhook/admin listener is bound to.
@@ -106,6 +107,12 @@ impl App {
 }
 
 pub async fn start(config: Config) -> Result<App, StartError> {
+    start_on(config, clock::system()).await
+}
+
+/// [`start`], every part reading time on `clock` (leases, backoff,
+/// pauses, retention, sessions, throttles, budgets): a test's to move.
+pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<App, StartError> {
     let metrics = Metrics::new();
     let location = crate::store::Location::Sqlite(config.storage.path.clone());
     let journal_metrics = metrics.journal.clone();
@@ -130,7 +137,8 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         Some(Arc::new(
             crate::github::Pool::new(&config.github)
                 .map_err(StartError::Github)?
-                .with_metrics(metrics.github.clone()),
+                .with_metrics(metrics.github.clone())
+                .with_clock(clock.clone()),
         ))
     };
     let actions = if config.actions_metrics.enabled {
@@ -193,6 +201,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         recovery.is_some(),
         rejections,
         in_flight.clone(),
+        clock.clone(),
     );
     // With [admin] listen, the admin UI and /metrics get a listener of
     // their own, so a flood on the webhook port cannot lock operators out
@@ -235,6 +244,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     )
     .with_in_flight(in_flight)
     .with_attempt_minutes(attempt_minutes.clone())
+    .with_clock(clock.clone())
     .spawn()
     .await
     .map_err(StartError::Scheduler)?;
@@ -249,6 +259,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         tokio::spawn(retention(
             journal.clone(),
             config.storage.retention_days,
+            clock.clone(),
             stop_rx.clone(),
         )),
     ];
@@ -286,6 +297,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             journal.clone(),
             &metrics,
             body_limits(gw.max_body_bytes),
+            clock.clone(),
         )
         .await?;
         gateway_addr = Some(listener.local_addr().expect("bound socket has an address"));
@@ -332,6 +344,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         done,
         journal,
         attempt_minutes,
+        clock,
     })
 }
 
@@ -344,11 +357,12 @@ fn admin_router(
     recovery: bool,
     rejections: Arc<ingest::rejections::Rejections>,
     in_flight: Arc<crate::scheduler::in_flight::InFlight>,
+    clock: Arc<dyn clock::Clock>,
 ) -> axum::Router {
     if !config.admin.enabled {
         return axum::Router::new();
     }
-    let auth = crate::admin::Auth::new(config.admin.clone(), &config.storage.path);
+    let auth = crate::admin::Auth::on_clock(config.admin.clone(), &config.storage.path, clock);
     if !auth.has_password() {
         tracing::warn!(
             "the admin UI has no password yet: run `gatehouse admin set-password` to set one"
@@ -391,6 +405,7 @@ async fn gateway(
     journal: Store,
     metrics: &Metrics,
     body: server::body::Limits,
+    clock: Arc<dyn clock::Clock>,
 ) -> Result<(TcpListener, Arc<crate::gateway::GatewayState>), StartError> {
     use crate::gateway::{GatewayState, cache::Cache, usage::Recorder};
     let path = config.gateway_cache_path().expect("gateway is configured");
@@ -414,7 +429,7 @@ async fn gateway(
         cache: Arc::new(cache),
         config: gw.clone(),
         inflight: Default::default(),
-        throttle: crate::throttle::Throttle::new(gw.auth_failures_per_minute),
+        throttle: crate::throttle::Throttle::new(gw.auth_failures_per_minute).with_clock(clock),
         body,
     });
     Ok((listener, state))
@@ -497,12 +512,17 @@ async fn heal(journal: Store, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn retention(journal: Store, days: u32, mut stop: watch::Receiver<bool>) {
+async fn retention(
+    journal: Store,
+    days: u32,
+    clock: Arc<dyn clock::Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
     if days == 0 {
         return;
     }
     loop {
-        let cutoff = clock::now_ms() - i64::from(days) * 86_400_000;
+        let cutoff = clock.now_ms() - i64::from(days) * 86_400_000;
         let mut total = 0;
         loop {
             match journal.prune(cutoff, PRUNE_BATCH).await {

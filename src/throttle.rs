@@ -5,16 +5,30 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::clock::Clock;
 
 /// Addresses remembered at most; past it, those quiet for a minute go.
 const MAX_ADDRESSES: usize = 10_000;
-const WINDOW: Duration = Duration::from_secs(60);
+const WINDOW_MS: i64 = 60_000;
 
 pub struct Throttle {
     per_minute: u32,
-    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+    /// Failure times (epoch ms on `clock`) per address.
+    failures: Mutex<HashMap<IpAddr, Vec<i64>>>,
+    clock: Arc<dyn Clock>,
+}
+
+/// How long until the oldest counted failure leaves the window, and a
+/// second more.
+fn wait_from(oldest: i64, now: i64) -> Duration {
+    Duration::from_millis((WINDOW_MS - (now - oldest)).max(0) as u64) + Duration::from_secs(1)
+}
+
+fn recent(t: i64, now: i64) -> bool {
+    now - t < WINDOW_MS
 }
 
 impl Throttle {
@@ -22,20 +36,27 @@ impl Throttle {
         Throttle {
             per_minute: per_minute.max(1),
             failures: Mutex::default(),
+            clock: crate::clock::system(),
         }
+    }
+
+    /// Reads time on this clock instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Throttle {
+        self.clock = clock;
+        self
     }
 
     /// How long `from` must wait before trying again; None when it may try.
     pub fn wait(&self, from: IpAddr) -> Option<Duration> {
         let mut failures = self.failures.lock().expect("throttle lock");
-        let now = Instant::now();
+        let now = self.clock.now_ms();
         let list = failures.get_mut(&from)?;
-        list.retain(|t| now.duration_since(*t) < WINDOW);
+        list.retain(|t| recent(*t, now));
         if list.len() < self.per_minute as usize {
             return None;
         }
         let oldest = list.first().copied()?;
-        Some(WINDOW.saturating_sub(now.duration_since(oldest)) + Duration::from_secs(1))
+        Some(wait_from(oldest, now))
     }
 
     /// Counts an attempt from `from` as a failure before it is checked,
@@ -44,15 +65,15 @@ impl Throttle {
     /// counted. A success calls [`Throttle::forgive`].
     pub fn reserve(&self, from: IpAddr) -> Result<(), Duration> {
         let mut failures = self.failures.lock().expect("throttle lock");
-        let now = Instant::now();
+        let now = self.clock.now_ms();
         if failures.len() >= MAX_ADDRESSES {
-            failures.retain(|_, l| l.last().is_some_and(|t| now.duration_since(*t) < WINDOW));
+            failures.retain(|_, l| l.last().is_some_and(|t| recent(*t, now)));
         }
         let list = failures.entry(from).or_default();
-        list.retain(|t| now.duration_since(*t) < WINDOW);
+        list.retain(|t| recent(*t, now));
         if list.len() >= self.per_minute as usize {
             let oldest = list.first().copied().unwrap_or(now);
-            return Err(WINDOW.saturating_sub(now.duration_since(oldest)) + Duration::from_secs(1));
+            return Err(wait_from(oldest, now));
         }
         list.push(now);
         Ok(())
@@ -60,9 +81,9 @@ impl Throttle {
 
     pub fn fail(&self, from: IpAddr) {
         let mut failures = self.failures.lock().expect("throttle lock");
-        let now = Instant::now();
+        let now = self.clock.now_ms();
         if failures.len() >= MAX_ADDRESSES {
-            failures.retain(|_, l| l.last().is_some_and(|t| now.duration_since(*t) < WINDOW));
+            failures.retain(|_, l| l.last().is_some_and(|t| recent(*t, now)));
         }
         let list = failures.entry(from).or_default();
         list.push(now);
@@ -115,5 +136,31 @@ mod tests {
         assert_eq!(t.wait(b), None);
         t.forgive(a);
         assert_eq!(t.wait(a), None);
+    }
+
+    #[test]
+    fn failures_leave_the_window_a_minute_later_on_the_throttles_clock() {
+        let clock = crate::clock::ManualClock::starting_now();
+        let t = Throttle::new(2).with_clock(clock.clone());
+        let a: IpAddr = "10.0.0.3".parse().unwrap();
+        t.fail(a);
+        clock.advance(30_000);
+        t.fail(a);
+        assert_eq!(
+            t.wait(a),
+            Some(Duration::from_secs(31)),
+            "30 s left, and one"
+        );
+        assert!(t.reserve(a).is_err());
+        clock.advance(30_000);
+        // The first failure is a minute old: one slot is free again.
+        assert_eq!(t.wait(a), None);
+        assert!(t.reserve(a).is_ok());
+        assert!(
+            t.reserve(a).is_err(),
+            "the second and the reservation count"
+        );
+        clock.advance(60_000);
+        assert!(t.reserve(a).is_ok());
     }
 }

@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::password;
+use crate::clock::Clock;
 use crate::config::AdminConfig;
 use crate::throttle::Throttle;
 
@@ -23,16 +24,19 @@ pub struct Auth {
     /// without a restart.
     config: AdminConfig,
     db_path: PathBuf,
-    idle: Duration,
+    idle_ms: i64,
     /// SHA-256 of the cookie token → session, so the map holds no usable
     /// token.
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     throttle: Throttle,
+    /// Session idling and the login throttle read time here.
+    clock: Arc<dyn Clock>,
 }
 
 struct Session {
     csrf: String,
-    last_seen: Instant,
+    /// Epoch ms on the clock.
+    last_seen: i64,
     /// SHA-256 of the password hash it logged in with.
     password: [u8; 32],
 }
@@ -47,12 +51,17 @@ pub enum LoginError {
 
 impl Auth {
     pub fn new(config: AdminConfig, db_path: &Path) -> Auth {
+        Auth::on_clock(config, db_path, crate::clock::system())
+    }
+
+    pub fn on_clock(config: AdminConfig, db_path: &Path, clock: Arc<dyn Clock>) -> Auth {
         Auth {
-            idle: Duration::from_secs(config.session_idle_minutes * 60),
-            throttle: Throttle::new(config.login_attempts_per_minute),
+            idle_ms: config.session_idle_minutes as i64 * 60_000,
+            throttle: Throttle::new(config.login_attempts_per_minute).with_clock(clock.clone()),
             config,
             db_path: db_path.to_path_buf(),
             sessions: Mutex::default(),
+            clock,
         }
     }
 
@@ -95,8 +104,8 @@ impl Auth {
     fn open(&self, hash: &str) -> String {
         let token = random_token();
         let mut sessions = self.sessions.lock().expect("lock");
-        let now = Instant::now();
-        sessions.retain(|_, s| now.duration_since(s.last_seen) < self.idle);
+        let now = self.clock.now_ms();
+        sessions.retain(|_, s| now - s.last_seen < self.idle_ms);
         if sessions.len() >= MAX_SESSIONS
             && let Some(oldest) = sessions
                 .iter()
@@ -123,9 +132,9 @@ impl Auth {
         let current = self.hash().map(|h| digest(&h));
         let mut sessions = self.sessions.lock().expect("lock");
         let key = digest(token);
-        let now = Instant::now();
+        let now = self.clock.now_ms();
         let s = sessions.get_mut(&key)?;
-        if now.duration_since(s.last_seen) >= self.idle || current != Some(s.password) {
+        if now - s.last_seen >= self.idle_ms || current != Some(s.password) {
             sessions.remove(&key);
             return None;
         }
@@ -177,6 +186,25 @@ mod tests {
         assert!(a.session("forged").is_none());
         a.logout(&token);
         assert!(a.session(&token).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_session_idles_out_on_the_clock_and_use_keeps_it_alive() {
+        let clock = crate::clock::ManualClock::starting_now();
+        let config = AdminConfig {
+            password_hash: Some(password::hash("pw")),
+            session_idle_minutes: 30,
+            ..AdminConfig::default()
+        };
+        let a = Auth::on_clock(config, Path::new("/nonexistent/g.db"), clock.clone());
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let token = a.login(ip, "pw".into()).await.unwrap();
+        clock.advance(29 * 60_000);
+        assert!(a.session(&token).is_some(), "used: idle from now");
+        clock.advance(29 * 60_000);
+        assert!(a.session(&token).is_some());
+        clock.advance(30 * 60_000);
+        assert!(a.session(&token).is_none(), "idle for 30 minutes");
     }
 
     #[tokio::test]
