@@ -197,7 +197,6 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
         &config,
         &journal,
         &pool,
-        actions.is_some(),
         recovery.is_some(),
         rejections,
         in_flight.clone(),
@@ -353,7 +352,6 @@ fn admin_router(
     config: &Config,
     journal: &Store,
     pool: &Option<Arc<crate::github::Pool>>,
-    actions: bool,
     recovery: bool,
     rejections: Arc<ingest::rejections::Rejections>,
     in_flight: Arc<crate::scheduler::in_flight::InFlight>,
@@ -362,6 +360,7 @@ fn admin_router(
     if !config.admin.enabled {
         return axum::Router::new();
     }
+    let actions = config.actions_metrics.enabled;
     let auth = crate::admin::Auth::on_clock(config.admin.clone(), &config.storage.path, clock);
     if !auth.has_password() {
         tracing::warn!(
