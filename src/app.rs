@@ -361,7 +361,12 @@ fn admin_router(
         return axum::Router::new();
     }
     let actions = config.actions_metrics.enabled;
-    let auth = crate::admin::Auth::on_clock(config.admin.clone(), &config.storage.path, clock);
+    let auth = crate::admin::Auth::new(
+        config.admin.clone(),
+        &config.storage.path,
+        journal.clone(),
+        clock,
+    );
     if !auth.has_password() {
         tracing::warn!(
             "the admin UI has no password yet: run `gatehouse admin set-password` to set one"

@@ -1297,3 +1297,25 @@ async fn the_overview_charts_forwarding_lag_and_dead_letters() {
         .collect();
     assert_eq!(samples.len(), 1, "{:?}", overview.sink_samples);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_outlives_a_restart_and_a_logout_ends_it() {
+    let t = TestApp::spawn().await;
+    let config = common::test_config(t.dir.path());
+    let admin = Admin::login(&t.base).await;
+    assert_eq!(admin.get("/admin/").await.status, StatusCode::OK);
+    let dir = t.stop().await;
+    // The session is in the store: the restarted server knows it.
+    let t = TestApp::start_in(dir, config).await;
+    let again = Admin {
+        base: t.base.clone(),
+        ..admin
+    };
+    let page = again.get("/admin/").await;
+    assert_eq!(page.status, StatusCode::OK, "still logged in");
+    let out = again.post("/admin/logout", &[]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let after = again.get("/admin/").await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER, "logged out");
+    assert!(after.location().starts_with("/admin/login"));
+}

@@ -3,8 +3,10 @@
 //! runs on the SQLite journal; the PostgreSQL backend (part 13) is to be
 //! held to the same cases.
 //!
-//! So far: appends (dedupe, fan-out), FIFO per partition, fenced leases,
-//! holds, retries and back-fills, prune, clients, recovery checkpoints.
+//! The cases: appends (dedupe, fan-out), FIFO per partition, fenced
+//! leases, holds, retries and back-fills, prune, clients, recovery
+//! checkpoints, admin sessions, and the Actions merge under every order
+//! (a property test).
 
 mod common;
 
@@ -466,4 +468,205 @@ async fn a_complete_walk_is_the_next_walks_checkpoint_and_a_claim_is_asked_once(
         journal.claim("app:1", "g-old", 7, 200, 150).await.unwrap(),
         "after it"
     );
+}
+
+#[tokio::test]
+async fn sessions_are_found_by_digest_idle_out_end_and_stay_bounded() {
+    use gatehouse::store::sessions::{NewSession, SEEN_GRANULARITY_MS};
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path());
+    let t0 = 1_700_000_000_000;
+    let new = |n: u8, now_ms: i64| NewSession {
+        token_digest: [n; 32],
+        csrf: format!("csrf-{n}"),
+        password_digest: [9; 32],
+        now_ms,
+    };
+    for n in 1..=3 {
+        journal
+            .open_session(&new(n, t0 + i64::from(n)), 0, 3)
+            .await
+            .unwrap();
+    }
+    let s = journal.session([2; 32], t0 + 10, 0).await.unwrap().unwrap();
+    assert_eq!((s.csrf.as_str(), s.password_digest), ("csrf-2", [9; 32]));
+    assert_eq!(journal.session([7; 32], t0, 0).await.unwrap(), None);
+    // A fourth past max = 3: the least recently seen (1) makes room.
+    journal.open_session(&new(4, t0 + 20), 0, 3).await.unwrap();
+    assert_eq!(journal.session([1; 32], t0 + 20, 0).await.unwrap(), None);
+    assert!(
+        journal
+            .session([3; 32], t0 + 20, 0)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Seen again only past the granularity; idle ones end when looked at.
+    let later = t0 + SEEN_GRANULARITY_MS + 5;
+    let seen = journal.session([3; 32], later, 0).await.unwrap().unwrap();
+    assert_eq!(seen.last_seen_ms, later);
+    assert_eq!(
+        journal.session([4; 32], later, later).await.unwrap(),
+        None,
+        "idle"
+    );
+    assert_eq!(
+        journal.session([4; 32], later, 0).await.unwrap(),
+        None,
+        "ended"
+    );
+    journal.end_session([3; 32]).await.unwrap();
+    journal.end_session([3; 32]).await.unwrap();
+    assert_eq!(journal.session([3; 32], later, 0).await.unwrap(), None);
+}
+
+mod actions_merge {
+    //! `apply_workflow_jobs` keeps, per run and job, the observation that
+    //! ranks highest by `Observation::version`, whatever the order, the
+    //! batches and the repeats: checked against that rule computed here.
+
+    use std::collections::BTreeMap;
+
+    use gatehouse::store::actions::{Change, JobRow, Observation, Place};
+    use gatehouse::store::jobs::Lease;
+    use proptest::prelude::*;
+
+    const SINK: &str = "actions-metrics";
+
+    fn job(job_id: i64, status: &str, runner: u8) -> Observation {
+        let done = status == "completed";
+        Observation::Job(JobRow {
+            job_id,
+            run_id: 7,
+            run_attempt: 1,
+            status: status.into(),
+            conclusion: done.then(|| "success".into()),
+            place: Place {
+                owner: "acme".into(),
+                organization: "acme".into(),
+                repository: "acme/app".into(),
+                workflow_name: "CI".into(),
+                head_branch: "main".into(),
+            },
+            job_name: "build".into(),
+            labels: vec!["ubuntu-latest".into()],
+            // Two deliveries of one status may differ (a runner named or
+            // not): the version's digest decides between them.
+            runner_name: (runner > 0).then(|| format!("runner-{runner}")),
+            runner_group: None,
+            created_at_ms: Some(1_000),
+            started_at_ms: (status != "queued").then_some(2_000),
+            completed_at_ms: done.then_some(3_000),
+        })
+    }
+
+    fn observation() -> impl Strategy<Value = Observation> {
+        (
+            1i64..4,
+            prop_oneof![Just("queued"), Just("in_progress"), Just("completed")],
+            0u8..3,
+        )
+            .prop_map(|(id, status, runner)| job(id, status, runner))
+    }
+
+    /// The rows a fresh store keeps after `obs`, applied in batches of
+    /// `batch`, as Debug text by job id.
+    async fn merged(obs: &[Observation], batch: usize) -> BTreeMap<i64, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::open(dir.path());
+        for i in 0..obs.len() {
+            store
+                .append(super::common::journal_push(
+                    "acme",
+                    &format!("w{i}"),
+                    i,
+                    SINK,
+                ))
+                .await
+                .unwrap();
+        }
+        let now = gatehouse::clock::now_ms();
+        let Lease::Taken { fence, .. } = store
+            .acquire(SINK, "acme", "conformance", now, super::LEASE_MS)
+            .await
+            .unwrap()
+        else {
+            panic!("the lease is free");
+        };
+        let jobs = store.pending(SINK, "acme", None, 10_000).await.unwrap();
+        assert_eq!(jobs.len(), obs.len());
+        let pairs: Vec<(i64, Observation)> =
+            jobs.iter().map(|j| j.id).zip(obs.iter().cloned()).collect();
+        for chunk in pairs.chunks(batch.max(1)) {
+            let applied = store
+                .apply_workflow_jobs(
+                    "acme",
+                    &fence,
+                    now,
+                    super::LEASE_MS,
+                    chunk.iter().map(|(id, o)| (*id, Ok(o.clone()))).collect(),
+                )
+                .await
+                .unwrap();
+            assert!(applied.is_some(), "the fence holds");
+        }
+        let rows = store
+            .workflow_rows()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| match c {
+                Change::Job { new, .. } => (new.job_id, format!("{new:?}")),
+                Change::Run { new, .. } => panic!("no run was observed: {new:?}"),
+            })
+            .collect();
+        store.close();
+        rows
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_order_batching_and_repeats_keep_the_highest_version(
+            obs in prop::collection::vec(observation(), 1..12),
+            shuffle_seed in any::<u64>(),
+            repeats in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+            batch_a in 1usize..5,
+            batch_b in 1usize..5,
+        ) {
+            // The same observations, shuffled, some of them twice.
+            let mut other = obs.clone();
+            for r in &repeats {
+                other.push(obs[r.index(obs.len())].clone());
+            }
+            let mut seed = shuffle_seed | 1;
+            for i in (1..other.len()).rev() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                other.swap(i, (seed % (i as u64 + 1)) as usize);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (a, b) = rt.block_on(async { (merged(&obs, batch_a).await, merged(&other, batch_b).await) });
+            // The rule, computed here: per job, the highest version.
+            let mut want: BTreeMap<i64, &Observation> = BTreeMap::new();
+            for o in &obs {
+                let Observation::Job(j) = o else { unreachable!() };
+                let best = want.entry(j.job_id).or_insert(o);
+                if o.version() > best.version() {
+                    *best = o;
+                }
+            }
+            let want: BTreeMap<i64, String> = want
+                .into_iter()
+                .map(|(id, o)| match o {
+                    Observation::Job(j) => (id, format!("{j:?}")),
+                    Observation::Run(_) => unreachable!(),
+                })
+                .collect();
+            prop_assert_eq!(&a, &want);
+            prop_assert_eq!(&b, &want);
+        }
+    }
 }

@@ -1,11 +1,10 @@
 //! Who may use the admin UI: the password check (throttled per client
-//! address), sessions held in memory (a restart logs everyone out), and
-//! the CSRF token each session's forms carry.
+//! address), sessions kept in the store (every replica knows a login; a
+//! restart keeps it), and the CSRF token each session's forms carry.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -14,6 +13,8 @@ use subtle::ConstantTimeEq;
 use super::password;
 use crate::clock::Clock;
 use crate::config::AdminConfig;
+use crate::store::sessions::NewSession;
+use crate::store::{Store, StoreError};
 use crate::throttle::Throttle;
 
 /// Sessions are few (operators); this bounds memory against a flood of logins.
@@ -25,42 +26,35 @@ pub struct Auth {
     config: AdminConfig,
     db_path: PathBuf,
     idle_ms: i64,
-    /// SHA-256 of the cookie token → session, so the map holds no usable
-    /// token.
-    sessions: Mutex<HashMap<[u8; 32], Session>>,
+    /// Sessions, by the SHA-256 of their cookie token.
+    store: Store,
     throttle: Throttle,
     /// Session idling and the login throttle read time here.
     clock: Arc<dyn Clock>,
 }
 
-struct Session {
-    csrf: String,
-    /// Epoch ms on the clock.
-    last_seen: i64,
-    /// SHA-256 of the password hash it logged in with.
-    password: [u8; 32],
-}
-
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum LoginError {
+    #[error("no admin password is set")]
     NoPassword,
     /// Too many failures from this address; try again after this long.
+    #[error("too many failed logins; wait {0:?}")]
     Throttled(Duration),
+    #[error("wrong password")]
     Wrong,
+    /// The password was right but the session could not be stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl Auth {
-    pub fn new(config: AdminConfig, db_path: &Path) -> Auth {
-        Auth::on_clock(config, db_path, crate::clock::system())
-    }
-
-    pub fn on_clock(config: AdminConfig, db_path: &Path, clock: Arc<dyn Clock>) -> Auth {
+    pub fn new(config: AdminConfig, db_path: &Path, store: Store, clock: Arc<dyn Clock>) -> Auth {
         Auth {
             idle_ms: config.session_idle_minutes as i64 * 60_000,
             throttle: Throttle::new(config.login_attempts_per_minute).with_clock(clock.clone()),
             config,
             db_path: db_path.to_path_buf(),
-            sessions: Mutex::default(),
+            store,
             clock,
         }
     }
@@ -98,52 +92,48 @@ impl Auth {
             return Err(LoginError::Wrong);
         }
         self.throttle.forgive(from);
-        Ok(self.open(&hash))
+        self.open(&hash).await
     }
 
-    fn open(&self, hash: &str) -> String {
+    async fn open(&self, hash: &str) -> Result<String, LoginError> {
         let token = random_token();
-        let mut sessions = self.sessions.lock().expect("lock");
         let now = self.clock.now_ms();
-        sessions.retain(|_, s| now - s.last_seen < self.idle_ms);
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| *k)
-        {
-            sessions.remove(&oldest);
-        }
-        sessions.insert(
-            digest(&token),
-            Session {
-                csrf: random_token(),
-                last_seen: now,
-                password: digest(hash),
-            },
-        );
-        token
+        let session = NewSession {
+            token_digest: digest(&token),
+            csrf: random_token(),
+            password_digest: digest(hash),
+            now_ms: now,
+        };
+        self.store
+            .open_session(&session, self.idle_before(now), MAX_SESSIONS)
+            .await?;
+        Ok(token)
     }
 
     /// The CSRF token of the live session `token` names, refreshing its
     /// idle timer; None when there is no such session, it idled out, or
     /// the password changed since it began (every session ends then).
-    pub fn session(&self, token: &str) -> Option<String> {
-        let current = self.hash().map(|h| digest(&h));
-        let mut sessions = self.sessions.lock().expect("lock");
+    pub async fn session(&self, token: &str) -> Result<Option<String>, StoreError> {
         let key = digest(token);
         let now = self.clock.now_ms();
-        let s = sessions.get_mut(&key)?;
-        if now - s.last_seen >= self.idle_ms || current != Some(s.password) {
-            sessions.remove(&key);
-            return None;
+        let Some(s) = self.store.session(key, now, self.idle_before(now)).await? else {
+            return Ok(None);
+        };
+        if self.hash().map(|h| digest(&h)) != Some(s.password_digest) {
+            self.store.end_session(key).await?;
+            return Ok(None);
         }
-        s.last_seen = now;
-        Some(s.csrf.clone())
+        Ok(Some(s.csrf))
     }
 
-    pub fn logout(&self, token: &str) {
-        self.sessions.lock().expect("lock").remove(&digest(token));
+    /// Sessions last seen before this have been idle for the configured
+    /// time (or longer) at `now`.
+    fn idle_before(&self, now: i64) -> i64 {
+        now - self.idle_ms + 1
+    }
+
+    pub async fn logout(&self, token: &str) -> Result<(), StoreError> {
+        self.store.end_session(digest(token)).await
     }
 }
 
@@ -166,54 +156,103 @@ fn digest(token: &str) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
 
-    fn auth(per_minute: u32) -> Auth {
-        let config = AdminConfig {
+    /// A real store file in a temp dir, and the clock the Auth reads.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        db: std::path::PathBuf,
+        store: Store,
+        clock: Arc<ManualClock>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("g.db");
+        let store = crate::store::open(
+            &crate::store::Location::Sqlite(db.clone()),
+            crate::store::metrics::JournalMetrics::unregistered(),
+            crate::store::Options::default(),
+        )
+        .unwrap();
+        Fixture {
+            _dir: dir,
+            db,
+            store,
+            clock: ManualClock::starting_now(),
+        }
+    }
+
+    impl Fixture {
+        fn auth(&self, config: AdminConfig) -> Auth {
+            Auth::new(config, &self.db, self.store.clone(), self.clock.clone())
+        }
+    }
+
+    fn with_password(per_minute: u32) -> AdminConfig {
+        AdminConfig {
             password_hash: Some(password::hash("pw")),
             login_attempts_per_minute: per_minute,
             ..AdminConfig::default()
-        };
-        Auth::new(config, Path::new("/nonexistent/g.db"))
+        }
     }
 
     #[tokio::test]
     async fn a_session_carries_its_csrf_token_until_logout() {
-        let a = auth(5);
+        let f = fixture();
+        let config = with_password(5);
+        let a = f.auth(config.clone());
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let token = a.login(ip, "pw".into()).await.unwrap();
-        let csrf = a.session(&token).unwrap();
-        assert_eq!(a.session(&token).unwrap(), csrf);
-        assert!(a.session("forged").is_none());
-        a.logout(&token);
-        assert!(a.session(&token).is_none());
+        let csrf = a.session(&token).await.unwrap().unwrap();
+        assert_eq!(a.session(&token).await.unwrap().unwrap(), csrf);
+        assert!(a.session("forged").await.unwrap().is_none());
+        // Another process on the same store (a replica) knows the login.
+        let b = f.auth(config);
+        assert_eq!(b.session(&token).await.unwrap(), Some(csrf));
+        a.logout(&token).await.unwrap();
+        assert!(a.session(&token).await.unwrap().is_none());
+        assert!(
+            b.session(&token).await.unwrap().is_none(),
+            "logged out everywhere"
+        );
     }
 
     #[tokio::test]
     async fn a_session_idles_out_on_the_clock_and_use_keeps_it_alive() {
-        let clock = crate::clock::ManualClock::starting_now();
+        let f = fixture();
         let config = AdminConfig {
-            password_hash: Some(password::hash("pw")),
             session_idle_minutes: 30,
-            ..AdminConfig::default()
+            ..with_password(5)
         };
-        let a = Auth::on_clock(config, Path::new("/nonexistent/g.db"), clock.clone());
+        let a = f.auth(config);
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let token = a.login(ip, "pw".into()).await.unwrap();
-        clock.advance(29 * 60_000);
-        assert!(a.session(&token).is_some(), "used: idle from now");
-        clock.advance(29 * 60_000);
-        assert!(a.session(&token).is_some());
-        clock.advance(30 * 60_000);
-        assert!(a.session(&token).is_none(), "idle for 30 minutes");
+        f.clock.advance(29 * 60_000);
+        assert!(
+            a.session(&token).await.unwrap().is_some(),
+            "used: idle from now"
+        );
+        f.clock.advance(29 * 60_000);
+        assert!(a.session(&token).await.unwrap().is_some());
+        f.clock.advance(30 * 60_000);
+        assert!(
+            a.session(&token).await.unwrap().is_none(),
+            "idle for 30 minutes"
+        );
     }
 
     #[tokio::test]
     async fn failures_throttle_one_address_only() {
-        let a = auth(3);
+        let f = fixture();
+        let a = f.auth(with_password(3));
         let bad: IpAddr = "127.0.0.2".parse().unwrap();
         let good: IpAddr = "127.0.0.3".parse().unwrap();
         for _ in 0..3 {
-            assert_eq!(a.login(bad, "no".into()).await, Err(LoginError::Wrong));
+            assert!(matches!(
+                a.login(bad, "no".into()).await,
+                Err(LoginError::Wrong)
+            ));
         }
         // Even the right password is refused while throttled.
         match a.login(bad, "pw".into()).await {
@@ -221,37 +260,45 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(a.login(good, "pw".into()).await.is_ok());
+        // A minute later on the throttle's clock, the address may try again.
+        f.clock.advance(60_000);
+        assert!(a.login(bad, "pw".into()).await.is_ok());
     }
 
     #[tokio::test]
     async fn a_new_password_ends_every_session() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("g.db");
+        let f = fixture();
         let config = AdminConfig::default();
-        password::store(&config.hash_path(&db), &password::hash("first")).unwrap();
-        let a = Auth::new(config.clone(), &db);
+        password::store(&config.hash_path(&f.db), &password::hash("first")).unwrap();
+        let a = f.auth(config.clone());
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let token = a.login(ip, "first".into()).await.unwrap();
-        assert!(a.session(&token).is_some());
-        password::store(&config.hash_path(&db), &password::hash("second")).unwrap();
-        assert!(a.session(&token).is_none(), "the old session ended");
-        assert!(a.session(&token).is_none());
+        assert!(a.session(&token).await.unwrap().is_some());
+        password::store(&config.hash_path(&f.db), &password::hash("second")).unwrap();
+        assert!(
+            a.session(&token).await.unwrap().is_none(),
+            "the old session ended"
+        );
+        assert!(a.session(&token).await.unwrap().is_none());
         let again = a.login(ip, "second".into()).await.unwrap();
-        assert!(a.session(&again).is_some());
+        assert!(a.session(&again).await.unwrap().is_some());
     }
 
     #[tokio::test]
     async fn without_a_password_nobody_logs_in() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Auth::new(AdminConfig::default(), &dir.path().join("g.db"));
+        let f = fixture();
+        let a = f.auth(AdminConfig::default());
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(a.login(ip, "".into()).await, Err(LoginError::NoPassword));
+        assert!(matches!(
+            a.login(ip, "".into()).await,
+            Err(LoginError::NoPassword)
+        ));
     }
 
     #[test]
     fn token_comparison() {
         assert!(same_token("abc", "abc"));
-        assert!(!same_token("abc", "abd"));
         assert!(!same_token("abc", "abcd"));
+        assert!(!same_token("abc", "abd"));
     }
 }

@@ -184,6 +184,16 @@ pub async fn submit(
                 StatusCode::UNAUTHORIZED,
             )
         }
+        Err(LoginError::Store(e)) => {
+            tracing::warn!(error = %e, "admin login: the session could not be stored");
+            login_page(
+                &state,
+                &headers,
+                next,
+                Some("The session could not be stored; try again shortly.".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+        }
         Err(LoginError::NoPassword) => login_page(
             &state,
             &headers,
@@ -199,7 +209,13 @@ pub async fn logout(
     Extension(session): Extension<Session>,
     headers: HeaderMap,
 ) -> Response {
-    state.auth.logout(&session.token);
+    if let Err(e) = state.auth.logout(&session.token).await {
+        tracing::warn!(error = %e, "admin logout: the session could not be ended");
+        return super::error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store cannot be written now; try again shortly",
+        );
+    }
     let mut resp = see_other("/admin/login");
     resp.headers_mut().insert(
         header::SET_COOKIE,

@@ -234,12 +234,19 @@ fn set_cookie(name: &str, value: &str, max_age: Option<u64>, secure: bool) -> He
 /// session's CSRF token in its form and, when the browser names one, our
 /// own origin.
 async fn require_session(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    let session = cookie(req.headers(), SESSION_COOKIE).and_then(|token| {
-        state
-            .auth
-            .session(&token)
-            .map(|csrf| Session { csrf, token })
-    });
+    let session = match cookie(req.headers(), SESSION_COOKIE) {
+        Some(token) => match state.auth.session(&token).await {
+            Ok(csrf) => csrf.map(|csrf| Session { csrf, token }),
+            Err(e) => {
+                tracing::warn!(error = %e, "admin session unreadable");
+                return error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the store cannot be read now; try again shortly",
+                );
+            }
+        },
+        None => None,
+    };
     let Some(session) = session else {
         if req.method() == http::Method::GET {
             let next = req

@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod operator;
 pub mod recovery;
+pub mod sessions;
 mod sqlite;
 pub mod views;
 
@@ -138,11 +139,19 @@ pub fn schema_version() -> u32 {
 
 /// Everything a store does; the handle's methods.
 pub trait Backend:
-    Lifecycle + Deliveries + Jobs + Operator + Recovery + ActionsState + Clients + Views
+    Lifecycle + Deliveries + Jobs + Operator + Recovery + ActionsState + Clients + Sessions + Views
 {
 }
 impl<T> Backend for T where
-    T: Lifecycle + Deliveries + Jobs + Operator + Recovery + ActionsState + Clients + Views
+    T: Lifecycle
+        + Deliveries
+        + Jobs
+        + Operator
+        + Recovery
+        + ActionsState
+        + Clients
+        + Sessions
+        + Views
 {
 }
 
@@ -461,6 +470,34 @@ pub trait Clients: Send + Sync {
         rows: Vec<((String, i64), Usage)>,
         oldest_minute: i64,
     ) -> Result<(), StoreError>;
+}
+
+/// Admin UI sessions, in the store so that every replica knows a login.
+/// A session is named by the SHA-256 of its cookie token (the token itself
+/// is never stored).
+#[async_trait]
+pub trait Sessions: Send + Sync {
+    /// Stores a new session; in the same transaction, ends those last
+    /// seen before `idle_before_ms` and then, while `max` or more remain,
+    /// the least recently seen.
+    async fn open_session(
+        &self,
+        session: &sessions::NewSession,
+        idle_before_ms: i64,
+        max: usize,
+    ) -> Result<(), StoreError>;
+    /// The session under `token_digest` unless it was last seen before
+    /// `idle_before_ms` (then it is ended). Marks it seen at `now_ms`,
+    /// to within [`sessions::SEEN_GRANULARITY_MS`] (so most page views
+    /// write nothing).
+    async fn session(
+        &self,
+        token_digest: [u8; 32],
+        now_ms: i64,
+        idle_before_ms: i64,
+    ) -> Result<Option<sessions::Session>, StoreError>;
+    /// Ends a session; idempotent.
+    async fn end_session(&self, token_digest: [u8; 32]) -> Result<(), StoreError>;
 }
 
 /// Roll-ups for charts, reports and the overview.

@@ -16,6 +16,7 @@ mod operator;
 mod reader;
 mod recovery;
 mod schema;
+mod sessions;
 mod views;
 mod writer;
 

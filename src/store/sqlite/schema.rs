@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "attempt_minutes",
         include_str!("../../../migrations/sqlite/0010_attempt_minutes.sql"),
     ),
+    (
+        11,
+        "sessions",
+        include_str!("../../../migrations/sqlite/0011_sessions.sql"),
+    ),
 ];
 
 pub fn latest_version() -> u32 {
