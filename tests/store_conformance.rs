@@ -691,14 +691,23 @@ fn the_gateway_cache_keeps_answers_by_key_revalidates_expires_and_evicts() {
         validated_at_ms: 1_000,
     };
     let (a, b) = ([1u8; 32], [2u8; 32]);
-    cache.put(&a, &entry("/repos/acme/app", "one"), 1_000).unwrap();
-    cache.put(&b, &entry("/repos/acme/app/pulls", "two"), 2_000).unwrap();
+    cache
+        .put(&a, &entry("/repos/acme/app", "one"), 1_000)
+        .unwrap();
+    cache
+        .put(&b, &entry("/repos/acme/app/pulls", "two"), 2_000)
+        .unwrap();
     let got = cache.get(&a).unwrap().unwrap();
-    assert_eq!((got.path.as_str(), &got.body[..]), ("/repos/acme/app", &b"one"[..]));
+    assert_eq!(
+        (got.path.as_str(), &got.body[..]),
+        ("/repos/acme/app", &b"one"[..])
+    );
     assert_eq!(got.etag_credential.as_deref(), Some("app:1/installation:2"));
     assert!(cache.get(&[3; 32]).unwrap().is_none());
     // A put under the same key replaces the answer.
-    cache.put(&a, &entry("/repos/acme/app", "uno"), 3_000).unwrap();
+    cache
+        .put(&a, &entry("/repos/acme/app", "uno"), 3_000)
+        .unwrap();
     assert_eq!(&cache.get(&a).unwrap().unwrap().body[..], b"uno");
     // A 304 keeps the body and takes the new headers and time.
     cache.revalidated(&a, b"etag: \"e2\"\r\n", 5_000).unwrap();

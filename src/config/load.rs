@@ -306,7 +306,7 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
     if value.is_empty() {
         return Err(format!("secret file {} is empty", path.display()));
     }
-    Ok(Secret(value.to_string()))
+    Ok(Secret::new(value))
 }
 
 pub(crate) fn expand_credentials_dir(path: &Path) -> PathBuf {

@@ -114,7 +114,7 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
             ),
         );
     }
-    if c.webhooks.secrets.iter().any(|s| s.0.is_empty()) {
+    if c.webhooks.secrets.iter().any(|s| s.expose().is_empty()) {
         push(
             &mut out,
             ("webhooks.secrets", "a secret must not be empty".into()),

@@ -1,0 +1,33 @@
+//! The `[recovery]` section: walks of GitHub's delivery logs.
+
+use serde::Deserialize;
+
+/// Recovery of deliveries GitHub failed to make (it does not retry them):
+/// each App's webhook and each `[[github.hooks]]` entry is walked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    pub enabled: bool,
+    /// A walk at start and then every this many seconds.
+    pub interval_secs: u64,
+    /// How far back a first walk looks (GitHub keeps delivery logs for 3
+    /// days, 7 on GHES).
+    pub lookback_hours: u64,
+    /// Deliveries per page of GitHub's delivery log (at most 100).
+    pub per_page: u32,
+    /// A GUID gatehouse asked to redeliver is not asked for again within
+    /// this many seconds (its redelivery may be on its way, or failing too).
+    pub reask_after_secs: u64,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            enabled: true,
+            interval_secs: 300,
+            lookback_hours: 72,
+            per_page: 100,
+            reask_after_secs: 3600,
+        }
+    }
+}
