@@ -6,9 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gatehouse::cli::{self, config::operate};
-use gatehouse::config::Secrets;
 use gatehouse::store::operator::Filter;
-use gatehouse::{app, logging};
 
 #[derive(Parser)]
 #[command(
@@ -277,7 +275,7 @@ fn main() -> ExitCode {
         default_sigpipe();
     }
     match cli.command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config } => cli::serve::serve(config.as_deref()),
         Command::CheckConfig { config } => cli::config::check(config),
         Command::Deliveries { config, action } => {
             operate(config, async |config, store| match action {
@@ -327,17 +325,7 @@ fn main() -> ExitCode {
                 (false, Some(p)) => cli::admin::Output::File(p),
                 (false, None) => cli::admin::Output::Configured,
             };
-            let config = match cli::config::load(config.as_deref(), Secrets::Skip) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            match cli::admin::set_password(&config, out) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("gatehouse: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            cli::admin::set_password_cmd(config.as_deref(), out)
         }
         Command::Recovery { config, action } => {
             operate(config, async |config, store| match action {
@@ -394,42 +382,4 @@ fn filter_of(a: &FilterArgs) -> Result<Filter, cli::CliError> {
             .transpose()?,
         ..Filter::default()
     })
-}
-
-/// Large allocations (request bodies of up to 25 MB) get pages of their
-/// own and give them back when freed. glibc's default raises the mmap
-/// threshold to the size of each large block freed, so after one burst of
-/// big bodies later ones come from the heap and the process stays at its
-/// peak size; a fixed threshold turns that off.
-fn return_memory_after_bursts() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a parameter of glibc's allocator; called
-    // once, before any thread is started.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-    }
-}
-
-fn serve(path: Option<PathBuf>) -> ExitCode {
-    return_memory_after_bursts();
-    let (config, generated) = match cli::config::for_serve(path.as_deref()) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    logging::init(config.log.format, &config.log.level);
-    if path.is_none() {
-        cli::config::banner(&config, &generated);
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("build tokio runtime");
-    match runtime.block_on(app::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "gatehouse failed to start");
-            eprintln!("gatehouse: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }

@@ -20,6 +20,22 @@ pub enum Output {
     File(std::path::PathBuf),
 }
 
+/// `gatehouse admin set-password`: loads the config (its secrets are not
+/// needed) and sets the password, saying why on failure.
+pub fn set_password_cmd(config: Option<&std::path::Path>, out: Output) -> std::process::ExitCode {
+    let config = match super::config::load(config, crate::config::Secrets::Skip) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match set_password(&config, out) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Reads the new password (prompted twice on a terminal, else one line of
 /// stdin) and writes its hash where `out` says.
 pub fn set_password(config: &Config, out: Output) -> Result<(), CliError> {

@@ -11,6 +11,7 @@ pub mod deliveries;
 pub mod github;
 pub mod recovery;
 pub mod routes;
+pub mod serve;
 
 /// Why an operator command failed (printed, exit 1).
 #[derive(Debug, thiserror::Error)]
