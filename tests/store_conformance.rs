@@ -610,10 +610,8 @@ mod actions_merge {
                 .unwrap();
             assert!(applied.is_some(), "the fence holds");
         }
-        let rows = store
-            .workflow_rows()
+        let rows = super::common::census::workflow_rows(&store)
             .await
-            .unwrap()
             .into_iter()
             .map(|c| match c {
                 Change::Job { new, .. } => (new.job_id, format!("{new:?}")),

@@ -124,6 +124,28 @@ pub enum Change {
     Job { old: Option<JobRow>, new: JobRow },
 }
 
+/// Where a page of every row starts: runs by (run id, attempt), then jobs
+/// by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsAfter {
+    Start,
+    Run { run_id: i64, run_attempt: i64 },
+    Job(i64),
+}
+
+impl RowsAfter {
+    /// The page after this row.
+    pub fn of(change: &Change) -> RowsAfter {
+        match change {
+            Change::Run { new, .. } => RowsAfter::Run {
+                run_id: new.run_id,
+                run_attempt: new.run_attempt,
+            },
+            Change::Job { new, .. } => RowsAfter::Job(new.job_id),
+        }
+    }
+}
+
 /// Runs and jobs completed in a window, as the reports read them. The
 /// (repository, workflow) pairs and conclusions are listed once and
 /// referred to by index: a month holds hundreds of thousands of rows and

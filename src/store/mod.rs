@@ -436,8 +436,15 @@ pub trait ActionsState: Send + Sync {
         lease_ms: i64,
         jobs: Vec<(i64, Result<Observation, String>)>,
     ) -> Result<Option<Vec<Change>>, StoreError>;
-    /// Every row, as a change from nothing (to rebuild the sums at start).
-    async fn workflow_rows(&self) -> Result<Vec<Change>, StoreError>;
+    /// Every row as a change from nothing, a page at a time (to rebuild
+    /// the sums at start without holding millions of rows): at most
+    /// `limit` after `after`, runs by (run id, attempt) then jobs by id;
+    /// an empty page is the end.
+    async fn workflow_rows(
+        &self,
+        after: actions::RowsAfter,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError>;
     /// Unfinished runs and jobs, for the gauges.
     async fn active_workflows(&self) -> Result<(Vec<RunRow>, Vec<JobRow>), StoreError>;
     /// Runs and jobs completed since `since_ms`, for the reports.

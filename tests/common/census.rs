@@ -132,3 +132,19 @@ pub fn partition(org: &str) -> Filter {
         ..Filter::default()
     }
 }
+
+/// Every Actions state row, read page by page as the sink reads them at
+/// start (pages of 7, so paging itself is exercised).
+pub async fn workflow_rows(store: &Store) -> Vec<gatehouse::store::actions::Change> {
+    use gatehouse::store::actions::RowsAfter;
+    let (mut out, mut after) = (Vec::new(), RowsAfter::Start);
+    loop {
+        let page = store.workflow_rows(after, 7).await.unwrap();
+        let Some(last) = page.last() else {
+            return out;
+        };
+        assert!(page.len() <= 7);
+        after = RowsAfter::of(last);
+        out.extend(page);
+    }
+}

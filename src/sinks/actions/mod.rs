@@ -13,6 +13,7 @@ pub mod report;
 use crate::config::ActionsMetricsConfig;
 use crate::journal::model::{ContentKind, DeliveryMeta, ParseStatus};
 use crate::scheduler::sink::{Batch, Sink, Turn, TurnResult};
+use crate::store::actions::RowsAfter;
 use crate::store::jobs::{Fence, Job};
 use crate::store::{Store, StoreError};
 use aggregate::{Aggregates, Exposition};
@@ -21,6 +22,8 @@ use event::Observation;
 /// The sink's name in jobs, partitions and metrics (not usable by a route).
 pub const SINK: &str = "actions-metrics";
 const EVENTS: [&str; 2] = ["workflow_run", "workflow_job"];
+/// Rows read per page when the sums are rebuilt at start.
+const LOAD_PAGE: usize = 1_000;
 
 /// Whether a delivery feeds the Actions state. A body that is not JSON has
 /// nothing to give (it is still journaled, invariant 7).
@@ -48,10 +51,15 @@ impl ActionsSink {
             stale_after_ms: config.stale_after_secs.saturating_mul(1000) as i64,
         };
         let started = std::time::Instant::now();
-        let rows = store.workflow_rows().await?;
-        let n = rows.len();
-        for change in rows {
-            sink.aggregates.apply(&[change]);
+        let (mut after, mut n) = (RowsAfter::Start, 0);
+        loop {
+            let page = store.workflow_rows(after, LOAD_PAGE).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = RowsAfter::of(last);
+            n += page.len();
+            sink.aggregates.apply(&page);
         }
         tracing::info!(
             rows = n,

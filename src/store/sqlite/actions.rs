@@ -6,12 +6,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
 
 use super::Sqlite;
 use crate::store::StoreError;
 use crate::store::actions::{
-    Change, Finished, FinishedJob, FinishedRun, JobRow, Observation, Place, RunRow,
+    Change, Finished, FinishedJob, FinishedRun, JobRow, Observation, Place, RowsAfter, RunRow,
 };
 use crate::store::jobs::Fence;
 
@@ -223,20 +223,40 @@ fn select<R: Stored>(
         .collect()
 }
 
-fn each<R: Stored>(conn: &Connection, mut f: impl FnMut(R)) -> rusqlite::Result<()> {
-    let mut st = conn.prepare(&format!("SELECT {} FROM {}", R::COLUMNS, R::TABLE))?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        f(R::from_row(r)?);
+/// One page of every row, in primary-key order (keyset: each page starts
+/// where the last ended, whatever the state holds).
+fn rows_page(conn: &Connection, after: RowsAfter, limit: usize) -> rusqlite::Result<Vec<Change>> {
+    let mut out = Vec::with_capacity(limit.min(10_000));
+    let (run, attempt) = match after {
+        RowsAfter::Start => (i64::MIN, i64::MIN),
+        RowsAfter::Run {
+            run_id,
+            run_attempt,
+        } => (run_id, run_attempt),
+        RowsAfter::Job(_) => (i64::MAX, i64::MAX),
+    };
+    if run < i64::MAX {
+        let runs: Vec<RunRow> = select(
+            conn,
+            "WHERE (run_id, run_attempt) > (?1, ?2) ORDER BY run_id, run_attempt LIMIT ?3",
+            params![run, attempt, limit as i64],
+        )?;
+        out.extend(runs.into_iter().map(|new| Change::Run { old: None, new }));
     }
-    Ok(())
-}
-
-/// Every row, for rebuilding the aggregates at start (streamed: the state
-/// may hold millions).
-fn each_row(conn: &Connection, mut f: impl FnMut(Change)) -> rusqlite::Result<()> {
-    each(conn, |new| f(Change::Run { old: None, new }))?;
-    each(conn, |new| f(Change::Job { old: None, new }))
+    let left = limit - out.len();
+    if left > 0 {
+        let job = match after {
+            RowsAfter::Job(id) => id,
+            _ => i64::MIN,
+        };
+        let jobs: Vec<JobRow> = select(
+            conn,
+            "WHERE job_id > ?1 ORDER BY job_id LIMIT ?2",
+            params![job, left as i64],
+        )?;
+        out.extend(jobs.into_iter().map(|new| Change::Job { old: None, new }));
+    }
+    Ok(out)
 }
 
 /// Unfinished runs and jobs, for the gauges (a partial index keeps this
@@ -298,13 +318,12 @@ impl crate::store::ActionsState for Sqlite {
         .await
     }
 
-    async fn workflow_rows(&self) -> Result<Vec<Change>, StoreError> {
-        self.read(|c| {
-            let mut out = Vec::new();
-            each_row(c, |change| out.push(change))?;
-            Ok(out)
-        })
-        .await
+    async fn workflow_rows(
+        &self,
+        after: RowsAfter,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError> {
+        self.read(move |c| rows_page(c, after, limit)).await
     }
 
     async fn active_workflows(&self) -> Result<(Vec<RunRow>, Vec<JobRow>), StoreError> {
