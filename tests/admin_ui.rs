@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::admin::{Admin, FormExt, PASSWORD, client_from, field, hostile_payload};
 use common::census::{held, job_details, partition, shown, wait_census};
 use common::consumer;
-use common::{Delivery, TestApp, compact, push_for, route, wait_until};
+use common::{Delivery, TestApp, compact, eventually, push_for, route, wait_until};
 use gatehouse::store::operator::JobDetail;
 use reqwest::StatusCode;
 
@@ -357,16 +357,11 @@ async fn bulk_retry_counts_then_retries_only_what_the_filter_matches() {
             .count()
     };
     assert_eq!((globex.len(), untouched(&globex)), (3, 3));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually("acme's retried", Duration::from_secs(30), async || {
         let acme = job_details(&store, &partition("acme")).await;
-        let attempts: usize = acme.iter().map(|j| j.history.len()).sum();
-        if attempts == 6 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "acme's retried");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        acme.iter().map(|j| j.history.len()).sum::<usize>() == 6
+    })
+    .await;
     let globex = job_details(&store, &partition("globex")).await;
     assert_eq!(untouched(&globex), 3, "globex's still untouched");
     let nothing = admin.get("/admin/bulk?partition=nobody&state=dead").await;
@@ -848,24 +843,20 @@ async fn github_page_shows_budgets_installations_clients_and_no_secrets() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let store = t.store();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let clients = store.clients(gatehouse::clock::now_ms()).await.unwrap();
-        let bot = clients.iter().find(|c| c.name == "ci-bot").unwrap();
-        if bot.last_hour.requests == 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the client's usage flushed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while store.last_complete().await.unwrap().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the recovery walk");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the client's usage flushed",
+        Duration::from_secs(15),
+        async || {
+            let clients = store.clients(gatehouse::clock::now_ms()).await.unwrap();
+            let bot = clients.iter().find(|c| c.name == "ci-bot").unwrap();
+            bot.last_hour.requests == 1
+        },
+    )
+    .await;
+    eventually("the recovery walk", Duration::from_secs(15), async || {
+        !store.last_complete().await.unwrap().is_empty()
+    })
+    .await;
 
     let admin = Admin::login(&t.base).await;
     let g = admin.get("/admin/github").await;
@@ -916,11 +907,10 @@ async fn reports_show_the_actions_workflows() {
     v["workflow_run"]["updated_at"] = at(60).into();
     let d = Delivery::json("workflow_run", "run-1", serde_json::to_vec(&v).unwrap());
     assert_eq!(t.send(&d).await.status(), 202);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while t.store().finished_workflows(0).await.unwrap().runs.len() != 1 {
-        assert!(std::time::Instant::now() < deadline, "the run in state");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the run in state", Duration::from_secs(15), async || {
+        t.store().finished_workflows(0).await.unwrap().runs.len() == 1
+    })
+    .await;
     let admin = Admin::login(&t.base).await;
     let r = admin.get("/admin/reports?days=1").await;
     let actions = r.body.split("GitHub Actions workflows").nth(1).unwrap();
@@ -1206,11 +1196,12 @@ async fn the_partitions_page_says_what_each_partition_waits_for() {
         StatusCode::SEE_OTHER
     );
     let store = t.store();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while shown(&store, "head").await.jobs[0].history.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the attempt recorded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the attempt recorded",
+        Duration::from_secs(10),
+        async || !shown(&store, "head").await.jobs[0].history.is_empty(),
+    )
+    .await;
     let page = admin.get("/admin/partitions?sink=ci").await;
     assert!(page.body.contains("paused by an operator"), "{}", page.body);
     assert!(

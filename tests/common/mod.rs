@@ -325,6 +325,19 @@ pub fn journal_push(
     }
 }
 
+/// Polls an asynchronous check (a read through the store, say) until it
+/// holds, failing the test after `limit`.
+pub async fn eventually(what: &str, limit: std::time::Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !f().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls `f` until it holds, failing the test after `limit`.
 pub async fn wait_until(what: &str, limit: std::time::Duration, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
