@@ -17,6 +17,7 @@ pub mod clients;
 pub mod jobs;
 pub mod metrics;
 pub mod operator;
+pub mod postgres;
 pub mod recovery;
 pub mod sessions;
 mod sqlite;

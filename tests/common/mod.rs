@@ -10,6 +10,7 @@ pub mod census;
 pub mod consumer;
 pub mod hub;
 pub mod load;
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,247 @@
+//! The PostgreSQL store (part 13, in progress) against a real PostgreSQL
+//! from the machine's packages: migrations when replicas start together,
+//! a newer schema refused, and the journal's contract across replicas:
+//! one delivery sent to every replica at once is accepted once, each
+//! partition's order follows acknowledgement order whoever acknowledged,
+//! prune keeps unfinished work, and a server restarted under a replica
+//! costs 503s, never a false acknowledgement.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::pg::Cluster;
+use gatehouse::journal::Appended;
+use gatehouse::store::Deliveries;
+use gatehouse::store::metrics::JournalMetrics;
+use gatehouse::store::postgres::{PgError, Postgres, schema};
+
+async fn replica(url: &str) -> Postgres {
+    Postgres::connect(url, JournalMetrics::unregistered())
+        .await
+        .expect("connect and migrate")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let pg = Cluster::start();
+    let url = pg.database("journal").await;
+    // Three replicas start at the same instant on an empty database.
+    let (a, b, c) = tokio::join!(replica(&url), replica(&url), replica(&url));
+    drop((a, b, c));
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM gatehouse_schema ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let want: Vec<i32> = (1..=schema::latest_version()).collect();
+    assert_eq!(applied, want, "each migration once");
+    // A release that knows more migrated it.
+    client
+        .execute(
+            "INSERT INTO gatehouse_schema (version, name) VALUES ($1, 'from the future')",
+            &[&(schema::latest_version() + 1)],
+        )
+        .await
+        .unwrap();
+    match Postgres::connect(&url, JournalMetrics::unregistered()).await {
+        Err(e @ PgError::TooNew { .. }) => {
+            assert!(e.to_string().contains("newer release"), "{e}")
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a newer schema must be refused"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_delivery_sent_to_three_replicas_at_once_is_accepted_once() {
+    let pg = Cluster::start();
+    let url = pg.database("journal").await;
+    let replicas = [
+        replica(&url).await,
+        replica(&url).await,
+        replica(&url).await,
+    ];
+    for round in 0..20 {
+        let guid = format!("same-{round}");
+        let (a, b, c) = tokio::join!(
+            replicas[0].append(common::journal_push("acme", &guid, round, "ci")),
+            replicas[1].append(common::journal_push("acme", &guid, round, "ci")),
+            replicas[2].append(common::journal_push("acme", &guid, round, "ci")),
+        );
+        let outcomes = [a.unwrap(), b.unwrap(), c.unwrap()];
+        let queued = outcomes
+            .iter()
+            .filter(|o| matches!(o, Appended::Queued { .. }))
+            .count();
+        assert_eq!(queued, 1, "round {round}: {outcomes:?}");
+    }
+    // One row and one job each, whichever replica reads.
+    let order = replicas[1].partition_order("acme").await.unwrap();
+    assert_eq!(order.len(), 20);
+    let journaled = replicas[2]
+        .journaled((0..20).map(|r| format!("same-{r}")).collect())
+        .await
+        .unwrap();
+    assert_eq!(journaled.len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitions_order_follows_acknowledgement_order_across_replicas() {
+    let pg = Cluster::start();
+    let url = pg.database("journal").await;
+    let replicas: Vec<Arc<Postgres>> = vec![
+        Arc::new(replica(&url).await),
+        Arc::new(replica(&url).await),
+        Arc::new(replica(&url).await),
+    ];
+    // Each replica appends its own stream for one organisation, each
+    // append after the previous one's acknowledgement; the three streams
+    // race. A global counter stamps when each append was sent and when
+    // it was acknowledged.
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (r, store) in replicas.iter().enumerate() {
+        let (store, clock) = (store.clone(), clock.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut log = Vec::new();
+            for i in 0..60 {
+                let guid = format!("r{r}-{i}");
+                let sent = clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let outcome = store
+                    .append(common::journal_push("acme", &guid, i, "ci"))
+                    .await
+                    .unwrap();
+                let acked = clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                assert!(matches!(outcome, Appended::Queued { .. }));
+                log.push((guid, sent, acked));
+            }
+            log
+        }));
+    }
+    let mut stamps = std::collections::HashMap::new();
+    for t in tasks {
+        for (guid, sent, acked) in t.await.unwrap() {
+            stamps.insert(guid, (sent, acked));
+        }
+    }
+    let order = replicas[0].partition_order("acme").await.unwrap();
+    assert_eq!(order.len(), 180);
+    let seq_of: std::collections::HashMap<&str, i64> =
+        order.iter().map(|(s, g)| (g.as_str(), *s)).collect();
+    // Whenever one append was acknowledged before another was sent, it is
+    // earlier in the partition's order.
+    let mut pairs = 0;
+    for (a, (_, a_acked)) in &stamps {
+        for (b, (b_sent, _)) in &stamps {
+            if a_acked < b_sent {
+                pairs += 1;
+                assert!(
+                    seq_of[a.as_str()] < seq_of[b.as_str()],
+                    "{a} was acknowledged before {b} was sent, but is later"
+                );
+            }
+        }
+    }
+    assert!(
+        pairs > 10_000,
+        "the streams overlapped in time ({pairs} ordered pairs)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prune_keeps_deliveries_with_unfinished_work_and_their_dedupe() {
+    let pg = Cluster::start();
+    let url = pg.database("journal").await;
+    let store = replica(&url).await;
+    let mut kept = common::journal_push("acme", "with-a-job", 1, "ci");
+    kept.meta.received_at_ms -= 10_000;
+    let mut gone = common::journal_push("acme", "no-job", 2, "ci");
+    gone.meta.received_at_ms -= 10_000;
+    gone.sinks.clear();
+    assert!(matches!(
+        store.append(kept).await.unwrap(),
+        Appended::Queued { .. }
+    ));
+    let Appended::Queued { id: gone_id } = store.append(gone).await.unwrap() else {
+        panic!("new");
+    };
+    assert_eq!(
+        store.prune(gatehouse::clock::now_ms(), 100).await.unwrap(),
+        1
+    );
+    assert!(
+        store.payload(gone_id).await.unwrap().is_none(),
+        "with its payload"
+    );
+    assert!(store.delivery("1", "no-job").await.unwrap().is_none());
+    let row = store.delivery("1", "with-a-job").await.unwrap().unwrap();
+    let payload = store.payload(row.id).await.unwrap().unwrap();
+    assert_eq!(payload.body, common::push_for("acme", 1));
+    // Still journaled: a redelivery of it is a duplicate.
+    let again = common::journal_push("acme", "with-a-job", 1, "ci");
+    assert_eq!(store.append(again).await.unwrap(), Appended::Duplicate);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_restarted_under_a_replica_costs_refusals_never_a_false_ack() {
+    let pg = Cluster::start();
+    let url = pg.database("journal").await;
+    let store = Arc::new(replica(&url).await);
+    assert!(matches!(
+        store
+            .append(common::journal_push("acme", "before", 1, "ci"))
+            .await
+            .unwrap(),
+        Appended::Queued { .. }
+    ));
+    // Appends keep coming while the server restarts at once (no
+    // shutdown checkpoint, as after a crash).
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut refused = 0;
+            for i in 0..400 {
+                let guid = format!("during-{i}");
+                match store
+                    .append(common::journal_push("acme", &guid, i, "ci"))
+                    .await
+                {
+                    Ok(Appended::Queued { .. }) => acked.push(guid),
+                    Ok(Appended::Duplicate) => panic!("{guid} is new"),
+                    Err(_) => refused += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (acked, refused)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::block_in_place(|| pg.restart_immediate());
+    let (acked, refused) = writer.await.unwrap();
+    eprintln!(
+        "{} acknowledged, {refused} refused across the restart",
+        acked.len()
+    );
+    assert!(refused > 0, "the restart was felt");
+    // Every acknowledged delivery is there after the crash-restart.
+    let journaled = store.journaled(acked.clone()).await.unwrap();
+    assert_eq!(journaled.len(), acked.len(), "every acknowledgement held");
+    // And the replica writes again on its own.
+    assert!(matches!(
+        store
+            .append(common::journal_push("acme", "after", 2, "ci"))
+            .await
+            .unwrap(),
+        Appended::Queued { .. }
+    ));
+    assert!(store.is_writable());
+}
