@@ -1,14 +1,17 @@
 //! The store on PostgreSQL, for several replicas behind a load balancer
 //! (part 13), being built operation by operation against the contracts in
 //! `store/mod.rs`. So far: connecting (a pool, `synchronous_commit = on`
-//! on every session), migrations under an advisory lock, and the journal
-//! of deliveries (`Deliveries`): group-committed appends, deduplicated by
-//! the unique index across replicas, ordered per partition by a sequence
-//! number allocated under the partition's row lock. It becomes a
+//! on every session), migrations under an advisory lock, the journal of
+//! deliveries (`Deliveries`): group-committed appends, deduplicated by the
+//! unique index across replicas, ordered per partition by a sequence
+//! number allocated under the partition's row lock; and the scheduler's
+//! `Jobs`: claims that skip a lease row another replica is writing under,
+//! fenced writes, jobs in sequence order. It becomes a
 //! `Backend`, and `[storage] url` an arm of `store::open`, once every
 //! trait is implemented and the conformance suite passes on it.
 
 mod deliveries;
+mod jobs;
 pub mod schema;
 
 use std::sync::Arc;

@@ -7,11 +7,18 @@ use tokio_postgres::Client;
 use super::PgError;
 
 /// Every migration, in order; the number is the schema version.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "journal",
-    include_str!("../../../migrations/postgres/0001_journal.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "journal",
+        include_str!("../../../migrations/postgres/0001_journal.sql"),
+    ),
+    (
+        2,
+        "jobs",
+        include_str!("../../../migrations/postgres/0002_jobs.sql"),
+    ),
+];
 
 /// Any constant: every gatehouse migrating this database takes this lock.
 const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573; // "gatehous"

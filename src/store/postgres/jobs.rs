@@ -1,0 +1,378 @@
+//! Jobs, leases and attempts on PostgreSQL, shared by every replica. A
+//! claim skips a lease row another replica has locked (`FOR UPDATE SKIP
+//! LOCKED`) instead of queueing behind it; every write under a lease
+//! starts with the fence check (owner and epoch) on the lease row, whose
+//! row lock keeps a concurrent claim out until the transaction ends; a
+//! partition's jobs run in its sequence order, never by id.
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+
+use super::{Postgres, read_err};
+use crate::store::StoreError;
+use crate::store::jobs::{After, Attempt, Backlog, Fence, Job, Lease, Outcome};
+
+fn write_err(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Extends the lease to `until_ms` if the fence still holds it; the row
+/// lock it takes keeps another replica's claim waiting until commit.
+async fn renew(
+    tx: &Transaction<'_>,
+    sink: &str,
+    partition: &str,
+    fence: &Fence,
+    until_ms: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = tx
+        .execute(
+            "UPDATE partitions SET lease_until_ms = $5
+             WHERE sink = $1 AND partition_key = $2 AND lease_owner = $3 AND lease_epoch = $4",
+            &[&sink, &partition, &fence.owner, &fence.epoch, &until_ms],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Appends an attempt to a job's history, numbered after the last one.
+async fn insert_attempt(
+    tx: &Transaction<'_>,
+    job_id: i64,
+    a: &Attempt,
+) -> Result<(), tokio_postgres::Error> {
+    let outcome = match a.outcome {
+        Outcome::Done => "done",
+        Outcome::Pause { .. } => "paused",
+        Outcome::Failed => "failed",
+    };
+    tx.execute(
+        "INSERT INTO attempts (job_id, n, started_at_ms, duration_ms, status_code, outcome, error,
+                               response_excerpt, url, response_headers)
+         VALUES ($1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE job_id = $1), $2, $3,
+                 $4, $5, $6, $7, $8, $9)",
+        &[
+            &job_id,
+            &a.started_at_ms,
+            &a.duration_ms,
+            &a.status_code.map(i32::from),
+            &outcome,
+            &a.error,
+            &a.response_excerpt,
+            &a.url,
+            &a.response_headers,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Ends a job that ran in-process: done, or dead with why; one attempt
+/// row records it.
+pub(super) async fn close(
+    tx: &Transaction<'_>,
+    job_id: i64,
+    now_ms: i64,
+    dead_because: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    let state = if dead_because.is_none() {
+        "done"
+    } else {
+        "dead"
+    };
+    tx.execute(
+        "UPDATE jobs SET state = $2, attempts = attempts + 1, updated_at_ms = $3 WHERE id = $1",
+        &[&job_id, &state, &now_ms],
+    )
+    .await?;
+    insert_attempt(tx, job_id, &Attempt::in_process(now_ms, dead_because)).await
+}
+
+#[async_trait]
+impl crate::store::Jobs for Postgres {
+    /// Other replicas may be alive and holding leases: nothing here can
+    /// prove them gone, so nothing is expired early; a dead replica's
+    /// leases become claimable when they expire.
+    async fn expire_leases_of_the_dead(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
+    async fn due_partitions(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT j.sink, j.partition_key,
+                        GREATEST(MIN(j.next_at_ms), COALESCE(MAX(p.paused_until_ms), 0))
+                 FROM jobs j LEFT JOIN partitions p USING (sink, partition_key)
+                 WHERE j.state = 'pending' AND NOT COALESCE(p.held, false)
+                   AND j.sink NOT IN (SELECT sink FROM route_holds)
+                 GROUP BY j.sink, j.partition_key",
+                &[],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    async fn acquire(
+        &self,
+        sink: &str,
+        partition: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Lease, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        let held: bool = tx
+            .query_one(
+                "SELECT COALESCE((SELECT held FROM partitions WHERE sink = $1 AND partition_key = $2), false)
+                     OR EXISTS (SELECT 1 FROM route_holds WHERE sink = $1)",
+                &[&sink, &partition],
+            )
+            .await
+            .map_err(write_err)?
+            .get(0);
+        if held {
+            return Ok(Lease::Held);
+        }
+        // A row another replica is writing under (a claim, a record) is
+        // skipped, not waited for: it is busy either way.
+        let taken = tx
+            .query_opt(
+                "WITH free AS MATERIALIZED (
+                     SELECT sink, partition_key FROM partitions
+                     WHERE sink = $1 AND partition_key = $2
+                       AND (lease_owner IS NULL OR lease_owner = $3 OR lease_until_ms < $5)
+                     FOR UPDATE SKIP LOCKED)
+                 UPDATE partitions p SET lease_owner = $3, lease_until_ms = $4,
+                                         lease_epoch = p.lease_epoch + 1
+                 FROM free WHERE p.sink = free.sink AND p.partition_key = free.partition_key
+                 RETURNING p.lease_epoch, p.paused_until_ms",
+                &[&sink, &partition, &owner, &(now_ms + lease_ms), &now_ms],
+            )
+            .await
+            .map_err(write_err)?;
+        tx.commit().await.map_err(write_err)?;
+        Ok(match taken {
+            None => Lease::Busy,
+            Some(r) => Lease::Taken {
+                paused_until_ms: r.get(1),
+                fence: Fence {
+                    owner: owner.to_string(),
+                    epoch: r.get(0),
+                },
+            },
+        })
+    }
+
+    async fn release(&self, sink: &str, partition: &str, fence: &Fence) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE partitions SET lease_owner = NULL, lease_until_ms = 0
+                 WHERE sink = $1 AND partition_key = $2 AND lease_owner = $3 AND lease_epoch = $4",
+                &[&sink, &partition, &fence.owner, &fence.epoch],
+            )
+            .await
+            .map_err(write_err)?;
+        Ok(())
+    }
+
+    async fn extend(
+        &self,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        let held = renew(&tx, sink, partition, fence, until_ms)
+            .await
+            .map_err(write_err)?;
+        tx.commit().await.map_err(write_err)?;
+        Ok(held)
+    }
+
+    /// In the partition's sequence order: commit order across replicas.
+    async fn pending(
+        &self,
+        sink: &str,
+        partition: &str,
+        due_by: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, delivery_id, attempts, next_at_ms FROM jobs
+                 WHERE sink = $1 AND partition_key = $2 AND state = 'pending' AND next_at_ms <= $3
+                 ORDER BY seq LIMIT $4",
+                &[
+                    &sink,
+                    &partition,
+                    &due_by.unwrap_or(i64::MAX),
+                    &(limit as i64),
+                ],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| Job {
+                id: r.get(0),
+                delivery_id: r.get(1),
+                attempts: r.get::<_, i32>(2) as u32,
+                next_at_ms: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn next_due(&self, sink: &str, partition: &str) -> Result<Option<i64>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT MIN(next_at_ms) FROM jobs
+                 WHERE sink = $1 AND partition_key = $2 AND state = 'pending'",
+                &[&sink, &partition],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(row.get(0))
+    }
+
+    async fn record(
+        &self,
+        job: &Job,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        attempt: Attempt,
+        max_attempts: u32,
+        retry_at_ms: i64,
+        lease_ms: i64,
+    ) -> Result<After, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        let now = attempt.started_at_ms + attempt.duration_ms;
+        // The fence check first: a lost lease writes nothing.
+        if !renew(&tx, sink, partition, fence, now + lease_ms)
+            .await
+            .map_err(write_err)?
+        {
+            return Ok(After::LeaseLost);
+        }
+        insert_attempt(&tx, job.id, &attempt)
+            .await
+            .map_err(write_err)?;
+        let after = match attempt.outcome {
+            Outcome::Done => {
+                tx.execute(
+                    "UPDATE jobs SET state = 'done', attempts = attempts + 1, updated_at_ms = $2
+                     WHERE id = $1",
+                    &[&job.id, &now],
+                )
+                .await
+                .map_err(write_err)?;
+                After::Done
+            }
+            Outcome::Pause { until_ms } => {
+                // The job keeps its place and its attempt count.
+                tx.execute(
+                    "UPDATE partitions SET paused_until_ms = $3
+                     WHERE sink = $1 AND partition_key = $2",
+                    &[&sink, &partition, &until_ms],
+                )
+                .await
+                .map_err(write_err)?;
+                After::Paused { until_ms }
+            }
+            Outcome::Failed if job.attempts + 1 >= max_attempts => {
+                tx.execute(
+                    "UPDATE jobs SET state = 'dead', attempts = attempts + 1, updated_at_ms = $2
+                     WHERE id = $1",
+                    &[&job.id, &now],
+                )
+                .await
+                .map_err(write_err)?;
+                After::Dead
+            }
+            Outcome::Failed => {
+                tx.execute(
+                    "UPDATE jobs SET attempts = attempts + 1, next_at_ms = $2, updated_at_ms = $3
+                     WHERE id = $1",
+                    &[&job.id, &retry_at_ms, &now],
+                )
+                .await
+                .map_err(write_err)?;
+                After::Retry {
+                    next_at_ms: retry_at_ms,
+                }
+            }
+        };
+        tx.commit().await.map_err(write_err)?;
+        Ok(after)
+    }
+
+    async fn bury(
+        &self,
+        job_id: i64,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        now_ms: i64,
+        lease_ms: i64,
+        why: &str,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        if !renew(&tx, sink, partition, fence, now_ms + lease_ms)
+            .await
+            .map_err(write_err)?
+        {
+            return Ok(false);
+        }
+        close(&tx, job_id, now_ms, Some(why))
+            .await
+            .map_err(write_err)?;
+        tx.commit().await.map_err(write_err)?;
+        Ok(true)
+    }
+
+    async fn backlog(&self, now_ms: i64) -> Result<Backlog, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT s.sink,
+                        (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'pending'),
+                        (SELECT MIN(d.received_at_ms) FROM jobs j
+                           JOIN deliveries d ON d.id = j.delivery_id
+                          WHERE j.sink = s.sink AND j.state = 'pending'),
+                        (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'dead')
+                 FROM (SELECT DISTINCT sink FROM partitions) s",
+                &[],
+            )
+            .await
+            .map_err(read_err)?;
+        let paused: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM partitions WHERE held OR paused_until_ms > $1
+                     OR sink IN (SELECT sink FROM route_holds)",
+                &[&now_ms],
+            )
+            .await
+            .map_err(read_err)?
+            .get(0);
+        Ok(Backlog {
+            per_sink: rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect(),
+            partitions_paused: paused,
+        })
+    }
+}
