@@ -395,37 +395,8 @@ async fn prune_keeps_every_delivery_with_unfinished_work() {
 
 #[tokio::test]
 async fn clients_are_kept_by_token_hash_and_a_revoked_name_can_be_reused() {
-    use gatehouse::store::StoreError;
     let dir = tempfile::tempdir().unwrap();
-    let journal = open(dir.path());
-    let scopes = vec!["GET /repos/.*".to_string()];
-    journal
-        .add_client("ci", "hash-1", &scopes, &["acme".into()], 1)
-        .await
-        .unwrap();
-    assert!(matches!(
-        journal.add_client("ci", "hash-2", &[], &[], 2).await,
-        Err(StoreError::Invalid(_))
-    ));
-    let c = journal.client_by_token("hash-1").await.unwrap().unwrap();
-    assert_eq!(
-        (c.name.as_str(), c.scopes, c.owners),
-        ("ci", scopes, vec!["acme".to_string()])
-    );
-    assert!(journal.client_by_token("hash-2").await.unwrap().is_none());
-    journal.revoke_client("ci", 3).await.unwrap();
-    assert!(journal.client_by_token("hash-1").await.unwrap().is_none());
-    assert!(matches!(
-        journal.revoke_client("ci", 4).await,
-        Err(StoreError::NotFound(_))
-    ));
-    journal
-        .add_client("ci", "hash-3", &[], &[], 5)
-        .await
-        .unwrap();
-    let rows = journal.clients(6).await.unwrap();
-    assert_eq!(rows.len(), 1);
-    assert!(rows[0].revoked_at_ms.is_none());
+    common::conformance::clients(&*open(dir.path())).await;
 }
 
 #[tokio::test]
@@ -472,52 +443,8 @@ async fn a_complete_walk_is_the_next_walks_checkpoint_and_a_claim_is_asked_once(
 
 #[tokio::test]
 async fn sessions_are_found_by_digest_idle_out_end_and_stay_bounded() {
-    use gatehouse::store::sessions::{NewSession, SEEN_GRANULARITY_MS};
     let dir = tempfile::tempdir().unwrap();
-    let journal = open(dir.path());
-    let t0 = 1_700_000_000_000;
-    let new = |n: u8, now_ms: i64| NewSession {
-        token_digest: [n; 32],
-        csrf: format!("csrf-{n}"),
-        password_digest: [9; 32],
-        now_ms,
-    };
-    for n in 1..=3 {
-        journal
-            .open_session(&new(n, t0 + i64::from(n)), 0, 3)
-            .await
-            .unwrap();
-    }
-    let s = journal.session([2; 32], t0 + 10, 0).await.unwrap().unwrap();
-    assert_eq!((s.csrf.as_str(), s.password_digest), ("csrf-2", [9; 32]));
-    assert_eq!(journal.session([7; 32], t0, 0).await.unwrap(), None);
-    // A fourth past max = 3: the least recently seen (1) makes room.
-    journal.open_session(&new(4, t0 + 20), 0, 3).await.unwrap();
-    assert_eq!(journal.session([1; 32], t0 + 20, 0).await.unwrap(), None);
-    assert!(
-        journal
-            .session([3; 32], t0 + 20, 0)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    // Seen again only past the granularity; idle ones end when looked at.
-    let later = t0 + SEEN_GRANULARITY_MS + 5;
-    let seen = journal.session([3; 32], later, 0).await.unwrap().unwrap();
-    assert_eq!(seen.last_seen_ms, later);
-    assert_eq!(
-        journal.session([4; 32], later, later).await.unwrap(),
-        None,
-        "idle"
-    );
-    assert_eq!(
-        journal.session([4; 32], later, 0).await.unwrap(),
-        None,
-        "ended"
-    );
-    journal.end_session([3; 32]).await.unwrap();
-    journal.end_session([3; 32]).await.unwrap();
-    assert_eq!(journal.session([3; 32], later, 0).await.unwrap(), None);
+    common::conformance::sessions(&*open(dir.path())).await;
 }
 
 mod actions_merge {

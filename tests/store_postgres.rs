@@ -410,3 +410,12 @@ async fn one_replica_holds_a_partitions_lease_and_a_stale_fence_writes_nothing()
     b.release("ci", "acme", &second).await.unwrap();
     assert!(claim(&c, "c3", later + 2).await.is_some(), "released: free");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_and_sessions_keep_the_contract_sqlite_keeps() {
+    let pg = Cluster::start();
+    let store = replica(&pg.database("clients").await).await;
+    common::conformance::clients(&store).await;
+    let store = replica(&pg.database("sessions").await).await;
+    common::conformance::sessions(&store).await;
+}

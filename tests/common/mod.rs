@@ -7,6 +7,7 @@ pub mod actions;
 pub mod admin;
 pub mod binary;
 pub mod census;
+pub mod conformance;
 pub mod consumer;
 pub mod hub;
 pub mod load;

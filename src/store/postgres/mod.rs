@@ -10,6 +10,7 @@
 //! `Backend`, and `[storage] url` an arm of `store::open`, once every
 //! trait is implemented and the conformance suite passes on it.
 
+mod clients;
 mod deliveries;
 mod jobs;
 pub mod schema;

@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "jobs",
         include_str!("../../../migrations/postgres/0002_jobs.sql"),
     ),
+    (
+        3,
+        "clients_sessions",
+        include_str!("../../../migrations/postgres/0003_clients_sessions.sql"),
+    ),
 ];
 
 /// Any constant: every gatehouse migrating this database takes this lock.

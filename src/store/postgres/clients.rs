@@ -1,0 +1,279 @@
+//! Gateway clients and their usage, and admin sessions, on PostgreSQL:
+//! shared, so a client added or revoked, or a login, holds on every
+//! replica at once.
+
+use async_trait::async_trait;
+
+use super::{Postgres, read_err};
+use crate::store::StoreError;
+use crate::store::clients::{ClientRow, StoredClient, Usage};
+use crate::store::sessions::{NewSession, SEEN_GRANULARITY_MS, Session};
+
+fn write_err(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Scopes and owners are kept as JSON arrays of strings.
+fn strings(json: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Read(format!("a stored list: {e}")))
+}
+
+#[async_trait]
+impl crate::store::Clients for Postgres {
+    async fn add_client(
+        &self,
+        name: &str,
+        token_hash: &str,
+        scopes: &[String],
+        owners: &[String],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let scopes = serde_json::to_string(scopes).expect("strings serialise");
+        let owners = serde_json::to_string(owners).expect("strings serialise");
+        let client = self.client().await?;
+        // A revoked name may be taken again; an active one may not.
+        let n = client
+            .execute(
+                "INSERT INTO clients (name, token_hash, scopes, owners, created_at_ms)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash,
+                     scopes = excluded.scopes, owners = excluded.owners,
+                     created_at_ms = excluded.created_at_ms, revoked_at_ms = NULL
+                 WHERE clients.revoked_at_ms IS NOT NULL",
+                &[&name, &token_hash, &scopes, &owners, &now_ms],
+            )
+            .await
+            .map_err(write_err)?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!(
+                "a client named {name:?} already exists"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn revoke_client(&self, name: &str, now_ms: i64) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE clients SET revoked_at_ms = $2 WHERE name = $1 AND revoked_at_ms IS NULL",
+                &[&name, &now_ms],
+            )
+            .await
+            .map_err(write_err)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "no active client named {name:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn client_by_token(&self, token_hash: &str) -> Result<Option<StoredClient>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT name, scopes, owners FROM clients
+                 WHERE token_hash = $1 AND revoked_at_ms IS NULL",
+                &[&token_hash],
+            )
+            .await
+            .map_err(read_err)?;
+        row.map(|r| {
+            Ok(StoredClient {
+                name: r.get(0),
+                scopes: strings(r.get(1))?,
+                owners: strings(r.get(2))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn clients(&self, now_ms: i64) -> Result<Vec<ClientRow>, StoreError> {
+        let since = now_ms / 60_000 - 60;
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT c.name, c.scopes, c.owners, c.created_at_ms, c.revoked_at_ms,
+                        COALESCE(SUM(u.requests), 0)::BIGINT, COALESCE(SUM(u.hits), 0)::BIGINT,
+                        COALESCE(SUM(u.revalidated), 0)::BIGINT, COALESCE(SUM(u.misses), 0)::BIGINT,
+                        COALESCE(SUM(u.bypassed), 0)::BIGINT, COALESCE(SUM(u.units_spent), 0)::BIGINT,
+                        COALESCE(SUM(u.units_saved), 0)::BIGINT
+                 FROM clients c LEFT JOIN client_usage u ON u.client = c.name AND u.minute > $1
+                 GROUP BY c.name ORDER BY c.created_at_ms DESC, c.name",
+                &[&since],
+            )
+            .await
+            .map_err(read_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ClientRow {
+                    name: r.get(0),
+                    scopes: strings(r.get(1))?,
+                    owners: strings(r.get(2))?,
+                    created_at_ms: r.get(3),
+                    revoked_at_ms: r.get(4),
+                    last_hour: Usage {
+                        requests: r.get(5),
+                        hits: r.get(6),
+                        revalidated: r.get(7),
+                        misses: r.get(8),
+                        bypassed: r.get(9),
+                        units_spent: r.get(10),
+                        units_saved: r.get(11),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn add_usage(
+        &self,
+        rows: Vec<((String, i64), Usage)>,
+        oldest_minute: i64,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        let upsert = tx
+            .prepare_cached(
+                "INSERT INTO client_usage (client, minute, requests, hits, revalidated,
+                     misses, bypassed, units_spent, units_saved)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (client, minute) DO UPDATE SET
+                     requests = client_usage.requests + excluded.requests,
+                     hits = client_usage.hits + excluded.hits,
+                     revalidated = client_usage.revalidated + excluded.revalidated,
+                     misses = client_usage.misses + excluded.misses,
+                     bypassed = client_usage.bypassed + excluded.bypassed,
+                     units_spent = client_usage.units_spent + excluded.units_spent,
+                     units_saved = client_usage.units_saved + excluded.units_saved",
+            )
+            .await
+            .map_err(write_err)?;
+        // Key order, so two replicas flushing at once lock rows alike.
+        let mut rows = rows;
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((client_name, minute), u) in &rows {
+            tx.execute(
+                &upsert,
+                &[
+                    client_name,
+                    minute,
+                    &u.requests,
+                    &u.hits,
+                    &u.revalidated,
+                    &u.misses,
+                    &u.bypassed,
+                    &u.units_spent,
+                    &u.units_saved,
+                ],
+            )
+            .await
+            .map_err(write_err)?;
+        }
+        tx.execute(
+            "DELETE FROM client_usage WHERE minute < $1",
+            &[&oldest_minute],
+        )
+        .await
+        .map_err(write_err)?;
+        tx.commit().await.map_err(write_err)
+    }
+}
+
+#[async_trait]
+impl crate::store::Sessions for Postgres {
+    async fn open_session(
+        &self,
+        s: &NewSession,
+        idle_before_ms: i64,
+        max: usize,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        tx.execute(
+            "DELETE FROM admin_sessions WHERE last_seen_ms < $1",
+            &[&idle_before_ms],
+        )
+        .await
+        .map_err(write_err)?;
+        tx.execute(
+            "DELETE FROM admin_sessions WHERE token_digest IN
+               (SELECT token_digest FROM admin_sessions ORDER BY last_seen_ms
+                LIMIT GREATEST((SELECT COUNT(*) FROM admin_sessions) + 1 - $1, 0))",
+            &[&(max as i64)],
+        )
+        .await
+        .map_err(write_err)?;
+        tx.execute(
+            "INSERT INTO admin_sessions
+               (token_digest, csrf, password_digest, created_at_ms, last_seen_ms)
+             VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (token_digest) DO UPDATE SET csrf = excluded.csrf,
+                 password_digest = excluded.password_digest, last_seen_ms = excluded.last_seen_ms",
+            &[
+                &&s.token_digest[..],
+                &s.csrf,
+                &&s.password_digest[..],
+                &s.now_ms,
+            ],
+        )
+        .await
+        .map_err(write_err)?;
+        tx.commit().await.map_err(write_err)
+    }
+
+    async fn session(
+        &self,
+        token_digest: [u8; 32],
+        now_ms: i64,
+        idle_before_ms: i64,
+    ) -> Result<Option<Session>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT csrf, password_digest, last_seen_ms FROM admin_sessions
+                 WHERE token_digest = $1",
+                &[&&token_digest[..]],
+            )
+            .await
+            .map_err(read_err)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let digest: Vec<u8> = row.get(1);
+        let mut s = Session {
+            csrf: row.get(0),
+            password_digest: digest.try_into().unwrap_or([0; 32]),
+            last_seen_ms: row.get(2),
+        };
+        if s.last_seen_ms < idle_before_ms {
+            self.end_session(token_digest).await?;
+            return Ok(None);
+        }
+        if now_ms - s.last_seen_ms >= SEEN_GRANULARITY_MS {
+            client
+                .execute(
+                    "UPDATE admin_sessions SET last_seen_ms = GREATEST(last_seen_ms, $2)
+                     WHERE token_digest = $1",
+                    &[&&token_digest[..], &now_ms],
+                )
+                .await
+                .map_err(write_err)?;
+            s.last_seen_ms = now_ms;
+        }
+        Ok(Some(s))
+    }
+
+    async fn end_session(&self, token_digest: [u8; 32]) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM admin_sessions WHERE token_digest = $1",
+                &[&&token_digest[..]],
+            )
+            .await
+            .map_err(write_err)?;
+        Ok(())
+    }
+}
