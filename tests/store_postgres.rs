@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use common::pg::Cluster;
 use gatehouse::journal::Appended;
-use gatehouse::store::Deliveries;
 use gatehouse::store::metrics::JournalMetrics;
 use gatehouse::store::postgres::{PgError, Postgres, schema};
+use gatehouse::store::{Deliveries, Lifecycle};
 
 async fn replica(url: &str) -> Postgres {
     Postgres::connect(url, JournalMetrics::unregistered())
@@ -418,4 +418,80 @@ async fn clients_and_sessions_keep_the_contract_sqlite_keeps() {
     common::conformance::clients(&store).await;
     let store = replica(&pg.database("sessions").await).await;
     common::conformance::sessions(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_work_on_one_replica_wakes_the_others_even_after_their_listen_connection_dies() {
+    let pg = Cluster::start();
+    let url = pg.database("journal").await;
+    let (a, b) = (replica(&url).await, replica(&url).await);
+    let mut heard = b.take_work_notices().expect("the scheduler's notices");
+    assert!(b.take_work_notices().is_none(), "one taker");
+    let hear = async |heard: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+                      want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match tokio::time::timeout(left, heard.recv()).await {
+                Ok(Some((sink, partition))) if sink == "ci" && partition == want => return,
+                Ok(Some(_)) => continue,
+                _ => panic!("replica b never heard of {want}'s work"),
+            }
+        }
+    };
+    a.append(common::journal_push("acme", "n1", 1, "ci"))
+        .await
+        .unwrap();
+    hear(&mut heard, "acme").await;
+    // The LISTEN connection is cut (as a failover or an idle timeout
+    // would); work made meanwhile is still heard, by the rescan after the
+    // reconnect if its notification was lost.
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = 'gatehouse-listen'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 2, "one LISTEN connection per replica");
+    a.append(common::journal_push("globex", "n2", 2, "ci"))
+        .await
+        .unwrap();
+    hear(&mut heard, "globex").await;
+    // And the connection is back: later work is heard too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = admin
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'gatehouse-listen'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never listened again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.append(common::journal_push("initech", "n3", 3, "ci"))
+        .await
+        .unwrap();
+    hear(&mut heard, "initech").await;
+    // Closing refuses new appends.
+    tokio::task::block_in_place(|| a.close());
+    assert!(
+        a.append(common::journal_push("acme", "n4", 4, "ci"))
+            .await
+            .is_err()
+    );
+    a.probe().await.unwrap();
+    assert!(a.size_bytes() > 0);
+    assert!(a.backup(std::path::Path::new("/tmp/x")).is_err());
 }

@@ -17,7 +17,7 @@ use crate::journal::model::{
     Appended, ContentKind, DeliveryMeta, DeliveryRow, NewDelivery, ParseStatus,
 };
 use crate::store::metrics::JournalMetrics;
-use crate::store::{Payload, StoreError};
+use crate::store::{Payload, StoreError, WorkNotice};
 
 /// Appends one transaction takes at most.
 const MAX_BATCH: usize = 256;
@@ -37,9 +37,10 @@ pub(super) fn start_writer(
     pool: Pool,
     metrics: JournalMetrics,
     writable: Arc<AtomicBool>,
+    wake: mpsc::UnboundedSender<WorkNotice>,
 ) -> mpsc::Sender<Append> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(writer(pool, rx, metrics, writable));
+    tokio::spawn(writer(pool, rx, metrics, writable, wake));
     tx
 }
 
@@ -48,6 +49,7 @@ async fn writer(
     mut rx: mpsc::Receiver<Append>,
     metrics: JournalMetrics,
     writable: Arc<AtomicBool>,
+    wake: mpsc::UnboundedSender<WorkNotice>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -72,9 +74,27 @@ async fn writer(
             Ok(appended) => {
                 writable.store(true, Ordering::SeqCst);
                 metrics.observe_commit(batch.len(), started.elapsed());
+                let mut work: Vec<WorkNotice> = batch
+                    .iter()
+                    .zip(&appended)
+                    .filter(|(_, r)| matches!(r, Appended::Queued { .. }))
+                    .flat_map(|(a, _)| {
+                        let p = &a.delivery.meta.partition_key;
+                        a.delivery.sinks.iter().map(|s| (s.clone(), p.clone()))
+                    })
+                    .collect();
+                work.sort();
+                work.dedup();
                 for (a, result) in batch.drain(..).zip(appended) {
                     let _ = a.reply.send(Ok(result));
                 }
+                // This replica's scheduler at once; the others through
+                // NOTIFY, after the commit.
+                for w in &work {
+                    let _ = wake.send(w.clone());
+                }
+                // Off the writer's path: the next batch need not wait.
+                tokio::spawn(announce(pool.clone(), work));
             }
             Err(e) => {
                 // Nothing was acknowledged: a failed commit, or one whose
@@ -87,6 +107,29 @@ async fn writer(
                     let _ = a.reply.send(Err(StoreError::Unavailable(e.to_string())));
                 }
             }
+        }
+    }
+}
+
+/// NOTIFY every replica of new work; lost notifications are caught by
+/// the listeners' rescans, so a failure here is only logged.
+async fn announce(pool: Pool, work: Vec<WorkNotice>) {
+    if work.is_empty() {
+        return;
+    }
+    let Ok(client) = pool.get().await else {
+        return;
+    };
+    for payload in super::notices::payloads(&work) {
+        if let Err(e) = client
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&super::notices::CHANNEL, &payload],
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "NOTIFY of new work failed");
+            return;
         }
     }
 }
@@ -255,12 +298,18 @@ fn row_to_delivery(r: &tokio_postgres::Row) -> Result<DeliveryRow, StoreError> {
 #[async_trait]
 impl crate::store::Deliveries for Postgres {
     async fn append(&self, delivery: NewDelivery) -> Result<Appended, StoreError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         let (reply, answer) = oneshot::channel();
-        self.appends
-            .send(Append { delivery, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let sent = self.appends.send(Append { delivery, reply }).await;
+        let result = match sent {
+            Ok(()) => answer.await.unwrap_or(Err(StoreError::Closed)),
+            Err(_) => Err(StoreError::Closed),
+        };
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 
     async fn prune(&self, before_ms: i64, limit: usize) -> Result<usize, StoreError> {

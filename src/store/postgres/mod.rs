@@ -6,23 +6,29 @@
 //! unique index across replicas, ordered per partition by a sequence
 //! number allocated under the partition's row lock; and the scheduler's
 //! `Jobs`: claims that skip a lease row another replica is writing under,
-//! fenced writes, jobs in sequence order. It becomes a
+//! fenced writes, jobs in sequence order; `Clients` and `Sessions`; and
+//! `Lifecycle`, whose work notices reach every replica through
+//! LISTEN/NOTIFY with a rescan after each reconnect. It becomes a
 //! `Backend`, and `[storage] url` an arm of `store::open`, once every
 //! trait is implemented and the conformance suite passes on it.
 
 mod clients;
 mod deliveries;
 mod jobs;
+mod notices;
 pub mod schema;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::mpsc;
 
-use crate::store::StoreError;
 use crate::store::metrics::JournalMetrics;
+use crate::store::{BackupDone, Health, StoreError, WorkNotice};
 
 /// Why the PostgreSQL store could not open or answer.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +65,14 @@ pub struct Postgres {
     pool: Pool,
     appends: mpsc::Sender<deliveries::Append>,
     writable: Arc<AtomicBool>,
+    /// Appends sent and not yet answered (close waits for them).
+    in_flight: Arc<AtomicUsize>,
+    closed: AtomicBool,
+    /// Every replica's new work, heard through LISTEN, for the scheduler.
+    notices: Mutex<Option<mpsc::UnboundedReceiver<WorkNotice>>>,
+    wake: mpsc::UnboundedSender<WorkNotice>,
+    /// The database's size as last probed, for `/metrics`.
+    size: AtomicU64,
 }
 
 impl Postgres {
@@ -87,17 +101,22 @@ impl Postgres {
         schema::migrate(&mut client).await?;
         drop(client);
         let writable = Arc::new(AtomicBool::new(true));
-        let appends = deliveries::start_writer(pool.clone(), metrics, writable.clone());
+        let (wake, notices) = mpsc::unbounded_channel();
+        let appends =
+            deliveries::start_writer(pool.clone(), metrics, writable.clone(), wake.clone());
+        let mut listen_config: tokio_postgres::Config = url.parse()?;
+        listen_config.application_name("gatehouse-listen");
+        tokio::spawn(notices::listen(listen_config, pool.clone(), wake.clone()));
         Ok(Postgres {
             pool,
             appends,
             writable,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            closed: AtomicBool::new(false),
+            notices: Mutex::new(Some(notices)),
+            wake,
+            size: AtomicU64::new(0),
         })
-    }
-
-    /// False after a failed commit, until a later one succeeds.
-    pub fn is_writable(&self) -> bool {
-        self.writable.load(Ordering::SeqCst)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -111,4 +130,71 @@ impl Postgres {
 /// A failed read, in the store's terms.
 fn read_err(e: tokio_postgres::Error) -> StoreError {
     StoreError::Read(e.to_string())
+}
+
+#[async_trait]
+impl crate::store::Lifecycle for Postgres {
+    /// Takes a transaction id: the server accepts writes now.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT txid_current(), pg_database_size(current_database())",
+                &[],
+            )
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.size
+            .store(row.get::<_, i64>(1) as u64, Ordering::Relaxed);
+        self.writable.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::SeqCst)
+    }
+
+    /// The server may be down for a while; it is never lost for good from
+    /// here.
+    fn health(&self) -> Health {
+        if self.is_writable() {
+            Health::Writable
+        } else {
+            Health::Unwritable
+        }
+    }
+
+    /// No file of ours to lose.
+    fn check_files(&self) -> bool {
+        true
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    fn take_work_notices(&self) -> Option<mpsc::UnboundedReceiver<WorkNotice>> {
+        self.notices.lock().expect("notices lock").take()
+    }
+
+    fn wake(&self, sink: String, partition: String) {
+        let _ = self.wake.send((sink, partition));
+    }
+
+    /// Refuses new appends and waits (up to 10 s) for those in flight.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn backup(&self, _dest: &Path) -> Result<BackupDone, StoreError> {
+        Err(StoreError::Invalid(
+            "a PostgreSQL store is backed up with the server's own tools: pg_dump, or base \
+             backups with WAL archiving"
+                .into(),
+        ))
+    }
 }
