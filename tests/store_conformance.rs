@@ -187,185 +187,28 @@ async fn leases_left_by_a_dead_process_expire_at_start_and_keep_their_fences() {
     );
 }
 
-/// A delivery as the journal takes it, for `hook` and `sinks`, received at
-/// `at_ms`.
-fn delivery(
-    hook: &str,
-    org: &str,
-    guid: &str,
-    sinks: &[&str],
-    at_ms: i64,
-) -> gatehouse::journal::NewDelivery {
-    let mut d = common::journal_push(org, guid, 1, "ci");
-    d.meta.hook_id = hook.into();
-    d.meta.received_at_ms = at_ms;
-    d.sinks = sinks.iter().map(|s| s.to_string()).collect();
-    d
-}
-
 #[tokio::test]
 async fn an_append_is_deduplicated_by_hook_and_guid_and_fans_out_to_each_sink() {
-    use gatehouse::journal::Appended;
     let dir = tempfile::tempdir().unwrap();
-    let journal = open(dir.path());
-    let now = gatehouse::clock::now_ms();
-    let first = journal
-        .append(delivery("1", "acme", "g1", &["ci", "audit"], now))
-        .await
-        .unwrap();
-    let Appended::Queued { id } = first else {
-        panic!("new delivery not queued: {first:?}")
-    };
-    assert_eq!(
-        journal
-            .append(delivery("1", "acme", "g1", &["ci", "audit"], now))
-            .await
-            .unwrap(),
-        Appended::Duplicate,
-        "the same (hook, GUID) changes nothing"
-    );
-    // GitHub sends one GUID to every hook subscribed: each is its own.
-    assert!(matches!(
-        journal
-            .append(delivery("2", "acme", "g1", &["ci"], now))
-            .await
-            .unwrap(),
-        Appended::Queued { .. }
-    ));
-    assert_eq!(journal.ids_of_guid("g1").await.unwrap().len(), 2);
-    let shown = journal.show(id).await.unwrap().unwrap();
-    let mut routes: Vec<&str> = shown.jobs.iter().map(|j| j.route.as_str()).collect();
-    routes.sort();
-    assert_eq!(routes, ["audit", "ci"], "one pending job per sink");
-    assert!(shown.jobs.iter().all(|j| j.state == "pending"));
-    let row = journal.delivery("1", "g1").await.unwrap().unwrap();
-    assert_eq!(row.id, id);
-    let payload = journal.payload(id).await.unwrap().unwrap();
-    assert_eq!(payload.body, common::push_for("acme", 1));
-    assert!(journal.delivery("3", "g1").await.unwrap().is_none());
+    common::conformance::appends_dedupe_and_fan_out(&*open(dir.path())).await;
 }
 
 #[tokio::test]
 async fn pending_jobs_come_in_journal_order_per_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = open(dir.path());
-    let now = gatehouse::clock::now_ms();
-    for (i, org) in ["acme", "globex", "acme", "acme", "globex"]
-        .iter()
-        .enumerate()
-    {
-        journal
-            .append(delivery("1", org, &format!("g{i}"), &["ci"], now))
-            .await
-            .unwrap();
-    }
-    let acme = journal.pending("ci", "acme", None, 10).await.unwrap();
-    let ids: Vec<i64> = acme.iter().map(|j| j.delivery_id).collect();
-    let mut sorted = ids.clone();
-    sorted.sort();
-    assert_eq!(ids, sorted, "FIFO by journal order");
-    assert_eq!(ids.len(), 3);
-    assert_eq!(
-        journal.pending("ci", "acme", None, 2).await.unwrap().len(),
-        2
-    );
-    let due = journal.due_partitions().await.unwrap();
-    let mut parts: Vec<&str> = due.iter().map(|d| d.1.as_str()).collect();
-    parts.sort();
-    assert_eq!(parts, ["acme", "globex"]);
+    common::conformance::pending_in_order(&*open(dir.path())).await;
 }
 
 #[tokio::test]
 async fn holds_keep_a_partition_and_a_route_from_running_until_resumed() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = open(dir.path());
-    let now = gatehouse::clock::now_ms();
-    append(&journal, "acme", "g1").await;
-    journal.hold_partition("ci", "acme", true).await.unwrap();
-    assert!(matches!(
-        journal
-            .acquire("ci", "acme", "w", now, LEASE_MS)
-            .await
-            .unwrap(),
-        Lease::Held
-    ));
-    assert!(journal.due_partitions().await.unwrap().is_empty());
-    journal.hold_partition("ci", "acme", false).await.unwrap();
-    journal.hold_route("ci", true).await.unwrap();
-    journal.hold_route("ci", true).await.unwrap();
-    let states = journal.route_states(&["ci".into()], now).await.unwrap();
-    assert!(states[0].paused, "idempotent");
-    assert!(matches!(
-        journal
-            .acquire("ci", "acme", "w", now, LEASE_MS)
-            .await
-            .unwrap(),
-        Lease::Held
-    ));
-    journal.hold_route("ci", false).await.unwrap();
-    assert!(matches!(
-        journal
-            .acquire("ci", "acme", "w", now, LEASE_MS)
-            .await
-            .unwrap(),
-        Lease::Taken { .. }
-    ));
+    common::conformance::holds(&*open(dir.path())).await;
 }
 
 #[tokio::test]
 async fn a_dead_letter_is_retried_from_a_clean_slate_and_a_backfill_is_idempotent() {
-    use gatehouse::store::operator::Filter;
     let dir = tempfile::tempdir().unwrap();
-    let journal = open(dir.path());
-    let now = gatehouse::clock::now_ms();
-    append(&journal, "acme", "g1").await;
-    let fence = claim(&journal, "w", now).await.unwrap();
-    let job = journal
-        .pending("ci", "acme", None, 1)
-        .await
-        .unwrap()
-        .remove(0);
-    let dead = journal
-        .record(&job, "ci", "acme", &fence, failed_at(now), 1, now, LEASE_MS)
-        .await
-        .unwrap();
-    assert_eq!(dead, After::Dead, "max_attempts 1");
-    let dead_ones = Filter {
-        state: Some("dead".into()),
-        ..Filter::default()
-    };
-    assert_eq!(journal.count_dead(&dead_ones).await.unwrap(), 1);
-    let requeued = journal.retry_dead(&dead_ones).await.unwrap();
-    assert_eq!(requeued.jobs, 1);
-    assert!(
-        requeued
-            .partitions
-            .contains(&("ci".to_string(), "acme".to_string()))
-    );
-    assert_eq!(journal.count_dead(&dead_ones).await.unwrap(), 0);
-    let again = journal.pending("ci", "acme", None, 1).await.unwrap();
-    assert_eq!(again[0].attempts, 0, "a clean slate");
-    // A bad filter is refused, not read as "everything".
-    let typo = Filter {
-        state: Some("deda".into()),
-        ..Filter::default()
-    };
-    assert!(matches!(
-        journal.count_dead(&typo).await,
-        Err(gatehouse::store::StoreError::Invalid(_))
-    ));
-    // A back-fill gives a new sink the deliveries it wants, once.
-    let wants = || -> gatehouse::store::operator::Wants { Box::new(|m| m.event == "push") };
-    assert_eq!(journal.backfill("audit", wants(), 0, now).await.unwrap(), 1);
-    assert_eq!(journal.backfill("audit", wants(), 0, now).await.unwrap(), 0);
-    assert_eq!(
-        journal
-            .pending("audit", "acme", None, 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    common::conformance::retry_and_backfill(&*open(dir.path())).await;
 }
 
 #[tokio::test]
@@ -374,11 +217,23 @@ async fn prune_keeps_every_delivery_with_unfinished_work() {
     let journal = open(dir.path());
     let long_ago = 1_000;
     journal
-        .append(delivery("1", "acme", "pending", &["ci"], long_ago))
+        .append(common::conformance::delivery(
+            "1",
+            "acme",
+            "pending",
+            &["ci"],
+            long_ago,
+        ))
         .await
         .unwrap();
     journal
-        .append(delivery("1", "acme", "nothing-to-do", &[], long_ago))
+        .append(common::conformance::delivery(
+            "1",
+            "acme",
+            "nothing-to-do",
+            &[],
+            long_ago,
+        ))
         .await
         .unwrap();
     let n = journal.prune(long_ago + 1, 100).await.unwrap();

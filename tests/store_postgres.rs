@@ -495,3 +495,16 @@ async fn new_work_on_one_replica_wakes_the_others_even_after_their_listen_connec
     assert!(a.size_bytes() > 0);
     assert!(a.backup(std::path::Path::new("/tmp/x")).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_journal_scheduler_and_operator_cases_sqlite_passes_pass_here() {
+    let pg = Cluster::start();
+    let store = replica(&pg.database("appends").await).await;
+    common::conformance::appends_dedupe_and_fan_out(&store).await;
+    let store = replica(&pg.database("fifo").await).await;
+    common::conformance::pending_in_order(&store).await;
+    let store = replica(&pg.database("holds").await).await;
+    common::conformance::holds(&store).await;
+    let store = replica(&pg.database("retry").await).await;
+    common::conformance::retry_and_backfill(&store).await;
+}

@@ -3,8 +3,59 @@
 //! `store_postgres.rs` on PostgreSQL).
 
 use gatehouse::store::clients::Usage;
+use gatehouse::store::jobs::{After, Attempt, Fence, Lease, Outcome};
 use gatehouse::store::sessions::{NewSession, SEEN_GRANULARITY_MS};
-use gatehouse::store::{Clients, Sessions, StoreError};
+use gatehouse::store::{Clients, Deliveries, Jobs, Operator, Sessions, StoreError};
+
+const LEASE_MS: i64 = 30_000;
+
+/// A delivery as the journal takes it, for `hook` and `sinks`, received at
+/// `at_ms`.
+pub fn delivery(
+    hook: &str,
+    org: &str,
+    guid: &str,
+    sinks: &[&str],
+    at_ms: i64,
+) -> gatehouse::journal::NewDelivery {
+    let mut d = super::journal_push(org, guid, 1, "ci");
+    d.meta.hook_id = hook.into();
+    d.meta.received_at_ms = at_ms;
+    d.sinks = sinks.iter().map(|s| s.to_string()).collect();
+    d
+}
+
+async fn append<S: Deliveries + ?Sized>(journal: &S, org: &str, guid: &str) {
+    journal
+        .append(super::journal_push(org, guid, 1, "ci"))
+        .await
+        .unwrap();
+}
+
+async fn claim<S: Jobs + ?Sized>(journal: &S, owner: &str, now_ms: i64) -> Option<Fence> {
+    match journal
+        .acquire("ci", "acme", owner, now_ms, LEASE_MS)
+        .await
+        .unwrap()
+    {
+        Lease::Taken { fence, .. } => Some(fence),
+        Lease::Busy => None,
+        Lease::Held => panic!("not held"),
+    }
+}
+
+fn failed_at(now_ms: i64) -> Attempt {
+    Attempt {
+        outcome: Outcome::Failed,
+        status_code: Some(500),
+        started_at_ms: now_ms,
+        duration_ms: 1,
+        error: Some("HTTP 500".into()),
+        response_excerpt: None,
+        url: Some("http://127.0.0.1:9/hook".into()),
+        response_headers: None,
+    }
+}
 
 /// Clients are kept by token hash; a name is unique while active and may
 /// be reused once revoked; usage adds up per minute.
@@ -99,4 +150,157 @@ pub async fn sessions<S: Sessions + ?Sized>(store: &S) {
     store.end_session([3; 32]).await.unwrap();
     store.end_session([3; 32]).await.unwrap();
     assert_eq!(store.session([3; 32], later, 0).await.unwrap(), None);
+}
+
+pub async fn appends_dedupe_and_fan_out<S: Deliveries + Jobs + Operator + ?Sized>(journal: &S) {
+    use gatehouse::journal::Appended;
+    let now = gatehouse::clock::now_ms();
+    let first = journal
+        .append(delivery("1", "acme", "g1", &["ci", "audit"], now))
+        .await
+        .unwrap();
+    let Appended::Queued { id } = first else {
+        panic!("new delivery not queued: {first:?}")
+    };
+    assert_eq!(
+        journal
+            .append(delivery("1", "acme", "g1", &["ci", "audit"], now))
+            .await
+            .unwrap(),
+        Appended::Duplicate,
+        "the same (hook, GUID) changes nothing"
+    );
+    // GitHub sends one GUID to every hook subscribed: each is its own.
+    assert!(matches!(
+        journal
+            .append(delivery("2", "acme", "g1", &["ci"], now))
+            .await
+            .unwrap(),
+        Appended::Queued { .. }
+    ));
+    assert_eq!(journal.ids_of_guid("g1").await.unwrap().len(), 2);
+    let shown = journal.show(id).await.unwrap().unwrap();
+    let mut routes: Vec<&str> = shown.jobs.iter().map(|j| j.route.as_str()).collect();
+    routes.sort();
+    assert_eq!(routes, ["audit", "ci"], "one pending job per sink");
+    assert!(shown.jobs.iter().all(|j| j.state == "pending"));
+    let row = journal.delivery("1", "g1").await.unwrap().unwrap();
+    assert_eq!(row.id, id);
+    let payload = journal.payload(id).await.unwrap().unwrap();
+    assert_eq!(payload.body, super::push_for("acme", 1));
+    assert!(journal.delivery("3", "g1").await.unwrap().is_none());
+}
+
+pub async fn pending_in_order<S: Deliveries + Jobs + Operator + ?Sized>(journal: &S) {
+    let now = gatehouse::clock::now_ms();
+    for (i, org) in ["acme", "globex", "acme", "acme", "globex"]
+        .iter()
+        .enumerate()
+    {
+        journal
+            .append(delivery("1", org, &format!("g{i}"), &["ci"], now))
+            .await
+            .unwrap();
+    }
+    let acme = journal.pending("ci", "acme", None, 10).await.unwrap();
+    let ids: Vec<i64> = acme.iter().map(|j| j.delivery_id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "FIFO by journal order");
+    assert_eq!(ids.len(), 3);
+    assert_eq!(
+        journal.pending("ci", "acme", None, 2).await.unwrap().len(),
+        2
+    );
+    let due = journal.due_partitions().await.unwrap();
+    let mut parts: Vec<&str> = due.iter().map(|d| d.1.as_str()).collect();
+    parts.sort();
+    assert_eq!(parts, ["acme", "globex"]);
+}
+
+pub async fn holds<S: Deliveries + Jobs + Operator + ?Sized>(journal: &S) {
+    let now = gatehouse::clock::now_ms();
+    append(journal, "acme", "g1").await;
+    journal.hold_partition("ci", "acme", true).await.unwrap();
+    assert!(matches!(
+        journal
+            .acquire("ci", "acme", "w", now, LEASE_MS)
+            .await
+            .unwrap(),
+        Lease::Held
+    ));
+    assert!(journal.due_partitions().await.unwrap().is_empty());
+    journal.hold_partition("ci", "acme", false).await.unwrap();
+    journal.hold_route("ci", true).await.unwrap();
+    journal.hold_route("ci", true).await.unwrap();
+    let states = journal.route_states(&["ci".into()], now).await.unwrap();
+    assert!(states[0].paused, "idempotent");
+    assert!(matches!(
+        journal
+            .acquire("ci", "acme", "w", now, LEASE_MS)
+            .await
+            .unwrap(),
+        Lease::Held
+    ));
+    journal.hold_route("ci", false).await.unwrap();
+    assert!(matches!(
+        journal
+            .acquire("ci", "acme", "w", now, LEASE_MS)
+            .await
+            .unwrap(),
+        Lease::Taken { .. }
+    ));
+}
+
+pub async fn retry_and_backfill<S: Deliveries + Jobs + Operator + ?Sized>(journal: &S) {
+    use gatehouse::store::operator::Filter;
+    let now = gatehouse::clock::now_ms();
+    append(journal, "acme", "g1").await;
+    let fence = claim(journal, "w", now).await.unwrap();
+    let job = journal
+        .pending("ci", "acme", None, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let dead = journal
+        .record(&job, "ci", "acme", &fence, failed_at(now), 1, now, LEASE_MS)
+        .await
+        .unwrap();
+    assert_eq!(dead, After::Dead, "max_attempts 1");
+    let dead_ones = Filter {
+        state: Some("dead".into()),
+        ..Filter::default()
+    };
+    assert_eq!(journal.count_dead(&dead_ones).await.unwrap(), 1);
+    let requeued = journal.retry_dead(&dead_ones).await.unwrap();
+    assert_eq!(requeued.jobs, 1);
+    assert!(
+        requeued
+            .partitions
+            .contains(&("ci".to_string(), "acme".to_string()))
+    );
+    assert_eq!(journal.count_dead(&dead_ones).await.unwrap(), 0);
+    let again = journal.pending("ci", "acme", None, 1).await.unwrap();
+    assert_eq!(again[0].attempts, 0, "a clean slate");
+    // A bad filter is refused, not read as "everything".
+    let typo = Filter {
+        state: Some("deda".into()),
+        ..Filter::default()
+    };
+    assert!(matches!(
+        journal.count_dead(&typo).await,
+        Err(gatehouse::store::StoreError::Invalid(_))
+    ));
+    // A back-fill gives a new sink the deliveries it wants, once.
+    let wants = || -> gatehouse::store::operator::Wants { Box::new(|m| m.event == "push") };
+    assert_eq!(journal.backfill("audit", wants(), 0, now).await.unwrap(), 1);
+    assert_eq!(journal.backfill("audit", wants(), 0, now).await.unwrap(), 0);
+    assert_eq!(
+        journal
+            .pending("audit", "acme", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -113,7 +113,7 @@ async fn writer(
 
 /// NOTIFY every replica of new work; lost notifications are caught by
 /// the listeners' rescans, so a failure here is only logged.
-async fn announce(pool: Pool, work: Vec<WorkNotice>) {
+pub(super) async fn announce(pool: Pool, work: Vec<WorkNotice>) {
     if work.is_empty() {
         return;
     }
@@ -269,7 +269,7 @@ const COLUMNS: &str = "id, hook_id, guid, event, action, installation_id, target
     repository, owner, partition_key, received_at_ms, body_size, content_kind, parse_status,
     parse_error";
 
-fn row_to_delivery(r: &tokio_postgres::Row) -> Result<DeliveryRow, StoreError> {
+pub(super) fn row_to_delivery(r: &tokio_postgres::Row) -> Result<DeliveryRow, StoreError> {
     let kind: String = r.get(13);
     let status: String = r.get(14);
     Ok(DeliveryRow {

@@ -6,7 +6,8 @@
 //! unique index across replicas, ordered per partition by a sequence
 //! number allocated under the partition's row lock; and the scheduler's
 //! `Jobs`: claims that skip a lease row another replica is writing under,
-//! fenced writes, jobs in sequence order; `Clients` and `Sessions`; and
+//! fenced writes, jobs in sequence order; `Operator` (lists, retries,
+//! back-fills in sequence order, holds), `Clients` and `Sessions`; and
 //! `Lifecycle`, whose work notices reach every replica through
 //! LISTEN/NOTIFY with a rescan after each reconnect. It becomes a
 //! `Backend`, and `[storage] url` an arm of `store::open`, once every
@@ -16,6 +17,7 @@ mod clients;
 mod deliveries;
 mod jobs;
 mod notices;
+mod operator;
 pub mod schema;
 
 use std::path::Path;

@@ -1,0 +1,538 @@
+//! Operator actions on PostgreSQL: list and show deliveries, retry jobs,
+//! back-fill a new route, hold and resume routes and partitions, drop a
+//! removed route's jobs. Every value is bound, never spliced, except the
+//! job state, which comes from a closed list.
+
+use async_trait::async_trait;
+use tokio_postgres::types::ToSql;
+
+use super::{Postgres, read_err};
+use crate::store::StoreError;
+use crate::store::jobs::Backlog;
+use crate::store::operator::{
+    AttemptRow, Cursor, Filter, JobDetail, Listed, Orphaned, Page, Requeued, RouteState, STATES,
+    Shown, Wants,
+};
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// A WHERE clause being built, with its values numbered as they come.
+#[derive(Default)]
+struct Clause {
+    parts: Vec<String>,
+    values: Vec<Param>,
+}
+
+impl Clause {
+    /// `$n` for a new value.
+    fn bind(&mut self, v: impl ToSql + Sync + Send + 'static) -> String {
+        self.values.push(Box::new(v));
+        format!("${}", self.values.len())
+    }
+
+    fn sql(&self) -> String {
+        if self.parts.is_empty() {
+            "true".into()
+        } else {
+            self.parts.join(" AND ")
+        }
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.values
+            .iter()
+            .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+fn filter_clause(f: &Filter) -> Result<Clause, StoreError> {
+    let mut c = Clause::default();
+    for (column, v) in [
+        ("event", &f.event),
+        ("action", &f.action),
+        ("repository", &f.repository),
+        ("partition_key", &f.partition),
+        ("guid", &f.guid),
+    ] {
+        if let Some(v) = v {
+            let p = c.bind(v.clone());
+            c.parts.push(format!("d.{column} = {p}"));
+        }
+    }
+    if let Some(t) = f.since_ms {
+        let p = c.bind(t);
+        c.parts.push(format!("d.received_at_ms >= {p}"));
+    }
+    if let Some(t) = f.until_ms {
+        let p = c.bind(t);
+        c.parts.push(format!("d.received_at_ms < {p}"));
+    }
+    let state =
+        match f.state.as_deref() {
+            None => None,
+            Some(s) => Some(*STATES.iter().find(|k| **k == s).ok_or_else(|| {
+                StoreError::Invalid(format!("state {s:?}: pending, done or dead"))
+            })?),
+        };
+    let sink = match &f.route {
+        Some(r) => format!(" AND j.sink = {}", c.bind(r.clone())),
+        None => String::new(),
+    };
+    match state {
+        Some(s) => c.parts.push(format!(
+            "EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.id AND j.state = '{s}'{sink})"
+        )),
+        None if f.route.is_some() => c.parts.push(format!(
+            "EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.id{sink})"
+        )),
+        None => {}
+    }
+    Ok(c)
+}
+
+const LISTED: &str = "d.id, d.guid, d.hook_id, d.event, d.action, d.partition_key,
+    d.received_at_ms, d.repository,
+    (SELECT string_agg(j.sink || ':' || j.state, ' ' ORDER BY j.sink) FROM jobs j
+      WHERE j.delivery_id = d.id),
+    d.recovered";
+
+fn listed(r: &tokio_postgres::Row) -> Listed {
+    let jobs: Option<String> = r.get(8);
+    Listed {
+        id: r.get(0),
+        guid: r.get(1),
+        hook_id: r.get(2),
+        event: r.get(3),
+        action: r.get(4),
+        partition: r.get(5),
+        received_at_ms: r.get(6),
+        repository: r.get(7),
+        jobs: jobs
+            .map(|j| j.split(' ').map(String::from).collect())
+            .unwrap_or_default(),
+        recovered: r.get(9),
+    }
+}
+
+fn write_err(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl Postgres {
+    /// Runs every finished job matching `clause` (over `jobs`) again from
+    /// a clean slate.
+    async fn requeue(&self, mut clause: Clause) -> Result<Requeued, StoreError> {
+        let now = clause.bind(crate::clock::now_ms());
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "UPDATE jobs SET state = 'pending', attempts = 0, next_at_ms = {now},
+                         updated_at_ms = {now}
+                     WHERE state <> 'pending' AND {} RETURNING sink, partition_key",
+                    clause.sql()
+                ),
+                &clause.refs(),
+            )
+            .await
+            .map_err(write_err)?;
+        let mut out = Requeued::default();
+        for r in rows {
+            out.jobs += 1;
+            out.partitions.insert((r.get(0), r.get(1)));
+        }
+        // Every replica's scheduler hears of it, this one's included.
+        super::deliveries::announce(self.pool.clone(), out.partitions.iter().cloned().collect())
+            .await;
+        Ok(out)
+    }
+
+    /// The dead letters among the deliveries matching `f`, over `jobs`.
+    fn dead_of(f: &Filter) -> Result<Clause, StoreError> {
+        let mut c = filter_clause(f)?;
+        let w = c.sql();
+        let mut parts = vec![
+            "jobs.state = 'dead'".to_string(),
+            format!("EXISTS (SELECT 1 FROM deliveries d WHERE d.id = jobs.delivery_id AND {w})"),
+        ];
+        if let Some(r) = &f.route {
+            parts.push(format!("jobs.sink = {}", c.bind(r.clone())));
+        }
+        c.parts = parts;
+        Ok(c)
+    }
+}
+
+#[async_trait]
+impl crate::store::Operator for Postgres {
+    async fn list(
+        &self,
+        filter: &Filter,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let mut c = filter_clause(filter)?;
+        let (keyset, order) = match cursor {
+            Cursor::Newest => (String::new(), "DESC"),
+            Cursor::Before(id) => (format!(" AND d.id < {}", c.bind(id)), "DESC"),
+            Cursor::After(id) => (format!(" AND d.id > {}", c.bind(id)), "ASC"),
+        };
+        let lim = c.bind(limit as i64 + 1);
+        let client = self.client().await?;
+        let found = client
+            .query(
+                &format!(
+                    "SELECT {LISTED} FROM deliveries d WHERE {}{keyset} ORDER BY d.id {order}
+                     LIMIT {lim}",
+                    c.sql()
+                ),
+                &c.refs(),
+            )
+            .await
+            .map_err(read_err)?;
+        let mut rows: Vec<Listed> = found.iter().map(listed).collect();
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Ok(match cursor {
+            Cursor::Newest => Page {
+                rows,
+                has_newer: false,
+                has_older: more,
+            },
+            Cursor::Before(_) => Page {
+                rows,
+                has_newer: true,
+                has_older: more,
+            },
+            Cursor::After(_) => {
+                rows.reverse();
+                Page {
+                    rows,
+                    has_newer: more,
+                    has_older: true,
+                }
+            }
+        })
+    }
+
+    async fn ids_of_guid(&self, guid: &str) -> Result<Vec<i64>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id FROM deliveries WHERE guid = $1 ORDER BY id",
+                &[&guid],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn show(&self, delivery_id: i64) -> Result<Option<Shown>, StoreError> {
+        let client = self.client().await?;
+        let Some(r) = client
+            .query_opt(
+                &format!(
+                    "SELECT {LISTED}, d.installation_id, d.body_size, d.parse_status,
+                            d.content_kind, d.parse_error
+                     FROM deliveries d WHERE d.id = $1"
+                ),
+                &[&delivery_id],
+            )
+            .await
+            .map_err(read_err)?
+        else {
+            return Ok(None);
+        };
+        let mut shown = Shown {
+            listed: Listed {
+                jobs: vec![],
+                ..listed(&r)
+            },
+            repository: r.get(7),
+            installation_id: r.get(10),
+            body_size: r.get(11),
+            parse_status: r.get(12),
+            content_kind: r.get(13),
+            parse_error: r.get(14),
+            jobs: vec![],
+        };
+        // The job a pending one waits behind is its partition's first in
+        // sequence order.
+        let jobs = client
+            .query(
+                "SELECT j.id, j.sink, j.state, j.attempts::BIGINT, j.next_at_ms,
+                        CASE WHEN j.state = 'pending' THEN
+                          (SELECT h.id FROM jobs h WHERE h.sink = j.sink
+                             AND h.partition_key = j.partition_key AND h.state = 'pending'
+                           ORDER BY h.seq LIMIT 1)
+                        END
+                 FROM jobs j WHERE j.delivery_id = $1 ORDER BY j.sink",
+                &[&delivery_id],
+            )
+            .await
+            .map_err(read_err)?;
+        for j in jobs {
+            let job_id: i64 = j.get(0);
+            let history = client
+                .query(
+                    "SELECT n::BIGINT, started_at_ms, duration_ms, status_code::BIGINT, outcome,
+                            error, response_excerpt, url, response_headers
+                     FROM attempts WHERE job_id = $1 ORDER BY n",
+                    &[&job_id],
+                )
+                .await
+                .map_err(read_err)?
+                .iter()
+                .map(|a| {
+                    let headers: Option<Vec<u8>> = a.get(8);
+                    AttemptRow {
+                        n: a.get(0),
+                        started_at_ms: a.get(1),
+                        duration_ms: a.get(2),
+                        status_code: a.get(3),
+                        outcome: a.get(4),
+                        error: a.get(5),
+                        response_excerpt: a.get(6),
+                        url: a.get(7),
+                        response_headers: headers
+                            .map(|h| {
+                                crate::journal::model::decode_headers(&h)
+                                    .into_iter()
+                                    .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    }
+                })
+                .collect();
+            let (route, state): (String, String) = (j.get(1), j.get(2));
+            let head: Option<i64> = j.get(5);
+            shown.listed.jobs.push(format!("{route}:{state}"));
+            shown.jobs.push(JobDetail {
+                id: job_id,
+                route,
+                state,
+                attempts: j.get(3),
+                next_at_ms: j.get(4),
+                behind: head.filter(|h| *h != job_id),
+                history,
+            });
+        }
+        Ok(Some(shown))
+    }
+
+    async fn retry_guid(&self, guid: &str, route: Option<&str>) -> Result<Requeued, StoreError> {
+        let mut c = Clause::default();
+        let g = c.bind(guid.to_string());
+        c.parts.push(format!(
+            "delivery_id IN (SELECT id FROM deliveries WHERE guid = {g})"
+        ));
+        if let Some(r) = route {
+            let p = c.bind(r.to_string());
+            c.parts.push(format!("sink = {p}"));
+        }
+        self.requeue(c).await
+    }
+
+    async fn retry_delivery(&self, id: i64, route: Option<&str>) -> Result<Requeued, StoreError> {
+        let mut c = Clause::default();
+        let p = c.bind(id);
+        c.parts.push(format!("delivery_id = {p}"));
+        if let Some(r) = route {
+            let p = c.bind(r.to_string());
+            c.parts.push(format!("sink = {p}"));
+        }
+        self.requeue(c).await
+    }
+
+    async fn count_dead(&self, filter: &Filter) -> Result<i64, StoreError> {
+        let c = Postgres::dead_of(filter)?;
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                &format!("SELECT COUNT(*) FROM jobs WHERE {}", c.sql()),
+                &c.refs(),
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(row.get(0))
+    }
+
+    async fn retry_dead(&self, filter: &Filter) -> Result<Requeued, StoreError> {
+        self.requeue(Postgres::dead_of(filter)?).await
+    }
+
+    /// The new jobs take their deliveries' sequence numbers, so they run
+    /// in received order with the partition's other work.
+    async fn backfill(
+        &self,
+        sink: &str,
+        wants: Wants,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        let rows = tx
+            .query(
+                "SELECT id, hook_id, guid, event, action, installation_id, target_type, target_id,
+                        repository, owner, partition_key, received_at_ms, body_size, content_kind,
+                        parse_status, parse_error, seq
+                 FROM deliveries d
+                 WHERE d.received_at_ms >= $1
+                   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.id AND j.sink = $2)
+                 ORDER BY d.partition_key, d.seq",
+                &[&since_ms, &sink],
+            )
+            .await
+            .map_err(write_err)?;
+        let mut n = 0;
+        let mut work = std::collections::BTreeSet::new();
+        for r in &rows {
+            let d = super::deliveries::row_to_delivery(r)?;
+            if !wants(&d.meta) {
+                continue;
+            }
+            let seq: i64 = r.get(16);
+            tx.execute(
+                "INSERT INTO jobs (delivery_id, sink, partition_key, seq, state, attempts,
+                                   next_at_ms, updated_at_ms)
+                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
+                &[&d.id, &sink, &d.meta.partition_key, &seq, &now_ms],
+            )
+            .await
+            .map_err(write_err)?;
+            tx.execute(
+                "INSERT INTO partitions (sink, partition_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&sink, &d.meta.partition_key],
+            )
+            .await
+            .map_err(write_err)?;
+            work.insert((sink.to_string(), d.meta.partition_key.clone()));
+            n += 1;
+        }
+        tx.commit().await.map_err(write_err)?;
+        super::deliveries::announce(self.pool.clone(), work.into_iter().collect()).await;
+        Ok(n)
+    }
+
+    async fn route_states(
+        &self,
+        configured: &[String],
+        now_ms: i64,
+    ) -> Result<Vec<RouteState>, StoreError> {
+        let backlog: Backlog = crate::store::Jobs::backlog(self, now_ms).await?;
+        let client = self.client().await?;
+        let held: Vec<String> = client
+            .query("SELECT sink FROM route_holds ORDER BY sink", &[])
+            .await
+            .map_err(read_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let paused: Vec<(String, i64)> = client
+            .query(
+                "SELECT sink, COUNT(*) FROM partitions WHERE held OR paused_until_ms > $1
+                 GROUP BY sink",
+                &[&now_ms],
+            )
+            .await
+            .map_err(read_err)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(backlog
+            .by_sink(configured)
+            .into_iter()
+            .map(|b| RouteState {
+                paused: held.contains(&b.sink),
+                pending: b.pending,
+                oldest_pending_ms: b.oldest_ms,
+                dead: b.dead,
+                partitions_paused: paused.iter().find(|p| p.0 == b.sink).map_or(0, |p| p.1),
+                configured: b.configured,
+                route: b.sink,
+            })
+            .collect())
+    }
+
+    async fn hold_route(&self, route: &str, hold: bool) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let sql = if hold {
+            "INSERT INTO route_holds (sink) VALUES ($1) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM route_holds WHERE sink = $1"
+        };
+        client.execute(sql, &[&route]).await.map_err(write_err)?;
+        Ok(())
+    }
+
+    async fn hold_partition(
+        &self,
+        route: &str,
+        partition: &str,
+        hold: bool,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO partitions (sink, partition_key, held) VALUES ($1, $2, $3)
+                 ON CONFLICT (sink, partition_key) DO UPDATE SET held = excluded.held",
+                &[&route, &partition, &hold],
+            )
+            .await
+            .map_err(write_err)?;
+        Ok(())
+    }
+
+    async fn orphans(&self, configured: &[String]) -> Result<Vec<Orphaned>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT s.sink,
+                        (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'pending'),
+                        (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'dead')
+                 FROM (SELECT DISTINCT sink FROM partitions) s ORDER BY s.sink",
+                &[],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| Orphaned {
+                sink: r.get(0),
+                pending: r.get(1),
+                dead: r.get(2),
+            })
+            .filter(|o| !configured.contains(&o.sink) && o.pending + o.dead > 0)
+            .collect())
+    }
+
+    async fn drop_sink(&self, sink: &str) -> Result<Orphaned, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        let row = tx
+            .query_one(
+                "SELECT COUNT(*) FILTER (WHERE state = 'pending'),
+                        COUNT(*) FILTER (WHERE state = 'dead')
+                 FROM jobs WHERE sink = $1",
+                &[&sink],
+            )
+            .await
+            .map_err(write_err)?;
+        for sql in [
+            "DELETE FROM jobs WHERE sink = $1",
+            "DELETE FROM partitions WHERE sink = $1",
+            "DELETE FROM route_holds WHERE sink = $1",
+        ] {
+            tx.execute(sql, &[&sink]).await.map_err(write_err)?;
+        }
+        tx.commit().await.map_err(write_err)?;
+        Ok(Orphaned {
+            sink: sink.to_string(),
+            pending: row.get(0),
+            dead: row.get(1),
+        })
+    }
+}
