@@ -257,43 +257,7 @@ async fn clients_are_kept_by_token_hash_and_a_revoked_name_can_be_reused() {
 #[tokio::test]
 async fn a_complete_walk_is_the_next_walks_checkpoint_and_a_claim_is_asked_once() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = open(dir.path());
-    let mut walk = journal.start_walk("app:1", 10, 0, true).await.unwrap();
-    assert_eq!(walk.stop_at_id, None, "no complete walk yet");
-    assert_eq!(
-        journal.running_walk("app:1").await.unwrap().map(|w| w.id),
-        Some(walk.id)
-    );
-    walk.newest_id = Some(500);
-    journal.save_walk(&walk, true, 20).await.unwrap();
-    assert!(journal.running_walk("app:1").await.unwrap().is_none());
-    let next = journal.start_walk("app:1", 30, 0, true).await.unwrap();
-    assert_eq!(next.stop_at_id, Some(500), "stops where the last one began");
-    // Found twice, kept once; asked for once within the window.
-    let found = vec![
-        ("g-old".to_string(), 7, Some(1_000)),
-        ("g-new".to_string(), 9, Some(2_000)),
-    ];
-    assert_eq!(journal.found("app:1", found.clone()).await.unwrap(), 2);
-    assert_eq!(journal.found("app:1", found).await.unwrap(), 0);
-    let ask: Vec<String> = journal
-        .to_ask("app:1")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| a.0)
-        .collect();
-    assert_eq!(ask, ["g-old", "g-new"], "oldest delivery first");
-    assert!(journal.claim("app:1", "g-old", 7, 100, 50).await.unwrap());
-    journal.settle("app:1", "g-old", Some(202)).await.unwrap();
-    assert!(
-        !journal.claim("app:1", "g-old", 7, 101, 50).await.unwrap(),
-        "asked within the window"
-    );
-    assert!(
-        journal.claim("app:1", "g-old", 7, 200, 150).await.unwrap(),
-        "after it"
-    );
+    common::conformance::recovery(&*open(dir.path())).await;
 }
 
 #[tokio::test]

@@ -507,4 +507,6 @@ async fn the_journal_scheduler_and_operator_cases_sqlite_passes_pass_here() {
     common::conformance::holds(&store).await;
     let store = replica(&pg.database("retry").await).await;
     common::conformance::retry_and_backfill(&store).await;
+    let store = replica(&pg.database("recovery").await).await;
+    common::conformance::recovery(&store).await;
 }

@@ -5,7 +5,7 @@
 use gatehouse::store::clients::Usage;
 use gatehouse::store::jobs::{After, Attempt, Fence, Lease, Outcome};
 use gatehouse::store::sessions::{NewSession, SEEN_GRANULARITY_MS};
-use gatehouse::store::{Clients, Deliveries, Jobs, Operator, Sessions, StoreError};
+use gatehouse::store::{Clients, Deliveries, Jobs, Operator, Recovery, Sessions, StoreError};
 
 const LEASE_MS: i64 = 30_000;
 
@@ -302,5 +302,64 @@ pub async fn retry_and_backfill<S: Deliveries + Jobs + Operator + ?Sized>(journa
             .unwrap()
             .len(),
         1
+    );
+}
+
+/// A complete walk is the next one's checkpoint; what walks find is kept
+/// once and asked for oldest first, once within the window; triggers are
+/// taken once.
+pub async fn recovery<S: Recovery + ?Sized>(journal: &S) {
+    let mut walk = journal.start_walk("app:1", 10, 0, true).await.unwrap();
+    assert_eq!(walk.stop_at_id, None, "no complete walk yet");
+    assert_eq!(
+        journal.running_walk("app:1").await.unwrap().map(|w| w.id),
+        Some(walk.id)
+    );
+    walk.newest_id = Some(500);
+    journal.save_walk(&walk, true, 20).await.unwrap();
+    assert!(journal.running_walk("app:1").await.unwrap().is_none());
+    let next = journal.start_walk("app:1", 30, 0, true).await.unwrap();
+    assert_eq!(next.stop_at_id, Some(500), "stops where the last one began");
+    // Found twice, kept once; asked for once within the window.
+    let found = vec![
+        ("g-old".to_string(), 7, Some(1_000)),
+        ("g-new".to_string(), 9, Some(2_000)),
+    ];
+    assert_eq!(journal.found("app:1", found.clone()).await.unwrap(), 2);
+    assert_eq!(journal.found("app:1", found).await.unwrap(), 0);
+    let ask: Vec<String> = journal
+        .to_ask("app:1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.0)
+        .collect();
+    assert_eq!(ask, ["g-old", "g-new"], "oldest delivery first");
+    assert!(journal.claim("app:1", "g-old", 7, 100, 50).await.unwrap());
+    journal.settle("app:1", "g-old", Some(202)).await.unwrap();
+    assert!(
+        !journal.claim("app:1", "g-old", 7, 101, 50).await.unwrap(),
+        "asked within the window"
+    );
+    assert!(
+        journal.claim("app:1", "g-old", 7, 200, 150).await.unwrap(),
+        "after it"
+    );
+    let id = journal.trigger(None, 300).await.unwrap();
+    assert!(journal.pending_trigger().await.unwrap());
+    assert_eq!(journal.trigger_taken(id).await.unwrap(), None);
+    assert_eq!(journal.take_trigger(301).await.unwrap(), Some((id, None)));
+    assert_eq!(journal.take_trigger(302).await.unwrap(), None, "taken once");
+    assert_eq!(journal.trigger_taken(id).await.unwrap(), Some(301));
+    let status = journal.recovery_status().await.unwrap();
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].requests.get("found"), Some(&1));
+    assert_eq!(status[0].requests.get("asking"), Some(&1));
+    let walks = journal.walks(10).await.unwrap();
+    assert_eq!(walks.len(), 2, "newest first");
+    assert!(walks[0].id > walks[1].id);
+    assert_eq!(
+        journal.last_complete().await.unwrap(),
+        [("app:1".to_string(), 20)]
     );
 }

@@ -7,7 +7,9 @@
 //! number allocated under the partition's row lock; and the scheduler's
 //! `Jobs`: claims that skip a lease row another replica is writing under,
 //! fenced writes, jobs in sequence order; `Operator` (lists, retries,
-//! back-fills in sequence order, holds), `Clients` and `Sessions`; and
+//! back-fills in sequence order, holds), `Recovery` (a claim is one
+//! upsert, a trigger is taken by one replica), `Clients` and `Sessions`;
+//! and
 //! `Lifecycle`, whose work notices reach every replica through
 //! LISTEN/NOTIFY with a rescan after each reconnect. It becomes a
 //! `Backend`, and `[storage] url` an arm of `store::open`, once every
@@ -18,6 +20,7 @@ mod deliveries;
 mod jobs;
 mod notices;
 mod operator;
+mod recovery;
 pub mod schema;
 
 use std::path::Path;

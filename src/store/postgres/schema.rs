@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "clients_sessions",
         include_str!("../../../migrations/postgres/0003_clients_sessions.sql"),
     ),
+    (
+        4,
+        "recovery",
+        include_str!("../../../migrations/postgres/0004_recovery.sql"),
+    ),
 ];
 
 /// Any constant: every gatehouse migrating this database takes this lock.
