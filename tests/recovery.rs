@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::census::Census;
 use common::hub::{github_config, key, push_deliveries};
-use common::{SECRET, TestApp, binary, test_config};
+use common::{SECRET, TestApp, binary, free_port, test_config};
 use fakehub::config::FaultConfig;
 use fakehub::{FakeHub, HookRef};
 use gatehouse::store::Store;
@@ -19,14 +19,6 @@ use gatehouse::store::recovery::{Walk, WalkState};
 
 /// A loopback port free now, for a gatehouse that is not running yet
 /// (fakehub's App webhook must point somewhere from the start).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn hub_for(port: u16, edit: impl FnOnce(&mut fakehub::Config)) -> FakeHub {
     let mut c = fakehub::Config::default()
         .org("octo-org", &["widgets"])

@@ -10,45 +10,12 @@
 
 mod common;
 
+use common::conformance::{LEASE_MS, append, claim, failed_at};
 use gatehouse::store::Store as Journal;
-use gatehouse::store::jobs::{After, Attempt, Fence, Job, Lease, Outcome};
-
-const LEASE_MS: i64 = 30_000;
+use gatehouse::store::jobs::{After, Fence, Job};
 
 fn open(dir: &std::path::Path) -> Journal {
     common::open_store(&dir.join("gatehouse.db"))
-}
-
-async fn append(journal: &Journal, org: &str, guid: &str) {
-    journal
-        .append(common::journal_push(org, guid, 1, "ci"))
-        .await
-        .unwrap();
-}
-
-async fn claim(journal: &Journal, owner: &str, now_ms: i64) -> Option<Fence> {
-    match journal
-        .acquire("ci", "acme", owner, now_ms, LEASE_MS)
-        .await
-        .unwrap()
-    {
-        Lease::Taken { fence, .. } => Some(fence),
-        Lease::Busy => None,
-        Lease::Held => panic!("not held"),
-    }
-}
-
-fn failed_at(now_ms: i64) -> Attempt {
-    Attempt {
-        outcome: Outcome::Failed,
-        status_code: Some(500),
-        started_at_ms: now_ms,
-        duration_ms: 1,
-        error: Some("HTTP 500".into()),
-        response_excerpt: None,
-        url: Some("http://127.0.0.1:9/hook".into()),
-        response_headers: None,
-    }
 }
 
 /// Records a failed attempt of `job` (acme's, on ci) under `fence`,
@@ -81,19 +48,21 @@ async fn attempts(journal: &Journal) -> usize {
 async fn a_lease_passes_on_only_when_expired_and_each_claim_raises_the_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let journal = open(dir.path());
-    append(&journal, "acme", "g1").await;
+    append(&*journal, "acme", "g1").await;
     let now = gatehouse::clock::now_ms();
-    let a = claim(&journal, "worker-a", now).await.expect("free: taken");
+    let a = claim(&*journal, "worker-a", now)
+        .await
+        .expect("free: taken");
     assert!(
-        claim(&journal, "worker-b", now + 1).await.is_none(),
+        claim(&*journal, "worker-b", now + 1).await.is_none(),
         "another holder's unexpired lease is busy"
     );
-    let a2 = claim(&journal, "worker-a", now + 2)
+    let a2 = claim(&*journal, "worker-a", now + 2)
         .await
         .expect("ours again");
     assert!(a2.epoch > a.epoch, "every claim raises the epoch");
     // Expired: another claims it, with a higher epoch still.
-    let b = claim(&journal, "worker-b", now + LEASE_MS + 10)
+    let b = claim(&*journal, "worker-b", now + LEASE_MS + 10)
         .await
         .expect("expired: claimable");
     assert!(b.epoch > a2.epoch);
@@ -103,16 +72,16 @@ async fn a_lease_passes_on_only_when_expired_and_each_claim_raises_the_epoch() {
 async fn a_stale_fence_writes_nothing_and_cannot_free_the_new_holders_lease() {
     let dir = tempfile::tempdir().unwrap();
     let journal = open(dir.path());
-    append(&journal, "acme", "g1").await;
+    append(&*journal, "acme", "g1").await;
     let now = gatehouse::clock::now_ms();
-    let a = claim(&journal, "worker-a", now).await.unwrap();
+    let a = claim(&*journal, "worker-a", now).await.unwrap();
     let job = journal
         .pending("ci", "acme", None, 10)
         .await
         .unwrap()
         .remove(0);
     // worker-a froze past its lease; worker-b took over.
-    let b = claim(&journal, "worker-b", now + LEASE_MS + 10)
+    let b = claim(&*journal, "worker-b", now + LEASE_MS + 10)
         .await
         .unwrap();
     let stale = record_failed(&journal, &job, &a, now + 1000).await;
@@ -142,7 +111,7 @@ async fn a_stale_fence_writes_nothing_and_cannot_free_the_new_holders_lease() {
     );
     journal.release("ci", "acme", &a).await.unwrap();
     assert!(
-        claim(&journal, "worker-c", now + LEASE_MS + 20)
+        claim(&*journal, "worker-c", now + LEASE_MS + 20)
             .await
             .is_none(),
         "a stale release did not free worker-b's lease"
@@ -158,7 +127,7 @@ async fn a_stale_fence_writes_nothing_and_cannot_free_the_new_holders_lease() {
     assert_eq!(attempts(&journal).await, 1);
     journal.release("ci", "acme", &b).await.unwrap();
     assert!(
-        claim(&journal, "worker-c", now + 1).await.is_some(),
+        claim(&*journal, "worker-c", now + 1).await.is_some(),
         "released"
     );
 }
@@ -167,12 +136,12 @@ async fn a_stale_fence_writes_nothing_and_cannot_free_the_new_holders_lease() {
 async fn leases_left_by_a_dead_process_expire_at_start_and_keep_their_fences() {
     let dir = tempfile::tempdir().unwrap();
     let journal = open(dir.path());
-    append(&journal, "acme", "g1").await;
+    append(&*journal, "acme", "g1").await;
     let now = gatehouse::clock::now_ms();
-    let dead = claim(&journal, "gone-process", now).await.unwrap();
+    let dead = claim(&*journal, "gone-process", now).await.unwrap();
     let n = journal.expire_leases_of_the_dead().await.unwrap();
     assert_eq!(n, 1);
-    let next = claim(&journal, "new-process", now + 1)
+    let next = claim(&*journal, "new-process", now + 1)
         .await
         .expect("claimable at once");
     assert!(next.epoch > dead.epoch, "the old claim's fence is stale");

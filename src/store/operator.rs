@@ -64,6 +64,36 @@ pub struct Page {
     pub has_older: bool,
 }
 
+impl Page {
+    /// A page from the rows a backend read for `cursor`: up to `limit + 1`
+    /// of them in its scan order (newest first, or oldest first going back
+    /// up), the extra one saying another page follows.
+    pub fn of(mut rows: Vec<Listed>, limit: usize, cursor: Cursor) -> Page {
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        match cursor {
+            Cursor::Newest => Page {
+                rows,
+                has_newer: false,
+                has_older: more,
+            },
+            Cursor::Before(_) => Page {
+                rows,
+                has_newer: true,
+                has_older: more,
+            },
+            Cursor::After(_) => {
+                rows.reverse();
+                Page {
+                    rows,
+                    has_newer: more,
+                    has_older: true,
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct AttemptRow {
     pub n: i64,

@@ -7,7 +7,7 @@ use gatehouse::store::jobs::{After, Attempt, Fence, Lease, Outcome};
 use gatehouse::store::sessions::{NewSession, SEEN_GRANULARITY_MS};
 use gatehouse::store::{Clients, Deliveries, Jobs, Operator, Recovery, Sessions, StoreError};
 
-const LEASE_MS: i64 = 30_000;
+pub const LEASE_MS: i64 = 30_000;
 
 /// A delivery as the journal takes it, for `hook` and `sinks`, received at
 /// `at_ms`.
@@ -25,14 +25,14 @@ pub fn delivery(
     d
 }
 
-async fn append<S: Deliveries + ?Sized>(journal: &S, org: &str, guid: &str) {
+pub async fn append<S: Deliveries + ?Sized>(journal: &S, org: &str, guid: &str) {
     journal
         .append(super::journal_push(org, guid, 1, "ci"))
         .await
         .unwrap();
 }
 
-async fn claim<S: Jobs + ?Sized>(journal: &S, owner: &str, now_ms: i64) -> Option<Fence> {
+pub async fn claim<S: Jobs + ?Sized>(journal: &S, owner: &str, now_ms: i64) -> Option<Fence> {
     match journal
         .acquire("ci", "acme", owner, now_ms, LEASE_MS)
         .await
@@ -44,7 +44,7 @@ async fn claim<S: Jobs + ?Sized>(journal: &S, owner: &str, now_ms: i64) -> Optio
     }
 }
 
-fn failed_at(now_ms: i64) -> Attempt {
+pub fn failed_at(now_ms: i64) -> Attempt {
     Attempt {
         outcome: Outcome::Failed,
         status_code: Some(500),

@@ -327,6 +327,16 @@ pub fn journal_push(
     }
 }
 
+/// A loopback port free a moment ago (for servers that must be told theirs
+/// before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Polls an asynchronous check (a read through the store, say) until it
 /// holds, failing the test after `limit`.
 pub async fn eventually(what: &str, limit: std::time::Duration, mut f: impl AsyncFnMut() -> bool) {

@@ -50,14 +50,6 @@ fn run(bin: &Path, program: &str, args: &[&str]) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Cluster {
     pub fn start() -> Cluster {
         let bin = bin_dir();
@@ -90,7 +82,7 @@ impl Cluster {
                 "--no-sync",
             ],
         );
-        let port = free_port();
+        let port = super::free_port();
         let sockets = dir.path().to_str().unwrap().to_string();
         let log = dir.path().join("server.log");
         let options =

@@ -191,29 +191,8 @@ impl crate::store::Operator for Postgres {
             )
             .await
             .map_err(read_err)?;
-        let mut rows: Vec<Listed> = found.iter().map(listed).collect();
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        Ok(match cursor {
-            Cursor::Newest => Page {
-                rows,
-                has_newer: false,
-                has_older: more,
-            },
-            Cursor::Before(_) => Page {
-                rows,
-                has_newer: true,
-                has_older: more,
-            },
-            Cursor::After(_) => {
-                rows.reverse();
-                Page {
-                    rows,
-                    has_newer: more,
-                    has_older: true,
-                }
-            }
-        })
+        let rows: Vec<Listed> = found.iter().map(listed).collect();
+        Ok(Page::of(rows, limit, cursor))
     }
 
     async fn ids_of_guid(&self, guid: &str) -> Result<Vec<i64>, StoreError> {

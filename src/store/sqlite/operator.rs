@@ -132,31 +132,10 @@ fn page(
     let mut st = conn.prepare(&format!(
         "SELECT {LISTED} FROM deliveries d WHERE {w}{keyset} ORDER BY d.id {order} LIMIT ?"
     ))?;
-    let mut rows = st
+    let rows = st
         .query_map(params_from_iter(values), listed)?
         .collect::<Result<Vec<_>, _>>()?;
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    Ok(match cursor {
-        Cursor::Newest => Page {
-            rows,
-            has_newer: false,
-            has_older: more,
-        },
-        Cursor::Before(_) => Page {
-            rows,
-            has_newer: true,
-            has_older: more,
-        },
-        Cursor::After(_) => {
-            rows.reverse();
-            Page {
-                rows,
-                has_newer: more,
-                has_older: true,
-            }
-        }
-    })
+    Ok(Page::of(rows, limit, cursor))
 }
 
 /// The journal ids of the deliveries with this GUID (one per hook).
