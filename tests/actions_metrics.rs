@@ -147,7 +147,7 @@ fn label_values(text: &str, name: &str) -> std::collections::BTreeSet<String> {
 async fn state_rows(app: &TestApp) -> (Vec<String>, Vec<String>) {
     use gatehouse::store::actions::Change;
     let (mut runs, mut jobs) = (Vec::new(), Vec::new());
-    for change in common::census::workflow_rows(&app.store()).await {
+    for change in common::census::workflow_rows(&*app.store()).await {
         match change {
             Change::Run { new, .. } => {
                 runs.push(((new.run_id, new.run_attempt), format!("{new:?}")))
@@ -754,7 +754,11 @@ async fn a_payload_that_is_no_workflow_event_is_a_dead_letter_not_a_guess() {
     let shown = common::census::shown(&app.store(), "bad-00000000-0000").await;
     let why = shown.jobs[0].history[0].error.clone().unwrap();
     assert!(why.contains("no workflow_job object"), "{why}");
-    assert!(common::census::workflow_rows(&app.store()).await.is_empty());
+    assert!(
+        common::census::workflow_rows(&*app.store())
+            .await
+            .is_empty()
+    );
     app.stop().await;
 }
 

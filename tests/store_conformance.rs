@@ -238,101 +238,16 @@ async fn sessions_are_found_by_digest_idle_out_end_and_stay_bounded() {
 mod actions_merge {
     //! `apply_workflow_jobs` keeps, per run and job, the observation that
     //! ranks highest by `Observation::version`, whatever the order, the
-    //! batches and the repeats: checked against that rule computed here.
+    //! batches and the repeats (the case is common::conformance's).
 
-    use std::collections::BTreeMap;
-
-    use gatehouse::store::actions::{Change, JobRow, Observation, Place};
-    use gatehouse::store::jobs::Lease;
     use proptest::prelude::*;
 
-    const SINK: &str = "actions-metrics";
+    use super::common::conformance::actions_merge::{Case, apply, case, highest};
 
-    fn job(job_id: i64, status: &str, runner: u8) -> Observation {
-        let done = status == "completed";
-        Observation::Job(JobRow {
-            job_id,
-            run_id: 7,
-            run_attempt: 1,
-            status: status.into(),
-            conclusion: done.then(|| "success".into()),
-            place: Place {
-                owner: "acme".into(),
-                organization: "acme".into(),
-                repository: "acme/app".into(),
-                workflow_name: "CI".into(),
-                head_branch: "main".into(),
-            },
-            job_name: "build".into(),
-            labels: vec!["ubuntu-latest".into()],
-            // Two deliveries of one status may differ (a runner named or
-            // not): the version's digest decides between them.
-            runner_name: (runner > 0).then(|| format!("runner-{runner}")),
-            runner_group: None,
-            created_at_ms: Some(1_000),
-            started_at_ms: (status != "queued").then_some(2_000),
-            completed_at_ms: done.then_some(3_000),
-        })
-    }
-
-    fn observation() -> impl Strategy<Value = Observation> {
-        (
-            1i64..4,
-            prop_oneof![Just("queued"), Just("in_progress"), Just("completed")],
-            0u8..3,
-        )
-            .prop_map(|(id, status, runner)| job(id, status, runner))
-    }
-
-    /// The rows a fresh store keeps after `obs`, applied in batches of
-    /// `batch`, as Debug text by job id.
-    async fn merged(obs: &[Observation], batch: usize) -> BTreeMap<i64, String> {
+    async fn merged(case: &Case, which: usize) -> std::collections::BTreeMap<i64, String> {
         let dir = tempfile::tempdir().unwrap();
         let store = super::open(dir.path());
-        for i in 0..obs.len() {
-            store
-                .append(super::common::journal_push(
-                    "acme",
-                    &format!("w{i}"),
-                    i,
-                    SINK,
-                ))
-                .await
-                .unwrap();
-        }
-        let now = gatehouse::clock::now_ms();
-        let Lease::Taken { fence, .. } = store
-            .acquire(SINK, "acme", "conformance", now, super::LEASE_MS)
-            .await
-            .unwrap()
-        else {
-            panic!("the lease is free");
-        };
-        let jobs = store.pending(SINK, "acme", None, 10_000).await.unwrap();
-        assert_eq!(jobs.len(), obs.len());
-        let pairs: Vec<(i64, Observation)> =
-            jobs.iter().map(|j| j.id).zip(obs.iter().cloned()).collect();
-        for chunk in pairs.chunks(batch.max(1)) {
-            let applied = store
-                .apply_workflow_jobs(
-                    "acme",
-                    &fence,
-                    now,
-                    super::LEASE_MS,
-                    chunk.iter().map(|(id, o)| (*id, Ok(o.clone()))).collect(),
-                )
-                .await
-                .unwrap();
-            assert!(applied.is_some(), "the fence holds");
-        }
-        let rows = super::common::census::workflow_rows(&store)
-            .await
-            .into_iter()
-            .map(|c| match c {
-                Change::Job { new, .. } => (new.job_id, format!("{new:?}")),
-                Change::Run { new, .. } => panic!("no run was observed: {new:?}"),
-            })
-            .collect();
+        let rows = apply(&*store, &case.orders[which], case.batches[which]).await;
         store.close();
         rows
     }
@@ -341,43 +256,10 @@ mod actions_merge {
         #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
         #[test]
-        fn any_order_batching_and_repeats_keep_the_highest_version(
-            obs in prop::collection::vec(observation(), 1..12),
-            shuffle_seed in any::<u64>(),
-            repeats in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
-            batch_a in 1usize..5,
-            batch_b in 1usize..5,
-        ) {
-            // The same observations, shuffled, some of them twice.
-            let mut other = obs.clone();
-            for r in &repeats {
-                other.push(obs[r.index(obs.len())].clone());
-            }
-            let mut seed = shuffle_seed | 1;
-            for i in (1..other.len()).rev() {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                other.swap(i, (seed % (i as u64 + 1)) as usize);
-            }
+        fn any_order_batching_and_repeats_keep_the_highest_version(c in case()) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let (a, b) = rt.block_on(async { (merged(&obs, batch_a).await, merged(&other, batch_b).await) });
-            // The rule, computed here: per job, the highest version.
-            let mut want: BTreeMap<i64, &Observation> = BTreeMap::new();
-            for o in &obs {
-                let Observation::Job(j) = o else { unreachable!() };
-                let best = want.entry(j.job_id).or_insert(o);
-                if o.version() > best.version() {
-                    *best = o;
-                }
-            }
-            let want: BTreeMap<i64, String> = want
-                .into_iter()
-                .map(|(id, o)| match o {
-                    Observation::Job(j) => (id, format!("{j:?}")),
-                    Observation::Run(_) => unreachable!(),
-                })
-                .collect();
+            let (a, b) = rt.block_on(async { (merged(&c, 0).await, merged(&c, 1).await) });
+            let want = highest(&c.orders[0]);
             prop_assert_eq!(&a, &want);
             prop_assert_eq!(&b, &want);
         }

@@ -510,3 +510,37 @@ async fn the_journal_scheduler_and_operator_cases_sqlite_passes_pass_here() {
     let store = replica(&pg.database("recovery").await).await;
     common::conformance::recovery(&store).await;
 }
+
+#[test]
+fn the_actions_merge_keeps_the_highest_version_under_any_order_here_too() {
+    use common::conformance::actions_merge::{apply, case, highest};
+    use proptest::test_runner::{Config, TestRunner};
+    let pg = Cluster::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let databases = std::sync::atomic::AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: 12,
+        ..Config::default()
+    });
+    runner
+        .run(&case(), |c| {
+            let (a, b) = rt.block_on(async {
+                let mut out = Vec::new();
+                for which in 0..2 {
+                    let n = databases.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let store = replica(&pg.database(&format!("merge{n}")).await).await;
+                    out.push(apply(&store, &c.orders[which], c.batches[which]).await);
+                }
+                (out.remove(0), out.remove(0))
+            });
+            let want = highest(&c.orders[0]);
+            proptest::prop_assert_eq!(&a, &want);
+            proptest::prop_assert_eq!(&b, &want);
+            Ok(())
+        })
+        .unwrap();
+}

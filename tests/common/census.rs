@@ -135,7 +135,9 @@ pub fn partition(org: &str) -> Filter {
 
 /// Every Actions state row, read page by page as the sink reads them at
 /// start (pages of 7, so paging itself is exercised).
-pub async fn workflow_rows(store: &Store) -> Vec<gatehouse::store::actions::Change> {
+pub async fn workflow_rows<S: gatehouse::store::ActionsState + ?Sized>(
+    store: &S,
+) -> Vec<gatehouse::store::actions::Change> {
     use gatehouse::store::actions::RowsAfter;
     let (mut out, mut after) = (Vec::new(), RowsAfter::Start);
     loop {

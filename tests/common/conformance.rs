@@ -363,3 +363,163 @@ pub async fn recovery<S: Recovery + ?Sized>(journal: &S) {
         [("app:1".to_string(), 20)]
     );
 }
+
+pub mod actions_merge {
+    //! The Actions merge under every order: observations of a few jobs in
+    //! every status, applied in two orders (one shuffled, with repeats) in
+    //! different batch sizes; the rows kept must be, per job, the
+    //! observation with the highest version, computed here.
+
+    use std::collections::BTreeMap;
+
+    use gatehouse::store::actions::{Change, JobRow, Observation, Place};
+    use gatehouse::store::jobs::Lease;
+    use gatehouse::store::{ActionsState, Deliveries, Jobs};
+    use proptest::prelude::*;
+
+    const SINK: &str = "actions-metrics";
+
+    fn job(job_id: i64, status: &str, runner: u8) -> Observation {
+        let done = status == "completed";
+        Observation::Job(JobRow {
+            job_id,
+            run_id: 7,
+            run_attempt: 1,
+            status: status.into(),
+            conclusion: done.then(|| "success".into()),
+            place: Place {
+                owner: "acme".into(),
+                organization: "acme".into(),
+                repository: "acme/app".into(),
+                workflow_name: "CI".into(),
+                head_branch: "main".into(),
+            },
+            job_name: "build".into(),
+            labels: vec!["ubuntu-latest".into()],
+            // Two deliveries of one status may differ (a runner named or
+            // not): the version's digest decides between them.
+            runner_name: (runner > 0).then(|| format!("runner-{runner}")),
+            runner_group: None,
+            created_at_ms: Some(1_000),
+            started_at_ms: (status != "queued").then_some(2_000),
+            completed_at_ms: done.then_some(3_000),
+        })
+    }
+
+    fn observation() -> impl Strategy<Value = Observation> {
+        (
+            1i64..4,
+            prop_oneof![Just("queued"), Just("in_progress"), Just("completed")],
+            0u8..3,
+        )
+            .prop_map(|(id, status, runner)| job(id, status, runner))
+    }
+
+    /// One case: the observations in two orders and two batch sizes.
+    #[derive(Debug, Clone)]
+    pub struct Case {
+        pub orders: [Vec<Observation>; 2],
+        pub batches: [usize; 2],
+    }
+
+    pub fn case() -> impl Strategy<Value = Case> {
+        (
+            prop::collection::vec(observation(), 1..12),
+            any::<u64>(),
+            prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+            1usize..5,
+            1usize..5,
+        )
+            .prop_map(|(obs, shuffle_seed, repeats, a, b)| {
+                // The same observations, shuffled, some of them twice.
+                let mut other = obs.clone();
+                for r in &repeats {
+                    other.push(obs[r.index(obs.len())].clone());
+                }
+                let mut seed = shuffle_seed | 1;
+                for i in (1..other.len()).rev() {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    other.swap(i, (seed % (i as u64 + 1)) as usize);
+                }
+                Case {
+                    orders: [obs, other],
+                    batches: [a, b],
+                }
+            })
+    }
+
+    /// The rule, computed here: per job, the highest version.
+    pub fn highest(obs: &[Observation]) -> BTreeMap<i64, String> {
+        let mut want: BTreeMap<i64, &Observation> = BTreeMap::new();
+        for o in obs {
+            let Observation::Job(j) = o else {
+                unreachable!()
+            };
+            let best = want.entry(j.job_id).or_insert(o);
+            if o.version() > best.version() {
+                *best = o;
+            }
+        }
+        want.into_iter()
+            .map(|(id, o)| match o {
+                Observation::Job(j) => (id, format!("{j:?}")),
+                Observation::Run(_) => unreachable!(),
+            })
+            .collect()
+    }
+
+    /// The rows an empty store keeps after `obs`, applied in batches of
+    /// `batch` under the partition's lease, as Debug text by job id.
+    pub async fn apply<S: Deliveries + Jobs + ActionsState + ?Sized>(
+        store: &S,
+        obs: &[Observation],
+        batch: usize,
+    ) -> BTreeMap<i64, String> {
+        for i in 0..obs.len() {
+            store
+                .append(crate::common::journal_push(
+                    "acme",
+                    &format!("w{i}"),
+                    i,
+                    SINK,
+                ))
+                .await
+                .unwrap();
+        }
+        let now = gatehouse::clock::now_ms();
+        let Lease::Taken { fence, .. } = store
+            .acquire(SINK, "acme", "conformance", now, super::LEASE_MS)
+            .await
+            .unwrap()
+        else {
+            panic!("the lease is free");
+        };
+        let jobs = store.pending(SINK, "acme", None, 10_000).await.unwrap();
+        assert_eq!(jobs.len(), obs.len());
+        let pairs: Vec<(i64, Observation)> =
+            jobs.iter().map(|j| j.id).zip(obs.iter().cloned()).collect();
+        for chunk in pairs.chunks(batch.max(1)) {
+            let applied = store
+                .apply_workflow_jobs(
+                    "acme",
+                    &fence,
+                    now,
+                    super::LEASE_MS,
+                    chunk.iter().map(|(id, o)| (*id, Ok(o.clone()))).collect(),
+                )
+                .await
+                .unwrap();
+            assert!(applied.is_some(), "the fence holds");
+        }
+        crate::common::census::workflow_rows(store)
+            .await
+            .into_iter()
+            .map(|c| match c {
+                Change::Job { new, .. } => (new.job_id, format!("{new:?}")),
+                Change::Run { new, .. } => panic!("no run was observed: {new:?}"),
+            })
+            .collect()
+    }
+}

@@ -18,7 +18,7 @@ fn write_err(e: tokio_postgres::Error) -> StoreError {
 
 /// Extends the lease to `until_ms` if the fence still holds it; the row
 /// lock it takes keeps another replica's claim waiting until commit.
-async fn renew(
+pub(super) async fn renew(
     tx: &Transaction<'_>,
     sink: &str,
     partition: &str,

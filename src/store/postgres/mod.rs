@@ -8,13 +8,16 @@
 //! `Jobs`: claims that skip a lease row another replica is writing under,
 //! fenced writes, jobs in sequence order; `Operator` (lists, retries,
 //! back-fills in sequence order, holds), `Recovery` (a claim is one
-//! upsert, a trigger is taken by one replica), `Clients` and `Sessions`;
+//! upsert, a trigger is taken by one replica), `ActionsState` (rows
+//! merged by version, locked while compared), `Clients` and `Sessions`;
 //! and
 //! `Lifecycle`, whose work notices reach every replica through
-//! LISTEN/NOTIFY with a rescan after each reconnect. It becomes a
-//! `Backend`, and `[storage] url` an arm of `store::open`, once every
-//! trait is implemented and the conformance suite passes on it.
+//! LISTEN/NOTIFY with a rescan after each reconnect. Left: `Views`; then
+//! it is a `Backend` and `[storage] url` an arm of `store::open`. (The
+//! Actions sums, for `/metrics` identical on every replica, are to live in
+//! the database beside these rows.)
 
+mod actions;
 mod clients;
 mod deliveries;
 mod jobs;

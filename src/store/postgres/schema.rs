@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "recovery",
         include_str!("../../../migrations/postgres/0004_recovery.sql"),
     ),
+    (
+        5,
+        "actions",
+        include_str!("../../../migrations/postgres/0005_actions.sql"),
+    ),
 ];
 
 /// Any constant: every gatehouse migrating this database takes this lock.
