@@ -235,6 +235,12 @@ async fn sessions_are_found_by_digest_idle_out_end_and_stay_bounded() {
     common::conformance::sessions(&*open(dir.path())).await;
 }
 
+#[tokio::test]
+async fn the_admin_views_read_what_the_writes_rolled_up() {
+    let dir = tempfile::tempdir().unwrap();
+    common::conformance::views(&*open(dir.path())).await;
+}
+
 mod actions_merge {
     //! `apply_workflow_jobs` keeps, per run and job, the observation that
     //! ranks highest by `Observation::version`, whatever the order, the

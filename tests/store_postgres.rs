@@ -509,6 +509,11 @@ async fn the_journal_scheduler_and_operator_cases_sqlite_passes_pass_here() {
     common::conformance::retry_and_backfill(&store).await;
     let store = replica(&pg.database("recovery").await).await;
     common::conformance::recovery(&store).await;
+    let store = replica(&pg.database("views").await).await;
+    common::conformance::views(&store).await;
+    // Every operation of the store interface is implemented.
+    let whole: Box<dyn gatehouse::store::Backend> = Box::new(store);
+    drop(whole);
 }
 
 #[test]

@@ -523,3 +523,89 @@ pub mod actions_merge {
             .collect()
     }
 }
+
+/// The admin UI's reads: the overview's volume and backlog, the
+/// partitions page with each partition's head and its last attempt, the
+/// reports' per-day volume and attempt latencies, and the samples.
+pub async fn views<S: Deliveries + Jobs + gatehouse::store::Views + ?Sized>(journal: &S) {
+    use gatehouse::store::views::OverviewQuery;
+    let now = gatehouse::clock::now_ms();
+    for (i, org) in ["acme", "acme", "globex"].iter().enumerate() {
+        journal
+            .append(delivery("1", org, &format!("v{i}"), &["ci"], now))
+            .await
+            .unwrap();
+    }
+    // acme's head fails once (a 500 in 30 ms), to be retried later.
+    let fence = claim(journal, "w", now).await.unwrap();
+    let head = journal
+        .pending("ci", "acme", None, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let mut failed = failed_at(now);
+    failed.duration_ms = 30;
+    journal
+        .record(
+            &head,
+            "ci",
+            "acme",
+            &fence,
+            failed,
+            5,
+            now + 60_000,
+            LEASE_MS,
+        )
+        .await
+        .unwrap();
+    journal
+        .add_attempt_minutes(vec![((now / 60_000, "ci".into(), "failed"), 1)])
+        .await
+        .unwrap();
+    journal.sample_sinks(now, 60).await.unwrap();
+
+    let o = journal
+        .overview(OverviewQuery {
+            now_ms: now,
+            from_minute: now / 60_000 - 60,
+            from_hour: now / 3_600_000 - 24,
+            paused_limit: 10,
+            cache_from_minute: 0,
+            samples_from_minute: now / 60_000 - 60,
+            with_recovery: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(o.per_minute.iter().map(|m| m.1).sum::<i64>(), 3);
+    assert_eq!(o.per_hour.iter().map(|h| h.1).sum::<i64>(), 3);
+    assert_eq!(o.backlog.per_sink, [("ci".to_string(), 3, Some(now), 0)]);
+    assert_eq!(
+        o.attempt_outcomes,
+        [(now / 60_000, "failed".to_string(), 1)]
+    );
+    assert_eq!(o.sink_samples.len(), 1);
+    assert_eq!(o.sink_samples[0].1, "ci");
+    assert!(o.paused.is_empty() && o.held_routes.is_empty());
+
+    let p = journal.partitions(Some("ci"), now, 10).await.unwrap();
+    assert_eq!(p.total, 2);
+    let names: Vec<&str> = p.rows.iter().map(|r| r.partition.as_str()).collect();
+    assert_eq!(names, ["acme", "globex"], "most pending first");
+    let acme = &p.rows[0];
+    assert_eq!(acme.pending, 2);
+    assert_eq!(acme.lease_owner.as_deref(), Some("w"));
+    let h = acme.head.as_ref().unwrap();
+    assert_eq!((h.job_id, h.attempts), (head.id, 1));
+    assert_eq!(h.next_at_ms, now + 60_000);
+    assert_eq!(
+        (h.last_status, h.last_outcome.as_deref()),
+        (Some(500), Some("failed"))
+    );
+    assert!(p.rows[1].head.as_ref().unwrap().last_outcome.is_none());
+
+    let r = journal.reports(now / 86_400_000).await.unwrap();
+    let pushes: i64 = r.per_day.iter().map(|d| d.3).sum();
+    assert_eq!(pushes, 3);
+    // 30 ms falls in the 25–50 ms bucket (2).
+    assert_eq!(r.attempts, [("ci".to_string(), "failed".to_string(), 2, 1)]);
+}

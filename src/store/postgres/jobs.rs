@@ -64,6 +64,19 @@ async fn insert_attempt(
         ],
     )
     .await?;
+    // The reports' latency roll-up, in the same transaction.
+    tx.execute(
+        "INSERT INTO attempt_hours (hour, sink, outcome, bucket, n)
+         SELECT $2::BIGINT / 3600000, sink, $3::TEXT,
+                CASE WHEN $4::BIGINT <= 10 THEN 0 WHEN $4 <= 25 THEN 1 WHEN $4 <= 50 THEN 2
+                     WHEN $4 <= 100 THEN 3 WHEN $4 <= 250 THEN 4 WHEN $4 <= 500 THEN 5
+                     WHEN $4 <= 1000 THEN 6 WHEN $4 <= 2500 THEN 7 WHEN $4 <= 5000 THEN 8
+                     WHEN $4 <= 10000 THEN 9 WHEN $4 <= 30000 THEN 10 ELSE 11 END, 1
+         FROM jobs WHERE id = $1
+         ON CONFLICT (hour, sink, outcome, bucket) DO UPDATE SET n = attempt_hours.n + 1",
+        &[&job_id, &a.started_at_ms, &outcome, &a.duration_ms],
+    )
+    .await?;
     Ok(())
 }
 

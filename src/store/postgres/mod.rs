@@ -12,10 +12,10 @@
 //! merged by version, locked while compared), `Clients` and `Sessions`;
 //! and
 //! `Lifecycle`, whose work notices reach every replica through
-//! LISTEN/NOTIFY with a rescan after each reconnect. Left: `Views`; then
-//! it is a `Backend` and `[storage] url` an arm of `store::open`. (The
-//! Actions sums, for `/metrics` identical on every replica, are to live in
-//! the database beside these rows.)
+//! LISTEN/NOTIFY with a rescan after each reconnect; and `Views`. Every
+//! trait is implemented, so it is a `Backend`; next, `[storage] url` as an
+//! arm of `store::open`, and the Actions sums in the database beside these
+//! rows (so `/metrics` is the same on every replica).
 
 mod actions;
 mod clients;
@@ -25,6 +25,7 @@ mod notices;
 mod operator;
 mod recovery;
 pub mod schema;
+mod views;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "actions",
         include_str!("../../../migrations/postgres/0005_actions.sql"),
     ),
+    (
+        6,
+        "views",
+        include_str!("../../../migrations/postgres/0006_views.sql"),
+    ),
 ];
 
 /// Any constant: every gatehouse migrating this database takes this lock.
