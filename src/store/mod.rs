@@ -497,7 +497,8 @@ pub trait Sessions: Send + Sync {
     /// The session under `token_digest` unless it was last seen before
     /// `idle_before_ms` (then it is ended). Marks it seen at `now_ms`,
     /// to within [`sessions::SEEN_GRANULARITY_MS`] (so most page views
-    /// write nothing).
+    /// write nothing), best effort: a store that cannot be written now
+    /// still answers from what it can read.
     async fn session(
         &self,
         token_digest: [u8; 32],
