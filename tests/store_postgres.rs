@@ -246,25 +246,7 @@ async fn a_server_restarted_under_a_replica_costs_refusals_never_a_false_ack() {
     assert!(store.is_writable());
 }
 
-const LEASE_MS: i64 = 30_000;
-
-async fn claim(
-    store: &Postgres,
-    owner: &str,
-    now_ms: i64,
-) -> Option<gatehouse::store::jobs::Fence> {
-    use gatehouse::store::Jobs;
-    use gatehouse::store::jobs::Lease;
-    match store
-        .acquire("ci", "acme", owner, now_ms, LEASE_MS)
-        .await
-        .unwrap()
-    {
-        Lease::Taken { fence, .. } => Some(fence),
-        Lease::Busy => None,
-        Lease::Held => panic!("nothing is held"),
-    }
-}
+use common::conformance::{LEASE_MS, claim};
 
 fn attempt(
     outcome: gatehouse::store::jobs::Outcome,

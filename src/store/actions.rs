@@ -134,6 +134,27 @@ pub enum RowsAfter {
 }
 
 impl RowsAfter {
+    /// Where the page's runs start, after (run id, attempt); None when the
+    /// runs are done and the page is jobs only.
+    pub fn runs_after(self) -> Option<(i64, i64)> {
+        match self {
+            RowsAfter::Start => Some((i64::MIN, i64::MIN)),
+            RowsAfter::Run {
+                run_id,
+                run_attempt,
+            } => Some((run_id, run_attempt)),
+            RowsAfter::Job(_) => None,
+        }
+    }
+
+    /// Where the page's jobs start, after this job id.
+    pub fn jobs_after(self) -> i64 {
+        match self {
+            RowsAfter::Job(id) => id,
+            _ => i64::MIN,
+        }
+    }
+
     /// The page after this row.
     pub fn of(change: &Change) -> RowsAfter {
         match change {

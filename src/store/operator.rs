@@ -185,6 +185,32 @@ pub struct RouteState {
     pub configured: bool,
 }
 
+impl RouteState {
+    /// Every configured sink, then every sink with jobs no longer
+    /// configured, from the backlog, the held routes, and the count of
+    /// paused partitions per sink: what each backend reads, joined alike.
+    pub fn all(
+        backlog: &crate::store::jobs::Backlog,
+        configured: &[String],
+        held: &[String],
+        paused: &[(String, i64)],
+    ) -> Vec<RouteState> {
+        backlog
+            .by_sink(configured)
+            .into_iter()
+            .map(|b| RouteState {
+                paused: held.contains(&b.sink),
+                pending: b.pending,
+                oldest_pending_ms: b.oldest_ms,
+                dead: b.dead,
+                partitions_paused: paused.iter().find(|p| p.0 == b.sink).map_or(0, |p| p.1),
+                configured: b.configured,
+                route: b.sink,
+            })
+            .collect()
+    }
+}
+
 /// A sink that has jobs but is no longer configured (a route removed from
 /// the config, or the Actions sink turned off): its jobs wait for it to
 /// return, counted pending, and keep their deliveries from being pruned.

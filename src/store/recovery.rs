@@ -73,3 +73,22 @@ pub struct SourceStatus {
     /// asked, failed, arrived.
     pub requests: std::collections::BTreeMap<String, i64>,
 }
+
+impl SourceStatus {
+    /// A source's status from its latest walk, when its last complete walk
+    /// finished, and its requests counted by outcome.
+    pub fn new(
+        last_walk: Walk,
+        last_complete_at_ms: Option<i64>,
+        requests: std::collections::BTreeMap<String, i64>,
+    ) -> SourceStatus {
+        SourceStatus {
+            source: last_walk.source.clone(),
+            last_walk,
+            last_complete_at_ms,
+            failed_requests: requests.get("failed").copied().unwrap_or(0),
+            requests_total: requests.values().sum(),
+            requests,
+        }
+    }
+}

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 
 use super::jobs::{close, renew};
-use super::{Postgres, read_err};
+use super::{Postgres, read_err, write_err};
 use crate::store::StoreError;
 use crate::store::actions::{
     Change, Finished, FinishedJob, FinishedRun, JobRow, Observation, Place, RowsAfter, RunRow,
@@ -26,10 +26,6 @@ const RUN_COLUMNS: &str =
 const JOB_COLUMNS: &str = "job_id, run_id, run_attempt, status, conclusion, owner, organization,
     repository, workflow_name, head_branch, job_name, labels, runner_name, runner_group,
     created_at_ms, started_at_ms, completed_at_ms";
-
-fn write_err(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
 
 fn place(r: &tokio_postgres::Row, at: usize) -> Place {
     Place {
@@ -259,15 +255,7 @@ impl crate::store::ActionsState for Postgres {
     ) -> Result<Vec<Change>, StoreError> {
         let client = self.client().await?;
         let mut out = Vec::new();
-        let (run, attempt) = match after {
-            RowsAfter::Start => (i64::MIN, i64::MIN),
-            RowsAfter::Run {
-                run_id,
-                run_attempt,
-            } => (run_id, run_attempt),
-            RowsAfter::Job(_) => (i64::MAX, i64::MAX),
-        };
-        if run < i64::MAX {
+        if let Some((run, attempt)) = after.runs_after() {
             let rows = client
                 .query(
                     &format!(
@@ -285,10 +273,7 @@ impl crate::store::ActionsState for Postgres {
         }
         let left = limit - out.len();
         if left > 0 {
-            let job = match after {
-                RowsAfter::Job(id) => id,
-                _ => i64::MIN,
-            };
+            let job = after.jobs_after();
             let rows = client
                 .query(
                     &format!(

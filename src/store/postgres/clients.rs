@@ -4,14 +4,10 @@
 
 use async_trait::async_trait;
 
-use super::{Postgres, read_err};
+use super::{Postgres, read_err, write_err};
 use crate::store::StoreError;
 use crate::store::clients::{ClientRow, StoredClient, Usage};
 use crate::store::sessions::{NewSession, SEEN_GRANULARITY_MS, Session};
-
-fn write_err(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
 
 /// Scopes and owners are kept as JSON arrays of strings.
 fn strings(json: &str) -> Result<Vec<String>, StoreError> {

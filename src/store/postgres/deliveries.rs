@@ -12,7 +12,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 
-use super::{PgError, Postgres, read_err};
+use super::{PgError, Postgres, read_err, write_err};
 use crate::journal::model::{
     Appended, ContentKind, DeliveryMeta, DeliveryRow, NewDelivery, ParseStatus,
 };
@@ -325,7 +325,7 @@ impl crate::store::Deliveries for Postgres {
                 &[&before_ms, &(limit as i64)],
             )
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(write_err)?;
         Ok(n as usize)
     }
 

@@ -8,13 +8,9 @@
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 
-use super::{Postgres, read_err};
+use super::{Postgres, read_err, write_err};
 use crate::store::StoreError;
 use crate::store::jobs::{After, Attempt, Backlog, Fence, Job, Lease, Outcome};
-
-fn write_err(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
 
 /// Extends the lease to `until_ms` if the fence still holds it; the row
 /// lock it takes keeps another replica's claim waiting until commit.

@@ -141,6 +141,11 @@ fn read_err(e: tokio_postgres::Error) -> StoreError {
     StoreError::Read(e.to_string())
 }
 
+/// A failed write: nothing was committed.
+fn write_err(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
 #[async_trait]
 impl crate::store::Lifecycle for Postgres {
     /// Takes a transaction id: the server accepts writes now.
@@ -152,7 +157,7 @@ impl crate::store::Lifecycle for Postgres {
                 &[],
             )
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(write_err)?;
         self.size
             .store(row.get::<_, i64>(1) as u64, Ordering::Relaxed);
         self.writable.store(true, Ordering::SeqCst);

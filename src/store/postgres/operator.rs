@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 
-use super::{Postgres, read_err};
+use super::{Postgres, read_err, write_err};
 use crate::store::StoreError;
 use crate::store::jobs::Backlog;
 use crate::store::operator::{
@@ -113,10 +113,6 @@ fn listed(r: &tokio_postgres::Row) -> Listed {
             .unwrap_or_default(),
         recovered: r.get(9),
     }
-}
-
-fn write_err(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
 }
 
 impl Postgres {
@@ -402,14 +398,8 @@ impl crate::store::Operator for Postgres {
         now_ms: i64,
     ) -> Result<Vec<RouteState>, StoreError> {
         let backlog: Backlog = crate::store::Jobs::backlog(self, now_ms).await?;
+        let held = self.held_routes().await?;
         let client = self.client().await?;
-        let held: Vec<String> = client
-            .query("SELECT sink FROM route_holds ORDER BY sink", &[])
-            .await
-            .map_err(read_err)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
         let paused: Vec<(String, i64)> = client
             .query(
                 "SELECT sink, COUNT(*) FROM partitions WHERE held OR paused_until_ms > $1
@@ -421,19 +411,7 @@ impl crate::store::Operator for Postgres {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        Ok(backlog
-            .by_sink(configured)
-            .into_iter()
-            .map(|b| RouteState {
-                paused: held.contains(&b.sink),
-                pending: b.pending,
-                oldest_pending_ms: b.oldest_ms,
-                dead: b.dead,
-                partitions_paused: paused.iter().find(|p| p.0 == b.sink).map_or(0, |p| p.1),
-                configured: b.configured,
-                route: b.sink,
-            })
-            .collect())
+        Ok(RouteState::all(&backlog, configured, &held, &paused))
     }
 
     async fn hold_route(&self, route: &str, hold: bool) -> Result<(), StoreError> {

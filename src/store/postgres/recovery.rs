@@ -5,16 +5,12 @@
 
 use async_trait::async_trait;
 
-use super::{Postgres, read_err};
+use super::{Postgres, read_err, write_err};
 use crate::store::StoreError;
 use crate::store::recovery::{SourceStatus, Walk, WalkState};
 
 const WALK_COLUMNS: &str = "id, source, started_at_ms, finished_at_ms, state, since_ms, stop_at_id,
     cursor, newest_id, pages, seen, missing, requested, failures, last_error";
-
-fn write_err(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
 
 fn walk_from(r: &tokio_postgres::Row) -> Result<Walk, StoreError> {
     let state: String = r.get(4);
@@ -350,14 +346,7 @@ impl crate::store::Recovery for Postgres {
                 .iter()
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
-            out.push(SourceStatus {
-                source: w.source.clone(),
-                last_walk: w,
-                last_complete_at_ms,
-                failed_requests: requests.get("failed").copied().unwrap_or(0),
-                requests_total: requests.values().sum(),
-                requests,
-            });
+            out.push(SourceStatus::new(w, last_complete_at_ms, requests));
         }
         Ok(out)
     }

@@ -4,13 +4,9 @@
 
 use async_trait::async_trait;
 
-use super::{Postgres, read_err};
+use super::{Postgres, read_err, write_err};
 use crate::store::views::{Head, Overview, OverviewQuery, PartitionRow, PartitionsView, Reports};
 use crate::store::{Jobs, Recovery, StoreError};
-
-fn write_err(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
 
 impl Postgres {
     async fn pairs(&self, sql: &str, from: i64) -> Result<Vec<(i64, i64)>, StoreError> {
@@ -19,7 +15,7 @@ impl Postgres {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    async fn held_routes(&self) -> Result<Vec<String>, StoreError> {
+    pub(super) async fn held_routes(&self) -> Result<Vec<String>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query("SELECT sink FROM route_holds ORDER BY sink", &[])

@@ -227,15 +227,7 @@ fn select<R: Stored>(
 /// where the last ended, whatever the state holds).
 fn rows_page(conn: &Connection, after: RowsAfter, limit: usize) -> rusqlite::Result<Vec<Change>> {
     let mut out = Vec::with_capacity(limit.min(10_000));
-    let (run, attempt) = match after {
-        RowsAfter::Start => (i64::MIN, i64::MIN),
-        RowsAfter::Run {
-            run_id,
-            run_attempt,
-        } => (run_id, run_attempt),
-        RowsAfter::Job(_) => (i64::MAX, i64::MAX),
-    };
-    if run < i64::MAX {
+    if let Some((run, attempt)) = after.runs_after() {
         let runs: Vec<RunRow> = select(
             conn,
             "WHERE (run_id, run_attempt) > (?1, ?2) ORDER BY run_id, run_attempt LIMIT ?3",
@@ -245,10 +237,7 @@ fn rows_page(conn: &Connection, after: RowsAfter, limit: usize) -> rusqlite::Res
     }
     let left = limit - out.len();
     if left > 0 {
-        let job = match after {
-            RowsAfter::Job(id) => id,
-            _ => i64::MIN,
-        };
+        let job = after.jobs_after();
         let jobs: Vec<JobRow> = select(
             conn,
             "WHERE job_id > ?1 ORDER BY job_id LIMIT ?2",

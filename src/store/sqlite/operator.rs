@@ -333,19 +333,7 @@ fn route_states(
         )?
         .query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    Ok(backlog
-        .by_sink(configured)
-        .into_iter()
-        .map(|b| RouteState {
-            paused: held.contains(&b.sink),
-            pending: b.pending,
-            oldest_pending_ms: b.oldest_ms,
-            dead: b.dead,
-            partitions_paused: paused.iter().find(|p| p.0 == b.sink).map_or(0, |p| p.1),
-            configured: b.configured,
-            route: b.sink,
-        })
-        .collect())
+    Ok(RouteState::all(&backlog, configured, &held, &paused))
 }
 
 /// Pauses (or resumes) a whole route.

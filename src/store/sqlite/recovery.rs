@@ -278,14 +278,7 @@ pub(super) fn status(c: &Connection) -> rusqlite::Result<Vec<SourceStatus>> {
                 )?
                 .query_map([&w.source], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;
-            Ok(SourceStatus {
-                source: w.source.clone(),
-                last_walk: w,
-                last_complete_at_ms,
-                failed_requests: requests.get("failed").copied().unwrap_or(0),
-                requests_total: requests.values().sum(),
-                requests,
-            })
+            Ok(SourceStatus::new(w, last_complete_at_ms, requests))
         })
         .collect()
 }
