@@ -114,7 +114,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
 /// pauses, retention, sessions, throttles, budgets): a test's to move.
 pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<App, StartError> {
     let metrics = Metrics::new();
-    let location = crate::store::Location::Sqlite(config.storage.path.clone());
+    let location = config.storage.location();
     let journal_metrics = metrics.journal.clone();
     let options = crate::store::Options {
         wal_limit_bytes: config.storage.wal_limit_bytes,

@@ -14,11 +14,15 @@ use std::time::Duration;
 use common::pg::Cluster;
 use gatehouse::journal::Appended;
 use gatehouse::store::metrics::JournalMetrics;
-use gatehouse::store::postgres::{PgError, Postgres, schema};
+use gatehouse::store::postgres::{PgError, Postgres, Target, schema};
 use gatehouse::store::{Deliveries, Lifecycle};
 
+fn target(url: &str) -> Target {
+    Target::new(url, None).expect("a valid URL")
+}
+
 async fn replica(url: &str) -> Postgres {
-    Postgres::connect(url, JournalMetrics::unregistered())
+    Postgres::connect(&target(url), JournalMetrics::unregistered())
         .await
         .expect("connect and migrate")
 }
@@ -51,7 +55,7 @@ async fn replicas_starting_together_migrate_once_and_a_newer_schema_is_refused()
         )
         .await
         .unwrap();
-    match Postgres::connect(&url, JournalMetrics::unregistered()).await {
+    match Postgres::connect(&target(&url), JournalMetrics::unregistered()).await {
         Err(e @ PgError::TooNew { .. }) => {
             assert!(e.to_string().contains("newer release"), "{e}")
         }

@@ -43,7 +43,7 @@ pub fn summary(path: &std::path::Path, c: &Config) -> String {
     }
     line(format!(
         "journal      {} (retention {} days)",
-        c.storage.path.display(),
+        c.storage.describe(),
         c.storage.retention_days
     ));
     let secrets =

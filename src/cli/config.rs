@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use super::CliError;
 use crate::config::{Config, Secrets};
-use crate::store::{Location, Store};
+use crate::store::Store;
 
 /// Loads `--config` for a command that needs the secrets or not; without
 /// a file, the embedded default's paths (what `serve` would use).
@@ -51,11 +51,18 @@ pub fn operate(
         Ok(c) => c,
         Err(code) => return code,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Multi-threaded, so a PostgreSQL store's connections are driven
+    // while `open_beside` blocks this thread on connecting.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("a runtime for the command");
-    let result = match crate::store::open_beside(&Location::Sqlite(config.storage.path.clone())) {
+    let opened = {
+        let _in = runtime.enter();
+        crate::store::open_beside(&config.storage.location())
+    };
+    let result = match opened {
         Err(e) => Err(e.into()),
         Ok(store) => {
             let done = runtime.block_on(f(&config, &store));
@@ -107,7 +114,7 @@ pub fn banner(config: &Config, generated: &crate::app::Generated) {
         }
         None => println!("  Secret:       stored in {}", secret_path.display()),
     }
-    println!("  Journal:      {}", config.storage.path.display());
+    println!("  Journal:      {}", config.storage.describe());
     println!("  Admin UI:     http://{}/admin/", config.server.listen);
     let hash_path = config.admin.hash_path(&config.storage.path);
     match &generated.admin_password {

@@ -128,6 +128,11 @@ impl Config {
                 found.push(problem(line_of_key(text, &key), key, message));
             }
         }
+        // Every command that opens the store needs these, so they are read
+        // even when the other secrets are not.
+        for (key, message) in config.read_storage_secrets() {
+            found.push(problem(line_of_key(text, &key), key, message));
+        }
         if found.is_empty() {
             Ok(config)
         } else {
@@ -148,6 +153,8 @@ impl Config {
             }
         };
         fix(&mut self.storage.path);
+        self.storage.url_file.as_mut().map(fix);
+        self.storage.password_file.as_mut().map(fix);
         self.webhooks.secret_files.iter_mut().for_each(fix);
         for r in &mut self.routes {
             r.secret_file.as_mut().map(fix);
@@ -162,6 +169,34 @@ impl Config {
         if let Some(g) = &mut self.gateway {
             fix(&mut g.cache_path);
         }
+    }
+
+    /// Reads the PostgreSQL URL and password files, and checks the URL;
+    /// returns each problem, as (key, why).
+    fn read_storage_secrets(&mut self) -> Vec<(String, String)> {
+        let mut failed = Vec::new();
+        let storage = &mut self.storage;
+        if let Some(path) = &storage.url_file {
+            match read_secret_file(path) {
+                Ok(s) => storage.url = Some(s),
+                Err(m) => failed.push(("storage.url_file".to_string(), m)),
+            }
+        }
+        if let Some(path) = &storage.password_file {
+            match read_secret_file(path) {
+                Ok(s) => storage.password = Some(s),
+                Err(m) => failed.push(("storage.password_file".to_string(), m)),
+            }
+        }
+        if let Some(Err(m)) = storage.postgres() {
+            let key = if storage.url_file.is_some() {
+                "storage.url_file"
+            } else {
+                "storage.url"
+            };
+            failed.push((key.to_string(), m));
+        }
+        failed
     }
 
     /// Reads every secret file named; returns each that failed, as (key,
@@ -407,6 +442,73 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::parse(text, "t.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_postgres_url_is_checked_and_never_repeated() {
+        let base = "[webhooks]\nsecrets = [\"x\"]\n[storage]\n";
+        let e = err(&format!("{base}url = \"mysql://root:hunter2@db/x\"\n"));
+        assert!(
+            e.contains("t.toml:4: storage.url: not a PostgreSQL connection URL"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = err(&format!("{base}url = \"postgres://db:5432/x\"\n"));
+        assert!(e.contains("names no user"), "{e}");
+        let e = err(&format!("{base}url = \"postgres://u@db:5432\"\n"));
+        assert!(e.contains("names no database"), "{e}");
+        let e = err(&format!(
+            "{base}url = \"postgres://u@db/x\"\nurl_file = \"/nonexistent/pg-url\"\n"
+        ));
+        assert!(
+            e.contains("storage.url: set url or url_file, not both"),
+            "{e}"
+        );
+        assert!(
+            e.contains("storage.url_file: cannot read secret file /nonexistent/pg-url"),
+            "{e}"
+        );
+        let e = err(&format!("{base}password_file = \"/nonexistent/pw\"\n"));
+        assert!(
+            e.contains("storage.password_file: is for PostgreSQL"),
+            "{e}"
+        );
+        let c = Config::parse(
+            &format!(
+                "{base}url = \"postgres://gh:s3cret@db.internal:6432/gatehouse?sslmode=require\"\n"
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert!(c.storage.is_postgres());
+        assert_eq!(
+            c.storage.describe(),
+            "postgres://gh@db.internal:6432/gatehouse"
+        );
+        assert!(matches!(
+            c.storage.location(),
+            crate::store::Location::Postgres(_)
+        ));
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_postgres_url_and_password_are_read_from_files_even_for_operator_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("pg-url");
+        let pw = dir.path().join("pg-password");
+        std::fs::write(&url, "postgres://gh@db/gatehouse\n").unwrap();
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        let config = dir.path().join("g.toml");
+        std::fs::write(
+            &config,
+            "[webhooks]\nsecret_files = [\"/nonexistent/not-read\"]\n[storage]\n\
+             url_file = \"pg-url\"\npassword_file = \"pg-password\"\n",
+        )
+        .unwrap();
+        let c = Config::load_without_secrets(&config).unwrap();
+        assert_eq!(c.storage.describe(), "postgres://gh@db:5432/gatehouse");
+        assert_eq!(c.storage.password.as_ref().unwrap().expose(), b"s3cret");
     }
 
     #[test]

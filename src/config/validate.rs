@@ -102,6 +102,21 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
             ),
         );
     }
+    if c.storage.url.is_some() && c.storage.url_file.is_some() {
+        push(
+            &mut out,
+            ("storage.url", "set url or url_file, not both".into()),
+        );
+    }
+    if c.storage.password_file.is_some() && !c.storage.is_postgres() {
+        push(
+            &mut out,
+            (
+                "storage.password_file",
+                "is for PostgreSQL: set url or url_file too".into(),
+            ),
+        );
+    }
     if c.storage.path.as_os_str().is_empty() {
         push(&mut out, ("storage.path", "must not be empty".into()));
     }

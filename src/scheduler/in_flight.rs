@@ -75,7 +75,14 @@ pub fn worker_name(started_ms: i64) -> String {
     let started = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(started_ms.max(0) as u64),
     );
-    format!("{host} pid {} (started {started})", std::process::id())
+    // The random tag keeps two replicas apart even where hostnames and
+    // pids repeat (containers: every replica pid 1 on host "gatehouse"):
+    // a lease row trusts its owner's name.
+    let tag: u32 = rand::random();
+    format!(
+        "{host} pid {} (started {started}, {tag:08x})",
+        std::process::id()
+    )
 }
 
 #[cfg(test)]

@@ -34,7 +34,18 @@ use tokio::sync::mpsc;
 use crate::journal::model::{Appended, DeliveryRow, NewDelivery};
 use crate::store::metrics::JournalMetrics;
 
-pub use sqlite::{Health, LockError, OpenError};
+pub use sqlite::{Health, LockError};
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Sqlite(#[from] sqlite::OpenError),
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgError),
+    #[error("opening a PostgreSQL store needs a tokio runtime (call it from spawn_blocking)")]
+    NoRuntime,
+}
 
 use actions::{Change, Finished, JobRow, Observation, RunRow};
 use clients::{ClientRow, StoredClient, Usage};
@@ -79,6 +90,8 @@ pub type WorkNotice = (String, String);
 pub enum Location {
     /// The embedded journal: a SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database shared by several replicas.
+    Postgres(postgres::Target),
 }
 
 /// How a store is opened by the server.
@@ -108,9 +121,11 @@ impl Deref for Store {
     }
 }
 
-/// Opens the store for the server: takes the process lock (one server per
-/// store), checks and migrates the schema, starts the writer. Blocking:
-/// call it from a blocking context.
+/// Opens the store for the server: on SQLite takes the process lock (one
+/// server per file), on PostgreSQL connects its pool and LISTEN
+/// connection; checks and migrates the schema, starts the writer.
+/// Blocking: call it from a blocking context (for PostgreSQL, one inside
+/// a tokio runtime, such as `spawn_blocking`).
 pub fn open(
     location: &Location,
     metrics: JournalMetrics,
@@ -120,6 +135,11 @@ pub fn open(
         Location::Sqlite(path) => Ok(Store(Arc::new(sqlite::Sqlite::open(
             path, metrics, options,
         )?))),
+        Location::Postgres(target) => {
+            let handle = tokio::runtime::Handle::try_current().map_err(|_| OpenError::NoRuntime)?;
+            let pg = handle.block_on(postgres::Postgres::connect(target, metrics))?;
+            Ok(Store(Arc::new(pg)))
+        }
     }
 }
 
@@ -130,6 +150,11 @@ pub fn open(
 pub fn open_beside(location: &Location) -> Result<Store, OpenError> {
     match location {
         Location::Sqlite(path) => Ok(Store(Arc::new(sqlite::Sqlite::open_beside(path)?))),
+        Location::Postgres(target) => {
+            let handle = tokio::runtime::Handle::try_current().map_err(|_| OpenError::NoRuntime)?;
+            let pg = handle.block_on(postgres::Postgres::connect_beside(target))?;
+            Ok(Store(Arc::new(pg)))
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod binary;
 pub mod census;
 pub mod conformance;
 pub mod consumer;
+pub mod haproxy;
 pub mod hub;
 pub mod load;
 pub mod pg;

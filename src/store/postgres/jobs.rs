@@ -161,7 +161,13 @@ impl crate::store::Jobs for Postgres {
                                          lease_epoch = p.lease_epoch + 1
                  FROM free WHERE p.sink = free.sink AND p.partition_key = free.partition_key
                  RETURNING p.lease_epoch, p.paused_until_ms",
-                &[&sink, &partition, &owner, &(now_ms + lease_ms), &now_ms],
+                &[
+                    &sink,
+                    &partition,
+                    &owner,
+                    &(self.db_ms(now_ms) + lease_ms),
+                    &self.db_ms(now_ms),
+                ],
             )
             .await
             .map_err(write_err)?;
@@ -200,7 +206,7 @@ impl crate::store::Jobs for Postgres {
     ) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(write_err)?;
-        let held = renew(&tx, sink, partition, fence, until_ms)
+        let held = renew(&tx, sink, partition, fence, self.db_ms(until_ms))
             .await
             .map_err(write_err)?;
         tx.commit().await.map_err(write_err)?;
@@ -269,7 +275,7 @@ impl crate::store::Jobs for Postgres {
         let tx = client.transaction().await.map_err(write_err)?;
         let now = attempt.started_at_ms + attempt.duration_ms;
         // The fence check first: a lost lease writes nothing.
-        if !renew(&tx, sink, partition, fence, now + lease_ms)
+        if !renew(&tx, sink, partition, fence, self.db_ms(now) + lease_ms)
             .await
             .map_err(write_err)?
         {
@@ -339,7 +345,7 @@ impl crate::store::Jobs for Postgres {
     ) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(write_err)?;
-        if !renew(&tx, sink, partition, fence, now_ms + lease_ms)
+        if !renew(&tx, sink, partition, fence, self.db_ms(now_ms) + lease_ms)
             .await
             .map_err(write_err)?
         {

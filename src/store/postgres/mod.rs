@@ -28,7 +28,7 @@ pub mod schema;
 mod views;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,12 @@ pub enum PgError {
          it was written by a newer release: run that release"
     )]
     TooNew { found: i32, known: i32 },
+    #[error(
+        "database schema version {found}, this gatehouse expects {want}: start `gatehouse serve` once to migrate, or use the matching release"
+    )]
+    Version { found: i32, want: i32 },
+    #[error("TLS for PostgreSQL: {0}")]
+    Tls(String),
 }
 
 impl From<deadpool_postgres::PoolError> for PgError {
@@ -68,6 +74,9 @@ impl From<PgError> for StoreError {
 /// Connections in the pool: the group-commit writer holds one at a time,
 /// reads and the scheduler's writes share the rest.
 const POOL_SIZE: usize = 16;
+/// A store operation waits this long for a free connection, then fails
+/// (503 on ingest) rather than queue without bound.
+const POOL_WAIT: Duration = Duration::from_secs(5);
 
 /// The open store.
 pub struct Postgres {
@@ -82,40 +91,187 @@ pub struct Postgres {
     wake: mpsc::UnboundedSender<WorkNotice>,
     /// The database's size as last probed, for `/metrics`.
     size: AtomicU64,
+    /// The database's clock minus this replica's, in ms (see `db_ms`).
+    clock_offset_ms: AtomicI64,
 }
 
-impl Postgres {
-    /// Connects to `url` (`postgres://user@host:port/db?sslmode=...`),
-    /// brings the schema to this build's version, and starts the
-    /// group-commit writer. Async: call within a runtime.
-    pub async fn connect(url: &str, metrics: JournalMetrics) -> Result<Postgres, PgError> {
-        let mut config: tokio_postgres::Config = url.parse()?;
+/// Where the database is: a libpq-style URL
+/// (`postgres://user@host:port/db?sslmode=require`), and the password
+/// when it is kept apart from it. Neither is ever shown.
+#[derive(Clone)]
+pub struct Target {
+    url: String,
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Target(***)")
+    }
+}
+
+impl Target {
+    /// Checks the URL parses; the error never repeats the URL (it may
+    /// hold a password).
+    pub fn new(url: &str, password: Option<&str>) -> Result<Target, String> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            // tokio-postgres's parse errors name the key, not the value.
+            format!("not a PostgreSQL connection URL ({e})")
+        })?;
+        if config.get_hosts().is_empty() {
+            return Err("the URL names no host".into());
+        }
+        if config.get_dbname().is_none() {
+            return Err("the URL names no database (postgres://user@host:port/DATABASE)".into());
+        }
+        if config.get_user().is_none() {
+            return Err("the URL names no user (postgres://USER@host:port/db)".into());
+        }
+        Ok(Target {
+            url: url.to_string(),
+            password: password.map(str::to_string),
+        })
+    }
+
+    /// `postgres://user@host:port/db`: for logs and pages (no password,
+    /// no other parameters).
+    pub fn describe(&self) -> String {
+        let Ok(config) = self.url.parse::<tokio_postgres::Config>() else {
+            return "postgres://(unparsable)".into();
+        };
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => String::new(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "postgres://{}@{host}:{port}/{}",
+            config.get_user().unwrap_or_default(),
+            config.get_dbname().unwrap_or_default()
+        )
+    }
+
+    /// The client configuration for one purpose (`application_name`, seen
+    /// in `pg_stat_activity`).
+    fn config(&self, purpose: &str) -> Result<tokio_postgres::Config, PgError> {
+        let mut config: tokio_postgres::Config = self.url.parse()?;
+        if let Some(p) = &self.password {
+            config.password(p);
+        }
         // Ack means durable: whatever the server's default, a commit
         // returns only once it is flushed (and replicated, when the
         // server runs synchronous replication).
         config.options("-c synchronous_commit=on");
-        config.application_name("gatehouse");
+        config.application_name(purpose);
+        config.connect_timeout(CONNECT_TIMEOUT);
+        Ok(config)
+    }
+}
+
+/// The database's clock minus this replica's (system clock), in ms: the
+/// database's reading against the midpoint of the round trip, so the
+/// error is at most half of it.
+async fn clock_offset(client: &tokio_postgres::Client) -> Result<i64, PgError> {
+    let before = crate::clock::now_ms();
+    let row = client
+        .query_one(
+            "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint",
+            &[],
+        )
+        .await?;
+    let after = crate::clock::now_ms();
+    let db: i64 = row.get(0);
+    Ok(db - (before + after) / 2)
+}
+
+/// A connection attempt that has not completed in this long has failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS for `sslmode=prefer|require`: the server's certificate is checked
+/// against the system's trust store (as libpq's `verify-full`); with
+/// `sslmode=disable` no TLS is attempted.
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, PgError> {
+    use rustls_platform_verifier::ConfigVerifierExt;
+    let config =
+        rustls::ClientConfig::with_platform_verifier().map_err(|e| PgError::Tls(e.to_string()))?;
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// What a connection is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The server: migrate, group-commit writer, LISTEN.
+    Serve,
+    /// An operator command beside running servers: the schema must be
+    /// this build's, nothing is migrated, nothing listened for.
+    Beside,
+}
+
+impl Postgres {
+    /// Connects for the server: brings the schema to this build's version
+    /// (under the advisory lock, so replicas starting together take
+    /// turns), starts the group-commit writer and the LISTEN connection.
+    /// Async: call within a runtime.
+    pub async fn connect(target: &Target, metrics: JournalMetrics) -> Result<Postgres, PgError> {
+        Postgres::connect_as(target, metrics, Mode::Serve).await
+    }
+
+    /// Connects for an operator command beside the servers: no migration
+    /// (a schema of another version is refused), no LISTEN.
+    pub async fn connect_beside(target: &Target) -> Result<Postgres, PgError> {
+        Postgres::connect_as(target, JournalMetrics::unregistered(), Mode::Beside).await
+    }
+
+    async fn connect_as(
+        target: &Target,
+        metrics: JournalMetrics,
+        mode: Mode,
+    ) -> Result<Postgres, PgError> {
         let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
+            target.config("gatehouse")?,
+            tls()?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(if mode == Mode::Serve { POOL_SIZE } else { 4 })
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| PgError::Pool(e.to_string()))?;
         let mut client = pool.get().await?;
-        schema::migrate(&mut client).await?;
+        match mode {
+            Mode::Serve => {
+                schema::migrate(&mut client).await?;
+            }
+            Mode::Beside => {
+                let found = schema::version(&client).await?;
+                if found != schema::latest_version() {
+                    return Err(PgError::Version {
+                        found,
+                        want: schema::latest_version(),
+                    });
+                }
+            }
+        }
+        let offset = clock_offset(&client).await?;
         drop(client);
         let writable = Arc::new(AtomicBool::new(true));
         let (wake, notices) = mpsc::unbounded_channel();
         let appends =
             deliveries::start_writer(pool.clone(), metrics, writable.clone(), wake.clone());
-        let mut listen_config: tokio_postgres::Config = url.parse()?;
-        listen_config.application_name("gatehouse-listen");
-        tokio::spawn(notices::listen(listen_config, pool.clone(), wake.clone()));
+        if mode == Mode::Serve {
+            let listen_config = target.config("gatehouse-listen")?;
+            tokio::spawn(notices::listen(
+                listen_config,
+                tls()?,
+                pool.clone(),
+                wake.clone(),
+            ));
+        }
         Ok(Postgres {
             pool,
             appends,
@@ -125,7 +281,23 @@ impl Postgres {
             notices: Mutex::new(Some(notices)),
             wake,
             size: AtomicU64::new(0),
+            clock_offset_ms: AtomicI64::new(offset),
         })
+    }
+
+    /// A time of this replica's clock (the caller's `now_ms`) on the
+    /// database's clock. Leases are judged on the database's clock, so a
+    /// replica whose clock runs ahead cannot take another's lease early:
+    /// each replica converts by the offset it measured at connect and
+    /// measures again on every probe.
+    pub(crate) fn db_ms(&self, local_ms: i64) -> i64 {
+        local_ms.saturating_add(self.clock_offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// The last measured offset of the database's clock from this
+    /// replica's, in ms.
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset_ms.load(Ordering::Relaxed)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -160,6 +332,8 @@ impl crate::store::Lifecycle for Postgres {
             .map_err(write_err)?;
         self.size
             .store(row.get::<_, i64>(1) as u64, Ordering::Relaxed);
+        let offset = clock_offset(&client).await.map_err(StoreError::from)?;
+        self.clock_offset_ms.store(offset, Ordering::Relaxed);
         self.writable.store(true, Ordering::SeqCst);
         Ok(())
     }

@@ -47,12 +47,13 @@ fn parse(payload: &str) -> impl Iterator<Item = WorkNotice> + '_ {
 /// after each connect, announces every partition with due work.
 pub async fn listen(
     config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     pool: Pool,
     tx: mpsc::UnboundedSender<WorkNotice>,
 ) {
     let mut pause = Duration::from_millis(100);
     while !tx.is_closed() {
-        match config.connect(tokio_postgres::NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 pause = Duration::from_millis(100);
                 let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -185,7 +185,8 @@ impl crate::store::Views for Postgres {
                     sink,
                     partition,
                     lease_owner: r.get(2),
-                    lease_until_ms: r.get(3),
+                    // (kept on the database's clock: shown on ours)
+                    lease_until_ms: r.get::<_, i64>(3) - self.clock_offset_ms(),
                     paused_until_ms: r.get(4),
                     held: r.get(5),
                     pending: r.get(6),

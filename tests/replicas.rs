@@ -1,0 +1,296 @@
+//! Several replicas of the real binary on one real PostgreSQL, behind a
+//! real haproxy, as the README's "Several replicas" section sets them up;
+//! deliveries posted through the load balancer while replicas and the
+//! database fail under them. What must hold is what holds on one node:
+//! every acknowledged delivery reaches the consumer; per organisation,
+//! first arrivals follow acknowledgement order, no delivery starts before
+//! the previous one succeeded, and never two are in flight; one delivery
+//! sent to every replica at once is accepted once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::binary::Server;
+use common::haproxy::Haproxy;
+use common::pg::Cluster;
+use common::{Delivery, compact, consumer};
+use serde_json::Value;
+
+/// Short enough for a test to wait one out; a route's timeout plus the
+/// trust margin must fit under it.
+const LEASE_SECS: u64 = 10;
+const ROUTE_TIMEOUT_SECS: u64 = 3;
+
+struct Replica {
+    config: PathBuf,
+    port: u16,
+    server: Option<Server>,
+}
+
+impl Replica {
+    fn new(dir: &Path, i: usize, url: &str, consumer: &str) -> Replica {
+        let port = common::free_port();
+        let own = dir.join(format!("r{i}"));
+        std::fs::create_dir_all(&own).unwrap();
+        let config = own.join("gatehouse.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+                 [storage]\npath = {:?}\nurl = {url:?}\n\n\
+                 [webhooks]\nsecrets = [{:?}]\n\n\
+                 [processing]\nworkers = 8\nlease_secs = {LEASE_SECS}\n\n\
+                 [[routes]]\nname = \"ci\"\nurl = {consumer:?}\ntimeout_secs = {ROUTE_TIMEOUT_SECS}\n",
+                own.join("gatehouse.db").display().to_string(),
+                common::SECRET,
+            ),
+        )
+        .unwrap();
+        Replica {
+            config,
+            port,
+            server: None,
+        }
+    }
+
+    fn start(&mut self) {
+        self.server = Some(Server::start(&self.config));
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> i32 {
+        self.server.as_ref().expect("running").pid()
+    }
+}
+
+/// A push for `org`, its `k`th.
+fn push(template: &Value, org: &str, k: usize) -> Vec<u8> {
+    let mut v = template.clone();
+    v["repository"]["owner"]["login"] = org.into();
+    v["after"] = format!("{k:040}").into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// Posts `d` until a 2xx (as a sender that retries would), bounded.
+async fn post_until_acked(client: &reqwest::Client, base: &str, d: &Delivery) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(r) = d.send(client, base).await
+            && r.status().is_success()
+        {
+            return r.status().as_u16();
+        }
+        assert!(Instant::now() < deadline, "{:?} never acknowledged", d.guid);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_behind_haproxy_keep_every_invariant_through_faults() {
+    let pg = Cluster::start();
+    let url = pg.database("gatehouse").await;
+    // The consumer fails the first attempt of every seventh delivery, and
+    // notes when each delivery first succeeded.
+    let succeeded: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let script: consumer::Script = {
+        let succeeded = succeeded.clone();
+        Arc::new(move |a, seen| {
+            let k: usize = a.guid.rsplit('-').next().unwrap().parse().unwrap();
+            if seen == 0 && k % 7 == 3 {
+                return (500, vec![]);
+            }
+            succeeded
+                .lock()
+                .unwrap()
+                .entry(a.guid.clone())
+                .or_insert_with(Instant::now);
+            (200, vec![])
+        })
+    };
+    let c = consumer::start(Duration::from_millis(20), script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica::new(dir.path(), i, &url, &c.url))
+        .collect();
+    // Started together: they take turns migrating.
+    std::thread::scope(|s| {
+        for r in &mut replicas {
+            s.spawn(|| r.start());
+        }
+    });
+    let lb = Haproxy::start(&replicas.iter().map(|r| r.port).collect::<Vec<_>>());
+    let template: Value = serde_json::from_slice(&compact(
+        &common::fixtures().join("payloads/push/payload.json"),
+    ))
+    .unwrap();
+
+    // Ten organisations, each posting one delivery every 250 ms for about
+    // 30 s, in order: a delivery is sent once the previous one was acked.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    const ORGS: usize = 10;
+    const PER_ORG: usize = 120;
+    let acked: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
+    let mut posters = Vec::new();
+    for o in 0..ORGS {
+        let (client, base, template, acked) = (
+            client.clone(),
+            lb.base.clone(),
+            template.clone(),
+            acked.clone(),
+        );
+        posters.push(tokio::spawn(async move {
+            let org = format!("org-{o}");
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            for k in 0..PER_ORG {
+                tick.tick().await;
+                let guid = format!("{org}-{k}");
+                let d = Delivery::json("push", &guid, push(&template, &org, k));
+                post_until_acked(&client, &base, &d).await;
+                acked
+                    .lock()
+                    .unwrap()
+                    .entry(org.clone())
+                    .or_default()
+                    .push(guid);
+            }
+        }));
+    }
+
+    // The faults, while deliveries flow.
+    let started = Instant::now();
+    let at = |secs: u64| tokio::time::sleep_until((started + Duration::from_secs(secs)).into());
+    at(4).await;
+    replicas[0].server.as_mut().unwrap().kill9();
+    at(7).await;
+    replicas[0].start();
+    // Frozen past its lease: its partitions pass to the others, and
+    // when it wakes it sends nothing on a lease it no longer holds.
+    at(9).await;
+    let frozen = replicas[1].pid();
+    unsafe { libc::kill(frozen, libc::SIGSTOP) };
+    at(9 + LEASE_SECS + 3).await;
+    unsafe { libc::kill(frozen, libc::SIGCONT) };
+    at(24).await;
+    pg.restart_immediate();
+    at(27).await;
+    let killed = terminate_listeners(&pg).await;
+    assert_eq!(
+        killed, 3,
+        "every replica's LISTEN connection was there to kill"
+    );
+    for p in posters {
+        p.await.unwrap();
+    }
+
+    // Every acknowledged delivery arrives.
+    let acked = acked.lock().unwrap().clone();
+    let total: usize = acked.values().map(Vec::len).sum();
+    assert_eq!(total, ORGS * PER_ORG);
+    c.wait_for(
+        "every acknowledged delivery",
+        Duration::from_secs(120),
+        |a| {
+            let got: std::collections::HashSet<&str> = a.iter().map(|x| x.guid.as_str()).collect();
+            acked.values().flatten().all(|g| got.contains(g.as_str()))
+        },
+    )
+    .await;
+
+    let arrivals = c.arrivals();
+    let succeeded = succeeded.lock().unwrap().clone();
+    for (org, order) in &acked {
+        // First arrivals follow acknowledgement order.
+        let mut first: Vec<&str> = Vec::new();
+        let mut first_at: HashMap<&str, Instant> = HashMap::new();
+        for a in arrivals.iter().filter(|a| &a.org == org) {
+            if !first_at.contains_key(a.guid.as_str()) {
+                first_at.insert(&a.guid, a.at);
+                first.push(&a.guid);
+            }
+        }
+        let want: Vec<&str> = order.iter().map(String::as_str).collect();
+        assert_eq!(
+            first, want,
+            "{org}: first arrivals in acknowledgement order"
+        );
+        // No delivery started before the one before it had succeeded.
+        for pair in order.windows(2) {
+            let done = succeeded[&pair[0]];
+            assert!(
+                first_at[pair[1].as_str()] > done,
+                "{org}: {} started before {} succeeded",
+                pair[1],
+                pair[0]
+            );
+        }
+    }
+    let max = c.max_in_flight.lock().unwrap().clone();
+    assert!(
+        max.values().all(|n| *n == 1),
+        "never two in flight per organisation: {max:?}"
+    );
+    let failed_once = (0..PER_ORG).filter(|k| k % 7 == 3).count() * ORGS;
+    let repeats = arrivals.len() - total - failed_once;
+    assert!(
+        repeats <= 3 * 8 * 2,
+        "only jobs in flight at a fault are repeated, got {repeats}"
+    );
+
+    // One delivery sent to every replica at the same instant: one 202,
+    // the others 200 (a duplicate).
+    let d = Delivery::json("push", "to-all-at-once", push(&template, "org-x", 0));
+    let sends = replicas.iter().map(|r| {
+        let (client, base, d) = (client.clone(), r.base(), &d);
+        async move { d.send(&client, &base).await.unwrap().status().as_u16() }
+    });
+    let mut statuses = futures_util::future::join_all(sends).await;
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 202]);
+    drop(lb);
+}
+
+/// Ends every replica's LISTEN connection, as a network blip or an
+/// administrator would; returns how many there were.
+async fn terminate_listeners(pg: &Cluster) -> i64 {
+    let (client, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // The replicas reconnect after the server's restart on their own
+    // schedule: wait (bounded) until all three listen again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gatehouse-listen'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{n} replicas listening");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = 'gatehouse-listen'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .len() as i64
+}
