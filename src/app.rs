@@ -20,15 +20,7 @@ use crate::{clock, ingest, ops, server, shutdown, systemd};
 /// probed, so /readyz and the metrics follow by themselves, even with no
 /// traffic.
 const HEAL_INTERVAL: Duration = Duration::from_secs(1);
-const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
 const GATEWAY_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
-/// Pruning shares the journal's one writer with ingest: a batch's deletes
-/// ride in the same group commit as the acks queued beside it. Batches of
-/// 10 with a 10 ms rest keep ack p99 within 2x of normal while pruning
-/// (BENCHMARKS.md, retention) and still delete ~800 deliveries/s, far
-/// above any organisation's arrival rate.
-const PRUNE_BATCH: usize = 10;
-const PRUNE_REST: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -125,6 +117,19 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     .await
     .expect("journal open task")?;
 
+    // This process among the replicas: in leases, duties and heartbeats.
+    let replica: Arc<str> = crate::scheduler::in_flight::worker_name(clock.now_ms()).into();
+    let duty = |name, ttl| {
+        crate::duties::Duty::new(
+            journal.clone(),
+            name,
+            replica.clone(),
+            ttl,
+            clock.clone(),
+            metrics.journal.clone(),
+        )
+    };
+
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -159,6 +164,7 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
             config: config.recovery.clone(),
             metrics: metrics.recovery.clone(),
             sources,
+            duty: duty("recovery", Duration::from_secs(600)),
         });
     let stopping = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);
@@ -244,6 +250,7 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     .with_in_flight(in_flight)
     .with_attempt_minutes(attempt_minutes.clone())
     .with_clock(clock.clone())
+    .with_owner(&replica)
     .spawn()
     .await
     .map_err(StartError::Scheduler)?;
@@ -255,10 +262,21 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
             attempt_minutes.clone(),
             stop_rx.clone(),
         )),
-        tokio::spawn(retention(
+        tokio::spawn(
+            crate::retention::Retention {
+                store: journal.clone(),
+                days: config.storage.retention_days,
+                window_days: crate::retention::redelivery_window_days(&config.github.api_url),
+                clock: clock.clone(),
+                duty: duty("retention", Duration::from_secs(120)),
+            }
+            .run(stop_rx.clone()),
+        ),
+        tokio::spawn(crate::duties::heartbeat(
             journal.clone(),
-            config.storage.retention_days,
+            replica.clone(),
             clock.clone(),
+            metrics.journal.clone(),
             stop_rx.clone(),
         )),
     ];
@@ -512,46 +530,6 @@ async fn heal(journal: Store, mut stop: watch::Receiver<bool>) {
             .unwrap_or(false);
         if in_place && journal.health() == crate::store::Health::Unwritable {
             let _ = journal.probe().await;
-        }
-    }
-}
-
-async fn retention(
-    journal: Store,
-    days: u32,
-    clock: Arc<dyn clock::Clock>,
-    mut stop: watch::Receiver<bool>,
-) {
-    if days == 0 {
-        return;
-    }
-    loop {
-        let cutoff = clock.now_ms() - i64::from(days) * 86_400_000;
-        let mut total = 0;
-        loop {
-            match journal.prune(cutoff, PRUNE_BATCH).await {
-                Ok(n) => {
-                    total += n;
-                    if n < PRUNE_BATCH {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "retention pruning failed");
-                    break;
-                }
-            }
-            if *stop.borrow() {
-                return;
-            }
-            tokio::time::sleep(PRUNE_REST).await;
-        }
-        if total > 0 {
-            tracing::info!(deleted = total, days, "pruned old deliveries");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(RETENTION_INTERVAL) => {}
-            _ = shutdown::requested(&mut stop) => return,
         }
     }
 }

@@ -579,6 +579,27 @@ async fn hostile_payloads_render_as_text() {
     assert_eq!(raw.body.as_bytes(), &d.body[..]);
 }
 
+/// Retention shorter than GitHub's redelivery window prunes a delivery's
+/// stored request but keeps its row: the page says so and a redelivery
+/// is still a duplicate.
+#[tokio::test]
+async fn a_delivery_whose_body_was_pruned_says_so_and_stays_deduplicated() {
+    let t = TestApp::spawn().await;
+    let body = compact(&common::fixtures().join("payloads/ping/payload.json"));
+    let d = Delivery::json("ping", "pruned-1", body);
+    assert_eq!(t.send(&d).await.status(), 202);
+    let now = gatehouse::clock::now_ms();
+    let pruned = t.app.journal().prune(now + 1, 0, 10).await.unwrap();
+    assert_eq!((pruned.bodies, pruned.deliveries), (1, 0));
+    let admin = Admin::login(&t.base).await;
+    let p = admin.get("/admin/deliveries/1").await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(p.body.contains("Pruned by retention"), "{}", p.body);
+    assert!(!p.body.contains("Download the raw body"));
+    assert!(p.body.contains("pruned-1"));
+    assert_eq!(t.send(&d).await.status(), 200, "still a duplicate");
+}
+
 #[tokio::test]
 async fn pages_report_what_the_journal_holds() {
     let (t, _c) = with_dead_letters(8).await;

@@ -346,9 +346,14 @@ async fn retention_keeps_deliveries_with_unfinished_jobs() {
     let deleted = t
         .app
         .journal()
-        .prune(gatehouse::clock::now_ms() + 1, 500)
+        .prune(
+            gatehouse::clock::now_ms() + 1,
+            gatehouse::clock::now_ms() + 1,
+            500,
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .deliveries;
     assert_eq!(deleted, 1, "only the delivery without unfinished jobs goes");
     let census = t.census().await;
     assert_eq!(census.guids(), ["failing"]);

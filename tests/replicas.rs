@@ -256,6 +256,45 @@ async fn three_replicas_behind_haproxy_keep_every_invariant_through_faults() {
     let mut statuses = futures_util::future::join_all(sends).await;
     statuses.sort();
     assert_eq!(statuses, [200, 200, 202]);
+
+    // Each replica's /metrics tells of the others and of the backend.
+    let scrape = async |r: &Replica| common::scrape(&client, &r.base()).await;
+    common::eventually(
+        "every replica counts three alive",
+        Duration::from_secs(45),
+        async || {
+            for r in &replicas {
+                let m = scrape(r).await;
+                if common::metric(&m, "gatehouse_storage_replicas_alive") != Some(3.0) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    let mut retention_holders = 0.0;
+    for r in &replicas {
+        let m = scrape(r).await;
+        retention_holders +=
+            common::metric(&m, "gatehouse_duty_held{duty=\"retention\"}").unwrap_or(0.0);
+        assert!(
+            common::metric(&m, "gatehouse_storage_notifications_received_total").unwrap_or(0.0)
+                > 0.0,
+            "{m}"
+        );
+        assert!(
+            common::metric(
+                &m,
+                "gatehouse_storage_operation_duration_seconds_count{op=\"acquire\"}"
+            )
+            .unwrap_or(0.0)
+                > 0.0,
+            "{m}"
+        );
+        assert!(m.contains("gatehouse_storage_clock_offset_seconds"), "{m}");
+    }
+    assert!(retention_holders <= 1.0, "one replica prunes at a time");
     drop(lb);
 }
 

@@ -181,40 +181,15 @@ async fn a_dead_letter_is_retried_from_a_clean_slate_and_a_backfill_is_idempoten
 }
 
 #[tokio::test]
-async fn prune_keeps_every_delivery_with_unfinished_work() {
+async fn prune_keeps_unfinished_work_and_keys_while_github_may_redeliver() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = open(dir.path());
-    let long_ago = 1_000;
-    journal
-        .append(common::conformance::delivery(
-            "1",
-            "acme",
-            "pending",
-            &["ci"],
-            long_ago,
-        ))
-        .await
-        .unwrap();
-    journal
-        .append(common::conformance::delivery(
-            "1",
-            "acme",
-            "nothing-to-do",
-            &[],
-            long_ago,
-        ))
-        .await
-        .unwrap();
-    let n = journal.prune(long_ago + 1, 100).await.unwrap();
-    assert_eq!(n, 1, "only the delivery without work goes");
-    assert!(journal.delivery("1", "pending").await.unwrap().is_some());
-    assert!(
-        journal
-            .delivery("1", "nothing-to-do")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    common::conformance::prune_keeps_keys_while_github_may_redeliver(&*open(dir.path())).await;
+}
+
+#[tokio::test]
+async fn the_one_server_on_a_file_holds_every_duty() {
+    let dir = tempfile::tempdir().unwrap();
+    common::conformance::duties(&*open(dir.path()), false).await;
 }
 
 #[tokio::test]

@@ -161,40 +161,6 @@ async fn a_partitions_order_follows_acknowledgement_order_across_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn prune_keeps_deliveries_with_unfinished_work_and_their_dedupe() {
-    let pg = Cluster::start();
-    let url = pg.database("journal").await;
-    let store = replica(&url).await;
-    let mut kept = common::journal_push("acme", "with-a-job", 1, "ci");
-    kept.meta.received_at_ms -= 10_000;
-    let mut gone = common::journal_push("acme", "no-job", 2, "ci");
-    gone.meta.received_at_ms -= 10_000;
-    gone.sinks.clear();
-    assert!(matches!(
-        store.append(kept).await.unwrap(),
-        Appended::Queued { .. }
-    ));
-    let Appended::Queued { id: gone_id } = store.append(gone).await.unwrap() else {
-        panic!("new");
-    };
-    assert_eq!(
-        store.prune(gatehouse::clock::now_ms(), 100).await.unwrap(),
-        1
-    );
-    assert!(
-        store.payload(gone_id).await.unwrap().is_none(),
-        "with its payload"
-    );
-    assert!(store.delivery("1", "no-job").await.unwrap().is_none());
-    let row = store.delivery("1", "with-a-job").await.unwrap().unwrap();
-    let payload = store.payload(row.id).await.unwrap().unwrap();
-    assert_eq!(payload.body, common::push_for("acme", 1));
-    // Still journaled: a redelivery of it is a duplicate.
-    let again = common::journal_push("acme", "with-a-job", 1, "ci");
-    assert_eq!(store.append(again).await.unwrap(), Appended::Duplicate);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_restarted_under_a_replica_costs_refusals_never_a_false_ack() {
     let pg = Cluster::start();
     let url = pg.database("journal").await;
@@ -310,8 +276,10 @@ async fn one_replica_holds_a_partitions_lease_and_a_stale_fence_writes_nothing()
     assert!(jobs.windows(2).all(|w| w[0].delivery_id < w[1].delivery_id));
     // While it lasts, nobody else; once expired, another replica takes it
     // with a higher epoch, and the first holder's writes are refused.
-    assert!(claim(&b, "late", now + LEASE_MS - 1).await.is_none());
-    let later = now + LEASE_MS + 1;
+    // (Each replica converts its clock to the database's by an offset it
+    // measured to within half a round trip: a few ms of slack.)
+    assert!(claim(&b, "late", now + LEASE_MS - 50).await.is_none());
+    let later = now + LEASE_MS + 50;
     let second = claim(&b, "b2", later).await.expect("expired: claimable");
     assert!(second.epoch > first.epoch);
     let stale = holder
@@ -497,6 +465,10 @@ async fn the_journal_scheduler_and_operator_cases_sqlite_passes_pass_here() {
     common::conformance::recovery(&store).await;
     let store = replica(&pg.database("views").await).await;
     common::conformance::views(&store).await;
+    let store = replica(&pg.database("prune").await).await;
+    common::conformance::prune_keeps_keys_while_github_may_redeliver(&store).await;
+    let store = replica(&pg.database("duties").await).await;
+    common::conformance::duties(&store, true).await;
     // Every operation of the store interface is implemented.
     let whole: Box<dyn gatehouse::store::Backend> = Box::new(store);
     drop(whole);

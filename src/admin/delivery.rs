@@ -67,6 +67,8 @@ struct DeliveryPage {
     /// Shown instead of sections: not JSON, or too large.
     raw: Option<String>,
     note: Option<String>,
+    /// False once retention pruned the stored request.
+    has_body: bool,
     jobs: Vec<JobView>,
     any_retry: bool,
     retried: Option<usize>,
@@ -107,11 +109,9 @@ pub async fn page(
         .show(id)
         .await?
         .ok_or_else(|| AdminError::NoDelivery(key.clone()))?;
-    let payload = state
-        .journal
-        .payload(id)
-        .await?
-        .ok_or_else(|| AdminError::NoDelivery(key.clone()))?;
+    // None once retention pruned the stored request (the row and its
+    // dedupe key stay while GitHub may redeliver it).
+    let payload = state.journal.payload(id).await?;
     let now = clock::now_ms();
     let l = &shown.listed;
     let mut facts = vec![
@@ -159,7 +159,11 @@ pub async fn page(
                 .into(),
         ));
     }
-    let headers = crate::journal::model::decode_headers(&payload.headers)
+    let (stored_headers, body) = match &payload {
+        Some(p) => (&p.headers[..], &p.body[..]),
+        None => (&[][..], &[][..]),
+    };
+    let headers = crate::journal::model::decode_headers(stored_headers)
         .into_iter()
         .map(|(name, value)| {
             let value = if HIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
@@ -170,7 +174,20 @@ pub async fn page(
             (name, value)
         })
         .collect();
-    let (sections, raw, note) = payload_view(&shown.content_kind, &payload.body);
+    let (sections, raw, note) = match payload {
+        Some(_) => payload_view(&shown.content_kind, body),
+        None => (
+            Vec::new(),
+            None,
+            Some(
+                "Pruned by retention: the headers and body are gone; the delivery's \
+                 GUID is kept while GitHub may still redeliver it, so a redelivery \
+                 stays a duplicate."
+                    .to_string(),
+            ),
+        ),
+    };
+    let has_body = payload.is_some();
     let jobs: Vec<JobView> = shown
         .jobs
         .iter()
@@ -222,6 +239,7 @@ pub async fn page(
         sections,
         raw,
         note,
+        has_body,
         any_retry: jobs.iter().any(|j| j.can_retry),
         jobs,
         retried: q.retried,

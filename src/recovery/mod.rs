@@ -141,6 +141,8 @@ pub struct Recovery {
     pub config: RecoveryConfig,
     pub metrics: RecoveryMetrics,
     pub sources: Vec<Source>,
+    /// Scheduled walks are done by one replica at a time.
+    pub duty: crate::duties::Duty,
 }
 
 impl Recovery {
@@ -152,7 +154,9 @@ impl Recovery {
         let mut next = tokio::time::Instant::now();
         loop {
             if tokio::time::Instant::now() >= next {
-                self.walk_all(None, &stop).await;
+                if self.duty.mine().await {
+                    self.walk_all(None, &stop).await;
+                }
                 next = tokio::time::Instant::now() + interval;
             }
             let nap = next
@@ -162,8 +166,9 @@ impl Recovery {
                 _ = tokio::time::sleep(nap) => {}
                 _ = shutdown::requested(&mut stop) => return,
             }
+            // Taken by the replica that holds the duty (the others leave it).
             let pending = self.journal.pending_trigger().await;
-            if matches!(pending, Ok(true)) {
+            if matches!(pending, Ok(true)) && self.duty.mine().await {
                 let taken = self.journal.take_trigger(clock::now_ms()).await;
                 if let Ok(Some((_, since))) = taken {
                     self.walk_all(since, &stop).await;
@@ -175,7 +180,8 @@ impl Recovery {
 
     async fn walk_all(&self, since: Option<i64>, stop: &watch::Receiver<bool>) {
         for source in &self.sources {
-            if *stop.borrow() {
+            // Renewed per source: a long walk keeps its duty.
+            if *stop.borrow() || !self.duty.mine().await {
                 return;
             }
             let name = source.name();

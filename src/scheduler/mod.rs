@@ -83,6 +83,7 @@ pub struct Scheduler {
     in_flight: Arc<in_flight::InFlight>,
     attempts: Arc<samples::AttemptMinutes>,
     clock: Arc<dyn Clock>,
+    owner: Option<String>,
     shared: std::sync::OnceLock<Arc<Shared>>,
 }
 
@@ -103,6 +104,7 @@ impl Scheduler {
             in_flight: in_flight::InFlight::new(),
             attempts: samples::AttemptMinutes::new(),
             clock: clock::system(),
+            owner: None,
             shared: std::sync::OnceLock::new(),
         }
     }
@@ -125,13 +127,23 @@ impl Scheduler {
         self
     }
 
+    /// Names this process in leases (its replica name) instead of a name
+    /// of its own.
+    pub fn with_owner(mut self, owner: &str) -> Scheduler {
+        self.owner = Some(owner.to_string());
+        self
+    }
+
     fn shared(&self) -> Arc<Shared> {
         self.shared
             .get_or_init(|| {
                 Arc::new(Shared {
                     store: self.store.clone(),
                     sinks: self.sinks.iter().cloned().collect(),
-                    owner: in_flight::worker_name(clock::now_ms()),
+                    owner: self
+                        .owner
+                        .clone()
+                        .unwrap_or_else(|| in_flight::worker_name(clock::now_ms())),
                     lease_ms: self.processing.lease_secs as i64 * 1000,
                     batch_size: self.processing.batch_size,
                     stop: self.stop.clone(),

@@ -73,6 +73,15 @@ pub enum StoreError {
     NotFound(String),
 }
 
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Stored requests (headers and body) removed, rows kept.
+    pub bodies: usize,
+    /// Deliveries removed whole, dedupe key included.
+    pub deliveries: usize,
+}
+
 /// A delivery's request as received: headers in wire form, raw body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload {
@@ -209,6 +218,25 @@ pub trait Lifecycle: Send + Sync {
     /// not exist: written beside it and renamed, so `dest` is absent or
     /// whole. Progress goes to stderr. Blocking.
     fn backup(&self, dest: &Path) -> Result<BackupDone, StoreError>;
+    /// Takes, or keeps, the periodic duty `name` (retention, recovery
+    /// walks) for `holder` until `now_ms + ttl_ms`, unless another
+    /// holder's has not expired: one replica at a time does each. True
+    /// when `holder` holds it now. Atomic; expiry is judged as leases are.
+    async fn take_duty(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Records `holder` alive at `now_ms` and returns how many replicas
+    /// (itself included) were seen within the last `within_ms`.
+    async fn heartbeat(
+        &self,
+        holder: &str,
+        now_ms: i64,
+        within_ms: i64,
+    ) -> Result<usize, StoreError>;
 }
 
 /// What a backup wrote.
@@ -227,10 +255,20 @@ pub trait Deliveries: Send + Sync {
     /// committed, or known a duplicate (nothing written), or failed
     /// (nothing written). New jobs are announced on the work notices.
     async fn append(&self, delivery: NewDelivery) -> Result<Appended, StoreError>;
-    /// Deletes up to `limit` deliveries received before `before_ms`
-    /// whose jobs are all finished (a delivery with pending work or a dead
-    /// letter stays). Returns how many went.
-    async fn prune(&self, before_ms: i64, limit: usize) -> Result<usize, StoreError>;
+    /// Retention, for deliveries whose jobs are all finished (a delivery
+    /// with pending work or a dead letter keeps everything): up to `limit`
+    /// received before `bodies_before_ms` lose their stored request
+    /// (headers and body), and up to `limit` received before
+    /// `keys_before_ms` go whole, their dedupe key with them. The caller
+    /// keeps `keys_before_ms` at or before `bodies_before_ms`, and outside
+    /// GitHub's redelivery window, so a redelivery is still a duplicate
+    /// after its body is gone. One transaction; returns what went.
+    async fn prune(
+        &self,
+        bodies_before_ms: i64,
+        keys_before_ms: i64,
+        limit: usize,
+    ) -> Result<Pruned, StoreError>;
     /// One delivery by (hook id, GUID).
     async fn delivery(&self, hook_id: &str, guid: &str) -> Result<Option<DeliveryRow>, StoreError>;
     /// The stored headers and raw body of one delivery.

@@ -609,3 +609,135 @@ pub async fn views<S: Deliveries + Jobs + gatehouse::store::Views + ?Sized>(jour
     // 30 ms falls in the 25–50 ms bucket (2).
     assert_eq!(r.attempts, [("ci".to_string(), "failed".to_string(), 2, 1)]);
 }
+
+/// Retention: unfinished work keeps everything; a finished delivery past
+/// the bodies horizon keeps its row and key (a redelivery is still a
+/// duplicate) but not its body; past the keys horizon it goes whole.
+pub async fn prune_keeps_keys_while_github_may_redeliver<S: Deliveries + ?Sized>(journal: &S) {
+    use gatehouse::journal::Appended;
+    const DAY: i64 = 86_400_000;
+    let now = gatehouse::clock::now_ms();
+    let (bodies, keys) = (now - DAY, now - 3 * DAY);
+    let at = |days: i64| now - days * DAY - 1;
+    let queued = |a: Appended| match a {
+        Appended::Queued { id } => id,
+        other => panic!("not queued: {other:?}"),
+    };
+    let pending = queued(
+        journal
+            .append(delivery("1", "acme", "pending", &["ci"], at(5)))
+            .await
+            .unwrap(),
+    );
+    let recent = queued(
+        journal
+            .append(delivery("1", "acme", "recent", &[], now))
+            .await
+            .unwrap(),
+    );
+    let body_only = queued(
+        journal
+            .append(delivery("1", "acme", "two-days", &[], at(2)))
+            .await
+            .unwrap(),
+    );
+    let whole = queued(
+        journal
+            .append(delivery("1", "acme", "five-days", &[], at(5)))
+            .await
+            .unwrap(),
+    );
+    let n = journal.prune(bodies, keys, 100).await.unwrap();
+    assert_eq!((n.bodies, n.deliveries), (2, 1), "{n:?}");
+    assert!(
+        journal.payload(pending).await.unwrap().is_some(),
+        "unfinished work keeps its body"
+    );
+    assert!(journal.payload(recent).await.unwrap().is_some());
+    assert!(
+        journal.payload(body_only).await.unwrap().is_none(),
+        "the body went"
+    );
+    assert!(journal.payload(whole).await.unwrap().is_none());
+    assert!(
+        journal.delivery("1", "two-days").await.unwrap().is_some(),
+        "the key stayed"
+    );
+    assert!(
+        journal.delivery("1", "five-days").await.unwrap().is_none(),
+        "past GitHub's window"
+    );
+    // GitHub redelivering each: within its window, a duplicate; past it,
+    // GitHub cannot, and a delivery with that GUID is new.
+    let again = journal
+        .append(delivery("1", "acme", "two-days", &[], now))
+        .await
+        .unwrap();
+    assert_eq!(again, Appended::Duplicate);
+    let again = journal
+        .append(delivery("1", "acme", "five-days", &[], now))
+        .await
+        .unwrap();
+    assert!(matches!(again, Appended::Queued { .. }), "{again:?}");
+    // Nothing more to do; limits hold.
+    let n = journal.prune(bodies, keys, 100).await.unwrap();
+    assert_eq!((n.bodies, n.deliveries), (0, 0));
+    for i in 0..5 {
+        journal
+            .append(delivery("2", "acme", &format!("old-{i}"), &[], at(9)))
+            .await
+            .unwrap();
+    }
+    let n = journal.prune(bodies, keys, 2).await.unwrap();
+    assert_eq!((n.bodies, n.deliveries), (2, 2), "{n:?}");
+}
+
+/// One holder of a periodic duty at a time, until it lapses.
+pub async fn duties<S: gatehouse::store::Lifecycle + ?Sized>(store: &S, shared: bool) {
+    let now = gatehouse::clock::now_ms();
+    assert!(store.take_duty("retention", "a", now, 1_000).await.unwrap());
+    assert!(
+        store
+            .take_duty("retention", "a", now + 10, 1_000)
+            .await
+            .unwrap(),
+        "renewed"
+    );
+    let b = store
+        .take_duty("retention", "b", now + 500, 1_000)
+        .await
+        .unwrap();
+    // One process owns a SQLite file: there is no other holder to refuse.
+    assert_eq!(b, !shared, "another holder waits while the duty is held");
+    assert!(
+        store
+            .take_duty("recovery", "b", now + 500, 1_000)
+            .await
+            .unwrap(),
+        "duties are apart"
+    );
+    assert!(
+        store
+            .take_duty("retention", "b", now + 1_200, 1_000)
+            .await
+            .unwrap(),
+        "lapsed: taken over"
+    );
+    if shared {
+        assert!(
+            !store
+                .take_duty("retention", "a", now + 1_300, 1_000)
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(store.heartbeat("a", now, 30_000).await.unwrap(), 1);
+    if shared {
+        assert_eq!(store.heartbeat("b", now, 30_000).await.unwrap(), 2);
+        assert_eq!(
+            store.heartbeat("b", now + 40_000, 30_000).await.unwrap(),
+            1,
+            "a is gone"
+        );
+    }
+}

@@ -202,7 +202,7 @@ impl crate::store::ActionsState for Postgres {
         &self,
         delivery_ids: Vec<i64>,
     ) -> Result<Vec<Option<(String, String, Vec<u8>)>>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("workflow_bodies").await?;
         let rows = client
             .query(
                 "SELECT d.id, d.event, d.content_kind, p.body FROM deliveries d
@@ -226,7 +226,7 @@ impl crate::store::ActionsState for Postgres {
         lease_ms: i64,
         jobs: Vec<(i64, Result<Observation, String>)>,
     ) -> Result<Option<Vec<Change>>, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("apply_workflow_jobs").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         // The fence check first: a lost lease writes nothing.
         if !renew(&tx, SINK, partition, fence, now_ms + lease_ms)
@@ -253,7 +253,7 @@ impl crate::store::ActionsState for Postgres {
         after: RowsAfter,
         limit: usize,
     ) -> Result<Vec<Change>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("workflow_rows").await?;
         let mut out = Vec::new();
         if let Some((run, attempt)) = after.runs_after() {
             let rows = client
@@ -293,7 +293,7 @@ impl crate::store::ActionsState for Postgres {
     }
 
     async fn active_workflows(&self) -> Result<(Vec<RunRow>, Vec<JobRow>), StoreError> {
-        let client = self.client().await?;
+        let client = self.client("active_workflows").await?;
         let runs = client
             .query(
                 &format!("SELECT {RUN_COLUMNS} FROM actions_runs WHERE rank < 4"),
@@ -317,7 +317,7 @@ impl crate::store::ActionsState for Postgres {
     /// Names are interned as they are read: a month holds hundreds of
     /// thousands of rows and a handful of distinct names.
     async fn finished_workflows(&self, since_ms: i64) -> Result<Finished, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("finished_workflows").await?;
         let mut out = Finished::default();
         let mut workflows: HashMap<(String, String), u32> = HashMap::new();
         let mut conclusions: HashMap<String, u32> = HashMap::new();

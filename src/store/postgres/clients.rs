@@ -26,7 +26,7 @@ impl crate::store::Clients for Postgres {
     ) -> Result<(), StoreError> {
         let scopes = serde_json::to_string(scopes).expect("strings serialise");
         let owners = serde_json::to_string(owners).expect("strings serialise");
-        let client = self.client().await?;
+        let client = self.client("add_client").await?;
         // A revoked name may be taken again; an active one may not.
         let n = client
             .execute(
@@ -49,7 +49,7 @@ impl crate::store::Clients for Postgres {
     }
 
     async fn revoke_client(&self, name: &str, now_ms: i64) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.client("revoke_client").await?;
         let n = client
             .execute(
                 "UPDATE clients SET revoked_at_ms = $2 WHERE name = $1 AND revoked_at_ms IS NULL",
@@ -66,7 +66,7 @@ impl crate::store::Clients for Postgres {
     }
 
     async fn client_by_token(&self, token_hash: &str) -> Result<Option<StoredClient>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("client_by_token").await?;
         let row = client
             .query_opt(
                 "SELECT name, scopes, owners FROM clients
@@ -87,7 +87,7 @@ impl crate::store::Clients for Postgres {
 
     async fn clients(&self, now_ms: i64) -> Result<Vec<ClientRow>, StoreError> {
         let since = now_ms / 60_000 - 60;
-        let client = self.client().await?;
+        let client = self.client("clients").await?;
         let rows = client
             .query(
                 "SELECT c.name, c.scopes, c.owners, c.created_at_ms, c.revoked_at_ms,
@@ -128,7 +128,7 @@ impl crate::store::Clients for Postgres {
         rows: Vec<((String, i64), Usage)>,
         oldest_minute: i64,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("add_usage").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         let upsert = tx
             .prepare_cached(
@@ -185,7 +185,7 @@ impl crate::store::Sessions for Postgres {
         idle_before_ms: i64,
         max: usize,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("open_session").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         tx.execute(
             "DELETE FROM admin_sessions WHERE last_seen_ms < $1",
@@ -225,7 +225,7 @@ impl crate::store::Sessions for Postgres {
         now_ms: i64,
         idle_before_ms: i64,
     ) -> Result<Option<Session>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("session").await?;
         let row = client
             .query_opt(
                 "SELECT csrf, password_digest, last_seen_ms FROM admin_sessions
@@ -268,7 +268,7 @@ impl crate::store::Sessions for Postgres {
     }
 
     async fn end_session(&self, token_digest: [u8; 32]) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.client("end_session").await?;
         client
             .execute(
                 "DELETE FROM admin_sessions WHERE token_digest = $1",

@@ -17,7 +17,7 @@ use crate::journal::model::{
     Appended, ContentKind, DeliveryMeta, DeliveryRow, NewDelivery, ParseStatus,
 };
 use crate::store::metrics::JournalMetrics;
-use crate::store::{Payload, StoreError, WorkNotice};
+use crate::store::{Payload, Pruned, StoreError, WorkNotice};
 
 /// Appends one transaction takes at most.
 const MAX_BATCH: usize = 256;
@@ -312,9 +312,39 @@ impl crate::store::Deliveries for Postgres {
         result
     }
 
-    async fn prune(&self, before_ms: i64, limit: usize) -> Result<usize, StoreError> {
-        let client = self.client().await?;
-        let n = client
+    async fn prune(
+        &self,
+        bodies_before_ms: i64,
+        keys_before_ms: i64,
+        limit: usize,
+    ) -> Result<Pruned, StoreError> {
+        let mut client = self.client("prune").await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        // The admin UI's roll-ups age out with the bodies.
+        for sql in [
+            "DELETE FROM volume_minutes WHERE minute < $1::bigint / 60000",
+            "DELETE FROM volume_hours WHERE hour < $1::bigint / 3600000",
+            "DELETE FROM volume_days WHERE day < $1::bigint / 86400000",
+            "DELETE FROM attempt_hours WHERE hour < $1::bigint / 3600000",
+        ] {
+            tx.execute(sql, &[&bodies_before_ms])
+                .await
+                .map_err(write_err)?;
+        }
+        let bodies = tx
+            .execute(
+                "DELETE FROM delivery_payloads WHERE delivery_id IN (
+                     SELECT p.delivery_id FROM delivery_payloads p
+                     JOIN deliveries d ON d.id = p.delivery_id
+                     WHERE d.received_at_ms < $1
+                       AND NOT EXISTS (SELECT 1 FROM jobs j
+                                       WHERE j.delivery_id = d.id AND j.state <> 'done')
+                     ORDER BY p.delivery_id LIMIT $2)",
+                &[&bodies_before_ms, &(limit as i64)],
+            )
+            .await
+            .map_err(write_err)?;
+        let deliveries = tx
             .execute(
                 "DELETE FROM deliveries WHERE id IN (
                      SELECT d.id FROM deliveries d
@@ -322,15 +352,19 @@ impl crate::store::Deliveries for Postgres {
                        AND NOT EXISTS (SELECT 1 FROM jobs j
                                        WHERE j.delivery_id = d.id AND j.state <> 'done')
                      ORDER BY d.id LIMIT $2)",
-                &[&before_ms, &(limit as i64)],
+                &[&keys_before_ms.min(bodies_before_ms), &(limit as i64)],
             )
             .await
             .map_err(write_err)?;
-        Ok(n as usize)
+        tx.commit().await.map_err(write_err)?;
+        Ok(Pruned {
+            bodies: bodies as usize,
+            deliveries: deliveries as usize,
+        })
     }
 
     async fn delivery(&self, hook_id: &str, guid: &str) -> Result<Option<DeliveryRow>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("delivery").await?;
         let row = client
             .query_opt(
                 &format!("SELECT {COLUMNS} FROM deliveries WHERE hook_id = $1 AND guid = $2"),
@@ -342,7 +376,7 @@ impl crate::store::Deliveries for Postgres {
     }
 
     async fn payload(&self, delivery_id: i64) -> Result<Option<Payload>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("payload").await?;
         let row = client
             .query_opt(
                 "SELECT p.headers, p.body, d.recovered FROM delivery_payloads p
@@ -361,7 +395,7 @@ impl crate::store::Deliveries for Postgres {
     /// Any hook: GitHub sends one GUID to every hook subscribed to an
     /// event.
     async fn journaled(&self, guids: Vec<String>) -> Result<HashSet<String>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("journaled").await?;
         let rows = client
             .query(
                 "SELECT DISTINCT guid FROM deliveries WHERE guid = ANY($1)",
@@ -377,7 +411,7 @@ impl Postgres {
     /// The partition's deliveries in received order (its sequence
     /// numbers), as (seq, GUID): what the scheduler will run them by.
     pub async fn partition_order(&self, partition: &str) -> Result<Vec<(i64, String)>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("partition_order").await?;
         let rows = client
             .query(
                 "SELECT seq, guid FROM deliveries WHERE partition_key = $1 ORDER BY seq",

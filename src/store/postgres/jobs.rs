@@ -107,7 +107,7 @@ impl crate::store::Jobs for Postgres {
     }
 
     async fn due_partitions(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("due_partitions").await?;
         let rows = client
             .query(
                 "SELECT j.sink, j.partition_key,
@@ -134,7 +134,7 @@ impl crate::store::Jobs for Postgres {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Lease, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("acquire").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         let held: bool = tx
             .query_one(
@@ -185,7 +185,7 @@ impl crate::store::Jobs for Postgres {
     }
 
     async fn release(&self, sink: &str, partition: &str, fence: &Fence) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.client("release").await?;
         client
             .execute(
                 "UPDATE partitions SET lease_owner = NULL, lease_until_ms = 0
@@ -204,7 +204,7 @@ impl crate::store::Jobs for Postgres {
         fence: &Fence,
         until_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("extend").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         let held = renew(&tx, sink, partition, fence, self.db_ms(until_ms))
             .await
@@ -221,7 +221,7 @@ impl crate::store::Jobs for Postgres {
         due_by: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("pending").await?;
         let rows = client
             .query(
                 "SELECT id, delivery_id, attempts, next_at_ms FROM jobs
@@ -248,7 +248,7 @@ impl crate::store::Jobs for Postgres {
     }
 
     async fn next_due(&self, sink: &str, partition: &str) -> Result<Option<i64>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("next_due").await?;
         let row = client
             .query_one(
                 "SELECT MIN(next_at_ms) FROM jobs
@@ -271,7 +271,7 @@ impl crate::store::Jobs for Postgres {
         retry_at_ms: i64,
         lease_ms: i64,
     ) -> Result<After, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("record").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         let now = attempt.started_at_ms + attempt.duration_ms;
         // The fence check first: a lost lease writes nothing.
@@ -343,7 +343,7 @@ impl crate::store::Jobs for Postgres {
         lease_ms: i64,
         why: &str,
     ) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("bury").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         if !renew(&tx, sink, partition, fence, self.db_ms(now_ms) + lease_ms)
             .await
@@ -359,7 +359,7 @@ impl crate::store::Jobs for Postgres {
     }
 
     async fn backlog(&self, now_ms: i64) -> Result<Backlog, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("backlog").await?;
         let rows = client
             .query(
                 "SELECT s.sink,

@@ -93,6 +93,7 @@ pub struct Postgres {
     size: AtomicU64,
     /// The database's clock minus this replica's, in ms (see `db_ms`).
     clock_offset_ms: AtomicI64,
+    metrics: JournalMetrics,
 }
 
 /// Where the database is: a libpq-style URL
@@ -259,10 +260,15 @@ impl Postgres {
         }
         let offset = clock_offset(&client).await?;
         drop(client);
+        metrics.clock_offset.set(offset as f64 / 1000.0);
         let writable = Arc::new(AtomicBool::new(true));
         let (wake, notices) = mpsc::unbounded_channel();
-        let appends =
-            deliveries::start_writer(pool.clone(), metrics, writable.clone(), wake.clone());
+        let appends = deliveries::start_writer(
+            pool.clone(),
+            metrics.clone(),
+            writable.clone(),
+            wake.clone(),
+        );
         if mode == Mode::Serve {
             let listen_config = target.config("gatehouse-listen")?;
             tokio::spawn(notices::listen(
@@ -270,6 +276,7 @@ impl Postgres {
                 tls()?,
                 pool.clone(),
                 wake.clone(),
+                metrics.notifications.clone(),
             ));
         }
         Ok(Postgres {
@@ -282,6 +289,7 @@ impl Postgres {
             wake,
             size: AtomicU64::new(0),
             clock_offset_ms: AtomicI64::new(offset),
+            metrics,
         })
     }
 
@@ -300,11 +308,51 @@ impl Postgres {
         self.clock_offset_ms.load(Ordering::Relaxed)
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool
+    /// A pooled connection for operation `op`: the wait for it and the
+    /// whole operation (until the connection goes back) are timed.
+    async fn client(&self, op: &'static str) -> Result<Timed, StoreError> {
+        let started = Instant::now();
+        let conn = self
+            .pool
             .get()
             .await
-            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
+            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))?;
+        self.metrics
+            .pool_wait
+            .observe(started.elapsed().as_secs_f64());
+        Ok(Timed {
+            conn,
+            op,
+            started,
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+/// A pooled connection that times its operation when given back.
+struct Timed {
+    conn: deadpool_postgres::Object,
+    op: &'static str,
+    started: Instant,
+    metrics: JournalMetrics,
+}
+
+impl std::ops::Deref for Timed {
+    type Target = deadpool_postgres::Object;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Timed {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        self.metrics.observe_op(self.op, self.started.elapsed());
     }
 }
 
@@ -322,7 +370,7 @@ fn write_err(e: tokio_postgres::Error) -> StoreError {
 impl crate::store::Lifecycle for Postgres {
     /// Takes a transaction id: the server accepts writes now.
     async fn probe(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.client("probe").await?;
         let row = client
             .query_one(
                 "SELECT txid_current(), pg_database_size(current_database())",
@@ -334,6 +382,7 @@ impl crate::store::Lifecycle for Postgres {
             .store(row.get::<_, i64>(1) as u64, Ordering::Relaxed);
         let offset = clock_offset(&client).await.map_err(StoreError::from)?;
         self.clock_offset_ms.store(offset, Ordering::Relaxed);
+        self.metrics.clock_offset.set(offset as f64 / 1000.0);
         self.writable.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -384,5 +433,70 @@ impl crate::store::Lifecycle for Postgres {
              backups with WAL archiving"
                 .into(),
         ))
+    }
+
+    async fn take_duty(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let client = self.client("take_duty").await?;
+        let now = self.db_ms(now_ms);
+        let row = client
+            .query_opt(
+                "INSERT INTO duties (name, holder, until_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE
+                     SET holder = EXCLUDED.holder, until_ms = EXCLUDED.until_ms,
+                         epoch = duties.epoch
+                                 + CASE WHEN duties.holder = EXCLUDED.holder THEN 0 ELSE 1 END
+                     WHERE duties.holder = EXCLUDED.holder OR duties.until_ms < $4
+                 RETURNING 1",
+                &[&name, &holder, &(now + ttl_ms), &now],
+            )
+            .await
+            .map_err(write_err)?;
+        Ok(row.is_some())
+    }
+
+    async fn heartbeat(
+        &self,
+        holder: &str,
+        now_ms: i64,
+        within_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let client = self.client("heartbeat").await?;
+        // The clock offset drifts: measured again with each heartbeat.
+        if let Ok(offset) = clock_offset(&client).await {
+            self.clock_offset_ms.store(offset, Ordering::Relaxed);
+            self.metrics.clock_offset.set(offset as f64 / 1000.0);
+        }
+        let now = self.db_ms(now_ms);
+        client
+            .execute(
+                "INSERT INTO replicas (name, started_ms, seen_ms) VALUES ($1, $2, $2)
+                 ON CONFLICT (name) DO UPDATE SET seen_ms = EXCLUDED.seen_ms",
+                &[&holder, &now],
+            )
+            .await
+            .map_err(write_err)?;
+        // Replicas gone for a day are forgotten.
+        client
+            .execute(
+                "DELETE FROM replicas WHERE seen_ms < $1",
+                &[&(now - 86_400_000)],
+            )
+            .await
+            .map_err(write_err)?;
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM replicas WHERE seen_ms >= $1",
+                &[&(now - within_ms)],
+            )
+            .await
+            .map_err(read_err)?
+            .get(0);
+        Ok(n as usize)
     }
 }

@@ -50,6 +50,7 @@ pub async fn listen(
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     pool: Pool,
     tx: mpsc::UnboundedSender<WorkNotice>,
+    heard: prometheus_client::metrics::counter::Counter,
 ) {
     let mut pause = Duration::from_millis(100);
     while !tx.is_closed() {
@@ -76,6 +77,7 @@ pub async fn listen(
                         }
                         m = messages.next() => match m {
                             Some(Ok(AsyncMessage::Notification(n))) => {
+                                heard.inc();
                                 for notice in parse(n.payload()) {
                                     if tx.send(notice).is_err() {
                                         return;

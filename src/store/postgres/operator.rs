@@ -120,7 +120,7 @@ impl Postgres {
     /// a clean slate.
     async fn requeue(&self, mut clause: Clause) -> Result<Requeued, StoreError> {
         let now = clause.bind(crate::clock::now_ms());
-        let client = self.client().await?;
+        let client = self.client("requeue").await?;
         let rows = client
             .query(
                 &format!(
@@ -175,7 +175,7 @@ impl crate::store::Operator for Postgres {
             Cursor::After(id) => (format!(" AND d.id > {}", c.bind(id)), "ASC"),
         };
         let lim = c.bind(limit as i64 + 1);
-        let client = self.client().await?;
+        let client = self.client("list").await?;
         let found = client
             .query(
                 &format!(
@@ -192,7 +192,7 @@ impl crate::store::Operator for Postgres {
     }
 
     async fn ids_of_guid(&self, guid: &str) -> Result<Vec<i64>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("ids_of_guid").await?;
         let rows = client
             .query(
                 "SELECT id FROM deliveries WHERE guid = $1 ORDER BY id",
@@ -204,7 +204,7 @@ impl crate::store::Operator for Postgres {
     }
 
     async fn show(&self, delivery_id: i64) -> Result<Option<Shown>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("show").await?;
         let Some(r) = client
             .query_opt(
                 &format!(
@@ -323,7 +323,7 @@ impl crate::store::Operator for Postgres {
 
     async fn count_dead(&self, filter: &Filter) -> Result<i64, StoreError> {
         let c = Postgres::dead_of(filter)?;
-        let client = self.client().await?;
+        let client = self.client("count_dead").await?;
         let row = client
             .query_one(
                 &format!("SELECT COUNT(*) FROM jobs WHERE {}", c.sql()),
@@ -347,7 +347,7 @@ impl crate::store::Operator for Postgres {
         since_ms: i64,
         now_ms: i64,
     ) -> Result<usize, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("backfill").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         let rows = tx
             .query(
@@ -399,7 +399,7 @@ impl crate::store::Operator for Postgres {
     ) -> Result<Vec<RouteState>, StoreError> {
         let backlog: Backlog = crate::store::Jobs::backlog(self, now_ms).await?;
         let held = self.held_routes().await?;
-        let client = self.client().await?;
+        let client = self.client("route_states").await?;
         let paused: Vec<(String, i64)> = client
             .query(
                 "SELECT sink, COUNT(*) FROM partitions WHERE held OR paused_until_ms > $1
@@ -415,7 +415,7 @@ impl crate::store::Operator for Postgres {
     }
 
     async fn hold_route(&self, route: &str, hold: bool) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.client("hold_route").await?;
         let sql = if hold {
             "INSERT INTO route_holds (sink) VALUES ($1) ON CONFLICT DO NOTHING"
         } else {
@@ -431,7 +431,7 @@ impl crate::store::Operator for Postgres {
         partition: &str,
         hold: bool,
     ) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.client("hold_partition").await?;
         client
             .execute(
                 "INSERT INTO partitions (sink, partition_key, held) VALUES ($1, $2, $3)
@@ -444,7 +444,7 @@ impl crate::store::Operator for Postgres {
     }
 
     async fn orphans(&self, configured: &[String]) -> Result<Vec<Orphaned>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("orphans").await?;
         let rows = client
             .query(
                 "SELECT s.sink,
@@ -467,7 +467,7 @@ impl crate::store::Operator for Postgres {
     }
 
     async fn drop_sink(&self, sink: &str) -> Result<Orphaned, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("drop_sink").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         let row = tx
             .query_one(

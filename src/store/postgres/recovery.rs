@@ -57,7 +57,7 @@ async fn walks_where(
 #[async_trait]
 impl crate::store::Recovery for Postgres {
     async fn running_walk(&self, source: &str) -> Result<Option<Walk>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("running_walk").await?;
         Ok(walks_where(
             &client,
             "WHERE source = $1 AND state = 'running' ORDER BY id DESC LIMIT 1",
@@ -74,7 +74,7 @@ impl crate::store::Recovery for Postgres {
         since_ms: i64,
         to_checkpoint: bool,
     ) -> Result<Walk, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("start_walk").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         let stop_at: Option<i64> = if to_checkpoint {
             tx.query_opt(
@@ -113,7 +113,7 @@ impl crate::store::Recovery for Postgres {
     }
 
     async fn save_walk(&self, w: &Walk, done: bool, now_ms: i64) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.client("save_walk").await?;
         client
             .execute(
                 "UPDATE recovery_walks SET cursor = $2, newest_id = $3, pages = $4, seen = $5,
@@ -145,7 +145,7 @@ impl crate::store::Recovery for Postgres {
         source: &str,
         missing: Vec<(String, i64, Option<i64>)>,
     ) -> Result<i64, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("found").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         let insert = tx
             .prepare_cached(
@@ -167,7 +167,7 @@ impl crate::store::Recovery for Postgres {
     }
 
     async fn to_ask(&self, source: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("to_ask").await?;
         let rows = client
             .query(
                 &format!(
@@ -186,7 +186,7 @@ impl crate::store::Recovery for Postgres {
         source: &str,
         reask_before_ms: i64,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("due_again").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         tx.execute(
             "UPDATE recovery_requests SET outcome = 'arrived'
@@ -220,7 +220,7 @@ impl crate::store::Recovery for Postgres {
         now_ms: i64,
         reask_before_ms: i64,
     ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("claim").await?;
         let n = client
             .execute(
                 "INSERT INTO recovery_requests (source, guid, delivery_id, requested_at_ms, outcome)
@@ -246,7 +246,7 @@ impl crate::store::Recovery for Postgres {
         status: Option<u16>,
     ) -> Result<(), StoreError> {
         let ok = status.is_some_and(|s| (200..300).contains(&s));
-        let client = self.client().await?;
+        let client = self.client("settle").await?;
         client
             .execute(
                 "UPDATE recovery_requests SET outcome = $3, status_code = $4
@@ -264,7 +264,7 @@ impl crate::store::Recovery for Postgres {
     }
 
     async fn trigger(&self, since_ms: Option<i64>, now_ms: i64) -> Result<i64, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("trigger").await?;
         let row = client
             .query_one(
                 "INSERT INTO recovery_triggers (since_ms, created_at_ms) VALUES ($1, $2)
@@ -277,7 +277,7 @@ impl crate::store::Recovery for Postgres {
     }
 
     async fn take_trigger(&self, now_ms: i64) -> Result<Option<(i64, Option<i64>)>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("take_trigger").await?;
         let row = client
             .query_opt(
                 "UPDATE recovery_triggers t SET taken_at_ms = $1
@@ -292,7 +292,7 @@ impl crate::store::Recovery for Postgres {
     }
 
     async fn pending_trigger(&self) -> Result<bool, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("pending_trigger").await?;
         let row = client
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM recovery_triggers WHERE taken_at_ms IS NULL)",
@@ -304,7 +304,7 @@ impl crate::store::Recovery for Postgres {
     }
 
     async fn trigger_taken(&self, id: i64) -> Result<Option<i64>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("trigger_taken").await?;
         let row = client
             .query_opt(
                 "SELECT taken_at_ms FROM recovery_triggers WHERE id = $1",
@@ -316,7 +316,7 @@ impl crate::store::Recovery for Postgres {
     }
 
     async fn recovery_status(&self) -> Result<Vec<SourceStatus>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("recovery_status").await?;
         let latest = walks_where(
             &client,
             "w WHERE id = (SELECT MAX(id) FROM recovery_walks WHERE source = w.source)
@@ -352,7 +352,7 @@ impl crate::store::Recovery for Postgres {
     }
 
     async fn last_complete(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("last_complete").await?;
         let rows = client
             .query(
                 "SELECT source, MAX(finished_at_ms) FROM recovery_walks WHERE state = 'complete'
@@ -365,7 +365,7 @@ impl crate::store::Recovery for Postgres {
     }
 
     async fn walks(&self, limit: usize) -> Result<Vec<Walk>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("walks").await?;
         walks_where(&client, "ORDER BY id DESC LIMIT $1", &[&(limit as i64)]).await
     }
 }

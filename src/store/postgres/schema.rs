@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "views",
         include_str!("../../../migrations/postgres/0006_views.sql"),
     ),
+    (
+        7,
+        "replicas",
+        include_str!("../../../migrations/postgres/0007_replicas.sql"),
+    ),
 ];
 
 /// Any constant: every gatehouse migrating this database takes this lock.

@@ -10,13 +10,13 @@ use crate::store::{Jobs, Recovery, StoreError};
 
 impl Postgres {
     async fn pairs(&self, sql: &str, from: i64) -> Result<Vec<(i64, i64)>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("pairs").await?;
         let rows = client.query(sql, &[&from]).await.map_err(read_err)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     pub(super) async fn held_routes(&self) -> Result<Vec<String>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("held_routes").await?;
         let rows = client
             .query("SELECT sink FROM route_holds ORDER BY sink", &[])
             .await
@@ -28,7 +28,7 @@ impl Postgres {
 #[async_trait]
 impl crate::store::Views for Postgres {
     async fn overview(&self, q: OverviewQuery) -> Result<Overview, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("overview").await?;
         let paused = client
             .query(
                 "SELECT sink, partition_key, paused_until_ms, held FROM partitions
@@ -109,7 +109,7 @@ impl crate::store::Views for Postgres {
         now_ms: i64,
         limit: usize,
     ) -> Result<PartitionsView, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("partitions").await?;
         let total: i64 = client
             .query_one(
                 "SELECT COUNT(*) FROM partitions WHERE $1::TEXT IS NULL OR sink = $1",
@@ -205,7 +205,7 @@ impl crate::store::Views for Postgres {
     }
 
     async fn reports(&self, from_day: i64) -> Result<Reports, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("reports").await?;
         let per_day = client
             .query(
                 "SELECT day, owner, event, n FROM volume_days WHERE day >= $1",
@@ -237,7 +237,7 @@ impl crate::store::Views for Postgres {
         let mut counts = counts;
         // Key order, so replicas adding at once lock rows alike.
         counts.sort();
-        let mut client = self.client().await?;
+        let mut client = self.client("add_attempt_minutes").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         for ((minute, sink, outcome), n) in &counts {
             tx.execute(
@@ -254,7 +254,7 @@ impl crate::store::Views for Postgres {
     async fn sample_sinks(&self, now_ms: i64, keep_minutes: i64) -> Result<(), StoreError> {
         let backlog = self.backlog(now_ms).await?;
         let minute = now_ms / 60_000;
-        let mut client = self.client().await?;
+        let mut client = self.client("sample_sinks").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         for (sink, pending, oldest, dead) in &backlog.per_sink {
             let lag = oldest.map_or(0, |t| (now_ms - t).max(0));

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::Sqlite;
 use super::writer::Command;
 use crate::journal::model::{Appended, DeliveryRow, NewDelivery};
-use crate::store::{Payload, StoreError};
+use crate::store::{Payload, Pruned, StoreError};
 
 #[async_trait]
 impl crate::store::Deliveries for Sqlite {
@@ -17,9 +17,15 @@ impl crate::store::Deliveries for Sqlite {
             .await
     }
 
-    async fn prune(&self, before_ms: i64, limit: usize) -> Result<usize, StoreError> {
+    async fn prune(
+        &self,
+        bodies_before_ms: i64,
+        keys_before_ms: i64,
+        limit: usize,
+    ) -> Result<Pruned, StoreError> {
         self.request(|reply| Command::Prune {
-            before_ms,
+            bodies_before_ms,
+            keys_before_ms: keys_before_ms.min(bodies_before_ms),
             limit,
             reply,
         })

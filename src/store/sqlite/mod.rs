@@ -401,6 +401,16 @@ impl super::Lifecycle for Sqlite {
     fn backup(&self, dest: &Path) -> Result<super::BackupDone, StoreError> {
         backup::backup(&self.reader, &self.db_path, dest)
     }
+
+    /// One server per file (the process lock): its duties are its own.
+    async fn take_duty(&self, _: &str, _: &str, _: i64, _: i64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// One server per file: itself.
+    async fn heartbeat(&self, _: &str, _: i64, _: i64) -> Result<usize, StoreError> {
+        Ok(1)
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::guard::Guard;
 use crate::journal::model::{Appended, NewDelivery};
 use crate::store::metrics::JournalMetrics;
-use crate::store::{StoreError, WorkNotice};
+use crate::store::{Pruned, StoreError, WorkNotice};
 
 /// At most this many operations in one transaction, so one commit's latency
 /// stays bounded when a large backlog has built up.
@@ -37,11 +37,12 @@ pub(super) enum Command {
     Append(Box<NewDelivery>, Reply<Appended>),
     /// A tiny write that tells whether the journal is writable again.
     Probe(Reply<()>),
-    /// Deletes up to `limit` deliveries received before `before_ms`.
+    /// Retention (see `Deliveries::prune`).
     Prune {
-        before_ms: i64,
+        bodies_before_ms: i64,
+        keys_before_ms: i64,
         limit: usize,
-        reply: Reply<usize>,
+        reply: Reply<Pruned>,
     },
     /// Any other write, run inside the next group commit (see `Journal::exec`).
     Exec(Box<dyn Op>),
@@ -249,8 +250,12 @@ impl Writer {
                 // Only deliveries whose every job is done: pending work and
                 // dead letters are kept until they are retried.
                 Command::Prune {
-                    before_ms, limit, ..
+                    bodies_before_ms,
+                    keys_before_ms,
+                    limit,
+                    ..
                 } => {
+                    let before_ms = bodies_before_ms;
                     // The admin UI's roll-ups age out with the deliveries.
                     for sql in [
                         "DELETE FROM volume_minutes WHERE minute < ?1 / 60000",
@@ -260,16 +265,27 @@ impl Writer {
                     ] {
                         tx.prepare_cached(sql)?.execute([*before_ms])?;
                     }
-                    Outcome::Pruned(
-                        tx.prepare_cached(
+                    let bodies = tx
+                        .prepare_cached(
+                            "DELETE FROM delivery_payloads WHERE delivery_id IN (
+                             SELECT p.delivery_id FROM delivery_payloads p
+                             JOIN deliveries d ON d.id = p.delivery_id
+                             WHERE d.received_at_ms < ?1
+                               AND NOT EXISTS (SELECT 1 FROM jobs j
+                                               WHERE j.delivery_id = d.id AND j.state != 'done')
+                             ORDER BY d.received_at_ms LIMIT ?2)",
+                        )?
+                        .execute(params![*before_ms, *limit as i64])?;
+                    let deliveries = tx
+                        .prepare_cached(
                             "DELETE FROM deliveries WHERE id IN (
                              SELECT d.id FROM deliveries d WHERE d.received_at_ms < ?1
                                AND NOT EXISTS (SELECT 1 FROM jobs j
                                                WHERE j.delivery_id = d.id AND j.state != 'done')
                              ORDER BY d.received_at_ms LIMIT ?2)",
                         )?
-                        .execute(params![*before_ms, *limit as i64])?,
-                    )
+                        .execute(params![*keys_before_ms, *limit as i64])?;
+                    Outcome::Pruned(Pruned { bodies, deliveries })
                 }
                 Command::Exec(op) => {
                     op.apply(&tx)?;
@@ -373,7 +389,7 @@ impl Volume {
 enum Outcome {
     Appended(Appended),
     Probed,
-    Pruned(usize),
+    Pruned(Pruned),
 }
 
 /// Inserts one delivery unless its (hook id, GUID) is already there. Within
