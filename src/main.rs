@@ -91,6 +91,21 @@ enum Command {
         #[command(subcommand)]
         action: ActionsCmd,
     },
+    /// Bring the store's schema to this release's (`serve` does it at
+    /// start too); --dry-run shows the pending migrations. On PostgreSQL,
+    /// beside running replicas, under an advisory lock.
+    Migrate {
+        #[arg(long, env = "GATEHOUSE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Move between stores: `copy` puts an embedded SQLite journal into an
+    /// empty PostgreSQL database (deliveries, jobs, state, clients).
+    Storage {
+        #[command(subcommand)]
+        action: StorageCmd,
+    },
     /// Pause or resume one route's partition (an organisation, by default).
     Partitions {
         #[arg(long, env = "GATEHOUSE_CONFIG", global = true)]
@@ -114,6 +129,26 @@ struct FilterArgs {
     /// 30m, 6h, 2d, or an RFC 3339 time.
     #[arg(long)]
     since: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum StorageCmd {
+    /// Copy the SQLite journal at --from into the empty PostgreSQL
+    /// database at --to (migrated first), keeping ids and dedupe keys;
+    /// every table's count is checked after.
+    Copy {
+        /// The SQLite journal (stop its server first: a live one is copied
+        /// as of the moment the copy starts).
+        #[arg(long)]
+        from: PathBuf,
+        /// postgres://user@host:port/db (sslmode and other libpq keys as
+        /// query parameters).
+        #[arg(long)]
+        to: String,
+        /// The password, read from this file rather than put in the URL.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -277,6 +312,15 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => cli::serve::serve(config.as_deref()),
         Command::CheckConfig { config } => cli::config::check(config),
+        Command::Migrate { config, dry_run } => cli::storage::migrate(config, dry_run),
+        Command::Storage {
+            action:
+                StorageCmd::Copy {
+                    from,
+                    to,
+                    password_file,
+                },
+        } => cli::storage::copy(&from, &to, password_file.as_deref()),
         Command::Deliveries { config, action } => {
             operate(config, async |config, store| match action {
                 DeliveriesCmd::List {

@@ -333,3 +333,166 @@ async fn terminate_listeners(pg: &Cluster) -> i64 {
         .unwrap()
         .len() as i64
 }
+
+/// A config for one server: `storage` is the `[storage]` body.
+fn server_config(dir: &Path, storage: &str, ci: &str, flaky: &str) -> PathBuf {
+    let path = dir.join(format!("gatehouse-{}.toml", storage.len()));
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\n{storage}\n\n\
+             [webhooks]\nsecrets = [{:?}]\n\n\
+             [[routes]]\nname = \"ci\"\nurl = {ci:?}\n\n\
+             [[routes]]\nname = \"flaky\"\nurl = {flaky:?}\nmax_attempts = 1\n",
+            common::SECRET,
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn gatehouse(args: &[&str]) -> (bool, String) {
+    let (status, out) = common::binary::run(args, None);
+    (status.success(), out)
+}
+
+fn dead_letters(config: &Path) -> usize {
+    let (ok, out) = gatehouse(&[
+        "deliveries",
+        "list",
+        "--config",
+        config.to_str().unwrap(),
+        "--state",
+        "dead",
+        "--json",
+    ]);
+    assert!(ok, "{out}");
+    let start = out.find('[').expect("a JSON list");
+    serde_json::from_str::<Vec<Value>>(&out[start..])
+        .unwrap()
+        .len()
+}
+
+/// An operator outgrowing one VM: the SQLite journal, with work still
+/// pending and dead letters, moves to PostgreSQL with `gatehouse storage
+/// copy`; a server on PostgreSQL then drains the pending work in journal
+/// order, keeps the dead letters and still knows every delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_embedded_journal_moves_to_postgres_and_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = consumer::start(Duration::ZERO, consumer::always(500)).await;
+    // Nothing listens here yet: ci's jobs stay pending.
+    let closed = format!("http://127.0.0.1:{}/hook", common::free_port());
+    let db = dir.path().join("journal.db");
+    let sqlite_config = server_config(
+        dir.path(),
+        &format!("path = {:?}", db.display().to_string()),
+        &closed,
+        &failing.url,
+    );
+    let mut server = Server::start(&sqlite_config);
+    let template: Value = serde_json::from_slice(&compact(
+        &common::fixtures().join("payloads/push/payload.json"),
+    ))
+    .unwrap();
+    let client = reqwest::Client::new();
+    let mut sent: HashMap<String, Vec<String>> = HashMap::new();
+    for k in 0..5 {
+        for org in ["org-a", "org-b", "org-c"] {
+            let guid = format!("{org}-{k}");
+            let d = Delivery::json("push", &guid, push(&template, org, k));
+            assert_eq!(d.send(&client, &server.base).await.unwrap().status(), 202);
+            sent.entry(org.to_string()).or_default().push(guid);
+        }
+    }
+    common::eventually(
+        "flaky's dead letters",
+        Duration::from_secs(30),
+        async || dead_letters(&sqlite_config) == 15,
+    )
+    .await;
+    assert!(server.terminate().success());
+
+    let pg = Cluster::start();
+    let url = pg.database("moved").await;
+    let working = consumer::start(Duration::ZERO, consumer::always(200)).await;
+    let pg_config = server_config(
+        dir.path(),
+        &format!(
+            "path = {:?}\nurl = {url:?}",
+            dir.path().join("replica.db").display().to_string()
+        ),
+        &working.url,
+        &failing.url,
+    );
+    let cfg = pg_config.to_str().unwrap();
+    // A dry run names every migration and changes nothing.
+    let (ok, out) = gatehouse(&["migrate", "--config", cfg, "--dry-run"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("would apply: 1 journal, 2 jobs"), "{out}");
+    assert!(out.contains("dry run: nothing changed"), "{out}");
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let migrated: bool = admin
+        .query_one("SELECT to_regclass('gatehouse_schema') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!migrated, "a dry run migrates nothing");
+
+    let (ok, out) = gatehouse(&[
+        "storage",
+        "copy",
+        "--from",
+        db.to_str().unwrap(),
+        "--to",
+        &url,
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("deliveries"), "{out}");
+    assert!(out.contains("every count checked"), "{out}");
+    let (ok, out) = gatehouse(&["migrate", "--config", cfg]);
+    assert!(ok && out.contains("nothing to do"), "{out}");
+
+    // On PostgreSQL: the pending work drains, in journal order.
+    let server = Server::start(&pg_config);
+    working
+        .wait_for("the pending jobs", Duration::from_secs(30), |a| {
+            a.len() >= 15
+        })
+        .await;
+    for (org, guids) in &sent {
+        let got: Vec<String> = working
+            .arrivals()
+            .iter()
+            .filter(|a| &a.org == org)
+            .map(|a| a.guid.clone())
+            .collect();
+        assert_eq!(&got, guids, "{org}: journal order");
+    }
+    assert_eq!(dead_letters(&pg_config), 15, "dead letters stay dead");
+    // GitHub redelivering one it sent before the move: a duplicate.
+    let d = Delivery::json("push", "org-a-0", push(&template, "org-a", 0));
+    assert_eq!(d.send(&client, &server.base).await.unwrap().status(), 200);
+    let d = Delivery::json("push", "org-a-5", push(&template, "org-a", 5));
+    assert_eq!(d.send(&client, &server.base).await.unwrap().status(), 202);
+    working
+        .wait_for(
+            "a new delivery after the copied ones",
+            Duration::from_secs(10),
+            |a| a.iter().any(|x| x.guid == "org-a-5"),
+        )
+        .await;
+    // A second copy never merges journals.
+    let (ok, out) = gatehouse(&[
+        "storage",
+        "copy",
+        "--from",
+        db.to_str().unwrap(),
+        "--to",
+        &url,
+    ]);
+    assert!(!ok && out.contains("already holds 16 deliveries"), "{out}");
+}

@@ -51,13 +51,7 @@ pub fn operate(
         Ok(c) => c,
         Err(code) => return code,
     };
-    // Multi-threaded, so a PostgreSQL store's connections are driven
-    // while `open_beside` blocks this thread on connecting.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the command");
+    let runtime = runtime();
     let opened = {
         let _in = runtime.enter();
         crate::store::open_beside(&config.storage.location())
@@ -77,6 +71,17 @@ pub fn operate(
             ExitCode::FAILURE
         }
     }
+}
+
+/// A runtime for an operator command: multi-threaded, so a PostgreSQL
+/// store's connections are driven while the store's blocking `open`
+/// holds this thread (enter it first).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the command")
 }
 
 /// `gatehouse check-config`: every problem with key and line (exit 2), or

@@ -14,6 +14,7 @@
 pub mod actions;
 pub mod cache;
 pub mod clients;
+pub mod copy;
 pub mod jobs;
 pub mod metrics;
 pub mod operator;
@@ -163,6 +164,71 @@ pub fn open_beside(location: &Location) -> Result<Store, OpenError> {
             let handle = tokio::runtime::Handle::try_current().map_err(|_| OpenError::NoRuntime)?;
             let pg = handle.block_on(postgres::Postgres::connect_beside(target))?;
             Ok(Store(Arc::new(pg)))
+        }
+    }
+}
+
+/// Where a store's schema stands against this build's migrations.
+#[derive(Debug, Clone)]
+pub struct SchemaPlan {
+    /// The version before (0: a new store).
+    pub found: u32,
+    /// The version after (equal to `found` on a dry run).
+    pub now: u32,
+    /// This build's migrations newer than `found`: (number, name).
+    pub pending: Vec<(u32, &'static str)>,
+}
+
+/// Reads the schema version of the store at `location` and, with `apply`,
+/// brings it to this build's: on SQLite under the process lock (so not
+/// beside a running server: `serve` migrates at start anyway), on
+/// PostgreSQL under the advisory lock, beside running replicas. A store
+/// from a newer release is refused. Blocking, as [`open`].
+pub fn migrate(location: &Location, apply: bool) -> Result<SchemaPlan, OpenError> {
+    let names = |found: u32, all: &[(u32, &'static str)]| {
+        all.iter()
+            .filter(|m| m.0 > found)
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    match location {
+        Location::Sqlite(path) => {
+            let found = sqlite::Sqlite::version_of(path)?;
+            let all: Vec<(u32, &'static str)> =
+                sqlite::MIGRATIONS.iter().map(|m| (m.0, m.1)).collect();
+            if found > sqlite::latest_version() {
+                return Err(sqlite::OpenError::Schema(sqlite::SchemaError::TooNew {
+                    found,
+                    known: sqlite::latest_version(),
+                })
+                .into());
+            }
+            let now = if apply && found < sqlite::latest_version() {
+                let store =
+                    sqlite::Sqlite::open(path, JournalMetrics::unregistered(), Options::default())?;
+                store.close();
+                sqlite::latest_version()
+            } else {
+                found
+            };
+            Ok(SchemaPlan {
+                found,
+                now,
+                pending: names(found, &all),
+            })
+        }
+        Location::Postgres(target) => {
+            let handle = tokio::runtime::Handle::try_current().map_err(|_| OpenError::NoRuntime)?;
+            let (found, now) = handle.block_on(postgres::Postgres::migrate_only(target, apply))?;
+            let all: Vec<(u32, &'static str)> = postgres::schema::MIGRATIONS
+                .iter()
+                .map(|m| (m.0 as u32, m.1))
+                .collect();
+            Ok(SchemaPlan {
+                found: found as u32,
+                now: now as u32,
+                pending: names(found as u32, &all),
+            })
         }
     }
 }

@@ -153,6 +153,21 @@ impl Target {
         )
     }
 
+    /// One connection outside any pool (its driver spawned), for a
+    /// one-off job such as a copy or a migration.
+    pub(crate) async fn connect_one(
+        &self,
+        purpose: &str,
+    ) -> Result<tokio_postgres::Client, PgError> {
+        let (client, connection) = self.config(purpose)?.connect(tls()?).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
+    }
+
     /// The client configuration for one purpose (`application_name`, seen
     /// in `pg_stat_activity`).
     fn config(&self, purpose: &str) -> Result<tokio_postgres::Config, PgError> {
@@ -216,6 +231,27 @@ impl Postgres {
     /// Async: call within a runtime.
     pub async fn connect(target: &Target, metrics: JournalMetrics) -> Result<Postgres, PgError> {
         Postgres::connect_as(target, metrics, Mode::Serve).await
+    }
+
+    /// The database's schema version, and with `apply` the migrations this
+    /// build has that it lacks, applied (under the advisory lock, beside
+    /// running replicas). Returns the version before and after.
+    pub async fn migrate_only(target: &Target, apply: bool) -> Result<(i32, i32), PgError> {
+        let mut client = target.connect_one("gatehouse-migrate").await?;
+        let before = schema::version(&client).await?;
+        if before > schema::latest_version() {
+            return Err(PgError::TooNew {
+                found: before,
+                known: schema::latest_version(),
+            });
+        }
+        let after = if apply {
+            schema::migrate(&mut client).await?;
+            schema::version(&client).await?
+        } else {
+            before
+        };
+        Ok((before, after))
     }
 
     /// Connects for an operator command beside the servers: no migration

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use guard::Health;
 pub use lock::LockError;
 use reader::Reader;
-pub use schema::{SchemaError, latest_version};
+pub use schema::{MIGRATIONS, SchemaError, latest_version};
 pub use writer::DEFAULT_WAL_LIMIT_BYTES;
 
 use super::{StoreError, WorkNotice};
@@ -213,6 +213,22 @@ impl Sqlite {
         tracing::info!(path = %path.display(), lock = %lock.path().display(), "journal open");
         me._lock = Some(lock);
         Ok(me)
+    }
+
+    /// The schema version of the file at `path` (0: no file yet), read
+    /// without a lock or a change.
+    pub fn version_of(path: &Path) -> Result<u32, OpenError> {
+        if !path.exists() {
+            return Ok(0);
+        }
+        let open_err = |source: rusqlite::Error| OpenError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(open_err)?;
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)
     }
 
     /// Opens an existing journal for an operator command, beside a running
