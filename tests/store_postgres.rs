@@ -95,6 +95,34 @@ async fn one_delivery_sent_to_three_replicas_at_once_is_accepted_once() {
         .await
         .unwrap();
     assert_eq!(journaled.len(), 20);
+    // The same delivery several times in one replica's batch (with
+    // others beside it): one row, one job, one payload.
+    let one = &replicas[0];
+    let sends = (0..8).map(|i| {
+        let guid = if i % 2 == 0 {
+            "twice-in-a-batch".to_string()
+        } else {
+            format!("beside-{i}")
+        };
+        one.append(common::journal_push("other", &guid, i, "ci"))
+    });
+    let outcomes: Vec<Appended> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let queued: Vec<i64> = outcomes
+        .iter()
+        .step_by(2)
+        .filter_map(|o| match o {
+            Appended::Queued { id } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queued.len(), 1, "{outcomes:?}");
+    assert!(one.payload(queued[0]).await.unwrap().is_some());
+    let order = one.partition_order("other").await.unwrap();
+    assert_eq!(order.len(), 5, "{order:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -205,8 +205,13 @@ impl crate::store::ActionsState for Postgres {
         let client = self.client("workflow_bodies").await?;
         let rows = client
             .query(
-                "SELECT d.id, d.event, d.content_kind, p.body FROM deliveries d
+                &client
+                    .prepare_cached(
+                        "SELECT d.id, d.event, d.content_kind, p.body FROM deliveries d
                  JOIN delivery_payloads p ON p.delivery_id = d.id WHERE d.id = ANY($1)",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&delivery_ids],
             )
             .await
@@ -332,8 +337,8 @@ impl crate::store::ActionsState for Postgres {
         };
         let runs = client
             .query(
-                "SELECT repository, workflow_name, conclusion, run_started_at_ms, completed_at_ms
-                 FROM actions_runs WHERE rank = 4 AND completed_at_ms >= $1",
+                &client.prepare_cached("SELECT repository, workflow_name, conclusion, run_started_at_ms, completed_at_ms
+                 FROM actions_runs WHERE rank = 4 AND completed_at_ms >= $1").await.map_err(read_err)?,
                 &[&since_ms],
             )
             .await
@@ -356,8 +361,13 @@ impl crate::store::ActionsState for Postgres {
         }
         let jobs = client
             .query(
-                "SELECT repository, workflow_name, created_at_ms, started_at_ms
+                &client
+                    .prepare_cached(
+                        "SELECT repository, workflow_name, created_at_ms, started_at_ms
                  FROM actions_jobs WHERE rank = 4 AND completed_at_ms >= $1",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&since_ms],
             )
             .await

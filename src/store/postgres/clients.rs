@@ -30,12 +30,17 @@ impl crate::store::Clients for Postgres {
         // A revoked name may be taken again; an active one may not.
         let n = client
             .execute(
-                "INSERT INTO clients (name, token_hash, scopes, owners, created_at_ms)
+                &client
+                    .prepare_cached(
+                        "INSERT INTO clients (name, token_hash, scopes, owners, created_at_ms)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash,
                      scopes = excluded.scopes, owners = excluded.owners,
                      created_at_ms = excluded.created_at_ms, revoked_at_ms = NULL
                  WHERE clients.revoked_at_ms IS NOT NULL",
+                    )
+                    .await
+                    .map_err(write_err)?,
                 &[&name, &token_hash, &scopes, &owners, &now_ms],
             )
             .await
@@ -52,7 +57,7 @@ impl crate::store::Clients for Postgres {
         let client = self.client("revoke_client").await?;
         let n = client
             .execute(
-                "UPDATE clients SET revoked_at_ms = $2 WHERE name = $1 AND revoked_at_ms IS NULL",
+                &client.prepare_cached("UPDATE clients SET revoked_at_ms = $2 WHERE name = $1 AND revoked_at_ms IS NULL").await.map_err(write_err)?,
                 &[&name, &now_ms],
             )
             .await
@@ -69,8 +74,13 @@ impl crate::store::Clients for Postgres {
         let client = self.client("client_by_token").await?;
         let row = client
             .query_opt(
-                "SELECT name, scopes, owners FROM clients
+                &client
+                    .prepare_cached(
+                        "SELECT name, scopes, owners FROM clients
                  WHERE token_hash = $1 AND revoked_at_ms IS NULL",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&token_hash],
             )
             .await
@@ -90,13 +100,13 @@ impl crate::store::Clients for Postgres {
         let client = self.client("clients").await?;
         let rows = client
             .query(
-                "SELECT c.name, c.scopes, c.owners, c.created_at_ms, c.revoked_at_ms,
+                &client.prepare_cached("SELECT c.name, c.scopes, c.owners, c.created_at_ms, c.revoked_at_ms,
                         COALESCE(SUM(u.requests), 0)::BIGINT, COALESCE(SUM(u.hits), 0)::BIGINT,
                         COALESCE(SUM(u.revalidated), 0)::BIGINT, COALESCE(SUM(u.misses), 0)::BIGINT,
                         COALESCE(SUM(u.bypassed), 0)::BIGINT, COALESCE(SUM(u.units_spent), 0)::BIGINT,
                         COALESCE(SUM(u.units_saved), 0)::BIGINT
                  FROM clients c LEFT JOIN client_usage u ON u.client = c.name AND u.minute > $1
-                 GROUP BY c.name ORDER BY c.created_at_ms DESC, c.name",
+                 GROUP BY c.name ORDER BY c.created_at_ms DESC, c.name").await.map_err(read_err)?,
                 &[&since],
             )
             .await
@@ -168,7 +178,9 @@ impl crate::store::Clients for Postgres {
             .map_err(write_err)?;
         }
         tx.execute(
-            "DELETE FROM client_usage WHERE minute < $1",
+            &tx.prepare_cached("DELETE FROM client_usage WHERE minute < $1")
+                .await
+                .map_err(write_err)?,
             &[&oldest_minute],
         )
         .await
@@ -188,25 +200,35 @@ impl crate::store::Sessions for Postgres {
         let mut client = self.client("open_session").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         tx.execute(
-            "DELETE FROM admin_sessions WHERE last_seen_ms < $1",
+            &tx.prepare_cached("DELETE FROM admin_sessions WHERE last_seen_ms < $1")
+                .await
+                .map_err(write_err)?,
             &[&idle_before_ms],
         )
         .await
         .map_err(write_err)?;
         tx.execute(
-            "DELETE FROM admin_sessions WHERE token_digest IN
+            &tx.prepare_cached(
+                "DELETE FROM admin_sessions WHERE token_digest IN
                (SELECT token_digest FROM admin_sessions ORDER BY last_seen_ms
                 LIMIT GREATEST((SELECT COUNT(*) FROM admin_sessions) + 1 - $1, 0))",
+            )
+            .await
+            .map_err(write_err)?,
             &[&(max as i64)],
         )
         .await
         .map_err(write_err)?;
         tx.execute(
-            "INSERT INTO admin_sessions
+            &tx.prepare_cached(
+                "INSERT INTO admin_sessions
                (token_digest, csrf, password_digest, created_at_ms, last_seen_ms)
              VALUES ($1, $2, $3, $4, $4)
              ON CONFLICT (token_digest) DO UPDATE SET csrf = excluded.csrf,
                  password_digest = excluded.password_digest, last_seen_ms = excluded.last_seen_ms",
+            )
+            .await
+            .map_err(write_err)?,
             &[
                 &&s.token_digest[..],
                 &s.csrf,
@@ -228,8 +250,13 @@ impl crate::store::Sessions for Postgres {
         let client = self.client("session").await?;
         let row = client
             .query_opt(
-                "SELECT csrf, password_digest, last_seen_ms FROM admin_sessions
+                &client
+                    .prepare_cached(
+                        "SELECT csrf, password_digest, last_seen_ms FROM admin_sessions
                  WHERE token_digest = $1",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&&token_digest[..]],
             )
             .await
@@ -271,7 +298,10 @@ impl crate::store::Sessions for Postgres {
         let client = self.client("end_session").await?;
         client
             .execute(
-                "DELETE FROM admin_sessions WHERE token_digest = $1",
+                &client
+                    .prepare_cached("DELETE FROM admin_sessions WHERE token_digest = $1")
+                    .await
+                    .map_err(write_err)?,
                 &[&&token_digest[..]],
             )
             .await

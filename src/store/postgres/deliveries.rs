@@ -2,7 +2,7 @@
 //! one writer task per replica (many deliveries, one transaction, one
 //! fsync); reads go through the pool.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -26,6 +26,12 @@ const QUEUE: usize = 4_096;
 /// A batch that deadlocks with another replica's, or fails to serialize,
 /// is tried again this many times before its deliveries are refused.
 const TRIES: usize = 3;
+/// Group commits in flight at once per replica, each on its own
+/// connection: while one waits on the server's flush (and, against a
+/// database on another machine, on the network), the next batch forms
+/// and commits. Safe for the reason several replicas are: numbers come
+/// from the partition row's lock, and an ack only after its commit.
+const WRITERS: usize = 2;
 
 pub(super) struct Append {
     delivery: NewDelivery,
@@ -40,19 +46,29 @@ pub(super) fn start_writer(
     wake: mpsc::UnboundedSender<WorkNotice>,
 ) -> mpsc::Sender<Append> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(writer(pool, rx, metrics, writable, wake));
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    for _ in 0..WRITERS {
+        tokio::spawn(writer(
+            pool.clone(),
+            rx.clone(),
+            metrics.clone(),
+            writable.clone(),
+            wake.clone(),
+        ));
+    }
     tx
 }
 
 async fn writer(
     pool: Pool,
-    mut rx: mpsc::Receiver<Append>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Append>>>,
     metrics: JournalMetrics,
     writable: Arc<AtomicBool>,
     wake: mpsc::UnboundedSender<WorkNotice>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    // One writer takes what is queued while the other commits its batch.
+    while rx.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let started = Instant::now();
         let mut outcome = Err(PgError::Pool("not tried".into()));
         for _ in 0..TRIES {
@@ -134,100 +150,160 @@ pub(super) async fn announce(pool: Pool, work: Vec<WorkNotice>) {
     }
 }
 
-/// One transaction for the batch. Deliveries are taken in partition order
-/// (received order within each), so replicas lock partition rows in one
-/// order and cannot deadlock on them; the roll-ups, locked last, in key
-/// order too.
+/// One transaction for the batch, in a fixed number of statements
+/// whatever its size (each takes the whole batch as arrays, prepared once
+/// per connection): a round trip per delivery per table would cap a
+/// replica at a few hundred deliveries per second. Partition rows are
+/// locked in key order, so replicas (and this replica's writers) cannot
+/// deadlock on them; the roll-ups, locked last, in key order too.
 async fn commit(pool: &Pool, batch: &[Append]) -> Result<Vec<Appended>, PgError> {
+    let meta = |i: usize| &batch[i].delivery.meta;
+    // Arrival order within each partition: the order of its numbers.
+    let mut arrival: Vec<usize> = (0..batch.len()).collect();
+    arrival.sort_by(|&a, &b| {
+        meta(a)
+            .partition_key
+            .cmp(&meta(b).partition_key)
+            .then(a.cmp(&b))
+    });
+    // How many numbers each partition takes (a duplicate takes one too:
+    // a gap; order needs only that numbers rise in commit order, which
+    // the partition row's lock gives).
+    let mut wanted: Vec<(&str, i64)> = Vec::new();
+    for &i in &arrival {
+        let p = meta(i).partition_key.as_str();
+        match wanted.last_mut() {
+            Some((last, n)) if *last == p => *n += 1,
+            _ => wanted.push((p, 1)),
+        }
+    }
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let next_seq = tx
-        .prepare_cached(
-            "INSERT INTO partition_seqs (partition_key, last_seq) VALUES ($1, 1)
-             ON CONFLICT (partition_key) DO UPDATE SET last_seq = partition_seqs.last_seq + 1
-             RETURNING last_seq",
+    let keys: Vec<&str> = wanted.iter().map(|w| w.0).collect();
+    let counts: Vec<i64> = wanted.iter().map(|w| w.1).collect();
+    let taken = tx
+        .query(
+            &tx.prepare_cached(
+                "INSERT INTO partition_seqs (partition_key, last_seq)
+                 SELECT k, n FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(k, n, o)
+                 ORDER BY o
+                 ON CONFLICT (partition_key)
+                     DO UPDATE SET last_seq = partition_seqs.last_seq + excluded.last_seq
+                 RETURNING partition_key, last_seq",
+            )
+            .await?,
+            &[&keys, &counts],
         )
         .await?;
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO deliveries (hook_id, guid, event, action, installation_id, target_type,
-                 target_id, repository, owner, partition_key, received_at_ms, body_size,
-                 content_kind, parse_status, parse_error, seq, recovered)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                     EXISTS (SELECT 1 FROM recovery_requests
-                             WHERE guid = $2 AND outcome IN ('asking', 'asked')))
-             ON CONFLICT (hook_id, guid) DO NOTHING
-             RETURNING id",
-        )
-        .await?;
-    let payload = tx
-        .prepare_cached(
-            "INSERT INTO delivery_payloads (delivery_id, headers, body) VALUES ($1, $2, $3)",
-        )
-        .await?;
-    let job = tx
-        .prepare_cached(
-            "INSERT INTO jobs (delivery_id, sink, partition_key, seq, state, attempts, next_at_ms,
-                               updated_at_ms)
-             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
-        )
-        .await?;
-    let partition = tx
-        .prepare_cached(
-            "INSERT INTO partitions (sink, partition_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .await?;
-    let mut order: Vec<usize> = (0..batch.len()).collect();
+    let mut next: HashMap<String, i64> = HashMap::with_capacity(taken.len());
+    for r in &taken {
+        let key: String = r.get(0);
+        let last: i64 = r.get(1);
+        let n = wanted.iter().find(|w| w.0 == key).map_or(0, |w| w.1);
+        next.insert(key, last - n + 1);
+    }
+    let mut seq = vec![0i64; batch.len()];
+    for &i in &arrival {
+        let n = next
+            .get_mut(&meta(i).partition_key)
+            .expect("every partition got numbers");
+        seq[i] = *n;
+        *n += 1;
+    }
+    // The deliveries; a duplicate (journaled before, or earlier in this
+    // batch) is skipped by the unique index. Inserted in key order, not
+    // arrival order (their numbers say that), so two batches holding the
+    // same two deliveries wait on each other's index entries in one order
+    // and cannot deadlock.
+    let mut order = arrival.clone();
     order.sort_by(|&a, &b| {
-        let key = |i: usize| &batch[i].delivery.meta.partition_key;
-        key(a).cmp(key(b)).then(a.cmp(&b))
+        let key = |i: usize| (&meta(i).partition_key, &meta(i).hook_id, &meta(i).guid);
+        key(a).cmp(&key(b)).then(a.cmp(&b))
     });
+    let text = |f: &dyn Fn(&DeliveryMeta) -> &str| -> Vec<&str> {
+        order.iter().map(|&i| f(meta(i))).collect()
+    };
+    let maybe = |f: &dyn Fn(&DeliveryMeta) -> Option<&str>| -> Vec<Option<&str>> {
+        order.iter().map(|&i| f(meta(i))).collect()
+    };
+    let installation: Vec<Option<i64>> = order.iter().map(|&i| meta(i).installation_id).collect();
+    let received: Vec<i64> = order.iter().map(|&i| meta(i).received_at_ms).collect();
+    let size: Vec<i64> = order
+        .iter()
+        .map(|&i| batch[i].delivery.body.len() as i64)
+        .collect();
+    let seqs: Vec<i64> = order.iter().map(|&i| seq[i]).collect();
+    let inserted = tx
+        .query(
+            &tx.prepare_cached(
+                "INSERT INTO deliveries (hook_id, guid, event, action, installation_id,
+                     target_type, target_id, repository, owner, partition_key, received_at_ms,
+                     body_size, content_kind, parse_status, parse_error, seq, recovered)
+                 SELECT d.hook, d.guid, d.event, d.action, d.installation, d.target_type,
+                        d.target_id, d.repository, d.owner, d.partition, d.received, d.size,
+                        d.kind, d.status, d.error, d.seq,
+                        EXISTS (SELECT 1 FROM recovery_requests r
+                                WHERE r.guid = d.guid AND r.outcome IN ('asking', 'asked'))
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                             $11::bigint[], $12::bigint[], $13::text[], $14::text[],
+                             $15::text[], $16::bigint[])
+                      WITH ORDINALITY AS d(hook, guid, event, action, installation,
+                                           target_type, target_id, repository, owner,
+                                           partition, received, size, kind, status, error,
+                                           seq, o)
+                 ORDER BY d.o
+                 ON CONFLICT (hook_id, guid) DO NOTHING
+                 RETURNING id, hook_id, guid",
+            )
+            .await?,
+            &[
+                &text(&|m| &m.hook_id),
+                &text(&|m| &m.guid),
+                &text(&|m| &m.event),
+                &maybe(&|m| m.action.as_deref()),
+                &installation,
+                &maybe(&|m| m.target_type.as_deref()),
+                &maybe(&|m| m.target_id.as_deref()),
+                &maybe(&|m| m.repository.as_deref()),
+                &maybe(&|m| m.owner.as_deref()),
+                &text(&|m| &m.partition_key),
+                &received,
+                &size,
+                &text(&|m| m.content_kind.as_str()),
+                &text(&|m| m.parse_status.as_str()),
+                &maybe(&|m| m.parse_status.error()),
+                &seqs,
+            ],
+        )
+        .await?;
+    let mut ids: HashMap<(String, String), i64> = inserted
+        .iter()
+        .map(|r| ((r.get(1), r.get(2)), r.get(0)))
+        .collect();
     let mut out = vec![Appended::Duplicate; batch.len()];
+    let (mut p_id, mut p_headers, mut p_body) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut j_id, mut j_sink, mut j_partition, mut j_seq, mut j_at) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut minutes: BTreeMap<i64, i64> = BTreeMap::new();
     let mut hours: BTreeMap<i64, i64> = BTreeMap::new();
     let mut days: BTreeMap<(i64, String, &str), i64> = BTreeMap::new();
-    for i in order {
+    for &i in &order {
         let d = &batch[i].delivery;
         let m = &d.meta;
-        // A duplicate still takes a number (a gap): order needs only that
-        // numbers rise in commit order, which the row lock gives.
-        let seq: i64 = tx.query_one(&next_seq, &[&m.partition_key]).await?.get(0);
-        let row = tx
-            .query_opt(
-                &insert,
-                &[
-                    &m.hook_id,
-                    &m.guid,
-                    &m.event,
-                    &m.action,
-                    &m.installation_id,
-                    &m.target_type,
-                    &m.target_id,
-                    &m.repository,
-                    &m.owner,
-                    &m.partition_key,
-                    &m.received_at_ms,
-                    &(d.body.len() as i64),
-                    &m.content_kind.as_str(),
-                    &m.parse_status.as_str(),
-                    &m.parse_status.error(),
-                    &seq,
-                ],
-            )
-            .await?;
-        let Some(row) = row else {
+        // The first of two equal keys in the batch took the row.
+        let Some(id) = ids.remove(&(m.hook_id.clone(), m.guid.clone())) else {
             continue;
         };
-        let id: i64 = row.get(0);
-        tx.execute(&payload, &[&id, &d.headers, &&d.body[..]])
-            .await?;
+        p_id.push(id);
+        p_headers.push(&d.headers[..]);
+        p_body.push(&d.body[..]);
         for sink in &d.sinks {
-            tx.execute(
-                &job,
-                &[&id, sink, &m.partition_key, &seq, &m.received_at_ms],
-            )
-            .await?;
-            tx.execute(&partition, &[sink, &m.partition_key]).await?;
+            j_id.push(id);
+            j_sink.push(sink.as_str());
+            j_partition.push(m.partition_key.as_str());
+            j_seq.push(seq[i]);
+            j_at.push(m.received_at_ms);
         }
         *minutes.entry(m.received_at_ms / 60_000).or_default() += 1;
         *hours.entry(m.received_at_ms / 3_600_000).or_default() += 1;
@@ -237,32 +313,94 @@ async fn commit(pool: &Pool, batch: &[Append]) -> Result<Vec<Appended>, PgError>
             .or_default() += 1;
         out[i] = Appended::Queued { id };
     }
-    for (minute, n) in minutes {
-        tx.execute(
-            "INSERT INTO volume_minutes (minute, n) VALUES ($1, $2)
+    let mut pairs: Vec<(&str, &str)> = j_sink
+        .iter()
+        .copied()
+        .zip(j_partition.iter().copied())
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    let (sinks, parts): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
+    let (m, m_n): (Vec<i64>, Vec<i64>) = minutes.into_iter().unzip();
+    let (h, h_n): (Vec<i64>, Vec<i64>) = hours.into_iter().unzip();
+    let (mut day, mut owner, mut event, mut d_n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((d, o, e), c) in days {
+        day.push(d);
+        owner.push(o);
+        event.push(e);
+        d_n.push(c);
+    }
+    // Sent together (tokio-postgres pipelines one connection's concurrent
+    // statements): none needs another's answer. Each is skipped when it
+    // has nothing to write.
+    futures_util::future::try_join_all([
+        run_unless(
+            &tx,
+            "INSERT INTO delivery_payloads (delivery_id, headers, body)
+             SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
+            &[&p_id, &p_headers, &p_body],
+            p_id.is_empty(),
+        ),
+        run_unless(
+            &tx,
+            "INSERT INTO jobs (delivery_id, sink, partition_key, seq, state, attempts,
+                               next_at_ms, updated_at_ms)
+             SELECT id, sink, p, seq, 'pending', 0, at, at
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+                  AS j(id, sink, p, seq, at)",
+            &[&j_id, &j_sink, &j_partition, &j_seq, &j_at],
+            j_id.is_empty(),
+        ),
+        run_unless(
+            &tx,
+            "INSERT INTO partitions (sink, partition_key)
+             SELECT s, p FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(s, p, o)
+             ORDER BY o
+             ON CONFLICT DO NOTHING",
+            &[&sinks, &parts],
+            sinks.is_empty(),
+        ),
+        run_unless(
+            &tx,
+            "INSERT INTO volume_minutes (minute, n)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[])
              ON CONFLICT (minute) DO UPDATE SET n = volume_minutes.n + excluded.n",
-            &[&minute, &n],
-        )
-        .await?;
-    }
-    for (hour, n) in hours {
-        tx.execute(
-            "INSERT INTO volume_hours (hour, n) VALUES ($1, $2)
+            &[&m, &m_n],
+            m.is_empty(),
+        ),
+        run_unless(
+            &tx,
+            "INSERT INTO volume_hours (hour, n)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[])
              ON CONFLICT (hour) DO UPDATE SET n = volume_hours.n + excluded.n",
-            &[&hour, &n],
-        )
-        .await?;
-    }
-    for ((day, owner, event), n) in days {
-        tx.execute(
-            "INSERT INTO volume_days (day, owner, event, n) VALUES ($1, $2, $3, $4)
+            &[&h, &h_n],
+            h.is_empty(),
+        ),
+        run_unless(
+            &tx,
+            "INSERT INTO volume_days (day, owner, event, n)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
              ON CONFLICT (day, owner, event) DO UPDATE SET n = volume_days.n + excluded.n",
-            &[&day, &owner, &event, &n],
-        )
-        .await?;
-    }
+            &[&day, &owner, &event, &d_n],
+            day.is_empty(),
+        ),
+    ])
+    .await?;
     tx.commit().await?;
     Ok(out)
+}
+
+/// Runs `sql` unless there is nothing to write.
+async fn run_unless(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &'static str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    skip: bool,
+) -> Result<u64, tokio_postgres::Error> {
+    if skip {
+        return Ok(0);
+    }
+    tx.execute(&tx.prepare_cached(sql).await?, params).await
 }
 
 const COLUMNS: &str = "id, hook_id, guid, event, action, installation_id, target_type, target_id,
@@ -333,25 +471,33 @@ impl crate::store::Deliveries for Postgres {
         }
         let bodies = tx
             .execute(
-                "DELETE FROM delivery_payloads WHERE delivery_id IN (
+                &tx.prepare_cached(
+                    "DELETE FROM delivery_payloads WHERE delivery_id IN (
                      SELECT p.delivery_id FROM delivery_payloads p
                      JOIN deliveries d ON d.id = p.delivery_id
                      WHERE d.received_at_ms < $1
                        AND NOT EXISTS (SELECT 1 FROM jobs j
                                        WHERE j.delivery_id = d.id AND j.state <> 'done')
                      ORDER BY p.delivery_id LIMIT $2)",
+                )
+                .await
+                .map_err(write_err)?,
                 &[&bodies_before_ms, &(limit as i64)],
             )
             .await
             .map_err(write_err)?;
         let deliveries = tx
             .execute(
-                "DELETE FROM deliveries WHERE id IN (
+                &tx.prepare_cached(
+                    "DELETE FROM deliveries WHERE id IN (
                      SELECT d.id FROM deliveries d
                      WHERE d.received_at_ms < $1
                        AND NOT EXISTS (SELECT 1 FROM jobs j
                                        WHERE j.delivery_id = d.id AND j.state <> 'done')
                      ORDER BY d.id LIMIT $2)",
+                )
+                .await
+                .map_err(write_err)?,
                 &[&keys_before_ms.min(bodies_before_ms), &(limit as i64)],
             )
             .await
@@ -379,8 +525,13 @@ impl crate::store::Deliveries for Postgres {
         let client = self.client("payload").await?;
         let row = client
             .query_opt(
-                "SELECT p.headers, p.body, d.recovered FROM delivery_payloads p
+                &client
+                    .prepare_cached(
+                        "SELECT p.headers, p.body, d.recovered FROM delivery_payloads p
                  JOIN deliveries d ON d.id = p.delivery_id WHERE p.delivery_id = $1",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&delivery_id],
             )
             .await
@@ -398,7 +549,10 @@ impl crate::store::Deliveries for Postgres {
         let client = self.client("journaled").await?;
         let rows = client
             .query(
-                "SELECT DISTINCT guid FROM deliveries WHERE guid = ANY($1)",
+                &client
+                    .prepare_cached("SELECT DISTINCT guid FROM deliveries WHERE guid = ANY($1)")
+                    .await
+                    .map_err(read_err)?,
                 &[&guids],
             )
             .await
@@ -414,7 +568,12 @@ impl Postgres {
         let client = self.client("partition_order").await?;
         let rows = client
             .query(
-                "SELECT seq, guid FROM deliveries WHERE partition_key = $1 ORDER BY seq",
+                &client
+                    .prepare_cached(
+                        "SELECT seq, guid FROM deliveries WHERE partition_key = $1 ORDER BY seq",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&partition],
             )
             .await

@@ -110,12 +110,17 @@ impl crate::store::Jobs for Postgres {
         let client = self.client("due_partitions").await?;
         let rows = client
             .query(
-                "SELECT j.sink, j.partition_key,
+                &client
+                    .prepare_cached(
+                        "SELECT j.sink, j.partition_key,
                         GREATEST(MIN(j.next_at_ms), COALESCE(MAX(p.paused_until_ms), 0))
                  FROM jobs j LEFT JOIN partitions p USING (sink, partition_key)
                  WHERE j.state = 'pending' AND NOT COALESCE(p.held, false)
                    AND j.sink NOT IN (SELECT sink FROM route_holds)
                  GROUP BY j.sink, j.partition_key",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[],
             )
             .await
@@ -138,8 +143,8 @@ impl crate::store::Jobs for Postgres {
         let tx = client.transaction().await.map_err(write_err)?;
         let held: bool = tx
             .query_one(
-                "SELECT COALESCE((SELECT held FROM partitions WHERE sink = $1 AND partition_key = $2), false)
-                     OR EXISTS (SELECT 1 FROM route_holds WHERE sink = $1)",
+                &tx.prepare_cached("SELECT COALESCE((SELECT held FROM partitions WHERE sink = $1 AND partition_key = $2), false)
+                     OR EXISTS (SELECT 1 FROM route_holds WHERE sink = $1)").await.map_err(write_err)?,
                 &[&sink, &partition],
             )
             .await
@@ -152,7 +157,8 @@ impl crate::store::Jobs for Postgres {
         // skipped, not waited for: it is busy either way.
         let taken = tx
             .query_opt(
-                "WITH free AS MATERIALIZED (
+                &tx.prepare_cached(
+                    "WITH free AS MATERIALIZED (
                      SELECT sink, partition_key FROM partitions
                      WHERE sink = $1 AND partition_key = $2
                        AND (lease_owner IS NULL OR lease_owner = $3 OR lease_until_ms < $5)
@@ -161,6 +167,9 @@ impl crate::store::Jobs for Postgres {
                                          lease_epoch = p.lease_epoch + 1
                  FROM free WHERE p.sink = free.sink AND p.partition_key = free.partition_key
                  RETURNING p.lease_epoch, p.paused_until_ms",
+                )
+                .await
+                .map_err(write_err)?,
                 &[
                     &sink,
                     &partition,
@@ -188,8 +197,13 @@ impl crate::store::Jobs for Postgres {
         let client = self.client("release").await?;
         client
             .execute(
-                "UPDATE partitions SET lease_owner = NULL, lease_until_ms = 0
+                &client
+                    .prepare_cached(
+                        "UPDATE partitions SET lease_owner = NULL, lease_until_ms = 0
                  WHERE sink = $1 AND partition_key = $2 AND lease_owner = $3 AND lease_epoch = $4",
+                    )
+                    .await
+                    .map_err(write_err)?,
                 &[&sink, &partition, &fence.owner, &fence.epoch],
             )
             .await
@@ -224,9 +238,14 @@ impl crate::store::Jobs for Postgres {
         let client = self.client("pending").await?;
         let rows = client
             .query(
-                "SELECT id, delivery_id, attempts, next_at_ms FROM jobs
+                &client
+                    .prepare_cached(
+                        "SELECT id, delivery_id, attempts, next_at_ms FROM jobs
                  WHERE sink = $1 AND partition_key = $2 AND state = 'pending' AND next_at_ms <= $3
                  ORDER BY seq LIMIT $4",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[
                     &sink,
                     &partition,
@@ -251,8 +270,13 @@ impl crate::store::Jobs for Postgres {
         let client = self.client("next_due").await?;
         let row = client
             .query_one(
-                "SELECT MIN(next_at_ms) FROM jobs
+                &client
+                    .prepare_cached(
+                        "SELECT MIN(next_at_ms) FROM jobs
                  WHERE sink = $1 AND partition_key = $2 AND state = 'pending'",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&sink, &partition],
             )
             .await
@@ -287,8 +311,8 @@ impl crate::store::Jobs for Postgres {
         let after = match attempt.outcome {
             Outcome::Done => {
                 tx.execute(
-                    "UPDATE jobs SET state = 'done', attempts = attempts + 1, updated_at_ms = $2
-                     WHERE id = $1",
+                    &tx.prepare_cached("UPDATE jobs SET state = 'done', attempts = attempts + 1, updated_at_ms = $2
+                     WHERE id = $1").await.map_err(write_err)?,
                     &[&job.id, &now],
                 )
                 .await
@@ -298,8 +322,12 @@ impl crate::store::Jobs for Postgres {
             Outcome::Pause { until_ms } => {
                 // The job keeps its place and its attempt count.
                 tx.execute(
-                    "UPDATE partitions SET paused_until_ms = $3
+                    &tx.prepare_cached(
+                        "UPDATE partitions SET paused_until_ms = $3
                      WHERE sink = $1 AND partition_key = $2",
+                    )
+                    .await
+                    .map_err(write_err)?,
                     &[&sink, &partition, &until_ms],
                 )
                 .await
@@ -308,8 +336,8 @@ impl crate::store::Jobs for Postgres {
             }
             Outcome::Failed if job.attempts + 1 >= max_attempts => {
                 tx.execute(
-                    "UPDATE jobs SET state = 'dead', attempts = attempts + 1, updated_at_ms = $2
-                     WHERE id = $1",
+                    &tx.prepare_cached("UPDATE jobs SET state = 'dead', attempts = attempts + 1, updated_at_ms = $2
+                     WHERE id = $1").await.map_err(write_err)?,
                     &[&job.id, &now],
                 )
                 .await
@@ -318,8 +346,8 @@ impl crate::store::Jobs for Postgres {
             }
             Outcome::Failed => {
                 tx.execute(
-                    "UPDATE jobs SET attempts = attempts + 1, next_at_ms = $2, updated_at_ms = $3
-                     WHERE id = $1",
+                    &tx.prepare_cached("UPDATE jobs SET attempts = attempts + 1, next_at_ms = $2, updated_at_ms = $3
+                     WHERE id = $1").await.map_err(write_err)?,
                     &[&job.id, &retry_at_ms, &now],
                 )
                 .await
@@ -362,21 +390,31 @@ impl crate::store::Jobs for Postgres {
         let client = self.client("backlog").await?;
         let rows = client
             .query(
-                "SELECT s.sink,
+                &client
+                    .prepare_cached(
+                        "SELECT s.sink,
                         (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'pending'),
                         (SELECT MIN(d.received_at_ms) FROM jobs j
                            JOIN deliveries d ON d.id = j.delivery_id
                           WHERE j.sink = s.sink AND j.state = 'pending'),
                         (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'dead')
                  FROM (SELECT DISTINCT sink FROM partitions) s",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[],
             )
             .await
             .map_err(read_err)?;
         let paused: i64 = client
             .query_one(
-                "SELECT COUNT(*) FROM partitions WHERE held OR paused_until_ms > $1
+                &client
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM partitions WHERE held OR paused_until_ms > $1
                      OR sink IN (SELECT sink FROM route_holds)",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&now_ms],
             )
             .await

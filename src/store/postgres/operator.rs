@@ -195,7 +195,10 @@ impl crate::store::Operator for Postgres {
         let client = self.client("ids_of_guid").await?;
         let rows = client
             .query(
-                "SELECT id FROM deliveries WHERE guid = $1 ORDER BY id",
+                &client
+                    .prepare_cached("SELECT id FROM deliveries WHERE guid = $1 ORDER BY id")
+                    .await
+                    .map_err(read_err)?,
                 &[&guid],
             )
             .await
@@ -236,13 +239,18 @@ impl crate::store::Operator for Postgres {
         // sequence order.
         let jobs = client
             .query(
-                "SELECT j.id, j.sink, j.state, j.attempts::BIGINT, j.next_at_ms,
+                &client
+                    .prepare_cached(
+                        "SELECT j.id, j.sink, j.state, j.attempts::BIGINT, j.next_at_ms,
                         CASE WHEN j.state = 'pending' THEN
                           (SELECT h.id FROM jobs h WHERE h.sink = j.sink
                              AND h.partition_key = j.partition_key AND h.state = 'pending'
                            ORDER BY h.seq LIMIT 1)
                         END
                  FROM jobs j WHERE j.delivery_id = $1 ORDER BY j.sink",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&delivery_id],
             )
             .await
@@ -251,9 +259,9 @@ impl crate::store::Operator for Postgres {
             let job_id: i64 = j.get(0);
             let history = client
                 .query(
-                    "SELECT n::BIGINT, started_at_ms, duration_ms, status_code::BIGINT, outcome,
+                    &client.prepare_cached("SELECT n::BIGINT, started_at_ms, duration_ms, status_code::BIGINT, outcome,
                             error, response_excerpt, url, response_headers
-                     FROM attempts WHERE job_id = $1 ORDER BY n",
+                     FROM attempts WHERE job_id = $1 ORDER BY n").await.map_err(read_err)?,
                     &[&job_id],
                 )
                 .await
@@ -351,13 +359,13 @@ impl crate::store::Operator for Postgres {
         let tx = client.transaction().await.map_err(write_err)?;
         let rows = tx
             .query(
-                "SELECT id, hook_id, guid, event, action, installation_id, target_type, target_id,
+                &tx.prepare_cached("SELECT id, hook_id, guid, event, action, installation_id, target_type, target_id,
                         repository, owner, partition_key, received_at_ms, body_size, content_kind,
                         parse_status, parse_error, seq
                  FROM deliveries d
                  WHERE d.received_at_ms >= $1
                    AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.id AND j.sink = $2)
-                 ORDER BY d.partition_key, d.seq",
+                 ORDER BY d.partition_key, d.seq").await.map_err(write_err)?,
                 &[&since_ms, &sink],
             )
             .await
@@ -371,15 +379,19 @@ impl crate::store::Operator for Postgres {
             }
             let seq: i64 = r.get(16);
             tx.execute(
-                "INSERT INTO jobs (delivery_id, sink, partition_key, seq, state, attempts,
+                &tx.prepare_cached(
+                    "INSERT INTO jobs (delivery_id, sink, partition_key, seq, state, attempts,
                                    next_at_ms, updated_at_ms)
                  VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
+                )
+                .await
+                .map_err(write_err)?,
                 &[&d.id, &sink, &d.meta.partition_key, &seq, &now_ms],
             )
             .await
             .map_err(write_err)?;
             tx.execute(
-                "INSERT INTO partitions (sink, partition_key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &tx.prepare_cached("INSERT INTO partitions (sink, partition_key) VALUES ($1, $2) ON CONFLICT DO NOTHING").await.map_err(write_err)?,
                 &[&sink, &d.meta.partition_key],
             )
             .await
@@ -402,8 +414,13 @@ impl crate::store::Operator for Postgres {
         let client = self.client("route_states").await?;
         let paused: Vec<(String, i64)> = client
             .query(
-                "SELECT sink, COUNT(*) FROM partitions WHERE held OR paused_until_ms > $1
+                &client
+                    .prepare_cached(
+                        "SELECT sink, COUNT(*) FROM partitions WHERE held OR paused_until_ms > $1
                  GROUP BY sink",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&now_ms],
             )
             .await
@@ -434,8 +451,13 @@ impl crate::store::Operator for Postgres {
         let client = self.client("hold_partition").await?;
         client
             .execute(
-                "INSERT INTO partitions (sink, partition_key, held) VALUES ($1, $2, $3)
+                &client
+                    .prepare_cached(
+                        "INSERT INTO partitions (sink, partition_key, held) VALUES ($1, $2, $3)
                  ON CONFLICT (sink, partition_key) DO UPDATE SET held = excluded.held",
+                    )
+                    .await
+                    .map_err(write_err)?,
                 &[&route, &partition, &hold],
             )
             .await
@@ -447,10 +469,15 @@ impl crate::store::Operator for Postgres {
         let client = self.client("orphans").await?;
         let rows = client
             .query(
-                "SELECT s.sink,
+                &client
+                    .prepare_cached(
+                        "SELECT s.sink,
                         (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'pending'),
                         (SELECT COUNT(*) FROM jobs j WHERE j.sink = s.sink AND j.state = 'dead')
                  FROM (SELECT DISTINCT sink FROM partitions) s ORDER BY s.sink",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[],
             )
             .await
@@ -471,9 +498,13 @@ impl crate::store::Operator for Postgres {
         let tx = client.transaction().await.map_err(write_err)?;
         let row = tx
             .query_one(
-                "SELECT COUNT(*) FILTER (WHERE state = 'pending'),
+                &tx.prepare_cached(
+                    "SELECT COUNT(*) FILTER (WHERE state = 'pending'),
                         COUNT(*) FILTER (WHERE state = 'dead')
                  FROM jobs WHERE sink = $1",
+                )
+                .await
+                .map_err(write_err)?,
                 &[&sink],
             )
             .await

@@ -78,8 +78,12 @@ impl crate::store::Recovery for Postgres {
         let tx = client.transaction().await.map_err(write_err)?;
         let stop_at: Option<i64> = if to_checkpoint {
             tx.query_opt(
-                "SELECT newest_id FROM recovery_walks WHERE source = $1 AND state = 'complete'
+                &tx.prepare_cached(
+                    "SELECT newest_id FROM recovery_walks WHERE source = $1 AND state = 'complete'
                  ORDER BY id DESC LIMIT 1",
+                )
+                .await
+                .map_err(write_err)?,
                 &[&source],
             )
             .await
@@ -91,8 +95,12 @@ impl crate::store::Recovery for Postgres {
         // A manual walk replaces an unfinished one: it covers at least as
         // much.
         tx.execute(
-            "UPDATE recovery_walks SET state = 'abandoned', finished_at_ms = $2
+            &tx.prepare_cached(
+                "UPDATE recovery_walks SET state = 'abandoned', finished_at_ms = $2
              WHERE source = $1 AND state = 'running'",
+            )
+            .await
+            .map_err(write_err)?,
             &[&source, &now_ms],
         )
         .await
@@ -116,11 +124,11 @@ impl crate::store::Recovery for Postgres {
         let client = self.client("save_walk").await?;
         client
             .execute(
-                "UPDATE recovery_walks SET cursor = $2, newest_id = $3, pages = $4, seen = $5,
+                &client.prepare_cached("UPDATE recovery_walks SET cursor = $2, newest_id = $3, pages = $4, seen = $5,
                      missing = $6, requested = $7, failures = $8, last_error = $9,
                      state = CASE WHEN $10 THEN 'complete' ELSE state END,
                      finished_at_ms = CASE WHEN $10 THEN $11 ELSE finished_at_ms END
-                 WHERE id = $1",
+                 WHERE id = $1").await.map_err(write_err)?,
                 &[
                     &w.id,
                     &w.cursor,
@@ -189,9 +197,13 @@ impl crate::store::Recovery for Postgres {
         let mut client = self.client("due_again").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         tx.execute(
-            "UPDATE recovery_requests SET outcome = 'arrived'
+            &tx.prepare_cached(
+                "UPDATE recovery_requests SET outcome = 'arrived'
              WHERE source = $1 AND outcome <> 'arrived'
                AND EXISTS (SELECT 1 FROM deliveries d WHERE d.guid = recovery_requests.guid)",
+            )
+            .await
+            .map_err(write_err)?,
             &[&source],
         )
         .await
@@ -223,7 +235,7 @@ impl crate::store::Recovery for Postgres {
         let client = self.client("claim").await?;
         let n = client
             .execute(
-                "INSERT INTO recovery_requests (source, guid, delivery_id, requested_at_ms, outcome)
+                &client.prepare_cached("INSERT INTO recovery_requests (source, guid, delivery_id, requested_at_ms, outcome)
                  VALUES ($1, $2, $3, $4, 'asking')
                  ON CONFLICT (source, guid) DO UPDATE SET
                      delivery_id = excluded.delivery_id,
@@ -231,7 +243,7 @@ impl crate::store::Recovery for Postgres {
                      outcome = 'asking', status_code = NULL
                  WHERE recovery_requests.outcome IN ('found', 'failed', 'asking')
                     OR (recovery_requests.outcome = 'asked'
-                        AND recovery_requests.requested_at_ms < $5)",
+                        AND recovery_requests.requested_at_ms < $5)").await.map_err(write_err)?,
                 &[&source, &guid, &log_id, &now_ms, &reask_before_ms],
             )
             .await
@@ -249,8 +261,13 @@ impl crate::store::Recovery for Postgres {
         let client = self.client("settle").await?;
         client
             .execute(
-                "UPDATE recovery_requests SET outcome = $3, status_code = $4
+                &client
+                    .prepare_cached(
+                        "UPDATE recovery_requests SET outcome = $3, status_code = $4
                  WHERE source = $1 AND guid = $2",
+                    )
+                    .await
+                    .map_err(write_err)?,
                 &[
                     &source,
                     &guid,
@@ -267,8 +284,13 @@ impl crate::store::Recovery for Postgres {
         let client = self.client("trigger").await?;
         let row = client
             .query_one(
-                "INSERT INTO recovery_triggers (since_ms, created_at_ms) VALUES ($1, $2)
+                &client
+                    .prepare_cached(
+                        "INSERT INTO recovery_triggers (since_ms, created_at_ms) VALUES ($1, $2)
                  RETURNING id",
+                    )
+                    .await
+                    .map_err(write_err)?,
                 &[&since_ms, &now_ms],
             )
             .await
@@ -280,10 +302,15 @@ impl crate::store::Recovery for Postgres {
         let client = self.client("take_trigger").await?;
         let row = client
             .query_opt(
-                "UPDATE recovery_triggers t SET taken_at_ms = $1
+                &client
+                    .prepare_cached(
+                        "UPDATE recovery_triggers t SET taken_at_ms = $1
                  FROM (SELECT id FROM recovery_triggers WHERE taken_at_ms IS NULL
                        ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) next
                  WHERE t.id = next.id RETURNING t.id, t.since_ms",
+                    )
+                    .await
+                    .map_err(write_err)?,
                 &[&now_ms],
             )
             .await
@@ -295,7 +322,12 @@ impl crate::store::Recovery for Postgres {
         let client = self.client("pending_trigger").await?;
         let row = client
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM recovery_triggers WHERE taken_at_ms IS NULL)",
+                &client
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM recovery_triggers WHERE taken_at_ms IS NULL)",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[],
             )
             .await
@@ -307,7 +339,10 @@ impl crate::store::Recovery for Postgres {
         let client = self.client("trigger_taken").await?;
         let row = client
             .query_opt(
-                "SELECT taken_at_ms FROM recovery_triggers WHERE id = $1",
+                &client
+                    .prepare_cached("SELECT taken_at_ms FROM recovery_triggers WHERE id = $1")
+                    .await
+                    .map_err(read_err)?,
                 &[&id],
             )
             .await
@@ -328,8 +363,13 @@ impl crate::store::Recovery for Postgres {
         for w in latest {
             let last_complete_at_ms: Option<i64> = client
                 .query_one(
-                    "SELECT MAX(finished_at_ms) FROM recovery_walks
+                    &client
+                        .prepare_cached(
+                            "SELECT MAX(finished_at_ms) FROM recovery_walks
                      WHERE source = $1 AND state = 'complete'",
+                        )
+                        .await
+                        .map_err(read_err)?,
                     &[&w.source],
                 )
                 .await
@@ -337,8 +377,13 @@ impl crate::store::Recovery for Postgres {
                 .get(0);
             let requests: std::collections::BTreeMap<String, i64> = client
                 .query(
-                    "SELECT outcome, COUNT(*) FROM recovery_requests WHERE source = $1
+                    &client
+                        .prepare_cached(
+                            "SELECT outcome, COUNT(*) FROM recovery_requests WHERE source = $1
                      GROUP BY outcome",
+                        )
+                        .await
+                        .map_err(read_err)?,
                     &[&w.source],
                 )
                 .await
@@ -355,8 +400,8 @@ impl crate::store::Recovery for Postgres {
         let client = self.client("last_complete").await?;
         let rows = client
             .query(
-                "SELECT source, MAX(finished_at_ms) FROM recovery_walks WHERE state = 'complete'
-                 GROUP BY source",
+                &client.prepare_cached("SELECT source, MAX(finished_at_ms) FROM recovery_walks WHERE state = 'complete'
+                 GROUP BY source").await.map_err(read_err)?,
                 &[],
             )
             .await

@@ -18,7 +18,13 @@ impl Postgres {
     pub(super) async fn held_routes(&self) -> Result<Vec<String>, StoreError> {
         let client = self.client("held_routes").await?;
         let rows = client
-            .query("SELECT sink FROM route_holds ORDER BY sink", &[])
+            .query(
+                &client
+                    .prepare_cached("SELECT sink FROM route_holds ORDER BY sink")
+                    .await
+                    .map_err(read_err)?,
+                &[],
+            )
             .await
             .map_err(read_err)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -31,8 +37,13 @@ impl crate::store::Views for Postgres {
         let client = self.client("overview").await?;
         let paused = client
             .query(
-                "SELECT sink, partition_key, paused_until_ms, held FROM partitions
+                &client
+                    .prepare_cached(
+                        "SELECT sink, partition_key, paused_until_ms, held FROM partitions
                  WHERE held OR paused_until_ms > $1 ORDER BY sink, partition_key LIMIT $2",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&q.now_ms, &(q.paused_limit as i64)],
             )
             .await
@@ -42,18 +53,23 @@ impl crate::store::Views for Postgres {
             .collect();
         let cache = client
             .query_one(
-                "SELECT COALESCE(SUM(requests), 0)::BIGINT,
+                &client
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(requests), 0)::BIGINT,
                         COALESCE(SUM(hits + revalidated), 0)::BIGINT,
                         COALESCE(SUM(units_saved), 0)::BIGINT
                  FROM client_usage WHERE minute >= $1",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&q.cache_from_minute],
             )
             .await
             .map_err(read_err)?;
         let attempt_outcomes = client
             .query(
-                "SELECT minute, outcome, SUM(n)::BIGINT FROM attempt_minutes WHERE minute >= $1
-                 GROUP BY minute, outcome",
+                &client.prepare_cached("SELECT minute, outcome, SUM(n)::BIGINT FROM attempt_minutes WHERE minute >= $1
+                 GROUP BY minute, outcome").await.map_err(read_err)?,
                 &[&q.samples_from_minute],
             )
             .await
@@ -63,8 +79,13 @@ impl crate::store::Views for Postgres {
             .collect();
         let sink_samples = client
             .query(
-                "SELECT minute, sink, lag_ms, dead FROM sink_samples WHERE minute >= $1
+                &client
+                    .prepare_cached(
+                        "SELECT minute, sink, lag_ms, dead FROM sink_samples WHERE minute >= $1
                  ORDER BY minute",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&q.samples_from_minute],
             )
             .await
@@ -112,7 +133,12 @@ impl crate::store::Views for Postgres {
         let client = self.client("partitions").await?;
         let total: i64 = client
             .query_one(
-                "SELECT COUNT(*) FROM partitions WHERE $1::TEXT IS NULL OR sink = $1",
+                &client
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM partitions WHERE $1::TEXT IS NULL OR sink = $1",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&sink],
             )
             .await
@@ -120,9 +146,14 @@ impl crate::store::Views for Postgres {
             .get(0);
         let dead: std::collections::HashMap<(String, String), i64> = client
             .query(
-                "SELECT sink, partition_key, COUNT(*) FROM jobs
+                &client
+                    .prepare_cached(
+                        "SELECT sink, partition_key, COUNT(*) FROM jobs
                  WHERE state = 'dead' AND ($1::TEXT IS NULL OR sink = $1)
                  GROUP BY sink, partition_key",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&sink],
             )
             .await
@@ -132,7 +163,9 @@ impl crate::store::Views for Postgres {
             .collect();
         let rows = client
             .query(
-                "WITH ps AS (
+                &client
+                    .prepare_cached(
+                        "WITH ps AS (
                    SELECT p.sink, p.partition_key, p.lease_owner, p.lease_until_ms,
                           p.paused_until_ms, p.held,
                           (SELECT COUNT(*) FROM jobs j WHERE j.sink = p.sink
@@ -161,6 +194,9 @@ impl crate::store::Views for Postgres {
                  ORDER BY (top.pending > 0 OR top.held OR top.paused_until_ms > $2
                            OR top.lease_until_ms > $2) DESC,
                           top.pending DESC, top.sink, top.partition_key",
+                    )
+                    .await
+                    .map_err(read_err)?,
                 &[&sink, &now_ms, &(limit as i64)],
             )
             .await
@@ -208,7 +244,10 @@ impl crate::store::Views for Postgres {
         let client = self.client("reports").await?;
         let per_day = client
             .query(
-                "SELECT day, owner, event, n FROM volume_days WHERE day >= $1",
+                &client
+                    .prepare_cached("SELECT day, owner, event, n FROM volume_days WHERE day >= $1")
+                    .await
+                    .map_err(read_err)?,
                 &[&from_day],
             )
             .await
@@ -218,8 +257,8 @@ impl crate::store::Views for Postgres {
             .collect();
         let attempts = client
             .query(
-                "SELECT sink, outcome, bucket, SUM(n)::BIGINT FROM attempt_hours WHERE hour >= $1
-                 GROUP BY 1, 2, 3 ORDER BY 1",
+                &client.prepare_cached("SELECT sink, outcome, bucket, SUM(n)::BIGINT FROM attempt_hours WHERE hour >= $1
+                 GROUP BY 1, 2, 3 ORDER BY 1").await.map_err(read_err)?,
                 &[&(from_day * 24)],
             )
             .await
@@ -241,8 +280,8 @@ impl crate::store::Views for Postgres {
         let tx = client.transaction().await.map_err(write_err)?;
         for ((minute, sink, outcome), n) in &counts {
             tx.execute(
-                "INSERT INTO attempt_minutes (minute, sink, outcome, n) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (minute, sink, outcome) DO UPDATE SET n = attempt_minutes.n + excluded.n",
+                &tx.prepare_cached("INSERT INTO attempt_minutes (minute, sink, outcome, n) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (minute, sink, outcome) DO UPDATE SET n = attempt_minutes.n + excluded.n").await.map_err(write_err)?,
                 &[minute, sink, outcome, n],
             )
             .await
@@ -259,10 +298,14 @@ impl crate::store::Views for Postgres {
         for (sink, pending, oldest, dead) in &backlog.per_sink {
             let lag = oldest.map_or(0, |t| (now_ms - t).max(0));
             tx.execute(
-                "INSERT INTO sink_samples (minute, sink, pending, lag_ms, dead)
+                &tx.prepare_cached(
+                    "INSERT INTO sink_samples (minute, sink, pending, lag_ms, dead)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (minute, sink) DO UPDATE SET pending = excluded.pending,
                    lag_ms = excluded.lag_ms, dead = excluded.dead",
+                )
+                .await
+                .map_err(write_err)?,
                 &[&minute, sink, pending, &lag, dead],
             )
             .await
