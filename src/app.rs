@@ -516,8 +516,9 @@ async fn method_not_allowed() -> impl axum::response::IntoResponse {
 }
 
 /// Every second: is the journal's file still the one on disk (nothing
-/// else notices a deleted file while no delivery comes), and can an
-/// unwritable journal commit again?
+/// else notices a deleted file while no delivery comes), can an
+/// unwritable journal commit again, and is a database server still
+/// there?
 async fn heal(journal: Store, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -528,7 +529,9 @@ async fn heal(journal: Store, mut stop: watch::Receiver<bool>) {
         let in_place = tokio::task::spawn_blocking(move || files.check_files())
             .await
             .unwrap_or(false);
-        if in_place && journal.health() == crate::store::Health::Unwritable {
+        if in_place
+            && (journal.probe_always() || journal.health() == crate::store::Health::Unwritable)
+        {
             let _ = journal.probe().await;
         }
     }

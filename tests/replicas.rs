@@ -496,3 +496,50 @@ async fn an_embedded_journal_moves_to_postgres_and_carries_on() {
     ]);
     assert!(!ok && out.contains("already holds 16 deliveries"), "{out}");
 }
+
+/// With no traffic at all, a replica notices its database gone within
+/// seconds (`/readyz` 503, so the load balancer stops sending), refuses
+/// deliveries meanwhile, and is ready again by itself once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_follows_the_database_without_traffic() {
+    let pg = Cluster::start();
+    let url = pg.database("gatehouse").await;
+    let c = consumer::start(Duration::ZERO, consumer::always(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::new(dir.path(), 0, &url, &c.url);
+    r.start();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let ready = async |client: &reqwest::Client| {
+        client
+            .get(format!("{}/readyz", r.base()))
+            .send()
+            .await
+            .map(|x| x.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(ready(&client).await, 200);
+    pg.stop_immediate();
+    common::eventually(
+        "/readyz 503 without traffic",
+        Duration::from_secs(10),
+        async || ready(&client).await == 503,
+    )
+    .await;
+    let template: Value = serde_json::from_slice(&compact(
+        &common::fixtures().join("payloads/push/payload.json"),
+    ))
+    .unwrap();
+    let d = Delivery::json("push", "while-down", push(&template, "acme", 0));
+    assert_eq!(d.send(&client, &r.base()).await.unwrap().status(), 503);
+    pg.start_again();
+    common::eventually("/readyz 200 again", Duration::from_secs(20), async || {
+        ready(&client).await == 200
+    })
+    .await;
+    assert_eq!(d.send(&client, &r.base()).await.unwrap().status(), 202);
+    c.wait_for("the delivery", Duration::from_secs(20), |a| a.len() == 1)
+        .await;
+}

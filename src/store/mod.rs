@@ -269,6 +269,12 @@ pub trait Lifecycle: Send + Sync {
     /// Checks, cheaply, that the store is still the one opened (a deleted
     /// file, say); without traffic, nothing else would notice.
     fn check_files(&self) -> bool;
+    /// Whether the store can go away without this process writing (a
+    /// database server): then it is probed every second even while
+    /// writable, so `/readyz` follows it without traffic.
+    fn probe_always(&self) -> bool {
+        false
+    }
     /// Bytes on disk, for `/metrics`.
     fn size_bytes(&self) -> u64;
     /// The stream of (sink, partition) pairs that just got a job; one

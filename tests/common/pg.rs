@@ -150,6 +150,54 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Stops the server at once, as a crash would.
+    pub fn stop_immediate(&self) {
+        let data = self.dir.path().join("data");
+        run(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// Starts a stopped server again, on the same port.
+    pub fn start_again(&self) {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("server.log");
+        // pg_ctl keeps the first start's options (port, sockets) in
+        // postmaster.opts; `restart` reuses them, `start` needs them again.
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        run(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");

@@ -201,6 +201,9 @@ async fn clock_offset(client: &tokio_postgres::Client) -> Result<i64, PgError> {
     Ok(db - (before + after) / 2)
 }
 
+/// A probe not answered in this long marks the store unwritable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A connection attempt that has not completed in this long has failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -405,22 +408,42 @@ fn write_err(e: tokio_postgres::Error) -> StoreError {
 #[async_trait]
 impl crate::store::Lifecycle for Postgres {
     /// Takes a transaction id: the server accepts writes now.
+    /// A transaction id taken (a write the server must accept), and the
+    /// database's size; a failure marks the store unwritable until a
+    /// probe or commit succeeds.
     async fn probe(&self) -> Result<(), StoreError> {
-        let client = self.client("probe").await?;
-        let row = client
-            .query_one(
-                "SELECT txid_current(), pg_database_size(current_database())",
-                &[],
-            )
-            .await
-            .map_err(write_err)?;
-        self.size
-            .store(row.get::<_, i64>(1) as u64, Ordering::Relaxed);
-        let offset = clock_offset(&client).await.map_err(StoreError::from)?;
-        self.clock_offset_ms.store(offset, Ordering::Relaxed);
-        self.metrics.clock_offset.set(offset as f64 / 1000.0);
-        self.writable.store(true, Ordering::SeqCst);
-        Ok(())
+        let probed = async {
+            let client = self.client("probe").await?;
+            let row = client
+                .query_one(
+                    "SELECT txid_current(), pg_database_size(current_database())",
+                    &[],
+                )
+                .await
+                .map_err(write_err)?;
+            Ok::<_, StoreError>(row.get::<_, i64>(1) as u64)
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, probed).await {
+            Ok(Ok(size)) => {
+                self.size.store(size, Ordering::Relaxed);
+                self.writable.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.writable.store(false, Ordering::SeqCst);
+                Err(e)
+            }
+            Err(_) => {
+                self.writable.store(false, Ordering::SeqCst);
+                Err(StoreError::Unavailable(
+                    "PostgreSQL did not answer a probe in time".into(),
+                ))
+            }
+        }
+    }
+
+    fn probe_always(&self) -> bool {
+        true
     }
 
     fn is_writable(&self) -> bool {
