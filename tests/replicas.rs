@@ -543,3 +543,98 @@ async fn readiness_follows_the_database_without_traffic() {
     c.wait_for("the delivery", Duration::from_secs(20), |a| a.len() == 1)
         .await;
 }
+
+/// The `github_workflow_*` lines of an exposition.
+fn workflow_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.contains("github_workflow_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Workflow deliveries shuffled and repeated, spread over three replicas:
+/// every replica's `github_workflow_*` metrics come out byte-equal to each
+/// other's and to one SQLite node's fed the same deliveries, whichever
+/// replica merged which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_replica_shows_the_actions_metrics_one_node_would() {
+    use common::actions::{Rng, Shape, plan};
+    let plan = plan(
+        &common::fixtures(),
+        &Shape {
+            orgs: &["octo-org", "acme"],
+            repos_per_org: 2,
+            runs: 12,
+            jobs_per_run: 3,
+            start: 1_767_225_600,
+            first_run: 9_000_000,
+            seed: 13,
+            open_jobs: 0,
+            only_final: false,
+        },
+    );
+    let mut deliveries = plan.deliveries.clone();
+    // Out of order, with a third of them again.
+    let mut rng = Rng::new(7);
+    rng.shuffle(&mut deliveries);
+    let again: Vec<_> = deliveries.iter().step_by(3).cloned().collect();
+    deliveries.extend(again);
+
+    let pg = Cluster::start();
+    let url = pg.database("gatehouse").await;
+    let dir = tempfile::tempdir().unwrap();
+    let unused = format!("http://127.0.0.1:{}/hook", common::free_port());
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica::new(dir.path(), i, &url, &unused))
+        .collect();
+    std::thread::scope(|s| {
+        for r in &mut replicas {
+            s.spawn(|| r.start());
+        }
+    });
+    let single_dir = dir.path().join("single");
+    std::fs::create_dir_all(&single_dir).unwrap();
+    let single = Server::start(&common::binary::write_config(
+        &single_dir,
+        &single_dir.join("gatehouse.db"),
+        "",
+    ));
+    let client = reqwest::Client::new();
+    for (i, p) in deliveries.iter().enumerate() {
+        let d = Delivery::json(p.event, &p.guid, p.body.clone());
+        let to = &replicas[i % 3];
+        let status = d.send(&client, &to.base()).await.unwrap().status().as_u16();
+        assert!(status == 202 || status == 200, "{status}");
+        let status = d
+            .send(&client, &single.base)
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert!(status == 202 || status == 200, "{status}");
+    }
+    let want = async || workflow_lines(&common::scrape(&client, &single.base).await);
+    common::eventually(
+        "the single node's metrics settle",
+        Duration::from_secs(30),
+        async || {
+            let m = common::scrape(&client, &single.base).await;
+            common::metric(&m, "gatehouse_jobs_pending{sink=\"actions-metrics\"}") == Some(0.0)
+        },
+    )
+    .await;
+    let want = want().await;
+    assert!(
+        want.iter()
+            .any(|l| l.starts_with("github_workflow_jobs_completed_total")),
+        "{want:?}"
+    );
+    for r in &replicas {
+        common::eventually(
+            "a replica shows the same",
+            Duration::from_secs(30),
+            async || workflow_lines(&common::scrape(&client, &r.base()).await) == want,
+        )
+        .await;
+    }
+}

@@ -583,6 +583,10 @@ pub trait ActionsState: Send + Sync {
     ) -> Result<Vec<Change>, StoreError>;
     /// Unfinished runs and jobs, for the gauges.
     async fn active_workflows(&self) -> Result<(Vec<RunRow>, Vec<JobRow>), StoreError>;
+    /// The rows' version, raised by every `apply_workflow_jobs` that
+    /// changed one, in commit order; None where this process is the only
+    /// writer (its own changes are all there are).
+    async fn workflow_version(&self) -> Result<Option<i64>, StoreError>;
     /// Runs and jobs completed since `since_ms`, for the reports.
     async fn finished_workflows(&self, since_ms: i64) -> Result<Finished, StoreError>;
 }

@@ -10,6 +10,8 @@ pub mod event;
 pub mod labels;
 pub mod report;
 
+use std::sync::Arc;
+
 use crate::config::ActionsMetricsConfig;
 use crate::journal::model::{ContentKind, DeliveryMeta, ParseStatus};
 use crate::scheduler::sink::{Batch, Sink, Turn, TurnResult};
@@ -32,8 +34,13 @@ pub fn wants(meta: &DeliveryMeta) -> bool {
 }
 
 pub struct ActionsSink {
-    aggregates: Aggregates,
+    /// Swapped whole when rebuilt (see `exposition`).
+    aggregates: std::sync::RwLock<Arc<Aggregates>>,
+    config: ActionsMetricsConfig,
     stale_after_ms: i64,
+    /// On a store other replicas write too, the rows' version the sums
+    /// were last built at.
+    built_at: tokio::sync::Mutex<Option<i64>>,
 }
 
 /// How one job ended: applied (changed the state or not), or dead with why.
@@ -46,27 +53,18 @@ impl ActionsSink {
         store: &Store,
         config: &ActionsMetricsConfig,
     ) -> Result<ActionsSink, StoreError> {
-        let sink = ActionsSink {
-            aggregates: Aggregates::new(labels::Policy::new(config)),
+        let version = store.workflow_version().await?;
+        let aggregates = build(store, config).await?;
+        Ok(ActionsSink {
+            aggregates: std::sync::RwLock::new(Arc::new(aggregates)),
+            config: config.clone(),
             stale_after_ms: config.stale_after_secs.saturating_mul(1000) as i64,
-        };
-        let started = std::time::Instant::now();
-        let (mut after, mut n) = (RowsAfter::Start, 0);
-        loop {
-            let page = store.workflow_rows(after, LOAD_PAGE).await?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after = RowsAfter::of(last);
-            n += page.len();
-            sink.aggregates.apply(&page);
-        }
-        tracing::info!(
-            rows = n,
-            took_ms = started.elapsed().as_millis() as u64,
-            "actions metrics loaded from the state"
-        );
-        Ok(sink)
+            built_at: tokio::sync::Mutex::new(version),
+        })
+    }
+
+    fn aggregates(&self) -> Arc<Aggregates> {
+        self.aggregates.read().expect("aggregates lock").clone()
     }
 
     /// Applies a batch of this sink's jobs: each delivery merged into its
@@ -97,18 +95,54 @@ impl ActionsSink {
             .apply_workflow_jobs(partition, fence, now_ms, lease_ms, observations)
             .await?;
         Ok(changes.map(|changes| {
-            self.aggregates.apply(&changes);
+            self.aggregates().apply(&changes);
             outcomes
         }))
     }
 
     /// The metrics as of now: the sums, and the unfinished rows read now.
+    /// Where other replicas change the rows too, sums built at an older
+    /// version of the rows are rebuilt from them first, so every replica
+    /// shows the same numbers (those a single node fed the same
+    /// deliveries shows): the sums are a function of the rows. The version
+    /// is read before the rows, so a change committed meanwhile makes the
+    /// next scrape build again.
     pub async fn exposition(&self, store: &Store) -> Result<Exposition, StoreError> {
+        if let Some(now) = store.workflow_version().await? {
+            let mut built = self.built_at.lock().await;
+            if *built != Some(now) {
+                let fresh = build(store, &self.config).await?;
+                *self.aggregates.write().expect("aggregates lock") = Arc::new(fresh);
+                *built = Some(now);
+            }
+        }
         let (runs, jobs) = store.active_workflows().await?;
         Ok(self
-            .aggregates
+            .aggregates()
             .exposition(runs, jobs, crate::clock::now_ms(), self.stale_after_ms))
     }
+}
+
+/// The sums over every state row, read a page at a time.
+async fn build(store: &Store, config: &ActionsMetricsConfig) -> Result<Aggregates, StoreError> {
+    let aggregates = Aggregates::new(labels::Policy::new(config));
+    let started = std::time::Instant::now();
+    let (mut after, mut n) = (RowsAfter::Start, 0);
+    loop {
+        let page = store.workflow_rows(after, LOAD_PAGE).await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = RowsAfter::of(last);
+        n += page.len();
+        aggregates.apply(&page);
+    }
+    tracing::info!(
+        rows = n,
+        took_ms = started.elapsed().as_millis() as u64,
+        "actions metrics built from the state"
+    );
+    Ok(aggregates)
 }
 
 /// Parses one delivery behind a job (None: pruned since).

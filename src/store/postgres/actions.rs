@@ -234,7 +234,7 @@ impl crate::store::ActionsState for Postgres {
         let mut client = self.client("apply_workflow_jobs").await?;
         let tx = client.transaction().await.map_err(write_err)?;
         // The fence check first: a lost lease writes nothing.
-        if !renew(&tx, SINK, partition, fence, now_ms + lease_ms)
+        if !renew(&tx, SINK, partition, fence, self.db_ms(now_ms) + lease_ms)
             .await
             .map_err(write_err)?
         {
@@ -246,6 +246,12 @@ impl crate::store::ActionsState for Postgres {
                 changes.extend(merge(&tx, obs).await.map_err(write_err)?);
             }
             close(&tx, *job_id, now_ms, obs.as_ref().err().map(String::as_str))
+                .await
+                .map_err(write_err)?;
+        }
+        // Last, so the version row's lock is held only to the commit.
+        if !changes.is_empty() {
+            tx.execute("UPDATE actions_version SET version = version + 1", &[])
                 .await
                 .map_err(write_err)?;
         }
@@ -295,6 +301,15 @@ impl crate::store::ActionsState for Postgres {
             }));
         }
         Ok(out)
+    }
+
+    async fn workflow_version(&self) -> Result<Option<i64>, StoreError> {
+        let client = self.client("workflow_version").await?;
+        let row = client
+            .query_one("SELECT version FROM actions_version", &[])
+            .await
+            .map_err(read_err)?;
+        Ok(Some(row.get(0)))
     }
 
     async fn active_workflows(&self) -> Result<(Vec<RunRow>, Vec<JobRow>), StoreError> {

@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "replicas",
         include_str!("../../../migrations/postgres/0007_replicas.sql"),
     ),
+    (
+        8,
+        "actions_version",
+        include_str!("../../../migrations/postgres/0008_actions_version.sql"),
+    ),
 ];
 
 /// Any constant: every gatehouse migrating this database takes this lock.

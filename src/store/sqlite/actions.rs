@@ -315,6 +315,11 @@ impl crate::store::ActionsState for Sqlite {
         self.read(move |c| rows_page(c, after, limit)).await
     }
 
+    /// One server per file: its in-memory sums see every change.
+    async fn workflow_version(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+
     async fn active_workflows(&self) -> Result<(Vec<RunRow>, Vec<JobRow>), StoreError> {
         self.read(active).await
     }
