@@ -18,67 +18,11 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
-use axum::routing::post;
-
-use common::{Server, sign};
-
-/// A real push payload per org, signed once.
-fn bodies(orgs: usize) -> Vec<(bytes::Bytes, String)> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/github/payloads/push/payload.json");
-    let template: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    (0..orgs)
-        .map(|i| {
-            let mut v = template.clone();
-            v["repository"]["owner"]["login"] = format!("org-{i}").into();
-            v["repository"]["full_name"] = format!("org-{i}/repo").into();
-            let body = serde_json::to_vec(&v).unwrap();
-            let sig = sign(&body);
-            (body.into(), sig)
-        })
-        .collect()
-}
-
-/// Arrival times by GUID.
-#[derive(Clone, Default)]
-struct Consumer {
-    arrivals: Arc<Mutex<HashMap<String, Instant>>>,
-    count: Arc<AtomicUsize>,
-}
-
-async fn consumer() -> (String, Consumer) {
-    let c = Consumer::default();
-    let app = Router::new()
-        .route(
-            "/hook",
-            post(|State(c): State<Consumer>, h: http::HeaderMap| async move {
-                let guid = h
-                    .get("x-github-delivery")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                c.arrivals
-                    .lock()
-                    .unwrap()
-                    .entry(guid)
-                    .or_insert_with(Instant::now);
-                c.count.fetch_add(1, Ordering::Relaxed);
-                http::StatusCode::OK
-            }),
-        )
-        .with_state(c.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, c)
-}
+use common::{Server, bodies, consumer, post_push, wait_for};
 
 /// Posts `n` deliveries (org = i % orgs) from 64 connections; bounded.
 async fn post_all(base: &str, bodies: &[(bytes::Bytes, String)], n: usize, prefix: &str) {
@@ -102,39 +46,12 @@ async fn post_all(base: &str, bodies: &[(bytes::Bytes, String)], n: usize, prefi
                     break;
                 }
                 let (body, sig) = &bodies[i % bodies.len()];
-                send(&client, &base, &format!("{prefix}-{i}"), body, sig).await;
+                assert!(post_push(&client, &base, &format!("{prefix}-{i}"), body, sig).await);
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
-    }
-}
-
-async fn send(client: &reqwest::Client, base: &str, guid: &str, body: &bytes::Bytes, sig: &str) {
-    let r = client
-        .post(format!("{base}/webhooks/github"))
-        .header("content-type", "application/json")
-        .header("x-github-event", "push")
-        .header("x-github-delivery", guid)
-        .header("x-github-hook-id", "1")
-        .header("x-hub-signature-256", sig)
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-}
-
-async fn wait_for(c: &Consumer, n: usize, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while c.arrivals.lock().unwrap().len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} arrived",
-            c.arrivals.lock().unwrap().len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -195,7 +112,7 @@ async fn latency(dir: &Path) {
             let guid = format!("l-{i}");
             let (body, sig) = &bodies[i as usize % bodies.len()];
             sent.lock().unwrap().insert(guid.clone(), Instant::now());
-            send(&client, &base, &guid, body, sig).await;
+            assert!(post_push(&client, &base, &guid, body, sig).await);
         }));
     }
     for t in tasks {

@@ -436,24 +436,9 @@ fn disk(args: &Args) {
 }
 
 async fn print_batches(base: &str) {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let commits = value("gatehouse_journal_commit_batch_size_count");
-    let ops = value("gatehouse_journal_commit_batch_size_sum");
-    let commit_s = value("gatehouse_journal_commit_duration_seconds_sum");
+    let (commits, per_commit, mean_ms) = common::commit_stats(base).await;
     println!(
-        "            {commits:.0} commits, {:.1} deliveries per commit on average, mean commit {:.2} ms",
-        ops / commits.max(1.0),
-        commit_s * 1000.0 / commits.max(1.0)
+        "            {commits:.0} commits, {per_commit:.1} deliveries per commit on average, mean commit {mean_ms:.2} ms"
     );
 }
 

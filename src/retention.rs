@@ -23,6 +23,8 @@ const DAY_MS: i64 = 86_400_000;
 const BATCH: usize = 10;
 const REST: Duration = Duration::from_millis(10);
 const INTERVAL: Duration = Duration::from_secs(600);
+/// The duty is held for two minutes (app.rs); a round renews it this often.
+const RENEW_EVERY: Duration = Duration::from_secs(30);
 
 /// How long GitHub may still redeliver a delivery: its dedupe key is kept
 /// at least this long, whatever the retention.
@@ -70,6 +72,7 @@ impl Retention {
     pub async fn round(&self, stop: &watch::Receiver<bool>) -> Pruned {
         let (bodies, keys) = horizons(self.clock.now_ms(), self.days, self.window_days);
         let mut total = Pruned::default();
+        let mut renewed = std::time::Instant::now();
         loop {
             match self.store.prune(bodies, keys, BATCH).await {
                 Ok(n) => {
@@ -84,8 +87,15 @@ impl Retention {
                     break;
                 }
             }
-            if *stop.borrow() || !self.duty.mine().await {
+            if *stop.borrow() {
                 break;
+            }
+            // Renewed well inside its term, not after every small batch.
+            if renewed.elapsed() >= RENEW_EVERY {
+                if !self.duty.mine().await {
+                    break;
+                }
+                renewed = std::time::Instant::now();
             }
             tokio::time::sleep(REST).await;
         }

@@ -70,6 +70,14 @@ impl Replica {
     }
 }
 
+/// GitHub's push payload, the template of every delivery here.
+fn push_template() -> Value {
+    serde_json::from_slice(&compact(
+        &common::fixtures().join("payloads/push/payload.json"),
+    ))
+    .unwrap()
+}
+
 /// A push for `org`, its `k`th.
 fn push(template: &Value, org: &str, k: usize) -> Vec<u8> {
     let mut v = template.clone();
@@ -126,10 +134,7 @@ async fn three_replicas_behind_haproxy_keep_every_invariant_through_faults() {
         }
     });
     let lb = Haproxy::start(&replicas.iter().map(|r| r.port).collect::<Vec<_>>());
-    let template: Value = serde_json::from_slice(&compact(
-        &common::fixtures().join("payloads/push/payload.json"),
-    ))
-    .unwrap();
+    let template = push_template();
 
     // Ten organisations, each posting one delivery every 250 ms for about
     // 30 s, in order: a delivery is sent once the previous one was acked.
@@ -391,10 +396,7 @@ async fn an_embedded_journal_moves_to_postgres_and_carries_on() {
         &failing.url,
     );
     let mut server = Server::start(&sqlite_config);
-    let template: Value = serde_json::from_slice(&compact(
-        &common::fixtures().join("payloads/push/payload.json"),
-    ))
-    .unwrap();
+    let template = push_template();
     let client = reqwest::Client::new();
     let mut sent: HashMap<String, Vec<String>> = HashMap::new();
     for k in 0..5 {
@@ -426,6 +428,16 @@ async fn an_embedded_journal_moves_to_postgres_and_carries_on() {
         &failing.url,
     );
     let cfg = pg_config.to_str().unwrap();
+    let copy = || {
+        gatehouse(&[
+            "storage",
+            "copy",
+            "--from",
+            db.to_str().unwrap(),
+            "--to",
+            &url,
+        ])
+    };
     // A dry run names every migration and changes nothing.
     let (ok, out) = gatehouse(&["migrate", "--config", cfg, "--dry-run"]);
     assert!(ok, "{out}");
@@ -442,14 +454,7 @@ async fn an_embedded_journal_moves_to_postgres_and_carries_on() {
         .get(0);
     assert!(!migrated, "a dry run migrates nothing");
 
-    let (ok, out) = gatehouse(&[
-        "storage",
-        "copy",
-        "--from",
-        db.to_str().unwrap(),
-        "--to",
-        &url,
-    ]);
+    let (ok, out) = copy();
     assert!(ok, "{out}");
     assert!(out.contains("deliveries"), "{out}");
     assert!(out.contains("every count checked"), "{out}");
@@ -486,14 +491,7 @@ async fn an_embedded_journal_moves_to_postgres_and_carries_on() {
         )
         .await;
     // A second copy never merges journals.
-    let (ok, out) = gatehouse(&[
-        "storage",
-        "copy",
-        "--from",
-        db.to_str().unwrap(),
-        "--to",
-        &url,
-    ]);
+    let (ok, out) = copy();
     assert!(!ok && out.contains("already holds 16 deliveries"), "{out}");
 }
 
@@ -528,10 +526,7 @@ async fn readiness_follows_the_database_without_traffic() {
         async || ready(&client).await == 503,
     )
     .await;
-    let template: Value = serde_json::from_slice(&compact(
-        &common::fixtures().join("payloads/push/payload.json"),
-    ))
-    .unwrap();
+    let template = push_template();
     let d = Delivery::json("push", "while-down", push(&template, "acme", 0));
     assert_eq!(d.send(&client, &r.base()).await.unwrap().status(), 503);
     pg.start_again();

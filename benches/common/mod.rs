@@ -3,10 +3,17 @@
 //! /proc, and the HMAC signer.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -53,12 +60,18 @@ impl Server {
 
     /// Starts `gatehouse serve` on whatever journal `dir` holds.
     pub fn start_in_place(dir: &Path, extra: &str) -> Server {
+        Server::start_with_storage(dir, "", extra)
+    }
+
+    /// Starts `gatehouse serve` with `storage` added to its `[storage]`
+    /// section (`url = ...` for PostgreSQL).
+    pub fn start_with_storage(dir: &Path, storage: &str, extra: &str) -> Server {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("gatehouse.toml");
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n[webhooks]\nsecrets = [{SECRET:?}]\n[log]\nlevel = \"warn,gatehouse::app=info\"\n{extra}",
+                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n{storage}\n[webhooks]\nsecrets = [{SECRET:?}]\n[log]\nlevel = \"warn,gatehouse::app=info\"\n{extra}",
                 dir.join("gatehouse.db").display().to_string()
             ),
         )
@@ -160,5 +173,116 @@ impl Drop for Server {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// A real push payload per org, signed once.
+pub fn bodies(orgs: usize) -> Vec<(bytes::Bytes, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/github/payloads/push/payload.json");
+    let template: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    (0..orgs)
+        .map(|i| {
+            let mut v = template.clone();
+            v["repository"]["owner"]["login"] = format!("org-{i}").into();
+            v["repository"]["full_name"] = format!("org-{i}/repo").into();
+            let body = serde_json::to_vec(&v).unwrap();
+            let sig = sign(&body);
+            (body.into(), sig)
+        })
+        .collect()
+}
+
+/// Arrival times by GUID.
+#[derive(Clone, Default)]
+pub struct Consumer {
+    pub arrivals: Arc<Mutex<HashMap<String, Instant>>>,
+    pub count: Arc<AtomicUsize>,
+}
+
+pub async fn consumer() -> (String, Consumer) {
+    let c = Consumer::default();
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(|State(c): State<Consumer>, h: http::HeaderMap| async move {
+                let guid = h
+                    .get("x-github-delivery")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                c.arrivals
+                    .lock()
+                    .unwrap()
+                    .entry(guid)
+                    .or_insert_with(Instant::now);
+                c.count.fetch_add(1, Ordering::Relaxed);
+                http::StatusCode::OK
+            }),
+        )
+        .with_state(c.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, c)
+}
+
+/// The server's group commits so far, from `/metrics`: (commits,
+/// deliveries per commit, mean commit ms).
+pub async fn commit_stats(base: &str) -> (f64, f64, f64) {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let commits = value("gatehouse_journal_commit_batch_size_count");
+    let ops = value("gatehouse_journal_commit_batch_size_sum");
+    let commit_s = value("gatehouse_journal_commit_duration_seconds_sum");
+    (
+        commits,
+        ops / commits.max(1.0),
+        commit_s * 1000.0 / commits.max(1.0),
+    )
+}
+
+/// POSTs a signed push delivery; true on `202`.
+pub async fn post_push(
+    client: &reqwest::Client,
+    base: &str,
+    guid: &str,
+    body: &bytes::Bytes,
+    sig: &str,
+) -> bool {
+    client
+        .post(format!("{base}/webhooks/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", guid)
+        .header("x-github-hook-id", "1")
+        .header("x-hub-signature-256", sig)
+        .body(body.clone())
+        .send()
+        .await
+        .map(|r| r.status() == 202)
+        .unwrap_or(false)
+}
+
+/// Waits (bounded) until `n` distinct deliveries reached the consumer.
+pub async fn wait_for(c: &Consumer, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while c.arrivals.lock().unwrap().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} arrived",
+            c.arrivals.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -2,10 +2,12 @@
 //! [`Store`] handle: domain operations on domain types, one [`StoreError`].
 //! No module outside `store/` names a driver, a SQL string or a table.
 //!
-//! A backend is a folder (`sqlite/` today) implementing the traits below,
-//! plus one arm in [`open`]. Each operation's doc comment is its contract:
-//! what it guarantees about atomicity, ordering and idempotence. Every
-//! backend is held to it by `tests/store_conformance.rs`.
+//! A backend is a folder (`sqlite/`, `postgres/`) implementing the traits
+//! below, plus one arm in [`open`]. Each operation's doc comment is its
+//! contract: what it guarantees about atomicity, ordering and idempotence.
+//! Every backend is held to it by the shared cases in
+//! `tests/common/conformance.rs` (run by `tests/store_conformance.rs` and
+//! `tests/store_postgres.rs`).
 //!
 //! Writes are durable when they return `Ok`: an error means nothing of
 //! the operation was committed (never "maybe"), except where a method says

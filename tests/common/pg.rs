@@ -50,6 +50,33 @@ fn run(bin: &Path, program: &str, args: &[&str]) {
     );
 }
 
+/// `pg_ctl start` on loopback `port`, sockets and log in `dir` (pg_ctl
+/// keeps a first start's options for `restart`, not for `start`).
+fn start(bin: &Path, dir: &Path, port: u16) {
+    let data = dir.join("data");
+    let log = dir.join("server.log");
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+        dir.display()
+    );
+    run(
+        bin,
+        "pg_ctl",
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-o",
+            &options,
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "-t",
+            "30",
+            "start",
+        ],
+    );
+}
+
 impl Cluster {
     pub fn start() -> Cluster {
         let bin = bin_dir();
@@ -83,26 +110,7 @@ impl Cluster {
             ],
         );
         let port = super::free_port();
-        let sockets = dir.path().to_str().unwrap().to_string();
-        let log = dir.path().join("server.log");
-        let options =
-            format!("-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=200");
-        run(
-            &bin,
-            "pg_ctl",
-            &[
-                "-D",
-                data,
-                "-o",
-                &options,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "-t",
-                "30",
-                "start",
-            ],
-        );
+        start(&bin, dir.path(), port);
         Cluster { dir, bin, port }
     }
 
@@ -170,31 +178,7 @@ impl Cluster {
 
     /// Starts a stopped server again, on the same port.
     pub fn start_again(&self) {
-        let data = self.dir.path().join("data");
-        let log = self.dir.path().join("server.log");
-        // pg_ctl keeps the first start's options (port, sockets) in
-        // postmaster.opts; `restart` reuses them, `start` needs them again.
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
-            self.port,
-            self.dir.path().display()
-        );
-        run(
-            &self.bin,
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-o",
-                &options,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "-t",
-                "30",
-                "start",
-            ],
-        );
+        start(&self.bin, self.dir.path(), self.port);
     }
 }
 

@@ -1,21 +1,18 @@
 //! The store on PostgreSQL, for several replicas behind a load balancer
-//! (part 13), being built operation by operation against the contracts in
-//! `store/mod.rs`. So far: connecting (a pool, `synchronous_commit = on`
-//! on every session), migrations under an advisory lock, the journal of
-//! deliveries (`Deliveries`): group-committed appends, deduplicated by the
-//! unique index across replicas, ordered per partition by a sequence
-//! number allocated under the partition's row lock; and the scheduler's
-//! `Jobs`: claims that skip a lease row another replica is writing under,
-//! fenced writes, jobs in sequence order; `Operator` (lists, retries,
-//! back-fills in sequence order, holds), `Recovery` (a claim is one
-//! upsert, a trigger is taken by one replica), `ActionsState` (rows
-//! merged by version, locked while compared), `Clients` and `Sessions`;
-//! and
-//! `Lifecycle`, whose work notices reach every replica through
-//! LISTEN/NOTIFY with a rescan after each reconnect; and `Views`. Every
-//! trait is implemented, so it is a `Backend`; next, `[storage] url` as an
-//! arm of `store::open`, and the Actions sums in the database beside these
-//! rows (so `/metrics` is the same on every replica).
+//! (`[storage] url`), held to the contracts in `store/mod.rs`:
+//! connecting (a pool, `synchronous_commit = on` on every session, TLS
+//! verified against the system's roots), migrations under an advisory
+//! lock, and every trait. Appends are group-committed in a fixed number of
+//! set-based statements, deduplicated by the unique index across replicas
+//! and numbered per partition under the partition's row lock; the
+//! scheduler's claims skip a lease row another replica is writing under,
+//! every later write is fenced, and lease times are kept on the
+//! database's clock (each replica converts its own by a measured offset);
+//! work notices reach every replica through LISTEN/NOTIFY with a rescan
+//! after each reconnect; duties and heartbeats let replicas share periodic
+//! work and count each other; Actions rows carry a version so every
+//! replica's sums can follow them. Statements are prepared once per
+//! pooled connection.
 
 mod actions;
 mod clients;
