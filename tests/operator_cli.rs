@@ -774,3 +774,28 @@ async fn moving_from_the_embedded_default_to_a_config_file_keeps_journal_and_sec
         "no new secret printed"
     );
 }
+
+/// `gatehouse migrate` on the embedded journal: a dry run says what it
+/// would apply and creates nothing; a real run applies it; a second has
+/// nothing to do, and a dry run answers beside a running server.
+#[test]
+fn migrate_shows_then_applies_and_answers_beside_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gatehouse.db");
+    let config = binary::write_config(dir.path(), &db, "");
+    let cfg = config.to_str().unwrap();
+    let (status, out) = binary::run(&["migrate", "--config", cfg, "--dry-run"], None);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("schema version 0"), "{out}");
+    assert!(out.contains("would apply: 1 journal, 2 jobs"), "{out}");
+    assert!(!db.exists(), "a dry run creates nothing");
+    let (status, out) = binary::run(&["migrate", "--config", cfg], None);
+    assert!(status.success(), "{out}");
+    assert!(out.contains("applied 1 journal"), "{out}");
+    let (status, out) = binary::run(&["migrate", "--config", cfg], None);
+    assert!(status.success() && out.contains("nothing to do"), "{out}");
+    let mut server = Server::start(&config);
+    let (status, out) = binary::run(&["migrate", "--config", cfg, "--dry-run"], None);
+    assert!(status.success() && out.contains("nothing to do"), "{out}");
+    assert!(server.terminate().success());
+}
