@@ -331,9 +331,10 @@ pub trait Deliveries: Send + Sync {
     async fn append(&self, delivery: NewDelivery) -> Result<Appended, StoreError>;
     /// Retention, for deliveries whose jobs are all finished (a delivery
     /// with pending work or a dead letter keeps everything): up to `limit`
-    /// received before `bodies_before_ms` lose their stored request
-    /// (headers and body), and up to `limit` received before
-    /// `keys_before_ms` go whole, their dedupe key with them. The caller
+    /// received between `keys_before_ms` and `bodies_before_ms` lose
+    /// their stored request (headers and body), and up to `limit`
+    /// received before `keys_before_ms` go whole, their dedupe key with
+    /// them. The caller
     /// keeps `keys_before_ms` at or before `bodies_before_ms`, and outside
     /// GitHub's redelivery window, so a redelivery is still a duplicate
     /// after its body is gone. One transaction; returns what went.

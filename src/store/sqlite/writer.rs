@@ -265,17 +265,21 @@ impl Writer {
                     ] {
                         tx.prepare_cached(sql)?.execute([*before_ms])?;
                     }
+                    // Bodies only between the two horizons (older ones go
+                    // with their rows below), newest first: older rows may
+                    // have lost theirs already, and a scan from the oldest
+                    // would step over all of them.
                     let bodies = tx
                         .prepare_cached(
                             "DELETE FROM delivery_payloads WHERE delivery_id IN (
                              SELECT p.delivery_id FROM delivery_payloads p
                              JOIN deliveries d ON d.id = p.delivery_id
-                             WHERE d.received_at_ms < ?1
+                             WHERE d.received_at_ms < ?1 AND d.received_at_ms >= ?3
                                AND NOT EXISTS (SELECT 1 FROM jobs j
                                                WHERE j.delivery_id = d.id AND j.state != 'done')
-                             ORDER BY d.received_at_ms LIMIT ?2)",
+                             ORDER BY d.received_at_ms DESC LIMIT ?2)",
                         )?
-                        .execute(params![*before_ms, *limit as i64])?;
+                        .execute(params![*before_ms, *limit as i64, *keys_before_ms])?;
                     let deliveries = tx
                         .prepare_cached(
                             "DELETE FROM deliveries WHERE id IN (
