@@ -139,12 +139,18 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     let pool = if config.github.apps.is_empty() && config.github.tokens.is_empty() {
         None
     } else {
-        Some(Arc::new(
-            crate::github::Pool::new(&config.github)
+        Some(Arc::new({
+            let pool = crate::github::Pool::new(&config.github)
                 .map_err(StartError::Github)?
                 .with_metrics(metrics.github.clone())
-                .with_clock(clock.clone()),
-        ))
+                .with_clock(clock.clone());
+            // One request per credential across replicas, not per one.
+            if journal.is_shared() {
+                pool.with_shared_lanes(journal.clone(), replica.clone())
+            } else {
+                pool
+            }
+        }))
     };
     let actions = if config.actions_metrics.enabled {
         let sink = crate::sinks::actions::ActionsSink::load(&journal, &config.actions_metrics)

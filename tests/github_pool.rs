@@ -169,6 +169,57 @@ async fn sixty_four_concurrent_callers_keep_one_request_in_flight_per_credential
     assert_eq!(minted, 1, "64 callers at once, one token minted");
 }
 
+/// Three replicas' pools on one PostgreSQL, 24 callers each at once: still
+/// one request in flight per installation and per token at GitHub, the
+/// lane being a row they share (a replica that frees it late, or never,
+/// costs waiting, not a second request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_sharing_a_database_keep_one_request_in_flight_per_credential() {
+    use gatehouse::store::postgres::{Postgres, Target};
+    let mut c = two_apps();
+    let mut slow = FaultConfig::new("GET /repos/**");
+    slow.latency_ms = 3;
+    c.faults.push(slow);
+    let hub = FakeHub::start(c).await.unwrap();
+    let pg = common::pg::Cluster::start();
+    let url = pg.database("lanes").await;
+    let mut pools = Vec::new();
+    for i in 0..3 {
+        let store = Postgres::connect(
+            &Target::new(&url, None).unwrap(),
+            gatehouse::store::metrics::JournalMetrics::unregistered(),
+        )
+        .await
+        .unwrap();
+        let store = gatehouse::store::Store::from_backend(std::sync::Arc::new(store));
+        pools.push(std::sync::Arc::new(
+            pool(&hub, &[(101, "app-a.pem")], &[])
+                .with_shared_lanes(store, format!("replica-{i}").into()),
+        ));
+    }
+    let mut tasks = Vec::new();
+    for p in &pools {
+        for _ in 0..24 {
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move {
+                p.send("octo-org", Request::get("/repos/octo-org/widgets"))
+                    .await
+                    .unwrap()
+                    .status
+            }));
+        }
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let s = hub.stats();
+    assert_eq!(s.installations[&11].requests, 72);
+    assert_eq!(
+        s.installations[&11].max_concurrency, 1,
+        "serial per installation across replicas"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secondary_limit_pauses_that_credential_for_its_retry_after() {
     let mut c = two_apps();

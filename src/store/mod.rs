@@ -126,6 +126,13 @@ impl Default for Options {
 #[derive(Clone)]
 pub struct Store(Arc<dyn Backend>);
 
+impl Store {
+    /// A handle on a backend opened directly (a test's PostgreSQL store).
+    pub fn from_backend(backend: Arc<dyn Backend>) -> Store {
+        Store(backend)
+    }
+}
+
 impl Deref for Store {
     type Target = dyn Backend;
     fn deref(&self) -> &(dyn Backend + 'static) {
@@ -277,6 +284,10 @@ pub trait Lifecycle: Send + Sync {
     fn probe_always(&self) -> bool {
         false
     }
+    /// Whether other processes (replicas) use this store at the same time.
+    fn is_shared(&self) -> bool {
+        false
+    }
     /// Bytes on disk, for `/metrics`.
     fn size_bytes(&self) -> u64;
     /// The stream of (sink, partition) pairs that just got a job; one
@@ -303,6 +314,9 @@ pub trait Lifecycle: Send + Sync {
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<bool, StoreError>;
+    /// Gives the duty back (only if `holder` holds it), so another may take
+    /// it at once rather than after its term.
+    async fn release_duty(&self, name: &str, holder: &str) -> Result<(), StoreError>;
     /// Records `holder` alive at `now_ms` and returns how many replicas
     /// (itself included) were seen within the last `within_ms`.
     async fn heartbeat(

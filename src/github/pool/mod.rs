@@ -51,7 +51,24 @@ pub struct Pool {
     metrics: crate::github::metrics::GithubMetrics,
     /// Budgets' resets, pauses and token expiry are read on this clock.
     clock: Arc<dyn Clock>,
+    /// Where replicas share a store: each credential's lane across them.
+    shared: Option<SharedLanes>,
+    /// How long a request to GitHub may take.
+    timeout: Duration,
 }
+
+/// One request in flight per credential across replicas: before sending,
+/// a replica takes the credential's lane row in the shared store (a duty
+/// named after the credential, held past the request's timeout, so a
+/// holder that dies or freezes frees it by itself), and gives it back
+/// after. Within a replica the in-process lane already queues callers.
+struct SharedLanes {
+    store: crate::store::Store,
+    replica: Arc<str>,
+}
+
+/// While another replica's request holds a lane, look again this often.
+const SHARED_LANE_POLL: Duration = Duration::from_millis(5);
 
 impl Pool {
     pub fn new(cfg: &GithubConfig) -> Result<Pool, PoolError> {
@@ -99,7 +116,41 @@ impl Pool {
             max_wait_secs: cfg.max_wait_secs,
             metrics: crate::github::metrics::GithubMetrics::default(),
             clock: crate::clock::system(),
+            shared: None,
+            timeout: Duration::from_secs(cfg.timeout_secs),
         })
+    }
+
+    /// Shares each credential's lane with the other replicas on `store`,
+    /// this one named `replica`.
+    pub fn with_shared_lanes(mut self, store: crate::store::Store, replica: Arc<str>) -> Pool {
+        self.shared = Some(SharedLanes { store, replica });
+        self
+    }
+
+    /// Waits (up to `max_wait_secs`) for the credential's lane across
+    /// replicas; true once held. A store that cannot answer is waited out
+    /// the same way: sending without the lane could put two requests in
+    /// flight.
+    async fn take_shared_lane(&self, shared: &SharedLanes, id: &CredId) -> bool {
+        let name = format!("github:{id}");
+        // Held past the request's own timeout: a holder that never gives
+        // it back (killed, frozen) frees it by itself.
+        let ttl_ms = (self.timeout + Duration::from_secs(5)).as_millis() as i64;
+        let deadline = Instant::now() + Duration::from_secs(self.max_wait_secs.max(1));
+        loop {
+            let taken = shared
+                .store
+                .take_duty(&name, &shared.replica, self.clock.now_ms(), ttl_ms)
+                .await;
+            if matches!(taken, Ok(true)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(SHARED_LANE_POLL).await;
+        }
     }
 
     /// Reads time on this clock instead of the system's.
@@ -239,6 +290,19 @@ impl Pool {
             {
                 drop(permit);
                 continue;
+            }
+            if let Some(shared) = &self.shared {
+                if !self.take_shared_lane(shared, &slot.id).await {
+                    drop(permit);
+                    return Err(PoolError::QueueFull(slot.id.clone()));
+                }
+                let answer = self.send_with(&slot, &req, resource).await;
+                let name = format!("github:{}", slot.id);
+                if let Err(e) = shared.store.release_duty(&name, &shared.replica).await {
+                    tracing::debug!(credential = %slot.id, error = %e, "lane not given back; it lapses");
+                }
+                drop(permit);
+                return answer;
             }
             let answer = self.send_with(&slot, &req, resource).await;
             drop(permit);

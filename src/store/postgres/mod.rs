@@ -443,6 +443,10 @@ impl crate::store::Lifecycle for Postgres {
         true
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn is_writable(&self) -> bool {
         self.writable.load(Ordering::SeqCst)
     }
@@ -514,6 +518,23 @@ impl crate::store::Lifecycle for Postgres {
             .await
             .map_err(write_err)?;
         Ok(row.is_some())
+    }
+
+    async fn release_duty(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let client = self.client("release_duty").await?;
+        client
+            .execute(
+                &client
+                    .prepare_cached(
+                        "UPDATE duties SET until_ms = 0 WHERE name = $1 AND holder = $2",
+                    )
+                    .await
+                    .map_err(write_err)?,
+                &[&name, &holder],
+            )
+            .await
+            .map_err(write_err)?;
+        Ok(())
     }
 
     async fn heartbeat(

@@ -423,6 +423,10 @@ impl super::Lifecycle for Sqlite {
         Ok(true)
     }
 
+    async fn release_duty(&self, _: &str, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// One server per file: itself.
     async fn heartbeat(&self, _: &str, _: i64, _: i64) -> Result<usize, StoreError> {
         Ok(1)
