@@ -49,7 +49,13 @@ fn redeliveries(hub: &FakeHub) -> HashMap<String, usize> {
 }
 
 /// GitHub was asked to redeliver `n` GUIDs, each exactly once; which.
-fn asked_once_each(hub: &FakeHub, n: usize) -> HashMap<String, usize> {
+/// (fakehub logs a redelivery once gatehouse has answered it, a moment
+/// after the journal has it: waited for, bounded.)
+async fn asked_once_each(hub: &FakeHub, n: usize) -> HashMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redeliveries(hub).len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let asked = redeliveries(hub);
     assert_eq!(asked.len(), n);
     let twice: Vec<_> = asked.iter().filter(|(_, k)| **k != 1).collect();
@@ -145,7 +151,7 @@ async fn a_thousand_deliveries_missed_while_down_come_back_once_each() {
     let census = t.census().await;
     let distinct: std::collections::HashSet<String> = census.guids().into_iter().collect();
     assert_eq!((census.deliveries(), distinct.len()), (1030, 1030));
-    let asked = asked_once_each(&hub, 1000);
+    let asked = asked_once_each(&hub, 1000).await;
     assert!(arrived.iter().all(|g| !asked.contains_key(g)));
     assert!(missed.iter().all(|g| asked.contains_key(g)));
 
@@ -222,7 +228,7 @@ async fn failed_redelivery_requests_are_asked_again_on_the_next_walk() {
     c.recovery.interval_secs = 2;
     let t = TestApp::start_in(dir, c).await;
     journaled_all(&t, &missed, Duration::from_secs(30)).await;
-    asked_once_each(&hub, 30);
+    asked_once_each(&hub, 30).await;
     // Every request ends answered.
     until_settled(&t).await;
     let status = t.store().recovery_status().await.unwrap();
@@ -260,7 +266,7 @@ async fn a_tiny_budget_makes_the_walk_wait_for_the_reset_instead_of_failing() {
         s.tokens["app:101"].rate_limited, 0,
         "never sent past the limit"
     );
-    asked_once_each(&hub, 40);
+    asked_once_each(&hub, 40).await;
     t.stop().await;
 }
 
@@ -439,7 +445,7 @@ async fn a_repository_hook_listed_in_the_config_is_walked_with_a_pool_token() {
     }];
     let t = TestApp::start_in(dir, c).await;
     journaled_all(&t, &missed, Duration::from_secs(30)).await;
-    asked_once_each(&hub, 25);
+    asked_once_each(&hub, 25).await;
     let status = t.app.journal().recovery_status().await.unwrap();
     assert_eq!(status[0].source, "hook:octo-org/widgets:77");
     assert_eq!(
@@ -476,7 +482,7 @@ async fn a_flaky_rate_limited_github_slows_the_walk_but_loses_nothing() {
     c.recovery.interval_secs = 2;
     let t = TestApp::start_in(dir, c).await;
     journaled_all(&t, &missed, Duration::from_secs(120)).await;
-    asked_once_each(&hub, 50);
+    asked_once_each(&hub, 50).await;
     until_settled(&t).await;
     let usage = &hub.stats().tokens["app:101"];
     assert_eq!(usage.rate_limited, 0, "never sent past the limit");

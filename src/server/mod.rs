@@ -47,10 +47,7 @@ const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Connections per client address. An address past its cap waits for one
 /// of its own connections to close (a burst from one busy client is
 /// queued, not refused), and as many again may wait; past that its new
-/// connections are closed at once. While one waits, that address's idle
-/// kept-alive connections close and give it their slot: a client pool
-/// that opens a second connection while its first sits idle is served,
-/// not stalled until the idle timeout. IPv6 addresses count per /64, the
+/// connections are closed at once. IPv6 addresses count per /64, the
 /// block one host usually holds.
 #[derive(Default)]
 struct PerAddress(Mutex<HashMap<IpAddr, Arc<AddressState>>>);
@@ -59,10 +56,6 @@ struct AddressState {
     slots: Arc<Semaphore>,
     /// Connections holding or waiting for a slot.
     users: AtomicUsize,
-    /// Connections waiting for a slot.
-    waiting: AtomicUsize,
-    /// Told while some connection waits: idle ones should close.
-    wanted: tokio::sync::Notify,
 }
 
 /// One connection's claim on its address; given back when dropped.
@@ -98,8 +91,6 @@ impl PerAddress {
                 Arc::new(AddressState {
                     slots: Arc::new(Semaphore::new(cap)),
                     users: AtomicUsize::new(0),
-                    waiting: AtomicUsize::new(0),
-                    wanted: tokio::sync::Notify::new(),
                 })
             })
             .clone();
@@ -116,39 +107,17 @@ impl PerAddress {
     }
 }
 
-/// How often a waiting connection asks its address's idle ones again (a
-/// connection between two looks at its signal would miss one telling).
-const ASK_IDLE_EVERY: Duration = Duration::from_millis(100);
-
 impl AddressSlot {
-    /// Waits (up to `limit`) until the address has a free slot, asking the
-    /// address's idle connections to close meanwhile.
+    /// Waits (up to `limit`) until the address has a free slot.
     async fn take(&mut self, limit: Duration) -> bool {
-        if let Ok(permit) = self.state.slots.clone().try_acquire_owned() {
-            self.held = Some(permit);
-            return true;
-        }
-        let state = self.state.clone();
-        state.waiting.fetch_add(1, Ordering::SeqCst);
-        let deadline = Instant::now() + limit;
-        let acquire = state.slots.clone().acquire_owned();
-        tokio::pin!(acquire);
-        let got = loop {
-            state.wanted.notify_waiters();
-            tokio::select! {
-                p = &mut acquire => break p.ok(),
-                _ = tokio::time::sleep_until(deadline) => break None,
-                _ = tokio::time::sleep(ASK_IDLE_EVERY) => {}
+        let slots = self.state.slots.clone();
+        match tokio::time::timeout(limit, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => {
+                self.held = Some(permit);
+                true
             }
-        };
-        state.waiting.fetch_sub(1, Ordering::SeqCst);
-        self.held = got;
-        self.held.is_some()
-    }
-
-    /// Whether a connection from this address waits for a slot.
-    fn wanted(&self) -> bool {
-        self.state.waiting.load(Ordering::SeqCst) > 0
+            _ => false,
+        }
     }
 }
 
@@ -169,10 +138,6 @@ struct Activity {
     /// Milliseconds since `born` when a request last ended.
     last_ms: AtomicU64,
     born: Instant,
-    /// Told when a request ends (holds one telling until looked at).
-    ended: tokio::sync::Notify,
-    /// Requests answered on this connection.
-    answered: AtomicUsize,
 }
 
 struct InFlight(Arc<Activity>);
@@ -192,13 +157,6 @@ impl Activity {
         self.born + Duration::from_millis(self.last_ms.load(Ordering::SeqCst)) + idle
     }
 
-    /// Kept alive after an answer with nothing in flight. (A connection
-    /// that never got an answer may be mid-way through its first request's
-    /// headers: closing it would lose that request.)
-    fn kept_alive_idle(&self) -> bool {
-        self.active.load(Ordering::SeqCst) == 0 && self.answered.load(Ordering::SeqCst) > 0
-    }
-
     fn idle_for(&self, idle: Duration) -> bool {
         self.active.load(Ordering::SeqCst) == 0 && self.next_check(idle) <= Instant::now()
     }
@@ -209,9 +167,7 @@ impl Drop for InFlight {
         let a = &self.0;
         a.last_ms
             .store(a.born.elapsed().as_millis() as u64, Ordering::SeqCst);
-        a.answered.fetch_add(1, Ordering::SeqCst);
         a.active.fetch_sub(1, Ordering::SeqCst);
-        a.ended.notify_one();
     }
 }
 
@@ -278,8 +234,6 @@ pub async fn serve(
             active: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
             born: Instant::now(),
-            ended: tokio::sync::Notify::new(),
-            answered: AtomicUsize::new(0),
         });
         // Handlers that care who is asking (throttles) read the peer
         // address as axum's ConnectInfo; every request is counted in
@@ -332,20 +286,8 @@ pub async fn serve(
             // An idle HTTP/2 peer may never answer the ping that ends a
             // graceful close; past this it is cut off.
             let mut cut_at = None;
-            let address = address_slot.as_ref().map(|s| s.state.clone());
             loop {
                 let check_at = activity.next_check(idle);
-                // Asked for by another connection of this address, or
-                // done with a request while one waits: yield if idle.
-                let yield_check = async {
-                    match &address {
-                        Some(a) => tokio::select! {
-                            _ = a.wanted.notified() => {}
-                            _ = activity.ended.notified() => {}
-                        },
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
                     r = conn.as_mut() => {
                         if let Err(e) = r {
@@ -355,15 +297,6 @@ pub async fn serve(
                     }
                     // Kept alive with nothing to do: close it, so idle
                     // connections cannot hold every slot.
-                    _ = yield_check, if !closing => {
-                        let waited_for = address_slot.as_ref().is_some_and(AddressSlot::wanted);
-                        if waited_for && activity.kept_alive_idle() {
-                            tracing::debug!(%peer, "idle connection closed for another from its address");
-                            conn.as_mut().graceful_shutdown();
-                            closing = true;
-                            cut_at = Some(Instant::now() + IDLE_CLOSE_GRACE);
-                        }
-                    }
                     _ = tokio::time::sleep_until(check_at), if !closing => {
                         if activity.idle_for(idle) {
                             tracing::debug!(%peer, "idle connection closed");

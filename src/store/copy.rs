@@ -107,9 +107,10 @@ pub struct Copied {
 }
 
 /// Copies the journal at `source` into the empty database at `target`
-/// (migrated first), table by table in batches, calling `progress` at
-/// most about once a second and at each table's end; then checks every
-/// table's count. Not `Send`: run it with `block_on`.
+/// (migrated first), table by table in batches, all in one transaction
+/// (a failed copy leaves the database empty), calling `progress` at most
+/// about once a second and at each table's end; every table's count is
+/// checked before the commit. Not `Send`: run it with `block_on`.
 pub async fn sqlite_to_postgres(
     source: &Path,
     target: &Target,
@@ -136,7 +137,10 @@ pub async fn sqlite_to_postgres(
 
     postgres::Postgres::migrate_only(target, true).await?;
     let mut client = target.connect_one("gatehouse-copy").await?;
-    let held: i64 = client
+    // All or nothing: a copy that fails leaves the database empty, ready
+    // for another try.
+    let tx = client.transaction().await?;
+    let held: i64 = tx
         .query_one("SELECT count(*) FROM deliveries", &[])
         .await?
         .get(0);
@@ -163,7 +167,7 @@ pub async fn sqlite_to_postgres(
                 .collect::<Result<_, _>>()
                 .map_err(sq)?
         };
-        let pg_cols: Vec<String> = client
+        let pg_cols: Vec<String> = tx
             .query(
                 "SELECT column_name::text FROM information_schema.columns
                  WHERE table_schema = current_schema() AND table_name = $1
@@ -185,7 +189,7 @@ pub async fn sqlite_to_postgres(
         if with_seq {
             insert_cols.push("seq".into());
         }
-        let types = param_types(&client, table, &insert_cols).await?;
+        let types = param_types(&tx, table, &insert_cols).await?;
         let idx = |name: &str| common.iter().position(|c| c == name);
         let (id_at, partition_at, delivery_at) =
             (idx("id"), idx("partition_key"), idx("delivery_id"));
@@ -223,7 +227,7 @@ pub async fn sqlite_to_postgres(
                 batch.push(values);
             }
             if batch.len() == BATCH || (end && !batch.is_empty()) {
-                insert(&mut client, table, &insert_cols, &types, &batch).await?;
+                insert(&tx, table, &insert_cols, &types, &batch).await?;
                 done += batch.len() as u64;
                 batch.clear();
                 if told.elapsed() >= Duration::from_secs(1) {
@@ -236,7 +240,7 @@ pub async fn sqlite_to_postgres(
             }
         }
         progress(Progress { table, done, total });
-        let held: i64 = client
+        let held: i64 = tx
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .await?
             .get(0);
@@ -251,7 +255,6 @@ pub async fn sqlite_to_postgres(
     }
     // What PostgreSQL keeps beside the rows: each partition's last
     // sequence number, the id generators, and no lease (taken afresh).
-    let tx = client.transaction().await?;
     for (partition, last) in &last_seq {
         tx.execute(
             "INSERT INTO partition_seqs (partition_key, last_seq) VALUES ($1, $2)",
@@ -281,7 +284,7 @@ pub async fn sqlite_to_postgres(
 
 /// The PostgreSQL types of `columns` of `table`, as an INSERT takes them.
 async fn param_types(
-    client: &tokio_postgres::Client,
+    client: &tokio_postgres::Transaction<'_>,
     table: &str,
     columns: &[String],
 ) -> Result<Vec<Type>, CopyError> {
@@ -298,7 +301,7 @@ async fn param_types(
 
 /// One multi-row INSERT of `rows`, ids kept.
 async fn insert(
-    client: &mut tokio_postgres::Client,
+    client: &tokio_postgres::Transaction<'_>,
     table: &'static str,
     columns: &[String],
     types: &[Type],
