@@ -18,42 +18,11 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, bodies, consumer, post_push, wait_for};
-
-/// Posts `n` deliveries (org = i % orgs) from 64 connections; bounded.
-async fn post_all(base: &str, bodies: &[(bytes::Bytes, String)], n: usize, prefix: &str) {
-    let client = reqwest::Client::new();
-    let next = Arc::new(AtomicU64::new(0));
-    let bodies = Arc::new(bodies.to_vec());
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let (client, base, next, bodies, prefix) = (
-            client.clone(),
-            base.to_string(),
-            next.clone(),
-            bodies.clone(),
-            prefix.to_string(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= n || Instant::now() > deadline {
-                    break;
-                }
-                let (body, sig) = &bodies[i % bodies.len()];
-                assert!(post_push(&client, &base, &format!("{prefix}-{i}"), body, sig).await);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-}
+use common::{Server, bodies, consumer, post_all, post_push, wait_for};
 
 /// The one route every phase forwards to.
 fn route(consumer: &str) -> String {
@@ -66,7 +35,7 @@ async fn drain(dir: &Path, n: usize, orgs: usize) {
     server.cli(&["routes", "pause", "bench"]);
     let bodies = bodies(orgs);
     let t = Instant::now();
-    post_all(&server.base, &bodies, n, "d").await;
+    post_all(std::slice::from_ref(&server.base), &bodies, n, "d").await;
     println!(
         "drain       journaled {n} deliveries across {orgs} orgs in {:.1} s (route paused)",
         t.elapsed().as_secs_f64()
@@ -140,7 +109,7 @@ async fn idle(dir: &Path) {
     let (url, c) = consumer().await;
     let server = Server::start(&dir.join("idle"), &route(&url));
     let n = 10_000;
-    post_all(&server.base, &bodies(n), n, "i").await;
+    post_all(std::slice::from_ref(&server.base), &bodies(n), n, "i").await;
     wait_for(&c, n, Duration::from_secs(300)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = server.cpu_secs();

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, bodies, consumer, post_push, wait_for};
+use common::{Server, bodies, consumer, post_all, post_push, wait_for};
 
 /// For the PostgreSQL helper shared with the tests.
 fn free_port() -> u16 {
@@ -234,33 +234,7 @@ async fn steady(bases: &[String], rate: u64, seconds: u64) -> (f64, f64, usize) 
 /// A paused route's backlog of `n` across 100 orgs, resumed: deliveries/s.
 async fn drain(setup: &Setup, c: &common::Consumer, n: usize) -> f64 {
     setup.servers[0].cli(&["routes", "pause", "bench"]);
-    let bodies = Arc::new(bodies(100));
-    let client = reqwest::Client::new();
-    let next = Arc::new(AtomicU64::new(0));
-    let bases = setup.bases();
-    let mut tasks = Vec::new();
-    for s in 0..64 {
-        let (client, base, next, bodies) = (
-            client.clone(),
-            bases[s % bases.len()].clone(),
-            next.clone(),
-            bodies.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(600);
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= n || Instant::now() > deadline {
-                    break;
-                }
-                let (body, sig) = &bodies[i % bodies.len()];
-                assert!(post_push(&client, &base, &format!("d-{i}"), body, sig).await);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    post_all(&setup.bases(), &bodies(100), n, "d").await;
     setup.servers[0].cli(&["routes", "resume", "bench"]);
     wait_for(c, n, Duration::from_secs(600)).await;
     let times: Vec<Instant> = c.arrivals.lock().unwrap().values().copied().collect();

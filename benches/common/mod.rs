@@ -286,3 +286,36 @@ pub async fn wait_for(c: &Consumer, n: usize, limit: Duration) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Posts `n` deliveries (body i % bodies) from 64 connections, connection
+/// c to `bases[c % bases.len()]` (as a load balancer spreads them); each
+/// must be acknowledged. Bounded by count and ten minutes.
+pub async fn post_all(bases: &[String], bodies: &[(bytes::Bytes, String)], n: usize, prefix: &str) {
+    let client = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let bodies = Arc::new(bodies.to_vec());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut tasks = Vec::new();
+    for c in 0..64 {
+        let (client, base, next, bodies, prefix) = (
+            client.clone(),
+            bases[c % bases.len()].clone(),
+            next.clone(),
+            bodies.clone(),
+            prefix.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= n || Instant::now() > deadline {
+                    break;
+                }
+                let (body, sig) = &bodies[i % bodies.len()];
+                assert!(post_push(&client, &base, &format!("{prefix}-{i}"), body, sig).await);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
