@@ -28,6 +28,16 @@ fn two_apps() -> HubConfig {
     c
 }
 
+/// [`two_apps`], each repository read taking 3 ms: long enough for
+/// callers to overlap.
+fn slow_two_apps() -> HubConfig {
+    let mut c = two_apps();
+    let mut slow = FaultConfig::new("GET /repos/**");
+    slow.latency_ms = 3;
+    c.faults.push(slow);
+    c
+}
+
 fn pool(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> Pool {
     Pool::new(&github_config(hub, apps, tokens)).unwrap()
 }
@@ -133,11 +143,7 @@ async fn traffic_spreads_by_budget_and_never_meets_a_rate_limit_while_budget_rem
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sixty_four_concurrent_callers_keep_one_request_in_flight_per_credential() {
-    let mut c = two_apps();
-    let mut slow = FaultConfig::new("GET /repos/**");
-    slow.latency_ms = 3;
-    c.faults.push(slow);
-    let hub = FakeHub::start(c).await.unwrap();
+    let hub = FakeHub::start(slow_two_apps()).await.unwrap();
     let p = std::sync::Arc::new(pool(&hub, &[(101, "app-a.pem")], &[]));
     let mut tasks = Vec::new();
     for _ in 0..64 {
@@ -176,11 +182,7 @@ async fn sixty_four_concurrent_callers_keep_one_request_in_flight_per_credential
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_sharing_a_database_keep_one_request_in_flight_per_credential() {
     use gatehouse::store::postgres::{Postgres, Target};
-    let mut c = two_apps();
-    let mut slow = FaultConfig::new("GET /repos/**");
-    slow.latency_ms = 3;
-    c.faults.push(slow);
-    let hub = FakeHub::start(c).await.unwrap();
+    let hub = FakeHub::start(slow_two_apps()).await.unwrap();
     let pg = common::pg::Cluster::start();
     let url = pg.database("lanes").await;
     let mut pools = Vec::new();
