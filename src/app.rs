@@ -315,11 +315,14 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     if let (Some(gw), Some(pool)) = (&config.gateway, &pool) {
         let (listener, state) = gateway(
             &config,
-            gw,
             pool.clone(),
             journal.clone(),
             &metrics,
             body_limits(gw.max_body_bytes),
+            duty(
+                crate::gateway::cache::EVICTION_DUTY,
+                crate::gateway::cache::EVICTION_DUTY_TERM,
+            ),
             clock.clone(),
         )
         .await?;
@@ -425,27 +428,28 @@ fn admin_router(
     })
 }
 
-/// Opens the gateway's cache and binds its listener.
+/// Opens the gateway's cache (this node's file, or the one replicas
+/// share, evicted under `eviction`) and binds its listener.
 async fn gateway(
     config: &Config,
-    gw: &crate::config::GatewayConfig,
     pool: Arc<crate::github::Pool>,
     journal: Store,
     metrics: &Metrics,
     body: server::body::Limits,
+    eviction: crate::duties::Duty,
     clock: Arc<dyn clock::Clock>,
 ) -> Result<(TcpListener, Arc<crate::gateway::GatewayState>), StartError> {
     use crate::gateway::{GatewayState, cache::Cache, usage::Recorder};
-    let path = config.gateway_cache_path().expect("gateway is configured");
-    let (max, fresh, m) = (
-        gw.cache_max_bytes,
-        gw.fresh.clone(),
-        metrics.gateway.clone(),
-    );
-    let cache = tokio::task::spawn_blocking(move || Cache::open(&path, max, &fresh, m))
-        .await
-        .expect("cache open task")
-        .map_err(StartError::Cache)?;
+    let gw = config.gateway.as_ref().expect("gateway is configured");
+    let (max, m) = (gw.cache_max_bytes, metrics.gateway.clone());
+    let cache = match journal.shared_cache() {
+        Some(shared) => Cache::shared(shared, eviction, max, &gw.fresh, m),
+        None => {
+            let path = config.gateway_cache_path().expect("gateway is configured");
+            Cache::open(&path, max, &gw.fresh, m).await
+        }
+    }
+    .map_err(StartError::Cache)?;
     let addr = gw.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -463,8 +467,9 @@ async fn gateway(
     Ok((listener, state))
 }
 
-/// Writes client usage and cache use times every few seconds (and, from
-/// the gateway's task, once more after its last request).
+/// Writes client usage and cache use times every few seconds, and keeps a
+/// shared cache within its bound (and, from the gateway's task, flushes
+/// once more after its last request).
 async fn gateway_upkeep(state: Arc<crate::gateway::GatewayState>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -473,6 +478,7 @@ async fn gateway_upkeep(state: Arc<crate::gateway::GatewayState>, mut stop: watc
         }
         state.usage.flush().await;
         state.cache.flush_used().await;
+        state.cache.maintain().await;
     }
 }
 

@@ -448,10 +448,11 @@ async fn installations_on_different_orgs_never_share_an_entry() {
     .gateway_cache_path()
     .unwrap();
     // Read beside the gateway, through the cache's own store.
+    use gatehouse::store::cache::CacheStore;
     let cache = gatehouse::store::cache::CacheFile::open(&cache_db).unwrap();
     let mut scopes: Vec<String> = Vec::new();
-    for (key, ..) in cache.index().unwrap() {
-        let entry = cache.get(&key).unwrap().unwrap();
+    for (key, ..) in cache.index().await.unwrap() {
+        let entry = cache.get(key).await.unwrap().unwrap();
         if entry.path == "/installation/repositories" {
             scopes.push(entry.scope);
         }

@@ -403,6 +403,18 @@ async fn clients_and_sessions_keep_the_contract_sqlite_keeps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_shared_gateway_cache_keeps_the_contract_the_file_keeps() {
+    use gatehouse::store::Lifecycle;
+    let pg = Cluster::start();
+    let url = pg.database("cache").await;
+    let (one, two) = (replica(&url).await, replica(&url).await);
+    let kept = common::conformance::cache(&*one.shared_cache().unwrap()).await;
+    // What one replica stored, another serves.
+    let other = two.shared_cache().unwrap();
+    assert_eq!(&other.get(kept).await.unwrap().unwrap().body[..], b"uno");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn new_work_on_one_replica_wakes_the_others_even_after_their_listen_connection_dies() {
     let pg = Cluster::start();
     let url = pg.database("journal").await;

@@ -288,6 +288,11 @@ pub trait Lifecycle: Send + Sync {
     fn is_shared(&self) -> bool {
         false
     }
+    /// Where replicas share this store, the gateway's response cache in
+    /// it; None where each process keeps its own ([`cache::CacheFile`]).
+    fn shared_cache(&self) -> Option<Arc<dyn cache::CacheStore>> {
+        None
+    }
     /// Bytes on disk, for `/metrics`.
     fn size_bytes(&self) -> u64;
     /// The stream of (sink, partition) pairs that just got a job; one

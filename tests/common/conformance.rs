@@ -741,3 +741,107 @@ pub async fn duties<S: gatehouse::store::Lifecycle + ?Sized>(store: &S, shared: 
         );
     }
 }
+
+/// The gateway cache: answers by key, replaced by a put, revalidated,
+/// expired by prefix across scopes, used, evicted least recently used
+/// first. Returns the key left holding "uno".
+pub async fn cache<C: gatehouse::store::cache::CacheStore + ?Sized>(cache: &C) -> [u8; 32] {
+    use gatehouse::store::cache::Entry;
+    let entry = |scope: &str, path: &str, body: &str| Entry {
+        scope: scope.into(),
+        path: path.into(),
+        status: 200,
+        headers: b"etag: \"e1\"\r\n".to_vec(),
+        body: bytes::Bytes::from(body.to_string()),
+        content_etag: format!("W/\"{body}\""),
+        etag: Some("\"e1\"".into()),
+        etag_credential: Some("app:1/installation:2".into()),
+        token_tag: Some("t1".into()),
+        last_modified: None,
+        validated_at_ms: 1_000,
+    };
+    let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+    let scope = "acme|within:acme";
+    cache
+        .put(a, entry(scope, "/repos/acme/app", "one"), 1_000)
+        .await
+        .unwrap();
+    cache
+        .put(b, entry(scope, "/repos/acme/app/pulls", "two"), 2_000)
+        .await
+        .unwrap();
+    // Another scope, a path outside the prefix below.
+    cache
+        .put(
+            c,
+            entry("other|within:other", "/repos/acme/apple", "three"),
+            2_500,
+        )
+        .await
+        .unwrap();
+    let got = cache.get(a).await.unwrap().unwrap();
+    assert_eq!(
+        (got.path.as_str(), &got.body[..], got.status),
+        ("/repos/acme/app", &b"one"[..], 200)
+    );
+    assert_eq!(got.etag_credential.as_deref(), Some("app:1/installation:2"));
+    assert!(cache.get([9; 32]).await.unwrap().is_none());
+    // A put under the same key replaces the answer.
+    cache
+        .put(a, entry(scope, "/repos/acme/app", "uno"), 3_000)
+        .await
+        .unwrap();
+    assert_eq!(&cache.get(a).await.unwrap().unwrap().body[..], b"uno");
+    // A 304 keeps the body and takes the new headers and time.
+    cache
+        .revalidated(a, b"etag: \"e2\"\r\n".to_vec(), 5_000)
+        .await
+        .unwrap();
+    let r = cache.get(a).await.unwrap().unwrap();
+    assert_eq!((&r.body[..], r.validated_at_ms), (&b"uno"[..], 5_000));
+    assert_eq!(r.headers, b"etag: \"e2\"\r\n");
+    // A change under a prefix makes its entries stale (not gone); a path
+    // that merely shares the prefix's letters is another repository but
+    // also starts with them, as it does for the gateway.
+    assert_eq!(
+        cache
+            .expire_prefix("/repos/acme/app/".into())
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(cache.get(b).await.unwrap().unwrap().validated_at_ms < 2_000);
+    assert_eq!(cache.get(a).await.unwrap().unwrap().validated_at_ms, 5_000);
+    // The index lists oldest use first; use moves an entry back.
+    cache.used(vec![(b, 9_000)]).await.unwrap();
+    let order: Vec<[u8; 32]> = cache
+        .index()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(k, ..)| *k)
+        .collect();
+    assert_eq!(order, [c, a, b]);
+    let (entries, bytes) = cache.totals().await.unwrap();
+    let sizes: u64 = cache.index().await.unwrap().iter().map(|(_, s, _)| s).sum();
+    assert_eq!((entries, bytes), (3, sizes));
+    // Eviction keeps the most recently used that fit.
+    assert_eq!(cache.evict_to(bytes).await.unwrap(), 0, "within the bound");
+    assert_eq!(cache.evict_to(bytes - 1).await.unwrap(), 1);
+    assert!(
+        cache.get(c).await.unwrap().is_none(),
+        "least recently used went"
+    );
+    cache.used(vec![(a, 10_000)]).await.unwrap();
+    let size_a = cache.index().await.unwrap()[1].1;
+    assert_eq!(cache.evict_to(size_a).await.unwrap(), 1);
+    assert!(cache.get(b).await.unwrap().is_none());
+    assert!(cache.get(a).await.unwrap().is_some(), "used last, kept");
+    cache.delete(vec![a]).await.unwrap();
+    assert_eq!(cache.totals().await.unwrap(), (0, 0));
+    cache
+        .put(a, entry(scope, "/repos/acme/app", "uno"), 11_000)
+        .await
+        .unwrap();
+    a
+}

@@ -1,8 +1,12 @@
-//! The gateway's response cache: GitHub answers stored in SQLite, keyed by
-//! the credential scope they were read under (never served across owners),
-//! the path and query, and the request headers that change an answer. A
-//! size bound evicts least recently used entries. A cache failure is
-//! logged and treated as a miss: the gateway keeps answering.
+//! The gateway's response cache: GitHub answers keyed by the credential
+//! scope they were read under (never served across owners), the path and
+//! query, and the request headers that change an answer. On one node they
+//! live in a SQLite file of their own and a size bound evicts the least
+//! recently used at once; where replicas share a PostgreSQL store they
+//! live in it, so one replica's fetch is every replica's hit, and one
+//! replica at a time (a duty) evicts down to the bound every few seconds.
+//! A cache failure is logged and treated as a miss: the gateway keeps
+//! answering.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -13,9 +17,10 @@ use http::HeaderMap;
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
+use crate::duties::Duty;
 use crate::gateway::metrics::GatewayMetrics;
 use crate::store::StoreError;
-use crate::store::cache::CacheFile;
+use crate::store::cache::{CacheFile, CacheStore};
 pub use crate::store::cache::{Entry, Key};
 
 /// Request headers GitHub answers differently to (its `Vary`, less the
@@ -52,18 +57,15 @@ struct Lru {
     order: BTreeMap<u64, Key>,
     total: u64,
     tick: u64,
-    /// Uses not yet written to the file (for the order after a restart).
-    touched: HashMap<Key, i64>,
 }
 
 impl Lru {
-    fn touch(&mut self, key: &Key, now_ms: i64) {
+    fn touch(&mut self, key: &Key) {
         if let Some((tick, size)) = self.by_key.get(key).copied() {
             self.order.remove(&tick);
             self.tick += 1;
             self.order.insert(self.tick, *key);
             self.by_key.insert(*key, (self.tick, size));
-            self.touched.insert(*key, now_ms);
         }
     }
 
@@ -79,7 +81,6 @@ impl Lru {
         if let Some((tick, size)) = self.by_key.remove(key) {
             self.order.remove(&tick);
             self.total -= size;
-            self.touched.remove(key);
         }
     }
 
@@ -93,7 +94,6 @@ impl Lru {
             if let Some((_, size)) = self.by_key.remove(&key) {
                 self.total -= size;
             }
-            self.touched.remove(&key);
             out.push(key);
         }
         out
@@ -110,64 +110,115 @@ pub enum CacheError {
 }
 
 pub struct Cache {
-    store: CacheFile,
-    lru: Mutex<Lru>,
+    store: Arc<dyn CacheStore>,
+    /// On one node: which entries exist and how recently each was used, so
+    /// that serving a hit writes nothing and eviction needs no query. None
+    /// where replicas share the cache (see [`Cache::maintain`]).
+    lru: Option<Mutex<Lru>>,
+    /// Uses not yet written (for the eviction order, and after a restart).
+    touched: Mutex<HashMap<Key, i64>>,
+    /// Where replicas share the cache: the duty of evicting it.
+    duty: Option<Duty>,
     max_bytes: u64,
     fresh: Vec<(Regex, Duration)>,
     metrics: GatewayMetrics,
 }
 
+/// The duty of evicting the shared cache down to its bound, held this
+/// long past each pass, so a holder that dies frees it soon.
+pub const EVICTION_DUTY: &str = "gateway-cache";
+pub const EVICTION_DUTY_TERM: Duration = Duration::from_secs(30);
+
+fn fresh_rules(fresh: &[crate::config::FreshRule]) -> Result<Vec<(Regex, Duration)>, CacheError> {
+    fresh
+        .iter()
+        .map(|f| {
+            Regex::new(&f.path)
+                .map(|r| (r, Duration::from_secs(f.secs)))
+                .map_err(|source| CacheError::Fresh {
+                    path: f.path.clone(),
+                    source,
+                })
+        })
+        .collect()
+}
+
 impl Cache {
-    /// Opens (or creates) the cache file and reads its index. Blocking.
-    pub fn open(
+    /// Opens (or creates) this node's cache file and reads its index.
+    pub async fn open(
         path: &Path,
         max_bytes: u64,
         fresh: &[crate::config::FreshRule],
         metrics: GatewayMetrics,
     ) -> Result<Cache, CacheError> {
-        let store = CacheFile::open(path)?;
+        let fresh = fresh_rules(fresh)?;
+        let path = path.to_path_buf();
+        let file = tokio::task::spawn_blocking(move || CacheFile::open(&path))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("gateway cache: {e}")))??;
         let mut lru = Lru::default();
-        for (key, size, _) in store.index()? {
+        for (key, size, _) in file.index().await? {
             lru.insert(key, size);
         }
-        let fresh = fresh
-            .iter()
-            .map(|f| {
-                Regex::new(&f.path)
-                    .map(|r| (r, Duration::from_secs(f.secs)))
-                    .map_err(|source| CacheError::Fresh {
-                        path: f.path.clone(),
-                        source,
-                    })
-            })
-            .collect::<Result<_, _>>()?;
         let cache = Cache {
-            store,
-            lru: Mutex::new(lru),
+            store: Arc::new(file),
+            lru: Some(Mutex::new(lru)),
+            touched: Mutex::default(),
+            duty: None,
             max_bytes,
             fresh,
             metrics,
         };
-        cache.evict();
+        cache.evict().await;
         cache.export();
         Ok(cache)
     }
 
-    fn export(&self) {
-        let lru = self.lru.lock().expect("lru lock");
-        self.metrics.cache_bytes.set(lru.total as i64);
-        self.metrics.cache_entries.set(lru.by_key.len() as i64);
+    /// The cache replicas share (`store`), evicted under `duty`
+    /// ([`EVICTION_DUTY`]).
+    pub fn shared(
+        store: Arc<dyn CacheStore>,
+        duty: Duty,
+        max_bytes: u64,
+        fresh: &[crate::config::FreshRule],
+        metrics: GatewayMetrics,
+    ) -> Result<Cache, CacheError> {
+        Ok(Cache {
+            store,
+            lru: None,
+            touched: Mutex::default(),
+            duty: Some(duty),
+            max_bytes,
+            fresh: fresh_rules(fresh)?,
+            metrics,
+        })
     }
 
-    fn evict(&self) {
-        let gone = self.lru.lock().expect("lru lock").evict_to(self.max_bytes);
+    fn export(&self) {
+        if let Some(lru) = &self.lru {
+            let lru = lru.lock().expect("lru lock");
+            self.metrics.cache_bytes.set(lru.total as i64);
+            self.metrics.cache_entries.set(lru.by_key.len() as i64);
+        }
+    }
+
+    /// On one node, evicts the least recently used past the bound.
+    async fn evict(&self) {
+        let Some(lru) = &self.lru else {
+            return;
+        };
+        let gone = lru.lock().expect("lru lock").evict_to(self.max_bytes);
         if gone.is_empty() {
             return;
         }
         self.metrics.cache_evictions.inc_by(gone.len() as u64);
-        if let Err(e) = self.store.delete(&gone) {
-            tracing::warn!(error = %e, "gateway cache: eviction failed");
+        {
+            let mut touched = self.touched.lock().expect("touched lock");
+            for k in &gone {
+                touched.remove(k);
+            }
         }
+        logged(self.store.delete(gone).await);
     }
 
     /// How long answers for this path may be served without asking GitHub.
@@ -178,91 +229,100 @@ impl Cache {
             .map(|(_, d)| *d)
     }
 
-    pub async fn get(self: &Arc<Self>, key: Key) -> Option<Entry> {
-        let me = self.clone();
-        blocking(move || {
-            let found = me.store.get(&key)?;
-            if found.is_some() {
-                me.lru
-                    .lock()
-                    .expect("lru lock")
-                    .touch(&key, crate::clock::now_ms());
-            }
-            Ok(found)
-        })
-        .await
-        .flatten()
+    pub async fn get(&self, key: Key) -> Option<Entry> {
+        let found = logged(self.store.get(key).await).flatten()?;
+        if let Some(lru) = &self.lru {
+            lru.lock().expect("lru lock").touch(&key);
+        }
+        self.touched
+            .lock()
+            .expect("touched lock")
+            .insert(key, crate::clock::now_ms());
+        Some(found)
     }
 
-    pub async fn put(self: &Arc<Self>, key: Key, entry: Entry) {
+    pub async fn put(&self, key: Key, entry: Entry) {
         let size = entry.size();
         if size > self.max_bytes / MAX_ENTRY_SHARE {
             self.remove(key).await;
             return;
         }
-        let me = self.clone();
-        blocking(move || {
-            me.store.put(&key, &entry, crate::clock::now_ms())?;
-            me.lru.lock().expect("lru lock").insert(key, size);
-            me.evict();
-            me.export();
-            Ok(())
-        })
-        .await;
+        if logged(self.store.put(key, entry, crate::clock::now_ms()).await).is_none() {
+            return;
+        }
+        if let Some(lru) = &self.lru {
+            lru.lock().expect("lru lock").insert(key, size);
+            self.evict().await;
+            self.export();
+        }
     }
 
     /// GitHub said 304: the entry is current, with these headers.
-    pub async fn revalidated(self: &Arc<Self>, key: Key, headers: Vec<u8>) {
-        let me = self.clone();
-        blocking(move || me.store.revalidated(&key, &headers, crate::clock::now_ms())).await;
+    pub async fn revalidated(&self, key: Key, headers: Vec<u8>) {
+        logged(
+            self.store
+                .revalidated(key, headers, crate::clock::now_ms())
+                .await,
+        );
     }
 
-    pub async fn remove(self: &Arc<Self>, key: Key) {
-        let me = self.clone();
-        blocking(move || {
-            me.store.delete(&[key])?;
-            me.lru.lock().expect("lru lock").remove(&key);
-            me.export();
-            Ok(())
-        })
-        .await;
+    pub async fn remove(&self, key: Key) {
+        logged(self.store.delete(vec![key]).await);
+        self.touched.lock().expect("touched lock").remove(&key);
+        if let Some(lru) = &self.lru {
+            lru.lock().expect("lru lock").remove(&key);
+            self.export();
+        }
     }
 
     /// Entries under `prefix`, in every scope (a change is a change for
     /// every client), are revalidated before their next use, even inside a
     /// fresh window.
-    pub async fn expire_prefix(self: &Arc<Self>, prefix: String) {
-        let me = self.clone();
-        blocking(move || me.store.expire_prefix(&prefix).map(drop)).await;
+    pub async fn expire_prefix(&self, prefix: String) {
+        logged(self.store.expire_prefix(prefix).await);
     }
 
-    /// Writes the recorded uses to the file (called every few seconds).
-    pub async fn flush_used(self: &Arc<Self>) {
-        let touched: Vec<(Key, i64)> = self.lru.lock().expect("lru lock").touched.drain().collect();
-        if touched.is_empty() {
+    /// Writes the recorded uses (called every few seconds).
+    pub async fn flush_used(&self) {
+        let touched: Vec<(Key, i64)> = self.touched.lock().expect("touched lock").drain().collect();
+        if !touched.is_empty() {
+            logged(self.store.used(touched).await);
+        }
+    }
+
+    /// Where replicas share the cache (called every few seconds, after
+    /// [`Cache::flush_used`]): publishes its size, and past the bound, the
+    /// replica holding the eviction duty evicts the least recently used.
+    /// The bound may be passed by what is stored between two passes.
+    pub async fn maintain(&self) {
+        let Some(duty) = &self.duty else {
+            return;
+        };
+        let Some((entries, bytes)) = logged(self.store.totals().await) else {
+            return;
+        };
+        self.metrics.cache_bytes.set(bytes as i64);
+        self.metrics.cache_entries.set(entries as i64);
+        if bytes <= self.max_bytes {
             return;
         }
-        let me = self.clone();
-        blocking(move || me.store.used(&touched)).await;
+        if !duty.mine().await {
+            return;
+        }
+        if let Some(gone) = logged(self.store.evict_to(self.max_bytes).await) {
+            self.metrics.cache_evictions.inc_by(gone as u64);
+            if let Some((entries, bytes)) = logged(self.store.totals().await) {
+                self.metrics.cache_bytes.set(bytes as i64);
+                self.metrics.cache_entries.set(entries as i64);
+            }
+        }
     }
 }
 
-/// Runs cache I/O off the async threads; failures are logged and read as
-/// "nothing cached".
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Option<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "gateway cache I/O failed");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "gateway cache task failed");
-            None
-        }
-    }
+/// A cache failure is logged and read as "nothing cached".
+fn logged<T>(r: Result<T, StoreError>) -> Option<T> {
+    r.map_err(|e| tracing::warn!(error = %e, "gateway cache I/O failed"))
+        .ok()
 }
 
 #[cfg(test)]
@@ -293,7 +353,7 @@ mod tests {
         lru.insert([1; 32], 10);
         lru.insert([2; 32], 10);
         lru.insert([3; 32], 10);
-        lru.touch(&[1; 32], 0);
+        lru.touch(&[1; 32]);
         assert_eq!(lru.evict_to(20), vec![[2; 32]]);
         assert_eq!(lru.evict_to(10), vec![[3; 32]]);
         assert_eq!(lru.total, 10);

@@ -15,6 +15,7 @@
 //! pooled connection.
 
 mod actions;
+mod cache;
 mod clients;
 mod deliveries;
 mod jobs;
@@ -347,22 +348,28 @@ impl Postgres {
     /// A pooled connection for operation `op`: the wait for it and the
     /// whole operation (until the connection goes back) are timed.
     async fn client(&self, op: &'static str) -> Result<Timed, StoreError> {
-        let started = Instant::now();
-        let conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))?;
-        self.metrics
-            .pool_wait
-            .observe(started.elapsed().as_secs_f64());
-        Ok(Timed {
-            conn,
-            op,
-            started,
-            metrics: self.metrics.clone(),
-        })
+        checkout(&self.pool, &self.metrics, op).await
     }
+}
+
+/// A pooled connection for operation `op`, timed (see [`Timed`]).
+async fn checkout(
+    pool: &Pool,
+    metrics: &JournalMetrics,
+    op: &'static str,
+) -> Result<Timed, StoreError> {
+    let started = Instant::now();
+    let conn = pool
+        .get()
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))?;
+    metrics.pool_wait.observe(started.elapsed().as_secs_f64());
+    Ok(Timed {
+        conn,
+        op,
+        started,
+        metrics: metrics.clone(),
+    })
 }
 
 /// A pooled connection that times its operation when given back.
@@ -445,6 +452,13 @@ impl crate::store::Lifecycle for Postgres {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn shared_cache(&self) -> Option<Arc<dyn crate::store::cache::CacheStore>> {
+        Some(Arc::new(cache::PgCache {
+            pool: self.pool.clone(),
+            metrics: self.metrics.clone(),
+        }))
     }
 
     fn is_writable(&self) -> bool {

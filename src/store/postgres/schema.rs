@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "actions_version",
         include_str!("../../../migrations/postgres/0008_actions_version.sql"),
     ),
+    (
+        9,
+        "shared_gateway",
+        include_str!("../../../migrations/postgres/0009_shared_gateway.sql"),
+    ),
 ];
 
 /// Any constant: every gatehouse migrating this database takes this lock.

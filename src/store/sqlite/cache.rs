@@ -1,8 +1,8 @@
 //! The gateway cache's own SQLite file, beside the journal. It holds
 //! nothing that cannot be fetched again, so it trades durability for speed
 //! (synchronous=NORMAL: no fsync per write) and is simply rebuilt when it
-//! is unreadable or from another version. Every call is blocking; callers
-//! use `spawn_blocking`.
+//! is unreadable or from another version. Opening is blocking; the
+//! [`CacheStore`] operations run their SQLite calls on the blocking pool.
 
 use std::path::Path;
 
@@ -11,7 +11,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::StoreError;
-use crate::store::cache::{Entry, Key};
+use crate::store::cache::{CacheStore, Entry, Key};
 
 /// 2: expiry by path across scopes (an index on path alone).
 const VERSION: u32 = 2;
@@ -105,7 +105,7 @@ impl CacheFile {
         self.pool.get().map_err(|e| StoreError::Read(e.to_string()))
     }
 
-    pub fn get(&self, key: &Key) -> Result<Option<Entry>, StoreError> {
+    fn get_now(&self, key: &Key) -> Result<Option<Entry>, StoreError> {
         self.conn()?
             .prepare_cached(
                 "SELECT scope, path, status, headers, body, content_etag, etag,
@@ -131,7 +131,7 @@ impl CacheFile {
             .map_err(cache_err)
     }
 
-    pub fn put(&self, key: &Key, e: &Entry, now_ms: i64) -> Result<(), StoreError> {
+    fn put_now(&self, key: &Key, e: &Entry, now_ms: i64) -> Result<(), StoreError> {
         self.conn()?
             .prepare_cached(
                 "INSERT OR REPLACE INTO entries (key, scope, path, status, headers, body,
@@ -160,7 +160,7 @@ impl CacheFile {
 
     /// GitHub said 304: the stored answer is current as of `now_ms`, with
     /// the headers of that 304.
-    pub fn revalidated(&self, key: &Key, headers: &[u8], now_ms: i64) -> Result<(), StoreError> {
+    fn revalidated_now(&self, key: &Key, headers: &[u8], now_ms: i64) -> Result<(), StoreError> {
         self.conn()?
             .prepare_cached(
                 "UPDATE entries SET headers = ?2, validated_at_ms = ?3, last_used_ms = ?3
@@ -170,7 +170,7 @@ impl CacheFile {
         Ok(())
     }
 
-    pub fn delete(&self, keys: &[Key]) -> Result<(), StoreError> {
+    fn delete_now(&self, keys: &[Key]) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         {
@@ -184,7 +184,7 @@ impl CacheFile {
 
     /// After a change made through the gateway: entries under `prefix`
     /// must be revalidated before they are served again.
-    pub fn expire_prefix(&self, prefix: &str) -> Result<usize, StoreError> {
+    fn expire_prefix_now(&self, prefix: &str) -> Result<usize, StoreError> {
         let upper = format!("{prefix}\u{10FFFF}");
         self.conn()?
             .prepare_cached(
@@ -195,7 +195,7 @@ impl CacheFile {
     }
 
     /// Records when entries were last served (batched; hits write nothing).
-    pub fn used(&self, touched: &[(Key, i64)]) -> Result<(), StoreError> {
+    fn used_now(&self, touched: &[(Key, i64)]) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         {
@@ -209,7 +209,7 @@ impl CacheFile {
     }
 
     /// Every entry's key, size and last use, oldest use first.
-    pub fn index(&self) -> Result<Vec<(Key, u64, i64)>, StoreError> {
+    fn index_now(&self) -> Result<Vec<(Key, u64, i64)>, StoreError> {
         let conn = self.conn()?;
         let mut stmt =
             conn.prepare("SELECT key, size, last_used_ms FROM entries ORDER BY last_used_ms")?;
@@ -222,6 +222,81 @@ impl CacheFile {
             Ok((key, r.get::<_, i64>(1)? as u64, r.get(2)?))
         })?;
         rows.collect::<rusqlite::Result<_>>().map_err(cache_err)
+    }
+
+    fn totals_now(&self) -> Result<(u64, u64), StoreError> {
+        self.conn()?
+            .query_row(
+                "SELECT count(*), coalesce(sum(size), 0) FROM entries",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(cache_err)
+    }
+
+    fn evict_to_now(&self, max_bytes: u64) -> Result<usize, StoreError> {
+        self.conn()?
+            .prepare_cached(
+                "DELETE FROM entries WHERE key IN (
+                     SELECT key FROM (
+                         SELECT key, sum(size) OVER (ORDER BY last_used_ms DESC, key) AS kept
+                         FROM entries)
+                     WHERE kept > ?1)",
+            )?
+            .execute([max_bytes as i64])
+            .map_err(cache_err)
+    }
+
+    /// Runs `f` on the blocking pool with this file.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&CacheFile) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .map_err(|e| StoreError::Read(format!("gateway cache task: {e}")))?
+    }
+}
+
+#[async_trait::async_trait]
+impl CacheStore for CacheFile {
+    async fn get(&self, key: Key) -> Result<Option<Entry>, StoreError> {
+        self.blocking(move |c| c.get_now(&key)).await
+    }
+
+    async fn put(&self, key: Key, entry: Entry, now_ms: i64) -> Result<(), StoreError> {
+        self.blocking(move |c| c.put_now(&key, &entry, now_ms))
+            .await
+    }
+
+    async fn revalidated(&self, key: Key, headers: Vec<u8>, now_ms: i64) -> Result<(), StoreError> {
+        self.blocking(move |c| c.revalidated_now(&key, &headers, now_ms))
+            .await
+    }
+
+    async fn delete(&self, keys: Vec<Key>) -> Result<(), StoreError> {
+        self.blocking(move |c| c.delete_now(&keys)).await
+    }
+
+    async fn expire_prefix(&self, prefix: String) -> Result<usize, StoreError> {
+        self.blocking(move |c| c.expire_prefix_now(&prefix)).await
+    }
+
+    async fn used(&self, touched: Vec<(Key, i64)>) -> Result<(), StoreError> {
+        self.blocking(move |c| c.used_now(&touched)).await
+    }
+
+    async fn index(&self) -> Result<Vec<(Key, u64, i64)>, StoreError> {
+        self.blocking(|c| c.index_now()).await
+    }
+
+    async fn totals(&self) -> Result<(u64, u64), StoreError> {
+        self.blocking(|c| c.totals_now()).await
+    }
+
+    async fn evict_to(&self, max_bytes: u64) -> Result<usize, StoreError> {
+        self.blocking(move |c| c.evict_to_now(max_bytes)).await
     }
 }
 
