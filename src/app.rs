@@ -289,6 +289,9 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     if let Some(recovery) = recovery {
         tasks.push(tokio::spawn(recovery.run(stop_rx.clone())));
     }
+    if let Some(pool) = pool.as_ref().filter(|_| journal.is_shared()) {
+        tasks.push(tokio::spawn(pool.clone().follow_shared(stop_rx.clone())));
+    }
     let server_config = config.server.clone();
     let limits = move || server::Limits {
         max_connections: server_config.max_connections,

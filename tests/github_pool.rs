@@ -222,6 +222,125 @@ async fn replicas_sharing_a_database_keep_one_request_in_flight_per_credential()
     );
 }
 
+/// Pools as replicas would run them: each with its own store handle on one
+/// PostgreSQL database, sharing lanes.
+async fn replicas(
+    hub: &FakeHub,
+    url: &str,
+    n: usize,
+    cfg: impl Fn(&mut gatehouse::config::GithubConfig),
+) -> Vec<std::sync::Arc<Pool>> {
+    use gatehouse::store::postgres::{Postgres, Target};
+    let mut pools = Vec::new();
+    for i in 0..n {
+        let store = Postgres::connect(
+            &Target::new(url, None).unwrap(),
+            gatehouse::store::metrics::JournalMetrics::unregistered(),
+        )
+        .await
+        .unwrap();
+        let store = gatehouse::store::Store::from_backend(std::sync::Arc::new(store));
+        let mut c = github_config(hub, &[], &[]);
+        cfg(&mut c);
+        pools.push(std::sync::Arc::new(
+            Pool::new(&c)
+                .unwrap()
+                .with_shared_lanes(store, format!("replica-{i}").into()),
+        ));
+    }
+    pools
+}
+
+/// One budget per credential across replicas: what one replica's answer
+/// said of remaining, reset and a secondary limit binds the others before
+/// they send, not after GitHub refuses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_sharing_a_database_share_each_credentials_budget_and_pause() {
+    let mut c = two_apps();
+    c.rate_limit.core = 6;
+    c.rate_limit.window_secs = 600;
+    // The first request for gadgets meets a secondary limit.
+    let mut secondary = FaultConfig::new("GET /repos/octo-org/gadgets");
+    secondary.error_rate = 1.0;
+    secondary.error_status = 403;
+    secondary.retry_after_secs = Some(60);
+    secondary.max_hits = Some(1);
+    c.faults.push(secondary);
+    let hub = FakeHub::start(c).await.unwrap();
+    let pg = common::pg::Cluster::start();
+    let url = pg.database("budgets").await;
+    // Two replicas with the App's installation, two with the token.
+    let with = |apps: &'static [(i64, &'static str)], tokens: &'static [&'static str]| {
+        let hub = &hub;
+        move |c: &mut gatehouse::config::GithubConfig| {
+            *c = github_config(hub, apps, tokens);
+            c.reserve = 2;
+            c.max_wait_secs = 0;
+        }
+    };
+    let pools = replicas(&hub, &url, 2, with(&[(101, "app-a.pem")], &[])).await;
+    let tokened = replicas(&hub, &url, 2, with(&[], &["ghp_pooltoken"])).await;
+    let installation = CredId::Installation {
+        app: 101,
+        installation: 11,
+    };
+    // Limit 6, reserve 2, the replicas taking turns: four requests in all
+    // go to the installation; each replica alone would have sent more.
+    let mut spent_on_installation = 0;
+    for i in 0..8 {
+        let a = pools[i % 2]
+            .send("octo-org", Request::get("/repos/octo-org/widgets"))
+            .await;
+        match a {
+            Ok(a) => {
+                assert_eq!((a.status.as_u16(), &a.credential), (200, &installation));
+                spent_on_installation += 1;
+            }
+            Err(e) => assert!(matches!(e, PoolError::Exhausted { .. }), "{e}"),
+        }
+    }
+    assert_eq!(spent_on_installation, 4);
+    let s = hub.stats();
+    assert_eq!(
+        s.installations[&11].units_spent, 4,
+        "the reserve was never spent"
+    );
+    assert_eq!(s.installations[&11].rate_limited, 0);
+    // The token meets its secondary limit through replica 0 ...
+    let first = tokened[0]
+        .send("octo-org", Request::get("/repos/octo-org/gadgets"))
+        .await
+        .unwrap();
+    assert_eq!(first.status, 403);
+    // ... and replica 1 sends it nothing for the pause.
+    let err = tokened[1]
+        .send("octo-org", Request::get("/repos/octo-org/widgets"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PoolError::Exhausted { .. }), "{err}");
+    assert_eq!(hub.stats().tokens["pat:bot"].requests, 1);
+    // And without sending at all, replica 1 learns both by reading what
+    // replica 0 left (its status and /metrics follow).
+    let fresh = replicas(
+        &hub,
+        &url,
+        1,
+        with(&[(101, "app-a.pem")], &["ghp_pooltoken"]),
+    )
+    .await
+    .remove(0);
+    fresh.refresh_shared().await;
+    let seen = fresh.snapshot();
+    let of = |id: &CredId| seen.iter().find(|c| &c.id == id).unwrap();
+    let core = of(&installation)
+        .budgets
+        .iter()
+        .find(|(r, _)| *r == gatehouse::github::budget::Resource::Core)
+        .map(|(_, b)| b.remaining);
+    assert_eq!(core, Some(2));
+    assert!(of(&CredId::Token("bot".into())).paused);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secondary_limit_pauses_that_credential_for_its_retry_after() {
     let mut c = two_apps();

@@ -22,7 +22,7 @@ impl Resource {
         }
     }
 
-    fn parse(s: &str) -> Option<Resource> {
+    pub fn parse(s: &str) -> Option<Resource> {
         match s {
             "core" => Some(Resource::Core),
             "graphql" => Some(Resource::Graphql),

@@ -322,6 +322,27 @@ pub trait Lifecycle: Send + Sync {
     /// Gives the duty back (only if `holder` holds it), so another may take
     /// it at once rather than after its term.
     async fn release_duty(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// [`Lifecycle::take_duty`] for a lane that carries notes (a
+    /// credential's budget): when `holder` holds it now, the notes the
+    /// last holder left (None: none yet); when another does, None.
+    async fn take_lane(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Option<String>>, StoreError>;
+    /// Gives the lane back, leaving `notes` (None: the last ones stay),
+    /// only if `holder` still holds it: a holder whose term lapsed and
+    /// passed to another writes nothing.
+    async fn release_lane(
+        &self,
+        name: &str,
+        holder: &str,
+        notes: Option<String>,
+    ) -> Result<(), StoreError>;
+    /// The notes of every lane whose name starts with `prefix`.
+    async fn lane_notes(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// Records `holder` alive at `now_ms` and returns how many replicas
     /// (itself included) were seen within the last `within_ms`.
     async fn heartbeat(

@@ -740,6 +740,46 @@ pub async fn duties<S: gatehouse::store::Lifecycle + ?Sized>(store: &S, shared: 
             "a is gone"
         );
     }
+    // Lanes carry their last holder's notes.
+    let lane = "github:app:1/installation:2";
+    assert_eq!(
+        store.take_lane(lane, "a", now, 1_000).await.unwrap(),
+        Some(None)
+    );
+    store
+        .release_lane(lane, "a", Some("n1".into()))
+        .await
+        .unwrap();
+    if !shared {
+        // One process: nothing to hand on.
+        assert!(store.lane_notes("github:").await.unwrap().is_empty());
+        return;
+    }
+    assert_eq!(
+        store.take_lane(lane, "b", now, 1_000).await.unwrap(),
+        Some(Some("n1".into())),
+        "given back: taken at once, with the notes"
+    );
+    assert_eq!(
+        store.take_lane(lane, "a", now + 10, 1_000).await.unwrap(),
+        None,
+        "held by b"
+    );
+    // A holder whose term passed to another writes nothing.
+    store
+        .release_lane(lane, "a", Some("stale".into()))
+        .await
+        .unwrap();
+    store.release_lane(lane, "b", None).await.unwrap();
+    assert_eq!(
+        store.lane_notes("github:").await.unwrap(),
+        vec![(lane.to_string(), "n1".to_string())],
+        "None leaves the last notes; another prefix is not listed"
+    );
+    assert_eq!(
+        store.take_lane(lane, "a", now + 20, 1_000).await.unwrap(),
+        Some(Some("n1".into()))
+    );
 }
 
 /// The gateway cache: answers by key, replaced by a put, revalidated,

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicUsize;
 
 use http::{HeaderMap, StatusCode};
 use rand::RngExt;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::credential::CredId;
@@ -32,6 +33,22 @@ pub(super) struct Slot {
     pub lane: Semaphore,
     pub waiting: AtomicUsize,
     pub state: Mutex<SlotState>,
+}
+
+/// A credential's state as replicas share it (JSON on its lane row).
+#[derive(Serialize, Deserialize)]
+struct Notes {
+    budgets: Vec<SharedBudget>,
+    paused_until_ms: Option<i64>,
+    secondary_hits: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SharedBudget {
+    resource: String,
+    limit: u64,
+    remaining: u64,
+    reset: i64,
 }
 
 /// What one answer taught about its credential.
@@ -69,6 +86,56 @@ impl Slot {
             // Not used yet: worth trying before any partly spent one.
             None => Ok(u64::MAX),
         }
+    }
+
+    /// What this credential's state is, as notes for the other replicas
+    /// (kept on its lane row).
+    pub fn notes(&self) -> String {
+        let st = self.state.lock().expect("slot lock");
+        let mut budgets: Vec<SharedBudget> = st
+            .budgets
+            .iter()
+            .map(|(r, b)| SharedBudget {
+                resource: r.as_str().to_string(),
+                limit: b.limit,
+                remaining: b.remaining,
+                reset: b.reset,
+            })
+            .collect();
+        budgets.sort_by(|a, b| a.resource.cmp(&b.resource));
+        serde_json::to_string(&Notes {
+            budgets,
+            paused_until_ms: st.paused_until_ms,
+            secondary_hits: st.secondary_hits,
+        })
+        .expect("notes serialize")
+    }
+
+    /// Takes what another replica learned last (its notes replace this
+    /// replica's view: the lane orders their requests, so the last holder's
+    /// notes are the newest). Notes it cannot read change nothing.
+    pub fn adopt(&self, notes: &str) {
+        let Ok(n) = serde_json::from_str::<Notes>(notes) else {
+            tracing::debug!(credential = %self.id, "unreadable budget notes ignored");
+            return;
+        };
+        let mut st = self.state.lock().expect("slot lock");
+        st.budgets = n
+            .budgets
+            .iter()
+            .filter_map(|b| {
+                Some((
+                    Resource::parse(&b.resource)?,
+                    Budget {
+                        limit: b.limit,
+                        remaining: b.remaining,
+                        reset: b.reset,
+                    },
+                ))
+            })
+            .collect();
+        st.paused_until_ms = n.paused_until_ms;
+        st.secondary_hits = n.secondary_hits;
     }
 
     pub fn paused(&self, now_ms: i64) -> bool {

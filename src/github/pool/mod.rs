@@ -57,11 +57,13 @@ pub struct Pool {
     timeout: Duration,
 }
 
-/// One request in flight per credential across replicas: before sending,
-/// a replica takes the credential's lane row in the shared store (a duty
-/// named after the credential, held past the request's timeout, so a
-/// holder that dies or freezes frees it by itself), and gives it back
-/// after. Within a replica the in-process lane already queues callers.
+/// One request in flight per credential across replicas, and one budget:
+/// before sending, a replica takes the credential's lane row in the shared
+/// store (held past the request's timeout, so a holder that dies or
+/// freezes frees it by itself) and adopts the budget notes the last holder
+/// left on it; after, it leaves its own notes (what GitHub's answer said
+/// of remaining, reset and secondary limits) and gives the lane back.
+/// Within a replica the in-process lane already queues callers.
 struct SharedLanes {
     store: crate::store::Store,
     replica: Arc<str>,
@@ -69,6 +71,16 @@ struct SharedLanes {
 
 /// While another replica's request holds a lane, look again this often.
 const SHARED_LANE_POLL: Duration = Duration::from_millis(5);
+
+/// How often a replica reads the budgets the others left.
+const SHARED_REFRESH: Duration = Duration::from_secs(2);
+
+/// Lane rows are named after their credential under this prefix.
+const LANE_PREFIX: &str = "github:";
+
+fn lane_name(id: &CredId) -> String {
+    format!("{LANE_PREFIX}{id}")
+}
 
 impl Pool {
     pub fn new(cfg: &GithubConfig) -> Result<Pool, PoolError> {
@@ -129,11 +141,11 @@ impl Pool {
     }
 
     /// Waits (up to `max_wait_secs`) for the credential's lane across
-    /// replicas; true once held. A store that cannot answer is waited out
-    /// the same way: sending without the lane could put two requests in
-    /// flight.
-    async fn take_shared_lane(&self, shared: &SharedLanes, id: &CredId) -> bool {
-        let name = format!("github:{id}");
+    /// replicas and adopts the notes on it; true once held. A store that
+    /// cannot answer is waited out the same way: sending without the lane
+    /// could put two requests in flight.
+    async fn take_shared_lane(&self, shared: &SharedLanes, slot: &Slot) -> bool {
+        let name = lane_name(&slot.id);
         // Held past the request's own timeout: a holder that never gives
         // it back (killed, frozen) frees it by itself.
         let ttl_ms = (self.timeout + Duration::from_secs(5)).as_millis() as i64;
@@ -141,15 +153,59 @@ impl Pool {
         loop {
             let taken = shared
                 .store
-                .take_duty(&name, &shared.replica, self.clock.now_ms(), ttl_ms)
+                .take_lane(&name, &shared.replica, self.clock.now_ms(), ttl_ms)
                 .await;
-            if matches!(taken, Ok(true)) {
+            if let Ok(Some(notes)) = taken {
+                if let Some(notes) = notes {
+                    slot.adopt(&notes);
+                }
                 return true;
             }
             if Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(SHARED_LANE_POLL).await;
+        }
+    }
+
+    /// Where replicas share lanes: adopts the budget notes every other
+    /// replica left, so choosing a credential (and `/metrics`, and
+    /// `github status`) sees what they learned. A credential whose lane
+    /// this replica is using is skipped: its own notes are newer. Called
+    /// every few seconds.
+    pub async fn refresh_shared(&self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let notes = match shared.store.lane_notes(LANE_PREFIX).await {
+            Ok(notes) => notes,
+            Err(e) => {
+                tracing::debug!(error = %e, "shared budgets not read");
+                return;
+            }
+        };
+        for (name, n) in notes {
+            let Some(id) = name
+                .strip_prefix(LANE_PREFIX)
+                .and_then(|id| id.parse::<CredId>().ok())
+            else {
+                continue;
+            };
+            let slot = self.slot(&id);
+            if let Ok(_idle) = slot.lane.try_acquire() {
+                slot.adopt(&n);
+            }
+        }
+    }
+
+    /// [`Pool::refresh_shared`] every [`SHARED_REFRESH`] until `stop`.
+    pub async fn follow_shared(self: Arc<Pool>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        while self.shared.is_some() {
+            self.refresh_shared().await;
+            tokio::select! {
+                _ = tokio::time::sleep(SHARED_REFRESH) => {}
+                _ = crate::shutdown::requested(&mut stop) => return,
+            }
         }
     }
 
@@ -292,17 +348,34 @@ impl Pool {
                 continue;
             }
             if let Some(shared) = &self.shared {
-                if !self.take_shared_lane(shared, &slot.id).await {
+                if !self.take_shared_lane(shared, &slot).await {
                     drop(permit);
                     return Err(PoolError::QueueFull(slot.id.clone()));
                 }
-                let answer = self.send_with(&slot, &req, resource).await;
-                let name = format!("github:{}", slot.id);
-                if let Err(e) = shared.store.release_duty(&name, &shared.replica).await {
+                // Another replica may have spent or paused it: then leave
+                // the lane as found and choose again.
+                let usable = slot
+                    .usable(resource, self.clock.now_ms(), self.reserve)
+                    .is_ok();
+                let answer = if usable {
+                    Some(self.send_with(&slot, &req, resource).await)
+                } else {
+                    None
+                };
+                let notes = usable.then(|| slot.notes());
+                let name = lane_name(&slot.id);
+                if let Err(e) = shared
+                    .store
+                    .release_lane(&name, &shared.replica, notes)
+                    .await
+                {
                     tracing::debug!(credential = %slot.id, error = %e, "lane not given back; it lapses");
                 }
                 drop(permit);
-                return answer;
+                match answer {
+                    Some(answer) => return answer,
+                    None => continue,
+                }
             }
             let answer = self.send_with(&slot, &req, resource).await;
             drop(permit);

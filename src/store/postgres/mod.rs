@@ -551,6 +551,68 @@ impl crate::store::Lifecycle for Postgres {
         Ok(())
     }
 
+    async fn take_lane(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        let client = self.client("take_lane").await?;
+        let now = self.db_ms(now_ms);
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO duties (name, holder, until_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE
+                     SET holder = EXCLUDED.holder, until_ms = EXCLUDED.until_ms,
+                         epoch = duties.epoch
+                                 + CASE WHEN duties.holder = EXCLUDED.holder THEN 0 ELSE 1 END
+                     WHERE duties.holder = EXCLUDED.holder OR duties.until_ms < $4
+                 RETURNING state",
+            )
+            .await
+            .map_err(write_err)?;
+        let row = client
+            .query_opt(&stmt, &[&name, &holder, &(now + ttl_ms), &now])
+            .await
+            .map_err(write_err)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn release_lane(
+        &self,
+        name: &str,
+        holder: &str,
+        notes: Option<String>,
+    ) -> Result<(), StoreError> {
+        let client = self.client("release_lane").await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE duties SET until_ms = 0, state = coalesce($3, state)
+                 WHERE name = $1 AND holder = $2",
+            )
+            .await
+            .map_err(write_err)?;
+        client
+            .execute(&stmt, &[&name, &holder, &notes])
+            .await
+            .map_err(write_err)?;
+        Ok(())
+    }
+
+    async fn lane_notes(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let client = self.client("lane_notes").await?;
+        let rows = client
+            .query(
+                "SELECT name, state FROM duties
+                 WHERE starts_with(name, $1) AND state IS NOT NULL ORDER BY name",
+                &[&prefix],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     async fn heartbeat(
         &self,
         holder: &str,

@@ -427,6 +427,26 @@ impl super::Lifecycle for Sqlite {
         Ok(())
     }
 
+    /// One server per file: it holds every lane, and what it learns stays
+    /// in its memory; nothing to share.
+    async fn take_lane(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        Ok(Some(None))
+    }
+
+    async fn release_lane(&self, _: &str, _: &str, _: Option<String>) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn lane_notes(&self, _: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// One server per file: itself.
     async fn heartbeat(&self, _: &str, _: i64, _: i64) -> Result<usize, StoreError> {
         Ok(1)
