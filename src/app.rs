@@ -457,6 +457,13 @@ async fn gateway(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;
+    let throttle = crate::throttle::Throttle::new(gw.auth_failures_per_minute).with_clock(clock);
+    // Behind a load balancer, a guesser meets one limit.
+    let throttle = if journal.is_shared() {
+        throttle.shared(journal.clone(), "gateway")
+    } else {
+        throttle
+    };
     let state = Arc::new(GatewayState {
         pool,
         usage: Arc::new(Recorder::new(metrics.gateway.clone(), journal.clone())),
@@ -464,7 +471,7 @@ async fn gateway(
         cache: Arc::new(cache),
         config: gw.clone(),
         inflight: Default::default(),
-        throttle: crate::throttle::Throttle::new(gw.auth_failures_per_minute).with_clock(clock),
+        throttle,
         body,
     });
     Ok((listener, state))

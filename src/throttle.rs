@@ -1,7 +1,10 @@
 //! Failed authentications per client address: past a number per minute,
 //! the address is refused before its credential is even looked at, so a
-//! guesser learns nothing and costs little. Shared by the admin login and
-//! the API gateway's token check.
+//! guesser learns nothing and costs little. Used by the admin login and
+//! the API gateway's token check. On one node failures are counted in
+//! memory; where replicas share a store they are counted in it, so a
+//! guesser spreading attempts over the replicas behind a load balancer
+//! meets one limit (and memory takes over while the store cannot answer).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::store::Store;
+use crate::store::sessions::Tally;
 
 /// Addresses remembered at most; past it, those quiet for a minute go.
 const MAX_ADDRESSES: usize = 10_000;
@@ -19,6 +24,9 @@ pub struct Throttle {
     /// Failure times (epoch ms on `clock`) per address.
     failures: Mutex<HashMap<IpAddr, Vec<i64>>>,
     clock: Arc<dyn Clock>,
+    /// Where replicas share a store: it, and what this throttle's
+    /// addresses are kept under there (the login's and the gateway's apart).
+    shared: Option<(Store, &'static str)>,
 }
 
 /// How long until the oldest counted failure leaves the window, and a
@@ -37,7 +45,68 @@ impl Throttle {
             per_minute: per_minute.max(1),
             failures: Mutex::default(),
             clock: crate::clock::system(),
+            shared: None,
         }
+    }
+
+    /// Counts failures in `store` (under `kind`), with every replica on it.
+    pub fn shared(mut self, store: Store, kind: &'static str) -> Throttle {
+        self.shared = Some((store, kind));
+        self
+    }
+
+    /// Counts as `tally` says in the shared store: Some(answer) when it
+    /// answered, None when there is none or it could not.
+    async fn tally(&self, from: IpAddr, tally: Tally) -> Option<Option<Duration>> {
+        let (store, kind) = self.shared.as_ref()?;
+        let now = self.clock.now_ms();
+        let address = format!("{kind}:{from}");
+        match store
+            .tally_failure(&address, tally, now, WINDOW_MS, self.per_minute)
+            .await
+        {
+            Ok(over) => Some(over.map(|oldest| wait_from(oldest, now))),
+            Err(e) => {
+                tracing::debug!(error = %e, "shared throttle unavailable; counting here");
+                None
+            }
+        }
+    }
+
+    /// How long `from` must wait before trying again; None when it may try.
+    pub async fn wait(&self, from: IpAddr) -> Option<Duration> {
+        match self.tally(from, Tally::Check).await {
+            Some(answer) => answer,
+            None => self.wait_here(from),
+        }
+    }
+
+    /// Counts an attempt from `from` as a failure before it is checked,
+    /// or says how long to wait: the check and the count are one step, so
+    /// concurrent attempts (on any replica) cannot all pass the check
+    /// before any is counted. A success calls [`Throttle::forgive`].
+    pub async fn reserve(&self, from: IpAddr) -> Result<(), Duration> {
+        match self.tally(from, Tally::Reserve).await {
+            Some(None) => Ok(()),
+            Some(Some(wait)) => Err(wait),
+            None => self.reserve_here(from),
+        }
+    }
+
+    pub async fn fail(&self, from: IpAddr) {
+        if self.tally(from, Tally::Record).await.is_none() {
+            self.fail_here(from);
+        }
+    }
+
+    /// A success: the address starts again from nothing.
+    pub async fn forgive(&self, from: IpAddr) {
+        if let Some((store, kind)) = &self.shared
+            && let Err(e) = store.forgive_failures(&format!("{kind}:{from}")).await
+        {
+            tracing::debug!(error = %e, "shared throttle not reset");
+        }
+        self.failures.lock().expect("throttle lock").remove(&from);
     }
 
     /// Reads time on this clock instead of the system's.
@@ -46,8 +115,7 @@ impl Throttle {
         self
     }
 
-    /// How long `from` must wait before trying again; None when it may try.
-    pub fn wait(&self, from: IpAddr) -> Option<Duration> {
+    fn wait_here(&self, from: IpAddr) -> Option<Duration> {
         let mut failures = self.failures.lock().expect("throttle lock");
         let now = self.clock.now_ms();
         let list = failures.get_mut(&from)?;
@@ -59,11 +127,7 @@ impl Throttle {
         Some(wait_from(oldest, now))
     }
 
-    /// Counts an attempt from `from` as a failure before it is checked,
-    /// or says how long to wait: the check and the count are one step, so
-    /// concurrent attempts cannot all pass the check before any is
-    /// counted. A success calls [`Throttle::forgive`].
-    pub fn reserve(&self, from: IpAddr) -> Result<(), Duration> {
+    fn reserve_here(&self, from: IpAddr) -> Result<(), Duration> {
         let mut failures = self.failures.lock().expect("throttle lock");
         let now = self.clock.now_ms();
         if failures.len() >= MAX_ADDRESSES {
@@ -79,7 +143,7 @@ impl Throttle {
         Ok(())
     }
 
-    pub fn fail(&self, from: IpAddr) {
+    fn fail_here(&self, from: IpAddr) {
         let mut failures = self.failures.lock().expect("throttle lock");
         let now = self.clock.now_ms();
         if failures.len() >= MAX_ADDRESSES {
@@ -91,11 +155,6 @@ impl Throttle {
         if list.len() > self.per_minute as usize {
             list.remove(0);
         }
-    }
-
-    /// A success: the address starts again from nothing.
-    pub fn forgive(&self, from: IpAddr) {
-        self.failures.lock().expect("throttle lock").remove(&from);
     }
 }
 
@@ -110,13 +169,13 @@ mod tests {
         let passed: usize = (0..60)
             .map(|_| {
                 let t = t.clone();
-                std::thread::spawn(move || t.reserve(a).is_ok() as usize)
+                std::thread::spawn(move || t.reserve_here(a).is_ok() as usize)
             })
             .map(|h| h.join().unwrap())
             .sum();
         assert_eq!(passed, 5, "60 at once, 5 a minute");
-        t.forgive(a);
-        assert!(t.reserve(a).is_ok());
+        t.failures.lock().unwrap().remove(&a);
+        assert!(t.reserve_here(a).is_ok());
     }
 
     #[test]
@@ -125,17 +184,17 @@ mod tests {
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..3 {
-            assert_eq!(t.wait(a), None);
-            t.fail(a);
+            assert_eq!(t.wait_here(a), None);
+            t.fail_here(a);
         }
-        let wait = t.wait(a).unwrap();
+        let wait = t.wait_here(a).unwrap();
         assert!(
             wait > Duration::from_secs(55) && wait <= Duration::from_secs(61),
             "{wait:?}"
         );
-        assert_eq!(t.wait(b), None);
-        t.forgive(a);
-        assert_eq!(t.wait(a), None);
+        assert_eq!(t.wait_here(b), None);
+        t.failures.lock().unwrap().remove(&a);
+        assert_eq!(t.wait_here(a), None);
     }
 
     #[test]
@@ -143,24 +202,24 @@ mod tests {
         let clock = crate::clock::ManualClock::starting_now();
         let t = Throttle::new(2).with_clock(clock.clone());
         let a: IpAddr = "10.0.0.3".parse().unwrap();
-        t.fail(a);
+        t.fail_here(a);
         clock.advance(30_000);
-        t.fail(a);
+        t.fail_here(a);
         assert_eq!(
-            t.wait(a),
+            t.wait_here(a),
             Some(Duration::from_secs(31)),
             "30 s left, and one"
         );
-        assert!(t.reserve(a).is_err());
+        assert!(t.reserve_here(a).is_err());
         clock.advance(30_000);
         // The first failure is a minute old: one slot is free again.
-        assert_eq!(t.wait(a), None);
-        assert!(t.reserve(a).is_ok());
+        assert_eq!(t.wait_here(a), None);
+        assert!(t.reserve_here(a).is_ok());
         assert!(
-            t.reserve(a).is_err(),
+            t.reserve_here(a).is_err(),
             "the second and the reservation count"
         );
         clock.advance(60_000);
-        assert!(t.reserve(a).is_ok());
+        assert!(t.reserve_here(a).is_ok());
     }
 }

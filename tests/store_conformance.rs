@@ -211,6 +211,12 @@ async fn sessions_are_found_by_digest_idle_out_end_and_stay_bounded() {
 }
 
 #[tokio::test]
+async fn failed_authentications_are_counted_per_address_in_a_sliding_window() {
+    let dir = tempfile::tempdir().unwrap();
+    common::conformance::auth_failures(&*open(dir.path())).await;
+}
+
+#[tokio::test]
 async fn the_admin_views_read_what_the_writes_rolled_up() {
     let dir = tempfile::tempdir().unwrap();
     common::conformance::views(&*open(dir.path())).await;

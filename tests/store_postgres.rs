@@ -400,6 +400,8 @@ async fn clients_and_sessions_keep_the_contract_sqlite_keeps() {
     common::conformance::clients(&store).await;
     let store = replica(&pg.database("sessions").await).await;
     common::conformance::sessions(&store).await;
+    let store = replica(&pg.database("throttle").await).await;
+    common::conformance::auth_failures(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -51,7 +51,15 @@ impl Auth {
     pub fn new(config: AdminConfig, db_path: &Path, store: Store, clock: Arc<dyn Clock>) -> Auth {
         Auth {
             idle_ms: config.session_idle_minutes as i64 * 60_000,
-            throttle: Throttle::new(config.login_attempts_per_minute).with_clock(clock.clone()),
+            throttle: {
+                let t = Throttle::new(config.login_attempts_per_minute).with_clock(clock.clone());
+                // Behind a load balancer, a guesser meets one limit.
+                if store.is_shared() {
+                    t.shared(store.clone(), "login")
+                } else {
+                    t
+                }
+            },
             config,
             db_path: db_path.to_path_buf(),
             store,
@@ -83,7 +91,10 @@ impl Auth {
         };
         // Counted as failed before the check, so 60 concurrent attempts
         // get 5 checks, not 46.
-        self.throttle.reserve(from).map_err(LoginError::Throttled)?;
+        self.throttle
+            .reserve(from)
+            .await
+            .map_err(LoginError::Throttled)?;
         let checked = hash.clone();
         let ok = tokio::task::spawn_blocking(move || password::verify(&checked, &given))
             .await
@@ -91,7 +102,7 @@ impl Auth {
         if !ok {
             return Err(LoginError::Wrong);
         }
-        self.throttle.forgive(from);
+        self.throttle.forgive(from).await;
         self.open(&hash).await
     }
 

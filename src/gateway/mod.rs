@@ -181,7 +181,7 @@ async fn authenticate(
     h: &HeaderMap,
     peer: std::net::IpAddr,
 ) -> Result<Client, Fetched> {
-    if let Some(wait) = s.throttle.wait(peer) {
+    if let Some(wait) = s.throttle.wait(peer).await {
         let mut f = refuse(
             StatusCode::TOO_MANY_REQUESTS,
             &format!(
@@ -197,7 +197,7 @@ async fn authenticate(
     if let Err(f) = &refused
         && f.status == StatusCode::UNAUTHORIZED
     {
-        s.throttle.fail(peer);
+        s.throttle.fail(peer).await;
     }
     refused
 }

@@ -689,6 +689,23 @@ pub trait Sessions: Send + Sync {
     ) -> Result<Option<sessions::Session>, StoreError>;
     /// Ends a session; idempotent.
     async fn end_session(&self, token_digest: [u8; 32]) -> Result<(), StoreError>;
+    /// Failed authentications from `address` in the `window_ms` before
+    /// `now_ms`, counted for every process on the store: with `limit` or
+    /// more, the time of the oldest counted (so the caller can say how long
+    /// to wait) and, for [`sessions::Tally::Reserve`], nothing counted;
+    /// else None, after counting as `tally` says. Atomic: concurrent
+    /// reservations from any replica never pass `limit` together.
+    /// Failures older than the window are forgotten.
+    async fn tally_failure(
+        &self,
+        address: &str,
+        tally: sessions::Tally,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u32,
+    ) -> Result<Option<i64>, StoreError>;
+    /// A success: `address` starts again from nothing.
+    async fn forgive_failures(&self, address: &str) -> Result<(), StoreError>;
 }
 
 /// Roll-ups for charts, reports and the overview.

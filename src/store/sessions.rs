@@ -1,4 +1,4 @@
-//! Admin UI sessions as stored.
+//! Admin UI sessions, and failed authentications per address, as stored.
 
 /// A session is marked seen again only when its mark is this much older:
 /// page views within a minute of each other write nothing.
@@ -22,4 +22,16 @@ pub struct Session {
     pub csrf: String,
     pub password_digest: [u8; 32],
     pub last_seen_ms: i64,
+}
+
+/// What [`crate::store::Sessions::tally_failure`] does with one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tally {
+    /// Only says whether the address is over its limit.
+    Check,
+    /// Counts the attempt as a failure unless the address is over its
+    /// limit (check and count in one step).
+    Reserve,
+    /// Counts a failure.
+    Record,
 }

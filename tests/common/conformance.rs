@@ -152,6 +152,85 @@ pub async fn sessions<S: Sessions + ?Sized>(store: &S) {
     assert_eq!(store.session([3; 32], later, 0).await.unwrap(), None);
 }
 
+/// Failed authentications per address: counted in a sliding window,
+/// checked and counted in one step, forgiven on success.
+pub async fn auth_failures<S: Sessions + ?Sized>(store: &S) {
+    use gatehouse::store::sessions::Tally;
+    let (t0, minute) = (1_700_000_000_000, 60_000);
+    let (a, b) = ("login:10.0.0.1", "login:10.0.0.2");
+    for i in 0..3 {
+        assert_eq!(
+            store
+                .tally_failure(a, Tally::Reserve, t0 + i, minute, 3)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        store
+            .tally_failure(a, Tally::Reserve, t0 + 10, minute, 3)
+            .await
+            .unwrap(),
+        Some(t0),
+        "full: refused, with the oldest failure's time"
+    );
+    assert_eq!(
+        store
+            .tally_failure(a, Tally::Check, t0 + 10, minute, 3)
+            .await
+            .unwrap(),
+        Some(t0),
+        "the refused reservation was not counted"
+    );
+    assert_eq!(
+        store
+            .tally_failure(b, Tally::Check, t0 + 10, minute, 3)
+            .await
+            .unwrap(),
+        None,
+        "another address is apart"
+    );
+    // A minute after the first, one slot is free again.
+    let later = t0 + minute;
+    assert_eq!(
+        store
+            .tally_failure(a, Tally::Check, later, minute, 3)
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .tally_failure(a, Tally::Record, later, minute, 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .tally_failure(a, Tally::Check, later, minute, 3)
+            .await
+            .unwrap(),
+        Some(t0 + 1)
+    );
+    store.forgive_failures(a).await.unwrap();
+    assert_eq!(
+        store
+            .tally_failure(a, Tally::Check, later, minute, 3)
+            .await
+            .unwrap(),
+        None,
+        "forgiven"
+    );
+    // Many at once: exactly the limit pass.
+    let passed = futures_util::future::join_all(
+        (0..20).map(|_| store.tally_failure(b, Tally::Reserve, later, minute, 5)),
+    )
+    .await
+    .into_iter()
+    .filter(|r| matches!(r, Ok(None)))
+    .count();
+    assert_eq!(passed, 5);
+}
+
 pub async fn appends_dedupe_and_fan_out<S: Deliveries + Jobs + Operator + ?Sized>(journal: &S) {
     use gatehouse::journal::Appended;
     let now = gatehouse::clock::now_ms();

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::{Postgres, read_err, write_err};
 use crate::store::StoreError;
 use crate::store::clients::{ClientRow, StoredClient, Usage};
-use crate::store::sessions::{NewSession, SEEN_GRANULARITY_MS, Session};
+use crate::store::sessions::{NewSession, SEEN_GRANULARITY_MS, Session, Tally};
 
 /// Scopes and owners are kept as JSON arrays of strings.
 fn strings(json: &str) -> Result<Vec<String>, StoreError> {
@@ -303,6 +303,78 @@ impl crate::store::Sessions for Postgres {
                     .await
                     .map_err(write_err)?,
                 &[&&token_digest[..]],
+            )
+            .await
+            .map_err(write_err)?;
+        Ok(())
+    }
+
+    async fn tally_failure(
+        &self,
+        address: &str,
+        tally: Tally,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u32,
+    ) -> Result<Option<i64>, StoreError> {
+        let since = now_ms - window_ms;
+        let mut client = self.client("tally_failure").await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        if tally != Tally::Check {
+            // Replicas counting the same address take turns, so a check
+            // and its count are one step across them.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&address],
+            )
+            .await
+            .map_err(write_err)?;
+            tx.execute(
+                &tx.prepare_cached("DELETE FROM auth_failures WHERE at_ms <= $1")
+                    .await
+                    .map_err(write_err)?,
+                &[&since],
+            )
+            .await
+            .map_err(write_err)?;
+        }
+        let row = tx
+            .query_one(
+                &tx.prepare_cached(
+                    "SELECT count(*), min(at_ms) FROM auth_failures
+                     WHERE address = $1 AND at_ms > $2",
+                )
+                .await
+                .map_err(read_err)?,
+                &[&address, &since],
+            )
+            .await
+            .map_err(read_err)?;
+        let (n, oldest): (i64, Option<i64>) = (row.get(0), row.get(1));
+        let over = (n >= i64::from(limit)).then(|| oldest.unwrap_or(now_ms));
+        if tally == Tally::Record || (tally == Tally::Reserve && over.is_none()) {
+            tx.execute(
+                &tx.prepare_cached("INSERT INTO auth_failures (address, at_ms) VALUES ($1, $2)")
+                    .await
+                    .map_err(write_err)?,
+                &[&address, &now_ms],
+            )
+            .await
+            .map_err(write_err)?;
+        }
+        tx.commit().await.map_err(write_err)?;
+        Ok(over.filter(|_| tally != Tally::Record))
+    }
+
+    async fn forgive_failures(&self, address: &str) -> Result<(), StoreError> {
+        let client = self.client("forgive_failures").await?;
+        client
+            .execute(
+                &client
+                    .prepare_cached("DELETE FROM auth_failures WHERE address = $1")
+                    .await
+                    .map_err(write_err)?,
+                &[&address],
             )
             .await
             .map_err(write_err)?;

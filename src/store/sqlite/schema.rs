@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "sessions",
         include_str!("../../../migrations/sqlite/0011_sessions.sql"),
     ),
+    (
+        12,
+        "auth_failures",
+        include_str!("../../../migrations/sqlite/0012_auth_failures.sql"),
+    ),
 ];
 
 pub fn latest_version() -> u32 {

@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::Sqlite;
 use crate::store::StoreError;
-use crate::store::sessions::{NewSession, SEEN_GRANULARITY_MS, Session};
+use crate::store::sessions::{NewSession, SEEN_GRANULARITY_MS, Session, Tally};
 
 #[async_trait]
 impl crate::store::Sessions for Sqlite {
@@ -111,4 +111,61 @@ impl crate::store::Sessions for Sqlite {
         })
         .await
     }
+
+    async fn tally_failure(
+        &self,
+        address: &str,
+        tally: Tally,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u32,
+    ) -> Result<Option<i64>, StoreError> {
+        let address = address.to_string();
+        let since = now_ms - window_ms;
+        if tally == Tally::Check {
+            return self
+                .read(move |c| over_limit(c, &address, since, limit, now_ms))
+                .await;
+        }
+        // The writer runs one transaction at a time: check and count are
+        // one step.
+        self.write(move |tx| {
+            tx.execute("DELETE FROM auth_failures WHERE at_ms <= ?1", [since])?;
+            let over = over_limit(tx, &address, since, limit, now_ms)?;
+            if over.is_none() || tally == Tally::Record {
+                tx.prepare_cached("INSERT INTO auth_failures (address, at_ms) VALUES (?1, ?2)")?
+                    .execute(params![address, now_ms])?;
+            }
+            Ok(over.filter(|_| tally == Tally::Reserve))
+        })
+        .await
+    }
+
+    async fn forgive_failures(&self, address: &str) -> Result<(), StoreError> {
+        let address = address.to_string();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM auth_failures WHERE address = ?1", [address])
+                .map(drop)
+        })
+        .await
+    }
+}
+
+/// With `limit` or more failures from `address` since `since`, the oldest
+/// one's time.
+fn over_limit(
+    c: &rusqlite::Connection,
+    address: &str,
+    since: i64,
+    limit: u32,
+    now_ms: i64,
+) -> rusqlite::Result<Option<i64>> {
+    let (n, oldest) = c
+        .prepare_cached(
+            "SELECT count(*), min(at_ms) FROM auth_failures WHERE address = ?1 AND at_ms > ?2",
+        )?
+        .query_row(params![address, since], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+        })?;
+    Ok((n >= i64::from(limit)).then(|| oldest.unwrap_or(now_ms)))
 }
