@@ -5,7 +5,9 @@
 //! every acknowledged delivery reaches the consumer; per organisation,
 //! first arrivals follow acknowledgement order, no delivery starts before
 //! the previous one succeeded, and never two are in flight; one delivery
-//! sent to every replica at once is accepted once.
+//! sent to every replica at once is accepted once. Towards GitHub: never
+//! two requests in flight per installation at fakehub, one budget, one
+//! gateway cache and one login throttle for all replicas.
 
 mod common;
 
@@ -631,5 +633,198 @@ async fn every_replica_shows_the_actions_metrics_one_node_would() {
             async || workflow_lines(&common::scrape(&client, &r.base()).await) == want,
         )
         .await;
+    }
+}
+
+/// The gateway cache's bound in the GitHub replicas' test: room for a
+/// few answers, so that the replicas' answers pass it.
+const CACHE_MAX: u64 = 64 * 1024;
+
+/// One replica's config for the GitHub side: the App, a gateway with a
+/// fresh window for one path, the admin login.
+fn github_replica(dir: &Path, i: usize, url: &str, hub: &fakehub::FakeHub) -> PathBuf {
+    let own = dir.join(format!("g{i}"));
+    std::fs::create_dir_all(&own).unwrap();
+    let key = format!("{}/fakehub/testdata/app-a.pem", env!("CARGO_MANIFEST_DIR"));
+    let written = common::binary::write_config(
+        &own,
+        &own.join("gatehouse.db"),
+        &format!(
+            "[github]\napi_url = {:?}\nreserve = 10\n\
+             [[github.apps]]\nid = 101\nprivate_key_file = {key:?}\n\
+             [gateway]\nlisten = \"127.0.0.1:0\"\ncache_max_bytes = {CACHE_MAX}\n\
+             [[gateway.fresh]]\npath = \"^/repos/octo-org/widgets$\"\nsecs = 300\n\
+             [admin]\npassword_hash = {:?}\nlogin_attempts_per_minute = 3\n",
+            hub.url().to_string(),
+            common::admin::password_hash(),
+        ),
+    );
+    let text = std::fs::read_to_string(&written).unwrap();
+    let path = dir.join(format!("g{i}.toml"));
+    std::fs::write(
+        &path,
+        text.replace("[storage]\n", &format!("[storage]\nurl = {url:?}\n")),
+    )
+    .unwrap();
+    path
+}
+
+/// What replicas share of GitHub, through the real binaries: never two
+/// requests in flight per installation, one budget (its reserve kept, no
+/// 403 from GitHub), one response cache; and one login throttle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_githubs_limits_the_gateway_cache_and_the_login_throttle() {
+    let mut hub_config = fakehub::Config::default()
+        .org("octo-org", &["widgets"])
+        .app(101, &common::hub::key("app-a.pub.pem"), &[(11, "octo-org")]);
+    hub_config.fixtures = Some(common::fixtures());
+    hub_config.rate_limit.core = 40;
+    hub_config.rate_limit.window_secs = 600;
+    // Long enough for requests from three replicas to overlap.
+    let mut slow = fakehub::config::FaultConfig::new("GET /repos/**");
+    slow.latency_ms = 5;
+    hub_config.faults.push(slow);
+    let hub = fakehub::FakeHub::start(hub_config).await.unwrap();
+    let pg = Cluster::start();
+    let url = pg.database("github").await;
+    let dir = tempfile::tempdir().unwrap();
+    let servers: Vec<Server> = (0..3)
+        .map(|i| Server::start(&github_replica(dir.path(), i, &url, &hub)))
+        .collect();
+    let gateways: Vec<String> = servers
+        .iter()
+        .map(|s| format!("http://{}", s.gateway_addr().expect("gateway started")))
+        .collect();
+    // A client added through one replica's CLI works on every replica.
+    let (ok, out) = gatehouse(&[
+        "clients",
+        "add",
+        "ci",
+        "--owner",
+        "octo-org",
+        "--config",
+        dir.path().join("g0.toml").to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let token = out
+        .lines()
+        .find(|l| l.starts_with("gth_"))
+        .expect("token printed")
+        .trim()
+        .to_string();
+    let client = reqwest::Client::new();
+    let get = |i: usize, path: String| {
+        let (client, base, token) = (client.clone(), gateways[i % 3].clone(), token.clone());
+        async move {
+            let r = client
+                .get(format!("{base}{path}"))
+                .header("authorization", format!("token {token}"))
+                .send()
+                .await
+                .unwrap();
+            let cache = r
+                .headers()
+                .get("x-gatehouse-cache")
+                .map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), cache)
+        }
+    };
+
+    // 24 different reads at once, 8 through each replica.
+    let answers = futures_util::future::join_all(
+        (0..24).map(|i| get(i, format!("/repos/octo-org/widgets?i={i}"))),
+    )
+    .await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    let installation = |hub: &fakehub::FakeHub| hub.stats().installations[&11].clone();
+    assert_eq!(installation(&hub).requests, 24);
+    assert_eq!(
+        installation(&hub).max_concurrency,
+        1,
+        "one request in flight per installation across replicas"
+    );
+
+    // One replica's fetch is the others' hit.
+    assert_eq!(
+        get(0, "/repos/octo-org/widgets".into()).await,
+        (200, Some("miss".into()))
+    );
+    assert_eq!(
+        get(1, "/repos/octo-org/widgets".into()).await,
+        (200, Some("hit".into()))
+    );
+    assert_eq!(
+        get(2, "/repos/octo-org/widgets".into()).await,
+        (200, Some("hit".into()))
+    );
+    assert_eq!(installation(&hub).requests, 25);
+
+    // Limit 40, reserve 10: five more units, whichever replica asks, then
+    // gatehouse refuses before GitHub has to.
+    let mut statuses = Vec::new();
+    for i in 0..9 {
+        statuses.push(get(i, format!("/repos/octo-org/widgets?more={i}")).await.0);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert!(statuses[5..].iter().all(|s| *s == 403), "{statuses:?}");
+    let spent = installation(&hub);
+    assert_eq!((spent.units_spent, spent.rate_limited), (30, 0));
+
+    // Three wrong passwords, one at each replica: the fourth attempt is
+    // refused wherever it goes, even with the right password.
+    for base in servers.iter().map(|s| s.base.clone()) {
+        let page = common::admin::Admin::anonymous(&base)
+            .try_login("wrong")
+            .await;
+        assert_eq!(page.status, 401, "{}", page.body);
+    }
+    let page = common::admin::Admin::anonymous(&servers[1].base)
+        .try_login(common::admin::PASSWORD)
+        .await;
+    assert_eq!(page.status, 429, "{}", page.body);
+
+    // Past its bound, the shared cache is trimmed by one replica at a time
+    // (a pass every few seconds), and every replica reports its size.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut scrapes = Vec::new();
+        for s in &servers {
+            scrapes.push(
+                client
+                    .get(format!("{}/metrics", s.base))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap(),
+            );
+        }
+        let of = |m: &str, name: &str| common::metric(m, name).unwrap_or(0.0);
+        let evicted: f64 = scrapes
+            .iter()
+            .map(|m| of(m, "gatehouse_gateway_cache_evictions_total"))
+            .sum();
+        let holders: f64 = scrapes
+            .iter()
+            .map(|m| of(m, "gatehouse_duty_held{duty=\"gateway-cache\"}"))
+            .sum();
+        let within = scrapes.iter().all(|m| {
+            let size = of(m, "gatehouse_gateway_cache_size_bytes");
+            size > 0.0 && size <= CACHE_MAX as f64
+        });
+        assert!(holders <= 1.0, "one replica evicts at a time");
+        if evicted > 0.0 && within {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cache was not trimmed: {scrapes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
