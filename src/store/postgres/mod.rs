@@ -516,39 +516,15 @@ impl crate::store::Lifecycle for Postgres {
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<bool, StoreError> {
-        let client = self.client("take_duty").await?;
-        let now = self.db_ms(now_ms);
-        let row = client
-            .query_opt(
-                "INSERT INTO duties (name, holder, until_ms) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO UPDATE
-                     SET holder = EXCLUDED.holder, until_ms = EXCLUDED.until_ms,
-                         epoch = duties.epoch
-                                 + CASE WHEN duties.holder = EXCLUDED.holder THEN 0 ELSE 1 END
-                     WHERE duties.holder = EXCLUDED.holder OR duties.until_ms < $4
-                 RETURNING 1",
-                &[&name, &holder, &(now + ttl_ms), &now],
-            )
-            .await
-            .map_err(write_err)?;
-        Ok(row.is_some())
+        // A duty is a lane whose notes nobody reads.
+        Ok(self
+            .take_lane(name, holder, now_ms, ttl_ms)
+            .await?
+            .is_some())
     }
 
     async fn release_duty(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        let client = self.client("release_duty").await?;
-        client
-            .execute(
-                &client
-                    .prepare_cached(
-                        "UPDATE duties SET until_ms = 0 WHERE name = $1 AND holder = $2",
-                    )
-                    .await
-                    .map_err(write_err)?,
-                &[&name, &holder],
-            )
-            .await
-            .map_err(write_err)?;
-        Ok(())
+        self.release_lane(name, holder, None).await
     }
 
     async fn take_lane(
