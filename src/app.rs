@@ -457,7 +457,8 @@ async fn gateway(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;
-    let throttle = crate::throttle::Throttle::new(gw.auth_failures_per_minute).with_clock(clock);
+    let throttle =
+        crate::throttle::Throttle::new(gw.auth_failures_per_minute).with_clock(clock.clone());
     // Behind a load balancer, a guesser meets one limit.
     let throttle = if journal.is_shared() {
         throttle.shared(journal.clone(), "gateway")
@@ -466,12 +467,21 @@ async fn gateway(
     };
     let state = Arc::new(GatewayState {
         pool,
-        usage: Arc::new(Recorder::new(metrics.gateway.clone(), journal.clone())),
+        usage: {
+            let usage = Recorder::new(metrics.gateway.clone(), journal.clone(), clock.clone());
+            usage.read_back().await;
+            Arc::new(usage)
+        },
         journal,
         cache: Arc::new(cache),
         config: gw.clone(),
         inflight: Default::default(),
         throttle,
+        shares: crate::gateway::share::Shares::new(
+            gw.fair_share_below,
+            gw.priority_share,
+            clock.clone(),
+        ),
         body,
     });
     Ok((listener, state))

@@ -240,6 +240,12 @@ enum GithubCmd {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PriorityArg {
+    Normal,
+    High,
+}
+
 #[derive(Subcommand)]
 enum ClientsCmd {
     /// Create a client and print its token (once: only a hash is kept).
@@ -255,6 +261,19 @@ enum ClientsCmd {
         /// more; none = any. Requests naming no owner use the first.
         #[arg(long = "owner")]
         owners: Vec<String>,
+        /// Rate-limit units the client's requests may spend upstream in
+        /// any hour (cache hits and 304s cost nothing, GraphQL its points),
+        /// as UNITS/h. None = no quota (fair share still applies).
+        #[arg(long)]
+        quota: Option<String>,
+        /// Its part of a fair share when a budget runs low, against other
+        /// active clients' weights.
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        /// high: served from the part of each budget others cannot reach,
+        /// and never held to a fair share (deploys, people).
+        #[arg(long, value_enum, default_value_t = PriorityArg::Normal)]
+        priority: PriorityArg,
     },
     /// Every client with its last hour's requests and rate-limit units.
     List {
@@ -353,7 +372,23 @@ fn main() -> ExitCode {
                 name,
                 scopes,
                 owners,
-            } => cli::clients::add(store, &name, &scopes, &owners).await,
+                quota,
+                weight,
+                priority,
+            } => {
+                let limits = gatehouse::gateway::clients::Limits {
+                    quota_per_hour: quota
+                        .as_deref()
+                        .map(gatehouse::gateway::clients::parse_quota)
+                        .transpose()?,
+                    weight,
+                    priority: match priority {
+                        PriorityArg::Normal => gatehouse::gateway::clients::Priority::Normal,
+                        PriorityArg::High => gatehouse::gateway::clients::Priority::High,
+                    },
+                };
+                cli::clients::add(store, &name, &scopes, &owners, &limits).await
+            }
             ClientsCmd::List { json } => cli::clients::list(store, json).await,
             ClientsCmd::Revoke { name } => cli::clients::revoke(store, &name).await,
         }),

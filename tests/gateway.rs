@@ -1017,3 +1017,173 @@ async fn a_read_only_graphql_scope_refuses_mutations_before_they_go_upstream() {
     post(writer, mutation).await;
     assert_eq!(sent(), after_query + 1);
 }
+
+impl Gw {
+    /// A client with these limits, any owner and scope.
+    fn limited(&self, name: &str, limits: gatehouse::gateway::clients::Limits) -> String {
+        let name = name.to_string();
+        common::beside(&self.app.db_path, async move |store| {
+            gatehouse::gateway::clients::add(
+                store,
+                &name,
+                &[],
+                &[],
+                &limits,
+                gatehouse::clock::now_ms(),
+            )
+            .await
+            .unwrap()
+        })
+    }
+}
+
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quota_refuses_the_first_unit_over_it_as_github_would_and_free_answers_never_count() {
+    let gw = Gw::start(hub_config(), |g| {
+        g.fresh = vec![FreshRule {
+            path: "^/repos/octo-org/widgets$".into(),
+            secs: 600,
+        }];
+    })
+    .await;
+    let token = gw.limited(
+        "batch",
+        gatehouse::gateway::clients::Limits {
+            quota_per_hour: Some(5),
+            ..Default::default()
+        },
+    );
+    // The first read of a fresh path costs one unit; its hits cost none.
+    let r = gw.get(&token, "/repos/octo-org/widgets").await;
+    assert_eq!((r.status().as_u16(), cache_of(&r)), (200, "miss".into()));
+    assert_eq!(header(&r, "x-ratelimit-limit"), "5");
+    assert_eq!(header(&r, "x-ratelimit-remaining"), "4");
+    assert_eq!(header(&r, "x-ratelimit-used"), "1");
+    // GitHub's own budget is still told, aside.
+    assert_eq!(header(&r, "x-gatehouse-upstream-ratelimit-limit"), "5000");
+    for _ in 0..3 {
+        let r = gw.get(&token, "/repos/octo-org/widgets").await;
+        assert_eq!(
+            (cache_of(&r), header(&r, "x-ratelimit-remaining")),
+            ("hit".into(), "4".into())
+        );
+    }
+    // Four more units, each a different read: all served.
+    for i in 0..4 {
+        let r = gw
+            .get(&token, &format!("/repos/octo-org/widgets?n={i}"))
+            .await;
+        assert_eq!(r.status(), 200, "unit {} of 5", i + 2);
+    }
+    let sent = gw.installation_usage(INSTALLATION).requests;
+    // The sixth unit is refused, with GitHub's headers and nothing sent.
+    let r = gw.get(&token, "/repos/octo-org/widgets?n=9").await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(header(&r, "x-ratelimit-remaining"), "0");
+    assert_eq!(header(&r, "x-ratelimit-limit"), "5");
+    assert_eq!(header(&r, "x-ratelimit-used"), "5");
+    assert_eq!(header(&r, "x-ratelimit-resource"), "core");
+    let reset: i64 = header(&r, "x-ratelimit-reset").parse().unwrap();
+    let now = gatehouse::clock::now_ms() / 1000;
+    assert!(reset > now && reset <= now + 3600, "{reset} vs {now}");
+    let v: Value = r.json().await.unwrap();
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"batch\"") && message.contains("quota"),
+        "{message}"
+    );
+    assert_eq!(
+        gw.installation_usage(INSTALLATION).requests,
+        sent,
+        "nothing sent upstream"
+    );
+    // Another client is not held to it.
+    let other = gw.client("other", &[], &[]);
+    assert_eq!(
+        gw.get(&other, "/repos/octo-org/widgets?n=9").await.status(),
+        200
+    );
+    let m = common::scrape(&gw.app.client, &gw.app.base).await;
+    assert_eq!(
+        metric(
+            &m,
+            "gatehouse_gateway_refusals_total{client=\"batch\",rule=\"quota\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
+    let mut hub = hub_config();
+    hub.rate_limit.core = 100;
+    hub.rate_limit.window_secs = 600;
+    let gw = Gw::start(hub, |g| {
+        g.fair_share_below = 0.5;
+        g.priority_share = 0.1;
+    })
+    .await;
+    let runaway = gw.client("runaway", &[], &[]);
+    let normal = gw.client("normal", &[], &[]);
+    let deploy = gw.limited(
+        "deploy",
+        gatehouse::gateway::clients::Limits {
+            priority: gatehouse::gateway::clients::Priority::High,
+            ..Default::default()
+        },
+    );
+    // The runaway reads without end; the normal client reads now and then.
+    let (mut runaway_refused, mut normal_ok) = (0, 0);
+    for i in 0..200 {
+        let r = gw
+            .get(&runaway, &format!("/repos/octo-org/widgets?r={i}"))
+            .await;
+        if r.status() == 403 {
+            runaway_refused += 1;
+            assert_eq!(header(&r, "x-ratelimit-remaining"), "0");
+        } else {
+            assert_eq!(r.status(), 200);
+        }
+        if i % 10 == 0 {
+            let r = gw
+                .get(&normal, &format!("/repos/octo-org/widgets?n={i}"))
+                .await;
+            assert_eq!(
+                r.status(),
+                200,
+                "the normal client keeps working (read {i})"
+            );
+            normal_ok += 1;
+        }
+    }
+    assert!(runaway_refused > 100, "{runaway_refused}");
+    assert_eq!(normal_ok, 20);
+    // The priority part is left for high priority: a deploy still reads.
+    assert_eq!(
+        gw.get(&deploy, "/repos/octo-org/widgets?d=1")
+            .await
+            .status(),
+        200
+    );
+    let spent = gw.installation_usage(INSTALLATION);
+    assert_eq!(spent.rate_limited, 0, "GitHub never had to refuse");
+    assert!(spent.units_spent <= 100 - 10 + 1, "{spent:?}");
+    let m = common::scrape(&gw.app.client, &gw.app.base).await;
+    assert!(
+        metric(
+            &m,
+            "gatehouse_gateway_refusals_total{client=\"runaway\",rule=\"fair_share\"}"
+        )
+        .unwrap_or(0.0)
+            > 0.0,
+        "{m}"
+    );
+}

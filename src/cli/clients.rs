@@ -11,9 +11,10 @@ pub async fn add(
     name: &str,
     scopes: &[String],
     owners: &[String],
+    limits: &clients::Limits,
 ) -> Result<(), CliError> {
     let now = crate::clock::now_ms();
-    let token = clients::add(store, name, scopes, owners, now).await?;
+    let token = clients::add(store, name, scopes, owners, limits, now).await?;
     for s in scopes {
         if clients::Scope::parse(s).is_ok_and(|s| s.posts_graphql()) {
             eprintln!(

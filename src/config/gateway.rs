@@ -36,6 +36,12 @@ pub struct GatewayConfig {
     /// Requests with a bad token allowed per client address per minute;
     /// past it the address gets 429 without its token being looked at.
     pub auth_failures_per_minute: u32,
+    /// Below this part of an owner's budget (until its reset), the
+    /// clients active for it share what remains by weight; 0 = off.
+    pub fair_share_below: f64,
+    /// This last part of an owner's budget is kept for `--priority high`
+    /// clients; 0 = none.
+    pub priority_share: f64,
 }
 
 /// Serve answers for paths matching `path` (a regex on the path and query)
@@ -60,6 +66,8 @@ impl Default for GatewayConfig {
             cache_max_bytes: 256 * 1024 * 1024,
             fresh: Vec::new(),
             auth_failures_per_minute: 20,
+            fair_share_below: 0.25,
+            priority_share: 0.1,
         }
     }
 }

@@ -177,6 +177,32 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
                 ),
             );
         }
+        for (key, v) in [
+            ("gateway.fair_share_below", g.fair_share_below),
+            ("gateway.priority_share", g.priority_share),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                push(
+                    &mut out,
+                    (
+                        key,
+                        format!("{v}: give a part of the budget, from 0 up to (not) 1"),
+                    ),
+                );
+            }
+        }
+        if g.fair_share_below > 0.0 && g.priority_share >= g.fair_share_below {
+            push(
+                &mut out,
+                (
+                    "gateway.priority_share",
+                    format!(
+                        "{} is not below fair_share_below ({}): the fair share would have nothing to divide",
+                        g.priority_share, g.fair_share_below
+                    ),
+                ),
+            );
+        }
         for f in &g.fresh {
             if let Err(e) = regex::Regex::new(&f.path) {
                 push(

@@ -8,6 +8,7 @@ use regex::Regex;
 use sha2::{Digest, Sha256};
 
 use super::graphql::Operation;
+pub use crate::store::clients::{Limits, Priority};
 use crate::store::{Store, StoreError};
 
 /// Prefix of every client token, so a leaked one is recognisable.
@@ -107,6 +108,7 @@ pub struct Client {
     pub scopes: Vec<Scope>,
     /// Lowercase; empty = any owner.
     pub owners: Vec<String>,
+    pub limits: Limits,
 }
 
 impl Client {
@@ -181,9 +183,13 @@ pub async fn add(
     name: &str,
     scopes: &[String],
     owners: &[String],
+    limits: &Limits,
     now_ms: i64,
 ) -> Result<String, ClientError> {
     check_name(name)?;
+    if limits.weight == 0 {
+        return Err(ClientError::Invalid("--weight must be at least 1".into()));
+    }
     for s in scopes {
         Scope::parse(s)?;
     }
@@ -198,7 +204,7 @@ pub async fn add(
     }
     let token = new_token();
     match store
-        .add_client(name, &hash_token(&token), scopes, &owners, now_ms)
+        .add_client(name, &hash_token(&token), scopes, &owners, limits, now_ms)
         .await
     {
         Ok(()) => Ok(token),
@@ -230,7 +236,19 @@ pub async fn lookup(store: &Store, token_hash: &str) -> Result<Option<Client>, C
         name: c.name,
         scopes,
         owners: c.owners,
+        limits: c.limits,
     }))
+}
+
+/// `--quota 100/h`: rate-limit units per hour (`/h` may be left out).
+pub fn parse_quota(text: &str) -> Result<u64, ClientError> {
+    let t = text.trim();
+    let units = t.strip_suffix("/h").unwrap_or(t).trim();
+    units.parse::<u64>().ok().filter(|u| *u > 0).ok_or_else(|| {
+        ClientError::Invalid(format!(
+            "--quota {text:?}: give rate-limit units per hour, such as 500/h"
+        ))
+    })
 }
 
 /// Every client, newest first, with its usage over the hour before `now_ms`.
@@ -247,6 +265,7 @@ mod tests {
             name: "ci".into(),
             scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
             owners: owners.iter().map(|s| s.to_string()).collect(),
+            limits: Limits::default(),
         }
     }
 

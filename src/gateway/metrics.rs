@@ -27,6 +27,12 @@ pub struct ClientLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientRuleLabels {
+    pub client: String,
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
 }
@@ -45,6 +51,9 @@ pub struct GatewayMetrics {
     pub cache_bytes: Gauge,
     pub cache_entries: Gauge,
     pub cache_evictions: Counter,
+    /// Requests refused before reaching GitHub, by client and rule
+    /// (quota, priority, fair_share).
+    pub refusals: Family<ClientRuleLabels, Counter>,
 }
 
 impl Default for GatewayMetrics {
@@ -62,6 +71,7 @@ impl Default for GatewayMetrics {
             cache_bytes: Gauge::default(),
             cache_entries: Gauge::default(),
             cache_evictions: Counter::default(),
+            refusals: Family::default(),
         }
     }
 }
@@ -78,6 +88,11 @@ impl GatewayMetrics {
             "gateway_cache",
             "API gateway answers by client and cache outcome (hit, revalidated, miss, bypass)",
             me.cache.clone(),
+        );
+        r.register(
+            "gateway_refusals",
+            "Requests refused before reaching GitHub to keep a budget for others, by client and rule",
+            me.refusals.clone(),
         );
         r.register(
             "gateway_rate_limit_units_spent",

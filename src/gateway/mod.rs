@@ -10,6 +10,7 @@ pub mod graphql;
 pub mod metrics;
 pub mod rewrite;
 pub mod route;
+pub mod share;
 pub mod upstream;
 pub mod usage;
 
@@ -46,6 +47,8 @@ pub struct GatewayState {
     pub inflight: Inflight,
     /// Bad tokens per client address.
     pub throttle: crate::throttle::Throttle,
+    /// Fair shares and the priority part of each owner's budget.
+    pub shares: share::Shares,
     /// How request bodies are read (the budget is shared with ingest).
     pub body: body::Limits,
 }
@@ -230,7 +233,98 @@ async fn authenticate_token(s: &GatewayState, h: &HeaderMap) -> Result<Client, F
     }
 }
 
+/// Refuses a request that would spend what its client may not (quota,
+/// priority, fair share) before anything is sent upstream; accounts for
+/// what the rest spent; gives a client with a quota its own budget in the
+/// `x-ratelimit-*` headers (the credential's move aside).
 async fn serve(
+    s: &GatewayState,
+    client: &Client,
+    parts: &Parts,
+    target: &route::Target,
+    body: Body,
+) -> Fetched {
+    let resource = crate::github::budget::Resource::for_path(&target.path);
+    let owner = owner_of(s, client, target);
+    let (used, oldest) = s.usage.spent_in_hour(&client.name);
+    let mut admitted = share::quota(client, used, oldest, crate::clock::now_ms());
+    if admitted.is_ok()
+        && let Some(o) = &owner
+    {
+        let within = sorted(&client.owners);
+        let budget = s.pool.owner_budget(o, reach(&within), resource).await;
+        admitted = s.shares.admit(client, o, resource, budget);
+    }
+    let mut f = match admitted {
+        Ok(()) => serve_admitted(s, client, parts, target, body).await,
+        Err(r) => {
+            s.usage.refused(&client.name, r.rule.as_str());
+            let mut f = refuse(StatusCode::FORBIDDEN, &r.message);
+            r.headers(&mut f.headers);
+            return f;
+        }
+    };
+    if let Some(o) = &owner {
+        s.shares.spent(&client.name, o, resource, f.spent);
+    }
+    if let Some(q) = client.limits.quota_per_hour {
+        let (used, oldest) = s.usage.spent_in_hour(&client.name);
+        // Not yet recorded: this request's own units.
+        let used = used + f.spent;
+        for name in [
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-used",
+            "x-ratelimit-reset",
+            "x-ratelimit-resource",
+        ] {
+            if let Some(v) = f.headers.remove(name) {
+                let aside = format!("x-gatehouse-upstream-{}", &name[2..]);
+                f.headers.insert(
+                    http::HeaderName::from_bytes(aside.as_bytes()).expect("a valid name"),
+                    v,
+                );
+            }
+        }
+        share::ratelimit_headers(
+            &mut f.headers,
+            q,
+            q.saturating_sub(used),
+            used,
+            share::quota_reset(oldest, crate::clock::now_ms()),
+            crate::github::budget::Resource::Core,
+        );
+    }
+    f
+}
+
+/// The owner whose credentials serve a request: the path's, else the
+/// client's first, else the configured default.
+fn owner_of(s: &GatewayState, client: &Client, target: &route::Target) -> Option<String> {
+    target
+        .owner
+        .clone()
+        .or_else(|| client.owners.first().cloned())
+        .or_else(|| Some(s.config.default_owner.to_lowercase()).filter(|o| !o.is_empty()))
+}
+
+fn sorted(owners: &[String]) -> Vec<String> {
+    let mut v = owners.to_vec();
+    v.sort();
+    v
+}
+
+/// A client limited to owners is served only by credentials confined to
+/// them.
+fn reach(within: &[String]) -> Reach<'_> {
+    if within.is_empty() {
+        Reach::Any
+    } else {
+        Reach::Within(within)
+    }
+}
+
+async fn serve_admitted(
     s: &GatewayState,
     client: &Client,
     parts: &Parts,
@@ -251,11 +345,7 @@ async fn serve(
     // limited to owners is served only by credentials confined to them,
     // whatever the path: GraphQL, /search or /repositories/{id} can reach
     // any repository the credential can.
-    let owner = target
-        .owner
-        .clone()
-        .or_else(|| client.owners.first().cloned())
-        .or_else(|| Some(s.config.default_owner.to_lowercase()).filter(|o| !o.is_empty()));
+    let owner = owner_of(s, client, target);
     if let Some(o) = &owner
         && let Err(why) = client.check_owner(o)
     {
@@ -280,13 +370,8 @@ async fn serve(
             return refuse(StatusCode::FORBIDDEN, &why);
         }
     }
-    let mut within = client.owners.clone();
-    within.sort();
-    let reach = if within.is_empty() {
-        Reach::Any
-    } else {
-        Reach::Within(&within)
-    };
+    let within = sorted(&client.owners);
+    let reach = reach(&within);
     // Whose credentials read an answer decides who may see it again: an
     // answer read by a credential that reaches further is never served to
     // a client confined to fewer owners.

@@ -1,10 +1,12 @@
 //! Per-client accounting: Prometheus counters at once, and per-minute rows
 //! in the journal (flushed every few seconds through the group-commit
-//! writer) for `gatehouse clients list` and the admin UI.
+//! writer) for `gatehouse clients list` and the admin UI. From those rows
+//! (every replica's) and what this process has not flushed yet, the units
+//! each client spent upstream in the last hour, for its quota.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::clients::Usage;
@@ -54,19 +56,91 @@ pub struct Served<'a> {
 pub struct Recorder {
     metrics: GatewayMetrics,
     journal: Store,
+    clock: Arc<dyn crate::clock::Clock>,
     pending: Mutex<HashMap<(String, i64), Usage>>,
+    /// Units per client and minute as last read back from the journal.
+    flushed: Mutex<HashMap<String, BTreeMap<i64, u64>>>,
+    /// Units flushed but not yet read back.
+    in_transit: Mutex<HashMap<(String, i64), u64>>,
     free: AtomicU64,
     cacheable: AtomicU64,
 }
 
+/// A quota's window, in minutes.
+const HOUR_MINUTES: i64 = 60;
+
 impl Recorder {
-    pub fn new(metrics: GatewayMetrics, journal: Store) -> Recorder {
+    pub fn new(
+        metrics: GatewayMetrics,
+        journal: Store,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Recorder {
         Recorder {
             metrics,
             journal,
+            clock,
             pending: Mutex::default(),
+            flushed: Mutex::default(),
+            in_transit: Mutex::default(),
             free: AtomicU64::new(0),
             cacheable: AtomicU64::new(0),
+        }
+    }
+
+    /// Units `client` spent upstream in the hour before now (minutes
+    /// whole), and the minute its oldest counted units leave the hour.
+    pub fn spent_in_hour(&self, client: &str) -> (u64, Option<i64>) {
+        let now_minute = self.clock.now_ms() / 60_000;
+        let first = now_minute - HOUR_MINUTES + 1;
+        let mut by_minute: BTreeMap<i64, u64> = BTreeMap::new();
+        if let Some(m) = self.flushed.lock().expect("usage lock").get(client) {
+            for (minute, units) in m.range(first..) {
+                *by_minute.entry(*minute).or_default() += units;
+            }
+        }
+        for ((c, minute), units) in self.in_transit.lock().expect("usage lock").iter() {
+            if c == client && *minute >= first {
+                *by_minute.entry(*minute).or_default() += units;
+            }
+        }
+        for ((c, minute), u) in self.pending.lock().expect("usage lock").iter() {
+            if c == client && *minute >= first && u.units_spent > 0 {
+                *by_minute.entry(*minute).or_default() += u.units_spent as u64;
+            }
+        }
+        let oldest = by_minute.keys().next().copied();
+        (by_minute.values().sum(), oldest)
+    }
+
+    /// A request refused by `rule` before it reached GitHub.
+    pub fn refused(&self, client: &str, rule: &str) {
+        self.metrics
+            .refusals
+            .get_or_create(&crate::gateway::metrics::ClientRuleLabels {
+                client: client.to_string(),
+                rule: rule.to_string(),
+            })
+            .inc();
+    }
+
+    /// Reads every replica's flushed units of the last hour back (after a
+    /// flush, and at start).
+    pub async fn read_back(&self) {
+        let since = self.clock.now_ms() / 60_000 - HOUR_MINUTES;
+        match self.journal.units_by_minute(since).await {
+            Ok(rows) => {
+                let mut m: HashMap<String, BTreeMap<i64, u64>> = HashMap::new();
+                for (client, minute, units) in rows {
+                    m.entry(client)
+                        .or_default()
+                        .insert(minute, units.max(0) as u64);
+                }
+                // One step: what was in transit is in what was read.
+                let mut flushed = self.flushed.lock().expect("usage lock");
+                *flushed = m;
+                self.in_transit.lock().expect("usage lock").clear();
+            }
+            Err(e) => tracing::warn!(error = %e, "gateway: cannot read client usage back"),
         }
     }
 
@@ -104,7 +178,7 @@ impl Recorder {
             };
             m.hit_ratio.set(free as f64 / cacheable as f64);
         }
-        let minute = crate::clock::now_ms() / 60_000;
+        let minute = self.clock.now_ms() / 60_000;
         let mut pending = self.pending.lock().expect("usage lock");
         let u = pending.entry((client, minute)).or_default();
         u.requests += 1;
@@ -120,16 +194,28 @@ impl Recorder {
 
     /// Adds the pending counts to the journal's per-minute rows.
     pub async fn flush(&self) {
-        let rows: Vec<((String, i64), Usage)> =
-            self.pending.lock().expect("usage lock").drain().collect();
-        if rows.is_empty() {
-            return;
+        let rows: Vec<((String, i64), Usage)> = {
+            let mut pending = self.pending.lock().expect("usage lock");
+            let mut in_transit = self.in_transit.lock().expect("usage lock");
+            let rows: Vec<_> = pending.drain().collect();
+            for ((client, minute), u) in &rows {
+                if u.units_spent > 0 {
+                    *in_transit.entry((client.clone(), *minute)).or_default() +=
+                        u.units_spent as u64;
+                }
+            }
+            rows
+        };
+        if !rows.is_empty() {
+            let oldest = self.clock.now_ms() / 60_000 - KEEP_MINUTES;
+            let result = self.journal.add_usage(rows, oldest).await;
+            if let Err(e) = result {
+                // Lost rows only shorten `clients list`; the counters have
+                // them (and quotas, until the next read back).
+                tracing::warn!(error = %e, "gateway: cannot record client usage");
+                return;
+            }
         }
-        let oldest = crate::clock::now_ms() / 60_000 - KEEP_MINUTES;
-        let result = self.journal.add_usage(rows, oldest).await;
-        if let Err(e) = result {
-            // Lost rows only shorten `clients list`; the counters have them.
-            tracing::warn!(error = %e, "gateway: cannot record client usage");
-        }
+        self.read_back().await;
     }
 }

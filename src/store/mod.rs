@@ -645,6 +645,7 @@ pub trait Clients: Send + Sync {
         token_hash: &str,
         scopes: &[String],
         owners: &[String],
+        limits: &clients::Limits,
         now_ms: i64,
     ) -> Result<(), StoreError>;
     /// [`StoreError::NotFound`] when no active client has the name.
@@ -653,6 +654,12 @@ pub trait Clients: Send + Sync {
     async fn client_by_token(&self, token_hash: &str) -> Result<Option<StoredClient>, StoreError>;
     /// Every client, newest first, with its usage over the hour before now.
     async fn clients(&self, now_ms: i64) -> Result<Vec<ClientRow>, StoreError>;
+    /// Units spent upstream per client and minute, from `since_minute` on
+    /// (every replica's, as flushed).
+    async fn units_by_minute(
+        &self,
+        since_minute: i64,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError>;
     /// Adds per-minute usage to each (client, minute) and drops minutes
     /// before `oldest_minute`, in one transaction.
     async fn add_usage(

@@ -60,19 +60,27 @@ pub fn failed_at(now_ms: i64) -> Attempt {
 /// Clients are kept by token hash; a name is unique while active and may
 /// be reused once revoked; usage adds up per minute.
 pub async fn clients<S: Clients + ?Sized>(store: &S) {
+    use gatehouse::store::clients::{Limits, Priority};
     let scopes = vec!["GET /repos/.*".to_string()];
+    let limits = Limits {
+        quota_per_hour: Some(500),
+        weight: 3,
+        priority: Priority::High,
+    };
     store
-        .add_client("ci", "hash-1", &scopes, &["acme".into()], 1)
+        .add_client("ci", "hash-1", &scopes, &["acme".into()], &limits, 1)
         .await
         .unwrap();
     assert!(matches!(
-        store.add_client("ci", "hash-2", &[], &[], 2).await,
+        store
+            .add_client("ci", "hash-2", &[], &[], &Limits::default(), 2)
+            .await,
         Err(StoreError::Invalid(_))
     ));
     let c = store.client_by_token("hash-1").await.unwrap().unwrap();
     assert_eq!(
-        (c.name.as_str(), c.scopes, c.owners),
-        ("ci", scopes, vec!["acme".to_string()])
+        (c.name.as_str(), c.scopes, c.owners, c.limits),
+        ("ci", scopes, vec!["acme".to_string()], limits)
     );
     assert!(store.client_by_token("hash-2").await.unwrap().is_none());
     // Usage: two flushes of one minute add up; an older minute is cut.
@@ -91,16 +99,39 @@ pub async fn clients<S: Clients + ?Sized>(store: &S) {
         .add_usage(vec![(("ci".into(), minute), used(4, 1))], minute - 120)
         .await
         .unwrap();
+    store
+        .add_usage(
+            vec![(
+                ("ci".into(), minute - 1),
+                Usage {
+                    units_spent: 5,
+                    ..Usage::default()
+                },
+            )],
+            minute - 120,
+        )
+        .await
+        .unwrap();
     let rows = store.clients(now).await.unwrap();
     assert_eq!(rows[0].last_hour.requests, 7);
     assert_eq!(rows[0].last_hour.hits, 3);
+    assert_eq!(rows[0].limits.quota_per_hour, Some(500));
+    // Units by minute: only minutes that spent, from the one asked on.
+    assert_eq!(
+        store.units_by_minute(minute - 1).await.unwrap(),
+        vec![("ci".to_string(), minute - 1, 5)]
+    );
+    assert!(store.units_by_minute(minute).await.unwrap().is_empty());
     store.revoke_client("ci", 3).await.unwrap();
     assert!(store.client_by_token("hash-1").await.unwrap().is_none());
     assert!(matches!(
         store.revoke_client("ci", 4).await,
         Err(StoreError::NotFound(_))
     ));
-    store.add_client("ci", "hash-3", &[], &[], 5).await.unwrap();
+    store
+        .add_client("ci", "hash-3", &[], &[], &Limits::default(), 5)
+        .await
+        .unwrap();
     let rows = store.clients(now).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].revoked_at_ms.is_none());

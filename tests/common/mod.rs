@@ -390,9 +390,16 @@ pub fn add_client(db: &Path, name: &str, scopes: &[&str], owners: &[&str]) -> St
     let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let (name, scopes, owners) = (name.to_string(), owned(scopes), owned(owners));
     beside(db, async move |store| {
-        gatehouse::gateway::clients::add(store, &name, &scopes, &owners, gatehouse::clock::now_ms())
-            .await
-            .unwrap()
+        gatehouse::gateway::clients::add(
+            store,
+            &name,
+            &scopes,
+            &owners,
+            &Default::default(),
+            gatehouse::clock::now_ms(),
+        )
+        .await
+        .unwrap()
     })
 }
 

@@ -138,6 +138,16 @@ impl Slot {
         st.secondary_hits = n.secondary_hits;
     }
 
+    /// What GitHub last reported of this credential's `resource` budget.
+    pub fn budget(&self, resource: Resource) -> Option<Budget> {
+        self.state
+            .lock()
+            .expect("slot lock")
+            .budgets
+            .get(&resource)
+            .copied()
+    }
+
     pub fn paused(&self, now_ms: i64) -> bool {
         let st = self.state.lock().expect("slot lock");
         st.paused_until_ms.is_some_and(|u| u > now_ms)

@@ -280,6 +280,33 @@ impl Pool {
         self.send_among(&candidates, req).await
     }
 
+    /// What remains of `owner`'s budget for `resource` across the
+    /// credentials `reach` allows, as GitHub last reported each (limits
+    /// and remaining summed, above `reserve`; the earliest reset). None
+    /// while any of them is unused or past its reset: then plenty remains.
+    pub async fn owner_budget(
+        &self,
+        owner: &str,
+        reach: Reach<'_>,
+        resource: Resource,
+    ) -> Option<crate::github::budget::Budget> {
+        let candidates = self.candidates(owner, reach).await.ok()?;
+        let now = self.now_secs();
+        let mut sum: Option<crate::github::budget::Budget> = None;
+        for id in &candidates {
+            let b = self.slot(id).budget(resource).filter(|b| b.reset > now)?;
+            let s = sum.get_or_insert(crate::github::budget::Budget {
+                limit: 0,
+                remaining: 0,
+                reset: b.reset,
+            });
+            s.limit += b.limit.saturating_sub(self.reserve);
+            s.remaining += b.remaining.saturating_sub(self.reserve);
+            s.reset = s.reset.min(b.reset);
+        }
+        sum
+    }
+
     /// Sends a request as App `app_id` itself (its JWT), one at a time
     /// like every credential, within the budget GitHub reports for it.
     pub async fn send_app(&self, app_id: i64, req: Request) -> Result<Answer, PoolError> {

@@ -6,8 +6,12 @@ use async_trait::async_trait;
 
 use super::{Postgres, read_err, write_err};
 use crate::store::StoreError;
-use crate::store::clients::{ClientRow, StoredClient, Usage};
+use crate::store::clients::{ClientRow, Limits, StoredClient, Usage};
 use crate::store::sessions::{NewSession, SEEN_GRANULARITY_MS, Session, Tally};
+
+fn limits(json: &str) -> Result<Limits, StoreError> {
+    Limits::from_json(json).map_err(|e| StoreError::Read(format!("a client's limits: {e}")))
+}
 
 /// Scopes and owners are kept as JSON arrays of strings.
 fn strings(json: &str) -> Result<Vec<String>, StoreError> {
@@ -22,8 +26,10 @@ impl crate::store::Clients for Postgres {
         token_hash: &str,
         scopes: &[String],
         owners: &[String],
+        limits: &Limits,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let limits = limits.to_json();
         let scopes = serde_json::to_string(scopes).expect("strings serialise");
         let owners = serde_json::to_string(owners).expect("strings serialise");
         let client = self.client("add_client").await?;
@@ -32,16 +38,16 @@ impl crate::store::Clients for Postgres {
             .execute(
                 &client
                     .prepare_cached(
-                        "INSERT INTO clients (name, token_hash, scopes, owners, created_at_ms)
-                 VALUES ($1, $2, $3, $4, $5)
+                        "INSERT INTO clients (name, token_hash, scopes, owners, created_at_ms, limits)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash,
-                     scopes = excluded.scopes, owners = excluded.owners,
+                     scopes = excluded.scopes, owners = excluded.owners, limits = excluded.limits,
                      created_at_ms = excluded.created_at_ms, revoked_at_ms = NULL
                  WHERE clients.revoked_at_ms IS NOT NULL",
                     )
                     .await
                     .map_err(write_err)?,
-                &[&name, &token_hash, &scopes, &owners, &now_ms],
+                &[&name, &token_hash, &scopes, &owners, &now_ms, &limits],
             )
             .await
             .map_err(write_err)?;
@@ -76,7 +82,7 @@ impl crate::store::Clients for Postgres {
             .query_opt(
                 &client
                     .prepare_cached(
-                        "SELECT name, scopes, owners FROM clients
+                        "SELECT name, scopes, owners, limits FROM clients
                  WHERE token_hash = $1 AND revoked_at_ms IS NULL",
                     )
                     .await
@@ -90,6 +96,7 @@ impl crate::store::Clients for Postgres {
                 name: r.get(0),
                 scopes: strings(r.get(1))?,
                 owners: strings(r.get(2))?,
+                limits: limits(r.get(3))?,
             })
         })
         .transpose()
@@ -100,7 +107,7 @@ impl crate::store::Clients for Postgres {
         let client = self.client("clients").await?;
         let rows = client
             .query(
-                &client.prepare_cached("SELECT c.name, c.scopes, c.owners, c.created_at_ms, c.revoked_at_ms,
+                &client.prepare_cached("SELECT c.name, c.scopes, c.owners, c.created_at_ms, c.revoked_at_ms, c.limits,
                         COALESCE(SUM(u.requests), 0)::BIGINT, COALESCE(SUM(u.hits), 0)::BIGINT,
                         COALESCE(SUM(u.revalidated), 0)::BIGINT, COALESCE(SUM(u.misses), 0)::BIGINT,
                         COALESCE(SUM(u.bypassed), 0)::BIGINT, COALESCE(SUM(u.units_spent), 0)::BIGINT,
@@ -119,18 +126,43 @@ impl crate::store::Clients for Postgres {
                     owners: strings(r.get(2))?,
                     created_at_ms: r.get(3),
                     revoked_at_ms: r.get(4),
+                    limits: limits(r.get(5))?,
                     last_hour: Usage {
-                        requests: r.get(5),
-                        hits: r.get(6),
-                        revalidated: r.get(7),
-                        misses: r.get(8),
-                        bypassed: r.get(9),
-                        units_spent: r.get(10),
-                        units_saved: r.get(11),
+                        requests: r.get(6),
+                        hits: r.get(7),
+                        revalidated: r.get(8),
+                        misses: r.get(9),
+                        bypassed: r.get(10),
+                        units_spent: r.get(11),
+                        units_saved: r.get(12),
                     },
                 })
             })
             .collect()
+    }
+
+    async fn units_by_minute(
+        &self,
+        since_minute: i64,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let client = self.client("units_by_minute").await?;
+        let rows = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT client, minute, units_spent FROM client_usage
+                         WHERE minute >= $1 AND units_spent > 0",
+                    )
+                    .await
+                    .map_err(read_err)?,
+                &[&since_minute],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 
     async fn add_usage(

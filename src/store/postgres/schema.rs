@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "shared_gateway",
         include_str!("../../../migrations/postgres/0009_shared_gateway.sql"),
     ),
+    (
+        10,
+        "client_limits",
+        include_str!("../../../migrations/postgres/0010_client_limits.sql"),
+    ),
 ];
 
 /// Any constant: every gatehouse migrating this database takes this lock.

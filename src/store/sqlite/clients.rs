@@ -5,7 +5,13 @@ use rusqlite::{OptionalExtension, params};
 
 use super::Sqlite;
 use crate::store::StoreError;
-use crate::store::clients::{ClientRow, StoredClient, Usage};
+use crate::store::clients::{ClientRow, Limits, StoredClient, Usage};
+
+fn limits(json: &str, col: usize) -> rusqlite::Result<Limits> {
+    Limits::from_json(json).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, e.into())
+    })
+}
 
 /// Scopes and owners are kept as JSON arrays of strings.
 fn strings(json: &str, col: usize) -> rusqlite::Result<Vec<String>> {
@@ -22,9 +28,11 @@ impl crate::store::Clients for Sqlite {
         token_hash: &str,
         scopes: &[String],
         owners: &[String],
+        limits: &Limits,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let (name, token_hash) = (name.to_string(), token_hash.to_string());
+        let limits = limits.to_json();
         let scopes = serde_json::to_string(scopes).expect("strings serialise");
         let owners = serde_json::to_string(owners).expect("strings serialise");
         let taken = self
@@ -40,9 +48,9 @@ impl crate::store::Clients for Sqlite {
                     return Ok(Some(name));
                 }
                 tx.execute(
-                    "INSERT OR REPLACE INTO clients (name, token_hash, scopes, owners, created_at_ms, revoked_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-                    params![name, token_hash, scopes, owners, now_ms],
+                    "INSERT OR REPLACE INTO clients (name, token_hash, scopes, owners, limits, created_at_ms, revoked_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+                    params![name, token_hash, scopes, owners, limits, now_ms],
                 )?;
                 Ok(None)
             })
@@ -77,7 +85,7 @@ impl crate::store::Clients for Sqlite {
         let token_hash = token_hash.to_string();
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT name, scopes, owners FROM clients
+                "SELECT name, scopes, owners, limits FROM clients
                  WHERE token_hash = ?1 AND revoked_at_ms IS NULL",
             )?
             .query_row([&token_hash], |r| {
@@ -85,6 +93,7 @@ impl crate::store::Clients for Sqlite {
                     name: r.get(0)?,
                     scopes: strings(&r.get::<_, String>(1)?, 1)?,
                     owners: strings(&r.get::<_, String>(2)?, 2)?,
+                    limits: limits(&r.get::<_, String>(3)?, 3)?,
                 })
             })
             .optional()
@@ -96,7 +105,7 @@ impl crate::store::Clients for Sqlite {
         let since = now_ms / 60_000 - 60;
         self.read(move |c| {
             let mut stmt = c.prepare(
-                "SELECT c.name, c.scopes, c.owners, c.created_at_ms, c.revoked_at_ms,
+                "SELECT c.name, c.scopes, c.owners, c.created_at_ms, c.revoked_at_ms, c.limits,
                         COALESCE(SUM(u.requests), 0), COALESCE(SUM(u.hits), 0),
                         COALESCE(SUM(u.revalidated), 0), COALESCE(SUM(u.misses), 0),
                         COALESCE(SUM(u.bypassed), 0), COALESCE(SUM(u.units_spent), 0),
@@ -113,17 +122,33 @@ impl crate::store::Clients for Sqlite {
                     owners: serde_json::from_str(&owners).unwrap_or_default(),
                     created_at_ms: r.get(3)?,
                     revoked_at_ms: r.get(4)?,
+                    limits: limits(&r.get::<_, String>(5)?, 5)?,
                     last_hour: Usage {
-                        requests: r.get(5)?,
-                        hits: r.get(6)?,
-                        revalidated: r.get(7)?,
-                        misses: r.get(8)?,
-                        bypassed: r.get(9)?,
-                        units_spent: r.get(10)?,
-                        units_saved: r.get(11)?,
+                        requests: r.get(6)?,
+                        hits: r.get(7)?,
+                        revalidated: r.get(8)?,
+                        misses: r.get(9)?,
+                        bypassed: r.get(10)?,
+                        units_spent: r.get(11)?,
+                        units_saved: r.get(12)?,
                     },
                 })
             })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn units_by_minute(
+        &self,
+        since_minute: i64,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT client, minute, units_spent FROM client_usage
+                 WHERE minute >= ?1 AND units_spent > 0",
+            )?;
+            let rows = stmt.query_map([since_minute], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect()
         })
         .await

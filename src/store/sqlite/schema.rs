@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "auth_failures",
         include_str!("../../../migrations/sqlite/0012_auth_failures.sql"),
     ),
+    (
+        13,
+        "client_limits",
+        include_str!("../../../migrations/sqlite/0013_client_limits.sql"),
+    ),
 ];
 
 pub fn latest_version() -> u32 {
