@@ -653,6 +653,7 @@ fn github_replica(dir: &Path, i: usize, url: &str, hub: &fakehub::FakeHub) -> Pa
             "[github]\napi_url = {:?}\nreserve = 10\n\
              [[github.apps]]\nid = 101\nprivate_key_file = {key:?}\n\
              [gateway]\nlisten = \"127.0.0.1:0\"\ncache_max_bytes = {CACHE_MAX}\n\
+             fair_share_below = 0\npriority_share = 0\n\
              [[gateway.fresh]]\npath = \"^/repos/octo-org/widgets$\"\nsecs = 300\n\
              [admin]\npassword_hash = {:?}\nlogin_attempts_per_minute = 3\n",
             hub.url().to_string(),
@@ -760,7 +761,8 @@ async fn three_replicas_share_githubs_limits_the_gateway_cache_and_the_login_thr
     assert_eq!(installation(&hub).requests, 25);
 
     // Limit 40, reserve 10: five more units, whichever replica asks, then
-    // gatehouse refuses before GitHub has to.
+    // gatehouse refuses before GitHub has to (fair shares are off here, so
+    // the reserve alone decides).
     let mut statuses = Vec::new();
     for i in 0..9 {
         statuses.push(get(i, format!("/repos/octo-org/widgets?more={i}")).await.0);
