@@ -16,13 +16,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, bodies, consumer, post_all, post_push, wait_for};
+use common::{Server, bodies, consumer, post_all, wait_for};
 
 /// The one route every phase forwards to.
 fn route(consumer: &str) -> String {
@@ -59,42 +57,9 @@ async fn drain(dir: &Path, n: usize, orgs: usize) {
 async fn latency(dir: &Path) {
     let (url, c) = consumer().await;
     let server = Server::start(&dir.join("latency"), &route(&url));
-    let bodies = Arc::new(bodies(50));
-    let client = reqwest::Client::new();
     let rate = 200u32;
     let total = rate * 20;
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..total {
-        tokio::time::sleep_until(
-            (started + Duration::from_secs_f64(i as f64 / rate as f64)).into(),
-        )
-        .await;
-        let (client, base, bodies, sent) = (
-            client.clone(),
-            server.base.clone(),
-            bodies.clone(),
-            sent.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let guid = format!("l-{i}");
-            let (body, sig) = &bodies[i as usize % bodies.len()];
-            sent.lock().unwrap().insert(guid.clone(), Instant::now());
-            assert!(post_push(&client, &base, &guid, body, sig).await);
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    wait_for(&c, total as usize, Duration::from_secs(60)).await;
-    let arrivals = c.arrivals.lock().unwrap();
-    let sent = sent.lock().unwrap();
-    let mut lat: Vec<f64> = sent
-        .iter()
-        .map(|(g, t0)| (arrivals[g] - *t0).as_secs_f64() * 1000.0)
-        .collect();
-    lat.sort_by(|a, b| a.total_cmp(b));
+    let lat = common::paced_latencies(&[server.base.clone()], &c, rate, total, "l").await;
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
         "latency     {total} deliveries at {rate}/s: POST → consumer p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",

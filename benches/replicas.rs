@@ -244,55 +244,7 @@ async fn drain(setup: &Setup, c: &common::Consumer, n: usize) -> f64 {
 
 /// 200/s for 10 s, POST to arrival: (p50 ms, p99 ms).
 async fn e2e(bases: &[String], c: &common::Consumer) -> (f64, f64) {
-    let bodies = Arc::new(bodies(50));
-    let client = reqwest::Client::new();
-    let (rate, total) = (200u32, 2000u32);
-    let sent = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..total {
-        tokio::time::sleep_until(
-            (started + Duration::from_secs_f64(i as f64 / rate as f64)).into(),
-        )
-        .await;
-        let (client, base, bodies, sent) = (
-            client.clone(),
-            bases[i as usize % bases.len()].clone(),
-            bodies.clone(),
-            sent.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let guid = format!("e-{i}");
-            let (body, sig) = &bodies[i as usize % bodies.len()];
-            sent.lock().unwrap().insert(guid.clone(), Instant::now());
-            assert!(post_push(&client, &base, &guid, body, sig).await);
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let have = c
-            .arrivals
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|g| g.starts_with("e-"))
-            .count();
-        if have == total as usize {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{have} of {total} arrived");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let arrivals = c.arrivals.lock().unwrap();
-    let sent = sent.lock().unwrap();
-    let mut lat: Vec<f64> = sent
-        .iter()
-        .map(|(g, t0)| (arrivals[g] - *t0).as_secs_f64() * 1000.0)
-        .collect();
-    lat.sort_by(|a, b| a.total_cmp(b));
+    let lat = common::paced_latencies(bases, c, 200, 2000, "e").await;
     (pct(&lat, 0.5), pct(&lat, 0.99))
 }
 

@@ -319,3 +319,67 @@ pub async fn post_all(bases: &[String], bodies: &[(bytes::Bytes, String)], n: us
         t.await.unwrap();
     }
 }
+
+/// Posts `total` deliveries (`{prefix}-{i}`) at `rate`/s in an open loop,
+/// delivery i to `bases[i % bases.len()]`, each acknowledged; waits
+/// (bounded by a minute) for all of them at the consumer. Returns each
+/// one's time from POST to arrival, in ms, sorted.
+pub async fn paced_latencies(
+    bases: &[String],
+    c: &Consumer,
+    rate: u32,
+    total: u32,
+    prefix: &str,
+) -> Vec<f64> {
+    let bodies = Arc::new(bodies(50));
+    let client = reqwest::Client::new();
+    let sent: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..total {
+        tokio::time::sleep_until(
+            (started + Duration::from_secs_f64(i as f64 / rate as f64)).into(),
+        )
+        .await;
+        let (client, base, bodies, sent) = (
+            client.clone(),
+            bases[i as usize % bases.len()].clone(),
+            bodies.clone(),
+            sent.clone(),
+        );
+        let guid = format!("{prefix}-{i}");
+        tasks.push(tokio::spawn(async move {
+            let (body, sig) = &bodies[i as usize % bodies.len()];
+            sent.lock().unwrap().insert(guid.clone(), Instant::now());
+            assert!(post_push(&client, &base, &guid, body, sig).await);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mine = |c: &Consumer| {
+        c.arrivals
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|g| g.starts_with(&format!("{prefix}-")))
+            .count()
+    };
+    loop {
+        let have = mine(c);
+        if have == total as usize {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{have} of {total} arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arrivals = c.arrivals.lock().unwrap();
+    let sent = sent.lock().unwrap();
+    let mut lat: Vec<f64> = sent
+        .iter()
+        .map(|(g, t0)| (arrivals[g] - *t0).as_secs_f64() * 1000.0)
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    lat
+}
