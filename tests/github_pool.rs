@@ -145,19 +145,7 @@ async fn traffic_spreads_by_budget_and_never_meets_a_rate_limit_while_budget_rem
 async fn sixty_four_concurrent_callers_keep_one_request_in_flight_per_credential() {
     let hub = FakeHub::start(slow_two_apps()).await.unwrap();
     let p = std::sync::Arc::new(pool(&hub, &[(101, "app-a.pem")], &[]));
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let p = p.clone();
-        tasks.push(tokio::spawn(async move {
-            p.send("octo-org", Request::get("/repos/octo-org/widgets"))
-                .await
-                .unwrap()
-                .status
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
-    }
+    read_at_once(&[p], 64).await;
     let s = hub.stats();
     assert_eq!(s.installations[&11].requests, 64);
     assert_eq!(
@@ -181,27 +169,28 @@ async fn sixty_four_concurrent_callers_keep_one_request_in_flight_per_credential
 /// costs waiting, not a second request).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_sharing_a_database_keep_one_request_in_flight_per_credential() {
-    use gatehouse::store::postgres::{Postgres, Target};
     let hub = FakeHub::start(slow_two_apps()).await.unwrap();
     let pg = common::pg::Cluster::start();
     let url = pg.database("lanes").await;
-    let mut pools = Vec::new();
-    for i in 0..3 {
-        let store = Postgres::connect(
-            &Target::new(&url, None).unwrap(),
-            gatehouse::store::metrics::JournalMetrics::unregistered(),
-        )
-        .await
-        .unwrap();
-        let store = gatehouse::store::Store::from_backend(std::sync::Arc::new(store));
-        pools.push(std::sync::Arc::new(
-            pool(&hub, &[(101, "app-a.pem")], &[])
-                .with_shared_lanes(store, format!("replica-{i}").into()),
-        ));
-    }
+    let pools = replicas(&hub, &url, 3, |c| {
+        *c = github_config(&hub, &[(101, "app-a.pem")], &[]);
+    })
+    .await;
+    read_at_once(&pools, 24).await;
+    let s = hub.stats();
+    assert_eq!(s.installations[&11].requests, 72);
+    assert_eq!(
+        s.installations[&11].max_concurrency, 1,
+        "serial per installation across replicas"
+    );
+}
+
+/// `each` callers per pool read the same repository at once; every read
+/// succeeds.
+async fn read_at_once(pools: &[std::sync::Arc<Pool>], each: usize) {
     let mut tasks = Vec::new();
-    for p in &pools {
-        for _ in 0..24 {
+    for p in pools {
+        for _ in 0..each {
             let p = p.clone();
             tasks.push(tokio::spawn(async move {
                 p.send("octo-org", Request::get("/repos/octo-org/widgets"))
@@ -214,12 +203,6 @@ async fn replicas_sharing_a_database_keep_one_request_in_flight_per_credential()
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    let s = hub.stats();
-    assert_eq!(s.installations[&11].requests, 72);
-    assert_eq!(
-        s.installations[&11].max_concurrency, 1,
-        "serial per installation across replicas"
-    );
 }
 
 /// Pools as replicas would run them: each with its own store handle on one
