@@ -59,7 +59,8 @@ async fn latency(dir: &Path) {
     let server = Server::start(&dir.join("latency"), &route(&url));
     let rate = 200u32;
     let total = rate * 20;
-    let lat = common::paced_latencies(&[server.base.clone()], &c, rate, total, "l").await;
+    let lat =
+        common::paced_latencies(std::slice::from_ref(&server.base), &c, rate, total, "l").await;
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
         "latency     {total} deliveries at {rate}/s: POST → consumer p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
