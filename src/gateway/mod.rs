@@ -246,9 +246,16 @@ async fn serve(
 ) -> Fetched {
     let resource = crate::github::budget::Resource::for_path(&target.path);
     let owner = owner_of(s, client, target);
-    let (used, oldest) = s.usage.spent_in_hour(&client.name);
-    let mut admitted = share::quota(client, used, oldest, crate::clock::now_ms());
+    // Only what a rule needs is looked up: most clients have no quota.
+    let mut admitted = match client.limits.quota_per_hour {
+        Some(_) => {
+            let (used, oldest) = s.usage.spent_in_hour(&client.name);
+            share::quota(client, used, oldest, crate::clock::now_ms())
+        }
+        None => Ok(()),
+    };
     if admitted.is_ok()
+        && s.shares.enabled()
         && let Some(o) = &owner
     {
         let within = sorted(&client.owners);

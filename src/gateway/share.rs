@@ -116,6 +116,11 @@ impl Shares {
         }
     }
 
+    /// Whether either rule is on (else nothing needs an owner's budget).
+    pub fn enabled(&self) -> bool {
+        self.below > 0.0 || self.priority_part > 0.0
+    }
+
     /// The priority and fair-share rules for `client` spending `owner`'s
     /// `budget` (None: not known to be low).
     pub fn admit(
@@ -150,7 +155,7 @@ impl Shares {
             resource,
             message,
         };
-        if b.remaining <= kept {
+        if kept > 0 && b.remaining <= kept {
             return Err(refusal(
                 Rule::Priority,
                 b.limit,
