@@ -32,6 +32,8 @@ pub enum StartError {
     Scheduler(StoreError),
     #[error("[gateway] cache: {0}")]
     Cache(#[from] crate::gateway::cache::CacheError),
+    #[error("[gateway] {0}")]
+    Clients(#[from] crate::gateway::registry::RegistryError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -329,6 +331,24 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
             clock.clone(),
         )
         .await?;
+        if !gw.clients_file.as_os_str().is_empty() {
+            // A bad file at start is a bad config: refuse to start, as
+            // check-config would.
+            let applied = apply_clients_file(&journal, &gw.clients_file, &metrics.gateway).await?;
+            tracing::info!(
+                file = %gw.clients_file.display(),
+                added = applied.added.len(),
+                changed = applied.changed.len(),
+                revoked = applied.revoked.len(),
+                "clients file applied"
+            );
+            tasks.push(tokio::spawn(reload_clients_on_hangup(
+                journal.clone(),
+                gw.clients_file.clone(),
+                metrics.gateway.clone(),
+                stop_rx.clone(),
+            )));
+        }
         gateway_addr = Some(listener.local_addr().expect("bound socket has an address"));
         let upkeep = tokio::spawn(gateway_upkeep(state.clone(), stop_rx.clone()));
         let serving = server::serve(
@@ -428,6 +448,12 @@ fn admin_router(
                 )
             })
             .collect(),
+        clients_file: config
+            .gateway
+            .as_ref()
+            .map(|g| g.clients_file.display().to_string())
+            .unwrap_or_default(),
+        gateway: config.gateway.clone(),
     })
 }
 
@@ -499,6 +525,57 @@ async fn gateway_upkeep(state: Arc<crate::gateway::GatewayState>, mut stop: watc
         state.usage.flush().await;
         state.cache.flush_used().await;
         state.cache.maintain().await;
+    }
+}
+
+async fn apply_clients_file(
+    journal: &Store,
+    path: &Path,
+    m: &crate::gateway::metrics::GatewayMetrics,
+) -> Result<crate::store::clients::Applied, crate::gateway::registry::RegistryError> {
+    let result = crate::gateway::registry::apply(journal, path, clock::now_ms()).await;
+    let label = crate::gateway::metrics::ResultLabel {
+        result: if result.is_ok() { "applied" } else { "refused" }.into(),
+    };
+    m.clients_file_loads.get_or_create(&label).inc();
+    m.clients_file_ok.set(i64::from(result.is_ok()));
+    result
+}
+
+/// SIGHUP (`systemctl reload`) applies the clients file again; a bad one
+/// keeps the registry as it was and says why in the log and in
+/// `gatehouse_gateway_clients_file_ok`.
+async fn reload_clients_on_hangup(
+    journal: Store,
+    path: PathBuf,
+    m: crate::gateway::metrics::GatewayMetrics,
+    mut stop: watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: the clients file applies at start only");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {}
+            _ = shutdown::requested(&mut stop) => return,
+        }
+        systemd::notify("RELOADING=1");
+        match apply_clients_file(&journal, &path, &m).await {
+            Ok(a) => tracing::info!(
+                file = %path.display(),
+                added = ?a.added,
+                changed = ?a.changed,
+                revoked = ?a.revoked,
+                unchanged = a.unchanged,
+                "clients file applied"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "clients file not applied; the registry is unchanged")
+            }
+        }
+        systemd::notify("READY=1");
     }
 }
 

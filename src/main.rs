@@ -91,6 +91,13 @@ enum Command {
         #[command(subcommand)]
         action: ActionsCmd,
     },
+    /// Apply what changes without a restart: the clients file ([gateway]
+    /// clients_file), checked whole first, so a bad file changes nothing.
+    /// A running server does the same on SIGHUP (`systemctl reload`).
+    Reload {
+        #[arg(long, env = "GATEHOUSE_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Bring the store's schema to this release's (`serve` does it at
     /// start too); --dry-run shows the pending migrations. On PostgreSQL,
     /// beside running replicas, under an advisory lock.
@@ -274,14 +281,40 @@ enum ClientsCmd {
         /// and never held to a fair share (deploys, people).
         #[arg(long, value_enum, default_value_t = PriorityArg::Normal)]
         priority: PriorityArg,
+        /// Store nothing: print a new token and the entry for the clients
+        /// file ([gateway] clients_file), which holds its SHA-256 only.
+        #[arg(long)]
+        print_entry: bool,
     },
     /// Every client with its last hour's requests and rate-limit units.
     List {
         #[arg(long)]
         json: bool,
     },
+    /// Rate-limit units spent and saved, and refusals by rule, by client,
+    /// GitHub route template, pool credential or owner.
+    Usage {
+        /// An age (30m, 6h, 2d) or an RFC 3339 time.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        #[arg(long, value_enum, default_value_t = ByArg::Client)]
+        by: ByArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a client a new token (printed once); the old one is refused
+    /// from the next request.
+    Rotate { name: String },
     /// Refuse a client's token from now on.
     Revoke { name: String },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ByArg {
+    Client,
+    Route,
+    Credential,
+    Owner,
 }
 
 #[derive(Subcommand)]
@@ -375,6 +408,7 @@ fn main() -> ExitCode {
                 quota,
                 weight,
                 priority,
+                print_entry,
             } => {
                 let limits = gatehouse::gateway::clients::Limits {
                     quota_per_hour: quota
@@ -387,10 +421,35 @@ fn main() -> ExitCode {
                         PriorityArg::High => gatehouse::gateway::clients::Priority::High,
                     },
                 };
-                cli::clients::add(store, &name, &scopes, &owners, &limits).await
+                let settings = gatehouse::gateway::clients::Settings {
+                    name,
+                    scopes,
+                    owners,
+                    limits,
+                };
+                if print_entry {
+                    cli::clients::print_entry(&settings)
+                } else {
+                    cli::clients::add(store, &settings).await
+                }
             }
             ClientsCmd::List { json } => cli::clients::list(store, json).await,
+            ClientsCmd::Usage { since, by, json } => {
+                use gatehouse::gateway::report::By;
+                let by = match by {
+                    ByArg::Client => By::Client,
+                    ByArg::Route => By::Route,
+                    ByArg::Credential => By::Credential,
+                    ByArg::Owner => By::Owner,
+                };
+                cli::clients::usage(store, &since, by, json).await
+            }
+            ClientsCmd::Rotate { name } => cli::clients::rotate(store, &name).await,
             ClientsCmd::Revoke { name } => cli::clients::revoke(store, &name).await,
+        }),
+        Command::Reload { config } => operate(config, async |config, store| {
+            let file = config.gateway.as_ref().map(|g| g.clients_file.as_path());
+            cli::clients::reload(store, file).await
         }),
         Command::Backup { config, path } => {
             operate(config, async |_, store| cli::backup::backup(store, &path))

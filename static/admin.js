@@ -21,3 +21,10 @@
   });
   arm();
 })();
+
+// Forms that cannot be undone ask first (<form data-confirm="...">).
+document.addEventListener("submit", function (e) {
+  "use strict";
+  var msg = e.target.dataset && e.target.dataset.confirm;
+  if (msg && !window.confirm(msg)) e.preventDefault();
+});

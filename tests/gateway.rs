@@ -118,9 +118,14 @@ async fn unknown_missing_and_revoked_tokens_are_refused_as_github_does() {
         .unwrap();
     assert_eq!(r.status(), 200);
     common::beside(&gw.app.db_path, async |store| {
-        gatehouse::gateway::clients::revoke(store, "ci", gatehouse::clock::now_ms())
-            .await
-            .unwrap()
+        gatehouse::gateway::clients::revoke(
+            store,
+            "ci",
+            &common::test_actor(),
+            gatehouse::clock::now_ms(),
+        )
+        .await
+        .unwrap()
     });
     let r = gw.get(&token, "/repos/octo-org/widgets").await;
     assert_eq!(r.status(), 401, "a revoked token is refused at once");
@@ -1023,12 +1028,15 @@ impl Gw {
     fn limited(&self, name: &str, limits: gatehouse::gateway::clients::Limits) -> String {
         let name = name.to_string();
         common::beside(&self.app.db_path, async move |store| {
+            let settings = gatehouse::gateway::clients::Settings {
+                name,
+                limits,
+                ..Default::default()
+            };
             gatehouse::gateway::clients::add(
                 store,
-                &name,
-                &[],
-                &[],
-                &limits,
+                &settings,
+                &common::test_actor(),
                 gatehouse::clock::now_ms(),
             )
             .await

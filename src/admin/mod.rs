@@ -4,6 +4,7 @@
 //! response carries a strict Content-Security-Policy.
 
 mod auth;
+mod clients;
 mod deliveries;
 mod delivery;
 mod github;
@@ -52,6 +53,10 @@ pub struct AdminState {
     pub in_flight: Arc<crate::scheduler::in_flight::InFlight>,
     /// Forward routes as configured, by name.
     pub routes: std::collections::HashMap<String, RouteFacts>,
+    /// The gateway's clients file, shown; empty = none.
+    pub clients_file: String,
+    /// The gateway's settings the GitHub page reads (None = no gateway).
+    pub gateway: Option<crate::config::GatewayConfig>,
 }
 
 /// What the pages say about a route's jobs.
@@ -78,6 +83,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/partitions/hold", post(partitions::hold))
         .route("/admin/routes/drop", post(overview::drop_sink))
         .route("/admin/github", get(github::page))
+        .route("/admin/clients", get(clients::page))
+        .route("/admin/clients/add", post(clients::add))
+        .route("/admin/clients/rotate", post(clients::rotate))
+        .route("/admin/clients/revoke", post(clients::revoke))
         .route("/admin/reports", get(reports::page))
         .route("/admin/logout", post(login::logout))
         .route_layer(middleware::from_fn_with_state(
@@ -119,6 +128,15 @@ impl Chrome {
 pub struct Session {
     pub csrf: String,
     token: String,
+}
+
+impl Session {
+    /// Names the session in the audit log without giving its cookie away:
+    /// the first 8 hex digits of its SHA-256.
+    pub fn tag(&self) -> String {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(self.token.as_bytes())[..4])
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 
 use super::github::{CredView, credentials};
-use super::view::{self, Bars, Legend, Lines};
+use super::view::{self, Axis, Bars, Legend, Lines, clock_label};
 use super::{AdminError, Chrome, Session, Shared, render};
 use crate::clock;
 use crate::store::views::{self, OverviewQuery};
@@ -235,43 +235,6 @@ pub async fn page(
 /// Minutes charted for "the last day".
 const DAY_MINUTES: i64 = 24 * 60;
 
-/// Time buckets of `width` minutes, `len` of them, the last one now.
-struct Axis {
-    first: i64,
-    width: i64,
-    len: usize,
-}
-
-impl Axis {
-    fn last_hour(now_ms: i64) -> Axis {
-        Axis::ending(now_ms, 1, 60)
-    }
-
-    fn last_day(now_ms: i64) -> Axis {
-        Axis::ending(now_ms, 10, (DAY_MINUTES / 10) as usize)
-    }
-
-    fn ending(now_ms: i64, width: i64, len: usize) -> Axis {
-        let last = now_ms / 60_000 / width;
-        Axis {
-            first: (last - len as i64 + 1) * width,
-            width,
-            len,
-        }
-    }
-
-    fn index(&self, minute: i64) -> Option<usize> {
-        let i = (minute - self.first).div_euclid(self.width);
-        (0..self.len as i64).contains(&i).then_some(i as usize)
-    }
-
-    fn labels(&self) -> Vec<String> {
-        (0..self.len as i64)
-            .map(|i| clock_label((self.first + i * self.width) * 60_000))
-            .collect()
-    }
-}
-
 /// Attempts by outcome; no attempt in a bucket is a zero.
 fn outcome_chart(axis: &Axis, rows: &[(i64, String, i64)], label: &str) -> Lines {
     let series = ["done", "failed", "paused"]
@@ -355,12 +318,6 @@ pub fn pause_reason(held: bool, until_ms: i64, now_ms: i64) -> String {
         ),
         (false, false) => "running".into(),
     }
-}
-
-/// `07:12` (UTC).
-fn clock_label(ms: i64) -> String {
-    let t = view::time(ms);
-    format!("{} UTC", &t[11..16])
 }
 
 #[derive(serde::Deserialize)]

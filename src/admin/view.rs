@@ -217,6 +217,49 @@ pub fn dense(rows: &[(i64, i64)], first: i64, len: i64) -> Vec<i64> {
     out
 }
 
+/// Time buckets of `width` minutes, `len` of them, the last one now.
+pub struct Axis {
+    pub first: i64,
+    pub width: i64,
+    pub len: usize,
+}
+
+impl Axis {
+    pub fn last_hour(now_ms: i64) -> Axis {
+        Axis::ending(now_ms, 1, 60)
+    }
+
+    pub fn last_day(now_ms: i64) -> Axis {
+        Axis::ending(now_ms, 10, 24 * 6)
+    }
+
+    pub fn ending(now_ms: i64, width: i64, len: usize) -> Axis {
+        let last = now_ms / 60_000 / width;
+        Axis {
+            first: (last - len as i64 + 1) * width,
+            width,
+            len,
+        }
+    }
+
+    pub fn index(&self, minute: i64) -> Option<usize> {
+        let i = (minute - self.first).div_euclid(self.width);
+        (0..self.len as i64).contains(&i).then_some(i as usize)
+    }
+
+    pub fn labels(&self) -> Vec<String> {
+        (0..self.len as i64)
+            .map(|i| clock_label((self.first + i * self.width) * 60_000))
+            .collect()
+    }
+}
+
+/// `07:12` (UTC).
+pub fn clock_label(ms: i64) -> String {
+    let t = time(ms);
+    format!("{} UTC", &t[11..16])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,27 @@ pub fn check(path: Option<PathBuf>) -> ExitCode {
     };
     match load(Some(&path), Secrets::Read) {
         Ok(c) => {
+            // The clients file is part of the config: a bad one would
+            // stop `serve` from starting.
+            if let Some(g) = c
+                .gateway
+                .as_ref()
+                .filter(|g| !g.clients_file.as_os_str().is_empty())
+            {
+                match crate::gateway::registry::load(&g.clients_file) {
+                    Ok(specs) => println!(
+                        "{}\n  clients      {} in {}",
+                        super::check::summary(&path, &c),
+                        specs.len(),
+                        g.clients_file.display()
+                    ),
+                    Err(e) => {
+                        eprintln!("gatehouse: config error: [gateway] clients_file: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+                return ExitCode::SUCCESS;
+            }
             println!("{}", super::check::summary(&path, &c));
             ExitCode::SUCCESS
         }

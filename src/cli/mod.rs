@@ -23,6 +23,8 @@ pub enum CliError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Client(#[from] crate::gateway::clients::ClientError),
+    #[error(transparent)]
+    Registry(#[from] crate::gateway::registry::RegistryError),
     /// What the operator asked for does not make sense (a typo, a
     /// missing argument); the message says what would.
     #[error("{0}")]

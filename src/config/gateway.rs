@@ -42,6 +42,14 @@ pub struct GatewayConfig {
     /// This last part of an owner's budget is kept for `--priority high`
     /// clients; 0 = none.
     pub priority_share: f64,
+    /// The client registry as a reviewed file (`clients.toml`, relative
+    /// to this config's folder); applied at start, on SIGHUP and by
+    /// `gatehouse reload`. Empty = clients only from the CLI and the UI.
+    pub clients_file: PathBuf,
+    /// Rate-limit units per hour one credential would have had, for the
+    /// "incidents avoided" panel; 0 = 15,000 for an owner served by an App
+    /// installation, 5,000 for tokens.
+    pub single_credential_limit: u64,
 }
 
 /// Serve answers for paths matching `path` (a regex on the path and query)
@@ -68,6 +76,8 @@ impl Default for GatewayConfig {
             auth_failures_per_minute: 20,
             fair_share_below: 0.25,
             priority_share: 0.1,
+            clients_file: PathBuf::new(),
+            single_credential_limit: 0,
         }
     }
 }

@@ -168,6 +168,7 @@ impl Config {
         self.admin.password_hash_file.as_mut().map(fix);
         if let Some(g) = &mut self.gateway {
             fix(&mut g.cache_path);
+            fix(&mut g.clients_file);
         }
     }
 

@@ -8,7 +8,7 @@ use regex::Regex;
 use sha2::{Digest, Sha256};
 
 use super::graphql::Operation;
-pub use crate::store::clients::{Limits, Priority};
+pub use crate::store::clients::{Actor, ClientSpec, Limits, Origin, Priority};
 use crate::store::{Store, StoreError};
 
 /// Prefix of every client token, so a leaked one is recognisable.
@@ -47,7 +47,7 @@ enum Verb {
 
 impl Scope {
     pub fn parse(text: &str) -> Result<Scope, ClientError> {
-        let bad = |why: String| ClientError::Invalid(format!("--scope {text:?}: {why}"));
+        let bad = |why: String| ClientError::Invalid(format!("scope {text:?}: {why}"));
         let (method, path) = text
             .trim()
             .split_once(char::is_whitespace)
@@ -156,7 +156,8 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-fn new_token() -> String {
+/// A new token: 160 random bits after [`TOKEN_PREFIX`].
+pub fn new_token() -> String {
     let mut bytes = [0u8; 20];
     rand::fill(&mut bytes);
     format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
@@ -176,49 +177,99 @@ fn check_name(name: &str) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Creates a client and returns its token, which is not stored and cannot
-/// be shown again. A revoked client's name may be reused.
-pub async fn add(
-    store: &Store,
-    name: &str,
-    scopes: &[String],
-    owners: &[String],
-    limits: &Limits,
-    now_ms: i64,
-) -> Result<String, ClientError> {
-    check_name(name)?;
-    if limits.weight == 0 {
-        return Err(ClientError::Invalid("--weight must be at least 1".into()));
+/// What a client may do, as the CLI, the admin UI and the clients file
+/// give it.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub owners: Vec<String>,
+    pub limits: Limits,
+}
+
+/// Checks settings the same way whoever gives them; owners come back
+/// lowercase, ready to store under `token_hash`.
+pub fn spec(settings: &Settings, token_hash: String) -> Result<ClientSpec, ClientError> {
+    check_name(&settings.name)?;
+    if settings.limits.weight == 0 {
+        return Err(ClientError::Invalid("weight must be at least 1".into()));
     }
-    for s in scopes {
+    if settings.limits.quota_per_hour == Some(0) {
+        return Err(ClientError::Invalid(
+            "a quota must be at least 1 unit per hour".into(),
+        ));
+    }
+    for s in &settings.scopes {
         Scope::parse(s)?;
     }
-    let owners: Vec<String> = owners.iter().map(|o| o.trim().to_lowercase()).collect();
+    let owners: Vec<String> = settings
+        .owners
+        .iter()
+        .map(|o| o.trim().to_lowercase())
+        .collect();
     if let Some(o) = owners
         .iter()
         .find(|o| o.is_empty() || o.contains('/') || o.contains(char::is_whitespace))
     {
         return Err(ClientError::Invalid(format!(
-            "--owner {o:?}: give an organisation or user login"
+            "owner {o:?}: give an organisation or user login"
         )));
     }
+    Ok(ClientSpec {
+        name: settings.name.clone(),
+        token_hash,
+        scopes: settings.scopes.clone(),
+        owners,
+        limits: settings.limits.clone(),
+    })
+}
+
+fn named(e: StoreError, name: &str) -> ClientError {
+    match e {
+        StoreError::NotFound(_) => ClientError::Unknown(name.to_string()),
+        StoreError::Invalid(why) => ClientError::Invalid(why),
+        e => e.into(),
+    }
+}
+
+/// Creates a client and returns its token, which is not stored and cannot
+/// be shown again. A revoked client's name may be reused.
+pub async fn add(
+    store: &Store,
+    settings: &Settings,
+    by: &Actor,
+    now_ms: i64,
+) -> Result<String, ClientError> {
     let token = new_token();
-    match store
-        .add_client(name, &hash_token(&token), scopes, &owners, limits, now_ms)
-        .await
-    {
+    let spec = spec(settings, hash_token(&token))?;
+    match store.add_client(&spec, by, now_ms).await {
         Ok(()) => Ok(token),
-        Err(StoreError::Invalid(_)) => Err(ClientError::Exists(name.to_string())),
+        Err(StoreError::Invalid(_)) => Err(ClientError::Exists(settings.name.clone())),
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn revoke(store: &Store, name: &str, now_ms: i64) -> Result<(), ClientError> {
-    match store.revoke_client(name, now_ms).await {
-        Ok(()) => Ok(()),
-        Err(StoreError::NotFound(_)) => Err(ClientError::Unknown(name.to_string())),
-        Err(e) => Err(e.into()),
-    }
+/// Gives a client a new token (returned, shown once); the old one is
+/// refused from the next request.
+pub async fn rotate(
+    store: &Store,
+    name: &str,
+    by: &Actor,
+    now_ms: i64,
+) -> Result<String, ClientError> {
+    let token = new_token();
+    store
+        .rotate_client(name, &hash_token(&token), by, now_ms)
+        .await
+        .map_err(|e| named(e, name))?;
+    Ok(token)
+}
+
+pub async fn revoke(store: &Store, name: &str, by: &Actor, now_ms: i64) -> Result<(), ClientError> {
+    store
+        .revoke_client(name, by, now_ms)
+        .await
+        .map_err(|e| named(e, name))
 }
 
 /// The active client holding this token, by the token's hash. A stored
@@ -246,7 +297,7 @@ pub fn parse_quota(text: &str) -> Result<u64, ClientError> {
     let units = t.strip_suffix("/h").unwrap_or(t).trim();
     units.parse::<u64>().ok().filter(|u| *u > 0).ok_or_else(|| {
         ClientError::Invalid(format!(
-            "--quota {text:?}: give rate-limit units per hour, such as 500/h"
+            "quota {text:?}: give rate-limit units per hour, such as 500/h"
         ))
     })
 }

@@ -32,6 +32,24 @@ pub struct ClientRuleLabels {
     pub rule: String,
 }
 
+/// A route is GitHub's path template (`GET /repos/{owner}/{repo}`), so
+/// the set is bounded by GitHub's API, not by what clients send.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientRouteLabels {
+    pub client: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialLabel {
+    pub credential: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
@@ -54,6 +72,14 @@ pub struct GatewayMetrics {
     /// Requests refused before reaching GitHub, by client and rule
     /// (quota, priority, fair_share).
     pub refusals: Family<ClientRuleLabels, Counter>,
+    pub route_requests: Family<ClientRouteLabels, Counter>,
+    pub route_spent: Family<ClientRouteLabels, Counter>,
+    pub route_saved: Family<ClientRouteLabels, Counter>,
+    pub credential_spent: Family<CredentialLabel, Counter>,
+    /// Clients file applications, applied or refused.
+    pub clients_file_loads: Family<ResultLabel, Counter>,
+    /// 1 while the last application of the clients file succeeded.
+    pub clients_file_ok: Gauge,
 }
 
 impl Default for GatewayMetrics {
@@ -72,6 +98,12 @@ impl Default for GatewayMetrics {
             cache_entries: Gauge::default(),
             cache_evictions: Counter::default(),
             refusals: Family::default(),
+            route_requests: Family::default(),
+            route_spent: Family::default(),
+            route_saved: Family::default(),
+            credential_spent: Family::default(),
+            clients_file_loads: Family::default(),
+            clients_file_ok: Gauge::default(),
         }
     }
 }
@@ -103,6 +135,36 @@ impl GatewayMetrics {
             "gateway_rate_limit_units_saved",
             "GitHub rate-limit units a client's requests did not spend thanks to the cache",
             me.units_saved.clone(),
+        );
+        r.register(
+            "gateway_route_requests",
+            "API gateway requests by client and GitHub route template",
+            me.route_requests.clone(),
+        );
+        r.register(
+            "gateway_route_units_spent",
+            "GitHub rate-limit units spent by client and route template",
+            me.route_spent.clone(),
+        );
+        r.register(
+            "gateway_route_units_saved",
+            "GitHub rate-limit units the cache saved, by client and route template",
+            me.route_saved.clone(),
+        );
+        r.register(
+            "gateway_credential_units_spent",
+            "GitHub rate-limit units gateway requests spent, by pool credential",
+            me.credential_spent.clone(),
+        );
+        r.register(
+            "gateway_clients_file_loads",
+            "Applications of the clients file, by result (applied, refused)",
+            me.clients_file_loads.clone(),
+        );
+        r.register(
+            "gateway_clients_file_ok",
+            "1 while the clients file last applied is the registry; 0 after a refused one",
+            me.clients_file_ok.clone(),
         );
         r.register_with_unit(
             "gateway_request_duration",

@@ -8,6 +8,9 @@ pub mod cache;
 pub mod clients;
 pub mod graphql;
 pub mod metrics;
+pub mod paths;
+pub mod registry;
+pub mod report;
 pub mod rewrite;
 pub mod route;
 pub mod share;
@@ -74,28 +77,52 @@ async fn handle(State(s): State<Arc<GatewayState>>, req: Request) -> Response {
         // Not a GitHub API path: nothing to authenticate, nothing to send.
         let (headers, body) = github_error("Not Found");
         let f = Fetched::uncached(StatusCode::NOT_FOUND, headers, body, Outcome::Bypass);
-        return finish(&s, UNAUTHENTICATED, &parts, "", f, started);
+        let who = Who {
+            client: UNAUTHENTICATED,
+            route: "(not GitHub's API)",
+            owner: None,
+        };
+        return finish(&s, who, &parts, "", f, started);
     };
     // Set by our listener; without it all such requests share one throttle.
     let peer = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    let route = paths::template(&parts.method, &target.path);
     let client = match authenticate(&s, &parts.headers, peer).await {
         Ok(c) => c,
         Err(refusal) => {
-            return finish(&s, UNAUTHENTICATED, &parts, target.prefix, refusal, started);
+            let who = Who {
+                client: UNAUTHENTICATED,
+                route: &route,
+                owner: target.owner.as_deref(),
+            };
+            return finish(&s, who, &parts, target.prefix, refusal, started);
         }
     };
-    let fetched = serve(&s, &client, &parts, &target, body).await;
-    finish(&s, &client.name, &parts, target.prefix, fetched, started)
+    let owner = owner_of(&s, &client, &target);
+    let fetched = serve(&s, &client, owner.as_deref(), &parts, &target, body).await;
+    let who = Who {
+        client: &client.name,
+        route: &route,
+        owner: owner.as_deref(),
+    };
+    finish(&s, who, &parts, target.prefix, fetched, started)
+}
+
+/// Whom an answer is accounted to.
+struct Who<'a> {
+    client: &'a str,
+    route: &'a str,
+    owner: Option<&'a str>,
 }
 
 /// Accounts for the answer and makes it the client's: URLs rewritten to
 /// this gateway, the client's own conditional request honoured.
 fn finish(
     s: &GatewayState,
-    client: &str,
+    who: Who<'_>,
     parts: &Parts,
     prefix: &str,
     f: Fetched,
@@ -127,7 +154,11 @@ fn finish(
         rewriter.body(&headers, f.body)
     };
     s.usage.record(Served {
-        client,
+        client: who.client,
+        route: who.route,
+        owner: who.owner,
+        credential: f.credential.as_deref(),
+        refused_by: f.refused_by,
         status: status.as_u16(),
         outcome: f.outcome,
         spent: f.spent,
@@ -240,12 +271,12 @@ async fn authenticate_token(s: &GatewayState, h: &HeaderMap) -> Result<Client, F
 async fn serve(
     s: &GatewayState,
     client: &Client,
+    owner: Option<&str>,
     parts: &Parts,
     target: &route::Target,
     body: Body,
 ) -> Fetched {
     let resource = crate::github::budget::Resource::for_path(&target.path);
-    let owner = owner_of(s, client, target);
     // Only what a rule needs is looked up: most clients have no quota.
     let mut admitted = match client.limits.quota_per_hour {
         Some(_) => {
@@ -256,22 +287,22 @@ async fn serve(
     };
     if admitted.is_ok()
         && s.shares.enabled()
-        && let Some(o) = &owner
+        && let Some(o) = owner
     {
         let within = sorted(&client.owners);
         let budget = s.pool.owner_budget(o, reach(&within), resource).await;
         admitted = s.shares.admit(client, o, resource, budget);
     }
     let mut f = match admitted {
-        Ok(()) => serve_admitted(s, client, parts, target, body).await,
+        Ok(()) => serve_admitted(s, client, owner, parts, target, body).await,
         Err(r) => {
-            s.usage.refused(&client.name, r.rule.as_str());
             let mut f = refuse(StatusCode::FORBIDDEN, &r.message);
+            f.refused_by = Some(r.rule.as_str());
             r.headers(&mut f.headers);
             return f;
         }
     };
-    if let Some(o) = &owner {
+    if let Some(o) = owner {
         s.shares.spent(&client.name, o, resource, f.spent);
     }
     if let Some(q) = client.limits.quota_per_hour {
@@ -334,6 +365,7 @@ fn reach(within: &[String]) -> Reach<'_> {
 async fn serve_admitted(
     s: &GatewayState,
     client: &Client,
+    owner: Option<&str>,
     parts: &Parts,
     target: &route::Target,
     body: Body,
@@ -352,8 +384,7 @@ async fn serve_admitted(
     // limited to owners is served only by credentials confined to them,
     // whatever the path: GraphQL, /search or /repositories/{id} can reach
     // any repository the credential can.
-    let owner = owner_of(s, client, target);
-    if let Some(o) = &owner
+    if let Some(o) = owner
         && let Err(why) = client.check_owner(o)
     {
         return refuse(StatusCode::FORBIDDEN, &why);
@@ -382,14 +413,14 @@ async fn serve_admitted(
     // Whose credentials read an answer decides who may see it again: an
     // answer read by a credential that reaches further is never served to
     // a client confined to fewer owners.
-    let scope = match (&owner, reach) {
+    let scope = match (owner, reach) {
         (Some(o), Reach::Within(w)) => format!("{o}|within:{}", w.join(",")),
-        (Some(o), Reach::Any) => o.clone(),
+        (Some(o), Reach::Any) => o.to_string(),
         (None, _) => "*default".into(),
     };
     let route = Route {
         pool: &s.pool,
-        owner: owner.as_deref(),
+        owner,
         reach,
         scope: &scope,
     };

@@ -30,6 +30,10 @@ pub struct Fetched {
     /// Set for answers from (or now in) the cache: the validator clients
     /// get instead of GitHub's token-bound ETag.
     pub content_etag: Option<String>,
+    /// The pool credential that answered (`token:ci`), when one did.
+    pub credential: Option<String>,
+    /// The spending rule that refused the request before it was sent.
+    pub refused_by: Option<&'static str>,
 }
 
 impl Fetched {
@@ -48,6 +52,8 @@ impl Fetched {
             spent: 0,
             saved: 0,
             content_etag: None,
+            credential: None,
+            refused_by: None,
         }
     }
 }
@@ -138,6 +144,8 @@ pub async fn cached(
         spent: 0,
         saved: u64::from(served_from_cache),
         content_etag: fetched.content_etag.clone(),
+        credential: None,
+        refused_by: None,
     })
 }
 
@@ -178,6 +186,7 @@ async fn fetch(
             cache.revalidated(key, e.headers.clone()).await;
             let mut f = from_entry(&e, Outcome::Revalidated);
             f.spent = answer.cost;
+            f.credential = Some(answer.credential.to_string());
             f
         }
         (StatusCode::OK, _) if has_validator(&answer.headers) => {
@@ -186,6 +195,7 @@ async fn fetch(
             let mut f = from_entry(&e, Outcome::Miss);
             f.spent = answer.cost;
             f.saved = 0;
+            f.credential = Some(answer.credential.to_string());
             f
         }
         (StatusCode::NOT_FOUND | StatusCode::GONE, Some(_)) => {
@@ -320,12 +330,15 @@ fn from_entry(e: &Entry, outcome: Outcome) -> Fetched {
         spent: 0,
         saved: 1,
         content_etag: Some(e.content_etag.clone()),
+        credential: None,
+        refused_by: None,
     }
 }
 
 fn passed(a: Answer, outcome: Outcome) -> Fetched {
     Fetched {
         spent: a.cost,
+        credential: Some(a.credential.to_string()),
         ..Fetched::uncached(a.status, rewrite::end_to_end(&a.headers), a.body, outcome)
     }
 }

@@ -11,12 +11,16 @@ use std::time::Duration;
 
 use super::clients::Usage;
 use crate::gateway::metrics::{
-    ClientLabel, ClientOutcomeLabels, ClientStatusLabels, GatewayMetrics, OutcomeLabel,
+    ClientLabel, ClientOutcomeLabels, ClientRouteLabels, ClientRuleLabels, ClientStatusLabels,
+    CredentialLabel, GatewayMetrics, OutcomeLabel,
 };
 use crate::store::Store;
+use crate::store::clients::UsageLine;
 
 /// Usage rows are kept this long.
 const KEEP_MINUTES: i64 = 7 * 24 * 60;
+/// Usage by route, owner and credential: 30 days of "incidents avoided".
+const KEEP_LINE_MINUTES: i64 = 31 * 24 * 60;
 
 /// How a request was answered (`X-Gatehouse-Cache`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +50,14 @@ impl Outcome {
 /// One answered request, as accounted.
 pub struct Served<'a> {
     pub client: &'a str,
+    /// GitHub's route template (`GET /repos/{owner}/{repo}`).
+    pub route: &'a str,
+    /// Whose budget paid (or would have).
+    pub owner: Option<&'a str>,
+    /// The pool credential that answered; None for hits and refusals.
+    pub credential: Option<&'a str>,
+    /// The rule that refused it before it reached GitHub.
+    pub refused_by: Option<&'static str>,
     pub status: u16,
     pub outcome: Outcome,
     pub spent: u64,
@@ -53,11 +65,16 @@ pub struct Served<'a> {
     pub took: Duration,
 }
 
+/// (minute, client, owner, route, credential, refused_by).
+type LineKey = (i64, String, String, String, String, &'static str);
+
 pub struct Recorder {
     metrics: GatewayMetrics,
     journal: Store,
     clock: Arc<dyn crate::clock::Clock>,
     pending: Mutex<HashMap<(String, i64), Usage>>,
+    /// (requests, spent, saved) per line, not yet flushed.
+    lines: Mutex<HashMap<LineKey, (i64, i64, i64)>>,
     /// Units per client and minute as last read back from the journal.
     flushed: Mutex<HashMap<String, BTreeMap<i64, u64>>>,
     /// Units flushed but not yet read back.
@@ -80,6 +97,7 @@ impl Recorder {
             journal,
             clock,
             pending: Mutex::default(),
+            lines: Mutex::default(),
             flushed: Mutex::default(),
             in_transit: Mutex::default(),
             free: AtomicU64::new(0),
@@ -110,17 +128,6 @@ impl Recorder {
         }
         let oldest = by_minute.keys().next().copied();
         (by_minute.values().sum(), oldest)
-    }
-
-    /// A request refused by `rule` before it reached GitHub.
-    pub fn refused(&self, client: &str, rule: &str) {
-        self.metrics
-            .refusals
-            .get_or_create(&crate::gateway::metrics::ClientRuleLabels {
-                client: client.to_string(),
-                rule: rule.to_string(),
-            })
-            .inc();
     }
 
     /// Reads every replica's flushed units of the last hour back (after a
@@ -164,6 +171,32 @@ impl Recorder {
         };
         m.units_spent.get_or_create(&label).inc_by(s.spent);
         m.units_saved.get_or_create(&label).inc_by(s.saved);
+        let route = ClientRouteLabels {
+            client: client.clone(),
+            route: s.route.to_string(),
+        };
+        m.route_requests.get_or_create(&route).inc();
+        if s.spent > 0 {
+            m.route_spent.get_or_create(&route).inc_by(s.spent);
+        }
+        if s.saved > 0 {
+            m.route_saved.get_or_create(&route).inc_by(s.saved);
+        }
+        if let (Some(c), true) = (s.credential, s.spent > 0) {
+            m.credential_spent
+                .get_or_create(&CredentialLabel {
+                    credential: c.to_string(),
+                })
+                .inc_by(s.spent);
+        }
+        if let Some(rule) = s.refused_by {
+            m.refusals
+                .get_or_create(&ClientRuleLabels {
+                    client: client.clone(),
+                    rule: rule.to_string(),
+                })
+                .inc();
+        }
         m.duration
             .get_or_create(&OutcomeLabel {
                 outcome: s.outcome.as_str().to_string(),
@@ -179,6 +212,21 @@ impl Recorder {
             m.hit_ratio.set(free as f64 / cacheable as f64);
         }
         let minute = self.clock.now_ms() / 60_000;
+        {
+            let key = (
+                minute,
+                client.clone(),
+                s.owner.unwrap_or("").to_string(),
+                route.route,
+                s.credential.unwrap_or("").to_string(),
+                s.refused_by.unwrap_or(""),
+            );
+            let mut lines = self.lines.lock().expect("usage lock");
+            let l = lines.entry(key).or_default();
+            l.0 += 1;
+            l.1 += s.spent as i64;
+            l.2 += s.saved as i64;
+        }
         let mut pending = self.pending.lock().expect("usage lock");
         let u = pending.entry((client, minute)).or_default();
         u.requests += 1;
@@ -206,9 +254,38 @@ impl Recorder {
             }
             rows
         };
-        if !rows.is_empty() {
-            let oldest = self.clock.now_ms() / 60_000 - KEEP_MINUTES;
-            let result = self.journal.add_usage(rows, oldest).await;
+        let lines: Vec<UsageLine> = self
+            .lines
+            .lock()
+            .expect("usage lock")
+            .drain()
+            .map(
+                |((minute, client, owner, route, credential, refused_by), (n, spent, saved))| {
+                    UsageLine {
+                        minute,
+                        client,
+                        owner,
+                        route,
+                        credential,
+                        refused_by: refused_by.to_string(),
+                        requests: n,
+                        units_spent: spent,
+                        units_saved: saved,
+                    }
+                },
+            )
+            .collect();
+        if !rows.is_empty() || !lines.is_empty() {
+            let now_minute = self.clock.now_ms() / 60_000;
+            let result = self
+                .journal
+                .add_usage(
+                    rows,
+                    lines,
+                    now_minute - KEEP_MINUTES,
+                    now_minute - KEEP_LINE_MINUTES,
+                )
+                .await;
             if let Err(e) = result {
                 // Lost rows only shorten `clients list`; the counters have
                 // them (and quotas, until the next read back).

@@ -634,22 +634,50 @@ pub trait ActionsState: Send + Sync {
     async fn finished_workflows(&self, since_ms: i64) -> Result<Finished, StoreError>;
 }
 
-/// Gateway clients and their usage.
+/// Gateway clients, their usage, and the audit log of their changes.
 #[async_trait]
 pub trait Clients: Send + Sync {
-    /// Creates a client (a revoked one's name may be reused); atomic.
-    /// [`StoreError::Invalid`] when an active client has the name.
+    /// Creates a client (a revoked one's name may be reused) and logs it,
+    /// atomically. [`StoreError::Invalid`] when an active client has the
+    /// name.
     async fn add_client(
+        &self,
+        spec: &clients::ClientSpec,
+        by: &clients::Actor,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Revokes and logs, atomically. [`StoreError::NotFound`] when no
+    /// active client has the name; [`StoreError::Invalid`] when the
+    /// clients file owns it and `by` is not the file.
+    async fn revoke_client(
+        &self,
+        name: &str,
+        by: &clients::Actor,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Gives an active client a new token hash (the old token stops
+    /// working at once) and logs it, atomically. Errors as
+    /// [`Clients::revoke_client`].
+    async fn rotate_client(
         &self,
         name: &str,
         token_hash: &str,
-        scopes: &[String],
-        owners: &[String],
-        limits: &clients::Limits,
+        by: &clients::Actor,
         now_ms: i64,
     ) -> Result<(), StoreError>;
-    /// [`StoreError::NotFound`] when no active client has the name.
-    async fn revoke_client(&self, name: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Makes the file's clients what `specs` says, in one transaction:
+    /// adds the missing, changes those that differ, revokes the file's
+    /// clients no longer listed; logs each change. Clients from the CLI
+    /// or the UI are not touched; a spec naming an active one of those is
+    /// [`StoreError::Invalid`] and nothing changes.
+    async fn apply_client_file(
+        &self,
+        specs: &[clients::ClientSpec],
+        by: &clients::Actor,
+        now_ms: i64,
+    ) -> Result<clients::Applied, StoreError>;
+    /// The newest `limit` audit entries, newest first.
+    async fn audit_log(&self, limit: usize) -> Result<Vec<clients::AuditEntry>, StoreError>;
     /// The active client holding this token hash.
     async fn client_by_token(&self, token_hash: &str) -> Result<Option<StoredClient>, StoreError>;
     /// Every client, newest first, with its usage over the hour before now.
@@ -660,13 +688,25 @@ pub trait Clients: Send + Sync {
         &self,
         since_minute: i64,
     ) -> Result<Vec<(String, i64, i64)>, StoreError>;
-    /// Adds per-minute usage to each (client, minute) and drops minutes
-    /// before `oldest_minute`, in one transaction.
+    /// Adds per-minute usage to each (client, minute) and each usage
+    /// line's key, and drops client minutes before `oldest_minute` and
+    /// lines before `oldest_line_minute`, in one transaction.
     async fn add_usage(
         &self,
         rows: Vec<((String, i64), Usage)>,
+        lines: Vec<clients::UsageLine>,
         oldest_minute: i64,
+        oldest_line_minute: i64,
     ) -> Result<(), StoreError>;
+    /// Usage lines from `since_minute` on, summed over minutes (`minute`
+    /// is then the first minute summed).
+    async fn usage_lines(&self, since_minute: i64) -> Result<Vec<clients::UsageLine>, StoreError>;
+    /// Units spent and saved per owner and minute from `since_minute` on:
+    /// (owner, minute, spent, saved).
+    async fn owner_minutes(
+        &self,
+        since_minute: i64,
+    ) -> Result<Vec<(String, i64, i64, i64)>, StoreError>;
 }
 
 /// Admin UI sessions, in the store so that every replica knows a login.

@@ -57,24 +57,44 @@ pub fn failed_at(now_ms: i64) -> Attempt {
     }
 }
 
+fn spec(name: &str, hash: &str) -> gatehouse::store::clients::ClientSpec {
+    gatehouse::store::clients::ClientSpec {
+        name: name.into(),
+        token_hash: hash.into(),
+        scopes: vec![],
+        owners: vec![],
+        limits: gatehouse::store::clients::Limits::default(),
+    }
+}
+
+fn actor(origin: gatehouse::store::clients::Origin) -> gatehouse::store::clients::Actor {
+    gatehouse::store::clients::Actor {
+        origin,
+        who: "conformance".into(),
+    }
+}
+
 /// Clients are kept by token hash; a name is unique while active and may
-/// be reused once revoked; usage adds up per minute.
+/// be reused once revoked; rotation swaps the hash; every change is in
+/// the audit log; usage adds up per minute and per line.
 pub async fn clients<S: Clients + ?Sized>(store: &S) {
-    use gatehouse::store::clients::{Limits, Priority};
+    use gatehouse::store::clients::{Limits, Origin, Priority, UsageLine};
+    let cli = actor(Origin::Cli);
     let scopes = vec!["GET /repos/.*".to_string()];
     let limits = Limits {
         quota_per_hour: Some(500),
         weight: 3,
         priority: Priority::High,
     };
-    store
-        .add_client("ci", "hash-1", &scopes, &["acme".into()], &limits, 1)
-        .await
-        .unwrap();
+    let first = gatehouse::store::clients::ClientSpec {
+        scopes: scopes.clone(),
+        owners: vec!["acme".into()],
+        limits: limits.clone(),
+        ..spec("ci", "hash-1")
+    };
+    store.add_client(&first, &cli, 1).await.unwrap();
     assert!(matches!(
-        store
-            .add_client("ci", "hash-2", &[], &[], &Limits::default(), 2)
-            .await,
+        store.add_client(&spec("ci", "hash-2"), &cli, 2).await,
         Err(StoreError::Invalid(_))
     ));
     let c = store.client_by_token("hash-1").await.unwrap().unwrap();
@@ -91,12 +111,38 @@ pub async fn clients<S: Clients + ?Sized>(store: &S) {
         hits,
         ..Usage::default()
     };
+    let line = |minute, route: &str, credential: &str, refused: &str, spent| UsageLine {
+        minute,
+        client: "ci".into(),
+        owner: "acme".into(),
+        route: route.into(),
+        credential: credential.into(),
+        refused_by: refused.into(),
+        requests: 1,
+        units_spent: spent,
+        units_saved: 0,
+    };
     store
-        .add_usage(vec![(("ci".into(), minute), used(3, 2))], minute - 120)
+        .add_usage(
+            vec![(("ci".into(), minute), used(3, 2))],
+            vec![line(minute, "GET /a", "token:x", "", 2)],
+            minute - 120,
+            minute - 120,
+        )
         .await
         .unwrap();
     store
-        .add_usage(vec![(("ci".into(), minute), used(4, 1))], minute - 120)
+        .add_usage(
+            vec![(("ci".into(), minute), used(4, 1))],
+            vec![
+                line(minute, "GET /a", "token:x", "", 3),
+                line(minute, "GET /a", "", "quota", 0),
+                // Older than kept: dropped in the same transaction.
+                line(minute - 500, "GET /a", "token:x", "", 9),
+            ],
+            minute - 120,
+            minute - 120,
+        )
         .await
         .unwrap();
     store
@@ -108,6 +154,8 @@ pub async fn clients<S: Clients + ?Sized>(store: &S) {
                     ..Usage::default()
                 },
             )],
+            vec![line(minute - 1, "GET /b", "token:y", "", 5)],
+            minute - 120,
             minute - 120,
         )
         .await
@@ -116,20 +164,72 @@ pub async fn clients<S: Clients + ?Sized>(store: &S) {
     assert_eq!(rows[0].last_hour.requests, 7);
     assert_eq!(rows[0].last_hour.hits, 3);
     assert_eq!(rows[0].limits.quota_per_hour, Some(500));
+    assert_eq!(rows[0].origin, Origin::Cli);
     // Units by minute: only minutes that spent, from the one asked on.
     assert_eq!(
         store.units_by_minute(minute - 1).await.unwrap(),
         vec![("ci".to_string(), minute - 1, 5)]
     );
     assert!(store.units_by_minute(minute).await.unwrap().is_empty());
-    store.revoke_client("ci", 3).await.unwrap();
+    // Lines sum over minutes by key; refusals keep their rule.
+    let mut lines = store.usage_lines(minute - 60).await.unwrap();
+    lines.sort_by(|a, b| (&a.route, &a.refused_by).cmp(&(&b.route, &b.refused_by)));
+    let got: Vec<_> = lines
+        .iter()
+        .map(|l| {
+            (
+                l.route.as_str(),
+                l.credential.as_str(),
+                l.refused_by.as_str(),
+                l.requests,
+                l.units_spent,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("GET /a", "token:x", "", 2, 5),
+            ("GET /a", "", "quota", 1, 0),
+            ("GET /b", "token:y", "", 1, 5),
+        ]
+    );
+    assert!(
+        store.usage_lines(minute - 1000).await.unwrap().len() == 3,
+        "the old line was cut"
+    );
+    assert_eq!(
+        store.owner_minutes(minute - 60).await.unwrap(),
+        vec![
+            ("acme".to_string(), minute - 1, 5, 0),
+            ("acme".to_string(), minute, 5, 0),
+        ],
+        "refusals spend nothing"
+    );
+    // Rotation: the old hash stops working at once.
+    store.rotate_client("ci", "hash-1b", &cli, 3).await.unwrap();
     assert!(store.client_by_token("hash-1").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .client_by_token("hash-1b")
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "ci"
+    );
+    store.revoke_client("ci", &cli, 3).await.unwrap();
+    assert!(store.client_by_token("hash-1b").await.unwrap().is_none());
     assert!(matches!(
-        store.revoke_client("ci", 4).await,
+        store.revoke_client("ci", &cli, 4).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.rotate_client("ci", "hash-x", &cli, 4).await,
         Err(StoreError::NotFound(_))
     ));
     store
-        .add_client("ci", "hash-3", &[], &[], &Limits::default(), 5)
+        .add_client(&spec("ci", "hash-3"), &cli, 5)
         .await
         .unwrap();
     let rows = store.clients(now).await.unwrap();
@@ -138,6 +238,82 @@ pub async fn clients<S: Clients + ?Sized>(store: &S) {
     assert_eq!(
         store.client_by_token("hash-3").await.unwrap().unwrap().name,
         "ci"
+    );
+    // The clients file: adds, changes, revokes its own, never others'.
+    let file = actor(Origin::File);
+    let applied = store
+        .apply_client_file(&[spec("bot", "hash-b"), spec("app", "hash-a")], &file, 6)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            applied.added.len(),
+            applied.changed.len(),
+            applied.revoked.len()
+        ),
+        (2, 0, 0)
+    );
+    let again = store
+        .apply_client_file(&[spec("bot", "hash-b2")], &file, 7)
+        .await
+        .unwrap();
+    assert_eq!(again.changed, vec!["bot".to_string()]);
+    assert_eq!(again.revoked, vec!["app".to_string()]);
+    assert!(store.client_by_token("hash-b").await.unwrap().is_none());
+    assert!(store.client_by_token("hash-a").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .client_by_token("hash-b2")
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "bot"
+    );
+    // A file naming a CLI client changes nothing at all.
+    assert!(matches!(
+        store
+            .apply_client_file(&[spec("bot", "hash-b3"), spec("ci", "hash-c")], &file, 8)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(store.client_by_token("hash-b2").await.unwrap().is_some());
+    assert!(store.client_by_token("hash-3").await.unwrap().is_some());
+    // The CLI may not change the file's clients.
+    assert!(matches!(
+        store.revoke_client("bot", &cli, 9).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let unchanged = store
+        .apply_client_file(&[spec("bot", "hash-b2")], &file, 10)
+        .await
+        .unwrap();
+    assert_eq!(unchanged.unchanged, 1);
+    let log = store.audit_log(100).await.unwrap();
+    let actions: Vec<(String, String)> = log
+        .iter()
+        .rev()
+        .map(|a| (a.action.clone(), a.subject.clone()))
+        .collect();
+    let expect: Vec<(String, String)> = [
+        ("add", "ci"),
+        ("rotate", "ci"),
+        ("revoke", "ci"),
+        ("add", "ci"),
+        ("add", "bot"),
+        ("add", "app"),
+        ("change", "bot"),
+        ("revoke", "app"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(actions, expect);
+    assert_eq!(log[1].actor, "file:conformance");
+    assert_eq!(log[0].detail, "no longer in the clients file");
+    assert!(
+        log.iter().all(|a| !a.detail.contains("hash")),
+        "no hash in the log"
     );
 }
 

@@ -390,17 +390,29 @@ pub fn add_client(db: &Path, name: &str, scopes: &[&str], owners: &[&str]) -> St
     let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let (name, scopes, owners) = (name.to_string(), owned(scopes), owned(owners));
     beside(db, async move |store| {
+        let settings = gatehouse::gateway::clients::Settings {
+            name,
+            scopes,
+            owners,
+            limits: Default::default(),
+        };
         gatehouse::gateway::clients::add(
             store,
-            &name,
-            &scopes,
-            &owners,
-            &Default::default(),
+            &settings,
+            &test_actor(),
             gatehouse::clock::now_ms(),
         )
         .await
         .unwrap()
     })
+}
+
+/// Who a test is, in the audit log.
+pub fn test_actor() -> gatehouse::gateway::clients::Actor {
+    gatehouse::gateway::clients::Actor {
+        origin: gatehouse::gateway::clients::Origin::Cli,
+        who: "test".into(),
+    }
 }
 
 /// A store on `path` for a test that drives it directly (the server's

@@ -6,7 +6,10 @@ use async_trait::async_trait;
 
 use super::{Postgres, read_err, write_err};
 use crate::store::StoreError;
-use crate::store::clients::{ClientRow, Limits, StoredClient, Usage};
+use crate::store::clients::{
+    Actor, Applied, AuditEntry, ClientRow, ClientSpec, Current, Limits, Origin, Plan, StoredClient,
+    Usage, UsageLine, describe,
+};
 use crate::store::sessions::{NewSession, SEEN_GRANULARITY_MS, Session, Tally};
 
 fn limits(json: &str) -> Result<Limits, StoreError> {
@@ -18,62 +21,253 @@ fn strings(json: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Read(format!("a stored list: {e}")))
 }
 
+/// Every change to clients takes this lock first: replicas applying
+/// their clients file at once, or an operator beside them, see each
+/// other's changes whole.
+const CLIENTS_LOCK: i64 = 0x6761_7465_636c_6e74; // "gatecInt"
+
+async fn locked(tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLIENTS_LOCK])
+        .await
+        .map_err(write_err)?;
+    Ok(())
+}
+
+async fn current(
+    tx: &tokio_postgres::Transaction<'_>,
+    name: Option<&str>,
+) -> Result<Vec<Current>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT name, token_hash, scopes, owners, limits, origin, revoked_at_ms IS NULL
+             FROM clients WHERE $1::TEXT IS NULL OR name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(read_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(Current {
+                spec: ClientSpec {
+                    name: r.get(0),
+                    token_hash: r.get(1),
+                    scopes: strings(r.get(2))?,
+                    owners: strings(r.get(3))?,
+                    limits: limits(r.get(4))?,
+                },
+                origin: Origin::parse(r.get(5)),
+                active: r.get(6),
+            })
+        })
+        .collect()
+}
+
+async fn put(
+    tx: &tokio_postgres::Transaction<'_>,
+    spec: &ClientSpec,
+    origin: Origin,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let scopes = serde_json::to_string(&spec.scopes).expect("strings serialise");
+    let owners = serde_json::to_string(&spec.owners).expect("strings serialise");
+    tx.execute(
+        "INSERT INTO clients (name, token_hash, scopes, owners, limits, origin, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash,
+             scopes = excluded.scopes, owners = excluded.owners, limits = excluded.limits,
+             origin = excluded.origin, created_at_ms = excluded.created_at_ms,
+             revoked_at_ms = NULL",
+        &[
+            &spec.name,
+            &spec.token_hash,
+            &scopes,
+            &owners,
+            &spec.limits.to_json(),
+            &origin.as_str(),
+            &now_ms,
+        ],
+    )
+    .await
+    .map_err(write_err)?;
+    Ok(())
+}
+
+async fn audit(
+    tx: &tokio_postgres::Transaction<'_>,
+    by: &Actor,
+    action: &str,
+    subject: &str,
+    detail: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO audit_log (at_ms, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
+        &[&now_ms, &by.label(), &action, &subject, &detail],
+    )
+    .await
+    .map_err(write_err)?;
+    Ok(())
+}
+
+/// Why an operator may not change `name`, or None when it may.
+fn refusal(found: &[Current], name: &str, by: &Actor) -> Option<StoreError> {
+    match found.iter().find(|c| c.active) {
+        None => Some(StoreError::NotFound(format!(
+            "no active client named {name:?}"
+        ))),
+        Some(c) if c.origin == Origin::File && by.origin != Origin::File => {
+            Some(StoreError::Invalid(format!(
+                "client {name:?} is managed by the clients file: change it there"
+            )))
+        }
+        Some(_) => None,
+    }
+}
+
 #[async_trait]
 impl crate::store::Clients for Postgres {
     async fn add_client(
         &self,
-        name: &str,
-        token_hash: &str,
-        scopes: &[String],
-        owners: &[String],
-        limits: &Limits,
+        spec: &ClientSpec,
+        by: &Actor,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let limits = limits.to_json();
-        let scopes = serde_json::to_string(scopes).expect("strings serialise");
-        let owners = serde_json::to_string(owners).expect("strings serialise");
-        let client = self.client("add_client").await?;
+        let mut client = self.client("add_client").await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        locked(&tx).await?;
         // A revoked name may be taken again; an active one may not.
-        let n = client
-            .execute(
-                &client
-                    .prepare_cached(
-                        "INSERT INTO clients (name, token_hash, scopes, owners, created_at_ms, limits)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash,
-                     scopes = excluded.scopes, owners = excluded.owners, limits = excluded.limits,
-                     created_at_ms = excluded.created_at_ms, revoked_at_ms = NULL
-                 WHERE clients.revoked_at_ms IS NOT NULL",
-                    )
-                    .await
-                    .map_err(write_err)?,
-                &[&name, &token_hash, &scopes, &owners, &now_ms, &limits],
-            )
-            .await
-            .map_err(write_err)?;
-        if n == 0 {
+        if current(&tx, Some(&spec.name))
+            .await?
+            .iter()
+            .any(|c| c.active)
+        {
             return Err(StoreError::Invalid(format!(
-                "a client named {name:?} already exists"
+                "a client named {:?} already exists",
+                spec.name
             )));
         }
-        Ok(())
+        put(&tx, spec, by.origin, now_ms).await?;
+        audit(&tx, by, "add", &spec.name, &describe(spec), now_ms).await?;
+        tx.commit().await.map_err(write_err)
     }
 
-    async fn revoke_client(&self, name: &str, now_ms: i64) -> Result<(), StoreError> {
-        let client = self.client("revoke_client").await?;
-        let n = client
-            .execute(
-                &client.prepare_cached("UPDATE clients SET revoked_at_ms = $2 WHERE name = $1 AND revoked_at_ms IS NULL").await.map_err(write_err)?,
-                &[&name, &now_ms],
+    async fn revoke_client(&self, name: &str, by: &Actor, now_ms: i64) -> Result<(), StoreError> {
+        let mut client = self.client("revoke_client").await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        locked(&tx).await?;
+        if let Some(e) = refusal(&current(&tx, Some(name)).await?, name, by) {
+            return Err(e);
+        }
+        tx.execute(
+            "UPDATE clients SET revoked_at_ms = $2 WHERE name = $1 AND revoked_at_ms IS NULL",
+            &[&name, &now_ms],
+        )
+        .await
+        .map_err(write_err)?;
+        audit(&tx, by, "revoke", name, "", now_ms).await?;
+        tx.commit().await.map_err(write_err)
+    }
+
+    async fn rotate_client(
+        &self,
+        name: &str,
+        token_hash: &str,
+        by: &Actor,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client("rotate_client").await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        locked(&tx).await?;
+        if let Some(e) = refusal(&current(&tx, Some(name)).await?, name, by) {
+            return Err(e);
+        }
+        tx.execute(
+            "UPDATE clients SET token_hash = $2 WHERE name = $1 AND revoked_at_ms IS NULL",
+            &[&name, &token_hash],
+        )
+        .await
+        .map_err(write_err)?;
+        audit(&tx, by, "rotate", name, "new token", now_ms).await?;
+        tx.commit().await.map_err(write_err)
+    }
+
+    async fn apply_client_file(
+        &self,
+        specs: &[ClientSpec],
+        by: &Actor,
+        now_ms: i64,
+    ) -> Result<Applied, StoreError> {
+        let mut client = self.client("apply_client_file").await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        locked(&tx).await?;
+        let plan = Plan::new(specs, &current(&tx, None).await?).map_err(StoreError::Invalid)?;
+        let mut applied = Applied {
+            unchanged: plan.unchanged,
+            ..Applied::default()
+        };
+        for spec in &plan.add {
+            put(&tx, spec, Origin::File, now_ms).await?;
+            audit(&tx, by, "add", &spec.name, &describe(spec), now_ms).await?;
+            applied.added.push(spec.name.clone());
+        }
+        for (spec, what) in &plan.change {
+            tx.execute(
+                "UPDATE clients SET token_hash = $2, scopes = $3, owners = $4, limits = $5
+                 WHERE name = $1 AND revoked_at_ms IS NULL",
+                &[
+                    &spec.name,
+                    &spec.token_hash,
+                    &serde_json::to_string(&spec.scopes).expect("strings serialise"),
+                    &serde_json::to_string(&spec.owners).expect("strings serialise"),
+                    &spec.limits.to_json(),
+                ],
             )
             .await
             .map_err(write_err)?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!(
-                "no active client named {name:?}"
-            )));
+            audit(&tx, by, "change", &spec.name, what, now_ms).await?;
+            applied.changed.push(spec.name.clone());
         }
-        Ok(())
+        for name in &plan.revoke {
+            tx.execute(
+                "UPDATE clients SET revoked_at_ms = $2 WHERE name = $1 AND revoked_at_ms IS NULL",
+                &[name, &now_ms],
+            )
+            .await
+            .map_err(write_err)?;
+            audit(
+                &tx,
+                by,
+                "revoke",
+                name,
+                "no longer in the clients file",
+                now_ms,
+            )
+            .await?;
+            applied.revoked.push(name.clone());
+        }
+        tx.commit().await.map_err(write_err)?;
+        Ok(applied)
+    }
+
+    async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let client = self.client("audit_log").await?;
+        let rows = client
+            .query(
+                "SELECT at_ms, actor, action, subject, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                at_ms: r.get(0),
+                actor: r.get(1),
+                action: r.get(2),
+                subject: r.get(3),
+                detail: r.get(4),
+            })
+            .collect())
     }
 
     async fn client_by_token(&self, token_hash: &str) -> Result<Option<StoredClient>, StoreError> {
@@ -107,7 +301,7 @@ impl crate::store::Clients for Postgres {
         let client = self.client("clients").await?;
         let rows = client
             .query(
-                &client.prepare_cached("SELECT c.name, c.scopes, c.owners, c.created_at_ms, c.revoked_at_ms, c.limits,
+                &client.prepare_cached("SELECT c.name, c.scopes, c.owners, c.created_at_ms, c.revoked_at_ms, c.limits, c.origin,
                         COALESCE(SUM(u.requests), 0)::BIGINT, COALESCE(SUM(u.hits), 0)::BIGINT,
                         COALESCE(SUM(u.revalidated), 0)::BIGINT, COALESCE(SUM(u.misses), 0)::BIGINT,
                         COALESCE(SUM(u.bypassed), 0)::BIGINT, COALESCE(SUM(u.units_spent), 0)::BIGINT,
@@ -127,14 +321,15 @@ impl crate::store::Clients for Postgres {
                     created_at_ms: r.get(3),
                     revoked_at_ms: r.get(4),
                     limits: limits(r.get(5))?,
+                    origin: Origin::parse(r.get(6)),
                     last_hour: Usage {
-                        requests: r.get(6),
-                        hits: r.get(7),
-                        revalidated: r.get(8),
-                        misses: r.get(9),
-                        bypassed: r.get(10),
-                        units_spent: r.get(11),
-                        units_saved: r.get(12),
+                        requests: r.get(7),
+                        hits: r.get(8),
+                        revalidated: r.get(9),
+                        misses: r.get(10),
+                        bypassed: r.get(11),
+                        units_spent: r.get(12),
+                        units_saved: r.get(13),
                     },
                 })
             })
@@ -168,7 +363,9 @@ impl crate::store::Clients for Postgres {
     async fn add_usage(
         &self,
         rows: Vec<((String, i64), Usage)>,
+        lines: Vec<UsageLine>,
         oldest_minute: i64,
+        oldest_line_minute: i64,
     ) -> Result<(), StoreError> {
         let mut client = self.client("add_usage").await?;
         let tx = client.transaction().await.map_err(write_err)?;
@@ -217,7 +414,122 @@ impl crate::store::Clients for Postgres {
         )
         .await
         .map_err(write_err)?;
+        let upsert = tx
+            .prepare_cached(
+                "INSERT INTO gateway_usage (minute, client, owner, route, credential, refused_by,
+                     requests, units_spent, units_saved)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (minute, client, owner, route, credential, refused_by) DO UPDATE SET
+                     requests = gateway_usage.requests + excluded.requests,
+                     units_spent = gateway_usage.units_spent + excluded.units_spent,
+                     units_saved = gateway_usage.units_saved + excluded.units_saved",
+            )
+            .await
+            .map_err(write_err)?;
+        let mut lines = lines;
+        lines.sort_by(|a, b| {
+            (
+                a.minute,
+                &a.client,
+                &a.owner,
+                &a.route,
+                &a.credential,
+                &a.refused_by,
+            )
+                .cmp(&(
+                    b.minute,
+                    &b.client,
+                    &b.owner,
+                    &b.route,
+                    &b.credential,
+                    &b.refused_by,
+                ))
+        });
+        for l in &lines {
+            tx.execute(
+                &upsert,
+                &[
+                    &l.minute,
+                    &l.client,
+                    &l.owner,
+                    &l.route,
+                    &l.credential,
+                    &l.refused_by,
+                    &l.requests,
+                    &l.units_spent,
+                    &l.units_saved,
+                ],
+            )
+            .await
+            .map_err(write_err)?;
+        }
+        tx.execute(
+            &tx.prepare_cached("DELETE FROM gateway_usage WHERE minute < $1")
+                .await
+                .map_err(write_err)?,
+            &[&oldest_line_minute],
+        )
+        .await
+        .map_err(write_err)?;
         tx.commit().await.map_err(write_err)
+    }
+
+    async fn usage_lines(&self, since_minute: i64) -> Result<Vec<UsageLine>, StoreError> {
+        let client = self.client("usage_lines").await?;
+        let rows = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT client, owner, route, credential, refused_by,
+                                SUM(requests)::BIGINT, SUM(units_spent)::BIGINT, SUM(units_saved)::BIGINT
+                         FROM gateway_usage WHERE minute >= $1
+                         GROUP BY client, owner, route, credential, refused_by",
+                    )
+                    .await
+                    .map_err(read_err)?,
+                &[&since_minute],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| UsageLine {
+                minute: since_minute,
+                client: r.get(0),
+                owner: r.get(1),
+                route: r.get(2),
+                credential: r.get(3),
+                refused_by: r.get(4),
+                requests: r.get(5),
+                units_spent: r.get(6),
+                units_saved: r.get(7),
+            })
+            .collect())
+    }
+
+    async fn owner_minutes(
+        &self,
+        since_minute: i64,
+    ) -> Result<Vec<(String, i64, i64, i64)>, StoreError> {
+        let client = self.client("owner_minutes").await?;
+        let rows = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT owner, minute, SUM(units_spent)::BIGINT, SUM(units_saved)::BIGINT
+                         FROM gateway_usage WHERE minute >= $1 AND owner <> '' AND refused_by = ''
+                         GROUP BY owner, minute ORDER BY owner, minute",
+                    )
+                    .await
+                    .map_err(read_err)?,
+                &[&since_minute],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
     }
 }
 

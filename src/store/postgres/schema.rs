@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "client_limits",
         include_str!("../../../migrations/postgres/0010_client_limits.sql"),
     ),
+    (
+        11,
+        "gateway_usage",
+        include_str!("../../../migrations/postgres/0011_gateway_usage.sql"),
+    ),
 ];
 
 /// Any constant: every gatehouse migrating this database takes this lock.

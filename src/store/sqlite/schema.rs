@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "client_limits",
         include_str!("../../../migrations/sqlite/0013_client_limits.sql"),
     ),
+    (
+        14,
+        "gateway_usage",
+        include_str!("../../../migrations/sqlite/0014_gateway_usage.sql"),
+    ),
 ];
 
 pub fn latest_version() -> u32 {
