@@ -5,6 +5,8 @@
 
 mod common;
 
+use gatehouse::clock::Clock;
+
 use std::time::Duration;
 
 use common::hub::{github_config, key};
@@ -39,18 +41,36 @@ struct Gw {
 
 impl Gw {
     async fn start(hub: HubConfig, edit: impl FnOnce(&mut GatewayConfig)) -> Gw {
+        Gw::start_on(hub, edit, gatehouse::clock::system()).await
+    }
+
+    async fn start_on(
+        hub: HubConfig,
+        edit: impl FnOnce(&mut GatewayConfig),
+        clock: std::sync::Arc<dyn gatehouse::clock::Clock>,
+    ) -> Gw {
+        Gw::start_reserving(hub, 0, edit, clock).await
+    }
+
+    /// Each credential keeps `reserve` units for others.
+    async fn start_reserving(
+        hub: HubConfig,
+        reserve: u64,
+        edit: impl FnOnce(&mut GatewayConfig),
+        clock: std::sync::Arc<dyn gatehouse::clock::Clock>,
+    ) -> Gw {
         let hub = FakeHub::start(hub).await.unwrap();
-        let github = github_config(&hub, &[(101, "app-a.pem")], &[]);
-        let app = TestApp::spawn_with(|c: &mut Config| {
-            c.github = github;
-            let mut gw = GatewayConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                ..GatewayConfig::default()
-            };
-            edit(&mut gw);
-            c.gateway = Some(gw);
-        })
-        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = common::test_config(dir.path());
+        c.github = github_config(&hub, &[(101, "app-a.pem")], &[]);
+        c.github.reserve = reserve;
+        let mut gw = GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..GatewayConfig::default()
+        };
+        edit(&mut gw);
+        c.gateway = Some(gw);
+        let app = TestApp::start_on(dir, c, clock).await;
         let base = format!("http://{}", app.app.gateway_addr().unwrap());
         Gw {
             hub,
@@ -1054,25 +1074,34 @@ fn header(r: &reqwest::Response, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quota_refuses_the_first_unit_over_it_as_github_would_and_free_answers_never_count() {
-    let gw = Gw::start(hub_config(), |g| {
-        g.fresh = vec![FreshRule {
-            path: "^/repos/octo-org/widgets$".into(),
-            secs: 600,
-        }];
-    })
+    let mut hub = hub_config();
+    hub.rate_limit.graphql_points = 10;
+    let clock = gatehouse::clock::ManualClock::starting_now();
+    let gw = Gw::start_on(
+        hub,
+        |g| {
+            g.fresh = vec![FreshRule {
+                path: "^/repos/octo-org/widgets$".into(),
+                secs: 600,
+            }];
+            // GraphQL names no owner: this one's credentials serve it.
+            g.default_owner = "octo-org".into();
+        },
+        clock.clone(),
+    )
     .await;
     let token = gw.limited(
         "batch",
         gatehouse::gateway::clients::Limits {
-            quota_per_hour: Some(5),
+            quota_per_hour: Some(100),
             ..Default::default()
         },
     );
     // The first read of a fresh path costs one unit; its hits cost none.
     let r = gw.get(&token, "/repos/octo-org/widgets").await;
     assert_eq!((r.status().as_u16(), cache_of(&r)), (200, "miss".into()));
-    assert_eq!(header(&r, "x-ratelimit-limit"), "5");
-    assert_eq!(header(&r, "x-ratelimit-remaining"), "4");
+    assert_eq!(header(&r, "x-ratelimit-limit"), "100");
+    assert_eq!(header(&r, "x-ratelimit-remaining"), "99");
     assert_eq!(header(&r, "x-ratelimit-used"), "1");
     // GitHub's own budget is still told, aside.
     assert_eq!(header(&r, "x-gatehouse-upstream-ratelimit-limit"), "5000");
@@ -1080,26 +1109,55 @@ async fn a_quota_refuses_the_first_unit_over_it_as_github_would_and_free_answers
         let r = gw.get(&token, "/repos/octo-org/widgets").await;
         assert_eq!(
             (cache_of(&r), header(&r, "x-ratelimit-remaining")),
-            ("hit".into(), "4".into())
+            ("hit".into(), "99".into())
         );
     }
-    // Four more units, each a different read: all served.
-    for i in 0..4 {
+    // A read GitHub answers 304 the second time: the 304 costs nothing.
+    let pulls = "/repos/octo-org/widgets/pulls";
+    assert_eq!(
+        header(&gw.get(&token, pulls).await, "x-ratelimit-used"),
+        "2"
+    );
+    let r = gw.get(&token, pulls).await;
+    assert_eq!(
+        (cache_of(&r), header(&r, "x-ratelimit-used")),
+        ("revalidated".into(), "2".into())
+    );
+    // GraphQL counts the points GitHub charged (10 a query here). Its
+    // headers give the window's total, so the cost is the drop since the
+    // credential's last GraphQL answer: another client's query comes first
+    // (a credential's first query after a start counts 1).
+    let other = gw.client("other", &[], &[]);
+    let query = async |token: &str| {
+        gw.http
+            .post(format!("{}/graphql", gw.base))
+            .header("authorization", format!("token {token}"))
+            .json(&graphql("query { viewer { login } }"))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(query(&other).await.status(), 200);
+    let r = query(&token).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ratelimit-used"), "12");
+    // 88 more units, each a different read: all served, the 100th too.
+    for i in 0..88 {
         let r = gw
             .get(&token, &format!("/repos/octo-org/widgets?n={i}"))
             .await;
-        assert_eq!(r.status(), 200, "unit {} of 5", i + 2);
+        assert_eq!(r.status(), 200, "unit {} of 100", i + 13);
     }
     let sent = gw.installation_usage(INSTALLATION).requests;
-    // The sixth unit is refused, with GitHub's headers and nothing sent.
-    let r = gw.get(&token, "/repos/octo-org/widgets?n=9").await;
+    // The 101st unit is refused, with GitHub's headers and nothing sent.
+    let r = gw.get(&token, "/repos/octo-org/widgets?n=999").await;
     assert_eq!(r.status(), 403);
     assert_eq!(header(&r, "x-ratelimit-remaining"), "0");
-    assert_eq!(header(&r, "x-ratelimit-limit"), "5");
-    assert_eq!(header(&r, "x-ratelimit-used"), "5");
+    assert_eq!(header(&r, "x-ratelimit-limit"), "100");
+    assert_eq!(header(&r, "x-ratelimit-used"), "100");
     assert_eq!(header(&r, "x-ratelimit-resource"), "core");
     let reset: i64 = header(&r, "x-ratelimit-reset").parse().unwrap();
-    let now = gatehouse::clock::now_ms() / 1000;
+    let now = clock.now_ms() / 1000;
     assert!(reset > now && reset <= now + 3600, "{reset} vs {now}");
     let v: Value = r.json().await.unwrap();
     let message = v["message"].as_str().unwrap();
@@ -1113,9 +1171,10 @@ async fn a_quota_refuses_the_first_unit_over_it_as_github_would_and_free_answers
         "nothing sent upstream"
     );
     // Another client is not held to it.
-    let other = gw.client("other", &[], &[]);
     assert_eq!(
-        gw.get(&other, "/repos/octo-org/widgets?n=9").await.status(),
+        gw.get(&other, "/repos/octo-org/widgets?n=999")
+            .await
+            .status(),
         200
     );
     let m = common::scrape(&gw.app.client, &gw.app.base).await;
@@ -1127,6 +1186,11 @@ async fn a_quota_refuses_the_first_unit_over_it_as_github_would_and_free_answers
         Some(1.0),
         "{m}"
     );
+    // The hour slides: at the reset it announced, the client reads again.
+    clock.advance(reset * 1000 - clock.now_ms() + 1);
+    let r = gw.get(&token, "/repos/octo-org/widgets?n=1000").await;
+    assert_eq!(r.status(), 200, "the quota's hour has moved on");
+    assert_eq!(header(&r, "x-ratelimit-used"), "1");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1134,10 +1198,15 @@ async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
     let mut hub = hub_config();
     hub.rate_limit.core = 100;
     hub.rate_limit.window_secs = 600;
-    let gw = Gw::start(hub, |g| {
-        g.fair_share_below = 0.5;
-        g.priority_share = 0.1;
-    })
+    let gw = Gw::start_reserving(
+        hub,
+        5,
+        |g| {
+            g.fair_share_below = 0.5;
+            g.priority_share = 0.1;
+        },
+        gatehouse::clock::system(),
+    )
     .await;
     let runaway = gw.client("runaway", &[], &[]);
     let normal = gw.client("normal", &[], &[]);
@@ -1149,7 +1218,7 @@ async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
         },
     );
     // The runaway reads without end; the normal client reads now and then.
-    let (mut runaway_refused, mut normal_ok) = (0, 0);
+    let (mut runaway_refused, mut normal_ok) = (0u64, 0u64);
     for i in 0..200 {
         let r = gw
             .get(&runaway, &format!("/repos/octo-org/widgets?r={i}"))
@@ -1183,7 +1252,14 @@ async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
     );
     let spent = gw.installation_usage(INSTALLATION);
     assert_eq!(spent.rate_limited, 0, "GitHub never had to refuse");
-    assert!(spent.units_spent <= 100 - 10 + 1, "{spent:?}");
+    assert!(
+        spent.units_spent <= 100 - 5,
+        "the reserve of 5 is never touched: {spent:?}"
+    );
+    // Every read was a different path, so each one served is one request
+    // upstream and each one refused is none.
+    let served = (200 - runaway_refused) + normal_ok + 1;
+    assert_eq!(spent.requests, served, "nothing refused reached GitHub");
     let m = common::scrape(&gw.app.client, &gw.app.base).await;
     assert!(
         metric(

@@ -249,3 +249,126 @@ async fn pygithub_and_octokit_work_through_the_gateway_unchanged() {
     let found = common::beside(&db, async move |s| s.client_by_token(&hash).await.unwrap());
     assert_eq!(found.map(|c| c.name).as_deref(), Some("octokit"));
 }
+
+/// The clock gatehouse runs on for the quota test: all spending falls in
+/// one minute whose hour ends at a minute boundary 7 to 67 s from now, so
+/// the reset the clients are told is that near in their (real) time.
+fn quota_clock() -> std::sync::Arc<gatehouse::clock::ManualClock> {
+    let now = gatehouse::clock::now_ms();
+    let mut boundary = (now / 60_000 + 1) * 60_000;
+    if boundary - now < 7_000 {
+        boundary += 60_000;
+    }
+    let clock = gatehouse::clock::ManualClock::starting_now();
+    // Frozen an hour before that boundary, a few seconds into its minute.
+    clock.advance(boundary - 3_600_000 + 2_000 - now);
+    clock
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn octokits_throttling_plugin_and_pygithub_wait_out_a_quota_and_go_on() {
+    use gatehouse::clock::Clock;
+    install_clients();
+    let mut hub_config = HubConfig::default().org("octo-org", &["widgets"]).app(
+        101,
+        &key("app-a.pub.pem"),
+        &[(11, "octo-org")],
+    );
+    hub_config.fixtures = Some(common::fixtures());
+    let hub = FakeHub::start(hub_config).await.unwrap();
+    let clock = quota_clock();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.github = common::hub::github_config(&hub, &[(101, "app-a.pem")], &[]);
+    config.gateway = Some(gatehouse::config::GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    });
+    let app = common::TestApp::start_on(dir, config, clock.clone()).await;
+    let gw = format!("http://{}", app.app.gateway_addr().unwrap());
+    let quota = gatehouse::gateway::clients::Limits {
+        quota_per_hour: Some(3),
+        ..Default::default()
+    };
+    let mut tokens = Vec::new();
+    for name in ["octokit", "pygithub"] {
+        let settings = gatehouse::gateway::clients::Settings {
+            name: name.into(),
+            owners: vec!["octo-org".into()],
+            limits: quota.clone(),
+            ..Default::default()
+        };
+        let t = gatehouse::gateway::clients::add(
+            &app.store(),
+            &settings,
+            &common::test_actor(),
+            clock.now_ms(),
+        )
+        .await
+        .unwrap();
+        tokens.push(t);
+    }
+    let env = |api: String, token: &str| {
+        vec![
+            ("GATEHOUSE_API", api),
+            ("GATEHOUSE_TOKEN", token.to_string()),
+            ("OWNER", "octo-org".to_string()),
+            ("REPO", "widgets".to_string()),
+            ("READS", "5".to_string()),
+        ]
+    };
+    let clients = root().join("tests/clients");
+    let (node_env, py_env) = (
+        env(gw.clone(), &tokens[0]),
+        env(format!("{gw}/api/v3"), &tokens[1]),
+    );
+    let (node_dir, py_dir) = (clients.join("node"), clients.join("python"));
+    let node = tokio::task::spawn_blocking(move || {
+        run_client("node", &["quota.mjs"], &node_dir, &node_env)
+    });
+    let py =
+        tokio::task::spawn_blocking(move || run_client("python3", &["quota.py"], &py_dir, &py_env));
+    // Both meet their quota (3 reads of 5); then the hour moves on, as it
+    // will have by the reset they were told.
+    let refused = |m: &str, who: &str| {
+        common::metric(
+            m,
+            &format!("gatehouse_gateway_refusals_total{{client=\"{who}\",rule=\"quota\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = app.metrics().await;
+        if refused(&m, "octokit") >= 1.0 && refused(&m, "pygithub") >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the clients never met their quota:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    clock.advance(3_600_000);
+    for (who, run) in [
+        ("octokit", node.await.unwrap()),
+        ("PyGithub", py.await.unwrap()),
+    ] {
+        let (ok, out, err) = run;
+        assert!(ok, "{who} surfaced an error:\n{err}");
+        let v: Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("{who} printed no JSON ({e}): {out}"));
+        assert_eq!(v["ok"], 5, "{who}: every read succeeded: {v}");
+        let waits = match &v["waits"] {
+            Value::Array(w) => w.len() as u64,
+            n => n.as_u64().unwrap(),
+        };
+        assert!(waits >= 1, "{who} backed off for the quota: {v}");
+    }
+    let m = app.metrics().await;
+    assert!(
+        m.contains("gatehouse_gateway_route_requests_total{client=\"octokit\",route=\"GET /repos/{owner}/{repo}\"}"),
+        "usage by route template: {m}"
+    );
+    app.stop().await;
+}

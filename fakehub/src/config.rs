@@ -148,6 +148,9 @@ pub struct RateLimitConfig {
     pub window_secs: u64,
     /// Unauthenticated requests get this many per window.
     pub anonymous: u64,
+    /// Points each GraphQL query costs (GitHub charges by the nodes a
+    /// query may return; at least 1).
+    pub graphql_points: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -158,6 +161,7 @@ impl Default for RateLimitConfig {
             search: 30,
             window_secs: 3600,
             anonymous: 60,
+            graphql_points: 1,
         }
     }
 }

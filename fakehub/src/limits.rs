@@ -85,6 +85,11 @@ pub enum Admission {
 }
 
 impl Limits {
+    /// What one GraphQL query costs here.
+    pub fn graphql_points(&self) -> u64 {
+        self.config.graphql_points.max(1)
+    }
+
     pub fn new(config: RateLimitConfig, secondary: SecondaryConfig) -> Arc<Limits> {
         Arc::new(Limits {
             config,

@@ -281,7 +281,7 @@ async fn serve(
     let mut admitted = match client.limits.quota_per_hour {
         Some(_) => {
             let (used, oldest) = s.usage.spent_in_hour(&client.name);
-            share::quota(client, used, oldest, crate::clock::now_ms())
+            share::quota(client, used, oldest, s.usage.now_ms())
         }
         None => Ok(()),
     };
@@ -329,7 +329,7 @@ async fn serve(
             q,
             q.saturating_sub(used),
             used,
-            share::quota_reset(oldest, crate::clock::now_ms()),
+            share::quota_reset(oldest, s.usage.now_ms()),
             crate::github::budget::Resource::Core,
         );
     }

@@ -161,10 +161,11 @@ impl Shares {
                 b.limit,
                 b.limit - b.remaining,
                 format!(
-                    "gatehouse: the rest of {owner}'s {} budget until its reset is kept for \
-                     high-priority clients; client {:?} may spend again after the reset",
-                    resource.as_str(),
-                    client.name
+                    "API rate limit exceeded for client {:?}: the rest of {owner}'s {} budget \
+                     until its reset is kept for high-priority clients (gatehouse rule: \
+                     priority). It may spend again after the reset.",
+                    client.name,
+                    resource.as_str()
                 ),
             ));
         }
@@ -192,10 +193,11 @@ impl Shares {
                 share,
                 spent,
                 format!(
-                    "gatehouse: {owner}'s {} budget is low, and client {:?} has spent its fair \
-                     share ({share} units) of what remained; it may spend again after the reset",
-                    resource.as_str(),
-                    client.name
+                    "API rate limit exceeded for client {:?}: {owner}'s {} budget is low and \
+                     this client has spent its fair share ({share} units) of what remained \
+                     (gatehouse rule: fair_share). It may spend again after the reset.",
+                    client.name,
+                    resource.as_str()
                 ),
             ));
         }
@@ -238,8 +240,11 @@ pub fn quota(
         used,
         reset: quota_reset(oldest_minute, now_ms),
         resource: Resource::Core,
+        // GitHub's own wording first: clients (PyGithub) recognise a
+        // primary limit by it and wait for the reset.
         message: format!(
-            "gatehouse: client {:?} has spent its quota of {q} rate-limit units in the last hour",
+            "API rate limit exceeded for client {:?}: it has spent its quota of {q} rate-limit \
+             units in the last hour (gatehouse rule: quota). It may spend again at the reset.",
             client.name
         ),
     })

@@ -105,6 +105,11 @@ impl Recorder {
         }
     }
 
+    /// Now, as this recorder's clock tells it (quotas slide with it).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// Units `client` spent upstream in the hour before now (minutes
     /// whole), and the minute its oldest counted units leave the hour.
     pub fn spent_in_hour(&self, client: &str) -> (u64, Option<i64>) {

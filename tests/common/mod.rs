@@ -177,8 +177,19 @@ impl TestApp {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestApp {
+        TestApp::start_on(dir, config, gatehouse::clock::system()).await
+    }
+
+    /// On a clock the test turns (quotas, leases, pauses).
+    pub async fn start_on(
+        dir: tempfile::TempDir,
+        config: Config,
+        clock: std::sync::Arc<dyn gatehouse::clock::Clock>,
+    ) -> TestApp {
         let db_path = config.storage.path.clone();
-        let app = app::start(config.clone()).await.expect("gatehouse starts");
+        let app = app::start_on(config.clone(), clock)
+            .await
+            .expect("gatehouse starts");
         TestApp {
             base: format!("http://{}", app.addr()),
             app,

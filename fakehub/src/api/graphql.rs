@@ -21,9 +21,6 @@ use crate::hub::Hub;
 use crate::limits::{Bucket, Resource};
 use crate::world::{Repo, World, iso, key, now_secs};
 
-/// What a query costs. GitHub charges at least one point per query; our
-/// subset never needs more.
-const COST: u64 = 1;
 const MAX_FIRST: i64 = 100;
 
 enum Node<'a> {
@@ -59,6 +56,8 @@ struct Ctx<'a> {
     cred: &'a Credential,
     vars: &'a Map<String, Value>,
     bucket: Bucket,
+    /// Points this query costs (`rateLimit.cost`).
+    cost: u64,
     errors: Vec<Value>,
     /// Errors that mean the query is invalid (nothing runs, nothing is charged).
     invalid: bool,
@@ -265,7 +264,7 @@ impl<'a> Ctx<'a> {
             },
             Node::RateLimit => match name {
                 "limit" => json!(self.bucket.limit),
-                "cost" => json!(COST),
+                "cost" => json!(self.cost),
                 "remaining" => json!(self.bucket.remaining()),
                 "used" => json!(self.bucket.used),
                 "resetAt" => json!(iso(self.bucket.reset)),
@@ -522,6 +521,7 @@ pub async fn handle(
         cred: &cred,
         vars: &vars,
         bucket: hub.limits.bucket(&cred, Resource::Graphql, now),
+        cost: 1,
         errors: Vec::new(),
         invalid: false,
         fragments,
@@ -531,7 +531,9 @@ pub async fn handle(
     if ctx.invalid {
         return errors_only(ctx.errors);
     }
-    match hub.limits.try_spend(&cred, Resource::Graphql, COST, now) {
+    let cost = hub.limits.graphql_points();
+    ctx.cost = cost;
+    match hub.limits.try_spend(&cred, Resource::Graphql, cost, now) {
         Err(_) => {
             let message = cred.exhausted_message(&world);
             errors_only(vec![json!({"type": "RATE_LIMITED", "message": message})])

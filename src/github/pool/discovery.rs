@@ -72,7 +72,7 @@ impl Pool {
             let resp = self
                 .http
                 .get(format!("{}/{kind}/{owner}/installation", self.api))
-                .bearer_auth(app.auth.jwt(self.now_secs()))
+                .bearer_auth(app.auth.jwt())
                 .send()
                 .await
                 .map_err(http_error)?;
@@ -106,7 +106,7 @@ impl Pool {
             let resp = self
                 .http
                 .get(format!("{}/app/installations?per_page=100", self.api))
-                .bearer_auth(app.auth.jwt(self.now_secs()))
+                .bearer_auth(app.auth.jwt())
                 .send()
                 .await
                 .map_err(http_error)?;

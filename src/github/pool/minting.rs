@@ -60,6 +60,12 @@ fn minted(v: &serde_json::Value, now_secs: i64) -> Result<(String, i64), PoolErr
     Ok((token.to_string(), expires))
 }
 
+/// Token expiry is GitHub's, so it is compared with the system's clock,
+/// never the pool's as a test turns it.
+fn githubs_now_secs() -> i64 {
+    crate::clock::now_ms() / 1000
+}
+
 impl Pool {
     /// The Authorization header for a credential, and its fingerprint.
     pub(super) async fn authorization(
@@ -68,7 +74,7 @@ impl Pool {
         fresh: bool,
     ) -> Result<(String, String), PoolError> {
         let header = match id {
-            CredId::App(app) => format!("Bearer {}", self.app(*app)?.auth.jwt(self.now_secs())),
+            CredId::App(app) => format!("Bearer {}", self.app(*app)?.auth.jwt()),
             CredId::Token(name) => {
                 let t = self
                     .tokens
@@ -112,7 +118,7 @@ impl Pool {
             .or_default()
             .clone();
         let mut cached = cell.lock().await;
-        if let Some(token) = reusable(cached.as_ref(), fresh, self.now_secs()) {
+        if let Some(token) = reusable(cached.as_ref(), fresh, githubs_now_secs()) {
             return Ok(token.to_string());
         }
         let resp = self
@@ -121,7 +127,7 @@ impl Pool {
                 "{}/app/installations/{installation}/access_tokens",
                 self.api
             ))
-            .bearer_auth(app.auth.jwt(self.now_secs()))
+            .bearer_auth(app.auth.jwt())
             .header(http::header::ACCEPT, "application/vnd.github+json")
             .send()
             .await
@@ -141,7 +147,7 @@ impl Pool {
             )));
         }
         let v: serde_json::Value = resp.json().await.map_err(http_error)?;
-        let (token, expires) = minted(&v, self.now_secs())?;
+        let (token, expires) = minted(&v, githubs_now_secs())?;
         *cached = Some((token.clone(), expires));
         Ok(token)
     }
