@@ -309,6 +309,31 @@ enum ClientsCmd {
     Revoke { name: String },
 }
 
+/// A client's settings from `clients add`'s flags.
+fn settings(
+    name: String,
+    scopes: Vec<String>,
+    owners: Vec<String>,
+    quota: Option<String>,
+    weight: u32,
+    priority: PriorityArg,
+) -> Result<gatehouse::gateway::clients::Settings, cli::CliError> {
+    use gatehouse::gateway::clients::{Limits, Priority, Settings, parse_quota};
+    Ok(Settings {
+        name,
+        scopes,
+        owners,
+        limits: Limits {
+            quota_per_hour: quota.as_deref().map(parse_quota).transpose()?,
+            weight,
+            priority: match priority {
+                PriorityArg::Normal => Priority::Normal,
+                PriorityArg::High => Priority::High,
+            },
+        },
+    })
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ByArg {
     Client,
@@ -400,6 +425,28 @@ fn main() -> ExitCode {
             config,
             action: GithubCmd::Status { json },
         } => cli::github::status(config, json),
+        // The entry for the clients file needs no journal.
+        Command::Clients {
+            action:
+                ClientsCmd::Add {
+                    name,
+                    scopes,
+                    owners,
+                    quota,
+                    weight,
+                    priority,
+                    print_entry: true,
+                },
+            ..
+        } => match settings(name, scopes, owners, quota, weight, priority)
+            .and_then(|s| cli::clients::print_entry(&s))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gatehouse: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Clients { config, action } => operate(config, async |_, store| match action {
             ClientsCmd::Add {
                 name,
@@ -408,30 +455,10 @@ fn main() -> ExitCode {
                 quota,
                 weight,
                 priority,
-                print_entry,
+                print_entry: _,
             } => {
-                let limits = gatehouse::gateway::clients::Limits {
-                    quota_per_hour: quota
-                        .as_deref()
-                        .map(gatehouse::gateway::clients::parse_quota)
-                        .transpose()?,
-                    weight,
-                    priority: match priority {
-                        PriorityArg::Normal => gatehouse::gateway::clients::Priority::Normal,
-                        PriorityArg::High => gatehouse::gateway::clients::Priority::High,
-                    },
-                };
-                let settings = gatehouse::gateway::clients::Settings {
-                    name,
-                    scopes,
-                    owners,
-                    limits,
-                };
-                if print_entry {
-                    cli::clients::print_entry(&settings)
-                } else {
-                    cli::clients::add(store, &settings).await
-                }
+                let settings = settings(name, scopes, owners, quota, weight, priority)?;
+                cli::clients::add(store, &settings).await
             }
             ClientsCmd::List { json } => cli::clients::list(store, json).await,
             ClientsCmd::Usage { since, by, json } => {

@@ -378,3 +378,135 @@ async fn readme_screenshot() {
     std::fs::write(&out, png).unwrap();
     b.close().await.unwrap();
 }
+
+/// Logs in from whatever page the browser was sent to the form from.
+async fn log_in(b: &Client) {
+    at_login(b).await;
+    let pw = b.find(Locator::Css("input[name=password]")).await.unwrap();
+    pw.send_keys(PASSWORD).await.unwrap();
+    click(b, "form.login button").await;
+}
+
+/// Clicks a button whose form asks to confirm, and accepts.
+async fn click_confirmed(b: &Client, css: &str) {
+    click(b, css).await;
+    b.accept_alert().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_operator_adds_rotates_and_revokes_a_gateway_client_in_chromium() {
+    let mut hub_config = fakehub::Config::default()
+        .org("octo-org", &["widgets"])
+        .app(101, &common::hub::key("app-a.pub.pem"), &[(11, "octo-org")]);
+    hub_config.fixtures = Some(common::fixtures());
+    let hub = fakehub::FakeHub::start(hub_config).await.unwrap();
+    let t = TestApp::spawn_with(|cfg| {
+        cfg.github = common::hub::github_config(&hub, &[(101, "app-a.pem")], &[]);
+        cfg.gateway = Some(gatehouse::config::GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        });
+    })
+    .await;
+    let gw = format!("http://{}", t.app.gateway_addr().unwrap());
+    let http = reqwest::Client::new();
+    let status = async |token: &str| {
+        http.get(format!("{gw}/repos/octo-org/widgets"))
+            .header("authorization", format!("token {token}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+
+    let driver = driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = browser(&driver, profile.path()).await;
+    b.goto(&format!("{}/admin/clients", t.base)).await.unwrap();
+    log_in(&b).await;
+    b.wait()
+        .for_element(Locator::Css("form#add-client"))
+        .await
+        .unwrap();
+    // Every page the browser showed, to count where each token appeared.
+    let mut pages = vec![b.source().await.unwrap()];
+
+    // Add: the token is on the next page, once.
+    let fill = async |name: &str, value: &str| {
+        b.find(Locator::Css(&format!("form#add-client [name={name}]")))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    };
+    fill("name", "deploy-bot").await;
+    fill("owners", "octo-org").await;
+    fill("quota", "500/h").await;
+    b.find(Locator::Css(
+        "form#add-client select[name=priority] option[value=high]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    shot(&b, "clients").await;
+    click(&b, "form#add-client button").await;
+    b.wait().for_element(Locator::Css("#token")).await.unwrap();
+    let first = text_of(&b, "#token").await;
+    assert!(first.starts_with("gth_"), "{first}");
+    pages.push(b.source().await.unwrap());
+    assert_eq!(status(&first).await, 200, "the new token works at once");
+
+    // The list shows it, with its limits and no token.
+    b.goto(&format!("{}/admin/clients", t.base)).await.unwrap();
+    let row = text_of(&b, "tr[data-client=deploy-bot]").await;
+    assert!(
+        row.contains("quota 500/h") && row.contains("priority high"),
+        "{row}"
+    );
+    pages.push(b.source().await.unwrap());
+
+    // Rotate: a new token, shown once; the old one is refused at once.
+    click_confirmed(&b, "tr[data-client=deploy-bot] form[action$=rotate] button").await;
+    b.wait().for_element(Locator::Css("#token")).await.unwrap();
+    let second = text_of(&b, "#token").await;
+    assert!(second.starts_with("gth_") && second != first, "{second}");
+    pages.push(b.source().await.unwrap());
+    assert_eq!(status(&first).await, 401);
+    assert_eq!(status(&second).await, 200);
+
+    // Revoke: refused from the next request.
+    b.goto(&format!("{}/admin/clients", t.base)).await.unwrap();
+    click_confirmed(&b, "tr[data-client=deploy-bot] form[action$=revoke] button").await;
+    b.wait().for_element(Locator::Css("p.ok")).await.unwrap();
+    assert!(
+        b.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("/admin/clients?revoked=1")
+    );
+    assert_eq!(status(&second).await, 401);
+    pages.push(b.source().await.unwrap());
+
+    // The audit log shows each action, newest first, by this session.
+    let audit = text_of(&b, "table#audit tbody").await;
+    let lines: Vec<&str> = audit.lines().filter(|l| l.contains("deploy-bot")).collect();
+    assert_eq!(lines.len(), 3, "{audit}");
+    for (line, action) in lines.iter().zip(["revoke", "rotate", "add"]) {
+        assert!(
+            line.contains(action) && line.contains("admin:session ") && line.contains("127.0.0.1"),
+            "{line}"
+        );
+    }
+    shot(&b, "clients-audit").await;
+    for token in [&first, &second] {
+        let shown = pages.iter().filter(|p| p.contains(token.as_str())).count();
+        assert_eq!(shown, 1, "a token appears on exactly one page");
+        assert!(!audit.contains(token.as_str()));
+    }
+    b.close().await.unwrap();
+}

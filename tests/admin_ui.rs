@@ -21,6 +21,7 @@ const PAGES: &[&str] = &[
     "/admin/bulk?state=dead",
     "/admin/partitions",
     "/admin/github",
+    "/admin/clients",
     "/admin/reports",
 ];
 
@@ -33,8 +34,17 @@ const ACTIONS: &[(&str, &[(&str, &str)])] = &[
         &[("sink", "ci"), ("action", "pause")],
     ),
     ("/admin/routes/drop", &[("sink", "gone")]),
+    ("/admin/clients/add", &[("name", "forged")]),
+    ("/admin/clients/rotate", &[("name", "forged")]),
+    ("/admin/clients/revoke", &[("name", "forged")]),
     ("/admin/logout", &[]),
 ];
+
+/// No gateway client was made by a refused action.
+async fn no_clients(t: &TestApp) {
+    let rows = t.store().clients(gatehouse::clock::now_ms()).await.unwrap();
+    assert!(rows.is_empty(), "{rows:?}");
+}
 
 /// gatehouse with one route whose consumer refuses everything once (so
 /// each delivery becomes a dead letter at its first attempt).
@@ -93,6 +103,7 @@ async fn pages_and_actions_need_a_session() {
     // Nothing changed: the dead letter is still dead, no pause was made.
     assert_eq!(t.census().await.jobs(None, Some("dead")), 1);
     assert_eq!(held(&t.store()).await, []);
+    no_clients(&t).await;
     // The login page says where it will go back to.
     let login = anon.get("/admin/login?next=%2Fadmin%2Fgithub").await;
     assert_eq!(field(&login.body, "next").as_deref(), Some("/admin/github"));
@@ -259,6 +270,7 @@ async fn actions_without_the_csrf_token_change_nothing() {
     }
     assert_eq!(t.census().await.jobs(None, Some("dead")), 2);
     assert_eq!(held(&t.store()).await, []);
+    no_clients(&t).await;
     assert_eq!(
         admin.get("/admin/").await.status,
         StatusCode::OK,
@@ -1330,4 +1342,66 @@ async fn a_login_outlives_a_restart_and_a_logout_ends_it() {
     let after = again.get("/admin/").await;
     assert_eq!(after.status, StatusCode::SEE_OTHER, "logged out");
     assert!(after.location().starts_with("/admin/login"));
+}
+
+#[tokio::test]
+async fn the_github_page_shows_who_spends_what_and_the_incidents_avoided() {
+    let mut hub_config = fakehub::Config::default()
+        .org("octo-org", &["widgets"])
+        .app(101, &common::hub::key("app-a.pub.pem"), &[(11, "octo-org")]);
+    hub_config.fixtures = Some(common::fixtures());
+    let hub = fakehub::FakeHub::start(hub_config).await.unwrap();
+    let t = TestApp::spawn_with(|cfg| {
+        cfg.github = common::hub::github_config(&hub, &[(101, "app-a.pem")], &[]);
+        cfg.gateway = Some(gatehouse::config::GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            // One credential "would have had" 3 units an hour.
+            single_credential_limit: 3,
+            ..Default::default()
+        });
+    })
+    .await;
+    let gw = format!("http://{}", t.app.gateway_addr().unwrap());
+    let token = common::add_client(&t.db_path, "ci", &[], &["octo-org"]);
+    // One miss and four 304s: 1 unit spent, 4 saved, 5 asked for.
+    for _ in 0..5 {
+        let r = t
+            .client
+            .get(format!("{gw}/repos/octo-org/widgets"))
+            .header("authorization", format!("token {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let admin = Admin::login(&t.base).await;
+    eventually(
+        "usage on the GitHub page",
+        Duration::from_secs(20),
+        async || {
+            let p = admin.get("/admin/github").await;
+            p.body.contains("ci  GET /repos/{owner}/{repo}")
+        },
+    )
+    .await;
+    let page = admin.get("/admin/github").await;
+    let owners = &page.body[page.body.find("id=\"owners\"").unwrap()..];
+    let row = &owners[owners
+        .find("<td>octo-org</td>")
+        .expect("octo-org has a row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("1 min"),
+        "5 units asked for in a minute, 3 allowed: {row}"
+    );
+    assert!(row.contains("3/h"), "{row}");
+    assert!(
+        row.contains("of 5,000"),
+        "the owner's remaining budget: {row}"
+    );
+    assert!(row.contains("lasts until its reset"), "{row}");
+    let spenders = &page.body[page.body.find("id=\"spenders\"").unwrap()..];
+    assert!(spenders.contains("<title>ci</title>"), "a line for ci");
+    let creds = &page.body[page.body.find("id=\"by-credential\"").unwrap()..];
+    assert!(creds.contains("app:101/installation:11"), "by credential");
 }

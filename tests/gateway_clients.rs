@@ -372,3 +372,212 @@ async fn octokits_throttling_plugin_and_pygithub_wait_out_a_quota_and_go_on() {
     );
     app.stop().await;
 }
+
+/// `clients add --print-entry`: the token on its own line, then the entry.
+fn print_entry(config: &Path, args: &[&str]) -> (String, String) {
+    let mut all = vec!["clients", "add"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--print-entry", "--config", config.to_str().unwrap()]);
+    let (status, out) = binary::run(&all, None);
+    assert!(status.success(), "{out}");
+    let token = out
+        .lines()
+        .find(|l| l.starts_with("gth_"))
+        .unwrap_or_else(|| panic!("no token printed: {out}"))
+        .trim()
+        .to_string();
+    let entry = &out[out.find("[[client]]").expect("an entry is printed")..];
+    let entry = entry[..entry.find("\n\n").unwrap_or(entry.len())].to_string();
+    assert!(!entry.contains(&token), "the entry holds no token: {entry}");
+    (token, entry + "\n")
+}
+
+/// Polls /metrics until `series` reaches `at_least`; returns the scrape.
+async fn wait_metric(base: &str, series: &str, at_least: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let http = reqwest::Client::new();
+    loop {
+        let m = common::scrape(&http, base).await;
+        if common::metric(&m, series).unwrap_or(0.0) >= at_least {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached {at_least}:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clients_file_is_the_registry_at_start_on_sighup_and_on_reload() {
+    let mut hub_config = HubConfig::default().org("octo-org", &["widgets"]).app(
+        101,
+        &key("app-a.pub.pem"),
+        &[(11, "octo-org")],
+    );
+    hub_config.fixtures = Some(common::fixtures());
+    let hub = FakeHub::start(hub_config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gatehouse.db");
+    let config = binary::write_config(
+        dir.path(),
+        &db,
+        &format!(
+            "\n[github]\napi_url = {:?}\n\n[[github.apps]]\nid = 101\nprivate_key_file = {:?}\n\n[gateway]\nlisten = \"127.0.0.1:0\"\nclients_file = \"clients.toml\"\n",
+            hub.url(),
+            root()
+                .join("fakehub/testdata/app-a.pem")
+                .display()
+                .to_string()
+        ),
+    );
+    let file = dir.path().join("clients.toml");
+    let (ci, ci_entry) = print_entry(&config, &["ci", "--owner", "octo-org", "--quota", "500/h"]);
+    let (bot, bot_entry) = print_entry(&config, &["bot", "--scope", "GET /repos/.*"]);
+    assert!(ci_entry.contains("quota = \"500/h\""), "{ci_entry}");
+    std::fs::write(&file, format!("# reviewed in infra/gatehouse\n{ci_entry}")).unwrap();
+    // A file check-config cannot read names the line and the key.
+    let bad = format!("{ci_entry}\n[[client]]\nname = \"bot\"\nqouta = 5\n");
+    let bad_line = bad.lines().position(|l| l.starts_with("qouta")).unwrap() + 1;
+    let check = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        binary::run(
+            &["check-config", "--config", config.to_str().unwrap()],
+            None,
+        )
+    };
+    let (status, out) = check(&bad);
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert!(
+        out.contains(&format!("line {bad_line}")) && out.contains("qouta"),
+        "{out}"
+    );
+    let (status, out) = check(&format!("# reviewed in infra/gatehouse\n{ci_entry}"));
+    assert!(
+        status.success() && out.contains("clients      1 in"),
+        "{out}"
+    );
+
+    // At start: the file's client works; the CLI shows where it came from.
+    let server = Server::start(&config);
+    let gw = format!("http://{}", server.gateway_addr().unwrap());
+    let http = reqwest::Client::new();
+    let get = async |token: &str| {
+        http.get(format!("{gw}/repos/octo-org/widgets"))
+            .header("authorization", format!("token {token}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(get(&ci).await, 200);
+    assert_eq!(get(&bot).await, 401, "not in the file yet");
+    let rows = clients_list(&config);
+    assert_eq!(rows.len(), 1, "--print-entry stored nothing: {rows:?}");
+    assert_eq!(rows[0]["origin"], "file");
+    let loads =
+        |result: &str| format!("gatehouse_gateway_clients_file_loads_total{{result=\"{result}\"}}");
+
+    // SIGHUP: the file now has both.
+    std::fs::write(&file, format!("{ci_entry}\n{bot_entry}")).unwrap();
+    unsafe { libc::kill(server.pid(), libc::SIGHUP) };
+    wait_metric(&server.base, &loads("applied"), 2.0).await;
+    assert_eq!(get(&bot).await, 200);
+
+    // A bad file keeps the registry as it was, and says why.
+    std::fs::write(&file, &bad).unwrap();
+    unsafe { libc::kill(server.pid(), libc::SIGHUP) };
+    let m = wait_metric(&server.base, &loads("refused"), 1.0).await;
+    assert_eq!(
+        (get(&ci).await, get(&bot).await),
+        (200, 200),
+        "the old registry stands"
+    );
+    let log = server.output();
+    assert!(
+        log.contains(&format!("line {bad_line}")) && log.contains("qouta"),
+        "the log names the line and the key:\n{log}"
+    );
+    assert_eq!(
+        common::metric(&m, "gatehouse_gateway_clients_file_ok"),
+        Some(0.0)
+    );
+
+    // `gatehouse reload`: ci leaves the file and is refused from the next
+    // request; the CLI may not revoke what the file owns.
+    std::fs::write(&file, &bot_entry).unwrap();
+    let (status, out) = binary::run(&["reload", "--config", config.to_str().unwrap()], None);
+    assert!(status.success() && out.contains("revoked ci"), "{out}");
+    assert_eq!(get(&ci).await, 401);
+    assert_eq!(get(&bot).await, 200);
+    let (status, out) = binary::run(
+        &[
+            "clients",
+            "revoke",
+            "bot",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!status.success() && out.contains("clients file"), "{out}");
+    // Who spent what, by route template and by credential (usage is
+    // flushed every 5 s).
+    let usage = |by: &str| {
+        let (status, out) = binary::run(
+            &[
+                "clients",
+                "usage",
+                "--by",
+                by,
+                "--json",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(status.success(), "{out}");
+        serde_json::from_str::<Vec<Value>>(&out).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let routes = loop {
+        let rows = usage("route");
+        if rows
+            .iter()
+            .any(|r| r["key"] == "bot  GET /repos/{owner}/{repo}")
+        {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "usage never reached the store: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let ci_row = routes
+        .iter()
+        .find(|r| r["key"] == "ci  GET /repos/{owner}/{repo}")
+        .unwrap_or_else(|| panic!("{routes:?}"));
+    assert_eq!(ci_row["units_spent"], 1, "{ci_row}");
+    // ci and bot read under different cache scopes (bot may act for any
+    // owner): two misses, the rest revalidated for free.
+    let creds = usage("credential");
+    assert!(
+        creds
+            .iter()
+            .any(|r| r["key"] == "app:101/installation:11" && r["units_spent"] == 2),
+        "{creds:?}"
+    );
+    // Tokens never reach the file, the log or the database.
+    let log = server.output();
+    for token in [&ci, &bot] {
+        assert!(!log.contains(token.as_str()), "token in the log");
+        assert!(!file_contains(&file, token), "token in the clients file");
+        assert!(
+            !file_contains(&db, token)
+                && !file_contains(&dir.path().join("gatehouse.db-wal"), token)
+        );
+    }
+}
