@@ -317,6 +317,7 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
         tracing::info!("admin UI and metrics on http://{addr}");
     }
     let mut gateway_addr = None;
+    let mut clients_file = None;
     if let (Some(gw), Some(pool)) = (&config.gateway, &pool) {
         let (listener, state) = gateway(
             &config,
@@ -342,12 +343,7 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
                 revoked = applied.revoked.len(),
                 "clients file applied"
             );
-            tasks.push(tokio::spawn(reload_clients_on_hangup(
-                journal.clone(),
-                gw.clients_file.clone(),
-                metrics.gateway.clone(),
-                stop_rx.clone(),
-            )));
+            clients_file = Some(gw.clients_file.clone());
         }
         gateway_addr = Some(listener.local_addr().expect("bound socket has an address"));
         let upkeep = tokio::spawn(gateway_upkeep(state.clone(), stop_rx.clone()));
@@ -371,6 +367,14 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
             gateway_addr.expect("just set")
         );
     }
+    // SIGHUP is taken even with nothing to reload: its default would end
+    // the process.
+    tasks.push(tokio::spawn(reload_on_hangup(
+        journal.clone(),
+        clients_file,
+        metrics.gateway.clone(),
+        stop_rx.clone(),
+    )));
     let closing = journal.clone();
     let webhook_metrics = metrics.connections.listener("webhooks");
     let done = tokio::spawn(async move {
@@ -544,10 +548,11 @@ async fn apply_clients_file(
 
 /// SIGHUP (`systemctl reload`) applies the clients file again; a bad one
 /// keeps the registry as it was and says why in the log and in
-/// `gatehouse_gateway_clients_file_ok`.
-async fn reload_clients_on_hangup(
+/// `gatehouse_gateway_clients_file_ok`. Everything else in the config
+/// needs a restart.
+async fn reload_on_hangup(
     journal: Store,
-    path: PathBuf,
+    clients_file: Option<PathBuf>,
     m: crate::gateway::metrics::GatewayMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -561,8 +566,14 @@ async fn reload_clients_on_hangup(
             _ = hangup.recv() => {}
             _ = shutdown::requested(&mut stop) => return,
         }
+        let Some(path) = &clients_file else {
+            tracing::info!(
+                "SIGHUP: nothing to reload (only [gateway] clients_file is; other changes need a restart)"
+            );
+            continue;
+        };
         systemd::notify("RELOADING=1");
-        match apply_clients_file(&journal, &path, &m).await {
+        match apply_clients_file(&journal, path, &m).await {
             Ok(a) => tracing::info!(
                 file = %path.display(),
                 added = ?a.added,
