@@ -12,8 +12,13 @@
 //! 3. Latency: sequential reads of one pull request, direct vs through the
 //!    gateway (revalidated: a 304 upstream each time) vs a fresh-window hit.
 //! 4. Throughput: 64 connections reading the 70 resources for 5 s.
+//! 5. Runaway (part 14): a runaway client reading uncached URLs on 4
+//!    connections against a small budget; once it has spent half, the
+//!    replay's 20 jobs run. With fair share off and on: the jobs' success
+//!    and units. Then the added latency of the
+//!    quota and fair-share checks on a fresh hit.
 //!
-//! `cargo bench --bench gateway`
+//! `cargo bench --bench gateway [-- replay|rotation|latency|throughput|runaway]`
 
 mod common;
 
@@ -91,9 +96,25 @@ async fn paths(hub: &FakeHub) -> Vec<String> {
 struct Tally {
     outcomes: HashMap<String, u64>,
     requests: u64,
+    /// Requests not answered 2xx.
+    failed: u64,
+    /// Jobs whose every request succeeded.
+    jobs_ok: u64,
 }
 
-async fn get(http: &reqwest::Client, base: &str, token: &str, path: &str, t: &mut Tally) {
+impl Tally {
+    fn add(&mut self, t: Tally) {
+        self.requests += t.requests;
+        self.failed += t.failed;
+        self.jobs_ok += t.jobs_ok;
+        for (k, v) in t.outcomes {
+            *self.outcomes.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// One read; a refusal or an error counts as failed.
+async fn try_get(http: &reqwest::Client, base: &str, token: &str, path: &str, t: &mut Tally) {
     let r = http
         .get(format!("{base}{path}"))
         .header("authorization", format!("token {token}"))
@@ -101,7 +122,9 @@ async fn get(http: &reqwest::Client, base: &str, token: &str, path: &str, t: &mu
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
+    if !r.status().is_success() {
+        t.failed += 1;
+    }
     if let Some(o) = r.headers().get("x-gatehouse-cache") {
         *t.outcomes
             .entry(o.to_str().unwrap().to_string())
@@ -111,11 +134,16 @@ async fn get(http: &reqwest::Client, base: &str, token: &str, path: &str, t: &mu
     let _ = r.bytes().await.unwrap();
 }
 
+async fn get(http: &reqwest::Client, base: &str, token: &str, path: &str, t: &mut Tally) {
+    try_get(http, base, token, path, t).await;
+    assert_eq!(t.failed, 0, "{path}");
+}
+
 async fn job(base: String, token: String, paths: Vec<String>, n: usize) -> Tally {
     let http = reqwest::Client::new();
     let mut t = Tally::default();
     for p in &paths {
-        get(&http, &base, &token, p, &mut t).await;
+        try_get(&http, &base, &token, p, &mut t).await;
     }
     let r = http
         .post(format!(
@@ -127,8 +155,11 @@ async fn job(base: String, token: String, paths: Vec<String>, n: usize) -> Tally
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
+    if r.status() != 201 {
+        t.failed += 1;
+    }
     t.requests += 1;
+    t.jobs_ok = u64::from(t.failed == 0);
     t
 }
 
@@ -140,10 +171,7 @@ async fn replay(base: &str, token: &str, paths: &[String]) -> Tally {
             set.spawn(job(base.to_string(), token.to_string(), paths.to_vec(), n));
         }
         for t in set.join_all().await {
-            total.requests += t.requests;
-            for (k, v) in t.outcomes {
-                *total.outcomes.entry(k).or_default() += v;
-            }
+            total.add(t);
         }
     }
     total
@@ -170,6 +198,7 @@ async fn replay_bench() {
     let base = server.gateway.clone().unwrap();
     let t = Instant::now();
     let via = replay(&base, &token, &paths).await;
+    assert_eq!((direct.failed, via.failed), (0, 0));
     let via_secs = t.elapsed().as_secs_f64();
     let via_units = units(&hub, "11");
     let app_units = units(&hub, "app:1");
@@ -323,10 +352,7 @@ async fn throughput_bench() {
     }
     let mut total = Tally::default();
     for t in set.join_all().await {
-        total.requests += t.requests;
-        for (k, v) in t.outcomes {
-            *total.outcomes.entry(k).or_default() += v;
-        }
+        total.add(t);
     }
     println!(
         "throughput, 64 connections for 5 s over {} resources: {:.0} requests/s ({:?}); fakehub max concurrency per installation {}",
@@ -341,18 +367,232 @@ async fn throughput_bench() {
     server.stop();
 }
 
+/// The core budget of the runaway phase's installation.
+const SMALL_BUDGET: u64 = 2_000;
+
+/// A gateway on a small budget with two clients: `ci` (the 20 jobs) and
+/// `runaway`.
+async fn runaway_round(fair_share: bool, round: usize) -> RunawayResult {
+    let repos: Vec<String> = (0..REPOS).map(|i| format!("repo-{i}")).collect();
+    let names: Vec<&str> = repos.iter().map(String::as_str).collect();
+    let mut c = HubConfig::default()
+        .org("acme", &names)
+        .app(1, &key("app-a.pub.pem"), &[(11, "acme")])
+        .token("ci", PAT);
+    c.rate_limit.core = SMALL_BUDGET;
+    let hub = FakeHub::start(c).await.unwrap();
+    let paths = paths(&hub).await;
+    hub.hub().limits.reset_stats();
+    let extra = if fair_share {
+        "" // the defaults: fair_share_below = 0.25, priority_share = 0.1
+    } else {
+        "fair_share_below = 0\npriority_share = 0\n"
+    };
+    let (server, ci) = gateway(&hub, &format!("gatehouse-bench-runaway-{round}"), extra);
+    let runaway = server
+        .cli_output(&["clients", "add", "runaway"])
+        .trim()
+        .to_string();
+    let base = server.gateway.clone().unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // 4 connections of uncached reads, bounded in count and time.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut loops = tokio::task::JoinSet::new();
+    for c in 0..4 {
+        let (base, token, done) = (base.clone(), runaway.clone(), done.clone());
+        loops.spawn(async move {
+            let http = reqwest::Client::new();
+            let mut t = Tally::default();
+            let mut n = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed)
+                && n < 5_000
+                && Instant::now() < deadline
+            {
+                let path = format!("/repos/acme/repo-{}/pulls/1?loop={c}-{n}", n % REPOS);
+                try_get(&http, &base, &token, &path, &mut t).await;
+                n += 1;
+            }
+            t
+        });
+    }
+    // The jobs start when the runaway has spent half the budget, as a CI
+    // pipeline would find it mid-incident.
+    while hub
+        .stats()
+        .installations
+        .get(&11)
+        .map_or(0, |u| u.units_spent)
+        < SMALL_BUDGET / 2
+    {
+        assert!(Instant::now() < deadline, "the runaway never spent half");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let jobs = replay(&base, &ci, &paths).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut loop_total = Tally::default();
+    for t in loops.join_all().await {
+        loop_total.add(t);
+    }
+    let m = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    let s = hub.stats();
+    let inst = s.installations.get(&11).cloned().unwrap_or_default();
+    server.stop();
+    RunawayResult {
+        jobs_ok: jobs.jobs_ok,
+        job_requests_ok: jobs.requests - jobs.failed,
+        job_requests: jobs.requests,
+        ci_units: series("gatehouse_gateway_rate_limit_units_spent_total{client=\"bench\"}"),
+        runaway_units: series("gatehouse_gateway_rate_limit_units_spent_total{client=\"runaway\"}"),
+        runaway_refused: series(
+            "gatehouse_gateway_refusals_total{client=\"runaway\",rule=\"fair_share\"}",
+        ) + series(
+            "gatehouse_gateway_refusals_total{client=\"runaway\",rule=\"priority\"}",
+        ),
+        runaway_requests: loop_total.requests,
+        github_refused: inst.rate_limited,
+        left: SMALL_BUDGET.saturating_sub(inst.units_spent),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RunawayResult {
+    jobs_ok: u64,
+    job_requests_ok: u64,
+    job_requests: u64,
+    ci_units: u64,
+    runaway_units: u64,
+    runaway_refused: u64,
+    runaway_requests: u64,
+    github_refused: u64,
+    left: u64,
+}
+
+/// Reads of one fresh path: no upstream request, so what differs between
+/// the two servers is the spending checks.
+async fn check_latency() -> (f64, f64) {
+    let hub = hub(None).await;
+    let fresh = "[[gateway.fresh]]\npath = \"^/repos/\"\nsecs = 3600\n";
+    let (off, off_token) = gateway(
+        &hub,
+        "gatehouse-bench-checks-off",
+        &format!("fair_share_below = 0\npriority_share = 0\n{fresh}"),
+    );
+    let (on, _) = gateway(&hub, "gatehouse-bench-checks-on", fresh);
+    // A quota far from spent: the check runs and admits.
+    let on_token = on
+        .cli_output(&[
+            "clients",
+            "add",
+            "quota",
+            "--quota",
+            "1000000/h",
+            "--weight",
+            "2",
+        ])
+        .trim()
+        .to_string();
+    let targets = [
+        (off.gateway.clone().unwrap(), off_token),
+        (on.gateway.clone().unwrap(), on_token),
+    ];
+    let http = reqwest::Client::new();
+    let path = "/repos/acme/repo-0/pulls/1";
+    for (base, token) in &targets {
+        let mut t = Tally::default();
+        get(&http, base, token, path, &mut t).await; // warm: token, cache, budget
+    }
+    // Alternating request by request, so drift on a shared machine falls
+    // on both alike.
+    let mut samples = [Vec::new(), Vec::new()];
+    for _ in 0..5_000 {
+        for (i, (base, token)) in targets.iter().enumerate() {
+            let mut t = Tally::default();
+            let start = Instant::now();
+            get(&http, base, token, path, &mut t).await;
+            samples[i].push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    for s in &mut samples {
+        s.sort_by(f64::total_cmp);
+    }
+    println!(
+        "  fresh hit, checks off: p50 {:.3}  p99 {:.3} ms; quota + fair share on: p50 {:.3}  p99 {:.3} ms",
+        pct(&samples[0], 0.5),
+        pct(&samples[0], 0.99),
+        pct(&samples[1], 0.5),
+        pct(&samples[1], 0.99)
+    );
+    off.stop();
+    on.stop();
+    (
+        pct(&samples[1], 0.5) - pct(&samples[0], 0.5),
+        pct(&samples[1], 0.99) - pct(&samples[0], 0.99),
+    )
+}
+
+async fn runaway_bench() {
+    println!(
+        "runaway: the replay's 20 jobs (client bench) beside a runaway client on 4 connections, {SMALL_BUDGET} units:"
+    );
+    for (round, fair) in [false, true].into_iter().enumerate() {
+        let r = runaway_round(fair, round).await;
+        println!(
+            "  fair share {}: jobs ok {}/{JOBS}, job requests ok {}/{}, ci spent {} units; runaway sent {}, spent {}, refused {}; GitHub refused {}; {} units left",
+            if fair { "on " } else { "off" },
+            r.jobs_ok,
+            r.job_requests_ok,
+            r.job_requests,
+            r.ci_units,
+            r.runaway_requests,
+            r.runaway_units,
+            r.runaway_refused,
+            r.github_refused,
+            r.left
+        );
+    }
+    let (p50, p99) = check_latency().await;
+    println!("  added by the checks: p50 {p50:.3}  p99 {p99:.3} ms (goal < 0.05)");
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // cargo test --benches asks for a list
     }
+    let phases = ["replay", "rotation", "latency", "throughput", "runaway"];
+    let asked: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| phases.contains(&a.as_str()))
+        .collect();
+    let run = |p: &str| asked.is_empty() || asked.iter().any(|a| a == p);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        replay_bench().await;
-        rotation_bench().await;
-        latency_bench().await;
-        throughput_bench().await;
+        if run("replay") {
+            replay_bench().await;
+        }
+        if run("rotation") {
+            rotation_bench().await;
+        }
+        if run("latency") {
+            latency_bench().await;
+        }
+        if run("throughput") {
+            throughput_bench().await;
+        }
+        if run("runaway") {
+            runaway_bench().await;
+        }
     });
 }
