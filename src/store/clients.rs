@@ -228,6 +228,23 @@ impl Plan {
     }
 }
 
+/// Why `by` may not revoke or rotate `name` (`found`: its rows), or None
+/// when it may: an active client is needed, and the clients file's own
+/// are changed only through the file.
+pub fn refusal(found: &[Current], name: &str, by: &Actor) -> Option<super::StoreError> {
+    match found.iter().find(|c| c.active) {
+        None => Some(super::StoreError::NotFound(format!(
+            "no active client named {name:?}"
+        ))),
+        Some(c) if c.origin == Origin::File && by.origin != Origin::File => {
+            Some(super::StoreError::Invalid(format!(
+                "client {name:?} is managed by the clients file: change it there"
+            )))
+        }
+        Some(_) => None,
+    }
+}
+
 /// What differs between two specs, by field name (never the hash).
 pub fn differences(old: &ClientSpec, new: &ClientSpec) -> Vec<&'static str> {
     let mut what = Vec::new();

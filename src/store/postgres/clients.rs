@@ -8,7 +8,7 @@ use super::{Postgres, read_err, write_err};
 use crate::store::StoreError;
 use crate::store::clients::{
     Actor, Applied, AuditEntry, ClientRow, ClientSpec, Current, Limits, Origin, Plan, StoredClient,
-    Usage, UsageLine, describe,
+    Usage, UsageLine, describe, refusal,
 };
 use crate::store::sessions::{NewSession, SEEN_GRANULARITY_MS, Session, Tally};
 
@@ -109,18 +109,29 @@ async fn audit(
     Ok(())
 }
 
-/// Why an operator may not change `name`, or None when it may.
-fn refusal(found: &[Current], name: &str, by: &Actor) -> Option<StoreError> {
-    match found.iter().find(|c| c.active) {
-        None => Some(StoreError::NotFound(format!(
-            "no active client named {name:?}"
-        ))),
-        Some(c) if c.origin == Origin::File && by.origin != Origin::File => {
-            Some(StoreError::Invalid(format!(
-                "client {name:?} is managed by the clients file: change it there"
-            )))
+impl Postgres {
+    /// An operator's change to one active client (`update`: its statement
+    /// and the value for `$2`), checked and logged as `action` in one
+    /// transaction.
+    async fn change_one(
+        &self,
+        name: &str,
+        by: &Actor,
+        now_ms: i64,
+        update: (&str, &(dyn tokio_postgres::types::ToSql + Sync)),
+        (action, detail): (&'static str, &str),
+    ) -> Result<(), StoreError> {
+        let mut client = self.client(action).await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        locked(&tx).await?;
+        if let Some(e) = refusal(&current(&tx, Some(name)).await?, name, by) {
+            return Err(e);
         }
-        Some(_) => None,
+        tx.execute(update.0, &[&name, update.1])
+            .await
+            .map_err(write_err)?;
+        audit(&tx, by, action, name, detail, now_ms).await?;
+        tx.commit().await.map_err(write_err)
     }
 }
 
@@ -152,20 +163,9 @@ impl crate::store::Clients for Postgres {
     }
 
     async fn revoke_client(&self, name: &str, by: &Actor, now_ms: i64) -> Result<(), StoreError> {
-        let mut client = self.client("revoke_client").await?;
-        let tx = client.transaction().await.map_err(write_err)?;
-        locked(&tx).await?;
-        if let Some(e) = refusal(&current(&tx, Some(name)).await?, name, by) {
-            return Err(e);
-        }
-        tx.execute(
-            "UPDATE clients SET revoked_at_ms = $2 WHERE name = $1 AND revoked_at_ms IS NULL",
-            &[&name, &now_ms],
-        )
-        .await
-        .map_err(write_err)?;
-        audit(&tx, by, "revoke", name, "", now_ms).await?;
-        tx.commit().await.map_err(write_err)
+        let sql = "UPDATE clients SET revoked_at_ms = $2 WHERE name = $1 AND revoked_at_ms IS NULL";
+        self.change_one(name, by, now_ms, (sql, &now_ms), ("revoke", ""))
+            .await
     }
 
     async fn rotate_client(
@@ -175,20 +175,15 @@ impl crate::store::Clients for Postgres {
         by: &Actor,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut client = self.client("rotate_client").await?;
-        let tx = client.transaction().await.map_err(write_err)?;
-        locked(&tx).await?;
-        if let Some(e) = refusal(&current(&tx, Some(name)).await?, name, by) {
-            return Err(e);
-        }
-        tx.execute(
-            "UPDATE clients SET token_hash = $2 WHERE name = $1 AND revoked_at_ms IS NULL",
-            &[&name, &token_hash],
+        let sql = "UPDATE clients SET token_hash = $2 WHERE name = $1 AND revoked_at_ms IS NULL";
+        self.change_one(
+            name,
+            by,
+            now_ms,
+            (sql, &token_hash),
+            ("rotate", "new token"),
         )
         .await
-        .map_err(write_err)?;
-        audit(&tx, by, "rotate", name, "new token", now_ms).await?;
-        tx.commit().await.map_err(write_err)
     }
 
     async fn apply_client_file(

@@ -7,7 +7,7 @@ use super::Sqlite;
 use crate::store::StoreError;
 use crate::store::clients::{
     Actor, Applied, AuditEntry, ClientRow, ClientSpec, Current, Limits, Origin, Plan, StoredClient,
-    Usage, UsageLine, describe,
+    Usage, UsageLine, describe, refusal,
 };
 
 fn limits(json: &str, col: usize) -> rusqlite::Result<Limits> {
@@ -81,18 +81,28 @@ fn audit(
     Ok(())
 }
 
-/// Why an operator may not change `name`, or None when it may.
-fn refusal(found: &[Current], name: &str, by: &Actor) -> Option<StoreError> {
-    match found.iter().find(|c| c.active) {
-        None => Some(StoreError::NotFound(format!(
-            "no active client named {name:?}"
-        ))),
-        Some(c) if c.origin == Origin::File && by.origin != Origin::File => {
-            Some(StoreError::Invalid(format!(
-                "client {name:?} is managed by the clients file: change it there"
-            )))
-        }
-        Some(_) => None,
+impl Sqlite {
+    /// An operator's change to one active client (`update`: its statement
+    /// and the value for `?2`), checked and logged as `action` in one
+    /// transaction.
+    async fn change_one(
+        &self,
+        name: &str,
+        by: &Actor,
+        now_ms: i64,
+        update: (&'static str, rusqlite::types::Value),
+        (action, detail): (&'static str, &'static str),
+    ) -> Result<(), StoreError> {
+        let (name, by) = (name.to_string(), by.clone());
+        self.write(move |tx| {
+            if let Some(e) = refusal(&current(tx, Some(&name))?, &name, &by) {
+                return Ok(Err(e));
+            }
+            tx.execute(update.0, params![name, update.1])?;
+            audit(tx, &by, action, &name, detail, now_ms)?;
+            Ok(Ok(()))
+        })
+        .await?
     }
 }
 
@@ -124,19 +134,9 @@ impl crate::store::Clients for Sqlite {
     }
 
     async fn revoke_client(&self, name: &str, by: &Actor, now_ms: i64) -> Result<(), StoreError> {
-        let (name, by) = (name.to_string(), by.clone());
-        self.write(move |tx| {
-            if let Some(e) = refusal(&current(tx, Some(&name))?, &name, &by) {
-                return Ok(Err(e));
-            }
-            tx.execute(
-                "UPDATE clients SET revoked_at_ms = ?2 WHERE name = ?1 AND revoked_at_ms IS NULL",
-                params![name, now_ms],
-            )?;
-            audit(tx, &by, "revoke", &name, "", now_ms)?;
-            Ok(Ok(()))
-        })
-        .await?
+        let sql = "UPDATE clients SET revoked_at_ms = ?2 WHERE name = ?1 AND revoked_at_ms IS NULL";
+        self.change_one(name, by, now_ms, (sql, now_ms.into()), ("revoke", ""))
+            .await
     }
 
     async fn rotate_client(
@@ -146,19 +146,10 @@ impl crate::store::Clients for Sqlite {
         by: &Actor,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let (name, hash, by) = (name.to_string(), token_hash.to_string(), by.clone());
-        self.write(move |tx| {
-            if let Some(e) = refusal(&current(tx, Some(&name))?, &name, &by) {
-                return Ok(Err(e));
-            }
-            tx.execute(
-                "UPDATE clients SET token_hash = ?2 WHERE name = ?1 AND revoked_at_ms IS NULL",
-                params![name, hash],
-            )?;
-            audit(tx, &by, "rotate", &name, "new token", now_ms)?;
-            Ok(Ok(()))
-        })
-        .await?
+        let sql = "UPDATE clients SET token_hash = ?2 WHERE name = ?1 AND revoked_at_ms IS NULL";
+        let hash = rusqlite::types::Value::Text(token_hash.to_string());
+        self.change_one(name, by, now_ms, (sql, hash), ("rotate", "new token"))
+            .await
     }
 
     async fn apply_client_file(
