@@ -446,7 +446,7 @@ fn admin_router(
                 (
                     r.name.clone(),
                     crate::admin::RouteFacts {
-                        max_attempts: r.max_attempts,
+                        max_attempts: r.max_attempts(),
                         strict: r.ordering == crate::config::Ordering::Strict,
                     },
                 )

@@ -140,7 +140,7 @@ pub async fn show(config: &Config, store: &Store, guid: &str, json: bool) -> Res
         }
         for j in &d.jobs {
             let route = config.routes.iter().find(|r| r.name == j.route);
-            let max = route.map_or(String::new(), |r| format!(" of {}", r.max_attempts));
+            let max = route.map_or(String::new(), |r| format!(" of {}", r.max_attempts()));
             let paused = j.history.iter().filter(|a| a.outcome == "paused").count();
             let not_counted = if paused > 0 {
                 format!(", {paused} paused (not counted)")

@@ -672,7 +672,13 @@ mod tests {
             "t",
         )
         .unwrap();
-        assert_eq!(ok.routes[0].max_attempts, 12);
+        // The default schedule spans more than a day.
+        let s = ok.routes[0].schedule().unwrap();
+        assert_eq!(s.max_attempts(), 13);
+        assert!(
+            s.span() > std::time::Duration::from_secs(24 * 3600),
+            "{s:?}"
+        );
         assert_eq!(ok.routes[0].ordering, Ordering::Strict);
     }
 

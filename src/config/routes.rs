@@ -1,6 +1,7 @@
 //! `[[routes]]`: forward routes to internal consumers.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -40,8 +41,15 @@ pub struct RouteConfig {
     pub secret_file: Option<PathBuf>,
     #[serde(default = "default_route_timeout")]
     pub timeout_secs: u64,
-    #[serde(default = "default_max_attempts")]
+    /// Attempts before a job is dead. 0 (unset) = one more than `retry`
+    /// has delays; set without `retry`, the delays double from 1 s
+    /// (capped at an hour), as before part 15.
+    #[serde(default)]
     pub max_attempts: u32,
+    /// Delays between attempts (`["5s", "30s", "2m"]`); empty = the
+    /// default schedule, [`DEFAULT_RETRY`], which spans over a day.
+    #[serde(default)]
+    pub retry: Vec<String>,
     #[serde(default)]
     pub ordering: Ordering,
 }
@@ -50,6 +58,142 @@ fn default_route_timeout() -> u64 {
     10
 }
 
-fn default_max_attempts() -> u32 {
-    12
+/// The default retry schedule: quick at first, then hours apart, so a
+/// consumer down for a day loses nothing (31 h 42 m over 13 attempts).
+pub const DEFAULT_RETRY: &[&str] = &[
+    "1s", "5s", "30s", "2m", "10m", "30m", "1h", "2h", "4h", "8h", "8h", "8h",
+];
+
+/// When a route's failed job is tried again, and how often at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// The delay before each retry, in order.
+    Delays(Vec<Duration>),
+    /// Doubling from 1 s, capped at an hour, for `max_attempts` attempts.
+    Doubling { max_attempts: u32 },
+}
+
+impl Schedule {
+    /// Attempts before a job is dead.
+    pub fn max_attempts(&self) -> u32 {
+        match self {
+            Schedule::Delays(d) => d.len() as u32 + 1,
+            Schedule::Doubling { max_attempts } => *max_attempts,
+        }
+    }
+
+    /// The delay before retry `n` (1-based: after the `n`th attempt),
+    /// without jitter.
+    pub fn delay(&self, n: u32) -> Duration {
+        match self {
+            Schedule::Delays(d) => d
+                .get(n.saturating_sub(1) as usize)
+                .or(d.last())
+                .copied()
+                .unwrap_or(Duration::from_secs(1)),
+            Schedule::Doubling { .. } => Duration::from_secs(1u64 << n.saturating_sub(1).min(20))
+                .min(Duration::from_secs(3600)),
+        }
+    }
+
+    /// From the first attempt to the last, retry delays summed.
+    pub fn span(&self) -> Duration {
+        (1..self.max_attempts()).map(|n| self.delay(n)).sum()
+    }
+}
+
+impl RouteConfig {
+    /// The route's schedule; Err names what in `retry` is not a duration
+    /// or why it and `max_attempts` disagree.
+    pub fn schedule(&self) -> Result<Schedule, String> {
+        let parse = |list: &[&str]| -> Result<Vec<Duration>, String> {
+            list.iter()
+                .map(|d| {
+                    humantime::parse_duration(d)
+                        .map_err(|e| format!("retry {d:?}: {e} (write delays as 5s, 2m, 1h)"))
+                })
+                .collect()
+        };
+        if self.retry.is_empty() {
+            if self.max_attempts > 0 {
+                return Ok(Schedule::Doubling {
+                    max_attempts: self.max_attempts,
+                });
+            }
+            return parse(DEFAULT_RETRY).map(Schedule::Delays);
+        }
+        let delays = parse(&self.retry.iter().map(String::as_str).collect::<Vec<_>>())?;
+        if delays.iter().any(Duration::is_zero) {
+            return Err("retry: every delay must be longer than 0".into());
+        }
+        let derived = delays.len() as u32 + 1;
+        if self.max_attempts > 0 && self.max_attempts != derived {
+            return Err(format!(
+                "max_attempts {} disagrees with retry ({} delays make {derived} attempts): leave max_attempts out",
+                self.max_attempts,
+                delays.len()
+            ));
+        }
+        Ok(Schedule::Delays(delays))
+    }
+
+    /// Attempts before a job is dead (a checked config's schedule).
+    pub fn max_attempts(&self) -> u32 {
+        self.schedule().map_or(1, |s| s.max_attempts())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(retry: &[&str], max_attempts: u32) -> RouteConfig {
+        RouteConfig {
+            name: "ci".into(),
+            url: "http://x".into(),
+            events: vec![],
+            actions: vec![],
+            repositories: vec![],
+            secret: None,
+            secret_file: None,
+            timeout_secs: 10,
+            max_attempts,
+            retry: retry.iter().map(|s| s.to_string()).collect(),
+            ordering: Ordering::Strict,
+        }
+    }
+
+    #[test]
+    fn a_schedule_gives_its_delays_and_derives_max_attempts() {
+        let s = route(&["5s", "2m", "1h"], 0).schedule().unwrap();
+        assert_eq!(s.max_attempts(), 4);
+        assert_eq!(s.delay(1), Duration::from_secs(5));
+        assert_eq!(s.delay(3), Duration::from_secs(3600));
+        assert_eq!(s.span(), Duration::from_secs(5 + 120 + 3600));
+        assert!(
+            route(&["5s"], 3)
+                .schedule()
+                .unwrap_err()
+                .contains("max_attempts 3")
+        );
+        assert!(
+            route(&["5 parsecs"], 0)
+                .schedule()
+                .unwrap_err()
+                .contains("5 parsecs")
+        );
+        assert!(route(&["0s"], 0).schedule().is_err());
+    }
+
+    #[test]
+    fn max_attempts_alone_keeps_doubling_from_a_second() {
+        let s = route(&[], 5).schedule().unwrap();
+        assert_eq!(s.max_attempts(), 5);
+        assert_eq!(s.delay(1), Duration::from_secs(1));
+        assert_eq!(s.delay(4), Duration::from_secs(8));
+        assert_eq!(
+            route(&[], 40).schedule().unwrap().delay(30),
+            Duration::from_secs(3600)
+        );
+    }
 }

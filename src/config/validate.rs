@@ -363,16 +363,19 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
                 ),
             );
         }
-        if r.max_attempts == 0 || r.timeout_secs == 0 {
+        if r.timeout_secs == 0 {
             push(
                 &mut out,
                 (
-                    key("max_attempts"),
-                    format!(
-                        "route {:?}: max_attempts and timeout_secs must be at least 1",
-                        r.name
-                    ),
+                    key("timeout_secs"),
+                    format!("route {:?}: timeout_secs must be at least 1", r.name),
                 ),
+            );
+        }
+        if let Err(why) = r.schedule() {
+            push(
+                &mut out,
+                (key("retry"), format!("route {:?}: {why}", r.name)),
             );
         }
         for e in &r.events {

@@ -18,7 +18,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::RngExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::{self, Clock};
@@ -37,15 +36,6 @@ const RESCAN: Duration = Duration::from_secs(10);
 /// extended first (the trust window: a worker frozen past its lease must
 /// not send after it passed on).
 pub const LEASE_MARGIN_SECS: u64 = 5;
-
-/// Backoff before retry `n` (1-based): exponential from one second, capped
-/// at an hour, with jitter so that many failing partitions do not retry in
-/// lockstep ("equal jitter": between half and all of the step).
-pub fn backoff_ms(attempts: u32) -> i64 {
-    let step = 1000i64.saturating_mul(1i64 << attempts.saturating_sub(1).min(20));
-    let step = step.min(3_600_000);
-    rand::rng().random_range(step / 2..=step)
-}
 
 /// What the workers share.
 struct Shared {
@@ -420,23 +410,6 @@ async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i6
         Err(e) => {
             let _ = s.store.release(sink, partition, &fence).await;
             Err(e)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_from_seconds_and_caps_at_an_hour() {
-        for _ in 0..100 {
-            let first = backoff_ms(1);
-            assert!((500..=1000).contains(&first), "{first}");
-            let fifth = backoff_ms(5);
-            assert!((8_000..=16_000).contains(&fifth), "{fifth}");
-            let late = backoff_ms(30);
-            assert!((1_800_000..=3_600_000).contains(&late), "{late}");
         }
     }
 }

@@ -7,9 +7,8 @@ use bytes::Bytes;
 use http::HeaderMap;
 
 use crate::config::Ordering;
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, Schedule};
 use crate::journal::model::{decode_headers, encode_headers};
-use crate::scheduler::backoff_ms;
 use crate::scheduler::in_flight::Sending;
 use crate::scheduler::sink::{Attempt, Batch, Outcome, Sink, Turn, TurnResult};
 use crate::store::StoreError;
@@ -174,13 +173,36 @@ pub fn pause_until(status: u16, headers: &HeaderMap, now_ms: i64) -> Option<i64>
 /// before the next; strict order stops at a job waiting for its retry.
 pub struct ForwardSink {
     route: RouteConfig,
+    schedule: Schedule,
     client: reqwest::Client,
 }
 
 impl ForwardSink {
+    /// `route` as checked: a schedule that does not parse is the default.
     pub fn new(route: RouteConfig, client: reqwest::Client) -> ForwardSink {
-        ForwardSink { route, client }
+        let schedule = route.schedule().unwrap_or_else(|_| {
+            RouteConfig {
+                retry: vec![],
+                max_attempts: 0,
+                ..route.clone()
+            }
+            .schedule()
+            .expect("the default schedule parses")
+        });
+        ForwardSink {
+            route,
+            schedule,
+            client,
+        }
     }
+}
+
+/// A delay with up to a fifth more added at random, never less: many
+/// partitions failing together do not all come back in the same instant.
+fn jittered(d: Duration) -> i64 {
+    use rand::RngExt;
+    let ms = d.as_millis() as i64;
+    ms + rand::rng().random_range(0..=ms / 5)
 }
 
 impl Sink for ForwardSink {
@@ -268,7 +290,7 @@ impl ForwardSink {
                 attempt.started_at_ms,
                 Duration::from_millis(attempt.duration_ms as u64),
             );
-            let retry_at = turn.now_ms() + backoff_ms(job.attempts + 1);
+            let retry_at = turn.now_ms() + jittered(self.schedule.delay(job.attempts + 1));
             let before = Instant::now();
             let after = turn
                 .store
@@ -278,7 +300,7 @@ impl ForwardSink {
                     partition,
                     &turn.fence,
                     attempt,
-                    route.max_attempts,
+                    self.schedule.max_attempts(),
                     retry_at,
                     turn.lease_ms,
                 )

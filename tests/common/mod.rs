@@ -288,6 +288,7 @@ pub fn route(name: &str, url: &str) -> gatehouse::config::RouteConfig {
         secret_file: None,
         timeout_secs: 5,
         max_attempts: 12,
+        retry: vec![],
         ordering: gatehouse::config::Ordering::Strict,
     }
 }
