@@ -754,7 +754,16 @@ async fn latency_buckets_in_rust_and_in_the_trigger_agree() {
             ..gatehouse::store::jobs::Attempt::in_process(0, Some("x"))
         };
         journal
-            .record(&job, "ci", "acme", &fence, attempt, 1000, 0, 60_000)
+            .record(
+                &job,
+                "ci",
+                "acme",
+                &fence,
+                attempt,
+                gatehouse::store::jobs::Limit::attempts(1000),
+                0,
+                60_000,
+            )
             .await
             .unwrap();
     }

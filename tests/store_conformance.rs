@@ -29,7 +29,7 @@ async fn record_failed(journal: &Journal, job: &Job, fence: &Fence, retry_at_ms:
             "acme",
             fence,
             failed_at(now),
-            3,
+            gatehouse::store::jobs::Limit::attempts(3),
             retry_at_ms,
             LEASE_MS,
         )
@@ -172,6 +172,12 @@ async fn pending_jobs_come_in_journal_order_per_partition() {
 async fn holds_keep_a_partition_and_a_route_from_running_until_resumed() {
     let dir = tempfile::tempdir().unwrap();
     common::conformance::holds(&*open(dir.path())).await;
+}
+
+#[tokio::test]
+async fn a_dead_head_holds_its_partition_until_retried_or_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    common::conformance::dead_heads(&*open(dir.path())).await;
 }
 
 #[tokio::test]

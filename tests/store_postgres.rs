@@ -317,7 +317,7 @@ async fn one_replica_holds_a_partitions_lease_and_a_stale_fence_writes_nothing()
             "acme",
             &first,
             attempt(Outcome::Done, later),
-            3,
+            gatehouse::store::jobs::Limit::attempts(3),
             0,
             LEASE_MS,
         )
@@ -344,7 +344,7 @@ async fn one_replica_holds_a_partitions_lease_and_a_stale_fence_writes_nothing()
             "acme",
             &second,
             attempt(Outcome::Done, later),
-            3,
+            gatehouse::store::jobs::Limit::attempts(3),
             0,
             LEASE_MS,
         )
@@ -365,7 +365,7 @@ async fn one_replica_holds_a_partitions_lease_and_a_stale_fence_writes_nothing()
             "acme",
             &second,
             attempt(Outcome::Failed, later),
-            3,
+            gatehouse::store::jobs::Limit::attempts(3),
             retry_at,
             LEASE_MS,
         )
@@ -503,6 +503,8 @@ async fn the_journal_scheduler_and_operator_cases_sqlite_passes_pass_here() {
     common::conformance::holds(&store).await;
     let store = replica(&pg.database("retry").await).await;
     common::conformance::retry_and_backfill(&store).await;
+    let store = replica(&pg.database("dead_heads").await).await;
+    common::conformance::dead_heads(&store).await;
     let store = replica(&pg.database("recovery").await).await;
     common::conformance::recovery(&store).await;
     let store = replica(&pg.database("views").await).await;

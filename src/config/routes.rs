@@ -52,6 +52,19 @@ pub struct RouteConfig {
     pub retry: Vec<String>,
     #[serde(default)]
     pub ordering: Ordering,
+    /// What a dead job does to its partition under strict order: `hold`
+    /// (the default) keeps the partition waiting behind it until an
+    /// operator retries or skips it; `skip` lets later ones go ahead and
+    /// records that order broke there.
+    #[serde(default)]
+    pub on_dead: Option<OnDeadConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDeadConfig {
+    Hold,
+    Skip,
 }
 
 fn default_route_timeout() -> u64 {
@@ -141,6 +154,17 @@ impl RouteConfig {
     pub fn max_attempts(&self) -> u32 {
         self.schedule().map_or(1, |s| s.max_attempts())
     }
+
+    /// What a dead job does: strict routes hold unless told to skip;
+    /// unordered ones have no order to keep.
+    pub fn on_dead(&self) -> crate::store::jobs::OnDead {
+        use crate::store::jobs::OnDead;
+        match (self.ordering, self.on_dead) {
+            (Ordering::None, _) => OnDead::Unordered,
+            (Ordering::Strict, Some(OnDeadConfig::Skip)) => OnDead::Skip,
+            (Ordering::Strict, _) => OnDead::Hold,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +184,7 @@ mod tests {
             max_attempts,
             retry: retry.iter().map(|s| s.to_string()).collect(),
             ordering: Ordering::Strict,
+            on_dead: None,
         }
     }
 

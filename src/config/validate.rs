@@ -372,6 +372,20 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
                 ),
             );
         }
+        if r.ordering == super::Ordering::None
+            && r.on_dead == Some(super::routes::OnDeadConfig::Hold)
+        {
+            push(
+                &mut out,
+                (
+                    key("on_dead"),
+                    format!(
+                        "route {:?}: on_dead = \"hold\" keeps order, and ordering = \"none\" has none to keep",
+                        r.name
+                    ),
+                ),
+            );
+        }
         if let Err(why) = r.schedule() {
             push(
                 &mut out,

@@ -12,7 +12,7 @@ use crate::journal::model::{decode_headers, encode_headers};
 use crate::scheduler::in_flight::Sending;
 use crate::scheduler::sink::{Attempt, Batch, Outcome, Sink, Turn, TurnResult};
 use crate::store::StoreError;
-use crate::store::jobs::After;
+use crate::store::jobs::{After, Limit, OnDead};
 use crate::webhook::signature;
 
 /// Headers GitHub sent that the consumer gets again.
@@ -300,7 +300,10 @@ impl ForwardSink {
                     partition,
                     &turn.fence,
                     attempt,
-                    self.schedule.max_attempts(),
+                    Limit {
+                        max_attempts: self.schedule.max_attempts(),
+                        on_dead: route.on_dead(),
+                    },
                     retry_at,
                     turn.lease_ms,
                 )
@@ -321,12 +324,29 @@ impl ForwardSink {
                 (After::Retry { .. }, Ordering::None) => {}
             }
             if let After::Dead = after {
-                tracing::warn!(
-                    sink,
-                    partition,
-                    job = job.id,
-                    "job dead-lettered after max_attempts"
-                );
+                match route.on_dead() {
+                    OnDead::Hold => {
+                        tracing::error!(
+                            sink,
+                            partition,
+                            job = job.id,
+                            "job dead-lettered after max_attempts: its partition waits behind it until it is retried or skipped"
+                        );
+                        return Ok(Batch::Next(None));
+                    }
+                    OnDead::Skip => tracing::warn!(
+                        sink,
+                        partition,
+                        job = job.id,
+                        "job dead-lettered after max_attempts: later jobs go ahead of it (on_dead = skip)"
+                    ),
+                    OnDead::Unordered => tracing::warn!(
+                        sink,
+                        partition,
+                        job = job.id,
+                        "job dead-lettered after max_attempts"
+                    ),
+                }
             }
         }
         // More may be pending (or retries due later): look again.

@@ -57,6 +57,36 @@ pub struct Job {
     pub next_at_ms: i64,
 }
 
+/// What becomes of a partition when its job dies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDead {
+    /// Strict order, kept: the dead job holds its partition until an
+    /// operator retries or skips it.
+    Hold,
+    /// Strict order, let go: later jobs go ahead, and the job is marked
+    /// skipped (where order broke).
+    Skip,
+    /// No order to keep.
+    Unordered,
+}
+
+/// How far a job goes before it is dead, and what its death does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max_attempts: u32,
+    pub on_dead: OnDead,
+}
+
+impl Limit {
+    /// Dead after `max_attempts`, nothing held.
+    pub fn attempts(max_attempts: u32) -> Limit {
+        Limit {
+            max_attempts,
+            on_dead: OnDead::Unordered,
+        }
+    }
+}
+
 /// Where a job stands after an attempt was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum After {

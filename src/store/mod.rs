@@ -439,8 +439,10 @@ pub trait Jobs: Send + Sync {
     /// Under the fence, in one transaction: renews the lease, appends the
     /// attempt (numbered after the job's last), and moves the job on
     /// (done; paused partition, attempt not counted; dead at
-    /// `max_attempts`; else due again at `retry_at_ms`). When the fence no
-    /// longer holds, writes nothing and says [`After::LeaseLost`].
+    /// `limit.max_attempts`, and then by `limit.on_dead` the partition
+    /// held behind it or the job marked skipped; else due again at
+    /// `retry_at_ms`). When the fence no longer holds, writes nothing and
+    /// says [`After::LeaseLost`].
     #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
@@ -449,7 +451,7 @@ pub trait Jobs: Send + Sync {
         partition: &str,
         fence: &Fence,
         attempt: Attempt,
-        max_attempts: u32,
+        limit: jobs::Limit,
         retry_at_ms: i64,
         lease_ms: i64,
     ) -> Result<After, StoreError>;
@@ -487,8 +489,20 @@ pub trait Operator: Send + Sync {
     /// Every finished job of the deliveries with this GUID (or only
     /// `route`'s) pending again from a clean slate, atomically.
     async fn retry_guid(&self, guid: &str, route: Option<&str>) -> Result<Requeued, StoreError>;
-    /// The same for one delivery by journal id.
+    /// The same for one delivery by journal id. A partition held behind a
+    /// job retried (`on_dead = "hold"`) runs again, in the same
+    /// transaction; so do the retries above.
     async fn retry_delivery(&self, id: i64, route: Option<&str>) -> Result<Requeued, StoreError>;
+    /// Lets order move past a delivery's dead jobs (or `route`'s),
+    /// atomically: each is marked skipped by `by` at `now_ms`, stays a
+    /// dead letter, and a partition held behind it runs again.
+    async fn skip_dead(
+        &self,
+        id: i64,
+        route: Option<&str>,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Requeued, StoreError>;
     /// How many dead letters [`Operator::retry_dead`] would retry.
     async fn count_dead(&self, filter: &Filter) -> Result<i64, StoreError>;
     /// Every dead letter among the deliveries matching `filter` pending

@@ -120,6 +120,11 @@ pub struct JobDetail {
     /// For a pending job that is not its partition's first: the job it
     /// waits behind (under strict ordering).
     pub behind: Option<i64>,
+    /// A dead job its partition waits behind (`on_dead = "hold"`) until
+    /// it is retried or skipped.
+    pub holding: bool,
+    /// Order moved past this dead job: when, and who let it.
+    pub skipped: Option<(i64, String)>,
     pub history: Vec<AttemptRow>,
 }
 

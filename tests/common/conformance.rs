@@ -3,7 +3,7 @@
 //! `store_postgres.rs` on PostgreSQL).
 
 use gatehouse::store::clients::Usage;
-use gatehouse::store::jobs::{After, Attempt, Fence, Lease, Outcome};
+use gatehouse::store::jobs::{After, Attempt, Fence, Lease, Limit, Outcome};
 use gatehouse::store::sessions::{NewSession, SEEN_GRANULARITY_MS};
 use gatehouse::store::{Clients, Deliveries, Jobs, Operator, Recovery, Sessions, StoreError};
 
@@ -538,6 +538,101 @@ pub async fn holds<S: Deliveries + Jobs + Operator + ?Sized>(journal: &S) {
     ));
 }
 
+/// A strict route's dead head holds its partition until it is retried or
+/// skipped, in the transaction that buried it; `skip` lets order move on
+/// and says where it broke.
+pub async fn dead_heads<S: Deliveries + Jobs + Operator + ?Sized>(journal: &S) {
+    use gatehouse::store::jobs::OnDead;
+    let now = gatehouse::clock::now_ms();
+    append(journal, "acme", "h1").await;
+    append(journal, "acme", "h2").await;
+    let hold = Limit {
+        max_attempts: 1,
+        on_dead: OnDead::Hold,
+    };
+    let die = async |limit: Limit| {
+        let fence = claim(journal, "w", now).await.unwrap();
+        let job = journal
+            .pending("ci", "acme", None, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        let after = journal
+            .record(
+                &job,
+                "ci",
+                "acme",
+                &fence,
+                failed_at(now),
+                limit,
+                now,
+                LEASE_MS,
+            )
+            .await
+            .unwrap();
+        journal.release("ci", "acme", &fence).await.unwrap();
+        assert_eq!(after, After::Dead);
+        job.delivery_id
+    };
+    let first = die(hold).await;
+    // Held: not due, not claimable, though h2 is pending behind it.
+    assert!(journal.due_partitions().await.unwrap().is_empty());
+    assert!(matches!(
+        journal
+            .acquire("ci", "acme", "w", now, LEASE_MS)
+            .await
+            .unwrap(),
+        Lease::Held
+    ));
+    let shown = journal.show(first).await.unwrap().unwrap();
+    assert!(shown.jobs[0].holding, "{:?}", shown.jobs[0]);
+    let second = journal.ids_of_guid("h2").await.unwrap()[0];
+    let waiting = journal.show(second).await.unwrap().unwrap();
+    assert_eq!(
+        waiting.jobs[0].behind,
+        Some(shown.jobs[0].id),
+        "h2 waits behind the dead h1"
+    );
+    // Retried: the head again, the partition runs.
+    journal.retry_delivery(first, None).await.unwrap();
+    assert_eq!(journal.due_partitions().await.unwrap().len(), 1);
+    assert!(!journal.show(first).await.unwrap().unwrap().jobs[0].holding);
+    // Dies again; this time an operator skips it: it stays dead, marked,
+    // and h2 goes.
+    assert_eq!(die(hold).await, first);
+    let skipped = journal
+        .skip_dead(first, Some("ci"), "cli:alice", now)
+        .await
+        .unwrap();
+    assert_eq!(skipped.jobs, 1);
+    assert_eq!(journal.due_partitions().await.unwrap().len(), 1);
+    let job = journal.show(first).await.unwrap().unwrap().jobs.remove(0);
+    assert_eq!((job.state.as_str(), job.holding), ("dead", false));
+    assert_eq!(job.skipped, Some((now, "cli:alice".to_string())));
+    assert_eq!(
+        journal
+            .skip_dead(first, None, "cli:alice", now)
+            .await
+            .unwrap()
+            .jobs,
+        0,
+        "once"
+    );
+    // on_dead = skip: h2 dies, nothing is held, and the skip is recorded.
+    let skip = Limit {
+        max_attempts: 1,
+        on_dead: OnDead::Skip,
+    };
+    assert_eq!(die(skip).await, second);
+    let job = journal.show(second).await.unwrap().unwrap().jobs.remove(0);
+    assert!(!job.holding);
+    assert_eq!(job.skipped.map(|s| s.1).as_deref(), Some("on_dead = skip"));
+    // A retry gives a skipped job a clean slate.
+    journal.retry_delivery(second, None).await.unwrap();
+    let job = journal.show(second).await.unwrap().unwrap().jobs.remove(0);
+    assert_eq!((job.state.as_str(), job.skipped), ("pending", None));
+}
+
 pub async fn retry_and_backfill<S: Deliveries + Jobs + Operator + ?Sized>(journal: &S) {
     use gatehouse::store::operator::Filter;
     let now = gatehouse::clock::now_ms();
@@ -549,7 +644,16 @@ pub async fn retry_and_backfill<S: Deliveries + Jobs + Operator + ?Sized>(journa
         .unwrap()
         .remove(0);
     let dead = journal
-        .record(&job, "ci", "acme", &fence, failed_at(now), 1, now, LEASE_MS)
+        .record(
+            &job,
+            "ci",
+            "acme",
+            &fence,
+            failed_at(now),
+            Limit::attempts(1),
+            now,
+            LEASE_MS,
+        )
         .await
         .unwrap();
     assert_eq!(dead, After::Dead, "max_attempts 1");
@@ -838,7 +942,7 @@ pub async fn views<S: Deliveries + Jobs + gatehouse::store::Views + ?Sized>(jour
             "acme",
             &fence,
             failed,
-            5,
+            Limit::attempts(5),
             now + 60_000,
             LEASE_MS,
         )

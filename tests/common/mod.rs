@@ -290,6 +290,7 @@ pub fn route(name: &str, url: &str) -> gatehouse::config::RouteConfig {
         max_attempts: 12,
         retry: vec![],
         ordering: gatehouse::config::Ordering::Strict,
+        on_dead: None,
     }
 }
 

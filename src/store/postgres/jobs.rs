@@ -10,7 +10,7 @@ use deadpool_postgres::Transaction;
 
 use super::{Postgres, read_err, write_err};
 use crate::store::StoreError;
-use crate::store::jobs::{After, Attempt, Backlog, Fence, Job, Lease, Outcome};
+use crate::store::jobs::{After, Attempt, Backlog, Fence, Job, Lease, Limit, OnDead, Outcome};
 
 /// Extends the lease to `until_ms` if the fence still holds it; the row
 /// lock it takes keeps another replica's claim waiting until commit.
@@ -116,6 +116,7 @@ impl crate::store::Jobs for Postgres {
                         GREATEST(MIN(j.next_at_ms), COALESCE(MAX(p.paused_until_ms), 0))
                  FROM jobs j LEFT JOIN partitions p USING (sink, partition_key)
                  WHERE j.state = 'pending' AND NOT COALESCE(p.held, false)
+                   AND p.dead_head IS NULL
                    AND j.sink NOT IN (SELECT sink FROM route_holds)
                  GROUP BY j.sink, j.partition_key",
                     )
@@ -143,8 +144,13 @@ impl crate::store::Jobs for Postgres {
         let tx = client.transaction().await.map_err(write_err)?;
         let held: bool = tx
             .query_one(
-                &tx.prepare_cached("SELECT COALESCE((SELECT held FROM partitions WHERE sink = $1 AND partition_key = $2), false)
-                     OR EXISTS (SELECT 1 FROM route_holds WHERE sink = $1)").await.map_err(write_err)?,
+                &tx.prepare_cached(
+                    "SELECT COALESCE((SELECT held OR dead_head IS NOT NULL FROM partitions
+                                      WHERE sink = $1 AND partition_key = $2), false)
+                     OR EXISTS (SELECT 1 FROM route_holds WHERE sink = $1)",
+                )
+                .await
+                .map_err(write_err)?,
                 &[&sink, &partition],
             )
             .await
@@ -291,7 +297,7 @@ impl crate::store::Jobs for Postgres {
         partition: &str,
         fence: &Fence,
         attempt: Attempt,
-        max_attempts: u32,
+        limit: Limit,
         retry_at_ms: i64,
         lease_ms: i64,
     ) -> Result<After, StoreError> {
@@ -334,7 +340,7 @@ impl crate::store::Jobs for Postgres {
                 .map_err(write_err)?;
                 After::Paused { until_ms }
             }
-            Outcome::Failed if job.attempts + 1 >= max_attempts => {
+            Outcome::Failed if job.attempts + 1 >= limit.max_attempts => {
                 tx.execute(
                     &tx.prepare_cached("UPDATE jobs SET state = 'dead', attempts = attempts + 1, updated_at_ms = $2
                      WHERE id = $1").await.map_err(write_err)?,
@@ -342,6 +348,25 @@ impl crate::store::Jobs for Postgres {
                 )
                 .await
                 .map_err(write_err)?;
+                match limit.on_dead {
+                    OnDead::Hold => {
+                        tx.execute(
+                            "UPDATE partitions SET dead_head = $3 WHERE sink = $1 AND partition_key = $2",
+                            &[&sink, &partition, &job.id],
+                        )
+                        .await
+                        .map_err(write_err)?;
+                    }
+                    OnDead::Skip => {
+                        tx.execute(
+                            "UPDATE jobs SET skipped_at_ms = $2, skipped_by = 'on_dead = skip' WHERE id = $1",
+                            &[&job.id, &now],
+                        )
+                        .await
+                        .map_err(write_err)?;
+                    }
+                    OnDead::Unordered => {}
+                }
                 After::Dead
             }
             Outcome::Failed => {

@@ -120,13 +120,14 @@ impl Postgres {
     /// a clean slate.
     async fn requeue(&self, mut clause: Clause) -> Result<Requeued, StoreError> {
         let now = clause.bind(crate::clock::now_ms());
-        let client = self.client("requeue").await?;
-        let rows = client
+        let mut client = self.client("requeue").await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        let rows = tx
             .query(
                 &format!(
                     "UPDATE jobs SET state = 'pending', attempts = 0, next_at_ms = {now},
-                         updated_at_ms = {now}
-                     WHERE state <> 'pending' AND {} RETURNING sink, partition_key",
+                         updated_at_ms = {now}, skipped_at_ms = NULL, skipped_by = NULL
+                     WHERE state <> 'pending' AND {} RETURNING id, sink, partition_key",
                     clause.sql()
                 ),
                 &clause.refs(),
@@ -134,11 +135,50 @@ impl Postgres {
             .await
             .map_err(write_err)?;
         let mut out = Requeued::default();
+        let mut ids: Vec<i64> = Vec::new();
         for r in rows {
             out.jobs += 1;
-            out.partitions.insert((r.get(0), r.get(1)));
+            ids.push(r.get(0));
+            out.partitions.insert((r.get(1), r.get(2)));
         }
+        // A dead head retried is the head again: its partition runs.
+        release_dead_heads(&tx, &ids).await?;
+        tx.commit().await.map_err(write_err)?;
         // Every replica's scheduler hears of it, this one's included.
+        super::deliveries::announce(self.pool.clone(), out.partitions.iter().cloned().collect())
+            .await;
+        Ok(out)
+    }
+
+    /// Lets order move past a delivery's dead jobs; see the trait.
+    async fn skip(
+        &self,
+        id: i64,
+        route: Option<&str>,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Requeued, StoreError> {
+        let mut client = self.client("skip_dead").await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        let rows = tx
+            .query(
+                "UPDATE jobs SET skipped_at_ms = $3, skipped_by = $4
+                 WHERE delivery_id = $1 AND state = 'dead' AND skipped_at_ms IS NULL
+                   AND ($2::TEXT IS NULL OR sink = $2)
+                 RETURNING id, sink, partition_key",
+                &[&id, &route, &now_ms, &by],
+            )
+            .await
+            .map_err(write_err)?;
+        let mut out = Requeued::default();
+        let mut ids: Vec<i64> = Vec::new();
+        for r in rows {
+            out.jobs += 1;
+            ids.push(r.get(0));
+            out.partitions.insert((r.get(1), r.get(2)));
+        }
+        release_dead_heads(&tx, &ids).await?;
+        tx.commit().await.map_err(write_err)?;
         super::deliveries::announce(self.pool.clone(), out.partitions.iter().cloned().collect())
             .await;
         Ok(out)
@@ -243,10 +283,15 @@ impl crate::store::Operator for Postgres {
                     .prepare_cached(
                         "SELECT j.id, j.sink, j.state, j.attempts::BIGINT, j.next_at_ms,
                         CASE WHEN j.state = 'pending' THEN
-                          (SELECT h.id FROM jobs h WHERE h.sink = j.sink
-                             AND h.partition_key = j.partition_key AND h.state = 'pending'
-                           ORDER BY h.seq LIMIT 1)
-                        END
+                          COALESCE((SELECT p.dead_head FROM partitions p WHERE p.sink = j.sink
+                                      AND p.partition_key = j.partition_key),
+                                   (SELECT h.id FROM jobs h WHERE h.sink = j.sink
+                                      AND h.partition_key = j.partition_key AND h.state = 'pending'
+                                    ORDER BY h.seq LIMIT 1))
+                        END,
+                        EXISTS (SELECT 1 FROM partitions p WHERE p.sink = j.sink
+                                  AND p.partition_key = j.partition_key AND p.dead_head = j.id),
+                        j.skipped_at_ms, j.skipped_by
                  FROM jobs j WHERE j.delivery_id = $1 ORDER BY j.sink",
                     )
                     .await
@@ -299,6 +344,10 @@ impl crate::store::Operator for Postgres {
                 attempts: j.get(3),
                 next_at_ms: j.get(4),
                 behind: head.filter(|h| *h != job_id),
+                holding: j.get(6),
+                skipped: j
+                    .get::<_, Option<i64>>(7)
+                    .map(|at| (at, j.get::<_, Option<String>>(8).unwrap_or_default())),
                 history,
             });
         }
@@ -316,6 +365,16 @@ impl crate::store::Operator for Postgres {
             c.parts.push(format!("sink = {p}"));
         }
         self.requeue(c).await
+    }
+
+    async fn skip_dead(
+        &self,
+        id: i64,
+        route: Option<&str>,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Requeued, StoreError> {
+        self.skip(id, route, by, now_ms).await
     }
 
     async fn retry_delivery(&self, id: i64, route: Option<&str>) -> Result<Requeued, StoreError> {
@@ -523,4 +582,21 @@ impl crate::store::Operator for Postgres {
             dead: row.get(1),
         })
     }
+}
+
+/// Partitions held behind one of these jobs run again.
+async fn release_dead_heads(
+    tx: &tokio_postgres::Transaction<'_>,
+    job_ids: &[i64],
+) -> Result<(), StoreError> {
+    if job_ids.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "UPDATE partitions SET dead_head = NULL WHERE dead_head = ANY($1)",
+        &[&job_ids],
+    )
+    .await
+    .map_err(write_err)?;
+    Ok(())
 }

@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "gateway_usage",
         include_str!("../../../migrations/postgres/0011_gateway_usage.sql"),
     ),
+    (
+        12,
+        "on_dead",
+        include_str!("../../../migrations/postgres/0012_on_dead.sql"),
+    ),
 ];
 
 /// Any constant: every gatehouse migrating this database takes this lock.

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::Sqlite;
 use crate::store::StoreError;
-use crate::store::jobs::{After, Attempt, Backlog, Fence, Job, Lease, Outcome};
+use crate::store::jobs::{After, Attempt, Backlog, Fence, Job, Lease, Limit, OnDead, Outcome};
 
 #[async_trait]
 impl crate::store::Jobs for Sqlite {
@@ -35,6 +35,7 @@ impl crate::store::Jobs for Sqlite {
                     "SELECT j.sink, j.partition_key, MAX(MIN(j.next_at_ms), COALESCE(p.paused_until_ms, 0))
                      FROM jobs j LEFT JOIN partitions p USING (sink, partition_key)
                      WHERE j.state = 'pending' AND COALESCE(p.held, 0) = 0
+                       AND p.dead_head IS NULL
                        AND j.sink NOT IN (SELECT sink FROM route_holds)
                      GROUP BY j.sink, j.partition_key",
                 )?;
@@ -56,10 +57,10 @@ impl crate::store::Jobs for Sqlite {
         lease_ms: i64,
     ) -> Result<Lease, StoreError> {
         let (sink, partition, owner) = (sink.to_string(), partition.to_string(), owner.to_string());
-        self
-        .write(move |tx| {
+        self.write(move |tx| {
             let held: bool = tx.query_row(
-                "SELECT COALESCE((SELECT held FROM partitions WHERE sink = ?1 AND partition_key = ?2), 0)
+                "SELECT COALESCE((SELECT held OR dead_head IS NOT NULL FROM partitions
+                                  WHERE sink = ?1 AND partition_key = ?2), 0)
                      OR EXISTS (SELECT 1 FROM route_holds WHERE sink = ?1)",
                 params![sink, partition],
                 |r| r.get(0),
@@ -167,7 +168,7 @@ impl crate::store::Jobs for Sqlite {
         partition: &str,
         fence: &Fence,
         attempt: Attempt,
-        max_attempts: u32,
+        limit: Limit,
         retry_at_ms: i64,
         lease_ms: i64,
     ) -> Result<After, StoreError> {
@@ -202,11 +203,26 @@ impl crate::store::Jobs for Sqlite {
                     )?;
                     After::Paused { until_ms }
                 }
-                Outcome::Failed if job.attempts + 1 >= max_attempts => {
+                Outcome::Failed if job.attempts + 1 >= limit.max_attempts => {
                     tx.execute(
                         "UPDATE jobs SET state = 'dead', attempts = attempts + 1, updated_at_ms = ?2 WHERE id = ?1",
                         params![job.id, now],
                     )?;
+                    match limit.on_dead {
+                        OnDead::Hold => {
+                            tx.execute(
+                                "UPDATE partitions SET dead_head = ?3 WHERE sink = ?1 AND partition_key = ?2",
+                                params![sink, partition, job.id],
+                            )?;
+                        }
+                        OnDead::Skip => {
+                            tx.execute(
+                                "UPDATE jobs SET skipped_at_ms = ?2, skipped_by = 'on_dead = skip' WHERE id = ?1",
+                                params![job.id, now],
+                            )?;
+                        }
+                        OnDead::Unordered => {}
+                    }
                     After::Dead
                 }
                 Outcome::Failed => {

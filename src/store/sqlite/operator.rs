@@ -177,28 +177,43 @@ fn show_one(conn: &Connection, id: i64) -> rusqlite::Result<Option<Shown>> {
     let Some(mut s) = found else {
         return Ok(None);
     };
-    type JobFacts = (i64, String, String, i64, i64, Option<i64>);
+    type JobFacts = (
+        (i64, String, String, i64, i64, Option<i64>),
+        (bool, Option<i64>, Option<String>),
+    );
+    // A pending job waits behind its partition's dead head, if one holds
+    // it, else behind its first pending job.
     let jobs: Vec<JobFacts> = conn
         .prepare_cached(
             "SELECT j.id, j.sink, j.state, j.attempts, j.next_at_ms,
                     CASE WHEN j.state = 'pending' THEN
-                      (SELECT MIN(h.id) FROM jobs h WHERE h.sink = j.sink
-                         AND h.partition_key = j.partition_key AND h.state = 'pending')
-                    END
+                      COALESCE((SELECT p.dead_head FROM partitions p WHERE p.sink = j.sink
+                                  AND p.partition_key = j.partition_key),
+                               (SELECT MIN(h.id) FROM jobs h WHERE h.sink = j.sink
+                                  AND h.partition_key = j.partition_key AND h.state = 'pending'))
+                    END,
+                    EXISTS (SELECT 1 FROM partitions p WHERE p.sink = j.sink
+                              AND p.partition_key = j.partition_key AND p.dead_head = j.id),
+                    j.skipped_at_ms, j.skipped_by
              FROM jobs j WHERE j.delivery_id = ?1 ORDER BY j.sink",
         )?
         .query_map([id], |r| {
             Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
+                (
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ),
+                (r.get(6)?, r.get(7)?, r.get(8)?),
             ))
         })?
         .collect::<Result<_, _>>()?;
-    for (job_id, route, state, attempts, next_at_ms, head) in jobs {
+    for ((job_id, route, state, attempts, next_at_ms, head), (holding, skipped_at, skipped_by)) in
+        jobs
+    {
         let history = conn
             .prepare_cached(
                 "SELECT n, started_at_ms, duration_ms, status_code, outcome, error, response_excerpt,
@@ -235,6 +250,8 @@ fn show_one(conn: &Connection, id: i64) -> rusqlite::Result<Option<Shown>> {
             attempts,
             next_at_ms,
             behind: head.filter(|h| *h != job_id),
+            holding,
+            skipped: skipped_at.map(|at| (at, skipped_by.unwrap_or_default())),
             history,
         });
     }
@@ -252,15 +269,57 @@ fn requeue(
     let mut all = vec![SqlValue::Integer(now_ms)];
     all.extend(values);
     let mut st = conn.prepare(&format!(
-        "UPDATE jobs SET state = 'pending', attempts = 0, next_at_ms = ?1, updated_at_ms = ?1
-         WHERE state != 'pending' AND {clause} RETURNING sink, partition_key"
+        "UPDATE jobs SET state = 'pending', attempts = 0, next_at_ms = ?1, updated_at_ms = ?1,
+                skipped_at_ms = NULL, skipped_by = NULL
+         WHERE state != 'pending' AND {clause} RETURNING id, sink, partition_key"
     ))?;
     let mut out = Requeued::default();
+    let mut ids = Vec::new();
     let mut rows = st.query(params_from_iter(all))?;
     while let Some(r) = rows.next()? {
         out.jobs += 1;
-        out.partitions.insert((r.get(0)?, r.get(1)?));
+        ids.push(r.get::<_, i64>(0)?);
+        out.partitions.insert((r.get(1)?, r.get(2)?));
     }
+    // A dead head retried is the head again: its partition runs.
+    release_dead_heads(conn, &ids)?;
+    Ok(out)
+}
+
+/// Partitions held behind one of these jobs run again.
+fn release_dead_heads(conn: &Connection, job_ids: &[i64]) -> rusqlite::Result<()> {
+    let mut st =
+        conn.prepare_cached("UPDATE partitions SET dead_head = NULL WHERE dead_head = ?1")?;
+    for id in job_ids {
+        st.execute([id])?;
+    }
+    Ok(())
+}
+
+/// Lets order move past a delivery's dead jobs (or `route`'s): each is
+/// marked skipped by `by`, and a partition held behind it runs.
+fn skip_dead(
+    conn: &Connection,
+    delivery_id: i64,
+    route: Option<&str>,
+    by: &str,
+    now_ms: i64,
+) -> rusqlite::Result<Requeued> {
+    let mut st = conn.prepare(
+        "UPDATE jobs SET skipped_at_ms = ?3, skipped_by = ?4
+         WHERE delivery_id = ?1 AND state = 'dead' AND skipped_at_ms IS NULL
+           AND (?2 IS NULL OR sink = ?2)
+         RETURNING id, sink, partition_key",
+    )?;
+    let mut out = Requeued::default();
+    let mut ids = Vec::new();
+    let mut rows = st.query(params![delivery_id, route, now_ms, by])?;
+    while let Some(r) = rows.next()? {
+        out.jobs += 1;
+        ids.push(r.get::<_, i64>(0)?);
+        out.partitions.insert((r.get(1)?, r.get(2)?));
+    }
+    release_dead_heads(conn, &ids)?;
     Ok(out)
 }
 
@@ -454,6 +513,18 @@ impl crate::store::Operator for Sqlite {
             )
         })
         .await
+    }
+
+    async fn skip_dead(
+        &self,
+        id: i64,
+        route: Option<&str>,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Requeued, StoreError> {
+        let (route, by) = (route.map(str::to_string), by.to_string());
+        self.write(move |tx| skip_dead(tx, id, route.as_deref(), &by, now_ms))
+            .await
     }
 
     async fn count_dead(&self, filter: &Filter) -> Result<i64, StoreError> {

@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "gateway_usage",
         include_str!("../../../migrations/sqlite/0014_gateway_usage.sql"),
     ),
+    (
+        15,
+        "on_dead",
+        include_str!("../../../migrations/sqlite/0015_on_dead.sql"),
+    ),
 ];
 
 pub fn latest_version() -> u32 {

@@ -1,0 +1,7 @@
+-- A strict route's dead head holds its partition (on_dead = "hold", part
+-- 15): the job that died, until an operator retries or skips it.
+ALTER TABLE partitions ADD COLUMN dead_head INTEGER;
+-- Order moved past this dead job: when, and who let it ('on_dead = skip'
+-- or an operator).
+ALTER TABLE jobs ADD COLUMN skipped_at_ms INTEGER;
+ALTER TABLE jobs ADD COLUMN skipped_by TEXT;
