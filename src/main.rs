@@ -185,6 +185,13 @@ enum DeliveriesCmd {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Let order move past a GUID's dead letter (or only --route's): it
+    /// stays dead, and the deliveries its partition held behind it go on.
+    Skip {
+        guid: String,
+        #[arg(long)]
+        route: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -407,6 +414,9 @@ fn main() -> ExitCode {
                 } => cli::deliveries::list(store, &filter_of(&filter)?, limit, json).await,
                 DeliveriesCmd::Show { guid, json } => {
                     cli::deliveries::show(config, store, &guid, json).await
+                }
+                DeliveriesCmd::Skip { guid, route } => {
+                    cli::deliveries::skip(store, &guid, route.as_deref()).await
                 }
                 DeliveriesCmd::Retry { guid, dead, filter } => {
                     cli::deliveries::retry(

@@ -96,6 +96,16 @@ async fn render(State(s): State<Arc<OpsState>>) -> Response {
                 sg.lag_seconds.get_or_create(&label).set(lag);
             }
             sg.partitions_paused.set(b.partitions_paused);
+            for sink in &s.sinks {
+                let held = b
+                    .held_by_dead
+                    .iter()
+                    .find(|(k, _)| k == sink)
+                    .map_or(0, |(_, n)| *n);
+                sg.held_by_dead
+                    .get_or_create(&crate::scheduler::metrics::SinkLabel { sink: sink.clone() })
+                    .set(held);
+            }
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read the backlog"),
     }

@@ -28,6 +28,7 @@ const PAGES: &[&str] = &[
 /// Every state-changing action with a form that would be valid.
 const ACTIONS: &[(&str, &[(&str, &str)])] = &[
     ("/admin/deliveries/1/retry", &[]),
+    ("/admin/deliveries/1/skip", &[]),
     ("/admin/bulk/retry", &[("state", "dead")]),
     (
         "/admin/partitions/hold",
@@ -53,6 +54,8 @@ async fn with_dead_letters(n: usize) -> (TestApp, consumer::Consumer) {
     let t = TestApp::spawn_with(|cfg| {
         let mut r = route("ci", &c.url);
         r.max_attempts = 1;
+        // Many dead letters per partition: order may move past each.
+        r.on_dead = Some(gatehouse::config::OnDeadConfig::Skip);
         cfg.routes = vec![r];
     })
     .await;
@@ -1270,13 +1273,57 @@ async fn the_partitions_page_says_what_each_partition_waits_for() {
         "{}",
         behind.body
     );
-    // Resumed, both die in order; the partition counts its dead letters.
+    // Resumed, the head dies, and (on_dead = "hold") the partition waits
+    // behind it: "behind" is not sent.
     let form = [("sink", "ci"), ("partition", "acme"), ("action", "resume")];
     admin.post("/admin/partitions/hold", &form).await;
+    wait_census(&store, "the head dead", Duration::from_secs(40), |c| {
+        c.jobs(None, Some("dead")) == 1
+    })
+    .await;
+    let page = admin.get("/admin/partitions?sink=ci").await;
+    assert!(
+        page.body
+            .contains("waiting behind dead letter #1 (1 behind it)"),
+        "{}",
+        page.body
+    );
+    let head = store.ids_of_guid("head").await.unwrap()[0];
+    let dead = admin.get(&format!("/admin/deliveries/{head}")).await;
+    assert!(
+        dead.body.contains("Its partition waits behind it"),
+        "{}",
+        dead.body
+    );
+    let overview = admin.get("/admin/").await;
+    assert!(
+        overview
+            .body
+            .contains("1 partition(s) of route ci wait behind a dead letter"),
+        "{}",
+        overview.body
+    );
+    let m = t.metrics().await;
+    assert_eq!(
+        common::metric(&m, "gatehouse_partitions_held_by_dead_letter{sink=\"ci\"}"),
+        Some(1.0)
+    );
+    assert_eq!(shown(&store, "behind").await.jobs[0].history.len(), 0);
+    // Skipped from its page: it stays dead, marked; "behind" goes (and
+    // dies too); the partition counts its dead letters.
+    let p = admin
+        .post(&format!("/admin/deliveries/{head}/skip"), &[("sink", "ci")])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
     wait_census(&store, "both dead", Duration::from_secs(40), |c| {
         c.jobs(None, Some("dead")) == 2
     })
     .await;
+    let job = shown(&store, "head").await.jobs.remove(0);
+    assert!(
+        job.skipped
+            .is_some_and(|(_, by)| by.starts_with("admin:session "))
+    );
     let page = admin.get("/admin/partitions?sink=ci").await;
     assert!(
         page.body
@@ -1284,7 +1331,11 @@ async fn the_partitions_page_says_what_each_partition_waits_for() {
         "{}",
         page.body
     );
-    assert!(page.body.contains("idle"), "{}", page.body);
+    assert!(
+        page.body.contains("waiting behind dead letter #2"),
+        "{}",
+        page.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

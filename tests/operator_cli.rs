@@ -347,10 +347,14 @@ async fn bulk_retry_matches_the_list_for_every_combination_of_filters() {
     use gatehouse::store::operator::{Cursor, Filter};
     let c = consumer::start(Duration::ZERO, consumer::always(500)).await;
     let t = common::TestApp::spawn_with(|cfg| {
+        // Many dead letters per partition: order may move past each.
+        let skip = Some(gatehouse::config::OnDeadConfig::Skip);
         let mut a = common::route("ci", &c.url);
         a.max_attempts = 1;
+        a.on_dead = skip;
         let mut b = common::route("audit", &c.url);
         b.max_attempts = 1;
+        b.on_dead = skip;
         b.events = vec!["push".into()];
         cfg.routes = vec![a, b];
     })
@@ -684,8 +688,27 @@ async fn routes_list_and_show_tell_why_a_delivery_waits_with_counts_that_agree()
     assert!(head.contains("      | slow down"), "the answer: {head}");
     assert!(head.contains(&format!("sent to {url}")), "{head}");
 
-    // Resumed, both die (two counted attempts each) in order.
+    // Resumed, the head dies, and its partition waits behind it (on_dead
+    // = "hold"): the CLI says so and how to go on.
     cli(&config, &["partitions", "resume", "ci", "acme"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let head = loop {
+        let head = cli(&config, &["deliveries", "show", "first"]);
+        if head.contains("its partition waits behind it") {
+            break head;
+        }
+        assert!(std::time::Instant::now() < deadline, "never held: {head}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(head.contains("gatehouse deliveries skip first"), "{head}");
+    let behind = cli(&config, &["deliveries", "show", "second"]);
+    assert!(
+        behind.contains("0 of 2 attempt(s) counted; waiting behind job #1"),
+        "{behind}"
+    );
+    // Skipped: the second goes and dies too (two counted attempts each).
+    let skipped = cli(&config, &["deliveries", "skip", "first"]);
+    assert!(skipped.contains("1 dead letter(s) skipped"), "{skipped}");
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     loop {
         let v: serde_json::Value =
@@ -708,6 +731,7 @@ async fn routes_list_and_show_tell_why_a_delivery_waits_with_counts_that_agree()
         head.contains("dead, 2 of 2 attempt(s) counted, 1 paused (not counted)"),
         "{head}"
     );
+    assert!(head.contains("skipped: order moved past it at "), "{head}");
     let attempts = head
         .lines()
         .filter(|l| l.starts_with("    attempt "))

@@ -132,6 +132,9 @@ impl Life {
         };
         let mut route = common::route("ci", url);
         route.max_attempts = MAX_ATTEMPTS;
+        // The model lets order move past a dead letter (a held partition
+        // is tested in scheduler_step and the store's conformance cases).
+        route.on_dead = Some(gatehouse::config::OnDeadConfig::Skip);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         rt.block_on(
             gatehouse::scheduler::Scheduler::new(

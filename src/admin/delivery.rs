@@ -52,6 +52,10 @@ pub struct JobView {
     pub paused: usize,
     pub next: String,
     pub can_retry: bool,
+    /// Dead and its partition waits behind it: it can be skipped.
+    pub holding: bool,
+    /// "order moved past it at T (by X)" for a skipped dead letter.
+    pub skipped: String,
     pub history: Vec<AttemptView>,
 }
 
@@ -72,11 +76,13 @@ struct DeliveryPage {
     jobs: Vec<JobView>,
     any_retry: bool,
     retried: Option<usize>,
+    skipped: Option<usize>,
 }
 
 #[derive(Deserialize)]
 pub struct Retried {
     retried: Option<usize>,
+    skipped: Option<usize>,
 }
 
 /// A delivery by journal id or, as the CLI speaks, by GUID: one delivery
@@ -213,6 +219,10 @@ pub async fn page(
                 Waiting::Now => "due now".into(),
             },
             can_retry: j.state != "pending",
+            holding: j.holding,
+            skipped: j.skipped.as_ref().map_or(String::new(), |(at, by)| {
+                format!("order moved past it at {} ({by})", view::time(*at))
+            }),
             history: j
                 .history
                 .iter()
@@ -243,6 +253,7 @@ pub async fn page(
         any_retry: jobs.iter().any(|j| j.can_retry),
         jobs,
         retried: q.retried,
+        skipped: q.skipped,
     };
     render(page)
 }
@@ -343,6 +354,27 @@ pub async fn retry(
     );
     tracing::info!(delivery = id, sink = ?sink, jobs = n, "admin: retried");
     Ok(see_other(&format!("/admin/deliveries/{id}?retried={n}")))
+}
+
+/// Lets order move past a dead letter its partition waits behind: it
+/// stays dead (retry it later if wanted); the deliveries behind it go.
+pub async fn skip(
+    State(state): State<Shared>,
+    Extension(session): Extension<super::Session>,
+    Path(key): Path<String>,
+    Form(form): Form<RetryForm>,
+) -> Result<Response, AdminError> {
+    let id = journal_id(&key)?;
+    let sink = form.sink.filter(|s| !s.is_empty());
+    let by = format!("admin:session {}", session.tag());
+    let done = state
+        .journal
+        .skip_dead(id, sink.as_deref(), &by, clock::now_ms())
+        .await?;
+    let n = done.jobs;
+    woken(&state, done);
+    tracing::warn!(delivery = id, sink = ?sink, jobs = n, by = %by, "admin: skipped a dead letter; order moves past it");
+    Ok(see_other(&format!("/admin/deliveries/{id}?skipped={n}")))
 }
 
 /// The raw body, byte for byte, as an attachment (never rendered).

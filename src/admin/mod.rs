@@ -77,6 +77,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/deliveries/{id}", get(delivery::page))
         .route("/admin/deliveries/{id}/body", get(delivery::body))
         .route("/admin/deliveries/{id}/retry", post(delivery::retry))
+        .route("/admin/deliveries/{id}/skip", post(delivery::skip))
         .route("/admin/bulk", get(deliveries::bulk))
         .route("/admin/bulk/retry", post(deliveries::bulk_retry))
         .route("/admin/partitions", get(partitions::page))

@@ -71,6 +71,8 @@ struct Overview {
     sinks: Vec<SinkRow>,
     paused: Vec<PausedRow>,
     paused_total: i64,
+    /// (route, partitions) waiting behind a dead letter.
+    held_by_dead: Vec<(String, String)>,
     credentials: Vec<CredView>,
     cache: Option<(String, String, String)>,
     recovery: Option<Vec<RecoveryRow>>,
@@ -182,6 +184,11 @@ pub async fn page(
             )
             .collect(),
         paused_total: backlog.partitions_paused,
+        held_by_dead: backlog
+            .held_by_dead
+            .iter()
+            .map(|(sink, n)| (sink.clone(), view::count(*n)))
+            .collect(),
         credentials: state.pool.as_deref().map(credentials).unwrap_or_default(),
         cache,
         recovery: walks.map(|w| {

@@ -26,6 +26,8 @@ pub struct RouteView {
 }
 
 pub struct PartitionView {
+    /// The dead letter it waits behind, to retry or skip there.
+    pub dead_head_delivery: Option<i64>,
     pub sink: String,
     pub partition: String,
     pub pending: String,
@@ -122,8 +124,13 @@ fn partition_view(
         Some(max) => format!("{n} of {max}"),
         None => n.to_string(),
     };
-    let paused = p.held || route_held || p.paused_until_ms > now;
-    let why = if route_held && !p.held {
+    let paused = p.held || route_held || p.paused_until_ms > now || p.dead_head.is_some();
+    let why = if let Some((job, _)) = p.dead_head {
+        format!(
+            "waiting behind dead letter #{job} ({} behind it): retry or skip it to go on",
+            view::count(p.pending)
+        )
+    } else if route_held && !p.held {
         "its route is paused".into()
     } else if paused {
         pause_reason(p.held, p.paused_until_ms, now)
@@ -180,6 +187,7 @@ fn partition_view(
     };
     PartitionView {
         why,
+        dead_head_delivery: p.dead_head.map(|(_, delivery)| delivery),
         head_delivery: p.head.as_ref().map(|h| h.delivery_id),
         head,
         last,
@@ -269,6 +277,7 @@ mod tests {
                 last_outcome: Some("failed".into()),
             }),
             dead: 1,
+            dead_head: None,
         }
     }
 

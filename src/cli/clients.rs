@@ -11,7 +11,7 @@ use crate::gateway::report::{self, By};
 use crate::store::Store;
 
 /// The CLI's actor in the audit log: the login behind sudo, else the user.
-fn actor() -> Actor {
+pub(crate) fn actor() -> Actor {
     let who = ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))

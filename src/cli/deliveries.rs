@@ -92,6 +92,34 @@ pub async fn retry(
     Ok(())
 }
 
+/// Lets order move past a GUID's dead letters (or `route`'s).
+pub async fn skip(store: &Store, guid: &str, route: Option<&str>) -> Result<(), CliError> {
+    let ids = store.ids_of_guid(guid).await?;
+    if ids.is_empty() {
+        return Err(CliError::Invalid(format!(
+            "no delivery {guid:?} in the journal"
+        )));
+    }
+    let by = super::clients::actor().label();
+    let now = crate::clock::now_ms();
+    let mut n = 0;
+    for id in ids {
+        n += store.skip_dead(id, route, &by, now).await?.jobs;
+    }
+    if n == 0 {
+        return Err(CliError::Invalid(format!(
+            "{guid:?} has no dead letter left to skip{}",
+            route
+                .map(|r| format!(" on route {r:?}"))
+                .unwrap_or_default()
+        )));
+    }
+    println!(
+        "{n} dead letter(s) skipped: the deliveries behind them go on (a running gatehouse within 10 s); they stay dead letters to retry later"
+    );
+    Ok(())
+}
+
 pub async fn show(config: &Config, store: &Store, guid: &str, json: bool) -> Result<(), CliError> {
     let mut found = Vec::new();
     for id in store.ids_of_guid(guid).await? {
@@ -161,6 +189,19 @@ pub async fn show(config: &Config, store: &Store, guid: &str, json: bool) -> Res
                 j.state,
                 j.attempts
             );
+            if j.holding {
+                println!(
+                    "    its partition waits behind it (on_dead = hold): `gatehouse deliveries retry {0}` or `gatehouse deliveries skip {0}`",
+                    safe(&l.guid)
+                );
+            }
+            if let Some((at, by)) = &j.skipped {
+                println!(
+                    "    skipped: order moved past it at {} ({})",
+                    time(*at),
+                    safe(by)
+                );
+            }
             for a in &j.history {
                 println!(
                     "    attempt {} at {}  {} ms  {}  {}{}",

@@ -84,6 +84,8 @@ pub struct SinkGauges {
     pub lag_seconds: Family<SinkLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub dead: Family<SinkLabel, Gauge>,
     pub partitions_paused: Gauge,
+    /// Partitions waiting behind a dead letter, per sink.
+    pub held_by_dead: Family<SinkLabel, Gauge>,
     /// Jobs (pending and dead) of sinks no longer configured.
     pub orphaned: Family<SinkLabel, Gauge>,
 }
@@ -153,6 +155,11 @@ impl SinkGauges {
             "jobs_orphaned",
             "Jobs (pending and dead) of a sink no longer configured: they wait for it to return or for `gatehouse routes drop`",
             me.orphaned.clone(),
+        );
+        r.register(
+            "partitions_held_by_dead_letter",
+            "Partitions waiting behind a dead letter (on_dead = hold) until it is retried or skipped",
+            me.held_by_dead.clone(),
         );
         r.register(
             "partitions_paused",

@@ -33,6 +33,11 @@ const TABLES: &[(&str, &str)] = &[
     ("route_holds", "sink"),
     ("clients", "name"),
     ("client_usage", "client, minute"),
+    (
+        "gateway_usage",
+        "minute, client, owner, route, credential, refused_by",
+    ),
+    ("audit_log", "id"),
     ("actions_runs", "run_id, run_attempt"),
     ("actions_jobs", "job_id"),
     ("recovery_walks", "id"),
@@ -48,7 +53,13 @@ const TABLES: &[(&str, &str)] = &[
 
 /// Tables whose ids PostgreSQL generates: copied ids are kept, and the
 /// generator moved past them.
-const IDENTITIES: &[&str] = &["deliveries", "jobs", "recovery_walks", "recovery_triggers"];
+const IDENTITIES: &[&str] = &[
+    "deliveries",
+    "jobs",
+    "recovery_walks",
+    "recovery_triggers",
+    "audit_log",
+];
 
 /// Rows per INSERT.
 const BATCH: usize = 500;

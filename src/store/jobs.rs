@@ -127,6 +127,9 @@ pub enum Lease {
 pub struct Backlog {
     pub per_sink: Vec<(String, i64, Option<i64>, i64)>,
     pub partitions_paused: i64,
+    /// Per sink, partitions waiting behind a dead letter
+    /// (`on_dead = "hold"`) until it is retried or skipped.
+    pub held_by_dead: Vec<(String, i64)>,
 }
 
 /// One sink's backlog, as the admin pages and `gatehouse routes list`
@@ -177,6 +180,7 @@ mod tests {
         let b = Backlog {
             per_sink: vec![("gone".into(), 2, Some(5), 1), ("ci".into(), 3, Some(7), 0)],
             partitions_paused: 0,
+            held_by_dead: vec![],
         };
         let rows = b.by_sink(&["audit".into(), "ci".into()]);
         let names: Vec<(&str, bool, i64)> = rows

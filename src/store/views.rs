@@ -18,6 +18,8 @@ pub struct PartitionRow {
     /// The first pending job, the one the partition waits on.
     pub head: Option<Head>,
     pub dead: i64,
+    /// The dead job it waits behind (`on_dead = "hold"`): (job, delivery).
+    pub dead_head: Option<(i64, i64)>,
 }
 
 /// A partition's first pending job and how its last attempt went.

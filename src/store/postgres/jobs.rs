@@ -445,12 +445,23 @@ impl crate::store::Jobs for Postgres {
             .await
             .map_err(read_err)?
             .get(0);
+        let held_by_dead = client
+            .query(
+                "SELECT sink, COUNT(*) FROM partitions WHERE dead_head IS NOT NULL GROUP BY sink",
+                &[],
+            )
+            .await
+            .map_err(read_err)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
         Ok(Backlog {
             per_sink: rows
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
                 .collect(),
             partitions_paused: paused,
+            held_by_dead,
         })
     }
 }

@@ -173,7 +173,8 @@ impl crate::store::Views for Postgres {
                             AS pending,
                           (SELECT j.id FROM jobs j WHERE j.sink = p.sink
                              AND j.partition_key = p.partition_key AND j.state = 'pending'
-                           ORDER BY j.seq LIMIT 1) AS head
+                           ORDER BY j.seq LIMIT 1) AS head,
+                          p.dead_head
                    FROM partitions p
                    WHERE $1::TEXT IS NULL OR p.sink = $1),
                  top AS (
@@ -185,7 +186,8 @@ impl crate::store::Views for Postgres {
                  SELECT top.sink, top.partition_key, top.lease_owner, top.lease_until_ms,
                         top.paused_until_ms, top.held, top.pending, d.received_at_ms,
                         h.id, h.attempts::BIGINT, h.next_at_ms, a.status_code::BIGINT,
-                        a.error, a.outcome, h.delivery_id
+                        a.error, a.outcome, h.delivery_id, top.dead_head,
+                        (SELECT delivery_id FROM jobs WHERE id = top.dead_head)
                  FROM top
                  LEFT JOIN jobs h ON h.id = top.head
                  LEFT JOIN deliveries d ON d.id = h.delivery_id
@@ -228,6 +230,10 @@ impl crate::store::Views for Postgres {
                     pending: r.get(6),
                     oldest_ms: r.get(7),
                     head,
+                    dead_head: match (r.get::<_, Option<i64>>(15), r.get::<_, Option<i64>>(16)) {
+                        (Some(job), Some(delivery)) => Some((job, delivery)),
+                        _ => None,
+                    },
                 }
             })
             .collect();

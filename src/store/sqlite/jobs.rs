@@ -386,9 +386,16 @@ pub(super) fn backlog(c: &rusqlite::Connection, now_ms: i64) -> rusqlite::Result
             [now_ms],
             |r| r.get(0),
         )?;
+        let held_by_dead = c
+            .prepare_cached(
+                "SELECT sink, COUNT(*) FROM partitions WHERE dead_head IS NOT NULL GROUP BY sink",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
         Ok(Backlog {
             per_sink,
             partitions_paused,
+            held_by_dead,
         })
     }
 }

@@ -106,7 +106,8 @@ fn partitions(
                       (SELECT COUNT(*) FROM jobs j WHERE j.sink = p.sink
                          AND j.partition_key = p.partition_key AND j.state = 'pending') AS pending,
                       (SELECT MIN(j.id) FROM jobs j WHERE j.sink = p.sink
-                         AND j.partition_key = p.partition_key AND j.state = 'pending') AS head
+                         AND j.partition_key = p.partition_key AND j.state = 'pending') AS head,
+                      p.dead_head
                FROM partitions p
                WHERE ?1 IS NULL OR p.sink = ?1
                ORDER BY (pending > 0 OR p.held = 1 OR p.paused_until_ms > ?2
@@ -116,7 +117,8 @@ fn partitions(
              SELECT ps.sink, ps.partition_key, ps.lease_owner, ps.lease_until_ms,
                     ps.paused_until_ms, ps.held, ps.pending, d.received_at_ms,
                     h.id, h.attempts, h.next_at_ms, a.status_code, a.error, a.outcome,
-                    h.delivery_id
+                    h.delivery_id, ps.dead_head,
+                    (SELECT delivery_id FROM jobs WHERE id = ps.dead_head)
              FROM ps
              LEFT JOIN jobs h ON h.id = ps.head
              LEFT JOIN deliveries d ON d.id = h.delivery_id
@@ -155,6 +157,10 @@ fn partitions(
                 pending: r.get(6)?,
                 oldest_ms: r.get(7)?,
                 head,
+                dead_head: match (r.get::<_, Option<i64>>(15)?, r.get::<_, Option<i64>>(16)?) {
+                    (Some(job), Some(delivery)) => Some((job, delivery)),
+                    _ => None,
+                },
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
