@@ -250,7 +250,12 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
 
     let scheduler = crate::scheduler::Scheduler::new(
         journal.clone(),
-        crate::sinks::scheduled(&config.routes, actions.clone(), config.processing.workers),
+        crate::sinks::scheduled_with(
+            &config.routes,
+            actions.clone(),
+            config.processing.workers,
+            pool.clone(),
+        ),
         config.processing.clone(),
         metrics.sinks.clone(),
         stop_rx.clone(),

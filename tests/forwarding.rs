@@ -383,3 +383,104 @@ async fn retention_keeps_deliveries_with_unfinished_jobs() {
         "payloads go with their delivery"
     );
 }
+
+/// A route whose consumer calls GitHub with the pool's credentials
+/// (`github_budget = true`) waits while an organisation's credentials are
+/// spent, and goes on at their reset; other organisations keep flowing.
+#[tokio::test(flavor = "multi_thread")]
+async fn github_budget_pauses_an_organisation_whose_credentials_are_spent_until_the_reset() {
+    let mut hub_config = fakehub::Config::default()
+        .org("acme", &["widgets"])
+        .org("globex", &["gadgets"])
+        .app(
+            101,
+            &common::hub::key("app-a.pub.pem"),
+            &[(11, "acme"), (12, "globex")],
+        );
+    hub_config.rate_limit.core = 3;
+    hub_config.rate_limit.window_secs = 6;
+    let hub = fakehub::FakeHub::start(hub_config).await.unwrap();
+    let c = consumer::start(Duration::ZERO, consumer::always(200)).await;
+    let t = TestApp::spawn_with(|cfg| {
+        cfg.github = common::hub::github_config(&hub, &[(101, "app-a.pem")], &[]);
+        cfg.gateway = Some(gatehouse::config::GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            fair_share_below: 0.0,
+            priority_share: 0.0,
+            ..Default::default()
+        });
+        let mut r = route("ci", &c.url);
+        r.github_budget = true;
+        cfg.routes = vec![r];
+    })
+    .await;
+    // Another tool spends acme's budget through the gateway.
+    let gw = format!("http://{}", t.app.gateway_addr().unwrap());
+    let token = common::add_client(&t.db_path, "tool", &[], &[]);
+    let mut reset_ms = 0;
+    for n in 0..3 {
+        let r = t
+            .client
+            .get(format!("{gw}/repos/acme/widgets?n={n}"))
+            .header("authorization", format!("token {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let reset: i64 = r.headers()["x-ratelimit-reset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        reset_ms = reset * 1000;
+        if n == 2 {
+            assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
+        }
+    }
+    t.send(&Delivery::json("push", "acme-1", push_for("acme", 1)))
+        .await;
+    t.send(&Delivery::json("push", "globex-1", push_for("globex", 1)))
+        .await;
+    // globex goes at once; acme's partition says why it waits.
+    c.wait_for("globex", Duration::from_secs(10), |a| {
+        a.iter().any(|x| x.guid == "globex-1")
+    })
+    .await;
+    let store = t.store();
+    common::eventually("acme paused", Duration::from_secs(10), async || {
+        let view = store
+            .partitions(Some("ci"), gatehouse::clock::now_ms(), 10)
+            .await
+            .unwrap();
+        view.rows.iter().any(|p| {
+            p.partition == "acme"
+                && p.paused_until_ms == reset_ms
+                && p.pause_reason.as_deref()
+                    == Some("acme's GitHub credentials are spent (github_budget)")
+        })
+    })
+    .await;
+    assert!(c.arrivals().iter().all(|a| a.guid != "acme-1"));
+    // At the reset it goes, never before.
+    c.wait_for("acme after the reset", Duration::from_secs(20), |a| {
+        a.iter().any(|x| x.guid == "acme-1")
+    })
+    .await;
+    let job = &shown(&store, "acme-1").await.jobs[0];
+    assert_eq!(job.history.len(), 1, "one attempt, no 403 met");
+    assert!(
+        job.history[0].started_at_ms >= reset_ms,
+        "sent at {} before the reset at {reset_ms}",
+        job.history[0].started_at_ms
+    );
+    let m = t.metrics().await;
+    assert!(
+        common::metric(
+            &m,
+            r#"gatehouse_partitions_paused_for_github_budget_total{sink="ci"}"#
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{m}"
+    );
+}

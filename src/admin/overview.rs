@@ -175,11 +175,11 @@ pub async fn page(
             .chain(
                 paused
                     .into_iter()
-                    .filter(|p| !held_routes.contains(&p.0))
-                    .map(|(sink, partition, until, held)| PausedRow {
-                        sink,
-                        partition,
-                        why: pause_reason(held, until, now),
+                    .filter(|p| !held_routes.contains(&p.sink))
+                    .map(|p| PausedRow {
+                        why: pause_reason(p.held, p.until_ms, p.reason.as_deref(), now),
+                        sink: p.sink,
+                        partition: p.partition,
                     }),
             )
             .collect(),
@@ -311,7 +311,14 @@ fn refusals(r: &crate::ingest::rejections::Rejections, now: i64) -> Refusals {
 }
 
 /// Why a partition runs nothing now, in words.
-pub fn pause_reason(held: bool, until_ms: i64, now_ms: i64) -> String {
+pub fn pause_reason(held: bool, until_ms: i64, reason: Option<&str>, now_ms: i64) -> String {
+    if let (false, true, Some(why)) = (held, until_ms > now_ms, reason) {
+        return format!(
+            "{why}: until {} ({} more)",
+            view::time(until_ms),
+            view::span(until_ms - now_ms)
+        );
+    }
     match (held, until_ms > now_ms) {
         (true, true) => format!(
             "paused by an operator; consumer asked to wait {} more",

@@ -133,7 +133,7 @@ fn partition_view(
     } else if route_held && !p.held {
         "its route is paused".into()
     } else if paused {
-        pause_reason(p.held, p.paused_until_ms, now)
+        pause_reason(p.held, p.paused_until_ms, p.pause_reason.as_deref(), now)
     } else if let Some(s) = &sending {
         format!(
             "sending #{} (attempt {}), for {}",
@@ -266,6 +266,7 @@ mod tests {
             lease_owner: lease.map(String::from),
             lease_until_ms: 10_000,
             paused_until_ms: 0,
+            pause_reason: None,
             held: false,
             head: head_next_at.map(|next_at_ms| store::Head {
                 job_id: 9,

@@ -58,6 +58,11 @@ pub struct RouteConfig {
     /// records that order broke there.
     #[serde(default)]
     pub on_dead: Option<OnDeadConfig>,
+    /// The consumer calls GitHub with the pool's credentials: pause an
+    /// organisation's partitions while its credentials are known spent
+    /// (until their reset, or a secondary limit's end).
+    #[serde(default)]
+    pub github_budget: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -185,6 +190,7 @@ mod tests {
             retry: retry.iter().map(|s| s.to_string()).collect(),
             ordering: Ordering::Strict,
             on_dead: None,
+            github_budget: false,
         }
     }
 

@@ -386,6 +386,18 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
                 ),
             );
         }
+        if r.github_budget && c.github.apps.is_empty() && c.github.tokens.is_empty() {
+            push(
+                &mut out,
+                (
+                    key("github_budget"),
+                    format!(
+                        "route {:?}: github_budget follows the pool's credentials, and [github] has none",
+                        r.name
+                    ),
+                ),
+            );
+        }
         if let Err(why) = r.schedule() {
             push(
                 &mut out,

@@ -31,6 +31,7 @@ pub struct SinkMetrics {
     latency: Family<SinkLabel, Histogram>,
     leases_lost: Family<SinkLabel, Counter>,
     turns: Family<SinkOutcome, Counter>,
+    budget_pauses: Family<SinkLabel, Counter>,
 }
 
 impl SinkMetrics {
@@ -69,6 +70,14 @@ impl SinkMetrics {
             .inc();
     }
 
+    /// A partition paused because its organisation's GitHub credentials
+    /// are spent (`github_budget`).
+    pub fn budget_pause(&self, sink: &str) {
+        self.budget_pauses
+            .get_or_create(&SinkLabel { sink: sink.into() })
+            .inc();
+    }
+
     /// A worker found its lease claimed by another and stopped.
     pub fn lease_lost(&self, sink: &str) {
         self.leases_lost
@@ -96,6 +105,7 @@ impl SinkMetrics {
             attempts: Family::default(),
             finished: Family::default(),
             leases_lost: Family::default(),
+            budget_pauses: Family::default(),
             turns: Family::default(),
             latency: Family::new_with_constructor(|| {
                 // 1 ms .. ~30 s
@@ -121,6 +131,11 @@ impl SinkMetrics {
             "leases_lost",
             "Times a worker found its partition lease claimed by another (it stopped there), by sink",
             me.leases_lost.clone(),
+        );
+        r.register(
+            "partitions_paused_for_github_budget",
+            "Times a github_budget route paused a partition because its organisation's credentials were spent",
+            me.budget_pauses.clone(),
         );
         r.register_with_unit(
             "forward_duration",

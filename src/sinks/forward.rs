@@ -175,6 +175,8 @@ pub struct ForwardSink {
     route: RouteConfig,
     schedule: Schedule,
     client: reqwest::Client,
+    /// `github_budget`: the pool whose budgets pause an organisation.
+    budgets: Option<std::sync::Arc<crate::github::Pool>>,
 }
 
 impl ForwardSink {
@@ -193,7 +195,30 @@ impl ForwardSink {
             route,
             schedule,
             client,
+            budgets: None,
         }
+    }
+
+    /// Pauses a partition while its organisation's credentials in `pool`
+    /// are spent (`github_budget = true`).
+    pub fn following(mut self, pool: std::sync::Arc<crate::github::Pool>) -> ForwardSink {
+        self.budgets = Some(pool);
+        self
+    }
+
+    /// When the partition's organisation can spend again, if its
+    /// credentials are known spent now. A partition is an organisation,
+    /// or `org/repo` with `partition_by = "repository"`.
+    async fn spent_until(&self, partition: &str, now_ms: i64) -> Option<(i64, String)> {
+        let pool = self.budgets.as_ref()?;
+        let owner = partition.split('/').next().unwrap_or(partition);
+        let until = pool.owner_blocked_until(owner).await?;
+        (until > now_ms).then(|| {
+            (
+                until,
+                format!("{owner}'s GitHub credentials are spent (github_budget)"),
+            )
+        })
     }
 }
 
@@ -239,6 +264,24 @@ impl ForwardSink {
                 // Strict order: the head is waiting for its retry, and so
                 // is everything behind it.
                 return Ok(Batch::Next(Some(job.next_at_ms)));
+            }
+            // Before the consumer meets a 403: wait for the reset here.
+            if let Some((until, reason)) = self.spent_until(partition, turn.now_ms()).await {
+                if !turn
+                    .store
+                    .pause_partition(sink, partition, &turn.fence, until, &reason)
+                    .await?
+                {
+                    return Ok(Batch::LeaseLost);
+                }
+                tracing::info!(
+                    sink,
+                    partition,
+                    until_ms = until,
+                    "{reason}: partition paused until the reset"
+                );
+                turn.metrics.budget_pause(sink);
+                return Ok(Batch::Next(Some(until)));
             }
             let Some(payload) = turn.store.payload(job.delivery_id).await? else {
                 let why = "delivery no longer in the journal";

@@ -20,6 +20,17 @@ pub fn scheduled(
     actions: Option<Arc<actions::ActionsSink>>,
     workers: usize,
 ) -> Vec<(String, Arc<dyn Sink>)> {
+    scheduled_with(routes, actions, workers, None)
+}
+
+/// The same, with the credential pool whose budgets `github_budget`
+/// routes follow.
+pub fn scheduled_with(
+    routes: &[RouteConfig],
+    actions: Option<Arc<actions::ActionsSink>>,
+    workers: usize,
+    pool: Option<Arc<crate::github::Pool>>,
+) -> Vec<(String, Arc<dyn Sink>)> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(workers)
         .build()
@@ -27,8 +38,11 @@ pub fn scheduled(
     let mut out: Vec<(String, Arc<dyn Sink>)> = routes
         .iter()
         .map(|r| {
-            let sink: Arc<dyn Sink> =
-                Arc::new(forward::ForwardSink::new(r.clone(), client.clone()));
+            let mut sink = forward::ForwardSink::new(r.clone(), client.clone());
+            if let (true, Some(pool)) = (r.github_budget, &pool) {
+                sink = sink.following(pool.clone());
+            }
+            let sink: Arc<dyn Sink> = Arc::new(sink);
             (r.name.clone(), sink)
         })
         .collect();

@@ -455,6 +455,17 @@ pub trait Jobs: Send + Sync {
         retry_at_ms: i64,
         lease_ms: i64,
     ) -> Result<After, StoreError>;
+    /// Under the fence: the partition waits until `until_ms` because of
+    /// `reason` (gatehouse's own pause, not the consumer's), nothing
+    /// attempted. False (nothing written) when the fence no longer holds.
+    async fn pause_partition(
+        &self,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        until_ms: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError>;
     /// Under the fence: the job is dead because it can never run (its
     /// delivery is gone), with one attempt row saying why. False (nothing
     /// written) when the fence no longer holds.

@@ -14,6 +14,8 @@ pub struct PartitionRow {
     pub lease_owner: Option<String>,
     pub lease_until_ms: i64,
     pub paused_until_ms: i64,
+    /// Why gatehouse paused it (None: the consumer asked).
+    pub pause_reason: Option<String>,
     pub held: bool,
     /// The first pending job, the one the partition waits on.
     pub head: Option<Head>,
@@ -67,8 +69,8 @@ pub struct Overview {
     /// (hour, deliveries).
     pub per_hour: Vec<(i64, i64)>,
     pub backlog: Backlog,
-    /// (sink, partition, paused until, held by an operator).
-    pub paused: Vec<(String, String, i64, bool)>,
+    /// Paused partitions.
+    pub paused: Vec<Paused>,
     pub held_routes: Vec<String>,
     /// The gateway cache: requests, answered from cache, units saved.
     pub cache: (i64, i64, i64),
@@ -85,4 +87,15 @@ pub struct Reports {
     pub per_day: Vec<(i64, String, String, i64)>,
     /// (sink, outcome, latency bucket, attempts).
     pub attempts: Vec<(String, String, usize, i64)>,
+}
+
+/// A paused partition: until when, whether an operator holds it, and why
+/// gatehouse paused it (None: the consumer asked, or only the operator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paused {
+    pub sink: String,
+    pub partition: String,
+    pub until_ms: i64,
+    pub held: bool,
+    pub reason: Option<String>,
 }

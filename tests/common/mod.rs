@@ -291,6 +291,7 @@ pub fn route(name: &str, url: &str) -> gatehouse::config::RouteConfig {
         retry: vec![],
         ordering: gatehouse::config::Ordering::Strict,
         on_dead: None,
+        github_budget: false,
     }
 }
 

@@ -307,6 +307,23 @@ impl Pool {
         sum
     }
 
+    /// When `owner`'s credentials can be used again, if every one of them
+    /// is known spent (core remaining at `reserve` until its reset) or
+    /// paused by a secondary limit: the earliest, epoch ms. None when any
+    /// could serve now (or none is known: then none is known spent).
+    pub async fn owner_blocked_until(&self, owner: &str) -> Option<i64> {
+        let candidates = self.candidates(owner, Reach::Any).await.ok()?;
+        let now_ms = self.clock.now_ms();
+        let mut until: Option<i64> = None;
+        for id in &candidates {
+            match self.slot(id).usable(Resource::Core, now_ms, self.reserve) {
+                Ok(_) => return None,
+                Err(secs) => until = Some(until.map_or(secs * 1000, |u| u.min(secs * 1000))),
+            }
+        }
+        until
+    }
+
     /// Sends a request as App `app_id` itself (its JWT), one at a time
     /// like every credential, within the budget GitHub reports for it.
     pub async fn send_app(&self, app_id: i64, req: Request) -> Result<Answer, PoolError> {

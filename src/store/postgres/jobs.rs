@@ -329,7 +329,7 @@ impl crate::store::Jobs for Postgres {
                 // The job keeps its place and its attempt count.
                 tx.execute(
                     &tx.prepare_cached(
-                        "UPDATE partitions SET paused_until_ms = $3
+                        "UPDATE partitions SET paused_until_ms = $3, pause_reason = NULL
                      WHERE sink = $1 AND partition_key = $2",
                     )
                     .await
@@ -384,6 +384,33 @@ impl crate::store::Jobs for Postgres {
         };
         tx.commit().await.map_err(write_err)?;
         Ok(after)
+    }
+
+    async fn pause_partition(
+        &self,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        until_ms: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client("pause_partition").await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        if !renew(&tx, sink, partition, fence, self.db_ms(until_ms))
+            .await
+            .map_err(write_err)?
+        {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE partitions SET paused_until_ms = $3, pause_reason = $4
+             WHERE sink = $1 AND partition_key = $2",
+            &[&sink, &partition, &until_ms, &reason],
+        )
+        .await
+        .map_err(write_err)?;
+        tx.commit().await.map_err(write_err)?;
+        Ok(true)
     }
 
     async fn bury(

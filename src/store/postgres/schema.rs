@@ -65,8 +65,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         12,
-        "on_dead",
-        include_str!("../../../migrations/postgres/0012_on_dead.sql"),
+        "forwarding_holds",
+        include_str!("../../../migrations/postgres/0012_forwarding_holds.sql"),
     ),
 ];
 

@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 
 use super::{Postgres, read_err, write_err};
-use crate::store::views::{Head, Overview, OverviewQuery, PartitionRow, PartitionsView, Reports};
+use crate::store::views::{
+    Head, Overview, OverviewQuery, PartitionRow, PartitionsView, Paused, Reports,
+};
 use crate::store::{Jobs, Recovery, StoreError};
 
 impl Postgres {
@@ -39,7 +41,7 @@ impl crate::store::Views for Postgres {
             .query(
                 &client
                     .prepare_cached(
-                        "SELECT sink, partition_key, paused_until_ms, held FROM partitions
+                        "SELECT sink, partition_key, paused_until_ms, held, pause_reason FROM partitions
                  WHERE held OR paused_until_ms > $1 ORDER BY sink, partition_key LIMIT $2",
                     )
                     .await
@@ -49,7 +51,13 @@ impl crate::store::Views for Postgres {
             .await
             .map_err(read_err)?
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .map(|r| Paused {
+                sink: r.get(0),
+                partition: r.get(1),
+                until_ms: r.get(2),
+                held: r.get(3),
+                reason: r.get(4),
+            })
             .collect();
         let cache = client
             .query_one(
@@ -167,7 +175,7 @@ impl crate::store::Views for Postgres {
                     .prepare_cached(
                         "WITH ps AS (
                    SELECT p.sink, p.partition_key, p.lease_owner, p.lease_until_ms,
-                          p.paused_until_ms, p.held,
+                          p.paused_until_ms, p.held, p.pause_reason,
                           (SELECT COUNT(*) FROM jobs j WHERE j.sink = p.sink
                              AND j.partition_key = p.partition_key AND j.state = 'pending')
                             AS pending,
@@ -187,7 +195,7 @@ impl crate::store::Views for Postgres {
                         top.paused_until_ms, top.held, top.pending, d.received_at_ms,
                         h.id, h.attempts::BIGINT, h.next_at_ms, a.status_code::BIGINT,
                         a.error, a.outcome, h.delivery_id, top.dead_head,
-                        (SELECT delivery_id FROM jobs WHERE id = top.dead_head)
+                        (SELECT delivery_id FROM jobs WHERE id = top.dead_head), top.pause_reason
                  FROM top
                  LEFT JOIN jobs h ON h.id = top.head
                  LEFT JOIN deliveries d ON d.id = h.delivery_id
@@ -226,6 +234,7 @@ impl crate::store::Views for Postgres {
                     // (kept on the database's clock: shown on ours)
                     lease_until_ms: r.get::<_, i64>(3) - self.clock_offset_ms(),
                     paused_until_ms: r.get(4),
+                    pause_reason: r.get(17),
                     held: r.get(5),
                     pending: r.get(6),
                     oldest_ms: r.get(7),

@@ -198,7 +198,8 @@ impl crate::store::Jobs for Sqlite {
                 Outcome::Pause { until_ms } => {
                     // The job keeps its place and its attempt count.
                     tx.execute(
-                        "UPDATE partitions SET paused_until_ms = ?3 WHERE sink = ?1 AND partition_key = ?2",
+                        "UPDATE partitions SET paused_until_ms = ?3, pause_reason = NULL
+                         WHERE sink = ?1 AND partition_key = ?2",
                         params![sink, partition, until_ms],
                     )?;
                     After::Paused { until_ms }
@@ -236,6 +237,35 @@ impl crate::store::Jobs for Sqlite {
                 }
             };
             Ok(after)
+        })
+        .await
+    }
+
+    async fn pause_partition(
+        &self,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        until_ms: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let (sink, partition, fence, reason) = (
+            sink.to_string(),
+            partition.to_string(),
+            fence.clone(),
+            reason.to_string(),
+        );
+        self.write(move |tx| {
+            // The lease stays until the pause ends; it is given back then.
+            if !renew(tx, &sink, &partition, &fence, until_ms)? {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE partitions SET paused_until_ms = ?3, pause_reason = ?4
+                 WHERE sink = ?1 AND partition_key = ?2",
+                params![sink, partition, until_ms, reason],
+            )?;
+            Ok(true)
         })
         .await
     }

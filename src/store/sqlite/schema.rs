@@ -77,8 +77,8 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     ),
     (
         15,
-        "on_dead",
-        include_str!("../../../migrations/sqlite/0015_on_dead.sql"),
+        "forwarding_holds",
+        include_str!("../../../migrations/sqlite/0015_forwarding_holds.sql"),
     ),
 ];
 

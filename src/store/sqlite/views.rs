@@ -8,7 +8,9 @@ use rusqlite::{Connection, params};
 
 use super::Sqlite;
 use crate::store::StoreError;
-use crate::store::views::{Head, Overview, OverviewQuery, PartitionRow, PartitionsView, Reports};
+use crate::store::views::{
+    Head, Overview, OverviewQuery, PartitionRow, PartitionsView, Paused, Reports,
+};
 
 /// (minute, deliveries) from `from_minute` on.
 fn per_minute(c: &Connection, from_minute: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
@@ -102,7 +104,7 @@ fn partitions(
         .prepare_cached(
             "WITH ps AS (
                SELECT p.sink, p.partition_key, p.lease_owner, p.lease_until_ms,
-                      p.paused_until_ms, p.held,
+                      p.paused_until_ms, p.held, p.pause_reason,
                       (SELECT COUNT(*) FROM jobs j WHERE j.sink = p.sink
                          AND j.partition_key = p.partition_key AND j.state = 'pending') AS pending,
                       (SELECT MIN(j.id) FROM jobs j WHERE j.sink = p.sink
@@ -118,7 +120,7 @@ fn partitions(
                     ps.paused_until_ms, ps.held, ps.pending, d.received_at_ms,
                     h.id, h.attempts, h.next_at_ms, a.status_code, a.error, a.outcome,
                     h.delivery_id, ps.dead_head,
-                    (SELECT delivery_id FROM jobs WHERE id = ps.dead_head)
+                    (SELECT delivery_id FROM jobs WHERE id = ps.dead_head), ps.pause_reason
              FROM ps
              LEFT JOIN jobs h ON h.id = ps.head
              LEFT JOIN deliveries d ON d.id = h.delivery_id
@@ -153,6 +155,7 @@ fn partitions(
                 lease_owner: r.get(2)?,
                 lease_until_ms: r.get(3)?,
                 paused_until_ms: r.get(4)?,
+                pause_reason: r.get(17)?,
                 held: r.get::<_, i64>(5)? != 0,
                 pending: r.get(6)?,
                 oldest_ms: r.get(7)?,
@@ -169,17 +172,19 @@ fn partitions(
 
 /// Partitions paused now: held by an operator, or waiting out a
 /// consumer's Retry-After. At most `limit`.
-fn paused(
-    c: &Connection,
-    now_ms: i64,
-    limit: usize,
-) -> rusqlite::Result<Vec<(String, String, i64, bool)>> {
+fn paused(c: &Connection, now_ms: i64, limit: usize) -> rusqlite::Result<Vec<Paused>> {
     c.prepare_cached(
-        "SELECT sink, partition_key, paused_until_ms, held FROM partitions
+        "SELECT sink, partition_key, paused_until_ms, held, pause_reason FROM partitions
          WHERE held = 1 OR paused_until_ms > ?1 ORDER BY sink, partition_key LIMIT ?2",
     )?
     .query_map(params![now_ms, limit as i64], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0))
+        Ok(Paused {
+            sink: r.get(0)?,
+            partition: r.get(1)?,
+            until_ms: r.get(2)?,
+            held: r.get::<_, i64>(3)? != 0,
+            reason: r.get(4)?,
+        })
     })?
     .collect()
 }

@@ -5,3 +5,7 @@ ALTER TABLE partitions ADD COLUMN dead_head INTEGER;
 -- or an operator).
 ALTER TABLE jobs ADD COLUMN skipped_at_ms INTEGER;
 ALTER TABLE jobs ADD COLUMN skipped_by TEXT;
+-- Why a partition waits until paused_until_ms when gatehouse paused it
+-- (github_budget: its organisation's credentials are spent); NULL when
+-- the consumer asked.
+ALTER TABLE partitions ADD COLUMN pause_reason TEXT;
