@@ -96,6 +96,13 @@ async fn render(State(s): State<Arc<OpsState>>) -> Response {
                 sg.lag_seconds.get_or_create(&label).set(lag);
             }
             sg.partitions_paused.set(b.partitions_paused);
+            let open = s.journal.breakers().await.unwrap_or_default();
+            for sink in &s.sinks {
+                let is_open = open.iter().any(|(k, _)| k == sink);
+                sg.breaker_open
+                    .get_or_create(&crate::scheduler::metrics::SinkLabel { sink: sink.clone() })
+                    .set(i64::from(is_open));
+            }
             for sink in &s.sinks {
                 let held = b
                     .held_by_dead

@@ -105,3 +105,110 @@ async fn forwarding_survives_kill_9_at_least_once_and_in_order() {
         "at most the jobs in flight at the kill are repeated, got {repeats}"
     );
 }
+
+/// A consumer answering 500s opens its route's breaker after the
+/// configured failures; then only one probe goes per interval, and the
+/// breaker stays open across kill -9; the first success closes it and
+/// every partition drains in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_consumer_opens_the_breaker_which_survives_kill_9_and_closes_on_success() {
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let is_up = up.clone();
+    let c = consumer::start(
+        Duration::ZERO,
+        std::sync::Arc::new(move |_, _| {
+            let ok = is_up.load(std::sync::atomic::Ordering::SeqCst);
+            (if ok { 200 } else { 500 }, vec![])
+        }),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gatehouse.db");
+    let config = binary::write_config(
+        dir.path(),
+        &db,
+        &format!(
+            "\n[[routes]]\nname = \"ci\"\nurl = \"{}\"\n\n[routes.breaker]\nfailures = 4\nwindow = \"1m\"\nprobe_every = \"1s\"\n",
+            c.url
+        ),
+    );
+    let mut server = Server::start(&config);
+    let template: Value = serde_json::from_slice(&compact(
+        &common::fixtures().join("payloads/push/payload.json"),
+    ))
+    .unwrap();
+    let client = reqwest::Client::new();
+    // Two deliveries for each of six organisations.
+    let mut sent: HashMap<String, Vec<String>> = HashMap::new();
+    for k in 0..2 {
+        for o in 0..6 {
+            let org = format!("org-{o}");
+            let mut v = template.clone();
+            v["repository"]["owner"]["login"] = org.clone().into();
+            let guid = format!("{org}-{k}");
+            let d = Delivery::json("push", &guid, serde_json::to_vec(&v).unwrap());
+            assert_eq!(d.send(&client, &server.base).await.unwrap().status(), 202);
+            sent.entry(org).or_default().push(guid);
+        }
+    }
+    let open = |m: &str| common::metric(m, "gatehouse_route_breaker_open{sink=\"ci\"}");
+    let scrape = |base: String| async move { common::scrape(&reqwest::Client::new(), &base).await };
+    common::eventually("the breaker open", Duration::from_secs(20), async || {
+        open(&scrape(server.base.clone()).await) == Some(1.0)
+    })
+    .await;
+    // Open: one probe a second at most, whatever the six partitions do.
+    let at_open = c.arrivals().len();
+    c.wait_for("two probes", Duration::from_secs(10), |a| {
+        a.len() >= at_open + 2
+    })
+    .await;
+    let a = c.arrivals();
+    let probes = &a[at_open..];
+    assert!(
+        probes[1].at - probes[0].at >= Duration::from_millis(900),
+        "probes {:?} apart",
+        probes[1].at - probes[0].at
+    );
+    // kill -9 while open: it is still open after the restart.
+    server.kill9();
+    let server = Server::start(&config);
+    assert_eq!(open(&scrape(server.base.clone()).await), Some(1.0));
+    let before = c.arrivals().len();
+    c.wait_for("a probe after the restart", Duration::from_secs(10), |a| {
+        a.len() > before
+    })
+    .await;
+    // The consumer is back: the next probe closes it and all drain in order.
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let done = |a: &[consumer::Arrival], guid: &str| a.iter().any(|x| x.guid == guid);
+    c.wait_for("everything delivered", Duration::from_secs(30), |a| {
+        sent.values().flatten().all(|g| done(a, g))
+    })
+    .await;
+    assert_eq!(open(&scrape(server.base.clone()).await), Some(0.0));
+    let arrivals = c.arrivals();
+    for (org, guids) in &sent {
+        // The last arrival of each delivery, in sending order, per org.
+        let firsts: Vec<usize> = guids
+            .iter()
+            .map(|g| arrivals.iter().position(|a| &a.guid == g).unwrap())
+            .collect();
+        assert!(firsts.windows(2).all(|w| w[0] < w[1]), "{org}: {firsts:?}");
+    }
+    // Failed probes were not counted against max_attempts.
+    let (ok, out) = binary::run(
+        &[
+            "deliveries",
+            "list",
+            "--state",
+            "dead",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok.success(), "{out}");
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&out).unwrap().len(), 0);
+}

@@ -349,12 +349,15 @@ async fn bulk_retry_matches_the_list_for_every_combination_of_filters() {
     let t = common::TestApp::spawn_with(|cfg| {
         // Many dead letters per partition: order may move past each.
         let skip = Some(gatehouse::config::OnDeadConfig::Skip);
+        // ... and every one is a failure: no breaker opens on them.
         let mut a = common::route("ci", &c.url);
         a.max_attempts = 1;
         a.on_dead = skip;
+        a.breaker.failures = 0;
         let mut b = common::route("audit", &c.url);
         b.max_attempts = 1;
         b.on_dead = skip;
+        b.breaker.failures = 0;
         b.events = vec!["push".into()];
         cfg.routes = vec![a, b];
     })

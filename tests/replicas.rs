@@ -350,7 +350,8 @@ fn server_config(dir: &Path, storage: &str, ci: &str, flaky: &str) -> PathBuf {
             "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\n{storage}\n\n\
              [webhooks]\nsecrets = [{:?}]\n\n\
              [[routes]]\nname = \"ci\"\nurl = {ci:?}\n\n\
-             [[routes]]\nname = \"flaky\"\nurl = {flaky:?}\nmax_attempts = 1\non_dead = \"skip\"\n",
+             [[routes]]\nname = \"flaky\"\nurl = {flaky:?}\nmax_attempts = 1\non_dead = \"skip\"\n\n\
+             [routes.breaker]\nfailures = 0\n",
             common::SECRET,
         ),
     )

@@ -9,3 +9,10 @@ ALTER TABLE jobs ADD COLUMN skipped_by TEXT;
 -- (github_budget: its organisation's credentials are spent); NULL when
 -- the consumer asked.
 ALTER TABLE partitions ADD COLUMN pause_reason TEXT;
+-- A route's circuit breaker while open (no row: closed): since when, and
+-- when its next probe may go. Kept here so a restart keeps it open.
+CREATE TABLE route_breakers (
+    sink         TEXT PRIMARY KEY,
+    opened_at_ms INTEGER NOT NULL,
+    probe_at_ms  INTEGER NOT NULL
+);

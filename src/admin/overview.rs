@@ -73,6 +73,8 @@ struct Overview {
     paused_total: i64,
     /// (route, partitions) waiting behind a dead letter.
     held_by_dead: Vec<(String, String)>,
+    /// (route, what its open breaker does now).
+    breakers: Vec<(String, String)>,
     credentials: Vec<CredView>,
     cache: Option<(String, String, String)>,
     recovery: Option<Vec<RecoveryRow>>,
@@ -120,6 +122,7 @@ pub async fn page(
         recovery: walks,
     } = data;
     let (hour, day) = (Axis::last_hour(now), Axis::last_day(now));
+    let breakers = state.journal.breakers().await?;
 
     let minute_points: Vec<(String, i64)> = view::dense(&minutes, minute0, 60)
         .into_iter()
@@ -184,6 +187,10 @@ pub async fn page(
             )
             .collect(),
         paused_total: backlog.partitions_paused,
+        breakers: breakers
+            .iter()
+            .map(|(sink, b)| (sink.clone(), breaker_text(b, now)))
+            .collect(),
         held_by_dead: backlog
             .held_by_dead
             .iter()
@@ -311,6 +318,19 @@ fn refusals(r: &crate::ingest::rejections::Rejections, now: i64) -> Refusals {
 }
 
 /// Why a partition runs nothing now, in words.
+/// What an open breaker does, in words.
+pub fn breaker_text(b: &crate::store::jobs::Breaker, now_ms: i64) -> String {
+    format!(
+        "open for {}: nothing is sent but one probe (its oldest pending delivery); next probe {}",
+        view::span(now_ms - b.opened_at_ms),
+        if b.probe_at_ms > now_ms {
+            format!("in {}", view::span(b.probe_at_ms - now_ms))
+        } else {
+            "due now".into()
+        }
+    )
+}
+
 pub fn pause_reason(held: bool, until_ms: i64, reason: Option<&str>, now_ms: i64) -> String {
     if let (false, true, Some(why)) = (held, until_ms > now_ms, reason) {
         return format!(

@@ -93,13 +93,19 @@ pub async fn page(
             name: b.sink,
         })
         .collect();
+    let breakers = state.journal.breakers().await?;
     let rows = rows
         .into_iter()
         .map(|p| {
+            let breaker = breakers.iter().find(|(s, _)| *s == p.sink).map(|(_, b)| *b);
             let sending = state.in_flight.get(&p.sink, &p.partition);
             let max = state.routes.get(&p.sink).map(|r| r.max_attempts);
             let route_held = held.contains(&p.sink);
-            partition_view(p, sending, max, route_held, now)
+            let mut v = partition_view(p, sending, max, route_held, now);
+            if let (Some(b), None) = (breaker, &v.dead_head_delivery) {
+                v.why = format!("route breaker {}", super::overview::breaker_text(&b, now));
+            }
+            v
         })
         .collect();
     render(PartitionsPage {

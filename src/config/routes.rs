@@ -63,6 +63,53 @@ pub struct RouteConfig {
     /// (until their reset, or a secondary limit's end).
     #[serde(default)]
     pub github_budget: bool,
+    /// The route's circuit breaker.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+}
+
+/// After `failures` consecutive failures across a route's partitions
+/// within `window`, the route opens: nothing is sent but one probe (its
+/// oldest pending delivery) every `probe_every`, and the first success
+/// closes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// 0 = never open.
+    pub failures: u32,
+    pub window: String,
+    pub probe_every: String,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 10,
+            window: "1m".into(),
+            probe_every: "30s".into(),
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// (window, probe interval), or what in them is not a duration.
+    pub fn times(&self) -> Result<(Duration, Duration), String> {
+        let parse = |key: &str, v: &str| {
+            humantime::parse_duration(v)
+                .map_err(|e| format!("breaker.{key} {v:?}: {e}"))
+                .and_then(|d| {
+                    if d.is_zero() {
+                        Err(format!("breaker.{key} must be longer than 0"))
+                    } else {
+                        Ok(d)
+                    }
+                })
+        };
+        Ok((
+            parse("window", &self.window)?,
+            parse("probe_every", &self.probe_every)?,
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -191,6 +238,7 @@ mod tests {
             ordering: Ordering::Strict,
             on_dead: None,
             github_budget: false,
+            breaker: BreakerConfig::default(),
         }
     }
 

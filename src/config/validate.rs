@@ -398,6 +398,12 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
                 ),
             );
         }
+        if let Err(why) = r.breaker.times() {
+            push(
+                &mut out,
+                (key("breaker"), format!("route {:?}: {why}", r.name)),
+            );
+        }
         if let Err(why) = r.schedule() {
             push(
                 &mut out,

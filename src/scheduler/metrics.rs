@@ -32,6 +32,7 @@ pub struct SinkMetrics {
     leases_lost: Family<SinkLabel, Counter>,
     turns: Family<SinkOutcome, Counter>,
     budget_pauses: Family<SinkLabel, Counter>,
+    breaker_opens: Family<SinkLabel, Counter>,
 }
 
 impl SinkMetrics {
@@ -78,6 +79,13 @@ impl SinkMetrics {
             .inc();
     }
 
+    /// A route's circuit breaker opened.
+    pub fn breaker_opened(&self, sink: &str) {
+        self.breaker_opens
+            .get_or_create(&SinkLabel { sink: sink.into() })
+            .inc();
+    }
+
     /// A worker found its lease claimed by another and stopped.
     pub fn lease_lost(&self, sink: &str) {
         self.leases_lost
@@ -95,6 +103,8 @@ pub struct SinkGauges {
     pub partitions_paused: Gauge,
     /// Partitions waiting behind a dead letter, per sink.
     pub held_by_dead: Family<SinkLabel, Gauge>,
+    /// 1 while a route's circuit breaker is open.
+    pub breaker_open: Family<SinkLabel, Gauge>,
     /// Jobs (pending and dead) of sinks no longer configured.
     pub orphaned: Family<SinkLabel, Gauge>,
 }
@@ -106,6 +116,7 @@ impl SinkMetrics {
             finished: Family::default(),
             leases_lost: Family::default(),
             budget_pauses: Family::default(),
+            breaker_opens: Family::default(),
             turns: Family::default(),
             latency: Family::new_with_constructor(|| {
                 // 1 ms .. ~30 s
@@ -131,6 +142,11 @@ impl SinkMetrics {
             "leases_lost",
             "Times a worker found its partition lease claimed by another (it stopped there), by sink",
             me.leases_lost.clone(),
+        );
+        r.register(
+            "route_breaker_opened",
+            "Times a route's circuit breaker opened after consecutive failures",
+            me.breaker_opens.clone(),
         );
         r.register(
             "partitions_paused_for_github_budget",
@@ -170,6 +186,11 @@ impl SinkGauges {
             "jobs_orphaned",
             "Jobs (pending and dead) of a sink no longer configured: they wait for it to return or for `gatehouse routes drop`",
             me.orphaned.clone(),
+        );
+        r.register(
+            "route_breaker_open",
+            "1 while a route's circuit breaker is open (only a probe is sent)",
+            me.breaker_open.clone(),
         );
         r.register(
             "partitions_held_by_dead_letter",

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::HeaderMap;
 
+use super::breaker::{Breaker, Gate};
 use crate::config::Ordering;
 use crate::config::{RouteConfig, Schedule};
 use crate::journal::model::{decode_headers, encode_headers};
@@ -177,6 +178,7 @@ pub struct ForwardSink {
     client: reqwest::Client,
     /// `github_budget`: the pool whose budgets pause an organisation.
     budgets: Option<std::sync::Arc<crate::github::Pool>>,
+    breaker: Option<Breaker>,
 }
 
 impl ForwardSink {
@@ -191,11 +193,13 @@ impl ForwardSink {
             .schedule()
             .expect("the default schedule parses")
         });
+        let breaker = Breaker::new(&route.breaker);
         ForwardSink {
             route,
             schedule,
             client,
             budgets: None,
+            breaker,
         }
     }
 
@@ -243,6 +247,15 @@ impl ForwardSink {
         let now = turn.now_ms();
         if turn.paused_until_ms > now {
             return Ok(Batch::Next(Some(turn.paused_until_ms)));
+        }
+        // An open route sends only its probe.
+        let mut probing = false;
+        if let Some(b) = &self.breaker {
+            match b.gate(turn.store, sink, partition, now).await? {
+                Gate::Closed => {}
+                Gate::Probe => probing = true,
+                Gate::Wait(at) => return Ok(Batch::Next(Some(at))),
+            }
         }
         let due_by = match route.ordering {
             Ordering::Strict => None,
@@ -323,6 +336,28 @@ impl ForwardSink {
             if let Some(err) = &attempt.error {
                 tracing::info!(sink, partition, job = job.id, attempt = job.attempts + 1, error = %err, "forward failed");
             }
+            let mut attempt = attempt;
+            let mut opened = false;
+            if let Some(b) = &self.breaker {
+                match (&attempt.outcome, probing) {
+                    (Outcome::Done, true) => {
+                        b.close(turn.store, sink).await?;
+                        probing = false;
+                    }
+                    (Outcome::Done, false) => b.succeeded(),
+                    // A failed probe is not counted against max_attempts:
+                    // the partition waits for the next probe instead.
+                    (Outcome::Failed, true) => {
+                        attempt.outcome = Outcome::Pause {
+                            until_ms: turn.now_ms() + b.probe_ms(),
+                        };
+                    }
+                    (Outcome::Failed, false) => {
+                        opened = b.failed(turn.store, sink, turn.now_ms()).await?;
+                    }
+                    (Outcome::Pause { .. }, _) => {}
+                }
+            }
             let outcome = match attempt.outcome {
                 Outcome::Done => "done",
                 Outcome::Pause { .. } => "paused",
@@ -357,8 +392,15 @@ impl ForwardSink {
                 After::Dead => turn.metrics.finished(sink, "dead"),
                 _ => {}
             }
+            if opened {
+                turn.metrics.breaker_opened(sink);
+            }
             match (after, route.ordering) {
                 (After::LeaseLost, _) => return Ok(Batch::LeaseLost),
+                // Just opened: the rest waits for the probe.
+                (After::Retry { next_at_ms }, _) if opened => {
+                    return Ok(Batch::Next(Some(next_at_ms)));
+                }
                 (After::Done | After::Dead, _) => {}
                 (After::Paused { until_ms }, _) => return Ok(Batch::Next(Some(until_ms))),
                 (After::Retry { next_at_ms }, Ordering::Strict) => {

@@ -57,6 +57,14 @@ pub struct Job {
     pub next_at_ms: i64,
 }
 
+/// A route's open circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaker {
+    pub opened_at_ms: i64,
+    /// When the next probe may go.
+    pub probe_at_ms: i64,
+}
+
 /// What becomes of a partition when its job dies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnDead {

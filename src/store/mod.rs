@@ -483,6 +483,27 @@ pub trait Jobs: Send + Sync {
     /// Per sink: pending, oldest pending delivery, dead letters; and how
     /// many partitions are paused at `now_ms`.
     async fn backlog(&self, now_ms: i64) -> Result<Backlog, StoreError>;
+    /// A route's circuit breaker, when open.
+    async fn breaker(&self, sink: &str) -> Result<Option<jobs::Breaker>, StoreError>;
+    /// Every open breaker, by route.
+    async fn breakers(&self) -> Result<Vec<(String, jobs::Breaker)>, StoreError>;
+    /// Opens a route's breaker, its first probe at `probe_at_ms`; an open
+    /// one keeps its times. True when this call opened it.
+    async fn open_breaker(
+        &self,
+        sink: &str,
+        now_ms: i64,
+        probe_at_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Takes an open breaker's probe when it is due at `now_ms`, moving
+    /// the next one to `next_ms`, atomically: one probe per interval
+    /// whatever the workers and replicas. False when none is due (or it
+    /// is closed).
+    async fn claim_probe(&self, sink: &str, now_ms: i64, next_ms: i64) -> Result<bool, StoreError>;
+    /// Closes a route's breaker; true when it was open.
+    async fn close_breaker(&self, sink: &str) -> Result<bool, StoreError>;
+    /// The partition of a route's oldest pending job (its probe's).
+    async fn oldest_head(&self, sink: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// What operators do, from the CLI or the admin UI: the same operations

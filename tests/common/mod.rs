@@ -292,6 +292,7 @@ pub fn route(name: &str, url: &str) -> gatehouse::config::RouteConfig {
         ordering: gatehouse::config::Ordering::Strict,
         on_dead: None,
         github_budget: false,
+        breaker: Default::default(),
     }
 }
 

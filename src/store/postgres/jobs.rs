@@ -10,7 +10,9 @@ use deadpool_postgres::Transaction;
 
 use super::{Postgres, read_err, write_err};
 use crate::store::StoreError;
-use crate::store::jobs::{After, Attempt, Backlog, Fence, Job, Lease, Limit, OnDead, Outcome};
+use crate::store::jobs::{
+    After, Attempt, Backlog, Breaker, Fence, Job, Lease, Limit, OnDead, Outcome,
+};
 
 /// Extends the lease to `until_ms` if the fence still holds it; the row
 /// lock it takes keeps another replica's claim waiting until commit.
@@ -436,6 +438,96 @@ impl crate::store::Jobs for Postgres {
             .map_err(write_err)?;
         tx.commit().await.map_err(write_err)?;
         Ok(true)
+    }
+
+    async fn breaker(&self, sink: &str) -> Result<Option<Breaker>, StoreError> {
+        let client = self.client("breaker").await?;
+        let row = client
+            .query_opt(
+                "SELECT opened_at_ms, probe_at_ms FROM route_breakers WHERE sink = $1",
+                &[&sink],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(row.map(|r| Breaker {
+            opened_at_ms: r.get(0),
+            probe_at_ms: r.get(1),
+        }))
+    }
+
+    async fn breakers(&self) -> Result<Vec<(String, Breaker)>, StoreError> {
+        let client = self.client("breakers").await?;
+        let rows = client
+            .query(
+                "SELECT sink, opened_at_ms, probe_at_ms FROM route_breakers",
+                &[],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    Breaker {
+                        opened_at_ms: r.get(1),
+                        probe_at_ms: r.get(2),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn open_breaker(
+        &self,
+        sink: &str,
+        now_ms: i64,
+        probe_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let client = self.client("open_breaker").await?;
+        let n = client
+            .execute(
+                "INSERT INTO route_breakers (sink, opened_at_ms, probe_at_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (sink) DO NOTHING",
+                &[&sink, &now_ms, &probe_at_ms],
+            )
+            .await
+            .map_err(write_err)?;
+        Ok(n == 1)
+    }
+
+    async fn claim_probe(&self, sink: &str, now_ms: i64, next_ms: i64) -> Result<bool, StoreError> {
+        let client = self.client("claim_probe").await?;
+        let n = client
+            .execute(
+                "UPDATE route_breakers SET probe_at_ms = $3 WHERE sink = $1 AND probe_at_ms <= $2",
+                &[&sink, &now_ms, &next_ms],
+            )
+            .await
+            .map_err(write_err)?;
+        Ok(n == 1)
+    }
+
+    async fn close_breaker(&self, sink: &str) -> Result<bool, StoreError> {
+        let client = self.client("close_breaker").await?;
+        let n = client
+            .execute("DELETE FROM route_breakers WHERE sink = $1", &[&sink])
+            .await
+            .map_err(write_err)?;
+        Ok(n == 1)
+    }
+
+    async fn oldest_head(&self, sink: &str) -> Result<Option<String>, StoreError> {
+        let client = self.client("oldest_head").await?;
+        let row = client
+            .query_opt(
+                "SELECT partition_key FROM jobs WHERE sink = $1 AND state = 'pending'
+                 ORDER BY id LIMIT 1",
+                &[&sink],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     async fn backlog(&self, now_ms: i64) -> Result<Backlog, StoreError> {

@@ -6,7 +6,9 @@ use rusqlite::{OptionalExtension, params};
 
 use super::Sqlite;
 use crate::store::StoreError;
-use crate::store::jobs::{After, Attempt, Backlog, Fence, Job, Lease, Limit, OnDead, Outcome};
+use crate::store::jobs::{
+    After, Attempt, Backlog, Breaker, Fence, Job, Lease, Limit, OnDead, Outcome,
+};
 
 #[async_trait]
 impl crate::store::Jobs for Sqlite {
@@ -314,6 +316,91 @@ impl crate::store::Jobs for Sqlite {
 
     async fn backlog(&self, now_ms: i64) -> Result<Backlog, StoreError> {
         self.read(move |c| backlog(c, now_ms)).await
+    }
+
+    async fn breaker(&self, sink: &str) -> Result<Option<Breaker>, StoreError> {
+        let sink = sink.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT opened_at_ms, probe_at_ms FROM route_breakers WHERE sink = ?1",
+            )?
+            .query_row([sink], |r| {
+                Ok(Breaker {
+                    opened_at_ms: r.get(0)?,
+                    probe_at_ms: r.get(1)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn breakers(&self) -> Result<Vec<(String, Breaker)>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT sink, opened_at_ms, probe_at_ms FROM route_breakers")?
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        Breaker {
+                            opened_at_ms: r.get(1)?,
+                            probe_at_ms: r.get(2)?,
+                        },
+                    ))
+                })?
+                .collect()
+        })
+        .await
+    }
+
+    async fn open_breaker(
+        &self,
+        sink: &str,
+        now_ms: i64,
+        probe_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let sink = sink.to_string();
+        self.write(move |tx| {
+            let n = tx.execute(
+                "INSERT INTO route_breakers (sink, opened_at_ms, probe_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (sink) DO NOTHING",
+                params![sink, now_ms, probe_at_ms],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn claim_probe(&self, sink: &str, now_ms: i64, next_ms: i64) -> Result<bool, StoreError> {
+        let sink = sink.to_string();
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE route_breakers SET probe_at_ms = ?3 WHERE sink = ?1 AND probe_at_ms <= ?2",
+                params![sink, now_ms, next_ms],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn close_breaker(&self, sink: &str) -> Result<bool, StoreError> {
+        let sink = sink.to_string();
+        self.write(move |tx| {
+            Ok(tx.execute("DELETE FROM route_breakers WHERE sink = ?1", [sink])? == 1)
+        })
+        .await
+    }
+
+    async fn oldest_head(&self, sink: &str) -> Result<Option<String>, StoreError> {
+        let sink = sink.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT partition_key FROM jobs WHERE sink = ?1 AND state = 'pending'
+                 ORDER BY id LIMIT 1",
+            )?
+            .query_row([sink], |r| r.get(0))
+            .optional()
+        })
+        .await
     }
 }
 
