@@ -1260,6 +1260,11 @@ async fn the_partitions_page_says_what_each_partition_waits_for() {
         page.body
     );
     assert!(page.body.contains("when resumed"), "{}", page.body);
+    assert!(
+        page.body.contains("2 attempts, doubling from 1 s, over 1s"),
+        "the route's retry schedule: {}",
+        page.body
+    );
     // The job behind the head waits for it, and says so.
     let id = store.ids_of_guid("behind").await.unwrap()[0];
     let behind = admin.get(&format!("/admin/deliveries/{id}")).await;

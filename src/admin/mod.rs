@@ -60,8 +60,10 @@ pub struct AdminState {
 }
 
 /// What the pages say about a route's jobs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RouteFacts {
+    /// The retry schedule in words: attempts, span, delays.
+    pub schedule: String,
     pub max_attempts: u32,
     /// Strict order: a failing head holds the jobs behind it.
     pub strict: bool,

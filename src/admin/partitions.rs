@@ -18,6 +18,8 @@ use crate::store::views as store;
 const LIMIT: usize = 500;
 
 pub struct RouteView {
+    /// Its retry schedule in words.
+    pub schedule: String,
     pub name: String,
     pub held: bool,
     pub pending: String,
@@ -86,6 +88,10 @@ pub async fn page(
         .into_iter()
         .filter(|b| b.configured)
         .map(|b| RouteView {
+            schedule: state
+                .routes
+                .get(&b.sink)
+                .map_or(String::new(), |r| r.schedule.clone()),
             held: held.contains(&b.sink),
             pending: view::count(b.pending),
             dead: view::count(b.dead),

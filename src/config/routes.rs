@@ -202,6 +202,15 @@ impl RouteConfig {
         Ok(Schedule::Delays(delays))
     }
 
+    /// The delays as written, or the default's.
+    pub fn retry_or_default(&self) -> Vec<String> {
+        if self.retry.is_empty() {
+            DEFAULT_RETRY.iter().map(|s| s.to_string()).collect()
+        } else {
+            self.retry.clone()
+        }
+    }
+
     /// Attempts before a job is dead (a checked config's schedule).
     pub fn max_attempts(&self) -> u32 {
         self.schedule().map_or(1, |s| s.max_attempts())
