@@ -134,15 +134,8 @@ impl Postgres {
             )
             .await
             .map_err(write_err)?;
-        let mut out = Requeued::default();
-        let mut ids: Vec<i64> = Vec::new();
-        for r in rows {
-            out.jobs += 1;
-            ids.push(r.get(0));
-            out.partitions.insert((r.get(1), r.get(2)));
-        }
         // A dead head retried is the head again: its partition runs.
-        release_dead_heads(&tx, &ids).await?;
+        let out = freed(&tx, rows).await?;
         tx.commit().await.map_err(write_err)?;
         // Every replica's scheduler hears of it, this one's included.
         super::deliveries::announce(self.pool.clone(), out.partitions.iter().cloned().collect())
@@ -170,14 +163,7 @@ impl Postgres {
             )
             .await
             .map_err(write_err)?;
-        let mut out = Requeued::default();
-        let mut ids: Vec<i64> = Vec::new();
-        for r in rows {
-            out.jobs += 1;
-            ids.push(r.get(0));
-            out.partitions.insert((r.get(1), r.get(2)));
-        }
-        release_dead_heads(&tx, &ids).await?;
+        let out = freed(&tx, rows).await?;
         tx.commit().await.map_err(write_err)?;
         super::deliveries::announce(self.pool.clone(), out.partitions.iter().cloned().collect())
             .await;
@@ -584,19 +570,26 @@ impl crate::store::Operator for Postgres {
     }
 }
 
-/// Partitions held behind one of these jobs run again.
-async fn release_dead_heads(
+/// The jobs a retry or a skip changed (rows of id, sink, partition): what
+/// to wake, and the partitions held behind one of them run again.
+async fn freed(
     tx: &tokio_postgres::Transaction<'_>,
-    job_ids: &[i64],
-) -> Result<(), StoreError> {
-    if job_ids.is_empty() {
-        return Ok(());
+    rows: Vec<tokio_postgres::Row>,
+) -> Result<Requeued, StoreError> {
+    let mut out = Requeued::default();
+    let mut ids: Vec<i64> = Vec::new();
+    for r in rows {
+        out.jobs += 1;
+        ids.push(r.get(0));
+        out.partitions.insert((r.get(1), r.get(2)));
     }
-    tx.execute(
-        "UPDATE partitions SET dead_head = NULL WHERE dead_head = ANY($1)",
-        &[&job_ids],
-    )
-    .await
-    .map_err(write_err)?;
-    Ok(())
+    if !ids.is_empty() {
+        tx.execute(
+            "UPDATE partitions SET dead_head = NULL WHERE dead_head = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(write_err)?;
+    }
+    Ok(out)
 }

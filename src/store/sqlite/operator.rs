@@ -273,27 +273,26 @@ fn requeue(
                 skipped_at_ms = NULL, skipped_by = NULL
          WHERE state != 'pending' AND {clause} RETURNING id, sink, partition_key"
     ))?;
+    // A dead head retried is the head again: its partition runs.
+    freed(conn, st.query(params_from_iter(all))?)
+}
+
+/// The jobs a retry or a skip changed (rows of id, sink, partition): what
+/// to wake, and the partitions held behind one of them run again.
+fn freed(conn: &Connection, mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<Requeued> {
     let mut out = Requeued::default();
     let mut ids = Vec::new();
-    let mut rows = st.query(params_from_iter(all))?;
     while let Some(r) = rows.next()? {
         out.jobs += 1;
         ids.push(r.get::<_, i64>(0)?);
         out.partitions.insert((r.get(1)?, r.get(2)?));
     }
-    // A dead head retried is the head again: its partition runs.
-    release_dead_heads(conn, &ids)?;
-    Ok(out)
-}
-
-/// Partitions held behind one of these jobs run again.
-fn release_dead_heads(conn: &Connection, job_ids: &[i64]) -> rusqlite::Result<()> {
     let mut st =
         conn.prepare_cached("UPDATE partitions SET dead_head = NULL WHERE dead_head = ?1")?;
-    for id in job_ids {
+    for id in ids {
         st.execute([id])?;
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Lets order move past a delivery's dead jobs (or `route`'s): each is
@@ -311,16 +310,7 @@ fn skip_dead(
            AND (?2 IS NULL OR sink = ?2)
          RETURNING id, sink, partition_key",
     )?;
-    let mut out = Requeued::default();
-    let mut ids = Vec::new();
-    let mut rows = st.query(params![delivery_id, route, now_ms, by])?;
-    while let Some(r) = rows.next()? {
-        out.jobs += 1;
-        ids.push(r.get::<_, i64>(0)?);
-        out.partitions.insert((r.get(1)?, r.get(2)?));
-    }
-    release_dead_heads(conn, &ids)?;
-    Ok(out)
+    freed(conn, st.query(params![delivery_id, route, now_ms, by])?)
 }
 
 fn route_value(route: Option<&str>) -> SqlValue {
