@@ -1,7 +1,7 @@
 //! Forwarding benchmark: the release `gatehouse` binary with one route to a
 //! consumer in this process that answers 200 at once. Run:
 //!
-//!     cargo bench --bench forward [-- --phases drain,latency,idle --drain 100000 --orgs 500]
+//!     cargo bench --bench forward [-- --phases drain,latency,idle --drain 100000 --orgs 500 --breaker off]
 //!
 //! Phases, each on a fresh server and journal:
 //!   drain:   the route is paused, `--drain` deliveries across `--orgs` orgs
@@ -22,9 +22,18 @@ use std::time::{Duration, Instant};
 
 use common::{Server, bodies, consumer, post_all, wait_for};
 
+/// `--breaker off`: the route's circuit breaker off (its check costs a
+/// store read per turn when on, the default).
+static BREAKER_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 /// The one route every phase forwards to.
 fn route(consumer: &str) -> String {
-    format!("[[routes]]\nname = \"bench\"\nurl = {consumer:?}\n")
+    let breaker = if *BREAKER_OFF.get().unwrap_or(&false) {
+        "[routes.breaker]\nfailures = 0\n"
+    } else {
+        ""
+    };
+    format!("[[routes]]\nname = \"bench\"\nurl = {consumer:?}\n{breaker}")
 }
 
 async fn drain(dir: &Path, n: usize, orgs: usize) {
@@ -100,6 +109,9 @@ fn main() {
             "--phases" => phases = args.next().unwrap().split(',').map(String::from).collect(),
             "--drain" => n = args.next().unwrap().parse().unwrap(),
             "--orgs" => orgs = args.next().unwrap().parse().unwrap(),
+            "--breaker" => {
+                let _ = BREAKER_OFF.set(args.next().as_deref() == Some("off"));
+            }
             _ => {}
         }
     }
