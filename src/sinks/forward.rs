@@ -397,10 +397,6 @@ impl ForwardSink {
             }
             match (after, route.ordering) {
                 (After::LeaseLost, _) => return Ok(Batch::LeaseLost),
-                // Just opened: the rest waits for the probe.
-                (After::Retry { next_at_ms }, _) if opened => {
-                    return Ok(Batch::Next(Some(next_at_ms)));
-                }
                 (After::Done | After::Dead, _) => {}
                 (After::Paused { until_ms }, _) => return Ok(Batch::Next(Some(until_ms))),
                 (After::Retry { next_at_ms }, Ordering::Strict) => {
@@ -432,6 +428,11 @@ impl ForwardSink {
                         "job dead-lettered after max_attempts"
                     ),
                 }
+            }
+            if opened {
+                // Just opened: nothing more this turn; the next one waits
+                // for the probe.
+                return Ok(Batch::Next(Some(turn.now_ms())));
             }
         }
         // More may be pending (or retries due later): look again.
