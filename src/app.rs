@@ -451,7 +451,7 @@ fn admin_router(
                 (
                     r.name.clone(),
                     crate::admin::RouteFacts {
-                        schedule: schedule_words(r),
+                        schedule: r.schedule().map_or_else(|e| e, |s| s.summary()),
                         max_attempts: r.max_attempts(),
                         strict: r.ordering == crate::config::Ordering::Strict,
                     },
@@ -465,25 +465,6 @@ fn admin_router(
             .unwrap_or_default(),
         gateway: config.gateway.clone(),
     })
-}
-
-/// A route's retry schedule for the pages: "13 attempts over 31h 42m
-/// (1s, 5s, ...)".
-fn schedule_words(r: &crate::config::RouteConfig) -> String {
-    match r.schedule() {
-        Ok(s @ crate::config::Schedule::Delays(_)) => format!(
-            "{} attempts over {} ({})",
-            s.max_attempts(),
-            clock::span(s.span().as_millis() as i64),
-            r.retry_or_default().join(", ")
-        ),
-        Ok(s) => format!(
-            "{} attempts, doubling from 1 s, over {}",
-            s.max_attempts(),
-            clock::span(s.span().as_millis() as i64)
-        ),
-        Err(e) => e,
-    }
 }
 
 /// Opens the gateway's cache (this node's file, or the one replicas

@@ -73,19 +73,7 @@ pub fn summary(path: &std::path::Path, c: &Config) -> String {
             (None, Some(_)) => "re-signed with a secret in the file".into(),
             (None, None) => "GitHub's signature passed on".into(),
         };
-        let retry = match r.schedule() {
-            Ok(s @ crate::config::Schedule::Delays(_)) => format!(
-                "{} attempts over {}",
-                s.max_attempts(),
-                crate::clock::span(s.span().as_millis() as i64)
-            ),
-            Ok(s) => format!(
-                "{} attempts, doubling from 1 s, over {}",
-                s.max_attempts(),
-                crate::clock::span(s.span().as_millis() as i64)
-            ),
-            Err(_) => "retry schedule invalid".into(),
-        };
+        let retry = r.schedule().map_or_else(|e| e, |s| s.summary());
         line(format!(
             "route        {} → {} ({events}; {signed}; {retry}; ordering {:?})",
             r.name, r.url, r.ordering

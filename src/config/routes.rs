@@ -139,6 +139,38 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// The default schedule, [`DEFAULT_RETRY`].
+    pub fn standard() -> Schedule {
+        Schedule::Delays(
+            DEFAULT_RETRY
+                .iter()
+                .map(|d| humantime::parse_duration(d).expect("the default delays parse"))
+                .collect(),
+        )
+    }
+
+    /// In words, for check-config and the pages: "13 attempts over
+    /// 31h 42m (1s, 5s, ...)".
+    pub fn summary(&self) -> String {
+        let span = crate::clock::span(self.span().as_millis() as i64);
+        match self {
+            Schedule::Delays(d) => {
+                let delays: Vec<String> = d
+                    .iter()
+                    .map(|d| humantime::format_duration(*d).to_string())
+                    .collect();
+                format!(
+                    "{} attempts over {span} ({})",
+                    self.max_attempts(),
+                    delays.join(", ")
+                )
+            }
+            Schedule::Doubling { max_attempts } => {
+                format!("{max_attempts} attempts, doubling from 1 s, over {span}")
+            }
+        }
+    }
+
     /// Attempts before a job is dead.
     pub fn max_attempts(&self) -> u32 {
         match self {
@@ -185,7 +217,7 @@ impl RouteConfig {
                     max_attempts: self.max_attempts,
                 });
             }
-            return parse(DEFAULT_RETRY).map(Schedule::Delays);
+            return Ok(Schedule::standard());
         }
         let delays = parse(&self.retry.iter().map(String::as_str).collect::<Vec<_>>())?;
         if delays.iter().any(Duration::is_zero) {
@@ -200,15 +232,6 @@ impl RouteConfig {
             ));
         }
         Ok(Schedule::Delays(delays))
-    }
-
-    /// The delays as written, or the default's.
-    pub fn retry_or_default(&self) -> Vec<String> {
-        if self.retry.is_empty() {
-            DEFAULT_RETRY.iter().map(|s| s.to_string()).collect()
-        } else {
-            self.retry.clone()
-        }
     }
 
     /// Attempts before a job is dead (a checked config's schedule).
@@ -258,6 +281,7 @@ mod tests {
         assert_eq!(s.delay(1), Duration::from_secs(5));
         assert_eq!(s.delay(3), Duration::from_secs(3600));
         assert_eq!(s.span(), Duration::from_secs(5 + 120 + 3600));
+        assert_eq!(s.summary(), "4 attempts over 1h 2m (5s, 2m, 1h)");
         assert!(
             route(&["5s"], 3)
                 .schedule()

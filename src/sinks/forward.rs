@@ -184,15 +184,7 @@ pub struct ForwardSink {
 impl ForwardSink {
     /// `route` as checked: a schedule that does not parse is the default.
     pub fn new(route: RouteConfig, client: reqwest::Client) -> ForwardSink {
-        let schedule = route.schedule().unwrap_or_else(|_| {
-            RouteConfig {
-                retry: vec![],
-                max_attempts: 0,
-                ..route.clone()
-            }
-            .schedule()
-            .expect("the default schedule parses")
-        });
+        let schedule = route.schedule().unwrap_or_else(|_| Schedule::standard());
         let breaker = Breaker::new(&route.breaker);
         ForwardSink {
             route,
