@@ -103,15 +103,11 @@ pub async fn page(
     let rows = rows
         .into_iter()
         .map(|p| {
-            let breaker = breakers.iter().find(|(s, _)| *s == p.sink).map(|(_, b)| *b);
+            let breaker = breakers.iter().find(|(s, _)| *s == p.sink).map(|(_, b)| b);
             let sending = state.in_flight.get(&p.sink, &p.partition);
             let max = state.routes.get(&p.sink).map(|r| r.max_attempts);
             let route_held = held.contains(&p.sink);
-            let mut v = partition_view(p, sending, max, route_held, now);
-            if let (Some(b), None) = (breaker, &v.dead_head_delivery) {
-                v.why = format!("route breaker {}", super::overview::breaker_text(&b, now));
-            }
-            v
+            partition_view(p, sending, max, route_held, breaker, now)
         })
         .collect();
     render(PartitionsPage {
@@ -130,6 +126,7 @@ fn partition_view(
     sending: Option<Sending>,
     max_attempts: Option<u32>,
     route_held: bool,
+    breaker: Option<&crate::store::jobs::Breaker>,
     now: i64,
 ) -> PartitionView {
     let of_max = |n: i64| match max_attempts {
@@ -142,6 +139,8 @@ fn partition_view(
             "waiting behind dead letter #{job} ({} behind it): retry or skip it to go on",
             view::count(p.pending)
         )
+    } else if let Some(b) = breaker {
+        format!("route breaker {}", super::overview::breaker_text(b, now))
     } else if route_held && !p.held {
         "its route is paused".into()
     } else if paused {
@@ -297,22 +296,45 @@ mod tests {
     #[test]
     fn a_partition_says_what_it_waits_for() {
         let now = 1_000;
-        let v = partition_view(row(Some(61_000), None), None, Some(12), false, now);
+        let v = partition_view(row(Some(61_000), None), None, Some(12), false, None, now);
         assert_eq!(v.why, "retrying #9 in 1m 0s; 2 behind it");
         assert_eq!(v.head, "#9, attempt 4 of 12");
         assert_eq!(v.last, "failed · 502 · HTTP 502");
         assert!(v.next.contains("(in 1m 0s)"), "{}", v.next);
-        let v = partition_view(row(Some(0), None), None, Some(12), false, now);
+        let v = partition_view(row(Some(0), None), None, Some(12), false, None, now);
         assert_eq!((v.why.as_str(), v.next.as_str()), ("due now", "now"));
-        let v = partition_view(row(Some(0), Some("vm-2 pid 7")), None, None, false, now);
+        let v = partition_view(
+            row(Some(0), Some("vm-2 pid 7")),
+            None,
+            None,
+            false,
+            None,
+            now,
+        );
         assert_eq!(v.why, "leased by vm-2 pid 7");
         assert_eq!(v.head, "#9, attempt 4", "no max for a built-in sink");
-        let v = partition_view(row(Some(0), None), None, Some(12), true, now);
+        let v = partition_view(row(Some(0), None), None, Some(12), true, None, now);
         assert_eq!(
             (v.why.as_str(), v.next.as_str()),
             ("its route is paused", "when resumed")
         );
-        let v = partition_view(row(None, None), None, Some(12), false, now);
+        let v = partition_view(row(None, None), None, Some(12), false, None, now);
         assert_eq!(v.why, "idle");
+        // An open route: only its probe goes; a dead head still comes first.
+        let open = crate::store::jobs::Breaker {
+            opened_at_ms: 0,
+            probe_at_ms: 31_000,
+        };
+        let v = partition_view(row(Some(0), None), None, Some(12), false, Some(&open), now);
+        assert!(v.why.starts_with("route breaker open for 1s"), "{}", v.why);
+        assert!(v.why.ends_with("next probe in 30s"), "{}", v.why);
+        let mut held = row(Some(0), None);
+        held.dead_head = Some((9, 4));
+        let v = partition_view(held, None, Some(12), false, Some(&open), now);
+        assert!(
+            v.why.starts_with("waiting behind dead letter #9"),
+            "{}",
+            v.why
+        );
     }
 }
