@@ -92,6 +92,20 @@ pub struct UsageLine {
     pub units_saved: i64,
 }
 
+impl UsageLine {
+    /// What a line adds up under: all but its counts.
+    pub fn key(&self) -> (i64, &str, &str, &str, &str, &str) {
+        (
+            self.minute,
+            &self.client,
+            &self.owner,
+            &self.route,
+            &self.credential,
+            &self.refused_by,
+        )
+    }
+}
+
 /// A client as the store keeps it: scopes and owners as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredClient {

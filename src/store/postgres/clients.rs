@@ -422,24 +422,7 @@ impl crate::store::Clients for Postgres {
             .await
             .map_err(write_err)?;
         let mut lines = lines;
-        lines.sort_by(|a, b| {
-            (
-                a.minute,
-                &a.client,
-                &a.owner,
-                &a.route,
-                &a.credential,
-                &a.refused_by,
-            )
-                .cmp(&(
-                    b.minute,
-                    &b.client,
-                    &b.owner,
-                    &b.route,
-                    &b.credential,
-                    &b.refused_by,
-                ))
-        });
+        lines.sort_by(|a, b| a.key().cmp(&b.key()));
         for l in &lines {
             tx.execute(
                 &upsert,
