@@ -1469,4 +1469,21 @@ async fn the_github_page_shows_who_spends_what_and_the_incidents_avoided() {
     assert!(spenders.contains("<title>ci</title>"), "a line for ci");
     let creds = &page.body[page.body.find("id=\"by-credential\"").unwrap()..];
     assert!(creds.contains("app:101/installation:11"), "by credential");
+    let m = t.metrics().await;
+    let cred = "{credential=\"app:101/installation:11\"}";
+    assert_eq!(
+        common::metric(
+            &m,
+            &format!("gatehouse_gateway_credential_units_spent_total{cred}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        common::metric(
+            &m,
+            &format!("gatehouse_gateway_credential_units_saved_total{cred}")
+        ),
+        Some(4.0),
+        "four 304s"
+    );
 }

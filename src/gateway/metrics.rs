@@ -76,6 +76,7 @@ pub struct GatewayMetrics {
     pub route_spent: Family<ClientRouteLabels, Counter>,
     pub route_saved: Family<ClientRouteLabels, Counter>,
     pub credential_spent: Family<CredentialLabel, Counter>,
+    pub credential_saved: Family<CredentialLabel, Counter>,
     /// Clients file applications, applied or refused.
     pub clients_file_loads: Family<ResultLabel, Counter>,
     /// 1 while the last application of the clients file succeeded.
@@ -102,6 +103,7 @@ impl Default for GatewayMetrics {
             route_spent: Family::default(),
             route_saved: Family::default(),
             credential_spent: Family::default(),
+            credential_saved: Family::default(),
             clients_file_loads: Family::default(),
             clients_file_ok: Gauge::default(),
         }
@@ -155,6 +157,11 @@ impl GatewayMetrics {
             "gateway_credential_units_spent",
             "GitHub rate-limit units gateway requests spent, by pool credential",
             me.credential_spent.clone(),
+        );
+        r.register(
+            "gateway_credential_units_saved",
+            "GitHub rate-limit units a pool credential did not spend because GitHub answered 304",
+            me.credential_saved.clone(),
         );
         r.register(
             "gateway_clients_file_loads",

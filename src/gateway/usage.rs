@@ -187,12 +187,17 @@ impl Recorder {
         if s.saved > 0 {
             m.route_saved.get_or_create(&route).inc_by(s.saved);
         }
-        if let (Some(c), true) = (s.credential, s.spent > 0) {
-            m.credential_spent
-                .get_or_create(&CredentialLabel {
-                    credential: c.to_string(),
-                })
-                .inc_by(s.spent);
+        if let Some(c) = s.credential {
+            let label = CredentialLabel {
+                credential: c.to_string(),
+            };
+            if s.spent > 0 {
+                m.credential_spent.get_or_create(&label).inc_by(s.spent);
+            }
+            // A 304 the credential got: a unit it did not spend.
+            if s.saved > 0 {
+                m.credential_saved.get_or_create(&label).inc_by(s.saved);
+            }
         }
         if let Some(rule) = s.refused_by {
             m.refusals
