@@ -466,6 +466,11 @@ async fn github_budget_pauses_an_organisation_whose_credentials_are_spent_until_
         a.iter().any(|x| x.guid == "acme-1")
     })
     .await;
+    // The consumer answered before the attempt was recorded.
+    common::eventually("acme-1 recorded", Duration::from_secs(10), async || {
+        !shown(&store, "acme-1").await.jobs[0].history.is_empty()
+    })
+    .await;
     let job = &shown(&store, "acme-1").await.jobs[0];
     assert_eq!(job.history.len(), 1, "one attempt, no 403 met");
     assert!(
