@@ -452,6 +452,7 @@ fn admin_router(
                     r.name.clone(),
                     crate::admin::RouteFacts {
                         schedule: r.schedule().map_or_else(|e| e, |s| s.summary()),
+                        sends: r.sends(),
                         max_attempts: r.max_attempts(),
                         strict: r.ordering == crate::config::Ordering::Strict,
                     },

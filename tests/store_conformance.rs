@@ -181,6 +181,12 @@ async fn a_dead_head_holds_its_partition_until_retried_or_skipped() {
 }
 
 #[tokio::test]
+async fn a_batch_attempt_is_recorded_whole_under_its_fence() {
+    let dir = tempfile::tempdir().unwrap();
+    common::conformance::batches(&*open(dir.path())).await;
+}
+
+#[tokio::test]
 async fn a_dead_letter_is_retried_from_a_clean_slate_and_a_backfill_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     common::conformance::retry_and_backfill(&*open(dir.path())).await;

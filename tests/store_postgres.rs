@@ -505,6 +505,8 @@ async fn the_journal_scheduler_and_operator_cases_sqlite_passes_pass_here() {
     common::conformance::retry_and_backfill(&store).await;
     let store = replica(&pg.database("dead_heads").await).await;
     common::conformance::dead_heads(&store).await;
+    let store = replica(&pg.database("batches").await).await;
+    common::conformance::batches(&store).await;
     let store = replica(&pg.database("recovery").await).await;
     common::conformance::recovery(&store).await;
     let store = replica(&pg.database("views").await).await;

@@ -194,11 +194,34 @@ pub fn bodies(orgs: usize) -> Vec<(bytes::Bytes, String)> {
         .collect()
 }
 
-/// Arrival times by GUID.
+/// Arrival times by GUID; `count` requests (a batch is one).
 #[derive(Clone, Default)]
 pub struct Consumer {
     pub arrivals: Arc<Mutex<HashMap<String, Instant>>>,
     pub count: Arc<AtomicUsize>,
+}
+
+/// The GUIDs a request carries: its `X-GitHub-Delivery`, or each of a
+/// batch's (`X-Gatehouse-Batch`, a JSON array).
+pub fn guids_of(h: &http::HeaderMap, body: &[u8]) -> Vec<String> {
+    if h.contains_key("x-gatehouse-batch") {
+        let items: Vec<serde_json::Value> = serde_json::from_slice(body).unwrap();
+        return items
+            .iter()
+            .map(|i| {
+                i["headers"]["x-github-delivery"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+    }
+    vec![
+        h.get("x-github-delivery")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+    ]
 }
 
 pub async fn consumer() -> (String, Consumer) {
@@ -206,20 +229,17 @@ pub async fn consumer() -> (String, Consumer) {
     let app = Router::new()
         .route(
             "/hook",
-            post(|State(c): State<Consumer>, h: http::HeaderMap| async move {
-                let guid = h
-                    .get("x-github-delivery")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                c.arrivals
-                    .lock()
-                    .unwrap()
-                    .entry(guid)
-                    .or_insert_with(Instant::now);
-                c.count.fetch_add(1, Ordering::Relaxed);
-                http::StatusCode::OK
-            }),
+            post(
+                |State(c): State<Consumer>, h: http::HeaderMap, body: bytes::Bytes| async move {
+                    let now = Instant::now();
+                    let mut arrivals = c.arrivals.lock().unwrap();
+                    for guid in guids_of(&h, &body) {
+                        arrivals.entry(guid).or_insert(now);
+                    }
+                    c.count.fetch_add(1, Ordering::Relaxed);
+                    http::StatusCode::OK
+                },
+            ),
         )
         .with_state(c.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -260,10 +280,22 @@ pub async fn post_push(
     body: &bytes::Bytes,
     sig: &str,
 ) -> bool {
+    post_event(client, base, "push", guid, body, sig).await
+}
+
+/// POSTs a signed delivery of `event`; true on `202`.
+pub async fn post_event(
+    client: &reqwest::Client,
+    base: &str,
+    event: &str,
+    guid: &str,
+    body: &bytes::Bytes,
+    sig: &str,
+) -> bool {
     client
         .post(format!("{base}/webhooks/github"))
         .header("content-type", "application/json")
-        .header("x-github-event", "push")
+        .header("x-github-event", event)
         .header("x-github-delivery", guid)
         .header("x-github-hook-id", "1")
         .header("x-hub-signature-256", sig)

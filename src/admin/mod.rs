@@ -64,6 +64,8 @@ pub struct AdminState {
 pub struct RouteFacts {
     /// The retry schedule in words: attempts, span, delays.
     pub schedule: String,
+    /// One delivery per request, or its batches, in words.
+    pub sends: String,
     pub max_attempts: u32,
     /// Strict order: a failing head holds the jobs behind it.
     pub strict: bool,

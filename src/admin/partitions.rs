@@ -20,6 +20,8 @@ const LIMIT: usize = 500;
 pub struct RouteView {
     /// Its retry schedule in words.
     pub schedule: String,
+    /// One delivery per request, or its batches, in words.
+    pub sends: String,
     pub name: String,
     pub held: bool,
     pub pending: String,
@@ -92,6 +94,10 @@ pub async fn page(
                 .routes
                 .get(&b.sink)
                 .map_or(String::new(), |r| r.schedule.clone()),
+            sends: state
+                .routes
+                .get(&b.sink)
+                .map_or(String::new(), |r| r.sends.clone()),
             held: held.contains(&b.sink),
             pending: view::count(b.pending),
             dead: view::count(b.dead),

@@ -75,8 +75,11 @@ pub fn summary(path: &std::path::Path, c: &Config) -> String {
         };
         let retry = r.schedule().map_or_else(|e| e, |s| s.summary());
         line(format!(
-            "route        {} → {} ({events}; {signed}; {retry}; ordering {:?})",
-            r.name, r.url, r.ordering
+            "route        {} → {} ({events}; {signed}; {retry}; ordering {:?}; {})",
+            r.name,
+            r.url,
+            r.ordering,
+            r.sends()
         ));
     }
     line(format!(

@@ -446,6 +446,41 @@ mod tests {
     }
 
     #[test]
+    fn batches_parse_as_an_inline_table_and_bad_ones_are_named() {
+        let base = "[webhooks]\nsecrets = [\"x\"]\n[[routes]]\nname = \"ci\"\nurl = \"http://127.0.0.1:9/\"\n";
+        let c = Config::parse(
+            &format!("{base}batch = {{ max = 50, wait = \"200ms\", format = \"ndjson\" }}\ncoalesce = \"pull_request\"\n"),
+            "t.toml",
+        )
+        .unwrap();
+        let b = c.routes[0].batching().unwrap().unwrap();
+        assert_eq!(
+            (b.max, b.wait.as_millis(), b.format),
+            (50, 200, BatchFormat::Ndjson)
+        );
+        assert_eq!(b.coalesce, Some(Coalesce::PullRequest));
+        assert_eq!(
+            c.routes[0].sends(),
+            "batches of up to 50 as NDJSON, waiting up to 200ms for more, a pull request's events together"
+        );
+        let e = err(&format!("{base}coalesce = \"pull_request\"\n"));
+        assert!(
+            e.contains("coalesce merges events into batches: set batch too"),
+            "{e}"
+        );
+        let e = err(&format!("{base}batch = {{ max = 0 }}\n"));
+        assert!(e.contains("batch.max 0 must be between 1 and 1000"), "{e}");
+        let e = err(&format!("{base}batch = {{ max = 5, wait = \"soon\" }}\n"));
+        assert!(e.contains("batch.wait \"soon\""), "{e}");
+        let e = err(&format!("{base}batch = {{ max = 5, wait = \"2m\" }}\n"));
+        assert!(e.contains("longer than 1m"), "{e}");
+        let e = err(&format!("{base}batch = {{ max = 5, size = 3 }}\n"));
+        assert!(e.contains("size"), "{e}");
+        let e = err(&format!("{base}coalesce = \"issue\"\n"));
+        assert!(e.contains("pull_request"), "{e}");
+    }
+
+    #[test]
     fn a_postgres_url_is_checked_and_never_repeated() {
         let base = "[webhooks]\nsecrets = [\"x\"]\n[storage]\n";
         let e = err(&format!("{base}url = \"mysql://root:hunter2@db/x\"\n"));

@@ -31,7 +31,10 @@ pub use github::{GithubAppConfig, GithubConfig, GithubHookConfig, GithubTokenCon
 pub use log::{LogConfig, LogFormat};
 pub use processing::ProcessingConfig;
 pub use recovery::RecoveryConfig;
-pub use routes::{BreakerConfig, DEFAULT_RETRY, OnDeadConfig, Ordering, RouteConfig, Schedule};
+pub use routes::{
+    BatchConfig, BatchFormat, Batching, BreakerConfig, Coalesce, DEFAULT_RETRY, OnDeadConfig,
+    Ordering, RouteConfig, Schedule,
+};
 pub use secret::Secret;
 pub use server::ServerConfig;
 pub use storage::StorageConfig;

@@ -66,7 +66,92 @@ pub struct RouteConfig {
     /// The route's circuit breaker.
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// Send a partition's pending deliveries several to a request.
+    #[serde(default)]
+    pub batch: Option<BatchConfig>,
+    /// Merge a pull request's pending events into one batch (needs
+    /// `batch`).
+    #[serde(default)]
+    pub coalesce: Option<Coalesce>,
 }
+
+/// `batch = { max = 50, wait = "200ms" }`: up to `max` of a partition's
+/// pending deliveries in one request, in order; a batch smaller than
+/// `max` waits up to `wait` after its first delivery arrived for more.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    pub max: usize,
+    #[serde(default = "default_batch_wait")]
+    pub wait: String,
+    /// A batch stops growing past this many bytes of body (one delivery
+    /// always goes, however large).
+    #[serde(default = "default_batch_bytes")]
+    pub max_bytes: u64,
+    #[serde(default)]
+    pub format: BatchFormat,
+}
+
+/// How a batch's body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchFormat {
+    /// `application/json`: one array of deliveries.
+    #[default]
+    Json,
+    /// `application/x-ndjson`: one delivery per line.
+    Ndjson,
+}
+
+/// What a batch may gather from further back than its head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Coalesce {
+    /// A batch is one pull request's pending events (or events about no
+    /// pull request), taken past other pull requests' events.
+    PullRequest,
+}
+
+fn default_batch_wait() -> String {
+    "200ms".into()
+}
+
+fn default_batch_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+
+/// A checked `batch` (and `coalesce`), as the forward sink runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batching {
+    pub max: usize,
+    pub wait: Duration,
+    pub max_bytes: u64,
+    pub format: BatchFormat,
+    pub coalesce: Option<Coalesce>,
+}
+
+impl Batching {
+    /// In words, for check-config and the pages.
+    pub fn summary(&self) -> String {
+        let format = match self.format {
+            BatchFormat::Json => "a JSON array",
+            BatchFormat::Ndjson => "NDJSON",
+        };
+        let coalesce = match self.coalesce {
+            Some(Coalesce::PullRequest) => ", a pull request's events together",
+            None => "",
+        };
+        format!(
+            "batches of up to {} as {format}, waiting up to {} for more{coalesce}",
+            self.max,
+            humantime::format_duration(self.wait)
+        )
+    }
+}
+
+/// Largest `batch.max` and `batch.wait` accepted.
+pub const BATCH_MAX: usize = 1000;
+pub const BATCH_WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// After `failures` consecutive failures across a route's partitions
 /// within `window`, the route opens: nothing is sent but one probe (its
@@ -239,6 +324,52 @@ impl RouteConfig {
         self.schedule().map_or(1, |s| s.max_attempts())
     }
 
+    /// The route's batching (None: one delivery per request); Err says
+    /// what in `batch` or `coalesce` is wrong.
+    pub fn batching(&self) -> Result<Option<Batching>, String> {
+        let Some(b) = &self.batch else {
+            return match self.coalesce {
+                Some(_) => Err("coalesce merges events into batches: set batch too".into()),
+                None => Ok(None),
+            };
+        };
+        if b.max == 0 || b.max > BATCH_MAX {
+            return Err(format!(
+                "batch.max {} must be between 1 and {BATCH_MAX}",
+                b.max
+            ));
+        }
+        let wait = humantime::parse_duration(&b.wait)
+            .map_err(|e| format!("batch.wait {:?}: {e} (write it as 200ms, 1s)", b.wait))?;
+        if wait > BATCH_WAIT_MAX {
+            return Err(format!(
+                "batch.wait {:?} is longer than {}",
+                b.wait,
+                humantime::format_duration(BATCH_WAIT_MAX)
+            ));
+        }
+        if b.max_bytes == 0 {
+            return Err("batch.max_bytes must be at least 1".into());
+        }
+        Ok(Some(Batching {
+            max: b.max,
+            wait,
+            max_bytes: b.max_bytes,
+            format: b.format,
+            coalesce: self.coalesce,
+        }))
+    }
+
+    /// How the route sends, in words: one delivery per request, or its
+    /// batches (or what is wrong with them).
+    pub fn sends(&self) -> String {
+        match self.batching() {
+            Ok(None) => "one delivery per request".into(),
+            Ok(Some(b)) => b.summary(),
+            Err(e) => e,
+        }
+    }
+
     /// What a dead job does: strict routes hold unless told to skip;
     /// unordered ones have no order to keep.
     pub fn on_dead(&self) -> crate::store::jobs::OnDead {
@@ -271,6 +402,8 @@ mod tests {
             on_dead: None,
             github_budget: false,
             breaker: BreakerConfig::default(),
+            batch: None,
+            coalesce: None,
         }
     }
 

@@ -33,6 +33,7 @@ pub struct SinkMetrics {
     turns: Family<SinkOutcome, Counter>,
     budget_pauses: Family<SinkLabel, Counter>,
     breaker_opens: Family<SinkLabel, Counter>,
+    batch_size: Family<SinkLabel, Histogram>,
 }
 
 impl SinkMetrics {
@@ -61,7 +62,8 @@ impl SinkMetrics {
 
     /// The scheduler took a partition's turn: `result` is ran (lease
     /// taken, its due jobs worked), held (paused by an operator), busy
-    /// (another holder's lease) or lease_lost.
+    /// (another holder's lease), lease_lost or gathering (a batch
+    /// waiting for more).
     pub fn turn(&self, sink: &str, result: &str) {
         self.turns
             .get_or_create(&SinkOutcome {
@@ -77,6 +79,13 @@ impl SinkMetrics {
         self.budget_pauses
             .get_or_create(&SinkLabel { sink: sink.into() })
             .inc();
+    }
+
+    /// One batch sent, of `deliveries`.
+    pub fn batch(&self, sink: &str, deliveries: usize) {
+        self.batch_size
+            .get_or_create(&SinkLabel { sink: sink.into() })
+            .observe(deliveries as f64);
     }
 
     /// A route's circuit breaker opened.
@@ -118,6 +127,10 @@ impl SinkMetrics {
             budget_pauses: Family::default(),
             breaker_opens: Family::default(),
             turns: Family::default(),
+            batch_size: Family::new_with_constructor(|| {
+                // 1 .. 1024 deliveries
+                Histogram::new(exponential_buckets(1.0, 2.0, 11))
+            }),
             latency: Family::new_with_constructor(|| {
                 // 1 ms .. ~30 s
                 Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -135,7 +148,7 @@ impl SinkMetrics {
         );
         r.register(
             "scheduler_turns",
-            "Partition turns the scheduler took, by sink and outcome (ran, held, busy, lease_lost): proof it looked",
+            "Partition turns the scheduler took, by sink and outcome (ran, held, busy, lease_lost, gathering): proof it looked",
             me.turns.clone(),
         );
         r.register(
@@ -152,6 +165,11 @@ impl SinkMetrics {
             "partitions_paused_for_github_budget",
             "Times a github_budget route paused a partition because its organisation's credentials were spent",
             me.budget_pauses.clone(),
+        );
+        r.register(
+            "forward_batch_deliveries",
+            "Deliveries per batch sent to a batching route's consumer, by sink",
+            me.batch_size.clone(),
         );
         r.register_with_unit(
             "forward_duration",

@@ -59,6 +59,17 @@ struct PartState {
     /// Work arrived while running: look again as soon as it finishes.
     dirty: bool,
     due_ms: Option<i64>,
+    /// Gathering: not due before then, whatever arrives.
+    not_before: Option<i64>,
+}
+
+/// When a finished turn says its partition is due again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// Then (None: when new work arrives).
+    At(Option<i64>),
+    /// Then and not sooner (a batch gathering).
+    NotBefore(i64),
 }
 
 /// The scheduler for a set of sinks (each forward route and the built-in
@@ -215,9 +226,11 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Marks a partition due at `at` (earlier wins), unless it is running.
+    /// Marks a partition due at `at` (earlier wins, but never before a
+    /// gathering partition's time), unless it is running.
     fn schedule(&mut self, key: Key, at: i64, now: i64) {
         let p = self.parts.entry(key.clone()).or_default();
+        let at = at.max(p.not_before.unwrap_or(at));
         if p.running {
             if at <= now {
                 p.dirty = true;
@@ -251,7 +264,7 @@ async fn dispatch(
     for (sink, partition, at) in initial {
         d.schedule((sink, partition), at, shared.clock.now_ms());
     }
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Key, Option<i64>)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Key, Wake)>();
     let mut running = 0usize;
     let mut rescan = tokio::time::interval(RESCAN);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -271,6 +284,7 @@ async fn dispatch(
                 .get_mut(&key)
                 .expect("scheduled partitions are known");
             p.due_ms = None;
+            p.not_before = None;
             p.running = true;
             running += 1;
             let (shared, done) = (shared.clone(), done_tx.clone());
@@ -295,13 +309,20 @@ async fn dispatch(
         };
         tokio::select! {
             Some((sink, partition)) = notices.recv() => { let now = shared.clock.now_ms(); d.schedule((sink, partition), now, now) },
-            Some((key, next)) = done_rx.recv() => {
+            Some((key, wake)) = done_rx.recv() => {
                 running -= 1;
                 let p = d.parts.entry(key.clone()).or_default();
                 p.running = false;
                 let later = p.due_ms.take();
                 let dirty = std::mem::take(&mut p.dirty);
-                let at = if dirty { Some(shared.clock.now_ms()) } else { [next, later].into_iter().flatten().min() };
+                let at = match wake {
+                    Wake::NotBefore(at) => {
+                        p.not_before = Some(at);
+                        Some(at)
+                    }
+                    Wake::At(_) if dirty => Some(shared.clock.now_ms()),
+                    Wake::At(next) => [next, later].into_iter().flatten().min(),
+                };
                 match at {
                     Some(at) => d.schedule(key, at, shared.clock.now_ms()),
                     None => { d.parts.remove(&key); }
@@ -329,15 +350,15 @@ async fn dispatch(
 }
 
 /// Runs one lease's worth of a partition's jobs. Returns when the partition
-/// is next due (None: nothing pending).
-async fn work(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
+/// is next due.
+async fn work(s: &Shared, sink: &str, partition: &str) -> Wake {
     match work_inner(s, sink, partition).await {
         Ok(next) => next,
         Err(e) => {
             // The journal cannot be written or read now: try again soon
             // (the lease expires by itself if it cannot be given back).
             tracing::warn!(sink, partition, error = %e, "scheduler could not work a partition");
-            Some(s.clock.now_ms() + 1000)
+            Wake::At(Some(s.clock.now_ms() + 1000))
         }
     }
 }
@@ -354,10 +375,10 @@ fn lost(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
     Some(s.clock.now_ms() + s.lease_ms)
 }
 
-async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i64>, StoreError> {
+async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Wake, StoreError> {
     // Jobs of a sink that is no longer configured wait for it to return.
     let Some(runner) = s.sinks.get(sink).cloned() else {
-        return Ok(None);
+        return Ok(Wake::At(None));
     };
     let now = s.clock.now_ms();
     let taken_at = Instant::now();
@@ -368,12 +389,12 @@ async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i6
     {
         Lease::Busy => {
             s.metrics.turn(sink, "busy");
-            return Ok(Some(now + s.lease_ms));
+            return Ok(Wake::At(Some(now + s.lease_ms)));
         }
         // Parked until an operator resumes it; the rescan finds it then.
         Lease::Held => {
             s.metrics.turn(sink, "held");
-            return Ok(None);
+            return Ok(Wake::At(None));
         }
         Lease::Taken {
             paused_until_ms,
@@ -400,12 +421,17 @@ async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Option<i6
     match next {
         Ok(Batch::LeaseLost) => {
             s.metrics.turn(sink, "lease_lost");
-            Ok(lost(s, sink, partition))
+            Ok(Wake::At(lost(s, sink, partition)))
         }
         Ok(Batch::Next(next)) => {
             s.store.release(sink, partition, &fence).await?;
             s.metrics.turn(sink, "ran");
-            Ok(next)
+            Ok(Wake::At(next))
+        }
+        Ok(Batch::Gather(at)) => {
+            s.store.release(sink, partition, &fence).await?;
+            s.metrics.turn(sink, "gathering");
+            Ok(Wake::NotBefore(at))
         }
         Err(e) => {
             let _ = s.store.release(sink, partition, &fence).await;

@@ -27,6 +27,9 @@ use crate::store::{Store, StoreError};
 pub enum Batch {
     /// When the partition is next due (None: nothing pending).
     Next(Option<i64>),
+    /// Its work waits until then for more to gather (a batch filling):
+    /// new work does not wake it sooner.
+    Gather(i64),
     /// The lease passed to another claim: the sink stopped writing.
     LeaseLost,
 }

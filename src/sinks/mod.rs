@@ -3,6 +3,7 @@
 //! `forward` replays them); `actions` is the built-in Actions metrics sink.
 
 pub mod actions;
+pub mod batch;
 pub mod breaker;
 pub mod forward;
 pub mod routes;

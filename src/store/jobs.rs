@@ -31,6 +31,16 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// The same attempt as the jobs it finished saw it: done, whatever
+    /// became of the rest of their batch.
+    pub fn for_done(&self) -> Attempt {
+        Attempt {
+            outcome: Outcome::Done,
+            error: None,
+            ..self.clone()
+        }
+    }
+
     /// An attempt run in-process (no consumer): done, or failed with why.
     pub fn in_process(now_ms: i64, failed_because: Option<&str>) -> Attempt {
         Attempt {

@@ -388,6 +388,15 @@ pub trait Deliveries: Send + Sync {
     async fn delivery(&self, hook_id: &str, guid: &str) -> Result<Option<DeliveryRow>, StoreError>;
     /// The stored headers and raw body of one delivery.
     async fn payload(&self, delivery_id: i64) -> Result<Option<Payload>, StoreError>;
+    /// The stored requests of several deliveries in one read, in the
+    /// order asked (None: pruned), stopping after the one that takes the
+    /// bodies past `max_bytes` (so the first always comes, and memory
+    /// stays bounded whatever the deliveries weigh).
+    async fn payloads(
+        &self,
+        delivery_ids: Vec<i64>,
+        max_bytes: u64,
+    ) -> Result<Vec<(i64, Option<Payload>)>, StoreError>;
     /// The GUIDs among `guids` that the journal holds, from any hook.
     async fn journaled(&self, guids: Vec<String>) -> Result<HashSet<String>, StoreError>;
 }
@@ -447,6 +456,44 @@ pub trait Jobs: Send + Sync {
     async fn record(
         &self,
         job: &Job,
+        sink: &str,
+        partition: &str,
+        fence: &Fence,
+        attempt: Attempt,
+        limit: jobs::Limit,
+        retry_at_ms: i64,
+        lease_ms: i64,
+    ) -> Result<After, StoreError> {
+        let one = std::slice::from_ref(job);
+        let (done, failed): (&[Job], &[Job]) = match attempt.outcome {
+            jobs::Outcome::Done => (one, &[]),
+            _ => (&[], one),
+        };
+        self.record_batch(
+            done,
+            failed,
+            sink,
+            partition,
+            fence,
+            attempt,
+            limit,
+            retry_at_ms,
+            lease_ms,
+        )
+        .await
+    }
+    /// One attempt that carried several jobs (a batch), as [`Jobs::record`]
+    /// in one transaction under the fence: each of `done` is done with
+    /// the attempt as a success; each of `failed` moves on by the
+    /// attempt's outcome, as `record` moves a job (a hold names the
+    /// first of them to die). Jobs in neither are not touched. Says where
+    /// the first of `failed` stands ([`After::Done`] when none failed),
+    /// or [`After::LeaseLost`] with nothing written.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_batch(
+        &self,
+        done: &[Job],
+        failed: &[Job],
         sink: &str,
         partition: &str,
         fence: &Fence,

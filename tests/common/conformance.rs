@@ -538,6 +538,113 @@ pub async fn holds<S: Deliveries + Jobs + Operator + ?Sized>(journal: &S) {
     ));
 }
 
+/// A batch's attempt is recorded whole in one transaction: its done jobs
+/// done, each failed one moved on by the outcome, the others untouched;
+/// a stale fence writes nothing. Payloads come in the order asked, gone
+/// ones as None, within a byte budget.
+pub async fn batches<S: Deliveries + Jobs + Operator + ?Sized>(journal: &S) {
+    use gatehouse::store::jobs::OnDead;
+    let now = gatehouse::clock::now_ms();
+    for g in ["b1", "b2", "b3", "b4"] {
+        append(journal, "acme", g).await;
+    }
+    let jobs = journal.pending("ci", "acme", None, 10).await.unwrap();
+    assert_eq!(jobs.len(), 4);
+    let ids: Vec<i64> = jobs.iter().map(|j| j.delivery_id).collect();
+    let read = journal.payloads(ids.clone(), u64::MAX).await.unwrap();
+    assert_eq!(read.iter().map(|r| r.0).collect::<Vec<_>>(), ids);
+    assert!(read.iter().all(|r| r.1.is_some()));
+    let one = read[0].1.as_ref().unwrap().body.len() as u64;
+    let capped = journal.payloads(ids.clone(), one).await.unwrap();
+    assert_eq!(capped.len(), 2, "stops after the one past the budget");
+    let missing = journal.payloads(vec![ids[0], -1], u64::MAX).await.unwrap();
+    assert!(missing[1].1.is_none(), "a gone one is None");
+
+    let limit = Limit {
+        max_attempts: 3,
+        on_dead: OnDead::Hold,
+    };
+    let stale = claim(journal, "w", now).await.unwrap();
+    journal.release("ci", "acme", &stale).await.unwrap();
+    let fence = claim(journal, "w", now).await.unwrap();
+    let lost = journal
+        .record_batch(
+            &jobs[..2],
+            &jobs[2..3],
+            "ci",
+            "acme",
+            &stale,
+            failed_at(now),
+            limit,
+            now + 1000,
+            LEASE_MS,
+        )
+        .await
+        .unwrap();
+    assert_eq!(lost, After::LeaseLost);
+    assert_eq!(
+        journal.pending("ci", "acme", None, 10).await.unwrap().len(),
+        4
+    );
+    let after = journal
+        .record_batch(
+            &jobs[..2],
+            &jobs[2..3],
+            "ci",
+            "acme",
+            &fence,
+            failed_at(now),
+            limit,
+            now + 1000,
+            LEASE_MS,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        after,
+        After::Retry {
+            next_at_ms: now + 1000
+        }
+    );
+    let left = journal.pending("ci", "acme", None, 10).await.unwrap();
+    assert_eq!(
+        left.iter()
+            .map(|j| (j.id, j.attempts, j.next_at_ms))
+            .collect::<Vec<_>>(),
+        [
+            (jobs[2].id, 1, now + 1000),
+            (jobs[3].id, 0, jobs[3].next_at_ms)
+        ],
+        "the failed one counted and due later; the last untouched"
+    );
+    for (i, job) in jobs[..2].iter().enumerate() {
+        let shown = journal.show(job.delivery_id).await.unwrap().unwrap();
+        let j = &shown.jobs[0];
+        assert_eq!((j.state.as_str(), j.attempts), ("done", 1), "b{}", i + 1);
+        assert_eq!(j.history.len(), 1);
+        assert_eq!(j.history[0].outcome, "done");
+        assert_eq!(j.history[0].error, None, "done, whatever the rest came to");
+    }
+    let last = journal.show(jobs[3].delivery_id).await.unwrap().unwrap();
+    assert!(last.jobs[0].history.is_empty(), "not reached: no attempt");
+    // All done at once.
+    let rest = journal.pending("ci", "acme", None, 10).await.unwrap();
+    let mut ok = failed_at(now);
+    ok.outcome = Outcome::Done;
+    let after = journal
+        .record_batch(&rest, &[], "ci", "acme", &fence, ok, limit, now, LEASE_MS)
+        .await
+        .unwrap();
+    assert_eq!(after, After::Done);
+    assert!(
+        journal
+            .pending("ci", "acme", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// A strict route's dead head holds its partition until it is retried or
 /// skipped, in the transaction that buried it; `skip` lets order move on
 /// and says where it broke.

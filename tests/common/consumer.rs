@@ -1,6 +1,7 @@
 //! A consumer for forwarded deliveries on a loopback port: it records what
 //! arrives and the most requests ever in flight per organisation, and
-//! answers as a test scripts it.
+//! answers as a test scripts it. A batch (`X-Gatehouse-Batch`) is recorded
+//! as one arrival per delivery it carries, in order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,24 @@ pub struct Arrival {
     pub headers: HeaderMap,
     pub body: Vec<u8>,
     pub at: Instant,
+    /// Set when the delivery came in a batch.
+    pub batch: Option<BatchInfo>,
 }
+
+/// Where in which batch request a delivery came.
+#[derive(Clone, Debug)]
+pub struct BatchInfo {
+    /// The batch requests' count so far, from 0.
+    pub request: usize,
+    pub index: usize,
+    pub size: usize,
+    /// The whole request body, as signed.
+    pub body: Arc<Vec<u8>>,
+}
+
+/// Decides the answer to a batch (its deliveries, in order): status and
+/// body.
+pub type BatchScript = Arc<dyn Fn(&[Arrival]) -> (u16, String) + Send + Sync>;
 
 /// Decides the answer to each arrival (status and extra headers).
 pub type Script = Arc<dyn Fn(&Arrival, usize) -> (u16, Vec<(&'static str, String)>) + Send + Sync>;
@@ -40,6 +58,8 @@ struct St {
     in_flight: Arc<Mutex<(HashMap<String, usize>, usize)>>,
     delay: Duration,
     script: Script,
+    batch_script: BatchScript,
+    batches: Arc<Mutex<usize>>,
 }
 
 fn org_of(body: &[u8]) -> String {
@@ -54,6 +74,9 @@ fn org_of(body: &[u8]) -> String {
 }
 
 async fn receive(State(s): State<St>, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    if headers.contains_key("x-gatehouse-batch") {
+        return receive_batch(s, headers, body).await;
+    }
     let arrival = Arrival {
         guid: headers
             .get("x-github-delivery")
@@ -69,6 +92,7 @@ async fn receive(State(s): State<St>, headers: HeaderMap, body: bytes::Bytes) ->
         headers,
         body: body.to_vec(),
         at: Instant::now(),
+        batch: None,
     };
     {
         let mut f = s.in_flight.lock().unwrap();
@@ -105,7 +129,74 @@ async fn receive(State(s): State<St>, headers: HeaderMap, body: bytes::Bytes) ->
     r
 }
 
+/// A batch: JSON array or NDJSON of `{"headers", "payload"}`.
+async fn receive_batch(s: St, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    let ndjson = headers
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes() == b"application/x-ndjson");
+    let items: Vec<serde_json::Value> = if ndjson {
+        body.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("an NDJSON line"))
+            .collect()
+    } else {
+        serde_json::from_slice(&body).expect("a JSON array")
+    };
+    let request = {
+        let mut n = s.batches.lock().unwrap();
+        *n += 1;
+        *n - 1
+    };
+    let whole = Arc::new(body.to_vec());
+    let size = items.len();
+    let arrivals: Vec<Arrival> = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let h = &item["headers"];
+            let payload = serde_json::to_vec(&item["payload"]).unwrap();
+            Arrival {
+                guid: h["x-github-delivery"].as_str().unwrap_or("").to_string(),
+                org: org_of(&payload),
+                attempt: h["x-gatehouse-attempt"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                headers: headers.clone(),
+                body: payload,
+                at: Instant::now(),
+                batch: Some(BatchInfo {
+                    request,
+                    index,
+                    size,
+                    body: whole.clone(),
+                }),
+            }
+        })
+        .collect();
+    let org = arrivals.first().map_or("-".to_string(), |a| a.org.clone());
+    {
+        let mut f = s.in_flight.lock().unwrap();
+        let n = f.0.entry(org.clone()).or_insert(0);
+        *n += 1;
+        let n = *n;
+        let mut m = s.c.max_in_flight.lock().unwrap();
+        let e = m.entry(org.clone()).or_insert(0);
+        *e = (*e).max(n);
+    }
+    tokio::time::sleep(s.delay).await;
+    let (status, answer) = (s.batch_script)(&arrivals);
+    s.c.arrivals.lock().unwrap().extend(arrivals);
+    *s.in_flight.lock().unwrap().0.get_mut(&org).unwrap() -= 1;
+    (http::StatusCode::from_u16(status).unwrap(), answer).into_response()
+}
+
 pub async fn start(delay: Duration, script: Script) -> Consumer {
+    start_with(delay, script, Arc::new(|_| (200, String::new()))).await
+}
+
+/// A consumer that answers batches as `batches` says.
+pub async fn start_with(delay: Duration, script: Script, batches: BatchScript) -> Consumer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let c = Consumer {
         url: format!("http://{}/hook", listener.local_addr().unwrap()),
@@ -118,6 +209,8 @@ pub async fn start(delay: Duration, script: Script) -> Consumer {
         in_flight: Arc::default(),
         delay,
         script,
+        batch_script: batches,
+        batches: Arc::default(),
     };
     let app = Router::new().route("/hook", post(receive)).with_state(st);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

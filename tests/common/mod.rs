@@ -293,6 +293,8 @@ pub fn route(name: &str, url: &str) -> gatehouse::config::RouteConfig {
         on_dead: None,
         github_budget: false,
         breaker: Default::default(),
+        batch: None,
+        coalesce: None,
     }
 }
 

@@ -550,6 +550,69 @@ impl crate::store::Deliveries for Postgres {
         }))
     }
 
+    async fn payloads(
+        &self,
+        delivery_ids: Vec<i64>,
+        max_bytes: u64,
+    ) -> Result<Vec<(i64, Option<Payload>)>, StoreError> {
+        let client = self.client("payloads").await?;
+        // Sizes first, so only what fits the budget crosses the wire.
+        let sizes: std::collections::HashMap<i64, i64> = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT delivery_id, octet_length(body)::BIGINT FROM delivery_payloads
+                 WHERE delivery_id = ANY($1)",
+                    )
+                    .await
+                    .map_err(read_err)?,
+                &[&delivery_ids],
+            )
+            .await
+            .map_err(read_err)?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut wanted = vec![];
+        let mut bytes = 0u64;
+        for &id in &delivery_ids {
+            if bytes > max_bytes {
+                break;
+            }
+            bytes += sizes.get(&id).copied().unwrap_or(0) as u64;
+            wanted.push(id);
+        }
+        let mut found: std::collections::HashMap<i64, Payload> = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT p.delivery_id, p.headers, p.body, d.recovered FROM delivery_payloads p
+                 JOIN deliveries d ON d.id = p.delivery_id WHERE p.delivery_id = ANY($1)",
+                    )
+                    .await
+                    .map_err(read_err)?,
+                &[&wanted],
+            )
+            .await
+            .map_err(read_err)?
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    Payload {
+                        headers: r.get(1),
+                        body: r.get(2),
+                        recovered: r.get(3),
+                    },
+                )
+            })
+            .collect();
+        Ok(wanted
+            .into_iter()
+            .map(|id| (id, found.remove(&id)))
+            .collect())
+    }
+
     /// Any hook: GitHub sends one GUID to every hook subscribed to an
     /// event.
     async fn journaled(&self, guids: Vec<String>) -> Result<HashSet<String>, StoreError> {

@@ -34,6 +34,96 @@ pub(super) async fn renew(
 }
 
 /// Appends an attempt to a job's history, numbered after the last one.
+/// A job's last attempt counted, and it is `state` (done or dead).
+async fn finish(
+    tx: &Transaction<'_>,
+    job_id: i64,
+    state: &str,
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        &tx.prepare_cached(
+            "UPDATE jobs SET state = $3, attempts = attempts + 1, updated_at_ms = $2 WHERE id = $1",
+        )
+        .await?,
+        &[&job_id, &now, &state],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves one job on after an attempt: done, paused partition, dead at
+/// the limit, or due again at `retry_at_ms`.
+#[allow(clippy::too_many_arguments)]
+async fn move_on(
+    tx: &Transaction<'_>,
+    job: &Job,
+    sink: &str,
+    partition: &str,
+    attempt: &Attempt,
+    limit: Limit,
+    retry_at_ms: i64,
+    now: i64,
+) -> Result<After, tokio_postgres::Error> {
+    insert_attempt(tx, job.id, attempt).await?;
+    Ok(match attempt.outcome {
+        Outcome::Done => {
+            finish(tx, job.id, "done", now).await?;
+            After::Done
+        }
+        Outcome::Pause { until_ms } => {
+            // The job keeps its place and its attempt count.
+            tx.execute(
+                &tx.prepare_cached(
+                    "UPDATE partitions SET paused_until_ms = $3, pause_reason = NULL
+                     WHERE sink = $1 AND partition_key = $2",
+                )
+                .await?,
+                &[&sink, &partition, &until_ms],
+            )
+            .await?;
+            After::Paused { until_ms }
+        }
+        Outcome::Failed if job.attempts + 1 >= limit.max_attempts => {
+            finish(tx, job.id, "dead", now).await?;
+            match limit.on_dead {
+                // The first to die holds the partition.
+                OnDead::Hold => {
+                    tx.execute(
+                        "UPDATE partitions SET dead_head = COALESCE(dead_head, $3)
+                         WHERE sink = $1 AND partition_key = $2",
+                        &[&sink, &partition, &job.id],
+                    )
+                    .await?;
+                }
+                OnDead::Skip => {
+                    tx.execute(
+                        "UPDATE jobs SET skipped_at_ms = $2, skipped_by = 'on_dead = skip' WHERE id = $1",
+                        &[&job.id, &now],
+                    )
+                    .await?;
+                }
+                OnDead::Unordered => {}
+            }
+            After::Dead
+        }
+        Outcome::Failed => {
+            tx.execute(
+                &tx.prepare_cached(
+                    "UPDATE jobs SET attempts = attempts + 1, next_at_ms = $2, updated_at_ms = $3
+                     WHERE id = $1",
+                )
+                .await?,
+                &[&job.id, &retry_at_ms, &now],
+            )
+            .await?;
+            After::Retry {
+                next_at_ms: retry_at_ms,
+            }
+        }
+    })
+}
+
 async fn insert_attempt(
     tx: &Transaction<'_>,
     job_id: i64,
@@ -292,9 +382,10 @@ impl crate::store::Jobs for Postgres {
         Ok(row.get(0))
     }
 
-    async fn record(
+    async fn record_batch(
         &self,
-        job: &Job,
+        done: &[Job],
+        failed: &[Job],
         sink: &str,
         partition: &str,
         fence: &Fence,
@@ -313,79 +404,22 @@ impl crate::store::Jobs for Postgres {
         {
             return Ok(After::LeaseLost);
         }
-        insert_attempt(&tx, job.id, &attempt)
-            .await
-            .map_err(write_err)?;
-        let after = match attempt.outcome {
-            Outcome::Done => {
-                tx.execute(
-                    &tx.prepare_cached("UPDATE jobs SET state = 'done', attempts = attempts + 1, updated_at_ms = $2
-                     WHERE id = $1").await.map_err(write_err)?,
-                    &[&job.id, &now],
-                )
+        let took = attempt.for_done();
+        for job in done {
+            insert_attempt(&tx, job.id, &took)
                 .await
                 .map_err(write_err)?;
-                After::Done
-            }
-            Outcome::Pause { until_ms } => {
-                // The job keeps its place and its attempt count.
-                tx.execute(
-                    &tx.prepare_cached(
-                        "UPDATE partitions SET paused_until_ms = $3, pause_reason = NULL
-                     WHERE sink = $1 AND partition_key = $2",
-                    )
-                    .await
-                    .map_err(write_err)?,
-                    &[&sink, &partition, &until_ms],
-                )
+            finish(&tx, job.id, "done", now).await.map_err(write_err)?;
+        }
+        let mut first = None;
+        for job in failed {
+            let after = move_on(&tx, job, sink, partition, &attempt, limit, retry_at_ms, now)
                 .await
                 .map_err(write_err)?;
-                After::Paused { until_ms }
-            }
-            Outcome::Failed if job.attempts + 1 >= limit.max_attempts => {
-                tx.execute(
-                    &tx.prepare_cached("UPDATE jobs SET state = 'dead', attempts = attempts + 1, updated_at_ms = $2
-                     WHERE id = $1").await.map_err(write_err)?,
-                    &[&job.id, &now],
-                )
-                .await
-                .map_err(write_err)?;
-                match limit.on_dead {
-                    OnDead::Hold => {
-                        tx.execute(
-                            "UPDATE partitions SET dead_head = $3 WHERE sink = $1 AND partition_key = $2",
-                            &[&sink, &partition, &job.id],
-                        )
-                        .await
-                        .map_err(write_err)?;
-                    }
-                    OnDead::Skip => {
-                        tx.execute(
-                            "UPDATE jobs SET skipped_at_ms = $2, skipped_by = 'on_dead = skip' WHERE id = $1",
-                            &[&job.id, &now],
-                        )
-                        .await
-                        .map_err(write_err)?;
-                    }
-                    OnDead::Unordered => {}
-                }
-                After::Dead
-            }
-            Outcome::Failed => {
-                tx.execute(
-                    &tx.prepare_cached("UPDATE jobs SET attempts = attempts + 1, next_at_ms = $2, updated_at_ms = $3
-                     WHERE id = $1").await.map_err(write_err)?,
-                    &[&job.id, &retry_at_ms, &now],
-                )
-                .await
-                .map_err(write_err)?;
-                After::Retry {
-                    next_at_ms: retry_at_ms,
-                }
-            }
-        };
+            first.get_or_insert(after);
+        }
         tx.commit().await.map_err(write_err)?;
-        Ok(after)
+        Ok(first.unwrap_or(After::Done))
     }
 
     async fn pause_partition(

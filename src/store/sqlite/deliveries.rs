@@ -41,6 +41,16 @@ impl crate::store::Deliveries for Sqlite {
         self.reader.run(move |r| r.payload(delivery_id)).await
     }
 
+    async fn payloads(
+        &self,
+        delivery_ids: Vec<i64>,
+        max_bytes: u64,
+    ) -> Result<Vec<(i64, Option<Payload>)>, StoreError> {
+        self.reader
+            .run(move |r| r.payloads(&delivery_ids, max_bytes))
+            .await
+    }
+
     /// Any hook: GitHub sends one GUID to every hook subscribed to an
     /// event.
     async fn journaled(&self, guids: Vec<String>) -> Result<HashSet<String>, StoreError> {

@@ -160,12 +160,14 @@ impl crate::store::Jobs for Sqlite {
         .await
     }
 
-    /// Records an attempt and moves the job on, renewing the lease, in one
+    /// Records one attempt that carried `done` and `failed` (a batch, or
+    /// one job) and moves each job on, renewing the lease, in one
     /// transaction; or, when the fence no longer holds, writes nothing and
     /// says [`After::LeaseLost`].
-    async fn record(
+    async fn record_batch(
         &self,
-        job: &Job,
+        done: &[Job],
+        failed: &[Job],
         sink: &str,
         partition: &str,
         fence: &Fence,
@@ -174,71 +176,40 @@ impl crate::store::Jobs for Sqlite {
         retry_at_ms: i64,
         lease_ms: i64,
     ) -> Result<After, StoreError> {
-        let (job, sink, partition, fence) = (
-            job.clone(),
+        let (done, failed, sink, partition, fence) = (
+            done.to_vec(),
+            failed.to_vec(),
             sink.to_string(),
             partition.to_string(),
             fence.clone(),
         );
-        self
-        .write(move |tx| {
+        self.write(move |tx| {
             let now = attempt.started_at_ms + attempt.duration_ms;
             // The renewal is the fence check: one statement, first, so a
             // lost lease writes nothing.
             if !renew(tx, &sink, &partition, &fence, now + lease_ms)? {
                 return Ok(After::LeaseLost);
             }
-            insert_attempt(tx, job.id, &attempt)?;
-            let after = match attempt.outcome {
-                Outcome::Done => {
-                    tx.execute(
-                        "UPDATE jobs SET state = 'done', attempts = attempts + 1, updated_at_ms = ?2 WHERE id = ?1",
-                        params![job.id, now],
-                    )?;
-                    After::Done
-                }
-                Outcome::Pause { until_ms } => {
-                    // The job keeps its place and its attempt count.
-                    tx.execute(
-                        "UPDATE partitions SET paused_until_ms = ?3, pause_reason = NULL
-                         WHERE sink = ?1 AND partition_key = ?2",
-                        params![sink, partition, until_ms],
-                    )?;
-                    After::Paused { until_ms }
-                }
-                Outcome::Failed if job.attempts + 1 >= limit.max_attempts => {
-                    tx.execute(
-                        "UPDATE jobs SET state = 'dead', attempts = attempts + 1, updated_at_ms = ?2 WHERE id = ?1",
-                        params![job.id, now],
-                    )?;
-                    match limit.on_dead {
-                        OnDead::Hold => {
-                            tx.execute(
-                                "UPDATE partitions SET dead_head = ?3 WHERE sink = ?1 AND partition_key = ?2",
-                                params![sink, partition, job.id],
-                            )?;
-                        }
-                        OnDead::Skip => {
-                            tx.execute(
-                                "UPDATE jobs SET skipped_at_ms = ?2, skipped_by = 'on_dead = skip' WHERE id = ?1",
-                                params![job.id, now],
-                            )?;
-                        }
-                        OnDead::Unordered => {}
-                    }
-                    After::Dead
-                }
-                Outcome::Failed => {
-                    tx.execute(
-                        "UPDATE jobs SET attempts = attempts + 1, next_at_ms = ?2, updated_at_ms = ?3 WHERE id = ?1",
-                        params![job.id, retry_at_ms, now],
-                    )?;
-                    After::Retry {
-                        next_at_ms: retry_at_ms,
-                    }
-                }
-            };
-            Ok(after)
+            let took = attempt.for_done();
+            for job in &done {
+                insert_attempt(tx, job.id, &took)?;
+                finish(tx, job.id, "done", now)?;
+            }
+            let mut first = None;
+            for job in &failed {
+                let after = move_on(
+                    tx,
+                    job,
+                    &sink,
+                    &partition,
+                    &attempt,
+                    limit,
+                    retry_at_ms,
+                    now,
+                )?;
+                first.get_or_insert(after);
+            }
+            Ok(first.unwrap_or(After::Done))
         })
         .await
     }
@@ -426,6 +397,81 @@ pub(super) fn close(
 }
 
 /// Appends an attempt to a job's history, numbered after the last one.
+/// A job's last attempt counted, and it is `state` (done or dead).
+fn finish(
+    tx: &rusqlite::Transaction<'_>,
+    job_id: i64,
+    state: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE jobs SET state = ?3, attempts = attempts + 1, updated_at_ms = ?2 WHERE id = ?1",
+    )?
+    .execute(params![job_id, now, state])?;
+    Ok(())
+}
+
+/// Moves one job on after an attempt: done, paused partition, dead at
+/// the limit, or due again at `retry_at_ms`.
+#[allow(clippy::too_many_arguments)]
+fn move_on(
+    tx: &rusqlite::Transaction<'_>,
+    job: &Job,
+    sink: &str,
+    partition: &str,
+    attempt: &Attempt,
+    limit: Limit,
+    retry_at_ms: i64,
+    now: i64,
+) -> rusqlite::Result<After> {
+    insert_attempt(tx, job.id, attempt)?;
+    Ok(match attempt.outcome {
+        Outcome::Done => {
+            finish(tx, job.id, "done", now)?;
+            After::Done
+        }
+        Outcome::Pause { until_ms } => {
+            // The job keeps its place and its attempt count.
+            tx.execute(
+                "UPDATE partitions SET paused_until_ms = ?3, pause_reason = NULL
+                 WHERE sink = ?1 AND partition_key = ?2",
+                params![sink, partition, until_ms],
+            )?;
+            After::Paused { until_ms }
+        }
+        Outcome::Failed if job.attempts + 1 >= limit.max_attempts => {
+            finish(tx, job.id, "dead", now)?;
+            match limit.on_dead {
+                // The first to die holds the partition.
+                OnDead::Hold => {
+                    tx.execute(
+                        "UPDATE partitions SET dead_head = COALESCE(dead_head, ?3)
+                         WHERE sink = ?1 AND partition_key = ?2",
+                        params![sink, partition, job.id],
+                    )?;
+                }
+                OnDead::Skip => {
+                    tx.execute(
+                        "UPDATE jobs SET skipped_at_ms = ?2, skipped_by = 'on_dead = skip' WHERE id = ?1",
+                        params![job.id, now],
+                    )?;
+                }
+                OnDead::Unordered => {}
+            }
+            After::Dead
+        }
+        Outcome::Failed => {
+            tx.execute(
+                "UPDATE jobs SET attempts = attempts + 1, next_at_ms = ?2, updated_at_ms = ?3 WHERE id = ?1",
+                params![job.id, retry_at_ms, now],
+            )?;
+            After::Retry {
+                next_at_ms: retry_at_ms,
+            }
+        }
+    })
+}
+
 fn insert_attempt(
     tx: &rusqlite::Transaction<'_>,
     job_id: i64,

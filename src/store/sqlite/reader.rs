@@ -99,6 +99,42 @@ impl Reader {
     }
 
     /// The stored headers and raw body of one delivery.
+    /// Several requests on one connection, in order, until `max_bytes`
+    /// of bodies is passed (None: pruned).
+    pub fn payloads(
+        &self,
+        ids: &[i64],
+        max_bytes: u64,
+    ) -> Result<Vec<(i64, Option<Payload>)>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn
+            .prepare_cached(
+                "SELECT p.headers, p.body, d.recovered FROM delivery_payloads p
+                 JOIN deliveries d ON d.id = p.delivery_id WHERE p.delivery_id = ?1",
+            )
+            .map_err(read_err)?;
+        let mut out = Vec::with_capacity(ids.len());
+        let mut bytes = 0u64;
+        for &id in ids {
+            if bytes > max_bytes {
+                break;
+            }
+            let found = st
+                .query_row([id], |r| {
+                    Ok(Payload {
+                        headers: r.get(0)?,
+                        body: r.get(1)?,
+                        recovered: r.get(2)?,
+                    })
+                })
+                .optional()
+                .map_err(read_err)?;
+            bytes += found.as_ref().map_or(0, |p| p.body.len() as u64);
+            out.push((id, found));
+        }
+        Ok(out)
+    }
+
     pub fn payload(&self, id: i64) -> Result<Option<Payload>, StoreError> {
         self.conn()?
             .query_row(
