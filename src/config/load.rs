@@ -465,7 +465,7 @@ mod tests {
         );
         let e = err(&format!("{base}coalesce = \"pull_request\"\n"));
         assert!(
-            e.contains("coalesce merges events into batches: set batch too"),
+            e.contains("t.toml:6: routes[0].coalesce: route \"ci\": coalesce merges events into batches: set batch too"),
             "{e}"
         );
         let e = err(&format!("{base}batch = {{ max = 0 }}\n"));

@@ -324,15 +324,22 @@ impl RouteConfig {
         self.schedule().map_or(1, |s| s.max_attempts())
     }
 
-    /// The route's batching (None: one delivery per request); Err says
-    /// what in `batch` or `coalesce` is wrong.
-    pub fn batching(&self) -> Result<Option<Batching>, String> {
+    /// The route's batching (None: one delivery per request); Err names
+    /// the key (`batch` or `coalesce`) and what is wrong with it.
+    pub fn batching(&self) -> Result<Option<Batching>, (&'static str, String)> {
         let Some(b) = &self.batch else {
             return match self.coalesce {
-                Some(_) => Err("coalesce merges events into batches: set batch too".into()),
+                Some(_) => Err((
+                    "coalesce",
+                    "coalesce merges events into batches: set batch too".into(),
+                )),
                 None => Ok(None),
             };
         };
+        self.batch_of(b).map(Some).map_err(|e| ("batch", e))
+    }
+
+    fn batch_of(&self, b: &BatchConfig) -> Result<Batching, String> {
         if b.max == 0 || b.max > BATCH_MAX {
             return Err(format!(
                 "batch.max {} must be between 1 and {BATCH_MAX}",
@@ -351,13 +358,13 @@ impl RouteConfig {
         if b.max_bytes == 0 {
             return Err("batch.max_bytes must be at least 1".into());
         }
-        Ok(Some(Batching {
+        Ok(Batching {
             max: b.max,
             wait,
             max_bytes: b.max_bytes,
             format: b.format,
             coalesce: self.coalesce,
-        }))
+        })
     }
 
     /// How the route sends, in words: one delivery per request, or its
@@ -366,7 +373,7 @@ impl RouteConfig {
         match self.batching() {
             Ok(None) => "one delivery per request".into(),
             Ok(Some(b)) => b.summary(),
-            Err(e) => e,
+            Err((_, e)) => e,
         }
     }
 

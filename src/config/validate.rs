@@ -398,11 +398,8 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
                 ),
             );
         }
-        if let Err(why) = r.batching() {
-            push(
-                &mut out,
-                (key("batch"), format!("route {:?}: {why}", r.name)),
-            );
+        if let Err((k, why)) = r.batching() {
+            push(&mut out, (key(k), format!("route {:?}: {why}", r.name)));
         }
         if let Err(why) = r.breaker.times() {
             push(

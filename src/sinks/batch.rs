@@ -28,13 +28,40 @@ pub struct Item {
 /// Which pull request an event is about: (repository, number).
 type PullKey = (String, u64);
 
+/// Head commits of pull requests a route has seen, so a `status` event
+/// (which names only its commit) finds its pull request even when no
+/// other event of it is pending. Bounded: forgotten all at once when
+/// full; a status it cannot place goes as an event about no pull
+/// request, which keeps order.
+#[derive(Default)]
+pub struct Heads {
+    by_sha: HashMap<(String, String), u64>,
+}
+
+impl Heads {
+    const MAX: usize = 10_000;
+
+    fn learn(&mut self, repo: &str, sha: String, number: u64) {
+        if self.by_sha.len() >= Heads::MAX {
+            self.by_sha.clear();
+        }
+        self.by_sha.insert((repo.to_string(), sha), number);
+    }
+
+    fn find(&self, repo: &str, sha: &str) -> Option<u64> {
+        self.by_sha
+            .get(&(repo.to_string(), sha.to_string()))
+            .copied()
+    }
+}
+
 /// Takes the next batch from `queue` (pending jobs in journal order, the
 /// head first), leaving the rest in order. At most `b.max` deliveries and,
 /// past the first, `b.max_bytes` of payload.
-pub fn take(queue: &mut Vec<Item>, b: &Batching) -> Vec<Item> {
+pub fn take(queue: &mut Vec<Item>, b: &Batching, heads: &mut Heads) -> Vec<Item> {
     let picked: Vec<usize> = match b.coalesce {
         None => prefix(queue, b),
-        Some(Coalesce::PullRequest) => same_pull_request(queue, b),
+        Some(Coalesce::PullRequest) => same_pull_request(queue, b, heads),
     };
     let mut out = Vec::with_capacity(picked.len());
     // Remove from the back so earlier indices stay valid.
@@ -66,8 +93,8 @@ fn fits(taken: &[usize], bytes: u64, item: &Item, b: &Batching) -> bool {
 
 /// The head's pull request's events from the queue, or, when the head is
 /// about none, the events about none right behind it.
-fn same_pull_request(queue: &[Item], b: &Batching) -> Vec<usize> {
-    let keys = pull_keys(queue);
+fn same_pull_request(queue: &[Item], b: &Batching, heads: &mut Heads) -> Vec<usize> {
+    let keys = pull_keys(queue, heads);
     let head = keys.first().cloned().flatten();
     let mut bytes = 0u64;
     let mut out = vec![];
@@ -92,14 +119,22 @@ fn same_pull_request(queue: &[Item], b: &Batching) -> Vec<usize> {
 /// The pull request each queued event is about, where the payload says:
 /// `pull_request*` events, `issue_comment` on a pull request, `check_run`
 /// and `check_suite` naming exactly one, and `status` events whose commit
-/// is the head of a pull request seen in the queue before them.
-fn pull_keys(queue: &[Item]) -> Vec<Option<PullKey>> {
-    let mut by_sha: HashMap<String, PullKey> = HashMap::new();
-    queue
+/// is the head of a pull request seen (in the queue, or before).
+fn pull_keys(queue: &[Item], heads: &mut Heads) -> Vec<Option<PullKey>> {
+    enum Seen {
+        Pull(PullKey),
+        Commit(String, String),
+        Neither,
+    }
+    let seen: Vec<Seen> = queue
         .iter()
         .map(|item| {
-            let p = parsed(&item.payload)?;
-            let repo = p.repository.map(|r| r.full_name.to_lowercase())?;
+            let Some(p) = parsed(&item.payload) else {
+                return Seen::Neither;
+            };
+            let Some(repo) = p.repository.map(|r| r.full_name.to_lowercase()) else {
+                return Seen::Neither;
+            };
             let (number, sha) = if let Some(pr) = p.pull_request {
                 (Some(pr.number), pr.head.map(|h| h.sha))
             } else if let Some(issue) = p.issue.filter(|i| i.pull_request.is_some()) {
@@ -114,15 +149,23 @@ fn pull_keys(queue: &[Item]) -> Vec<Option<PullKey>> {
             };
             match (number, sha) {
                 (Some(n), sha) => {
-                    let key = (repo, n);
                     if let Some(sha) = sha {
-                        by_sha.insert(sha, key.clone());
+                        heads.learn(&repo, sha, n);
                     }
-                    Some(key)
+                    Seen::Pull((repo, n))
                 }
-                (None, Some(sha)) => by_sha.get(&sha).filter(|k| k.0 == repo).cloned(),
-                (None, None) => None,
+                (None, Some(sha)) => Seen::Commit(repo, sha),
+                (None, None) => Seen::Neither,
             }
+        })
+        .collect();
+    // Commits are placed after the whole queue was read: a pull request's
+    // later event names its head as well as an earlier one.
+    seen.into_iter()
+        .map(|s| match s {
+            Seen::Pull(key) => Some(key),
+            Seen::Commit(repo, sha) => heads.find(&repo, &sha).map(|n| (repo, n)),
+            Seen::Neither => None,
         })
         .collect()
 }
@@ -324,13 +367,16 @@ mod tests {
     #[test]
     fn a_plain_batch_is_the_head_and_those_right_behind_it() {
         let mut q: Vec<Item> = (1..=5).map(|i| item(i, "{}")).collect();
-        assert_eq!(ids(&take(&mut q, &batching(3, None))), [1, 2, 3]);
+        assert_eq!(
+            ids(&take(&mut q, &batching(3, None), &mut Heads::default())),
+            [1, 2, 3]
+        );
         assert_eq!(ids(&q), [4, 5]);
         let mut b = batching(10, None);
         b.max_bytes = 5;
         let mut q = vec![item(1, "{\"a\":1234}"), item(2, "{}")];
         assert_eq!(
-            ids(&take(&mut q, &b)),
+            ids(&take(&mut q, &b, &mut Heads::default())),
             [1],
             "one always goes, then bytes bound"
         );
@@ -354,11 +400,31 @@ mod tests {
             pr(6, 7, "aaa"),
         ];
         let c = batching(10, Some(Coalesce::PullRequest));
-        assert_eq!(ids(&take(&mut q, &c)), [1, 3, 4], "stops at the push");
-        assert_eq!(ids(&take(&mut q, &c)), [2]);
-        assert_eq!(ids(&take(&mut q, &c)), [5], "events about none go alone");
-        assert_eq!(ids(&take(&mut q, &c)), [6]);
+        let mut heads = Heads::default();
+        assert_eq!(
+            ids(&take(&mut q, &c, &mut heads)),
+            [1, 3, 4],
+            "stops at the push"
+        );
+        assert_eq!(ids(&take(&mut q, &c, &mut heads)), [2]);
+        assert_eq!(
+            ids(&take(&mut q, &c, &mut heads)),
+            [5],
+            "events about none go alone"
+        );
+        assert_eq!(ids(&take(&mut q, &c, &mut heads)), [6]);
         assert!(q.is_empty());
+        // A status placed by a later event of its pull request, or by one
+        // seen before.
+        let mut q = vec![status(7, "ccc"), pr(8, 9, "ccc"), status(9, "aaa")];
+        assert_eq!(ids(&take(&mut q, &c, &mut heads)), [7, 8]);
+        assert_eq!(ids(&take(&mut q, &c, &mut heads)), [9], "pull request 7's");
+        let mut q = vec![status(10, "zzz"), pr(11, 7, "aaa")];
+        assert_eq!(
+            ids(&take(&mut q, &c, &mut Heads::default())),
+            [10],
+            "a commit no pull request names is about none"
+        );
     }
 
     #[test]

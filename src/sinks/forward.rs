@@ -261,6 +261,8 @@ pub struct ForwardSink {
     /// `github_budget`: the pool whose budgets pause an organisation.
     budgets: Option<std::sync::Arc<crate::github::Pool>>,
     breaker: Option<Breaker>,
+    /// Pull requests' head commits seen, for `coalesce`.
+    heads: std::sync::Mutex<batch::Heads>,
 }
 
 impl ForwardSink {
@@ -277,6 +279,7 @@ impl ForwardSink {
             client,
             budgets: None,
             breaker,
+            heads: Default::default(),
         }
     }
 
@@ -449,6 +452,7 @@ impl ForwardSink {
                 self.batching
                     .as_ref()
                     .expect("a read-ahead queue is a batching route's"),
+                &mut self.heads.lock().expect("heads"),
             ),
             Queue::One(q) => {
                 let job = q.pop_front().expect("a head");
