@@ -613,3 +613,48 @@ async fn the_app_itself_reads_its_hook_deliveries_one_request_at_a_time() {
     assert_eq!("app:101".parse::<CredId>().unwrap(), CredId::App(101));
     assert_eq!(CredId::App(101).to_string(), "app:101");
 }
+
+/// GitHub Enterprise Server releases still word a secondary limit the old
+/// way ("abuse detection mechanism"), and a 403 may carry only
+/// `retry-after`: each pauses the credential that met it, and the next
+/// request goes to another.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_older_abuse_wording_and_a_bare_retry_after_pause_the_credential() {
+    let abuse = "You have triggered an abuse detection mechanism. Please wait a few minutes before you try again.";
+    for (message, retry_after) in [(abuse, None), ("Forbidden", Some(30))] {
+        let mut c = two_apps();
+        let mut limited = FaultConfig::new("GET /repos/**");
+        limited.credential = Some("installation:11".into());
+        limited.error_rate = 1.0;
+        limited.error_status = 403;
+        limited.message = Some(message.into());
+        limited.retry_after_secs = retry_after;
+        limited.max_hits = Some(1);
+        c.faults.push(limited);
+        let hub = FakeHub::start(c).await.unwrap();
+        let p = pool(&hub, &[(101, "app-a.pem")], &["ghp_pooltoken"]);
+        let installation = CredId::Installation {
+            app: 101,
+            installation: 11,
+        };
+        let first = p
+            .send("octo-org", Request::get("/repos/octo-org/widgets"))
+            .await
+            .unwrap();
+        assert_eq!(first.status, 403);
+        assert_eq!(first.credential, installation);
+        assert!(
+            String::from_utf8_lossy(&first.body).contains(message),
+            "fakehub said it"
+        );
+        let seen = p.snapshot();
+        let paused = seen.iter().find(|c| c.id == installation).unwrap().paused;
+        assert!(paused, "{message}: the installation is paused");
+        let next = p
+            .send("octo-org", Request::get("/repos/octo-org/widgets"))
+            .await
+            .unwrap();
+        assert_eq!(next.status, 200);
+        assert_eq!(next.credential, CredId::Token("bot".into()), "{message}");
+    }
+}

@@ -211,6 +211,10 @@ pub struct FaultConfig {
     /// message and `retry-after: N`.
     #[serde(default)]
     pub retry_after_secs: Option<u64>,
+    /// The error's message instead of GitHub's (GitHub's older secondary
+    /// limit said "You have triggered an abuse detection mechanism...").
+    #[serde(default)]
+    pub message: Option<String>,
     /// Stop injecting errors after this many.
     #[serde(default)]
     pub max_hits: Option<u64>,
@@ -394,6 +398,7 @@ impl FaultConfig {
             reset_rate: 0.0,
             credential: None,
             retry_after_secs: None,
+            message: None,
             max_hits: None,
         }
     }

@@ -24,6 +24,8 @@ pub struct Decision {
     pub error_status: Option<u16>,
     /// Answer as a secondary limit, with this retry-after.
     pub retry_after: Option<u64>,
+    /// The error's message, instead of GitHub's.
+    pub message: Option<String>,
 }
 
 impl Rule {
@@ -111,6 +113,7 @@ impl Faults {
             latency: Duration::from_millis(ms),
             error_status: error.then_some(c.error_status),
             retry_after: error.then_some(c.retry_after_secs).flatten(),
+            message: error.then(|| c.message.clone()).flatten(),
         }
     }
 }

@@ -185,7 +185,7 @@ async fn pipeline(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) -> 
     // In flight from here (including injected latency) until answered.
     let _in_flight = match hub.limits.enter(&cred) {
         Admission::Go(g) => g,
-        Admission::Secondary(after) => return secondary_limited(after),
+        Admission::Secondary(after) => return secondary_limited(after, None),
     };
     let fault = hub
         .faults
@@ -194,13 +194,14 @@ async fn pipeline(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) -> 
         tokio::time::sleep(fault.latency).await;
     }
     if let Some(status) = fault.error_status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let message = fault.message.as_deref();
         if let Some(after) = fault.retry_after {
-            let mut r = secondary_limited(after);
-            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+            let mut r = secondary_limited(after, message);
+            *r.status_mut() = status;
             return r;
         }
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-        return ApiError::new(status, "Server Error").into_response();
+        return ApiError::new(status, message.unwrap_or("Server Error")).into_response();
     }
     // `/rate_limit` is free; GraphQL charges points once it knows the cost.
     let charged = resource != Resource::Graphql && path != "/rate_limit";
@@ -238,10 +239,12 @@ async fn pipeline(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) -> 
     resp
 }
 
-fn secondary_limited(after: u64) -> Response {
+/// GitHub's answer to a secondary limit (its current message, unless
+/// `message` says otherwise), with `retry-after`.
+fn secondary_limited(after: u64, message: Option<&str>) -> Response {
     let mut r = ApiError {
         status: StatusCode::FORBIDDEN,
-        message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.".into(),
+        message: message.unwrap_or("You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID.").into(),
         docs: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
     }
     .into_response();

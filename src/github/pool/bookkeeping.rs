@@ -154,7 +154,8 @@ impl Slot {
     }
 
     /// Learns from an answer: the budget it reports, and secondary limits
-    /// (403/429 with `retry-after`, or GitHub's secondary-limit message).
+    /// (403/429 with `retry-after`, or GitHub's secondary-limit message,
+    /// current or the older "abuse detection" one).
     pub fn observe(
         &self,
         status: StatusCode,
@@ -182,9 +183,7 @@ impl Slot {
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let secondary = limited
-            && (retry_after.is_some()
-                || String::from_utf8_lossy(body).contains("secondary rate limit"));
+        let secondary = limited && (retry_after.is_some() || secondary_message(body));
         let mut paused_secs = None;
         if secondary {
             st.secondary_hits += 1;
@@ -199,6 +198,13 @@ impl Slot {
         }
         Observed { cost, paused_secs }
     }
+}
+
+/// GitHub's words for a secondary limit: today's, and the older wording
+/// GitHub Enterprise Server releases still send.
+fn secondary_message(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    text.contains("secondary rate limit") || text.contains("abuse detection mechanism")
 }
 
 #[cfg(test)]
@@ -293,6 +299,38 @@ pub(super) mod tests {
         assert_eq!(gql("4990"), 1, "the first report: no previous to compare");
         assert_eq!(gql("4975"), 15);
         assert_eq!(gql("4975"), 1, "a query costs at least one");
+    }
+
+    #[test]
+    fn the_older_abuse_wording_and_a_bare_retry_after_are_secondary_limits() {
+        let s = Slot::new(CredId::App(1));
+        let abuse = br#"{"message":"You have triggered an abuse detection mechanism. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/v3/#abuse-rate-limits"}"#;
+        let o = s.observe(
+            StatusCode::FORBIDDEN,
+            &HeaderMap::new(),
+            abuse,
+            Resource::Core,
+            NOW,
+        );
+        assert!((60..=90).contains(&o.paused_secs.unwrap()), "{o:?}");
+        let s = Slot::new(CredId::App(2));
+        let o = s.observe(
+            StatusCode::FORBIDDEN,
+            &headers(&[("retry-after", "45")]),
+            br#"{"message":"Forbidden"}"#,
+            Resource::Core,
+            NOW,
+        );
+        assert_eq!(o.paused_secs, Some(45));
+        // A 403 that is neither (no permission) pauses nothing.
+        let o = s.observe(
+            StatusCode::FORBIDDEN,
+            &HeaderMap::new(),
+            br#"{"message":"Resource not accessible by integration"}"#,
+            Resource::Core,
+            NOW + 60_000,
+        );
+        assert_eq!(o.paused_secs, None);
     }
 
     #[test]
