@@ -66,6 +66,8 @@ fn pool(hub: &FakeHub, apps: usize) -> Pool {
                 id: a as i64 + 1,
                 private_key: Some(Secret::new(key(&format!("{k}.pem")))),
                 private_key_file: None,
+                webhook: true,
+                purposes: gatehouse::config::Purpose::ALL.to_vec(),
             })
             .collect(),
         tokens: vec![],

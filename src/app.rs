@@ -163,6 +163,9 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
         None
     };
     let sources = crate::recovery::Source::all(&config);
+    for (source, why) in crate::recovery::Source::skipped(&config) {
+        tracing::info!(source, "recovery does not walk {source}: {why}");
+    }
     let recovery = pool
         .as_ref()
         .filter(|_| config.recovery.enabled && !sources.is_empty())

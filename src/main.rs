@@ -505,7 +505,7 @@ fn main() -> ExitCode {
         Command::Recovery { config, action } => {
             operate(config, async |config, store| match action {
                 RecoveryCmd::Status { walks: None, json } => {
-                    cli::recovery::status(store, json).await
+                    cli::recovery::status(config, store, json).await
                 }
                 RecoveryCmd::Status {
                     walks: Some(n),

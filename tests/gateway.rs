@@ -724,6 +724,7 @@ async fn two_org_gateway(confined_token: bool) -> (FakeHub, TestApp, String) {
             token: Some(gatehouse::config::Secret::new("pat-octo")),
             token_file: None,
             owners: vec!["octo-org".into()],
+            purposes: gatehouse::config::Purpose::ALL.to_vec(),
             confined: true,
         });
     }

@@ -658,3 +658,61 @@ async fn the_older_abuse_wording_and_a_bare_retry_after_pause_the_credential() {
         assert_eq!(next.credential, CredId::Token("bot".into()), "{message}");
     }
 }
+
+/// `purposes` keeps a credential to its jobs: the gateway never spends an
+/// App kept for recovery, recovery gets it, and a job no credential may
+/// serve is told which setting to change.
+#[tokio::test(flavor = "multi_thread")]
+async fn purposes_keep_a_credential_to_its_jobs() {
+    use gatehouse::config::Purpose;
+    use gatehouse::github::Reach;
+    let hub = FakeHub::start(two_apps()).await.unwrap();
+    let mut cfg = github_config(&hub, &[(101, "app-a.pem"), (202, "app-b.pem")], &[]);
+    cfg.apps[0].purposes = vec![Purpose::Gateway];
+    cfg.apps[1].purposes = vec![Purpose::Recovery];
+    let p = Pool::new(&cfg).unwrap();
+    let gateway = CredId::Installation {
+        app: 101,
+        installation: 11,
+    };
+    let recovery = CredId::Installation {
+        app: 202,
+        installation: 21,
+    };
+    for _ in 0..5 {
+        let a = p
+            .send_within(
+                "octo-org",
+                Reach::Any,
+                Request::get("/repos/octo-org/widgets"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.credential, gateway, "the gateway's");
+    }
+    let a = p
+        .send_for(
+            Purpose::Recovery,
+            "octo-org",
+            Request::get("/repos/octo-org/widgets"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.credential, recovery, "recovery's");
+    let e = p
+        .send_for(
+            Purpose::Sinks,
+            "octo-org",
+            Request::get("/repos/octo-org/widgets"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PoolError::NotForPurpose { .. }), "{e}");
+    assert!(
+        e.to_string().contains("add \"sinks\" to the purposes"),
+        "{e}"
+    );
+    let s = hub.stats();
+    assert_eq!(s.installations[&11].requests, 5);
+    assert_eq!(s.installations[&21].requests, 1);
+}

@@ -654,3 +654,67 @@ async fn missed_deliveries_are_asked_for_oldest_first_and_arrive_marked_recovere
     assert_eq!(forwarded, journal_order, "forwarded in journal order");
     t.stop().await;
 }
+
+/// An App configured with `webhook = false` has no delivery log: recovery
+/// never spends its JWT on one, and says so at start and in check-config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_app_without_webhooks_is_never_walked_and_the_operator_is_told() {
+    let port = free_port();
+    let hub = hub_for(port, |c| {
+        c.apps.push(
+            fakehub::Config::default()
+                .app(202, &key("app-b.pub.pem"), &[(21, "octo-org")])
+                .apps
+                .remove(0),
+        );
+    })
+    .await;
+    let missed = send(&hub, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), port, &hub);
+    c.github = github_config(&hub, &[(101, "app-a.pem"), (202, "app-b.pem")], &[]);
+    c.github.apps[1].webhook = false;
+    let sources: Vec<String> = gatehouse::recovery::Source::all(&c)
+        .iter()
+        .map(|s| s.name())
+        .collect();
+    assert_eq!(sources, ["app:101"]);
+    let t = TestApp::start_in(dir, c).await;
+    journaled_all(&t, &missed, Duration::from_secs(30)).await;
+    asked_once_each(&hub, 5).await;
+    let status = t.store().recovery_status().await.unwrap();
+    assert_eq!(
+        status.iter().map(|s| s.source.as_str()).collect::<Vec<_>>(),
+        ["app:101"]
+    );
+    assert!(
+        !hub.stats().tokens.contains_key("app:202"),
+        "App 202's JWT never spent: {:?}",
+        hub.stats().tokens.keys().collect::<Vec<_>>()
+    );
+    t.stop().await;
+
+    // check-config names it, with why.
+    let dir = tempfile::tempdir().unwrap();
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fakehub/testdata");
+    let file = binary::write_config(
+        dir.path(),
+        &dir.path().join("gatehouse.db"),
+        &format!(
+            "\n[github]\napi_url = \"{}\"\n\n[[github.apps]]\nid = 101\nprivate_key_file = {:?}\n\n[[github.apps]]\nid = 202\nprivate_key_file = {:?}\nwebhook = false\npurposes = [\"recovery\", \"sinks\"]\n",
+            hub.url(),
+            keys.join("app-a.pem"),
+            keys.join("app-b.pem")
+        ),
+    );
+    let (ok, out) = binary::run(&["check-config", "--config", file.to_str().unwrap()], None);
+    assert!(ok.success(), "{out}");
+    assert!(
+        out.contains("recovery     app:202 not walked: webhook = false"),
+        "{out}"
+    );
+    assert!(
+        out.contains("only for recovery, sinks; no webhook"),
+        "{out}"
+    );
+}

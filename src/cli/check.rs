@@ -92,12 +92,17 @@ pub fn summary(path: &std::path::Path, c: &Config) -> String {
     ));
     for a in &c.github.apps {
         line(format!(
-            "credential   app {} (key from {})",
+            "credential   app {} (key from {}; {}{})",
             a.id,
             a.private_key_file
                 .as_ref()
-                .map_or("the file".to_string(), |p| p.display().to_string())
+                .map_or("the file".to_string(), |p| p.display().to_string()),
+            purposes(&a.purposes),
+            if a.webhook { "" } else { "; no webhook" }
         ));
+    }
+    for (source, why) in crate::recovery::Source::skipped(c) {
+        line(format!("recovery     {source} not walked: {why}"));
     }
     for t in &c.github.tokens {
         let owners = if t.owners.is_empty() {
@@ -106,12 +111,13 @@ pub fn summary(path: &std::path::Path, c: &Config) -> String {
             t.owners.join(", ")
         };
         line(format!(
-            "credential   token {} for {owners}{} (from {})",
+            "credential   token {} for {owners}{} (from {}; {})",
             t.name,
             if t.confined { ", confined" } else { "" },
             t.token_file
                 .as_ref()
-                .map_or("the file".to_string(), |p| p.display().to_string())
+                .map_or("the file".to_string(), |p| p.display().to_string()),
+            purposes(&t.purposes)
         ));
     }
     if !c.github.apps.is_empty() || !c.github.tokens.is_empty() {
@@ -131,4 +137,13 @@ pub fn summary(path: &std::path::Path, c: &Config) -> String {
         ));
     }
     out.join("\n")
+}
+
+/// A credential's purposes, in words.
+fn purposes(p: &[crate::config::Purpose]) -> String {
+    if crate::config::Purpose::ALL.iter().all(|x| p.contains(x)) {
+        return "for every purpose".into();
+    }
+    let names: Vec<&str> = p.iter().map(|x| x.as_str()).collect();
+    format!("only for {}", names.join(", "))
 }

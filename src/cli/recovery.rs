@@ -8,16 +8,26 @@ use crate::config::Config;
 use crate::recovery::Source;
 use crate::store::Store;
 
-/// Each source's last walk and its last complete one.
-pub async fn status(store: &Store, json: bool) -> Result<(), CliError> {
+/// Each source's last walk and its last complete one; then (in text) the
+/// Apps recovery leaves alone, and why.
+pub async fn status(config: &Config, store: &Store, json: bool) -> Result<(), CliError> {
     let now = crate::clock::now_ms();
     let rows = store.recovery_status().await?;
+    let skipped = Source::skipped(config);
+    // The JSON stays the walks' rows; the Apps left alone are the
+    // config's, which check-config prints too.
     if json {
         super::print_json(&rows);
         return Ok(());
     }
+    let say_skipped = || {
+        for (source, why) in &skipped {
+            println!("{source}: not walked: {why}");
+        }
+    };
     if rows.is_empty() {
         println!("no recovery walk yet");
+        say_skipped();
         return Ok(());
     }
     println!(
@@ -53,6 +63,7 @@ pub async fn status(store: &Store, json: bool) -> Result<(), CliError> {
             println!("  last error: {}", super::safe(e));
         }
     }
+    say_skipped();
     Ok(())
 }
 

@@ -41,6 +41,14 @@ pub struct GithubHookConfig {
     pub id: i64,
 }
 
+impl GithubConfig {
+    /// Whether some App or token may be spent on `purpose`.
+    pub fn spends_on(&self, purpose: Purpose) -> bool {
+        self.apps.iter().any(|a| a.purposes.contains(&purpose))
+            || self.tokens.iter().any(|t| t.purposes.contains(&purpose))
+    }
+}
+
 impl Default for GithubConfig {
     fn default() -> Self {
         GithubConfig {
@@ -56,6 +64,38 @@ impl Default for GithubConfig {
     }
 }
 
+/// What gatehouse may spend a credential on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    /// Clients' requests through the API gateway.
+    Gateway,
+    /// The sinks' consumers: the budget `github_budget` routes follow.
+    Sinks,
+    /// Walking delivery logs and asking for redeliveries.
+    Recovery,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 3] = [Purpose::Gateway, Purpose::Sinks, Purpose::Recovery];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Gateway => "gateway",
+            Purpose::Sinks => "sinks",
+            Purpose::Recovery => "recovery",
+        }
+    }
+}
+
+fn all_purposes() -> Vec<Purpose> {
+    Purpose::ALL.to_vec()
+}
+
+fn yes() -> bool {
+    true
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GithubAppConfig {
@@ -65,6 +105,13 @@ pub struct GithubAppConfig {
     pub private_key: Option<Secret>,
     #[serde(default)]
     pub private_key_file: Option<PathBuf>,
+    /// The App sends webhooks (false: it has none, and recovery does not
+    /// walk its delivery log).
+    #[serde(default = "yes")]
+    pub webhook: bool,
+    /// What its installations (and its own JWT) may be spent on.
+    #[serde(default = "all_purposes")]
+    pub purposes: Vec<Purpose>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +125,9 @@ pub struct GithubTokenConfig {
     /// Owners this token may be used for; empty = any.
     #[serde(default)]
     pub owners: Vec<String>,
+    /// What it may be spent on.
+    #[serde(default = "all_purposes")]
+    pub purposes: Vec<Purpose>,
     /// The operator declares that this token can reach nothing beyond
     /// `owners` (a fine-grained token whose resource owner is that
     /// organisation): only such tokens, and App installations, serve

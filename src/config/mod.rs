@@ -27,7 +27,7 @@ mod webhooks;
 pub use actions::ActionsMetricsConfig;
 pub use admin::AdminConfig;
 pub use gateway::{FreshRule, GatewayConfig};
-pub use github::{GithubAppConfig, GithubConfig, GithubHookConfig, GithubTokenConfig};
+pub use github::{GithubAppConfig, GithubConfig, GithubHookConfig, GithubTokenConfig, Purpose};
 pub use log::{LogConfig, LogFormat};
 pub use processing::ProcessingConfig;
 pub use recovery::RecoveryConfig;

@@ -155,6 +155,12 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
                 "the gateway needs credentials to spend: add [[github.apps]] or [[github.tokens]]"
                     .into(),
             ));
+        } else if !c.github.spends_on(super::Purpose::Gateway) {
+            push(&mut out, (
+                "gateway",
+                "no App or token may be spent on the gateway: add \"gateway\" to one's purposes"
+                    .into(),
+            ));
         }
         if g.max_body_bytes == 0 || g.max_body_bytes > MAX_MAX_BODY_BYTES {
             push(
@@ -212,7 +218,33 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
             }
         }
     }
+    for a in &c.github.apps {
+        if a.purposes.is_empty() {
+            push(
+                &mut out,
+                (
+                    "github.apps.purposes",
+                    format!(
+                        "app {}: purposes is empty, so nothing may spend it: name gateway, sinks or recovery, or leave purposes out for all three",
+                        a.id
+                    ),
+                ),
+            );
+        }
+    }
     for t in &c.github.tokens {
+        if t.purposes.is_empty() {
+            push(
+                &mut out,
+                (
+                    "github.tokens.purposes",
+                    format!(
+                        "token {:?}: purposes is empty, so nothing may spend it: name gateway, sinks or recovery, or leave purposes out for all three",
+                        t.name
+                    ),
+                ),
+            );
+        }
         if t.confined && t.owners.is_empty() {
             push(
                 &mut out,
@@ -386,13 +418,13 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
                 ),
             );
         }
-        if r.github_budget && c.github.apps.is_empty() && c.github.tokens.is_empty() {
+        if r.github_budget && !c.github.spends_on(super::Purpose::Sinks) {
             push(
                 &mut out,
                 (
                     key("github_budget"),
                     format!(
-                        "route {:?}: github_budget follows the pool's credentials, and [github] has none",
+                        "route {:?}: github_budget follows the pool's credentials for the sinks, and [github] has none (an App or token with \"sinks\" among its purposes)",
                         r.name
                     ),
                 ),

@@ -351,9 +351,10 @@ fn pool_error(e: &PoolError, outcome: Outcome) -> Fetched {
     let (status, retry) = match e {
         PoolError::QueueFull(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
         PoolError::Http(_) => (StatusCode::BAD_GATEWAY, None),
-        PoolError::NoCredential(_) | PoolError::NoDefault | PoolError::NotConfined { .. } => {
-            (StatusCode::FORBIDDEN, None)
-        }
+        PoolError::NoCredential(_)
+        | PoolError::NoDefault
+        | PoolError::NotConfined { .. }
+        | PoolError::NotForPurpose { .. } => (StatusCode::FORBIDDEN, None),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
     };
     if status.is_server_error() {

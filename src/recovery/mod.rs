@@ -21,7 +21,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::clock;
-use crate::config::{Config, RecoveryConfig};
+use crate::config::{Config, Purpose, RecoveryConfig};
 use crate::github::budget::{self, Resource};
 use crate::github::{Answer, Pool, PoolError, Request};
 use crate::recovery::metrics::{RecoveryMetrics, SourceLabel};
@@ -46,15 +46,31 @@ pub enum Source {
 }
 
 impl Source {
-    /// Every source the config names: each App, each `[[github.hooks]]`.
+    /// Every source the config names: each App that sends webhooks and
+    /// may be spent on recovery, each `[[github.hooks]]`.
     pub fn all(config: &Config) -> Vec<Source> {
-        let apps = config.github.apps.iter().map(|a| Source::App(a.id));
+        let apps = config
+            .github
+            .apps
+            .iter()
+            .filter(|a| not_walked(a).is_none())
+            .map(|a| Source::App(a.id));
         let hooks = config.github.hooks.iter().map(|h| Source::Hook {
             owner: h.owner.clone(),
             repo: h.repo.clone(),
             id: h.id,
         });
         apps.chain(hooks).collect()
+    }
+
+    /// The Apps recovery leaves alone, by source name, and why.
+    pub fn skipped(config: &Config) -> Vec<(String, &'static str)> {
+        config
+            .github
+            .apps
+            .iter()
+            .filter_map(|a| Some((Source::App(a.id).name(), not_walked(a)?)))
+            .collect()
     }
 
     /// `app:ID`, `hook:OWNER/REPO:ID` or `hook:ORG:ID`.
@@ -94,8 +110,21 @@ impl Source {
     async fn send(&self, pool: &Pool, req: Request) -> Result<Answer, PoolError> {
         match self {
             Source::App(id) => pool.send_app(*id, req).await,
-            Source::Hook { owner, .. } => pool.send(owner, req).await,
+            Source::Hook { owner, .. } => pool.send_for(Purpose::Recovery, owner, req).await,
         }
+    }
+}
+
+/// Why recovery does not walk an App's delivery log, if it does not.
+fn not_walked(app: &crate::config::GithubAppConfig) -> Option<&'static str> {
+    if !app.webhook {
+        Some("webhook = false: the App sends no webhooks, so it has no delivery log to walk")
+    } else if !app.purposes.contains(&Purpose::Recovery) {
+        Some(
+            "its purposes leave out recovery: its deliveries missed while down are not asked for again",
+        )
+    } else {
+        None
     }
 }
 

@@ -24,6 +24,8 @@ pub fn github_config(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> Gi
                 id: *id,
                 private_key: Some(Secret::new(key(k))),
                 private_key_file: None,
+                webhook: true,
+                purposes: gatehouse::config::Purpose::ALL.to_vec(),
             })
             .collect(),
         tokens: tokens
@@ -33,6 +35,7 @@ pub fn github_config(hub: &FakeHub, apps: &[(i64, &str)], tokens: &[&str]) -> Gi
                 token: Some(Secret::new(*t)),
                 token_file: None,
                 owners: vec![],
+                purposes: gatehouse::config::Purpose::ALL.to_vec(),
                 confined: false,
             })
             .collect(),

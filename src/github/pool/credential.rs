@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::config::Secret;
+use crate::config::{Purpose, Secret};
 use crate::github::budget::{Budget, Resource};
 
 /// A credential, by what may be shown (never its secret).
@@ -98,9 +98,16 @@ pub(super) struct TokenEntry {
     /// The operator says this token reaches nothing beyond `owners` (a
     /// fine-grained token whose resource owner is that organisation).
     pub confined: bool,
+    /// What it may be spent on.
+    pub purposes: Vec<Purpose>,
 }
 
 impl TokenEntry {
+    /// Whether it may be spent on `purpose` (None: asked for none).
+    pub fn for_purpose(&self, purpose: Option<Purpose>) -> bool {
+        purpose.is_none_or(|p| self.purposes.contains(&p))
+    }
+
     /// Whether this token may serve `owner` (lowercase) for a caller of
     /// this reach.
     pub fn serves(&self, owner: &str, reach: Reach<'_>) -> bool {
@@ -151,6 +158,7 @@ mod tests {
             secret: Secret::new("x"),
             owners: owners.iter().map(|o| o.to_string()).collect(),
             confined,
+            purposes: Purpose::ALL.to_vec(),
         }
     }
 

@@ -34,11 +34,16 @@ impl Pool {
         &self,
         owner: &str,
         reach: Reach<'_>,
+        purpose: Option<crate::config::Purpose>,
     ) -> Result<Vec<CredId>, PoolError> {
         let lower = owner.to_lowercase();
         let mut out = Vec::new();
         if reach.allows_installation_on(&lower) {
-            for app in &self.apps {
+            let apps = self
+                .apps
+                .iter()
+                .filter(|a| purpose.is_none_or(|p| a.purposes.contains(&p)));
+            for app in apps {
                 if let Some(installation) = self.installation_of(app, owner).await? {
                     out.push(CredId::Installation {
                         app: app.auth.id,
@@ -50,7 +55,7 @@ impl Pool {
         out.extend(
             self.tokens
                 .iter()
-                .filter(|t| t.serves(&lower, reach))
+                .filter(|t| t.serves(&lower, reach) && t.for_purpose(purpose))
                 .map(|t| CredId::Token(t.name.clone())),
         );
         Ok(out)
@@ -242,6 +247,7 @@ mod tests {
             token: Some(Secret::new(format!("ghp_{name}"))),
             token_file: None,
             owners: owners.iter().map(|o| o.to_string()).collect(),
+            purposes: crate::config::Purpose::ALL.to_vec(),
             confined,
         };
         let cfg = GithubConfig {
@@ -250,6 +256,8 @@ mod tests {
                 id: 5,
                 private_key: Some(Secret::new(pem)),
                 private_key_file: None,
+                webhook: true,
+                purposes: crate::config::Purpose::ALL.to_vec(),
             }],
             tokens: vec![
                 token("any", &[], false),
@@ -272,7 +280,7 @@ mod tests {
     #[tokio::test]
     async fn an_owner_is_served_by_its_installation_and_the_tokens_routed_to_it() {
         let p = pool();
-        let any = names(p.candidates("ACME", Reach::Any).await.unwrap());
+        let any = names(p.candidates("ACME", Reach::Any, None).await.unwrap());
         assert_eq!(
             any,
             [
@@ -282,7 +290,7 @@ mod tests {
                 "token:loose"
             ]
         );
-        let globex = names(p.candidates("globex", Reach::Any).await.unwrap());
+        let globex = names(p.candidates("globex", Reach::Any, None).await.unwrap());
         assert_eq!(globex, ["token:any"], "not installed there");
     }
 
@@ -290,9 +298,16 @@ mod tests {
     async fn a_caller_limited_to_acme_gets_only_what_reaches_no_further() {
         let p = pool();
         let acme = vec!["acme".to_string()];
-        let within = names(p.candidates("acme", Reach::Within(&acme)).await.unwrap());
+        let within = names(
+            p.candidates("acme", Reach::Within(&acme), None)
+                .await
+                .unwrap(),
+        );
         assert_eq!(within, ["app:5/installation:77", "token:acme"]);
-        let outside = p.candidates("globex", Reach::Within(&acme)).await.unwrap();
+        let outside = p
+            .candidates("globex", Reach::Within(&acme), None)
+            .await
+            .unwrap();
         assert!(outside.is_empty());
     }
 

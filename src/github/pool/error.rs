@@ -18,6 +18,15 @@ pub enum PoolError {
          may serve a client limited to {within}"
     )]
     NotConfined { owner: String, within: String },
+    /// Credentials can act for the owner, but none may be spent on this.
+    #[error(
+        "no credential that can act for {owner:?} may be spent on {purpose}: add {purpose:?} \
+         to the purposes of an App or token that can"
+    )]
+    NotForPurpose {
+        owner: String,
+        purpose: &'static str,
+    },
     /// Every candidate is spent or paused; the earliest moment one returns.
     #[error("every credential for this owner is rate limited until {reset}")]
     Exhausted { reset: i64, resource: Resource },

@@ -23,6 +23,8 @@ type TokenCell = Arc<tokio::sync::Mutex<Option<(String, i64)>>>;
 
 pub(super) struct AppEntry {
     pub auth: AppAuth,
+    /// What its installations may be spent on.
+    pub purposes: Vec<crate::config::Purpose>,
     /// Owner (lowercase) → installation id, or None when not installed.
     pub installations: Mutex<HashMap<String, Option<i64>>>,
     /// Installation → its token; the async mutex makes minting
@@ -31,9 +33,10 @@ pub(super) struct AppEntry {
 }
 
 impl AppEntry {
-    pub fn new(auth: AppAuth) -> AppEntry {
+    pub fn new(auth: AppAuth, purposes: Vec<crate::config::Purpose>) -> AppEntry {
         AppEntry {
             auth,
+            purposes,
             installations: Mutex::default(),
             tokens: Mutex::default(),
         }

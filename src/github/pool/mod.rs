@@ -30,7 +30,7 @@ use http::StatusCode;
 use super::app::AppAuth;
 use super::budget::Resource;
 use crate::clock::Clock;
-use crate::config::GithubConfig;
+use crate::config::{GithubConfig, Purpose};
 use bookkeeping::Slot;
 use credential::TokenEntry;
 use error::http_error;
@@ -93,7 +93,7 @@ impl Pool {
                     })?;
                     let auth = AppAuth::new(a.id, pem.expose())
                         .map_err(|e| PoolError::Config(format!("app {}: {e}", a.id)))?;
-                    Ok(AppEntry::new(auth))
+                    Ok(AppEntry::new(auth, a.purposes.clone()))
                 })
                 .collect::<Result<_, PoolError>>()?;
         let tokens = cfg
@@ -105,6 +105,7 @@ impl Pool {
                     secret: t.token.clone()?,
                     owners: t.owners.iter().map(|o| o.to_lowercase()).collect(),
                     confined: t.confined,
+                    purposes: t.purposes.clone(),
                 })
             })
             .collect();
@@ -255,33 +256,64 @@ impl Pool {
     }
 
     /// Sends `req` on behalf of `owner` (the org or user the path is about)
-    /// with the best credential for it.
+    /// with the best credential for it, whatever its purposes (tools and
+    /// tests; gatehouse's own parts say theirs).
     pub async fn send(&self, owner: &str, req: Request) -> Result<Answer, PoolError> {
-        self.send_within(owner, Reach::Any, req).await
+        self.send_as(owner, Reach::Any, None, req).await
     }
 
-    /// [`Pool::send`], among only the credentials `reach` allows.
+    /// [`Pool::send`], among the credentials that may be spent on
+    /// `purpose`.
+    pub async fn send_for(
+        &self,
+        purpose: Purpose,
+        owner: &str,
+        req: Request,
+    ) -> Result<Answer, PoolError> {
+        self.send_as(owner, Reach::Any, Some(purpose), req).await
+    }
+
+    /// For the gateway: [`Pool::send`] among only the credentials `reach`
+    /// allows that may serve the gateway.
     pub async fn send_within(
         &self,
         owner: &str,
         reach: Reach<'_>,
         req: Request,
     ) -> Result<Answer, PoolError> {
-        let candidates = self.candidates(owner, reach).await?;
+        self.send_as(owner, reach, Some(Purpose::Gateway), req)
+            .await
+    }
+
+    async fn send_as(
+        &self,
+        owner: &str,
+        reach: Reach<'_>,
+        purpose: Option<Purpose>,
+        req: Request,
+    ) -> Result<Answer, PoolError> {
+        let candidates = self.candidates(owner, reach, purpose).await?;
         if candidates.is_empty() {
-            return Err(match reach {
-                Reach::Any => PoolError::NoCredential(owner.to_string()),
-                Reach::Within(allowed) => PoolError::NotConfined {
+            return Err(match (reach, purpose) {
+                (Reach::Within(allowed), _) => PoolError::NotConfined {
                     owner: owner.to_string(),
                     within: allowed.join(", "),
                 },
+                (Reach::Any, Some(p)) if !self.candidates(owner, reach, None).await?.is_empty() => {
+                    PoolError::NotForPurpose {
+                        owner: owner.to_string(),
+                        purpose: p.as_str(),
+                    }
+                }
+                (Reach::Any, _) => PoolError::NoCredential(owner.to_string()),
             });
         }
         self.send_among(&candidates, req).await
     }
 
     /// What remains of `owner`'s budget for `resource` across the
-    /// credentials `reach` allows, as GitHub last reported each (limits
+    /// credentials `reach` allows that serve the gateway, as GitHub last
+    /// reported each (limits
     /// and remaining summed, above `reserve`; the earliest reset). None
     /// while any of them is unused or past its reset: then plenty remains.
     pub async fn owner_budget(
@@ -290,7 +322,10 @@ impl Pool {
         reach: Reach<'_>,
         resource: Resource,
     ) -> Option<crate::github::budget::Budget> {
-        let candidates = self.candidates(owner, reach).await.ok()?;
+        let candidates = self
+            .candidates(owner, reach, Some(Purpose::Gateway))
+            .await
+            .ok()?;
         let now = self.now_secs();
         let mut sum: Option<crate::github::budget::Budget> = None;
         for id in &candidates {
@@ -307,12 +342,16 @@ impl Pool {
         sum
     }
 
-    /// When `owner`'s credentials can be used again, if every one of them
-    /// is known spent (core remaining at `reserve` until its reset) or
-    /// paused by a secondary limit: the earliest, epoch ms. None when any
-    /// could serve now (or none is known: then none is known spent).
+    /// When `owner`'s credentials for the sinks can be used again, if
+    /// every one of them is known spent (core remaining at `reserve` until
+    /// its reset) or paused by a secondary limit: the earliest, epoch ms.
+    /// None when any could serve now (or none is known: then none is
+    /// known spent).
     pub async fn owner_blocked_until(&self, owner: &str) -> Option<i64> {
-        let candidates = self.candidates(owner, Reach::Any).await.ok()?;
+        let candidates = self
+            .candidates(owner, Reach::Any, Some(Purpose::Sinks))
+            .await
+            .ok()?;
         let now_ms = self.clock.now_ms();
         let mut until: Option<i64> = None;
         for id in &candidates {
@@ -331,13 +370,13 @@ impl Pool {
         self.send_among(&[CredId::App(app_id)], req).await
     }
 
-    /// Sends a request that concerns no particular owner (`/user`,
-    /// `/search/...`) with a token allowed for any owner.
+    /// For the gateway: sends a request that concerns no particular owner
+    /// (`/user`, `/search/...`) with a token allowed for any owner.
     pub async fn send_default(&self, req: Request) -> Result<Answer, PoolError> {
         let candidates: Vec<CredId> = self
             .tokens
             .iter()
-            .filter(|t| t.owners.is_empty())
+            .filter(|t| t.owners.is_empty() && t.for_purpose(Some(Purpose::Gateway)))
             .map(|t| CredId::Token(t.name.clone()))
             .collect();
         if candidates.is_empty() {
