@@ -176,6 +176,7 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
             metrics: metrics.recovery.clone(),
             sources,
             duty: duty("recovery", Duration::from_secs(600)),
+            window_hours: Default::default(),
         });
     let stopping = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);

@@ -105,12 +105,27 @@ fn file_contains(path: &Path, needle: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pygithub_and_octokit_work_through_the_gateway_unchanged() {
+    clients_walk(false).await;
+}
+
+/// The same against GitHub Enterprise Server: the pool's `api_url` is
+/// `https://HOST/api/v3` (GraphQL at `/api/graphql`), and both clients are
+/// pointed at the gateway as at a GHES (`/api/v3`), pagination included.
+#[tokio::test(flavor = "multi_thread")]
+async fn pygithub_and_octokit_work_through_the_gateway_against_ghes() {
+    clients_walk(true).await;
+}
+
+async fn clients_walk(ghes: bool) {
     install_clients();
     let mut hub_config = HubConfig::default().org("octo-org", &["widgets"]).app(
         101,
         &key("app-a.pub.pem"),
         &[(11, "octo-org")],
     );
+    if ghes {
+        hub_config = hub_config.enterprise("3.19.0");
+    }
     hub_config.fixtures = Some(common::fixtures());
     let hub = FakeHub::start(hub_config).await.unwrap();
 
@@ -150,11 +165,18 @@ async fn pygithub_and_octokit_work_through_the_gateway_unchanged() {
         &common_env(format!("{gw}/api/v3"), &py_token, "4"),
     );
     assert!(ok, "PyGithub failed:\n{py_err}");
+    // On github.com octokit's base is the gateway's root; on GHES its
+    // /api/v3, as for any GHES.
+    let node_base = if ghes {
+        format!("{gw}/api/v3")
+    } else {
+        gw.clone()
+    };
     let (ok, node_out, node_err) = run_client(
         "node",
         &["walk.mjs"],
         &clients.join("node"),
-        &common_env(gw.clone(), &node_token, "5"),
+        &common_env(node_base, &node_token, "5"),
     );
     assert!(ok, "octokit failed:\n{node_err}");
 

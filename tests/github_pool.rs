@@ -716,3 +716,46 @@ async fn purposes_keep_a_credential_to_its_jobs() {
     assert_eq!(s.installations[&11].requests, 5);
     assert_eq!(s.installations[&21].requests, 1);
 }
+
+/// Against GitHub Enterprise Server (`api_url` = `https://HOST/api/v3`):
+/// REST under the prefix, GraphQL at `/api/graphql`, and `/meta` says
+/// which release it is; github.com's says none.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pool_speaks_to_github_enterprise_server() {
+    let hub = FakeHub::start(two_apps().enterprise("3.19.0"))
+        .await
+        .unwrap();
+    assert!(hub.url().ends_with("/api/v3"), "{}", hub.url());
+    let p = pool(&hub, &[(101, "app-a.pem")], &[]);
+    let a = p
+        .send("octo-org", Request::get("/repos/octo-org/widgets"))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert!(
+        body["url"].as_str().unwrap().starts_with(hub.url()),
+        "GHES's URLs: {}",
+        body["url"]
+    );
+    let mut q = Request::post("/graphql");
+    q.body = bytes::Bytes::from_static(
+        br#"{"query":"query { repository(owner: \"octo-org\", name: \"widgets\") { pullRequest(number: 1) { title } } }"}"#,
+    );
+    q.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let g = p.send("octo-org", q).await.unwrap();
+    assert_eq!(g.status, 200, "{}", String::from_utf8_lossy(&g.body));
+    let g: serde_json::Value = serde_json::from_slice(&g.body).unwrap();
+    assert_eq!(
+        g["data"]["repository"]["pullRequest"]["title"], "Pull request 1 for widgets",
+        "{g}"
+    );
+    assert_eq!(p.enterprise_version().await.as_deref(), Some("3.19.0"));
+
+    let dotcom = FakeHub::start(two_apps()).await.unwrap();
+    let p = pool(&dotcom, &[(101, "app-a.pem")], &[]);
+    assert_eq!(p.enterprise_version().await, None);
+}

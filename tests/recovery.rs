@@ -237,6 +237,9 @@ async fn failed_redelivery_requests_are_asked_again_on_the_next_walk() {
     let walks = t.store().walks(100).await.unwrap();
     let first = walks.last().unwrap();
     assert_eq!((first.requested, first.failures), (20, 10));
+    // github.com keeps 3 days of deliveries: a first walk looks that far.
+    let back = first.started_at_ms - first.since_ms;
+    assert!((back - 72 * 3_600_000).abs() < 60_000, "{back}");
     t.stop().await;
 }
 
@@ -717,4 +720,45 @@ async fn an_app_without_webhooks_is_never_walked_and_the_operator_is_told() {
         out.contains("only for recovery, sinks; no webhook"),
         "{out}"
     );
+}
+
+/// Against GitHub Enterprise Server: the App's log at `/api/v3`, the
+/// 7-day window its `/meta` implies, and its delivery headers kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ghes_app_log_is_walked_over_its_seven_day_window() {
+    let port = free_port();
+    let hub = hub_for(port, |c| {
+        c.enterprise = Some(fakehub::config::EnterpriseConfig::default());
+    })
+    .await;
+    assert!(hub.url().ends_with("/api/v3"));
+    let missed = send(&hub, 10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), port, &hub);
+    let t = TestApp::start_in(dir, c).await;
+    journaled_all(&t, &missed, Duration::from_secs(30)).await;
+    asked_once_each(&hub, 10).await;
+    let walks = t.store().walks(10).await.unwrap();
+    let first = walks.last().unwrap();
+    let back = first.started_at_ms - first.since_ms;
+    assert!((back - 168 * 3_600_000).abs() < 60_000, "{back}");
+    // GHES's headers are journaled with the delivery.
+    let id = t.store().ids_of_guid(&missed[0]).await.unwrap()[0];
+    let payload = t.store().payload(id).await.unwrap().unwrap();
+    let headers = gatehouse::journal::model::decode_headers(&payload.headers);
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| String::from_utf8_lossy(v).to_string())
+    };
+    assert_eq!(
+        get("x-github-enterprise-version").as_deref(),
+        Some("3.19.0")
+    );
+    assert_eq!(
+        get("x-github-enterprise-host").as_deref(),
+        Some("ghes.example")
+    );
+    t.stop().await;
 }

@@ -30,6 +30,29 @@ pub struct Config {
     pub webhook_timeout_ms: u64,
     /// Installation tokens live an hour on GitHub; tests may shorten it.
     pub installation_token_secs: i64,
+    /// Be GitHub Enterprise Server: the API only under `/api/v3` (GraphQL
+    /// at `/api/graphql`), `installed_version` in `/meta`, GHES headers on
+    /// deliveries.
+    pub enterprise: Option<EnterpriseConfig>,
+}
+
+/// What a GitHub Enterprise Server says of itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnterpriseConfig {
+    /// `installed_version` in `/meta`, `X-GitHub-Enterprise-Version`.
+    pub version: String,
+    /// `X-GitHub-Enterprise-Host` on deliveries.
+    pub host: String,
+}
+
+impl Default for EnterpriseConfig {
+    fn default() -> Self {
+        EnterpriseConfig {
+            version: "3.19.0".into(),
+            host: "ghes.example".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -263,6 +286,7 @@ impl Default for Config {
             seed: SeedConfig::default(),
             webhook_timeout_ms: 10_000,
             installation_token_secs: crate::auth::INSTALLATION_TOKEN_SECS,
+            enterprise: None,
         }
     }
 }
@@ -381,6 +405,15 @@ impl Config {
     }
 
     /// Adds a fault rule.
+    /// Plays GitHub Enterprise Server (`version`, host `ghes.example`).
+    pub fn enterprise(mut self, version: &str) -> Self {
+        self.enterprise = Some(EnterpriseConfig {
+            version: version.into(),
+            ..EnterpriseConfig::default()
+        });
+        self
+    }
+
     pub fn fault(mut self, fault: FaultConfig) -> Self {
         self.faults.push(fault);
         self

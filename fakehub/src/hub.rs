@@ -18,6 +18,8 @@ pub struct Hub {
     pub log: Mutex<DeliveryLog>,
     pub http: reqwest::Client,
     pub webhook_timeout: Duration,
+    /// Set when fakehub plays GitHub Enterprise Server.
+    pub enterprise: Option<crate::config::EnterpriseConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +109,14 @@ impl Hub {
 
     /// Sends with an id taken earlier, and logs the record when done.
     pub async fn send_as(&self, out: Outgoing, id: i64) -> Record {
-        let record = webhooks::send(&self.http, self.webhook_timeout, out, id).await;
+        let record = webhooks::send(
+            &self.http,
+            self.webhook_timeout,
+            out,
+            id,
+            self.enterprise.as_ref(),
+        )
+        .await;
         self.log.lock().expect("log lock").push(record.clone());
         record
     }

@@ -62,10 +62,15 @@ impl FakeHub {
                     source,
                 })?;
         let addr = listener.local_addr().expect("bound");
-        let url = config
+        let root = config
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
+        // GHES's API lives under /api/v3: its bodies and links say so.
+        let url = match config.enterprise {
+            Some(_) => format!("{}/api/v3", root.trim_end_matches('/')),
+            None => root,
+        };
         let dir = config
             .fixtures
             .clone()
@@ -79,6 +84,7 @@ impl FakeHub {
             log: Mutex::new(webhooks::DeliveryLog::default()),
             http: reqwest::Client::new(),
             webhook_timeout: Duration::from_millis(config.webhook_timeout_ms),
+            enterprise: config.enterprise.clone(),
         });
         let router = api::router(hub.clone());
         let (stop, mut stopped) = watch::channel(false);
@@ -132,7 +138,8 @@ impl FakeHub {
         self.addr
     }
 
-    /// The base URL, like `https://api.github.com` (no trailing slash).
+    /// The API's base URL, like `https://api.github.com` (no trailing
+    /// slash), or `http://HOST/api/v3` when playing GHES.
     pub fn url(&self) -> &str {
         &self.url
     }

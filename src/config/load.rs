@@ -658,7 +658,7 @@ mod tests {
         assert!(c.recovery.enabled);
         assert_eq!(
             (c.recovery.interval_secs, c.recovery.lookback_hours),
-            (300, 72)
+            (300, None)
         );
         let e = err(&format!("{base}[recovery]\nper_page = 500\n"));
         assert!(e.contains("recovery.per_page"), "{e}");

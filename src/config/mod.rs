@@ -30,7 +30,7 @@ pub use gateway::{FreshRule, GatewayConfig};
 pub use github::{GithubAppConfig, GithubConfig, GithubHookConfig, GithubTokenConfig, Purpose};
 pub use log::{LogConfig, LogFormat};
 pub use processing::ProcessingConfig;
-pub use recovery::RecoveryConfig;
+pub use recovery::{GHES_WINDOW_HOURS, GITHUB_WINDOW_HOURS, RecoveryConfig};
 pub use routes::{
     BatchConfig, BatchFormat, Batching, BreakerConfig, Coalesce, DEFAULT_RETRY, OnDeadConfig,
     Ordering, RouteConfig, Schedule,

@@ -259,7 +259,7 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
         }
     }
     let r = &c.recovery;
-    if r.interval_secs == 0 || r.lookback_hours == 0 || r.reask_after_secs == 0 {
+    if r.interval_secs == 0 || r.lookback_hours == Some(0) || r.reask_after_secs == 0 {
         push(
             &mut out,
             (

@@ -172,6 +172,8 @@ pub struct Recovery {
     pub sources: Vec<Source>,
     /// Scheduled walks are done by one replica at a time.
     pub duty: crate::duties::Duty,
+    /// GitHub's redelivery window, once asked (see `lookback_hours`).
+    pub window_hours: tokio::sync::OnceCell<u64>,
 }
 
 impl Recovery {
@@ -223,6 +225,28 @@ impl Recovery {
         }
     }
 
+    /// How far back a first walk looks: `lookback_hours`, or GitHub's
+    /// redelivery window, asked of the API once: 7 days on GitHub
+    /// Enterprise Server, 3 on github.com (or when it cannot tell).
+    async fn lookback_hours(&self) -> u64 {
+        if let Some(h) = self.config.lookback_hours {
+            return h;
+        }
+        *self
+            .window_hours
+            .get_or_init(async || match self.pool.enterprise_version().await {
+                Some(version) => {
+                    tracing::info!(
+                        version,
+                        "GitHub Enterprise Server: recovery looks back over its 7-day redelivery window"
+                    );
+                    crate::config::GHES_WINDOW_HOURS
+                }
+                None => crate::config::GITHUB_WINDOW_HOURS,
+            })
+            .await
+    }
+
     /// One walk of one source: requests due again first, then the log from
     /// the newest entry back. None resumes an unfinished walk or walks to
     /// the last complete one; `since` (`recovery run --since`) walks back to
@@ -235,7 +259,7 @@ impl Recovery {
     ) -> Result<(), WalkError> {
         let name = source.name();
         let now = clock::now_ms();
-        let lookback = now - self.config.lookback_hours as i64 * 3_600_000;
+        let lookback = now - self.lookback_hours().await as i64 * 3_600_000;
         let (asked_again, failed_again) = self.ask_again(source, &name, stop).await?;
         let resume = since.is_none();
         let running = self.journal.running_walk(&name).await?;

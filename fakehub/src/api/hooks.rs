@@ -88,7 +88,8 @@ fn list(hub: &Hub, hook: HookRef, uri: &http::Uri, q: &HashMap<String, String>) 
     if more && let Some(last) = page.last() {
         let base = hub.world().base.clone();
         let link = format!(
-            "<{base}{}?per_page={per_page}&cursor=v1_{}>; rel=\"next\"",
+            "<{}{}?per_page={per_page}&cursor=v1_{}>; rel=\"next\"",
+            super::respond::root_of(&base),
             uri.path(),
             last.id
         );

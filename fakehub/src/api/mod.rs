@@ -142,11 +142,14 @@ fn github_routes() -> Router<Arc<Hub>> {
 }
 
 pub fn router(hub: Arc<Hub>) -> Router {
-    let gh = github_routes();
-    Router::new()
-        .merge(gh.clone())
-        .nest("/api/v3", gh)
-        .route("/graphql", post(graphql::handle))
+    let gh = github_routes().route("/meta", get(meta));
+    // github.com answers at the root (and, as fakehub always did, under
+    // /api/v3 too); GHES only under its prefixes.
+    let root = match hub.enterprise {
+        Some(_) => Router::new(),
+        None => gh.clone().route("/graphql", post(graphql::handle)),
+    };
+    root.nest("/api/v3", gh)
         .route("/api/graphql", post(graphql::handle))
         .route("/_fakehub/stats", get(control::stats))
         .route("/_fakehub/stats/reset", post(control::reset_stats))
@@ -154,6 +157,18 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::middleware::from_fn_with_state(hub.clone(), pipeline))
         .with_state(hub)
+}
+
+/// `GET /meta`: what GitHub says of itself; GHES adds `installed_version`.
+async fn meta(State(hub): State<Arc<Hub>>) -> Response {
+    let mut v = serde_json::json!({
+        "verifiable_password_authentication": false,
+        "hooks": ["127.0.0.1/32"],
+    });
+    if let Some(e) = &hub.enterprise {
+        v["installed_version"] = e.version.clone().into();
+    }
+    axum::Json(v).into_response()
 }
 
 /// The path without the GHES prefix.

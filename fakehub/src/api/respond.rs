@@ -82,6 +82,12 @@ pub fn created(v: Value) -> ApiResult {
     Ok(json_at(StatusCode::CREATED, v, None))
 }
 
+/// The server's root: the API base without GHES's `/api/v3`, which the
+/// request's own path (links are built from it) already carries.
+pub fn root_of(base: &str) -> &str {
+    base.strip_suffix("/api/v3").unwrap_or(base)
+}
+
 /// One page of `items` (per_page default 30, at most 100; page from 1),
 /// with GitHub's `Link` header (`prev`, `next`, `last`, `first`).
 pub fn page(
@@ -125,7 +131,7 @@ pub fn page(
         }
         ser.append_pair("per_page", &per_page.to_string());
         ser.append_pair("page", &p.to_string());
-        format!("<{base}{}?{}>", uri.path(), ser.finish())
+        format!("<{}{}?{}>", root_of(base), uri.path(), ser.finish())
     };
     let mut links = Vec::new();
     if page > 1 {

@@ -185,8 +185,14 @@ pub fn build_request(
 }
 
 /// Sends one delivery and returns its log record (not yet logged).
-pub async fn send(client: &reqwest::Client, timeout: Duration, out: Outgoing, id: i64) -> Record {
-    let (headers, body) = build_request(
+pub async fn send(
+    client: &reqwest::Client,
+    timeout: Duration,
+    out: Outgoing,
+    id: i64,
+    enterprise: Option<&crate::config::EnterpriseConfig>,
+) -> Record {
+    let (mut headers, body) = build_request(
         out.target.content_type,
         out.target.secret.as_deref(),
         &out.event,
@@ -195,6 +201,10 @@ pub async fn send(client: &reqwest::Client, timeout: Duration, out: Outgoing, id
         (out.target_type, out.target_id),
         &out.payload,
     );
+    if let Some(e) = enterprise {
+        headers.push(("X-GitHub-Enterprise-Host".into(), e.host.clone()));
+        headers.push(("X-GitHub-Enterprise-Version".into(), e.version.clone()));
+    }
     let mut req = client.post(&out.target.url).timeout(timeout).body(body);
     for (k, v) in &headers {
         req = req.header(k, v);

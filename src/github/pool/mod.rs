@@ -569,6 +569,31 @@ impl Pool {
         format!("{}{}", self.api, path)
     }
 
+    /// The GitHub Enterprise Server release the API says it is (`/meta`
+    /// `installed_version`); None for github.com, or when `/meta` cannot
+    /// be read. Asked without a credential, then (GHES in private mode
+    /// wants one even there) with the first App's JWT.
+    pub async fn enterprise_version(&self) -> Option<String> {
+        let url = format!("{}/meta", self.api);
+        let mut resp = self.http.get(&url).send().await.ok()?;
+        if !resp.status().is_success()
+            && let Some(app) = self.apps.first()
+        {
+            resp = self
+                .http
+                .get(&url)
+                .bearer_auth(app.auth.jwt())
+                .send()
+                .await
+                .ok()?;
+        }
+        if !resp.status().is_success() {
+            return None;
+        }
+        let meta: serde_json::Value = resp.json().await.ok()?;
+        meta["installed_version"].as_str().map(String::from)
+    }
+
     /// The API base URL GitHub's own links start with.
     pub fn api_url(&self) -> &str {
         &self.api
