@@ -759,3 +759,56 @@ async fn the_pool_speaks_to_github_enterprise_server() {
     let p = pool(&dotcom, &[(101, "app-a.pem")], &[]);
     assert_eq!(p.enterprise_version().await, None);
 }
+
+/// A selection changed without the pool hearing of it (the App has no
+/// webhook): the installation's 404 for a repository it no longer sees
+/// makes the pool look the owner up again and ask another credential,
+/// so the caller never sees that 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_404_from_an_installation_that_lost_the_repository_is_asked_elsewhere() {
+    let hub = FakeHub::start(two_apps()).await.unwrap();
+    let p = pool(&hub, &[(101, "app-a.pem"), (202, "app-b.pem")], &[]);
+    for _ in 0..4 {
+        let a = p
+            .send("octo-org", Request::get("/repos/octo-org/widgets"))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200);
+    }
+    let served = |i: i64| hub.stats().installations.get(&i).map_or(0, |u| u.requests);
+    assert!(served(21) > 0, "both installations served widgets");
+    // widgets leaves installation 21's selection; nobody tells the pool.
+    assert!(
+        hub.hub()
+            .change_selection(21, "widgets", false)
+            .await
+            .unwrap()
+            .is_none(),
+        "App 202 has no webhook: no delivery"
+    );
+    let before = served(21);
+    for _ in 0..6 {
+        let a = p
+            .send("octo-org", Request::get("/repos/octo-org/widgets"))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "never the stale installation's 404");
+        assert_eq!(
+            a.credential,
+            CredId::Installation {
+                app: 101,
+                installation: 11
+            }
+        );
+    }
+    assert!(
+        served(21) - before <= 2,
+        "one 404 (and the selection's listing), then it is not asked again"
+    );
+    let known = p.installations();
+    let selected = known
+        .iter()
+        .find(|i| i.app == 202)
+        .and_then(|i| i.selected.clone());
+    assert_eq!(selected, Some(vec!["gadgets".to_string()]));
+}

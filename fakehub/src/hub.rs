@@ -34,6 +34,8 @@ pub enum DeliverError {
     World(#[from] WorldError),
     #[error("no delivery {0} for this hook")]
     UnknownDelivery(i64),
+    #[error("unknown installation {0}")]
+    UnknownInstallation(i64),
 }
 
 impl Hub {
@@ -132,6 +134,88 @@ impl Hub {
     ) -> Result<Record, DeliverError> {
         let out = self.outgoing(hook, event, file, owner, repo)?;
         Ok(self.send(out).await)
+    }
+
+    /// Adds `repo` to an installation's selection (or removes it), as an
+    /// owner does in the App's settings, and sends the App the
+    /// `installation_repositories` delivery GitHub would (when it has a
+    /// webhook). An installation on all repositories becomes a selection
+    /// of the account's others when one is removed.
+    pub async fn change_selection(
+        &self,
+        installation: i64,
+        repo: &str,
+        added: bool,
+    ) -> Result<Option<Record>, DeliverError> {
+        let out = {
+            let mut w = self.world.lock().expect("world lock");
+            let (app_id, account) = w
+                .installations
+                .get(&installation)
+                .map(|i| (i.app_id, i.account.clone()))
+                .ok_or(DeliverError::UnknownInstallation(installation))?;
+            let full = key(&format!("{account}/{repo}"));
+            let (repo_id, repo_name) = w
+                .repos
+                .get(&full)
+                .map(|r| (r.id, r.name.clone()))
+                .ok_or_else(|| DeliverError::UnknownRepo(full.clone()))?;
+            let everything: std::collections::BTreeSet<String> = w
+                .repos
+                .keys()
+                .filter(|k| k.starts_with(&format!("{}/", key(&account))))
+                .cloned()
+                .collect();
+            let entry = w.installations.get_mut(&installation).expect("found above");
+            let mut names = entry.repositories.clone().unwrap_or(everything);
+            if added {
+                names.insert(full.clone());
+            } else {
+                names.remove(&full);
+            }
+            entry.repositories = Some(names);
+            entry.json["repository_selection"] = json!("selected");
+            let inst_json = entry.json.clone();
+            let has_hook = w.apps.get(&app_id).is_some_and(|a| a.hook.is_some());
+            drop(w);
+            if has_hook {
+                let file = if added {
+                    "added.payload.json"
+                } else {
+                    "removed.payload.json"
+                };
+                let mut out = self.outgoing(
+                    HookRef::App(app_id),
+                    "installation_repositories",
+                    file,
+                    &account,
+                    repo,
+                )?;
+                let listed = json!([{
+                    "id": repo_id,
+                    "name": repo_name,
+                    "full_name": format!("{account}/{repo_name}"),
+                    "private": false,
+                }]);
+                out.payload["installation"] = inst_json;
+                out.payload["repository_selection"] = json!("selected");
+                let none = json!([]);
+                let (plus, minus) = if added {
+                    (listed, none)
+                } else {
+                    (none, listed)
+                };
+                out.payload["repositories_added"] = plus;
+                out.payload["repositories_removed"] = minus;
+                Some(out)
+            } else {
+                None
+            }
+        };
+        Ok(match out {
+            Some(out) => Some(self.send(out).await),
+            None => None,
+        })
     }
 
     /// Sends a logged delivery again, with the same GUID, as a new attempt

@@ -355,6 +355,8 @@ fn pool_error(e: &PoolError, outcome: Outcome) -> Fetched {
         | PoolError::NoDefault
         | PoolError::NotConfined { .. }
         | PoolError::NotForPurpose { .. } => (StatusCode::FORBIDDEN, None),
+        // As GitHub answers for a repository the credential cannot see.
+        PoolError::NotInstalledOnRepo { .. } => (StatusCode::NOT_FOUND, None),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
     };
     if status.is_server_error() {

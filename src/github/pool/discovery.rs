@@ -1,13 +1,30 @@
 //! Discovery: which credentials can act for an owner (each App's
-//! installation there, found once and cached, and the tokens allowed for
+//! installation there, with the repositories it was given when they are a
+//! selection, found once and cached an hour, and the tokens allowed for
 //! it), and what every credential's budgets are (`probe`).
+
+use std::collections::HashSet;
 
 use http::StatusCode;
 
 use super::Pool;
 use super::credential::{CredId, Reach};
 use super::error::{PoolError, http_error};
-use super::minting::AppEntry;
+use super::minting::{AppEntry, Found};
+
+/// What discovery learned is looked up again after this long (an
+/// `installation` or `installation_repositories` delivery forgets it at
+/// once).
+const REFRESH_MS: i64 = 3_600_000;
+
+/// The repository a REST path is about (`/repos/{owner}/{repo}/...`).
+pub(super) fn repo_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/repos/")?;
+    let rest = rest.split(['?', '#']).next()?;
+    let mut parts = rest.split('/');
+    let (_owner, repo) = (parts.next()?, parts.next()?);
+    (!repo.is_empty()).then_some(repo)
+}
 
 /// One credential's budget for one resource, as `GET /rate_limit` says.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -26,15 +43,20 @@ pub struct Installed {
     pub app: i64,
     pub owner: String,
     pub installation: Option<i64>,
+    /// The repositories of an installation on a selection (None: all).
+    pub selected: Option<Vec<String>>,
 }
 
 impl Pool {
     /// The installations and tokens that can act for `owner` within `reach`.
+    /// With `repo`, an installation counts only if it can see that
+    /// repository.
     pub(super) async fn candidates(
         &self,
         owner: &str,
         reach: Reach<'_>,
         purpose: Option<crate::config::Purpose>,
+        repo: Option<&str>,
     ) -> Result<Vec<CredId>, PoolError> {
         let lower = owner.to_lowercase();
         let mut out = Vec::new();
@@ -44,7 +66,8 @@ impl Pool {
                 .iter()
                 .filter(|a| purpose.is_none_or(|p| a.purposes.contains(&p)));
             for app in apps {
-                if let Some(installation) = self.installation_of(app, owner).await? {
+                let found = self.installation_of(app, owner).await?;
+                if let (Some(installation), true) = (found.installation, found.sees(repo)) {
                     out.push(CredId::Installation {
                         app: app.auth.id,
                         installation,
@@ -61,18 +84,25 @@ impl Pool {
         Ok(out)
     }
 
-    /// Where an App is installed for `owner` (an org, else a user), cached.
-    async fn installation_of(&self, app: &AppEntry, owner: &str) -> Result<Option<i64>, PoolError> {
+    /// Where an App is installed for `owner` (an org, else a user), and on
+    /// which repositories when a selection; cached an hour.
+    async fn installation_of(&self, app: &AppEntry, owner: &str) -> Result<Found, PoolError> {
         let key = owner.to_lowercase();
+        let now = self.clock.now_ms();
         if let Some(found) = app
             .installations
             .lock()
             .expect("installations lock")
             .get(&key)
+            .filter(|f| now - f.at_ms < REFRESH_MS)
         {
-            return Ok(*found);
+            return Ok(found.clone());
         }
-        let mut found = None;
+        let mut found = Found {
+            installation: None,
+            selected: None,
+            at_ms: now,
+        };
         for kind in ["orgs", "users"] {
             let resp = self
                 .http
@@ -84,7 +114,12 @@ impl Pool {
             match resp.status() {
                 StatusCode::OK => {
                     let v: serde_json::Value = resp.json().await.map_err(http_error)?;
-                    found = v["id"].as_i64();
+                    found.installation = v["id"].as_i64();
+                    if let (Some(id), Some("selected")) =
+                        (found.installation, v["repository_selection"].as_str())
+                    {
+                        found.selected = Some(self.selected_repositories(app, id).await?);
+                    }
                     break;
                 }
                 StatusCode::NOT_FOUND => continue,
@@ -98,8 +133,50 @@ impl Pool {
         app.installations
             .lock()
             .expect("installations lock")
-            .insert(key, found);
+            .insert(key, found.clone());
         Ok(found)
+    }
+
+    /// The repositories an installation on a selection may see (`GET
+    /// /installation/repositories`, every page), lowercase names.
+    async fn selected_repositories(
+        &self,
+        app: &AppEntry,
+        installation: i64,
+    ) -> Result<HashSet<String>, PoolError> {
+        let token = self.installation_token(app, installation, false).await?;
+        let mut names = HashSet::new();
+        // Bounded: GitHub caps a selection far below 100 pages of 100.
+        for page in 1..=100 {
+            let resp = self
+                .http
+                .get(format!(
+                    "{}/installation/repositories?per_page=100&page={page}",
+                    self.api
+                ))
+                .header(http::header::AUTHORIZATION, format!("token {token}"))
+                .send()
+                .await
+                .map_err(http_error)?;
+            if !resp.status().is_success() {
+                return Err(PoolError::Http(format!(
+                    "installation {installation}: GET /installation/repositories: HTTP {}",
+                    resp.status()
+                )));
+            }
+            let v: serde_json::Value = resp.json().await.map_err(http_error)?;
+            let list = v["repositories"].as_array().cloned().unwrap_or_default();
+            names.extend(
+                list.iter()
+                    .filter_map(|r| r["name"].as_str())
+                    .map(str::to_lowercase),
+            );
+            let total = v["total_count"].as_u64().unwrap_or(0) as usize;
+            if list.len() < 100 || names.len() >= total {
+                break;
+            }
+        }
+        Ok(names)
     }
 
     /// Asks GitHub for every credential's budgets now: each App's
@@ -198,10 +275,15 @@ impl Pool {
                 let known = app.installations.lock().expect("installations lock");
                 known
                     .iter()
-                    .map(|(owner, inst)| Installed {
+                    .map(|(owner, found)| Installed {
                         app: app.auth.id,
                         owner: owner.clone(),
-                        installation: *inst,
+                        installation: found.installation,
+                        selected: found.selected.as_ref().map(|s| {
+                            let mut names: Vec<String> = s.iter().cloned().collect();
+                            names.sort();
+                            names
+                        }),
                     })
                     .collect::<Vec<_>>()
             })
@@ -268,8 +350,13 @@ mod tests {
         };
         let pool = Pool::new(&cfg).unwrap();
         let known = &pool.apps[0].installations;
-        known.lock().unwrap().insert("acme".into(), Some(77));
-        known.lock().unwrap().insert("globex".into(), None);
+        let found = |installation| Found {
+            installation,
+            selected: None,
+            at_ms: i64::MAX / 2,
+        };
+        known.lock().unwrap().insert("acme".into(), found(Some(77)));
+        known.lock().unwrap().insert("globex".into(), found(None));
         pool
     }
 
@@ -280,7 +367,7 @@ mod tests {
     #[tokio::test]
     async fn an_owner_is_served_by_its_installation_and_the_tokens_routed_to_it() {
         let p = pool();
-        let any = names(p.candidates("ACME", Reach::Any, None).await.unwrap());
+        let any = names(p.candidates("ACME", Reach::Any, None, None).await.unwrap());
         assert_eq!(
             any,
             [
@@ -290,7 +377,11 @@ mod tests {
                 "token:loose"
             ]
         );
-        let globex = names(p.candidates("globex", Reach::Any, None).await.unwrap());
+        let globex = names(
+            p.candidates("globex", Reach::Any, None, None)
+                .await
+                .unwrap(),
+        );
         assert_eq!(globex, ["token:any"], "not installed there");
     }
 
@@ -299,13 +390,13 @@ mod tests {
         let p = pool();
         let acme = vec!["acme".to_string()];
         let within = names(
-            p.candidates("acme", Reach::Within(&acme), None)
+            p.candidates("acme", Reach::Within(&acme), None, None)
                 .await
                 .unwrap(),
         );
         assert_eq!(within, ["app:5/installation:77", "token:acme"]);
         let outside = p
-            .candidates("globex", Reach::Within(&acme), None)
+            .candidates("globex", Reach::Within(&acme), None, None)
             .await
             .unwrap();
         assert!(outside.is_empty());

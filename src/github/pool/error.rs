@@ -18,6 +18,14 @@ pub enum PoolError {
          may serve a client limited to {within}"
     )]
     NotConfined { owner: String, within: String },
+    /// The owner's App installations each see only selected repositories,
+    /// this one among none of them, and no token serves the owner.
+    #[error(
+        "no credential can act for {owner}/{repo}: no App gatehouse holds is installed on that \
+         repository (its installations on {owner:?} see selected repositories only), and no \
+         token serves {owner:?}"
+    )]
+    NotInstalledOnRepo { owner: String, repo: String },
     /// Credentials can act for the owner, but none may be spent on this.
     #[error(
         "no credential that can act for {owner:?} may be spent on {purpose}: add {purpose:?} \

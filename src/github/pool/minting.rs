@@ -21,12 +21,36 @@ const REFRESH_AHEAD_SECS: i64 = 300;
 /// async mutex held while minting.
 type TokenCell = Arc<tokio::sync::Mutex<Option<(String, i64)>>>;
 
+/// What discovery learned of an App on one owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Found {
+    /// None: not installed there.
+    pub installation: Option<i64>,
+    /// An installation on selected repositories: their names (lowercase,
+    /// without the owner). None: every repository of the owner.
+    pub selected: Option<std::collections::HashSet<String>>,
+    /// When it was learned (the pool's clock, ms): looked up again an
+    /// hour on.
+    pub at_ms: i64,
+}
+
+impl Found {
+    /// Whether it can serve a request about `repo` (None: about none).
+    pub fn sees(&self, repo: Option<&str>) -> bool {
+        self.installation.is_some()
+            && match (&self.selected, repo) {
+                (Some(names), Some(r)) => names.contains(&r.to_lowercase()),
+                _ => true,
+            }
+    }
+}
+
 pub(super) struct AppEntry {
     pub auth: AppAuth,
     /// What its installations may be spent on.
     pub purposes: Vec<crate::config::Purpose>,
-    /// Owner (lowercase) → installation id, or None when not installed.
-    pub installations: Mutex<HashMap<String, Option<i64>>>,
+    /// Owner (lowercase) → where the App is installed there, if it is.
+    pub installations: Mutex<HashMap<String, Found>>,
     /// Installation → its token; the async mutex makes minting
     /// single-flight per installation.
     tokens: Mutex<HashMap<i64, TokenCell>>,
@@ -140,7 +164,7 @@ impl Pool {
             app.installations
                 .lock()
                 .expect("installations lock")
-                .retain(|_, v| *v != Some(installation));
+                .retain(|_, v| v.installation != Some(installation));
         }
         if resp.status() != StatusCode::CREATED {
             return Err(PoolError::Http(format!(

@@ -285,6 +285,11 @@ impl Pool {
             .await
     }
 
+    /// Among the credentials for `owner` (and the repository the path is
+    /// about, when an installation sees only a selection) that `reach` and
+    /// `purpose` allow. An installation that answers 404 for a repository
+    /// it was thought to see is looked up again, and the request goes once
+    /// more to another candidate if there is one.
     async fn send_as(
         &self,
         owner: &str,
@@ -292,23 +297,81 @@ impl Pool {
         purpose: Option<Purpose>,
         req: Request,
     ) -> Result<Answer, PoolError> {
-        let candidates = self.candidates(owner, reach, purpose).await?;
+        let repo = discovery::repo_of(&req.path).map(str::to_string);
+        let candidates = self
+            .candidates(owner, reach, purpose, repo.as_deref())
+            .await?;
         if candidates.is_empty() {
-            return Err(match (reach, purpose) {
-                (Reach::Within(allowed), _) => PoolError::NotConfined {
+            return Err(self.none_for(owner, reach, purpose, repo).await?);
+        }
+        let again = repo.is_some().then(|| req.clone());
+        let answer = self.send_among(&candidates, req).await?;
+        let Some(req) = again.filter(|_| {
+            answer.status == StatusCode::NOT_FOUND
+                && matches!(answer.credential, CredId::Installation { .. })
+        }) else {
+            return Ok(answer);
+        };
+        // The selection may have changed: learn it again, try another.
+        self.forget_owner(owner);
+        let others: Vec<CredId> = self
+            .candidates(owner, reach, purpose, repo.as_deref())
+            .await?
+            .into_iter()
+            .filter(|c| *c != answer.credential)
+            .collect();
+        if others.is_empty() {
+            return Ok(answer);
+        }
+        tracing::info!(
+            owner,
+            repo = repo.as_deref().unwrap_or(""),
+            credential = %answer.credential,
+            "an installation answered 404 for a repository it was thought to see: looked up again, trying another credential"
+        );
+        self.send_among(&others, req).await
+    }
+
+    /// Why no credential can serve: the most specific reason.
+    async fn none_for(
+        &self,
+        owner: &str,
+        reach: Reach<'_>,
+        purpose: Option<Purpose>,
+        repo: Option<String>,
+    ) -> Result<PoolError, PoolError> {
+        Ok(match (reach, purpose) {
+            (Reach::Within(allowed), _) => PoolError::NotConfined {
+                owner: owner.to_string(),
+                within: allowed.join(", "),
+            },
+            (Reach::Any, Some(p))
+                if !self.candidates(owner, reach, None, None).await?.is_empty()
+                    && self
+                        .candidates(owner, reach, Some(p), None)
+                        .await?
+                        .is_empty() =>
+            {
+                PoolError::NotForPurpose {
                     owner: owner.to_string(),
-                    within: allowed.join(", "),
-                },
-                (Reach::Any, Some(p)) if !self.candidates(owner, reach, None).await?.is_empty() => {
-                    PoolError::NotForPurpose {
+                    purpose: p.as_str(),
+                }
+            }
+            (Reach::Any, _) => match repo {
+                Some(repo)
+                    if !self
+                        .candidates(owner, reach, purpose, None)
+                        .await?
+                        .is_empty() =>
+                {
+                    PoolError::NotInstalledOnRepo {
                         owner: owner.to_string(),
-                        purpose: p.as_str(),
+                        repo,
                     }
                 }
-                (Reach::Any, _) => PoolError::NoCredential(owner.to_string()),
-            });
-        }
-        self.send_among(&candidates, req).await
+                _ => PoolError::NoCredential(owner.to_string()),
+            },
+        })
     }
 
     /// What remains of `owner`'s budget for `resource` across the
@@ -323,7 +386,7 @@ impl Pool {
         resource: Resource,
     ) -> Option<crate::github::budget::Budget> {
         let candidates = self
-            .candidates(owner, reach, Some(Purpose::Gateway))
+            .candidates(owner, reach, Some(Purpose::Gateway), None)
             .await
             .ok()?;
         let now = self.now_secs();
@@ -349,7 +412,7 @@ impl Pool {
     /// known spent).
     pub async fn owner_blocked_until(&self, owner: &str) -> Option<i64> {
         let candidates = self
-            .candidates(owner, Reach::Any, Some(Purpose::Sinks))
+            .candidates(owner, Reach::Any, Some(Purpose::Sinks), None)
             .await
             .ok()?;
         let now_ms = self.clock.now_ms();

@@ -1,0 +1,117 @@
+//! Apps as organisations really install them: several Apps on one
+//! organisation, each on all repositories or a selection that drifts.
+//! Every repository is served by a credential that can see it; a
+//! repository leaving a selection (an `installation_repositories`
+//! delivery, through the journal) stops going to that App; a repository
+//! no App covers gets a clear answer.
+
+mod common;
+
+use common::hub::{github_config, key};
+use common::{SECRET, TestApp, free_port, test_config};
+use fakehub::{Config as HubConfig, FakeHub};
+use gatehouse::config::GatewayConfig;
+
+/// octo-org (widgets, gadgets): App 101 on all of it (installation 11),
+/// App 202 on widgets only (21), its webhook to gatehouse on `port`.
+/// other-org (alpha, beta): App 202 on alpha only (22).
+async fn hub(port: u16) -> FakeHub {
+    let mut c = HubConfig::default()
+        .org("octo-org", &["widgets", "gadgets"])
+        .org("other-org", &["alpha", "beta"])
+        .app(101, &key("app-a.pub.pem"), &[(11, "octo-org")])
+        .app(
+            202,
+            &key("app-b.pub.pem"),
+            &[(21, "octo-org"), (22, "other-org")],
+        );
+    c.apps[1].installations[0].repositories = Some(vec!["widgets".into()]);
+    c.apps[1].installations[1].repositories = Some(vec!["alpha".into()]);
+    c.apps[1].webhook_url = Some(format!("http://127.0.0.1:{port}/webhooks/github"));
+    c.apps[1].webhook_secret = Some(SECRET.into());
+    c.apps[1].hook_id = Some(777);
+    c.fixtures = Some(common::fixtures());
+    FakeHub::start(c).await.unwrap()
+}
+
+/// Requests fakehub served per installation so far.
+fn served(hub: &FakeHub, installation: i64) -> u64 {
+    hub.stats()
+        .installations
+        .get(&installation)
+        .map_or(0, |u| u.requests)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_repository_goes_to_an_app_that_can_see_it_as_selections_change() {
+    let port = free_port();
+    let hub = hub(port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = test_config(dir.path());
+    c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    c.github = github_config(&hub, &[(101, "app-a.pem"), (202, "app-b.pem")], &[]);
+    c.recovery.enabled = false;
+    c.gateway = Some(GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..GatewayConfig::default()
+    });
+    let t = TestApp::start_in(dir, c).await;
+    let gw = format!("http://{}", t.app.gateway_addr().unwrap());
+    let token = common::add_client(&t.db_path, "ci", &[], &[]);
+    let client = reqwest::Client::new();
+    let get = async |path: &str| {
+        let r = client
+            .get(format!("{gw}{path}"))
+            .header("authorization", format!("token {token}"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap())
+    };
+
+    // gadgets: only App 101 sees it, however often it is asked for.
+    for _ in 0..8 {
+        let (status, body) = get("/repos/octo-org/gadgets").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Installation 21 made one request: the listing of its selection.
+    assert_eq!(served(&hub, 21), 1, "App 202 was never asked about gadgets");
+    // widgets: both may serve it; the pool spreads by budget, so both do.
+    for _ in 0..8 {
+        assert_eq!(get("/repos/octo-org/widgets").await.0, 200);
+    }
+    assert!(served(&hub, 21) > 0, "App 202's selection is used");
+
+    // widgets leaves App 202's selection: GitHub tells the App, gatehouse
+    // journals that and looks octo-org up again.
+    let record = hub
+        .hub()
+        .change_selection(21, "widgets", false)
+        .await
+        .unwrap()
+        .expect("App 202 has a webhook");
+    assert_eq!(record.status_code, 202, "gatehouse took the delivery");
+    let before = served(&hub, 21);
+    for _ in 0..8 {
+        let (status, body) = get("/repos/octo-org/widgets").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // One request with installation 21's token: listing its new selection.
+    assert_eq!(
+        served(&hub, 21),
+        before + 1,
+        "widgets no longer goes to App 202"
+    );
+
+    // other-org/beta: no App sees it, and no token serves other-org.
+    let (status, body) = get("/repos/other-org/beta").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("no App gatehouse holds is installed on that repository"),
+        "{body}"
+    );
+    assert_eq!(get("/repos/other-org/alpha").await.0, 200);
+
+    t.stop().await;
+}
