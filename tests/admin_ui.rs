@@ -912,10 +912,9 @@ async fn github_page_shows_budgets_installations_clients_and_no_secrets() {
         "{}",
         g.body
     );
-    assert!(
-        g.body
-            .contains("<td>octo-org</td><td>app 101</td><td>installation 11</td>")
-    );
+    assert!(g.body.contains(
+        "<td>octo-org</td><td>app 101</td><td class=\"wrap\">installation 11, all repositories</td>"
+    ));
     assert!(g.body.contains("ci-bot") && g.body.contains("GET /orgs/.*"));
     let o = admin.get("/admin/").await;
     assert!(

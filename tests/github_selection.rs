@@ -113,5 +113,58 @@ async fn each_repository_goes_to_an_app_that_can_see_it_as_selections_change() {
     );
     assert_eq!(get("/repos/other-org/alpha").await.0, 200);
 
+    // Deliveries name beta: the GitHub page and `github status` list it
+    // as a repository no credential covers, and alpha not.
+    for (i, repo) in ["beta", "alpha"].iter().enumerate() {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&common::push_for("other-org", i)).unwrap();
+        v["repository"]["name"] = (*repo).into();
+        v["repository"]["full_name"] = format!("other-org/{repo}").into();
+        let d = common::Delivery::json(
+            "push",
+            &format!("seen-{repo}"),
+            serde_json::to_vec(&v).unwrap(),
+        );
+        assert_eq!(t.send(&d).await.status(), 202);
+    }
+    let admin = common::admin::Admin::login(&t.base).await;
+    let page = admin.get("/admin/github").await;
+    let listed = page
+        .body
+        .split("Repositories no credential covers")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no such section: {}", page.body));
+    assert!(listed.contains("other-org/beta"), "{listed}");
+    assert!(!listed.contains("other-org/alpha"), "{listed}");
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fakehub/testdata");
+    let cli_dir = tempfile::tempdir().unwrap();
+    let file = common::binary::write_config(
+        cli_dir.path(),
+        &t.db_path,
+        &format!(
+            "\n[github]\napi_url = \"{}\"\n\n[[github.apps]]\nid = 101\nprivate_key_file = {:?}\n\n[[github.apps]]\nid = 202\nprivate_key_file = {:?}\n",
+            hub.url(),
+            keys.join("app-a.pem"),
+            keys.join("app-b.pem")
+        ),
+    );
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        common::binary::run(
+            &["github", "status", "--config", file.to_str().unwrap()],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok.success(), "{out}");
+    assert!(
+        out.contains("1 of 2 repositories deliveries named in the last 7 days have no credential"),
+        "{out}"
+    );
+    assert!(
+        out.contains("other-org/beta: no credential can act for other-org/beta"),
+        "{out}"
+    );
+
     t.stop().await;
 }

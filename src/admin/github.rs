@@ -84,6 +84,9 @@ struct GithubPage {
     configured: bool,
     credentials: Vec<CredView>,
     installations: Vec<(String, String, String)>,
+    /// Repositories recent deliveries name that no credential covers,
+    /// with why.
+    uncovered: Vec<(String, String)>,
     tokens: Vec<(String, String)>,
     clients: Vec<ClientView>,
     spenders: Lines,
@@ -259,7 +262,18 @@ pub async fn page(
         .units_by_minute(now / 60_000 - 24 * 60)
         .await?;
     let owners = owners(&state, state.pool.as_deref(), now).await?;
+    let uncovered = match state.pool.as_deref() {
+        Some(pool) => {
+            let seen = state
+                .journal
+                .repositories_seen(now - 7 * 86_400_000, 500)
+                .await?;
+            pool.uncovered(&seen).await
+        }
+        None => vec![],
+    };
     let page = GithubPage {
+        uncovered,
         chrome: Chrome::new(&session, "github"),
         configured: state.pool.is_some(),
         credentials: state.pool.as_deref().map(credentials).unwrap_or_default(),
@@ -269,8 +283,13 @@ pub async fn page(
                 (
                     i.owner,
                     format!("app {}", i.app),
-                    i.installation
-                        .map_or("not installed".into(), |n| format!("installation {n}")),
+                    match (i.installation, &i.selected) {
+                        (None, _) => "not installed".into(),
+                        (Some(n), None) => format!("installation {n}, all repositories"),
+                        (Some(n), Some(names)) => {
+                            format!("installation {n}, selected: {}", names.join(", "))
+                        }
+                    },
                 )
             })
             .collect(),

@@ -1,4 +1,6 @@
-//! `gatehouse github status`: each credential's budgets, asked of GitHub.
+//! `gatehouse github status`: each credential's budgets, asked of GitHub;
+//! then the repositories recent deliveries name that no credential
+//! covers.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,10 +23,14 @@ pub fn status(path: Option<PathBuf>, json: bool) -> ExitCode {
         .enable_all()
         .build()
         .expect("runtime");
-    let rows = runtime.block_on(async {
-        let pool = crate::github::Pool::new(&config.github)?;
-        pool.probe().await
-    });
+    let pool = match crate::github::Pool::new(&config.github) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rows = runtime.block_on(pool.probe());
     match rows {
         Ok(rows) if json => {
             print_json(&rows);
@@ -48,11 +54,63 @@ pub fn status(path: Option<PathBuf>, json: bool) -> ExitCode {
                     (r.reset - now).max(0)
                 );
             }
+            coverage(&config, &pool, &runtime);
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("gatehouse: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What deliveries of the last week name.
+const SEEN_DAYS: i64 = 7;
+
+/// Prints the repositories the journal's deliveries of the last week name
+/// that no credential covers (an App on a selection without them, none
+/// installed, no token for their owner), each with why.
+fn coverage(
+    config: &crate::config::Config,
+    pool: &crate::github::Pool,
+    runtime: &tokio::runtime::Runtime,
+) {
+    let store = {
+        let _in = runtime.enter();
+        crate::store::open_beside(&config.storage.location())
+    };
+    let store = match store {
+        Ok(s) => s,
+        Err(e) => {
+            println!("\nrepositories not checked: the journal cannot be read ({e})");
+            return;
+        }
+    };
+    let since = crate::clock::now_ms() - SEEN_DAYS * 86_400_000;
+    let seen = runtime.block_on(store.repositories_seen(since, 10_000));
+    store.close();
+    let seen = match seen {
+        Ok(s) => s,
+        Err(e) => {
+            println!("\nrepositories not checked: {e}");
+            return;
+        }
+    };
+    let uncovered = runtime.block_on(pool.uncovered(&seen));
+    println!();
+    if uncovered.is_empty() {
+        println!(
+            "every repository deliveries named in the last {SEEN_DAYS} days ({}) has a credential",
+            seen.len()
+        );
+        return;
+    }
+    println!(
+        "{} of {} repositories deliveries named in the last {SEEN_DAYS} days have no credential:",
+        uncovered.len(),
+        seen.len()
+    );
+    for (repo, why) in uncovered {
+        println!("  {}: {}", safe(&repo), safe(&why));
     }
 }

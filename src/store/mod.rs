@@ -563,6 +563,13 @@ pub trait Operator: Send + Sync {
     -> Result<Page, StoreError>;
     /// The journal ids of the deliveries with this GUID (one per hook).
     async fn ids_of_guid(&self, guid: &str) -> Result<Vec<i64>, StoreError>;
+    /// The repositories (full names, as sent) deliveries received since
+    /// `since_ms` name, sorted, at most `limit`.
+    async fn repositories_seen(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
     /// One delivery by journal id, with its jobs and every attempt.
     async fn show(&self, delivery_id: i64) -> Result<Option<Shown>, StoreError>;
     /// Every finished job of the deliveries with this GUID (or only

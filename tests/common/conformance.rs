@@ -475,6 +475,19 @@ pub async fn appends_dedupe_and_fan_out<S: Deliveries + Jobs + Operator + ?Sized
     let payload = journal.payload(id).await.unwrap().unwrap();
     assert_eq!(payload.body, super::push_for("acme", 1));
     assert!(journal.delivery("3", "g1").await.unwrap().is_none());
+    // The repositories deliveries name, once each, since a time.
+    journal
+        .append(delivery("1", "globex", "g2", &["ci"], now + 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        journal.repositories_seen(now - 1, 10).await.unwrap(),
+        ["acme/repo", "globex/repo"]
+    );
+    assert_eq!(
+        journal.repositories_seen(now + 5, 10).await.unwrap(),
+        ["globex/repo"]
+    );
 }
 
 pub async fn pending_in_order<S: Deliveries + Jobs + Operator + ?Sized>(journal: &S) {

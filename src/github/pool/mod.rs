@@ -332,6 +332,33 @@ impl Pool {
         self.send_among(&others, req).await
     }
 
+    /// Of `repositories` (`owner/name`), those no credential can serve,
+    /// each with why; an owner that could not be looked up is said so.
+    /// Looks each owner up (cached, as for any request).
+    pub async fn uncovered(&self, repositories: &[String]) -> Vec<(String, String)> {
+        let mut out = vec![];
+        for full in repositories {
+            let Some((owner, repo)) = full.split_once('/') else {
+                continue;
+            };
+            match self.candidates(owner, Reach::Any, None, Some(repo)).await {
+                Ok(c) if !c.is_empty() => {}
+                Ok(_) => {
+                    let why = match self
+                        .none_for(owner, Reach::Any, None, Some(repo.into()))
+                        .await
+                    {
+                        Ok(e) => e.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    out.push((full.clone(), why));
+                }
+                Err(e) => out.push((full.clone(), format!("could not look {owner} up: {e}"))),
+            }
+        }
+        out
+    }
+
     /// Why no credential can serve: the most specific reason.
     async fn none_for(
         &self,

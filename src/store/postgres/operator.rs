@@ -232,6 +232,29 @@ impl crate::store::Operator for Postgres {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    async fn repositories_seen(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let client = self.client("repositories_seen").await?;
+        let rows = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT DISTINCT repository FROM deliveries
+                 WHERE received_at_ms >= $1 AND repository IS NOT NULL
+                 ORDER BY repository LIMIT $2",
+                    )
+                    .await
+                    .map_err(read_err)?,
+                &[&since_ms, &(limit as i64)],
+            )
+            .await
+            .map_err(read_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn show(&self, delivery_id: i64) -> Result<Option<Shown>, StoreError> {
         let client = self.client("show").await?;
         let Some(r) = client

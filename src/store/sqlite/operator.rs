@@ -479,6 +479,23 @@ impl crate::store::Operator for Sqlite {
         self.read(move |c| show_one(c, delivery_id)).await
     }
 
+    async fn repositories_seen(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT DISTINCT repository FROM deliveries
+                 WHERE received_at_ms >= ?1 AND repository IS NOT NULL
+                 ORDER BY repository LIMIT ?2",
+            )?
+            .query_map(rusqlite::params![since_ms, limit as i64], |r| r.get(0))?
+            .collect()
+        })
+        .await
+    }
+
     async fn retry_guid(&self, guid: &str, route: Option<&str>) -> Result<Requeued, StoreError> {
         let values = vec![SqlValue::Text(guid.to_string()), route_value(route)];
         self.write(move |tx| {
