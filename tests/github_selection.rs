@@ -168,3 +168,57 @@ async fn each_repository_goes_to_an_app_that_can_see_it_as_selections_change() {
 
     t.stop().await;
 }
+
+/// A delivery names the installation of an App gatehouse does not hold
+/// (App 202's); a consumer acting on it through the gateway is served by
+/// whichever of gatehouse's Apps is installed on that owner (App 101), as
+/// PullApprove's "authorize itself if the App id does not match" did.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_from_another_apps_installation_is_acted_on_with_ours() {
+    let port = free_port();
+    let hub = hub(port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = test_config(dir.path());
+    c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    // Only App 101's key: App 202 is someone else's.
+    c.github = github_config(&hub, &[(101, "app-a.pem")], &[]);
+    c.recovery.enabled = false;
+    c.gateway = Some(GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..GatewayConfig::default()
+    });
+    let t = TestApp::start_in(dir, c).await;
+    let record = hub
+        .hub()
+        .deliver(
+            fakehub::HookRef::App(202),
+            "push",
+            "payload.json",
+            "octo-org",
+            "widgets",
+        )
+        .await
+        .unwrap();
+    assert_eq!(record.status_code, 202);
+    let store = t.store();
+    let id = store.ids_of_guid(&record.guid).await.unwrap()[0];
+    let shown = store.show(id).await.unwrap().unwrap();
+    assert_eq!(shown.installation_id, Some(21), "App 202's installation");
+    // The consumer asks about the repository the delivery named.
+    let gw = format!("http://{}", t.app.gateway_addr().unwrap());
+    let token = common::add_client(&t.db_path, "consumer", &[], &[]);
+    let before = served(&hub, 11);
+    let r = reqwest::Client::new()
+        .get(format!("{gw}/repos/octo-org/widgets"))
+        .header("authorization", format!("token {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        served(&hub, 11) > before,
+        "App 101's installation served it"
+    );
+    assert_eq!(served(&hub, 21), 0, "App 202's never used");
+    t.stop().await;
+}
