@@ -149,3 +149,97 @@ async fn graphql_needs_a_token_and_a_budget() {
     .await;
     assert_eq!(v["data"]["repository"]["name"], "dotfiles");
 }
+
+/// Introspection as clients and code generators ask for it: `__typename`,
+/// `__type(name:)` with fields and wrapped types, `__schema`. Every
+/// scalar field the schema lists for a repository and a pull request
+/// resolves (the table and the resolvers agree).
+#[tokio::test]
+async fn introspection_describes_the_types_served() {
+    let hub = start(world()).await;
+    let t = format!("bearer {PAT}");
+    let (status, v) = gql(
+        &hub,
+        Some(&t),
+        r#"{
+          __schema { queryType { name } types { name kind } }
+          pr: __type(name: "PullRequest") {
+            name kind
+            fields { name type { kind name ofType { kind name } } }
+          }
+          state: __type(name: "PullRequestState") { kind enumValues { name } }
+          nothing: __type(name: "Nope") { name }
+        }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(v.get("errors").is_none(), "{v}");
+    let d = &v["data"];
+    assert_eq!(d["__schema"]["queryType"]["name"], "Query");
+    let types: Vec<&str> = d["__schema"]["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for want in ["Repository", "PullRequest", "RateLimit", "String"] {
+        assert!(types.contains(&want), "{want} in {types:?}");
+    }
+    assert_eq!(d["pr"]["kind"], "OBJECT");
+    let number = d["pr"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "number")
+        .unwrap();
+    assert_eq!(
+        number["type"],
+        json!({"kind": "NON_NULL", "name": null, "ofType": {"kind": "SCALAR", "name": "Int"}})
+    );
+    assert_eq!(
+        d["state"]["enumValues"],
+        json!([{"name": "OPEN"}, {"name": "CLOSED"}, {"name": "MERGED"}])
+    );
+    assert!(d["nothing"].is_null());
+
+    // Every scalar field listed for Repository and PullRequest resolves.
+    for (ty, wrap) in [
+        (
+            "Repository",
+            "repository(owner: \"octo-org\", name: \"widgets\") { __typename %s }",
+        ),
+        (
+            "PullRequest",
+            "repository(owner: \"octo-org\", name: \"widgets\") { pullRequest(number: 1) { __typename %s } }",
+        ),
+    ] {
+        let (_, v) = gql(
+            &hub,
+            Some(&t),
+            &format!(
+                "{{ __type(name: \"{ty}\") {{ fields {{ name type {{ kind name ofType {{ kind name }} }} }} }} }}"
+            ),
+            json!({}),
+        )
+        .await;
+        let scalars: Vec<String> = v["data"]["__type"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| {
+                let t = &f["type"];
+                let kind = if t["kind"] == "NON_NULL" {
+                    &t["ofType"]["kind"]
+                } else {
+                    &t["kind"]
+                };
+                kind == "SCALAR" || kind == "ENUM"
+            })
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect();
+        let query = format!("{{ {} }}", wrap.replace("%s", &scalars.join(" ")));
+        let (_, v) = gql(&hub, Some(&t), &query, json!({})).await;
+        assert!(v.get("errors").is_none(), "{ty}: {v}");
+    }
+}

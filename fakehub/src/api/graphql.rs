@@ -1,5 +1,6 @@
 //! `POST /graphql`: a small, real subset of GitHub's schema (`viewer`,
-//! `repository` with `pullRequest`/`issue`/connections, `rateLimit`),
+//! `repository` with `pullRequest`/`issue`/connections, `rateLimit`, and
+//! introspection of those types: `__typename`, `__type`, `__schema`),
 //! answered from the same world as REST. Points are charged per query;
 //! validation errors and the exhausted limit come back as GitHub shapes
 //! them (HTTP 200 with `errors`).
@@ -15,6 +16,7 @@ use graphql_parser::query::{
 use serde_json::{Map, Value, json};
 
 use super::Cred;
+use super::introspection;
 use super::respond::ApiError;
 use crate::auth::Credential;
 use crate::hub::Hub;
@@ -33,6 +35,12 @@ enum Node<'a> {
     Branch(String),
     RateLimit,
     Conn(Vec<Node<'a>>, usize),
+    /// Introspection: the schema, a type (by reference: `Int!`,
+    /// `[Issue]`, `Repository`), a field of one, an enum's value.
+    Schema,
+    Type(String),
+    FieldDef(&'static str, &'static str),
+    EnumValue(&'static str),
 }
 
 impl Node<'_> {
@@ -47,6 +55,10 @@ impl Node<'_> {
             Node::Branch(_) => "Ref",
             Node::RateLimit => "RateLimit",
             Node::Conn(..) => "Connection",
+            Node::Schema => "__Schema",
+            Node::Type(_) => "__Type",
+            Node::FieldDef(..) => "__Field",
+            Node::EnumValue(_) => "__EnumValue",
         }
     }
 }
@@ -141,6 +153,16 @@ impl<'a> Ctx<'a> {
             out.insert(name, v);
         }
         Value::Object(out)
+    }
+
+    /// A list field: each node answers the field's selection.
+    fn list(&mut self, nodes: Vec<Node<'a>>, f: &Field<'a, String>, path: &[Value]) -> Value {
+        Value::Array(
+            nodes
+                .iter()
+                .map(|n| self.object(n, &f.selection_set, path))
+                .collect(),
+        )
     }
 
     fn sub(&mut self, node: Node<'a>, f: &Field<'a, String>, path: &[Value]) -> Value {
@@ -257,8 +279,100 @@ impl<'a> Ctx<'a> {
                     }
                 }
                 "rateLimit" => self.sub(Node::RateLimit, f, path),
+                "__schema" => self.sub(Node::Schema, f, path),
+                "__type" => {
+                    let name = arg(f, "name", self.vars)
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default();
+                    match introspection::named(&name) {
+                        Some(_) => self.sub(Node::Type(name), f, path),
+                        None => Value::Null,
+                    }
+                }
                 _ => {
                     self.undefined(f, "Query", path);
+                    Value::Null
+                }
+            },
+            Node::Schema => match name {
+                "queryType" => self.sub(Node::Type("Query".into()), f, path),
+                "types" => {
+                    let all = introspection::TYPES
+                        .iter()
+                        .map(|(n, _, _)| Node::Type(n.to_string()))
+                        .collect();
+                    self.list(all, f, path)
+                }
+                "directives" => json!([]),
+                "mutationType" | "subscriptionType" | "description" => Value::Null,
+                _ => {
+                    self.undefined(f, "__Schema", path);
+                    Value::Null
+                }
+            },
+            Node::Type(r) => {
+                use introspection::Ref;
+                let (kind, named, of) = match introspection::parse(r) {
+                    Ref::NonNull(inner) => ("NON_NULL", None, Some(inner.to_string())),
+                    Ref::List(inner) => ("LIST", None, Some(inner.to_string())),
+                    Ref::Named(n) => (
+                        introspection::named(n).map_or("SCALAR", |t| t.0),
+                        Some(n.to_string()),
+                        None,
+                    ),
+                };
+                let object = kind == "OBJECT";
+                match name {
+                    "kind" => json!(kind),
+                    "name" => json!(named),
+                    "ofType" => match of {
+                        Some(inner) => self.sub(Node::Type(inner), f, path),
+                        None => Value::Null,
+                    },
+                    "fields" if object => {
+                        let fields = named
+                            .as_deref()
+                            .and_then(introspection::named)
+                            .map(|t| t.1)
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|(n, t)| Node::FieldDef(n, t))
+                            .collect();
+                        self.list(fields, f, path)
+                    }
+                    "enumValues" if kind == "ENUM" => {
+                        let values = introspection::enum_values(named.as_deref().unwrap_or(""))
+                            .iter()
+                            .map(|v| Node::EnumValue(v))
+                            .collect();
+                        self.list(values, f, path)
+                    }
+                    "interfaces" if object => json!([]),
+                    "fields" | "enumValues" | "interfaces" | "possibleTypes" | "inputFields"
+                    | "description" | "specifiedByURL" => Value::Null,
+                    _ => {
+                        self.undefined(f, "__Type", path);
+                        Value::Null
+                    }
+                }
+            }
+            Node::FieldDef(field, ty) => match name {
+                "name" => json!(field),
+                "type" => self.sub(Node::Type(ty.to_string()), f, path),
+                "args" => json!([]),
+                "isDeprecated" => json!(false),
+                "description" | "deprecationReason" => Value::Null,
+                _ => {
+                    self.undefined(f, "__Field", path);
+                    Value::Null
+                }
+            },
+            Node::EnumValue(v) => match name {
+                "name" => json!(v),
+                "isDeprecated" => json!(false),
+                "description" | "deprecationReason" => Value::Null,
+                _ => {
+                    self.undefined(f, "__EnumValue", path);
                     Value::Null
                 }
             },

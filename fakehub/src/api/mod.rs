@@ -8,6 +8,7 @@ mod apps;
 mod control;
 mod graphql;
 mod hooks;
+mod introspection;
 mod repos;
 pub mod respond;
 
