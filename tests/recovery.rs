@@ -762,3 +762,44 @@ async fn a_ghes_app_log_is_walked_over_its_seven_day_window() {
     );
     t.stop().await;
 }
+
+/// GitHub keeps a delivery log 3 days, GitHub Enterprise Server 7. Of
+/// deliveries missed 5 days ago, github.com lists none (nothing can be
+/// asked again: the walk completes, finding none); GHES lists them all,
+/// and recovery, looking back over GHES's window, gets every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deliveries_missed_five_days_ago_come_back_from_ghes_only() {
+    for ghes in [false, true] {
+        let port = free_port();
+        let hub = hub_for(port, |c| {
+            if ghes {
+                c.enterprise = Some(fakehub::config::EnterpriseConfig::default());
+            }
+        })
+        .await;
+        let missed = send(&hub, 6).await;
+        hub.hub().log.lock().unwrap().age(5 * 86_400);
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path(), port, &hub);
+        let t = TestApp::start_in(dir, c).await;
+        if ghes {
+            journaled_all(&t, &missed, Duration::from_secs(30)).await;
+            asked_once_each(&hub, 6).await;
+        } else {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let walk = loop {
+                let walks = t.store().walks(10).await.unwrap();
+                if let Some(w) = walks.into_iter().find(|w| w.state == WalkState::Complete) {
+                    break w;
+                }
+                assert!(Instant::now() < deadline, "the walk never completed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert_eq!((walk.seen, walk.missing), (0, 0), "{walk:?}");
+            assert!(redeliveries(&hub).is_empty());
+            let census = t.census().await;
+            assert!(missed.iter().all(|g| census.with_guid(g) == 0));
+        }
+        t.stop().await;
+    }
+}

@@ -81,7 +81,10 @@ impl FakeHub {
             world: Mutex::new(world),
             limits: limits::Limits::new(config.rate_limit.clone(), config.secondary.clone()),
             faults: faults::Faults::new(&config.faults),
-            log: Mutex::new(webhooks::DeliveryLog::default()),
+            log: Mutex::new(webhooks::DeliveryLog::keeping(match config.enterprise {
+                Some(_) => webhooks::GHES_LOG_SECS,
+                None => webhooks::GITHUB_LOG_SECS,
+            })),
             http: reqwest::Client::new(),
             webhook_timeout: Duration::from_millis(config.webhook_timeout_ms),
             enterprise: config.enterprise.clone(),

@@ -85,9 +85,37 @@ impl Record {
 pub struct DeliveryLog {
     records: Vec<Record>,
     next_id: i64,
+    /// GitHub lists (and redelivers) deliveries this recent only: 3 days
+    /// on github.com, 7 on GitHub Enterprise Server. 0: forever.
+    keep_secs: i64,
 }
 
+/// How long GitHub keeps a delivery log, in seconds.
+pub const GITHUB_LOG_SECS: i64 = 3 * 86_400;
+pub const GHES_LOG_SECS: i64 = 7 * 86_400;
+
 impl DeliveryLog {
+    /// A log that forgets deliveries older than `keep_secs`.
+    pub fn keeping(keep_secs: i64) -> DeliveryLog {
+        DeliveryLog {
+            keep_secs,
+            ..DeliveryLog::default()
+        }
+    }
+
+    /// Whether GitHub still has `r` to list and redeliver.
+    fn kept(&self, r: &Record) -> bool {
+        self.keep_secs == 0 || r.delivered_at >= now_secs() - self.keep_secs
+    }
+
+    /// Makes every delivery so far `secs` older, as if sent that long ago
+    /// (for tests of the redelivery window).
+    pub fn age(&mut self, secs: i64) {
+        for r in &mut self.records {
+            r.delivered_at -= secs;
+        }
+    }
+
     pub fn next_id(&mut self) -> i64 {
         self.next_id += 1;
         self.next_id
@@ -98,7 +126,10 @@ impl DeliveryLog {
     }
 
     pub fn get(&self, hook: HookRef, id: i64) -> Option<&Record> {
-        self.records.iter().find(|r| r.hook == hook && r.id == id)
+        self.records
+            .iter()
+            .find(|r| r.hook == hook && r.id == id)
+            .filter(|r| self.kept(r))
     }
 
     /// Newest first, ids below `before` (a cursor), at most `n`, and
@@ -108,7 +139,7 @@ impl DeliveryLog {
             .records
             .iter()
             .rev()
-            .filter(|r| r.hook == hook && before.is_none_or(|b| r.id < b));
+            .filter(|r| r.hook == hook && before.is_none_or(|b| r.id < b) && self.kept(r));
         let page: Vec<&Record> = it.by_ref().take(n).collect();
         let more = it.next().is_some();
         (page, more)
