@@ -588,7 +588,9 @@ async fn graphql_passes_through_with_the_clients_owner() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cache_stays_within_its_bound() {
-    let gw = Gw::start(hub_config(), |g| g.cache_max_bytes = 72 * 1024).await;
+    // 12 answers of 4-20 KB (~140 KB): each fits a quarter of the bound
+    // (an answer larger than that is not kept), all together do not.
+    let gw = Gw::start(hub_config(), |g| g.cache_max_bytes = 96 * 1024).await;
     let t = gw.client("ci", &[], &[]);
     for repo in ["widgets", "gadgets"] {
         for n in 1..=3 {
@@ -602,7 +604,7 @@ async fn the_cache_stays_within_its_bound() {
     }
     let m = gw.app.metrics().await;
     let size = metric(&m, "gatehouse_gateway_cache_size_bytes").unwrap();
-    assert!(size > 0.0 && size <= 72.0 * 1024.0, "{size}");
+    assert!(size > 0.0 && size <= 96.0 * 1024.0, "{size}");
     assert!(metric(&m, "gatehouse_gateway_cache_evictions_total").unwrap() > 0.0);
 }
 

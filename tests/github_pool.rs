@@ -755,7 +755,9 @@ async fn the_pool_speaks_to_github_enterprise_server() {
     );
     assert_eq!(p.enterprise_version().await.as_deref(), Some("3.19.0"));
 
-    let dotcom = FakeHub::start(two_apps()).await.unwrap();
+    let mut dotcom = two_apps();
+    dotcom.enterprise = None;
+    let dotcom = FakeHub::start(dotcom).await.unwrap();
     let p = pool(&dotcom, &[(101, "app-a.pem")], &[]);
     assert_eq!(p.enterprise_version().await, None);
 }

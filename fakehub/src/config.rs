@@ -286,7 +286,15 @@ impl Default for Config {
             seed: SeedConfig::default(),
             webhook_timeout_ms: 10_000,
             installation_token_secs: crate::auth::INSTALLATION_TOKEN_SECS,
-            enterprise: None,
+            // A whole test suite can run against GHES: set
+            // FAKEHUB_ENTERPRISE to the version it should say it is.
+            enterprise: std::env::var("FAKEHUB_ENTERPRISE")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|version| EnterpriseConfig {
+                    version,
+                    ..EnterpriseConfig::default()
+                }),
         }
     }
 }
