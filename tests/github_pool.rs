@@ -764,12 +764,13 @@ async fn the_pool_speaks_to_github_enterprise_server() {
 
 /// A selection changed without the pool hearing of it (the App has no
 /// webhook): the installation's 404 for a repository it no longer sees
-/// makes the pool look the owner up again and ask another credential,
-/// so the caller never sees that 404.
+/// makes the pool look the owner up again (at most every 30 s) and ask
+/// another credential, so the caller never sees that 404.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_404_from_an_installation_that_lost_the_repository_is_asked_elsewhere() {
     let hub = FakeHub::start(two_apps()).await.unwrap();
-    let p = pool(&hub, &[(101, "app-a.pem"), (202, "app-b.pem")], &[]);
+    let clock = gatehouse::clock::ManualClock::starting_now();
+    let p = pool(&hub, &[(101, "app-a.pem"), (202, "app-b.pem")], &[]).with_clock(clock.clone());
     for _ in 0..4 {
         let a = p
             .send("octo-org", Request::get("/repos/octo-org/widgets"))
@@ -788,6 +789,9 @@ async fn a_404_from_an_installation_that_lost_the_repository_is_asked_elsewhere(
             .is_none(),
         "App 202 has no webhook: no delivery"
     );
+    // What the pool learned is past the 30 s in which a 404 does not
+    // make it look again.
+    clock.advance(31_000);
     let before = served(21);
     for _ in 0..6 {
         let a = p

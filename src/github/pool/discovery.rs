@@ -257,11 +257,19 @@ impl Pool {
     /// Forgets what discovery learned about `owner` (an `installation`
     /// webhook said it changed).
     pub fn forget_owner(&self, owner: &str) {
+        self.forget_owner_learned_before(owner, i64::MAX);
+    }
+
+    /// Forgets what discovery learned about `owner` before `before_ms`
+    /// (so a burst of 404s for a repository that does not exist looks the
+    /// owner up once, not once each).
+    pub(super) fn forget_owner_learned_before(&self, owner: &str, before_ms: i64) {
+        let key = owner.to_lowercase();
         for app in &self.apps {
-            app.installations
-                .lock()
-                .expect("installations lock")
-                .remove(&owner.to_lowercase());
+            let mut known = app.installations.lock().expect("installations lock");
+            if known.get(&key).is_some_and(|f| f.at_ms < before_ms) {
+                known.remove(&key);
+            }
         }
     }
 

@@ -36,6 +36,10 @@ use credential::TokenEntry;
 use error::http_error;
 use minting::AppEntry;
 
+/// An installation's 404 looks its owner up again only if what was
+/// learned is older than this.
+const RELOOK_MS: i64 = 30_000;
+
 /// Choosing again after finding the chosen credential paused or spent.
 const MAX_CHOICES: usize = 8;
 
@@ -312,8 +316,9 @@ impl Pool {
         }) else {
             return Ok(answer);
         };
-        // The selection may have changed: learn it again, try another.
-        self.forget_owner(owner);
+        // The selection may have changed: learn it again (unless just
+        // learned), try another.
+        self.forget_owner_learned_before(owner, self.clock.now_ms() - RELOOK_MS);
         let others: Vec<CredId> = self
             .candidates(owner, reach, purpose, repo.as_deref())
             .await?
