@@ -11,6 +11,7 @@
 //! and only events of different pull requests trade places.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use serde::Deserialize;
 
@@ -58,7 +59,7 @@ impl Heads {
 /// Takes the next batch from `queue` (pending jobs in journal order, the
 /// head first), leaving the rest in order. At most `b.max` deliveries and,
 /// past the first, `b.max_bytes` of payload.
-pub fn take(queue: &mut Vec<Item>, b: &Batching, heads: &mut Heads) -> Vec<Item> {
+pub fn take(queue: &mut Vec<Item>, b: &Batching, heads: &Mutex<Heads>) -> Vec<Item> {
     let picked: Vec<usize> = match b.coalesce {
         None => prefix(queue, b),
         Some(Coalesce::PullRequest) => same_pull_request(queue, b, heads),
@@ -93,7 +94,7 @@ fn fits(taken: &[usize], bytes: u64, item: &Item, b: &Batching) -> bool {
 
 /// The head's pull request's events from the queue, or, when the head is
 /// about none, the events about none right behind it.
-fn same_pull_request(queue: &[Item], b: &Batching, heads: &mut Heads) -> Vec<usize> {
+fn same_pull_request(queue: &[Item], b: &Batching, heads: &Mutex<Heads>) -> Vec<usize> {
     let keys = pull_keys(queue, heads);
     let head = keys.first().cloned().flatten();
     let mut bytes = 0u64;
@@ -119,10 +120,12 @@ fn same_pull_request(queue: &[Item], b: &Batching, heads: &mut Heads) -> Vec<usi
 /// The pull request each queued event is about, where the payload says:
 /// `pull_request*` events, `issue_comment` on a pull request, `check_run`
 /// and `check_suite` naming exactly one, and `status` events whose commit
-/// is the head of a pull request seen (in the queue, or before).
-fn pull_keys(queue: &[Item], heads: &mut Heads) -> Vec<Option<PullKey>> {
+/// is the head of a pull request seen (in the queue, or before). The
+/// payloads are read without the route's lock; only what they teach and
+/// ask of `heads` holds it.
+fn pull_keys(queue: &[Item], heads: &Mutex<Heads>) -> Vec<Option<PullKey>> {
     enum Seen {
-        Pull(PullKey),
+        Pull(PullKey, Option<String>),
         Commit(String, String),
         Neither,
     }
@@ -148,22 +151,23 @@ fn pull_keys(queue: &[Item], heads: &mut Heads) -> Vec<Option<PullKey>> {
                 (None, p.sha)
             };
             match (number, sha) {
-                (Some(n), sha) => {
-                    if let Some(sha) = sha {
-                        heads.learn(&repo, sha, n);
-                    }
-                    Seen::Pull((repo, n))
-                }
+                (Some(n), sha) => Seen::Pull((repo, n), sha),
                 (None, Some(sha)) => Seen::Commit(repo, sha),
                 (None, None) => Seen::Neither,
             }
         })
         .collect();
+    let mut heads = heads.lock().expect("heads lock");
+    for s in &seen {
+        if let Seen::Pull((repo, n), Some(sha)) = s {
+            heads.learn(repo, sha.clone(), *n);
+        }
+    }
     // Commits are placed after the whole queue was read: a pull request's
     // later event names its head as well as an earlier one.
     seen.into_iter()
         .map(|s| match s {
-            Seen::Pull(key) => Some(key),
+            Seen::Pull(key, _) => Some(key),
             Seen::Commit(repo, sha) => heads.find(&repo, &sha).map(|n| (repo, n)),
             Seen::Neither => None,
         })
@@ -368,7 +372,7 @@ mod tests {
     fn a_plain_batch_is_the_head_and_those_right_behind_it() {
         let mut q: Vec<Item> = (1..=5).map(|i| item(i, "{}")).collect();
         assert_eq!(
-            ids(&take(&mut q, &batching(3, None), &mut Heads::default())),
+            ids(&take(&mut q, &batching(3, None), &Mutex::default())),
             [1, 2, 3]
         );
         assert_eq!(ids(&q), [4, 5]);
@@ -376,7 +380,7 @@ mod tests {
         b.max_bytes = 5;
         let mut q = vec![item(1, "{\"a\":1234}"), item(2, "{}")];
         assert_eq!(
-            ids(&take(&mut q, &b, &mut Heads::default())),
+            ids(&take(&mut q, &b, &Mutex::default())),
             [1],
             "one always goes, then bytes bound"
         );
@@ -400,28 +404,28 @@ mod tests {
             pr(6, 7, "aaa"),
         ];
         let c = batching(10, Some(Coalesce::PullRequest));
-        let mut heads = Heads::default();
+        let heads = Mutex::new(Heads::default());
         assert_eq!(
-            ids(&take(&mut q, &c, &mut heads)),
+            ids(&take(&mut q, &c, &heads)),
             [1, 3, 4],
             "stops at the push"
         );
-        assert_eq!(ids(&take(&mut q, &c, &mut heads)), [2]);
+        assert_eq!(ids(&take(&mut q, &c, &heads)), [2]);
         assert_eq!(
-            ids(&take(&mut q, &c, &mut heads)),
+            ids(&take(&mut q, &c, &heads)),
             [5],
             "events about none go alone"
         );
-        assert_eq!(ids(&take(&mut q, &c, &mut heads)), [6]);
+        assert_eq!(ids(&take(&mut q, &c, &heads)), [6]);
         assert!(q.is_empty());
         // A status placed by a later event of its pull request, or by one
         // seen before.
         let mut q = vec![status(7, "ccc"), pr(8, 9, "ccc"), status(9, "aaa")];
-        assert_eq!(ids(&take(&mut q, &c, &mut heads)), [7, 8]);
-        assert_eq!(ids(&take(&mut q, &c, &mut heads)), [9], "pull request 7's");
+        assert_eq!(ids(&take(&mut q, &c, &heads)), [7, 8]);
+        assert_eq!(ids(&take(&mut q, &c, &heads)), [9], "pull request 7's");
         let mut q = vec![status(10, "zzz"), pr(11, 7, "aaa")];
         assert_eq!(
-            ids(&take(&mut q, &c, &mut Heads::default())),
+            ids(&take(&mut q, &c, &Mutex::default())),
             [10],
             "a commit no pull request names is about none"
         );

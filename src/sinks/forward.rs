@@ -452,7 +452,7 @@ impl ForwardSink {
                 self.batching
                     .as_ref()
                     .expect("a read-ahead queue is a batching route's"),
-                &mut self.heads.lock().expect("heads"),
+                &self.heads,
             ),
             Queue::One(q) => {
                 let job = q.pop_front().expect("a head");
