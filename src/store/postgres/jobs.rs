@@ -33,7 +33,6 @@ pub(super) async fn renew(
     Ok(n == 1)
 }
 
-/// Appends an attempt to a job's history, numbered after the last one.
 /// A job's last attempt counted, and it is `state` (done or dead).
 async fn finish(
     tx: &Transaction<'_>,
@@ -124,6 +123,7 @@ async fn move_on(
     })
 }
 
+/// Appends an attempt to a job's history, numbered after the last one.
 async fn insert_attempt(
     tx: &Transaction<'_>,
     job_id: i64,
@@ -181,11 +181,7 @@ pub(super) async fn close(
     } else {
         "dead"
     };
-    tx.execute(
-        "UPDATE jobs SET state = $2, attempts = attempts + 1, updated_at_ms = $3 WHERE id = $1",
-        &[&job_id, &state, &now_ms],
-    )
-    .await?;
+    finish(tx, job_id, state, now_ms).await?;
     insert_attempt(tx, job_id, &Attempt::in_process(now_ms, dead_because)).await
 }
 

@@ -389,14 +389,10 @@ pub(super) fn close(
     } else {
         "dead"
     };
-    tx.prepare_cached(
-        "UPDATE jobs SET state = ?2, attempts = attempts + 1, updated_at_ms = ?3 WHERE id = ?1",
-    )?
-    .execute(params![job_id, state, now_ms])?;
+    finish(tx, job_id, state, now_ms)?;
     insert_attempt(tx, job_id, &Attempt::in_process(now_ms, dead_because))
 }
 
-/// Appends an attempt to a job's history, numbered after the last one.
 /// A job's last attempt counted, and it is `state` (done or dead).
 fn finish(
     tx: &rusqlite::Transaction<'_>,
@@ -472,6 +468,7 @@ fn move_on(
     })
 }
 
+/// Appends an attempt to a job's history, numbered after the last one.
 fn insert_attempt(
     tx: &rusqlite::Transaction<'_>,
     job_id: i64,
