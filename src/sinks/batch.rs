@@ -245,8 +245,7 @@ fn json_of(p: &Payload) -> Option<std::borrow::Cow<'_, [u8]>> {
 /// Headers a batch item keeps: GitHub's, less its signature (the batch is
 /// signed as a whole, and a form-encoded delivery's was over other bytes).
 fn kept(name: &str) -> bool {
-    (name.starts_with("x-github-") || name == "user-agent" || name == "content-type")
-        && !name.starts_with("x-hub-signature")
+    super::forwarded(name) && name != "x-hub-signature-256"
 }
 
 /// The request body for `items`, and its content type. Each delivery is

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 
 use super::batch::{self, Item};
 use super::breaker::{Breaker, Gate};
+use super::forwarded;
 use crate::config::Ordering;
 use crate::config::{BatchFormat, Batching, RouteConfig, Schedule};
 use crate::journal::model::{decode_headers, encode_headers};
@@ -18,14 +19,6 @@ use crate::scheduler::sink::{Attempt, Batch, Outcome, Sink, Turn, TurnResult};
 use crate::store::StoreError;
 use crate::store::jobs::{After, Job, Limit, OnDead};
 use crate::webhook::signature;
-
-/// Headers GitHub sent that the consumer gets again.
-fn forwarded(name: &str) -> bool {
-    name.starts_with("x-github-")
-        || name == "user-agent"
-        || name == "content-type"
-        || name == "x-hub-signature-256"
-}
 
 /// A journaled delivery, as a forward needs it.
 pub struct Replay<'a> {

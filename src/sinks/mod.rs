@@ -14,6 +14,15 @@ use crate::config::{Config, RouteConfig};
 use crate::journal::DeliveryMeta;
 use crate::scheduler::sink::Sink;
 
+/// Headers GitHub sent that a consumer gets again (one delivery, or each
+/// of a batch's, there less the signature).
+fn forwarded(name: &str) -> bool {
+    name.starts_with("x-github-")
+        || name == "user-agent"
+        || name == "content-type"
+        || name == "x-hub-signature-256"
+}
+
 /// What the scheduler runs, by name: a forward sink per route (one HTTP
 /// client, keeping up to `workers` idle connections per consumer host)
 /// and the Actions metrics sink when it runs.

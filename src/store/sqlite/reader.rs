@@ -98,7 +98,6 @@ impl Reader {
             .map_err(read_err)
     }
 
-    /// The stored headers and raw body of one delivery.
     /// Several requests on one connection, in order, until `max_bytes`
     /// of bodies is passed (None: pruned).
     pub fn payloads(
@@ -135,22 +134,9 @@ impl Reader {
         Ok(out)
     }
 
+    /// The stored headers and raw body of one delivery.
     pub fn payload(&self, id: i64) -> Result<Option<Payload>, StoreError> {
-        self.conn()?
-            .query_row(
-                "SELECT p.headers, p.body, d.recovered FROM delivery_payloads p
-                 JOIN deliveries d ON d.id = p.delivery_id WHERE p.delivery_id = ?1",
-                [id],
-                |r| {
-                    Ok(Payload {
-                        headers: r.get(0)?,
-                        body: r.get(1)?,
-                        recovered: r.get(2)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(read_err)
+        Ok(self.payloads(&[id], u64::MAX)?.pop().and_then(|(_, p)| p))
     }
 }
 
