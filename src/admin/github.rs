@@ -87,6 +87,7 @@ struct GithubPage {
     /// Repositories recent deliveries name that no credential covers,
     /// with why.
     uncovered: Vec<(String, String)>,
+    coverage_days: i64,
     tokens: Vec<(String, String)>,
     clients: Vec<ClientView>,
     spenders: Lines,
@@ -263,17 +264,12 @@ pub async fn page(
         .await?;
     let owners = owners(&state, state.pool.as_deref(), now).await?;
     let uncovered = match state.pool.as_deref() {
-        Some(pool) => {
-            let seen = state
-                .journal
-                .repositories_seen(now - 7 * 86_400_000, 500)
-                .await?;
-            pool.uncovered(&seen).await
-        }
+        Some(pool) => pool.coverage(&state.journal, now, 500).await?.uncovered,
         None => vec![],
     };
     let page = GithubPage {
         uncovered,
+        coverage_days: crate::github::COVERAGE_DAYS,
         chrome: Chrome::new(&session, "github"),
         configured: state.pool.is_some(),
         credentials: state.pool.as_deref().map(credentials).unwrap_or_default(),

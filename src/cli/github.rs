@@ -64,11 +64,8 @@ pub fn status(path: Option<PathBuf>, json: bool) -> ExitCode {
     }
 }
 
-/// What deliveries of the last week name.
-const SEEN_DAYS: i64 = 7;
-
-/// Prints the repositories the journal's deliveries of the last week name
-/// that no credential covers (an App on a selection without them, none
+/// Prints the repositories the journal's recent deliveries name that no
+/// credential covers (an App on a selection without them, none
 /// installed, no token for their owner), each with why.
 fn coverage(
     config: &crate::config::Config,
@@ -86,29 +83,26 @@ fn coverage(
             return;
         }
     };
-    let since = crate::clock::now_ms() - SEEN_DAYS * 86_400_000;
-    let seen = runtime.block_on(store.repositories_seen(since, 10_000));
+    let coverage = runtime.block_on(pool.coverage(&store, crate::clock::now_ms(), 10_000));
     store.close();
-    let seen = match seen {
-        Ok(s) => s,
+    let crate::github::Coverage { seen, uncovered } = match coverage {
+        Ok(c) => c,
         Err(e) => {
             println!("\nrepositories not checked: {e}");
             return;
         }
     };
-    let uncovered = runtime.block_on(pool.uncovered(&seen));
+    let days = crate::github::COVERAGE_DAYS;
     println!();
     if uncovered.is_empty() {
         println!(
-            "every repository deliveries named in the last {SEEN_DAYS} days ({}) has a credential",
-            seen.len()
+            "every repository deliveries named in the last {days} days ({seen}) has a credential"
         );
         return;
     }
     println!(
-        "{} of {} repositories deliveries named in the last {SEEN_DAYS} days have no credential:",
-        uncovered.len(),
-        seen.len()
+        "{} of {seen} repositories deliveries named in the last {days} days have no credential:",
+        uncovered.len()
     );
     for (repo, why) in uncovered {
         println!("  {}: {}", safe(&repo), safe(&why));

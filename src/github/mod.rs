@@ -10,7 +10,8 @@ pub mod metrics;
 pub mod pool;
 
 pub use pool::{
-    Answer, CredId, CredStatus, HeldEtag, Pool, PoolError, ProbeRow, Reach, Request, Validators,
+    Answer, COVERAGE_DAYS, Coverage, CredId, CredStatus, HeldEtag, Pool, PoolError, ProbeRow,
+    Reach, Request, Validators,
 };
 
 use bytes::Bytes;

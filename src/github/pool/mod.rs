@@ -36,6 +36,17 @@ use credential::TokenEntry;
 use error::http_error;
 use minting::AppEntry;
 
+/// How far back `coverage` reads the repositories deliveries named.
+pub const COVERAGE_DAYS: i64 = 7;
+
+/// What recent deliveries say of the pool's reach.
+pub struct Coverage {
+    /// Repositories the deliveries named.
+    pub seen: usize,
+    /// Those no credential can serve, with why.
+    pub uncovered: Vec<(String, String)>,
+}
+
 /// An installation's 404 looks its owner up again only if what was
 /// learned is older than this.
 const RELOOK_MS: i64 = 30_000;
@@ -337,10 +348,28 @@ impl Pool {
         self.send_among(&others, req).await
     }
 
+    /// The repositories deliveries of the last [`COVERAGE_DAYS`] name (at
+    /// most `limit`) and those of them no credential can serve, each with
+    /// why: for `github status` and the GitHub page.
+    pub async fn coverage(
+        &self,
+        store: &crate::store::Store,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Coverage, crate::store::StoreError> {
+        let seen = store
+            .repositories_seen(now_ms - COVERAGE_DAYS * 86_400_000, limit)
+            .await?;
+        Ok(Coverage {
+            seen: seen.len(),
+            uncovered: self.uncovered(&seen).await,
+        })
+    }
+
     /// Of `repositories` (`owner/name`), those no credential can serve,
     /// each with why; an owner that could not be looked up is said so.
     /// Looks each owner up (cached, as for any request).
-    pub async fn uncovered(&self, repositories: &[String]) -> Vec<(String, String)> {
+    async fn uncovered(&self, repositories: &[String]) -> Vec<(String, String)> {
         let mut out = vec![];
         for full in repositories {
             let Some((owner, repo)) = full.split_once('/') else {
