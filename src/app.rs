@@ -178,6 +178,13 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
             duty: duty("recovery", Duration::from_secs(600)),
             window_hours: Default::default(),
         });
+    // The open problems, read by the overview, /metrics and the reporter.
+    let watch = Arc::new(crate::problems::Watch::new(
+        &config,
+        journal.clone(),
+        pool.clone(),
+        clock.clone(),
+    ));
     let stopping = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);
     // One budget for every request body in memory, webhooks and gateway.
@@ -208,6 +215,7 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
         pool: pool.clone(),
         actions: actions.clone(),
         recovery: recovery.is_some(),
+        watch: watch.clone(),
         bodies: budget.clone(),
         sinks: crate::sinks::Catalog::new(&config).names(),
     };
@@ -215,7 +223,7 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
         &config,
         &journal,
         &pool,
-        recovery.is_some(),
+        watch.clone(),
         rejections,
         in_flight.clone(),
         clock.clone(),
@@ -384,6 +392,40 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
         metrics.gateway.clone(),
         stop_rx.clone(),
     )));
+    let mut listeners = vec![("webhooks".to_string(), format!("http://{addr}"))];
+    if admin_addr.is_none() && config.admin.enabled {
+        listeners[0].0 = "webhooks, admin UI, metrics".into();
+    }
+    if let Some(a) = admin_addr {
+        listeners.push(("admin UI, metrics".into(), format!("http://{a}")));
+    }
+    if let Some(g) = gateway_addr {
+        listeners.push(("API gateway".into(), format!("http://{g}")));
+    }
+    let admin_base = if config.admin.public_url.is_empty() {
+        format!("http://{}", admin_addr.unwrap_or(addr))
+    } else {
+        config.admin.public_url.trim_end_matches('/').to_string()
+    };
+    tasks.push(tokio::spawn(
+        crate::problems::report::Reporter {
+            watch,
+            notifiers: crate::problems::notify::Notifier::all(&config.notify),
+            duty: duty("notify", Duration::from_secs(120)),
+            holder: replica.clone(),
+            facts: crate::problems::report::Facts {
+                config_file: config
+                    .source
+                    .as_ref()
+                    .map(|(p, _)| p.display().to_string()),
+                config_loaded_at_ms: config.source.as_ref().map_or(clock.now_ms(), |s| s.1),
+                listeners,
+                admin_base,
+            },
+            metrics: metrics.problems.clone(),
+        }
+        .run(stop_rx.clone()),
+    ));
     let closing = journal.clone();
     let webhook_metrics = metrics.connections.listener("webhooks");
     let done = tokio::spawn(async move {
@@ -415,7 +457,7 @@ fn admin_router(
     config: &Config,
     journal: &Store,
     pool: &Option<Arc<crate::github::Pool>>,
-    recovery: bool,
+    problems: Arc<crate::problems::Watch>,
     rejections: Arc<ingest::rejections::Rejections>,
     in_flight: Arc<crate::scheduler::in_flight::InFlight>,
     clock: Arc<dyn clock::Clock>,
@@ -444,7 +486,8 @@ fn admin_router(
         auth,
         pool: pool.clone(),
         sinks,
-        recovery,
+        recovery: problems.recovery.is_some(),
+        problems,
         actions,
         rejections,
         in_flight,

@@ -91,6 +91,16 @@ enum Command {
         #[command(subcommand)]
         action: ActionsCmd,
     },
+    /// What runs and what is wrong: each running server's version, uptime,
+    /// config, listeners and credential budgets, the journal's size, the
+    /// backlog per route, completeness and the open problems. Ends 1 while
+    /// a problem is open.
+    Status {
+        #[arg(long, env = "GATEHOUSE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply what changes without a restart: the clients file ([gateway]
     /// clients_file), checked whole first, so a bad file changes nothing.
     /// A running server does the same on SIGHUP (`systemctl reload`).
@@ -483,6 +493,9 @@ fn main() -> ExitCode {
             }
             ClientsCmd::Rotate { name } => cli::clients::rotate(store, &name).await,
             ClientsCmd::Revoke { name } => cli::clients::revoke(store, &name).await,
+        }),
+        Command::Status { config, json } => operate(config, async |config, store| {
+            cli::status::status(config, store, json).await
         }),
         Command::Reload { config } => operate(config, async |config, store| {
             let file = config.gateway.as_ref().map(|g| g.clients_file.as_path());

@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 use crate::gateway::metrics::GatewayMetrics;
 use crate::github::metrics::GithubMetrics;
 use crate::ingest::metrics::IngestMetrics;
+use crate::problems::report::ProblemMetrics;
 use crate::recovery::metrics::RecoveryMetrics;
 use crate::scheduler::metrics::{SinkGauges, SinkMetrics};
 use crate::server::metrics::ConnectionMetrics;
@@ -28,6 +29,7 @@ pub struct Metrics {
     pub gateway: GatewayMetrics,
     pub recovery: RecoveryMetrics,
     pub connections: ConnectionMetrics,
+    pub problems: ProblemMetrics,
 }
 
 impl Default for Metrics {
@@ -49,6 +51,7 @@ impl Metrics {
             gateway: GatewayMetrics::register(&mut r),
             connections: ConnectionMetrics::register(&mut r),
             recovery: RecoveryMetrics::register(&mut r),
+            problems: ProblemMetrics::register(&mut r),
             registry: Arc::new(r),
         }
     }

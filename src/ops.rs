@@ -23,6 +23,8 @@ pub struct OpsState {
     pub actions: Option<Arc<crate::sinks::actions::ActionsSink>>,
     /// Recovery walks run: export the time since each source's last one.
     pub recovery: bool,
+    /// Completeness over the redelivery window, exported per source.
+    pub watch: Arc<crate::problems::Watch>,
     /// The request body budget, for its gauges.
     pub bodies: crate::server::body::Budget,
     /// Configured sinks: jobs of any other are orphaned.
@@ -134,6 +136,11 @@ async fn render(State(s): State<Arc<OpsState>>) -> Response {
             }
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read recovery walks"),
         }
+    }
+    match s.watch.completeness().await {
+        Ok(Some(all)) => s.metrics.recovery.set_completeness(&all, now),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read completeness"),
     }
     let actions = match &s.actions {
         Some(a) => match a.exposition(&s.journal).await {

@@ -45,6 +45,8 @@ pub struct AdminState {
     pub sinks: Vec<String>,
     /// Recovery walks run (else its panel says it is off).
     pub recovery: bool,
+    /// The open problems and completeness the overview leads with.
+    pub problems: Arc<crate::problems::Watch>,
     /// The Actions sink runs (else its report says it is off).
     pub actions: bool,
     /// Webhook requests refused lately (kept by the webhook handler).

@@ -71,10 +71,10 @@ struct Overview {
     sinks: Vec<SinkRow>,
     paused: Vec<PausedRow>,
     paused_total: i64,
-    /// (route, partitions) waiting behind a dead letter.
-    held_by_dead: Vec<(String, String)>,
-    /// (route, what its open breaker does now).
-    breakers: Vec<(String, String)>,
+    /// Every open problem, the most severe first; empty when all is well.
+    problems: Vec<crate::problems::Problem>,
+    /// The headline: how much of what GitHub attempted the journal holds.
+    completeness: Option<CompletenessView>,
     credentials: Vec<CredView>,
     cache: Option<(String, String, String)>,
     recovery: Option<Vec<RecoveryRow>>,
@@ -86,8 +86,55 @@ struct Overview {
     /// Dead letters per sink, last day.
     dead: Lines,
     journal_size: String,
-    /// Why webhooks are answered 503 now, if they are.
-    journal_problem: Option<&'static str>,
+}
+
+/// "99.998% of the last 7 days' deliveries are in the journal; 0 missing".
+pub struct CompletenessView {
+    pub headline: String,
+    pub missing: i64,
+    pub sources: Vec<CompletenessRow>,
+}
+
+pub struct CompletenessRow {
+    pub source: String,
+    pub percent: String,
+    pub attempted: String,
+    pub recovered: String,
+    pub missing: String,
+    pub oldest: String,
+}
+
+impl CompletenessView {
+    fn new(all: &[crate::store::recovery::Completeness], window_hours: u64, now: i64) -> Self {
+        let total = crate::store::recovery::Completeness::total(all);
+        let window = if window_hours.is_multiple_of(24) {
+            format!("{} days'", window_hours / 24)
+        } else {
+            format!("{window_hours} hours'")
+        };
+        let headline = format!(
+            "{} of the last {window} deliveries are in the journal; {} missing",
+            crate::problems::percent(total.ratio()),
+            view::count(total.missing)
+        );
+        CompletenessView {
+            headline,
+            missing: total.missing,
+            sources: all
+                .iter()
+                .map(|c| CompletenessRow {
+                    source: c.source.clone(),
+                    percent: crate::problems::percent(c.ratio()),
+                    attempted: view::count(c.attempted.max(c.missing)),
+                    recovered: view::count(c.recovered),
+                    missing: view::count(c.missing),
+                    oldest: c
+                        .oldest_missing_ms
+                        .map_or("–".into(), |t| format!("{} ago", view::span(now - t))),
+                })
+                .collect(),
+        }
+    }
 }
 
 pub async fn page(
@@ -122,7 +169,11 @@ pub async fn page(
         recovery: walks,
     } = data;
     let (hour, day) = (Axis::last_hour(now), Axis::last_day(now));
-    let breakers = state.journal.breakers().await?;
+    let problems = state.problems.gather().await;
+    let completeness = match (state.problems.completeness().await?, &state.problems.recovery) {
+        (Some(all), Some(r)) => Some(CompletenessView::new(&all, r.window_hours, now)),
+        _ => None,
+    };
 
     let minute_points: Vec<(String, i64)> = view::dense(&minutes, minute0, 60)
         .into_iter()
@@ -187,15 +238,8 @@ pub async fn page(
             )
             .collect(),
         paused_total: backlog.partitions_paused,
-        breakers: breakers
-            .iter()
-            .map(|(sink, b)| (sink.clone(), breaker_text(b, now)))
-            .collect(),
-        held_by_dead: backlog
-            .held_by_dead
-            .iter()
-            .map(|(sink, n)| (sink.clone(), view::count(*n)))
-            .collect(),
+        problems,
+        completeness,
         credentials: state.pool.as_deref().map(credentials).unwrap_or_default(),
         cache,
         recovery: walks.map(|w| {
@@ -235,13 +279,6 @@ pub async fn page(
         ),
         dead: sample_chart(&day, &samples, "Dead letters by sink", |s| s.3, view::count),
         journal_size: view::bytes(state.journal.size_bytes()),
-        journal_problem: match state.journal.health() {
-            crate::store::Health::Writable => None,
-            crate::store::Health::Unwritable => Some(
-                "The journal cannot be written: webhooks are answered 503 until it can (disk full?).",
-            ),
-            other => Some(other.describe()),
-        },
     };
     render(page)
 }

@@ -12,6 +12,7 @@ pub mod github;
 pub mod recovery;
 pub mod routes;
 pub mod serve;
+pub mod status;
 pub mod storage;
 
 /// Why an operator command failed (printed, exit 1).

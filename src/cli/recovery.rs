@@ -14,11 +14,51 @@ pub async fn status(config: &Config, store: &Store, json: bool) -> Result<(), Cl
     let now = crate::clock::now_ms();
     let rows = store.recovery_status().await?;
     let skipped = Source::skipped(config);
-    // The JSON stays the walks' rows; the Apps left alone are the
-    // config's, which check-config prints too.
+    let watch = crate::problems::Watch::new(config, store.clone(), None, crate::clock::system());
+    let completeness = watch.completeness().await?.unwrap_or_default();
+    // The JSON stays the walks' rows, each with its source's completeness
+    // added; the Apps left alone are the config's, which check-config
+    // prints too.
     if json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).expect("a status serializes");
+                let c = completeness.iter().find(|c| c.source == r.source);
+                v["completeness"] = serde_json::to_value(c).expect("completeness serializes");
+                v
+            })
+            .collect();
         super::print_json(&rows);
         return Ok(());
+    }
+    if let Some(w) = &watch.recovery {
+        let total = crate::store::recovery::Completeness::total(&completeness);
+        println!(
+            "completeness over the last {}h: {} of {} deliveries GitHub attempted are in the journal; {} recovered, {} missing{}",
+            w.window_hours,
+            crate::problems::percent(total.ratio()),
+            total.attempted,
+            total.recovered,
+            total.missing,
+            total
+                .oldest_missing_ms
+                .map_or(String::new(), |t| format!(
+                    " (oldest {} ago)",
+                    crate::clock::span(now - t)
+                ))
+        );
+        for c in &completeness {
+            println!(
+                "  {:<28}  {:>9}  attempted {:>7}  recovered {:>5}  missing {:>5}",
+                c.source,
+                crate::problems::percent(c.ratio()),
+                c.attempted.max(c.missing),
+                c.recovered,
+                c.missing
+            );
+        }
+        println!();
     }
     let say_skipped = || {
         for (source, why) in &skipped {

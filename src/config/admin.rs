@@ -23,6 +23,9 @@ pub struct AdminConfig {
     pub session_idle_minutes: u64,
     /// Failed logins allowed per client address per minute; more wait.
     pub login_attempts_per_minute: u32,
+    /// How operators reach the admin UI (`https://gatehouse.example.com`):
+    /// the links in notifications. Empty: `http://` and the listen address.
+    pub public_url: String,
 }
 
 impl Default for AdminConfig {
@@ -34,6 +37,7 @@ impl Default for AdminConfig {
             password_hash_file: None,
             session_idle_minutes: 720,
             login_attempts_per_minute: 5,
+            public_url: String::new(),
         }
     }
 }

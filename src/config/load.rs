@@ -81,7 +81,11 @@ impl Config {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or_else(|| Path::new("."));
-        Config::parse_with(&text, &path.display().to_string(), Some(base), secrets)
+        let mut config =
+            Config::parse_with(&text, &path.display().to_string(), Some(base), secrets)?;
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        config.source = Some((absolute, crate::clock::now_ms()));
+        Ok(config)
     }
 
     /// Parses config text; `file` names it in error messages.
@@ -166,6 +170,9 @@ impl Config {
             t.token_file.as_mut().map(fix);
         }
         self.admin.password_hash_file.as_mut().map(fix);
+        for n in &mut self.notify {
+            n.url_file.as_mut().map(fix);
+        }
         if let Some(g) = &mut self.gateway {
             fix(&mut g.cache_path);
             fix(&mut g.clients_file);
@@ -208,6 +215,14 @@ impl Config {
             match read_secret_file(path) {
                 Ok(s) => self.webhooks.secrets.push(s),
                 Err(m) => failed.push((format!("webhooks.secret_files[{i}]"), m)),
+            }
+        }
+        for (i, n) in self.notify.iter_mut().enumerate() {
+            if let Some(path) = &n.url_file {
+                match read_secret_file(path) {
+                    Ok(s) => n.url = Some(s),
+                    Err(m) => failed.push((format!("notify[{i}].url_file"), m)),
+                }
             }
         }
         for (i, app) in self.github.apps.iter_mut().enumerate() {

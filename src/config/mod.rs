@@ -16,6 +16,7 @@ mod admin;
 mod gateway;
 mod github;
 mod log;
+mod problems;
 mod processing;
 mod recovery;
 mod routes;
@@ -29,6 +30,7 @@ pub use admin::AdminConfig;
 pub use gateway::{FreshRule, GatewayConfig};
 pub use github::{GithubAppConfig, GithubConfig, GithubHookConfig, GithubTokenConfig, Purpose};
 pub use log::{LogConfig, LogFormat};
+pub use problems::{NotifyConfig, ProblemsConfig};
 pub use processing::ProcessingConfig;
 pub use recovery::{GHES_WINDOW_HOURS, GITHUB_WINDOW_HOURS, RecoveryConfig};
 pub use routes::{
@@ -69,6 +71,13 @@ pub struct Config {
     pub actions_metrics: ActionsMetricsConfig,
     pub recovery: RecoveryConfig,
     pub admin: AdminConfig,
+    pub problems: ProblemsConfig,
+    /// Where open and cleared problems are posted (none: nowhere).
+    pub notify: Vec<NotifyConfig>,
+    /// The file this was read from (None: the embedded default or text),
+    /// and when: what `gatehouse status` shows.
+    #[serde(skip)]
+    pub source: Option<(PathBuf, i64)>,
 }
 
 impl Config {

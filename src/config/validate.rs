@@ -135,6 +135,41 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
             ("webhooks.secrets", "a secret must not be empty".into()),
         );
     }
+    let pr = &c.problems;
+    if !(pr.completeness_objective > 0.0 && pr.completeness_objective <= 1.0) {
+        push(
+            &mut out,
+            (
+                "problems.completeness_objective",
+                format!("{}: give a part, above 0 and at most 1 (0.999 = 99.9%)", pr.completeness_objective),
+            ),
+        );
+    }
+    if pr.interval_secs == 0 {
+        push(&mut out, ("problems.interval_secs", "must be at least 1".into()));
+    }
+    for (i, n) in c.notify.iter().enumerate() {
+        let key = format!("notify[{i}]");
+        if n.url.is_some() && n.url_file.is_some() {
+            out.push((format!("{key}.url"), "set url or url_file, not both".into()));
+        } else if n.url.is_none() && n.url_file.is_none() {
+            out.push((key.clone(), "needs url or url_file".into()));
+        }
+        // Only a URL read already is checked (url_file's is read later);
+        // its text stays out of the message: it is a secret.
+        if let Some(url) = &n.url
+            && !url.expose().is_empty()
+            && !notify_url_ok(url.expose())
+        {
+            out.push((
+                format!("{key}.url"),
+                "is not an http(s) URL".into(),
+            ));
+        }
+        if n.max_per_hour == 0 {
+            out.push((format!("{key}.max_per_hour"), "must be at least 1".into()));
+        }
+    }
     if let Some(why) = log_filter_problem(&c.log.level) {
         push(&mut out, ("log.level", why));
     }
@@ -467,6 +502,14 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// An http(s) URL with a host.
+fn notify_url_ok(url: &[u8]) -> bool {
+    std::str::from_utf8(url)
+        .ok()
+        .and_then(|u| reqwest::Url::parse(u).ok())
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 #[cfg(test)]

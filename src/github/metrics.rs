@@ -14,6 +14,11 @@ pub struct CredentialLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabel {
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BudgetLabels {
     pub credential: String,
     pub resource: String,
@@ -29,6 +34,8 @@ pub struct GithubMetrics {
     pub limit: Family<BudgetLabels, Gauge>,
     pub remaining: Family<BudgetLabels, Gauge>,
     pub reset: Family<BudgetLabels, Gauge>,
+    /// Requests that found every credential they may use spent.
+    pub exhausted: Family<ResourceLabel, Counter>,
 }
 
 impl Default for GithubMetrics {
@@ -43,6 +50,7 @@ impl Default for GithubMetrics {
             limit: Family::default(),
             remaining: Family::default(),
             reset: Family::default(),
+            exhausted: Family::default(),
         }
     }
 }
@@ -80,6 +88,11 @@ impl GithubMetrics {
             "github_rate_reset_timestamp",
             "When a credential's budget is refilled (epoch seconds)",
             me.reset.clone(),
+        );
+        r.register(
+            "github_budget_exhausted",
+            "Requests that found every credential they may use spent, by resource (each waited for the reset or was refused)",
+            me.exhausted.clone(),
         );
         me
     }

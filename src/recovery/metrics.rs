@@ -16,6 +16,17 @@ pub struct RecoveryMetrics {
     pub failures: Family<SourceLabel, Counter>,
     /// Seconds since the source's last complete walk (set at scrape).
     pub since_complete: Family<SourceLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Completeness over the redelivery window (set at scrape).
+    pub completeness: Family<SourceLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub oldest_missing: Family<SourceLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub window_deliveries: Family<StateLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub source: String,
+    /// attempted, held, recovered, missing.
+    pub state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,6 +35,33 @@ pub struct SourceLabel {
 }
 
 impl RecoveryMetrics {
+    /// Sets the completeness gauges from a reading.
+    pub fn set_completeness(&self, all: &[crate::store::recovery::Completeness], now_ms: i64) {
+        for c in all {
+            let label = SourceLabel {
+                source: c.source.clone(),
+            };
+            self.completeness.get_or_create(&label).set(c.ratio());
+            let age = c
+                .oldest_missing_ms
+                .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
+            self.oldest_missing.get_or_create(&label).set(age);
+            for (state, n) in [
+                ("attempted", c.attempted.max(c.missing)),
+                ("held", c.held()),
+                ("recovered", c.recovered),
+                ("missing", c.missing),
+            ] {
+                self.window_deliveries
+                    .get_or_create(&StateLabels {
+                        source: c.source.clone(),
+                        state: state.into(),
+                    })
+                    .set(n);
+            }
+        }
+    }
+
     pub fn register(r: &mut Registry) -> RecoveryMetrics {
         let me = RecoveryMetrics::default();
         r.register(
@@ -46,6 +84,22 @@ impl RecoveryMetrics {
             "Time since the source's last complete recovery walk",
             Unit::Seconds,
             me.since_complete.clone(),
+        );
+        r.register(
+            "recovery_completeness_ratio",
+            "Part of the deliveries GitHub attempted over its redelivery window that the journal holds (1 when none)",
+            me.completeness.clone(),
+        );
+        r.register_with_unit(
+            "recovery_oldest_missing",
+            "Age of the oldest delivery GitHub attempted that the journal still lacks (0 when none)",
+            Unit::Seconds,
+            me.oldest_missing.clone(),
+        );
+        r.register(
+            "recovery_window_deliveries",
+            "Deliveries over GitHub's redelivery window, by state: attempted (GitHub's log), held (in the journal), recovered (redelivered after a walk found them missing), missing",
+            me.window_deliveries.clone(),
         );
         me
     }

@@ -307,6 +307,9 @@ impl Recovery {
             let next = next_cursor(&answer.headers);
             let mut done = next.is_none();
             let mut candidates: Vec<(String, i64, Option<i64>)> = Vec::new();
+            // Everything this page shows GitHub attempted: completeness's
+            // denominator.
+            let mut read: Vec<(String, i64)> = Vec::new();
             for e in page {
                 let delivered = clock::parse_rfc3339_ms(e.delivered_at.as_deref());
                 if walk.stop_at_id.is_some_and(|s| e.id <= s)
@@ -317,6 +320,7 @@ impl Recovery {
                 }
                 walk.newest_id = Some(walk.newest_id.map_or(e.id, |n| n.max(e.id)));
                 walk.seen += 1;
+                read.push((e.guid.clone(), delivered.unwrap_or(now)));
                 // Newest first: a GUID's later success comes before its
                 // failed attempts.
                 if (200..300).contains(&e.status_code) {
@@ -326,6 +330,7 @@ impl Recovery {
                     candidates.push((e.guid, e.id, delivered));
                 }
             }
+            self.journal.seen(&name, read).await?;
             let guids: Vec<String> = candidates.iter().map(|(g, _, _)| g.clone()).collect();
             let have = self.journal.journaled(guids).await?;
             let missing: Vec<_> = candidates

@@ -43,6 +43,7 @@ const TABLES: &[(&str, &str)] = &[
     ("recovery_walks", "id"),
     ("recovery_requests", "source, guid"),
     ("recovery_triggers", "id"),
+    ("recovery_seen", "source, guid"),
     ("volume_minutes", "minute"),
     ("volume_hours", "hour"),
     ("volume_days", "day, owner, event"),

@@ -54,7 +54,7 @@ use actions::{Change, Finished, JobRow, Observation, RunRow};
 use clients::{ClientRow, StoredClient, Usage};
 use jobs::{After, Attempt, Backlog, Fence, Job, Lease};
 use operator::{Cursor, Filter, Orphaned, Page, Requeued, RouteState, Shown};
-use recovery::{SourceStatus, Walk};
+use recovery::{Completeness, SourceStatus, Walk};
 use views::{Overview, OverviewQuery, PartitionsView, Reports};
 
 #[derive(Debug, thiserror::Error)]
@@ -351,6 +351,11 @@ pub trait Lifecycle: Send + Sync {
         now_ms: i64,
         within_ms: i64,
     ) -> Result<usize, StoreError>;
+    /// Replaces what `holder` reports of itself (JSON, for `gatehouse
+    /// status`) and forgets reports older than a day.
+    async fn report(&self, holder: &str, body: String, now_ms: i64) -> Result<(), StoreError>;
+    /// Every replica's last report, newest first: (holder, at, body).
+    async fn replica_reports(&self) -> Result<Vec<(String, i64, String)>, StoreError>;
 }
 
 /// What a backup wrote.
@@ -690,6 +695,14 @@ pub trait Recovery: Send + Sync {
     /// Walks of every source, newest first, at most `limit`: the history
     /// `recovery status --walks` shows.
     async fn walks(&self, limit: usize) -> Result<Vec<Walk>, StoreError>;
+    /// Keeps the deliveries a walk page read (GUID, GitHub's delivered
+    /// at), once per (source, GUID), keeping the earliest time; one
+    /// transaction; idempotent.
+    async fn seen(&self, source: &str, entries: Vec<(String, i64)>) -> Result<(), StoreError>;
+    /// Per source with anything seen or found since `since_ms` (GitHub's
+    /// delivered at): what was attempted, recovered and is still missing
+    /// (a found delivery counts as recovered once its GUID is journaled).
+    async fn completeness(&self, since_ms: i64) -> Result<Vec<Completeness>, StoreError>;
 }
 
 /// The Actions metrics' state: one row per run and per job.

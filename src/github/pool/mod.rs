@@ -70,6 +70,9 @@ pub struct Pool {
     shared: Option<SharedLanes>,
     /// How long a request to GitHub may take.
     timeout: Duration,
+    /// When a request last found every credential it may use spent (ms;
+    /// 0: never): "callers waiting" in the open problems.
+    last_exhausted_ms: std::sync::atomic::AtomicI64,
 }
 
 /// One request in flight per credential across replicas, and one budget:
@@ -144,6 +147,7 @@ impl Pool {
             max_wait_secs: cfg.max_wait_secs,
             metrics: crate::github::metrics::GithubMetrics::default(),
             clock: crate::clock::system(),
+            last_exhausted_ms: std::sync::atomic::AtomicI64::new(0),
             shared: None,
             timeout: Duration::from_secs(cfg.timeout_secs),
         })
@@ -518,7 +522,18 @@ impl Pool {
             .map(|e| &e.credential);
         let mut waited = false;
         for _ in 0..MAX_CHOICES {
-            let slot = match self.choose(candidates, resource, prefer) {
+            let chosen = self.choose(candidates, resource, prefer);
+            if matches!(chosen, Err(PoolError::Exhausted { .. })) {
+                self.metrics
+                    .exhausted
+                    .get_or_create(&crate::github::metrics::ResourceLabel {
+                        resource: resource.as_str().to_string(),
+                    })
+                    .inc();
+                self.last_exhausted_ms
+                    .store(self.clock.now_ms(), Ordering::Relaxed);
+            }
+            let slot = match chosen {
                 Ok(slot) => slot,
                 // Everything spent, but a reset is near: wait for it, once.
                 Err(PoolError::Exhausted { reset, .. })
@@ -732,6 +747,17 @@ impl Pool {
     }
 
     /// Each known credential's budgets and pause, for status and metrics.
+    /// When a request last found every credential it may use spent (None:
+    /// never since start).
+    pub fn last_exhausted_ms(&self) -> Option<i64> {
+        Some(self.last_exhausted_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// The credential's reserve: below it a budget counts as spent.
+    pub fn reserve(&self) -> u64 {
+        self.reserve
+    }
+
     pub fn snapshot(&self) -> Vec<CredStatus> {
         let now_ms = self.clock.now_ms();
         let slots = self.slots.lock().expect("slots lock");

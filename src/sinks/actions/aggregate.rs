@@ -552,7 +552,7 @@ impl Aggregates {
                 gauges
                     .entry(key.into())
                     .or_default()
-                    .count(rank, stale(rank, created, started));
+                    .count(rank, stale(rank, created, started), created);
             };
         for j in &jobs {
             let times = (j.rank(), j.created_at_ms, j.started_at_ms);
@@ -566,6 +566,7 @@ impl Aggregates {
             series,
             job_gauges,
             run_gauges,
+            now_ms,
         }
     }
 }
@@ -575,14 +576,22 @@ impl Aggregates {
 pub struct Gauges {
     pub active: [i64; 3],
     pub stale: i64,
+    /// When the oldest queued (not stale) one was created: a job waiting
+    /// for a runner nobody provides.
+    pub oldest_queued_ms: Option<i64>,
 }
 
 impl Gauges {
-    fn count(&mut self, rank: i64, stale: bool) {
+    fn count(&mut self, rank: i64, stale: bool, created: Option<i64>) {
         if stale {
             self.stale += 1;
         } else if (event::QUEUED..=event::IN_PROGRESS).contains(&rank) {
             self.active[(rank - 1) as usize] += 1;
+            if rank == event::QUEUED
+                && let Some(t) = created
+            {
+                self.oldest_queued_ms = Some(self.oldest_queued_ms.map_or(t, |o| o.min(t)));
+            }
         }
     }
 }
@@ -594,6 +603,7 @@ pub struct Exposition {
     series: Vec<Vec<(Labels, Value)>>,
     job_gauges: BTreeMap<Labels, Gauges>,
     run_gauges: BTreeMap<Labels, Gauges>,
+    now_ms: i64,
 }
 
 /// Label pairs in the family's order, with `repository` (the short name)
@@ -661,6 +671,22 @@ impl Collector for Exposition {
                     .encode_family(&pairs(names, labels))?
                     .encode_gauge(&g.stale)?;
             }
+        }
+        // The age of the oldest job waiting for a runner, per place: what
+        // an alert on jobs stuck queued watches.
+        let mut metric = encoder.encode_descriptor(
+            "github_workflow_jobs_oldest_queued",
+            "Age of the oldest queued job (not stale) per place, 0 when none waits",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        for (labels, g) in &self.job_gauges {
+            let age = g
+                .oldest_queued_ms
+                .map_or(0.0, |t| (self.now_ms - t).max(0) as f64 / 1000.0);
+            metric
+                .encode_family(&pairs(JOB_PLACE, labels))?
+                .encode_gauge(&age)?;
         }
         Ok(())
     }

@@ -469,6 +469,14 @@ impl crate::store::Deliveries for Postgres {
                 .await
                 .map_err(write_err)?;
         }
+        // What recovery saw goes with the dedupe keys: outside GitHub's
+        // redelivery window.
+        tx.execute(
+            "DELETE FROM recovery_seen WHERE delivered_at_ms < $1",
+            &[&keys_before_ms.min(bodies_before_ms)],
+        )
+        .await
+        .map_err(write_err)?;
         // Bodies only between the two horizons (older ones go with their
         // rows below), newest first: older rows may have lost theirs
         // already, and a scan from the oldest would step over all of them.

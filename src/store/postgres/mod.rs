@@ -628,4 +628,40 @@ impl crate::store::Lifecycle for Postgres {
             .get(0);
         Ok(n as usize)
     }
+
+    async fn report(&self, holder: &str, body: String, now_ms: i64) -> Result<(), StoreError> {
+        let client = self.client("report").await?;
+        client
+            .execute(
+                "INSERT INTO replica_reports (holder, reported_at_ms, body) VALUES ($1, $2, $3)
+                 ON CONFLICT (holder) DO UPDATE
+                 SET reported_at_ms = EXCLUDED.reported_at_ms, body = EXCLUDED.body",
+                &[&holder, &now_ms, &body],
+            )
+            .await
+            .map_err(write_err)?;
+        client
+            .execute(
+                "DELETE FROM replica_reports WHERE reported_at_ms < $1",
+                &[&(now_ms - 86_400_000)],
+            )
+            .await
+            .map_err(write_err)?;
+        Ok(())
+    }
+
+    async fn replica_reports(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        let client = self.client("reports").await?;
+        Ok(client
+            .query(
+                "SELECT holder, reported_at_ms, body FROM replica_reports
+                 ORDER BY reported_at_ms DESC",
+                &[],
+            )
+            .await
+            .map_err(read_err)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
 }

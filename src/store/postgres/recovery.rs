@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{Postgres, read_err, write_err};
 use crate::store::StoreError;
-use crate::store::recovery::{SourceStatus, Walk, WalkState};
+use crate::store::recovery::{Completeness, SourceStatus, Walk, WalkState};
 
 const WALK_COLUMNS: &str = "id, source, started_at_ms, finished_at_ms, state, since_ms, stop_at_id,
     cursor, newest_id, pages, seen, missing, requested, failures, last_error";
@@ -412,5 +412,52 @@ impl crate::store::Recovery for Postgres {
     async fn walks(&self, limit: usize) -> Result<Vec<Walk>, StoreError> {
         let client = self.client("walks").await?;
         walks_where(&client, "ORDER BY id DESC LIMIT $1", &[&(limit as i64)]).await
+    }
+
+    async fn seen(&self, source: &str, entries: Vec<(String, i64)>) -> Result<(), StoreError> {
+        let mut client = self.client("seen").await?;
+        let tx = client.transaction().await.map_err(write_err)?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO recovery_seen (source, guid, delivered_at_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (source, guid) DO UPDATE
+                 SET delivered_at_ms = LEAST(recovery_seen.delivered_at_ms, excluded.delivered_at_ms)",
+            )
+            .await
+            .map_err(write_err)?;
+        for (guid, at) in &entries {
+            tx.execute(&insert, &[&source, guid, at])
+                .await
+                .map_err(write_err)?;
+        }
+        tx.commit().await.map_err(write_err)
+    }
+
+    async fn completeness(&self, since_ms: i64) -> Result<Vec<Completeness>, StoreError> {
+        let client = self.client("completeness").await?;
+        let seen = client
+            .query(
+                "SELECT source, COUNT(*) FROM recovery_seen WHERE delivered_at_ms >= $1
+                 GROUP BY source",
+                &[&since_ms],
+            )
+            .await
+            .map_err(read_err)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let found = client
+            .query(
+                "SELECT r.source, r.delivered_at_ms,
+                        EXISTS (SELECT 1 FROM deliveries d WHERE d.guid = r.guid)
+                 FROM recovery_requests r WHERE r.delivered_at_ms >= $1",
+                &[&since_ms],
+            )
+            .await
+            .map_err(read_err)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        Ok(Completeness::tally(seen, found))
     }
 }

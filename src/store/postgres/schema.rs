@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "forwarding_holds",
         include_str!("../../../migrations/postgres/0012_forwarding_holds.sql"),
     ),
+    (
+        13,
+        "completeness_reports",
+        include_str!("../../../migrations/postgres/0013_completeness_reports.sql"),
+    ),
 ];
 
 /// Any constant: every gatehouse migrating this database takes this lock.

@@ -451,6 +451,34 @@ impl super::Lifecycle for Sqlite {
     async fn heartbeat(&self, _: &str, _: i64, _: i64) -> Result<usize, StoreError> {
         Ok(1)
     }
+
+    async fn report(&self, holder: &str, body: String, now_ms: i64) -> Result<(), StoreError> {
+        let holder = holder.to_string();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO replica_reports (holder, reported_at_ms, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (holder) DO UPDATE
+                 SET reported_at_ms = excluded.reported_at_ms, body = excluded.body",
+            )?
+            .execute(rusqlite::params![holder, now_ms, body])?;
+            tx.prepare_cached("DELETE FROM replica_reports WHERE reported_at_ms < ?1")?
+                .execute([now_ms - 86_400_000])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replica_reports(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT holder, reported_at_ms, body FROM replica_reports
+                 ORDER BY reported_at_ms DESC",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect()
+        })
+        .await
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Sqlite;
 use crate::store::StoreError;
-use crate::store::recovery::{SourceStatus, Walk, WalkState};
+use crate::store::recovery::{Completeness, SourceStatus, Walk, WalkState};
 
 const WALK_COLUMNS: &str = "id, source, started_at_ms, finished_at_ms, state, since_ms, stop_at_id,
     cursor, newest_id, pages, seen, missing, requested, failures, last_error";
@@ -413,5 +413,43 @@ impl crate::store::Recovery for Sqlite {
 
     async fn walks(&self, limit: usize) -> Result<Vec<Walk>, StoreError> {
         self.read(move |c| walks(c, limit)).await
+    }
+
+    async fn seen(&self, source: &str, entries: Vec<(String, i64)>) -> Result<(), StoreError> {
+        let source = source.to_string();
+        self.write(move |tx| {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO recovery_seen (source, guid, delivered_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (source, guid) DO UPDATE
+                 SET delivered_at_ms = MIN(delivered_at_ms, excluded.delivered_at_ms)",
+            )?;
+            for (guid, at) in &entries {
+                st.execute(params![source, guid, at])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn completeness(&self, since_ms: i64) -> Result<Vec<Completeness>, StoreError> {
+        self.read(move |c| {
+            let seen = c
+                .prepare_cached(
+                    "SELECT source, COUNT(*) FROM recovery_seen WHERE delivered_at_ms >= ?1
+                     GROUP BY source",
+                )?
+                .query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let found = c
+                .prepare_cached(
+                    "SELECT r.source, r.delivered_at_ms,
+                            EXISTS (SELECT 1 FROM deliveries d WHERE d.guid = r.guid)
+                     FROM recovery_requests r WHERE r.delivered_at_ms >= ?1",
+                )?
+                .query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Completeness::tally(seen, found))
+        })
+        .await
     }
 }

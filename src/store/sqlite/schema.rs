@@ -80,6 +80,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "forwarding_holds",
         include_str!("../../../migrations/sqlite/0015_forwarding_holds.sql"),
     ),
+    (
+        16,
+        "completeness_reports",
+        include_str!("../../../migrations/sqlite/0016_completeness_reports.sql"),
+    ),
 ];
 
 pub fn latest_version() -> u32 {

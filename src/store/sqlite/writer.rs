@@ -265,6 +265,10 @@ impl Writer {
                     ] {
                         tx.prepare_cached(sql)?.execute([*before_ms])?;
                     }
+                    // What recovery saw goes with the dedupe keys: outside
+                    // GitHub's redelivery window.
+                    tx.prepare_cached("DELETE FROM recovery_seen WHERE delivered_at_ms < ?1")?
+                        .execute([*keys_before_ms])?;
                     // Bodies only between the two horizons (older ones go
                     // with their rows below), newest first: older rows may
                     // have lost theirs already, and a scan from the oldest

@@ -1,0 +1,204 @@
+//! The server's look at itself every `[problems] interval_secs`: gathers
+//! the open problems, exports them as metrics, posts their changes to
+//! `[[notify]]` (one replica at a time, under the `notify` duty), and
+//! writes what `gatehouse status` prints to the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::notify::{Change, Notifier};
+use super::{Problem, Severity, Watch};
+use crate::duties::Duty;
+use crate::shutdown;
+
+/// What a server reports of itself (JSON in the store).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub version: String,
+    pub pid: u32,
+    pub started_at_ms: i64,
+    pub reported_at_ms: i64,
+    /// The config file (None: the embedded default) and when it was read.
+    pub config_file: Option<String>,
+    pub config_loaded_at_ms: i64,
+    /// What each listener serves, and where.
+    pub listeners: Vec<(String, String)>,
+    /// Credential budgets: (credential, remaining, limit, reset epoch s).
+    pub budgets: Vec<(String, u64, u64, i64)>,
+    pub problems: Vec<Problem>,
+    /// The problems last notified (by the `notify` duty holder): the next
+    /// holder starts from them, so a restart does not notify again.
+    #[serde(default)]
+    pub notified: Option<Vec<Problem>>,
+}
+
+/// What this part counts. Registered by this part.
+#[derive(Clone, Default)]
+pub struct ProblemMetrics {
+    pub open: Family<SeverityLabel, Gauge>,
+    pub notifications: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabel {
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+impl ProblemMetrics {
+    pub fn register(r: &mut Registry) -> ProblemMetrics {
+        let me = ProblemMetrics::default();
+        r.register(
+            "problems_open",
+            "Open problems (the overview's list), by severity",
+            me.open.clone(),
+        );
+        r.register(
+            "notifications",
+            "Problem notifications to [[notify]] receivers, by result (sent, failed, held_back)",
+            me.notifications.clone(),
+        );
+        me
+    }
+}
+
+/// Facts about this process the report carries.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub config_file: Option<String>,
+    pub config_loaded_at_ms: i64,
+    pub listeners: Vec<(String, String)>,
+    /// Where notification links point.
+    pub admin_base: String,
+}
+
+pub struct Reporter {
+    pub watch: Arc<Watch>,
+    pub notifiers: Vec<Notifier>,
+    pub duty: Duty,
+    pub holder: Arc<str>,
+    pub facts: Facts,
+    pub metrics: ProblemMetrics,
+}
+
+impl Reporter {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let every = Duration::from_secs(self.watch.thresholds.interval_secs.max(1));
+        let started = self.watch.started_ms;
+        // None until this replica holds the notify duty and knows what was
+        // notified before.
+        let mut notified: Option<Vec<Problem>> = None;
+        loop {
+            let problems = self.watch.gather().await;
+            let now = self.watch.clock.now_ms();
+            for severity in [Severity::Critical, Severity::Warning] {
+                let n = problems.iter().filter(|p| p.severity == severity).count();
+                self.metrics
+                    .open
+                    .get_or_create(&SeverityLabel {
+                        severity: format!("{severity:?}").to_lowercase(),
+                    })
+                    .set(n as i64);
+            }
+            if !self.notifiers.is_empty() {
+                notified = self.notify(notified, &problems, now).await;
+            }
+            let report = Report {
+                version: env!("CARGO_PKG_VERSION").into(),
+                pid: std::process::id(),
+                started_at_ms: started,
+                reported_at_ms: now,
+                config_file: self.facts.config_file.clone(),
+                config_loaded_at_ms: self.facts.config_loaded_at_ms,
+                listeners: self.facts.listeners.clone(),
+                budgets: budgets(&self.watch),
+                problems,
+                notified: notified.clone(),
+            };
+            let body = serde_json::to_string(&report).expect("a report serializes");
+            if let Err(e) = self.watch.store.report(&self.holder, body, now).await {
+                tracing::debug!(error = %e, "status report not recorded");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown::requested(&mut stop) => return,
+            }
+        }
+    }
+
+    /// Posts what changed since the last notified state, if this replica
+    /// holds the duty; returns the state notified now.
+    async fn notify(
+        &mut self,
+        notified: Option<Vec<Problem>>,
+        problems: &[Problem],
+        now: i64,
+    ) -> Option<Vec<Problem>> {
+        if !self.duty.mine().await {
+            return None;
+        }
+        let before = match notified {
+            Some(b) => b,
+            None => self.last_notified().await,
+        };
+        let changes = Change::between(&before, problems);
+        for n in &mut self.notifiers {
+            n.queue(&changes, now);
+            let sent = n.flush(now, &self.facts.admin_base).await;
+            for (result, count) in [
+                ("sent", sent.sent),
+                ("failed", sent.failed),
+                ("held_back", sent.held_back),
+            ] {
+                if count > 0 {
+                    self.metrics
+                        .notifications
+                        .get_or_create(&ResultLabel {
+                            result: result.into(),
+                        })
+                        .inc_by(count);
+                }
+            }
+        }
+        Some(problems.to_vec())
+    }
+
+    /// What the last duty holder notified (from the newest report that
+    /// says), so taking the duty over notifies only what changed since.
+    async fn last_notified(&self) -> Vec<Problem> {
+        let reports = self.watch.store.replica_reports().await.unwrap_or_default();
+        reports
+            .iter()
+            .filter_map(|(_, _, body)| serde_json::from_str::<Report>(body).ok())
+            .find_map(|r| r.notified)
+            .unwrap_or_default()
+    }
+}
+
+fn budgets(w: &Watch) -> Vec<(String, u64, u64, i64)> {
+    let Some(pool) = &w.pool else {
+        return Vec::new();
+    };
+    pool.snapshot()
+        .into_iter()
+        .filter_map(|c| {
+            let (_, b) = c
+                .budgets
+                .iter()
+                .find(|(r, _)| *r == crate::github::budget::Resource::Core)?;
+            Some((c.id.to_string(), b.remaining, b.limit, b.reset))
+        })
+        .collect()
+}
