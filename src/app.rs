@@ -414,10 +414,7 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
             duty: duty("notify", Duration::from_secs(120)),
             holder: replica.clone(),
             facts: crate::problems::report::Facts {
-                config_file: config
-                    .source
-                    .as_ref()
-                    .map(|(p, _)| p.display().to_string()),
+                config_file: config.source.as_ref().map(|(p, _)| p.display().to_string()),
                 config_loaded_at_ms: config.source.as_ref().map_or(clock.now_ms(), |s| s.1),
                 listeners,
                 admin_base,

@@ -803,3 +803,160 @@ async fn deliveries_missed_five_days_ago_come_back_from_ghes_only() {
         t.stop().await;
     }
 }
+
+/// Completeness: deliveries GitHub attempted while gatehouse was down show
+/// as missing (ratio, count, oldest age) until a walk brings them back,
+/// then as recovered; an App without webhooks is not counted at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn completeness_counts_what_was_missed_then_what_came_back() {
+    let port = free_port();
+    // GitHub fails the first 7 redelivery requests: the first walk finds
+    // what is missing but cannot bring it back.
+    let hub = hub_for(port, |c| {
+        let mut f = FaultConfig::new("POST /app/hook/deliveries/*/attempts");
+        f.error_rate = 1.0;
+        f.max_hits = Some(7);
+        c.faults.push(f);
+        let mut b = fakehub::Config::default()
+            .app(202, &key("app-b.pub.pem"), &[(21, "octo-org")])
+            .apps
+            .remove(0);
+        // Its receiver is gone: every delivery fails on GitHub's side.
+        b.webhook_url = Some(format!("http://127.0.0.1:{}/", free_port()));
+        b.hook_id = Some(556);
+        c.apps.push(b);
+    })
+    .await;
+    let with_both = |dir: &std::path::Path| {
+        let mut c = config(dir, port, &hub);
+        c.github = github_config(&hub, &[(101, "app-a.pem"), (202, "app-b.pem")], &[]);
+        c.github.apps[1].webhook = false;
+        c
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_both(dir.path());
+    let t = TestApp::start_in(dir, c).await;
+    let arrived = send(&hub, 20).await;
+    journaled_all(&t, &arrived, Duration::from_secs(30)).await;
+    let dir = t.stop().await;
+    let missed = send(&hub, 7).await;
+    // App 202's log has failures too, but recovery is told it sends no
+    // webhooks: it is neither walked nor counted.
+    push_deliveries(&hub, HookRef::App(202), 3).await;
+    // GitHub tried them an hour ago.
+    hub.hub().log.lock().unwrap().age(3600);
+
+    let c = with_both(dir.path());
+    let t = TestApp::start_in(dir, c).await;
+    // The walk is complete and its 7 requests failed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = t.store().recovery_status().await.unwrap();
+        let failed = status
+            .first()
+            .map_or(0, |s| s.requests.get("failed").copied().unwrap_or(0));
+        if status
+            .first()
+            .is_some_and(|s| s.last_walk.state == WalkState::Complete)
+            && failed == 7
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first walk never settled: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = t.metrics().await;
+    let m = |s: &str| common::metric(&text, s);
+    let ratio = m("gatehouse_recovery_completeness_ratio{source=\"app:101\"}").unwrap();
+    assert!((ratio - 20.0 / 27.0).abs() < 1e-9, "{ratio}");
+    let oldest = m("gatehouse_recovery_oldest_missing_seconds{source=\"app:101\"}").unwrap();
+    assert!((3600.0..3700.0).contains(&oldest), "{oldest}");
+    for (state, n) in [
+        ("attempted", 27.0),
+        ("held", 20.0),
+        ("recovered", 0.0),
+        ("missing", 7.0),
+    ] {
+        assert_eq!(
+            m(&format!(
+                "gatehouse_recovery_window_deliveries{{source=\"app:101\",state=\"{state}\"}}"
+            )),
+            Some(n),
+            "{state}"
+        );
+    }
+    assert!(
+        !text.contains("source=\"app:202\""),
+        "an App without webhooks is not counted"
+    );
+    // The overview leads with it, and lists the problem.
+    let admin = common::admin::Admin::login(&t.base).await;
+    let page = admin.get("/admin/").await.body;
+    assert!(
+        page.contains("74.1% of the last 7 days&#39; deliveries are in the journal; 7 missing"),
+        "{page}"
+    );
+    assert!(page.contains("data-key=\"completeness:app:101\""), "{page}");
+
+    // The next walk brings them back: recovered, nothing missing.
+    t.store()
+        .trigger(None, gatehouse::clock::now_ms())
+        .await
+        .unwrap();
+    journaled_all(&t, &missed, Duration::from_secs(30)).await;
+    let c = t.store().completeness(0).await.unwrap();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(
+        (
+            c[0].attempted,
+            c[0].recovered,
+            c[0].missing,
+            c[0].oldest_missing_ms
+        ),
+        (27, 7, 0, None)
+    );
+    let text = t.metrics().await;
+    let m = |s: &str| common::metric(&text, s);
+    assert_eq!(
+        m("gatehouse_recovery_completeness_ratio{source=\"app:101\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        m("gatehouse_recovery_oldest_missing_seconds{source=\"app:101\"}"),
+        Some(0.0)
+    );
+    let page = admin.get("/admin/").await.body;
+    assert!(
+        !page.contains("data-key=\"completeness:app:101\""),
+        "{page}"
+    );
+    assert!(page.contains("100% of the last 7 days"), "{page}");
+
+    // `gatehouse recovery status` says the same.
+    let file = binary::write_config(
+        t.dir.path(),
+        &t.db_path,
+        &format!(
+            "[github]\napi_url = {:?}\n[[github.apps]]\nid = 101\nprivate_key_file = {:?}\n[[github.apps]]\nid = 202\nprivate_key_file = {:?}\nwebhook = false\n",
+            hub.url(),
+            format!("{}/fakehub/testdata/app-a.pem", env!("CARGO_MANIFEST_DIR")),
+            format!("{}/fakehub/testdata/app-b.pem", env!("CARGO_MANIFEST_DIR"))
+        ),
+    );
+    let (status, out) = binary::run(
+        &["recovery", "status", "--config", file.to_str().unwrap()],
+        None,
+    );
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains(
+            "100% of 27 deliveries GitHub attempted are in the journal; 7 recovered, 0 missing"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("  app:202 "), "{out}");
+    t.stop().await;
+}

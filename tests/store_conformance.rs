@@ -211,6 +211,12 @@ async fn clients_are_kept_by_token_hash_and_a_revoked_name_can_be_reused() {
 }
 
 #[tokio::test]
+async fn completeness_counts_seen_recovered_and_missing_within_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    common::conformance::completeness(&*open(dir.path())).await;
+}
+
+#[tokio::test]
 async fn a_complete_walk_is_the_next_walks_checkpoint_and_a_claim_is_asked_once() {
     let dir = tempfile::tempdir().unwrap();
     common::conformance::recovery(&*open(dir.path())).await;

@@ -509,6 +509,8 @@ async fn the_journal_scheduler_and_operator_cases_sqlite_passes_pass_here() {
     common::conformance::batches(&store).await;
     let store = replica(&pg.database("recovery").await).await;
     common::conformance::recovery(&store).await;
+    let store = replica(&pg.database("completeness").await).await;
+    common::conformance::completeness(&store).await;
     let store = replica(&pg.database("views").await).await;
     common::conformance::views(&store).await;
     let store = replica(&pg.database("prune").await).await;

@@ -170,7 +170,10 @@ pub async fn page(
     } = data;
     let (hour, day) = (Axis::last_hour(now), Axis::last_day(now));
     let problems = state.problems.gather().await;
-    let completeness = match (state.problems.completeness().await?, &state.problems.recovery) {
+    let completeness = match (
+        state.problems.completeness().await?,
+        &state.problems.recovery,
+    ) {
         (Some(all), Some(r)) => Some(CompletenessView::new(&all, r.window_hours, now)),
         _ => None,
     };

@@ -41,12 +41,10 @@ pub async fn status(config: &Config, store: &Store, json: bool) -> Result<(), Cl
             total.attempted,
             total.recovered,
             total.missing,
-            total
-                .oldest_missing_ms
-                .map_or(String::new(), |t| format!(
-                    " (oldest {} ago)",
-                    crate::clock::span(now - t)
-                ))
+            total.oldest_missing_ms.map_or(String::new(), |t| format!(
+                " (oldest {} ago)",
+                crate::clock::span(now - t)
+            ))
         );
         for c in &completeness {
             println!(

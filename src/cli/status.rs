@@ -106,10 +106,7 @@ fn print_text(s: &Status, config: &Config, now: i64) {
             );
         }
     }
-    println!(
-        "journal      {}",
-        crate::human::bytes(s.journal_bytes)
-    );
+    println!("journal      {}", crate::human::bytes(s.journal_bytes));
     for r in &s.backlog {
         println!(
             "route        {:<20} {:>8} pending  {:>6} dead{}{}",

@@ -141,12 +141,18 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
             &mut out,
             (
                 "problems.completeness_objective",
-                format!("{}: give a part, above 0 and at most 1 (0.999 = 99.9%)", pr.completeness_objective),
+                format!(
+                    "{}: give a part, above 0 and at most 1 (0.999 = 99.9%)",
+                    pr.completeness_objective
+                ),
             ),
         );
     }
     if pr.interval_secs == 0 {
-        push(&mut out, ("problems.interval_secs", "must be at least 1".into()));
+        push(
+            &mut out,
+            ("problems.interval_secs", "must be at least 1".into()),
+        );
     }
     for (i, n) in c.notify.iter().enumerate() {
         let key = format!("notify[{i}]");
@@ -161,10 +167,7 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
             && !url.expose().is_empty()
             && !notify_url_ok(url.expose())
         {
-            out.push((
-                format!("{key}.url"),
-                "is not an http(s) URL".into(),
-            ));
+            out.push((format!("{key}.url"), "is not an http(s) URL".into()));
         }
         if n.max_per_hour == 0 {
             out.push((format!("{key}.max_per_hour"), "must be at least 1".into()));
@@ -515,6 +518,24 @@ fn notify_url_ok(url: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notify_receivers_and_objectives_are_checked_without_quoting_a_url() {
+        let base = "[webhooks]\nsecrets = [\"s\"]\n";
+        let err = |extra: &str| {
+            Config::parse(&format!("{base}{extra}"), "t.toml")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(err("[[notify]]\n").contains("notify[0]: needs url or url_file"));
+        let e = err("[[notify]]\nurl = \"ftp://hooks.example/T0K3N\"\n");
+        assert!(e.contains("notify[0].url: is not an http(s) URL"), "{e}");
+        assert!(!e.contains("T0K3N"), "a receiver's URL is a secret: {e}");
+        let e = err("[problems]\ncompleteness_objective = 99.9\n");
+        assert!(e.contains("problems.completeness_objective"), "{e}");
+        assert!(err("[[notify]]\nurl = \"https://hooks.example/x\"\n").is_empty());
+    }
 
     #[test]
     fn log_filters_must_name_levels() {

@@ -66,7 +66,9 @@ impl RecoveryWatch {
         runs.then(|| RecoveryWatch {
             sources,
             window_hours: config.recovery.lookback_hours.unwrap_or(
-                u64::from(crate::retention::redelivery_window_days(&config.github.api_url)) * 24,
+                u64::from(crate::retention::redelivery_window_days(
+                    &config.github.api_url,
+                )) * 24,
             ),
         })
     }

@@ -130,7 +130,11 @@ impl Notifier {
             self.sent.pop_front();
         }
         // A receiver down for an hour gets the news since, not a backlog.
-        while self.queue.front().is_some_and(|(t, _)| now_ms - t >= HOUR_MS) {
+        while self
+            .queue
+            .front()
+            .is_some_and(|(t, _)| now_ms - t >= HOUR_MS)
+        {
             self.queue.pop_front();
             out.failed += 1;
         }
@@ -182,6 +186,9 @@ impl Notifier {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU16, Ordering};
+
     use super::*;
 
     fn p(key: &str) -> Problem {
@@ -202,11 +209,80 @@ mod tests {
         assert!(Change::between(&[p("a")], &[p("a")]).is_empty());
     }
 
+    /// A receiver on a loopback port that answers `status` and keeps the
+    /// texts it got.
+    async fn receiver(status: Arc<AtomicU16>) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        use axum::routing::post;
+        let got: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let keep = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            post(move |axum::Json(v): axum::Json<Value>| {
+                let (keep, status) = (keep.clone(), status.clone());
+                async move {
+                    let code = status.load(Ordering::SeqCst);
+                    if code == 200 {
+                        keep.lock()
+                            .unwrap()
+                            .push(v["text"].as_str().unwrap().to_string());
+                    }
+                    http::StatusCode::from_u16(code).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, got)
+    }
+
+    #[tokio::test]
+    async fn the_allowance_holds_back_and_a_failure_is_tried_again_in_order() {
+        let status = Arc::new(AtomicU16::new(200));
+        let (url, got) = receiver(status.clone()).await;
+        let mut n = Notifier::all(&[NotifyConfig {
+            url: Some(Secret::new(url)),
+            max_per_hour: 2,
+            ..NotifyConfig::default()
+        }])
+        .remove(0);
+        let hour = 3_600_000;
+        let opened: Vec<Change> = ["a", "b", "c"]
+            .iter()
+            .map(|k| Change::Opened(p(k)))
+            .collect();
+        n.queue(&opened, 0);
+        let sent = n.flush(0, "").await;
+        assert_eq!((sent.sent, sent.held_back, sent.failed), (2, 1, 0));
+        // The receiver fails: kept, and sent first once it answers.
+        status.store(503, Ordering::SeqCst);
+        n.queue(&[Change::Cleared(p("a"))], hour);
+        assert_eq!(n.flush(hour, "").await.failed, 1);
+        n.queue(&[Change::Cleared(p("b"))], hour + 1);
+        status.store(200, Ordering::SeqCst);
+        let sent = n.flush(hour + 2, "").await;
+        assert_eq!((sent.sent, sent.failed), (2, 0));
+        let got = got.lock().unwrap().clone();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got[2].contains("cleared: a is wrong"), "{got:?}");
+        assert!(
+            got[2].contains("(1 earlier change(s) were not sent"),
+            "{got:?}"
+        );
+        assert!(
+            got[3].contains("cleared: b is wrong") && !got[3].contains("earlier"),
+            "{got:?}"
+        );
+    }
+
     #[test]
     fn a_message_says_what_and_where_and_what_was_held_back() {
         let m = Change::Cleared(p("a")).message("http://127.0.0.1:9", 3);
         let text = m["text"].as_str().unwrap();
-        assert!(text.contains("cleared: a is wrong (http://127.0.0.1:9/admin/)"), "{text}");
+        assert!(
+            text.contains("cleared: a is wrong (http://127.0.0.1:9/admin/)"),
+            "{text}"
+        );
         assert!(text.contains("3 earlier change(s) were not sent"), "{text}");
         assert_eq!(m["state"], "clear");
     }

@@ -126,24 +126,22 @@ impl Completeness {
 
     /// Every source's counts summed (the oldest missing of all).
     pub fn total(all: &[Completeness]) -> Completeness {
-        all.iter().fold(Completeness::default(), |t, c| Completeness {
-            source: "all".into(),
-            attempted: t.attempted + c.attempted.max(c.missing),
-            recovered: t.recovered + c.recovered,
-            missing: t.missing + c.missing,
-            oldest_missing_ms: match (t.oldest_missing_ms, c.oldest_missing_ms) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
-        })
+        all.iter()
+            .fold(Completeness::default(), |t, c| Completeness {
+                source: "all".into(),
+                attempted: t.attempted + c.attempted.max(c.missing),
+                recovered: t.recovered + c.recovered,
+                missing: t.missing + c.missing,
+                oldest_missing_ms: match (t.oldest_missing_ms, c.oldest_missing_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+            })
     }
 
     /// Counts from the seen totals and the found rows (source, delivered
     /// at, in the journal now): the one reading both backends share.
-    pub fn tally(
-        seen: Vec<(String, i64)>,
-        found: Vec<(String, i64, bool)>,
-    ) -> Vec<Completeness> {
+    pub fn tally(seen: Vec<(String, i64)>, found: Vec<(String, i64, bool)>) -> Vec<Completeness> {
         let mut by: std::collections::BTreeMap<String, Completeness> = seen
             .into_iter()
             .map(|(source, attempted)| {

@@ -1395,3 +1395,68 @@ pub async fn cache<C: gatehouse::store::cache::CacheStore + ?Sized>(cache: &C) -
         .unwrap();
     a
 }
+
+/// Completeness: what walks saw, once per (source, GUID) at its earliest
+/// time; found deliveries count as recovered once journaled, else as
+/// missing with the oldest's time; a window leaves older ones out. And a
+/// replica's report is replaced, not added.
+pub async fn completeness<S: Recovery + Deliveries + gatehouse::store::Lifecycle + ?Sized>(
+    store: &S,
+) {
+    let seen = |v: &[(&str, i64)]| v.iter().map(|(g, t)| (g.to_string(), *t)).collect();
+    store
+        .seen(
+            "app:1",
+            seen(&[("g-a", 1_000), ("g-b", 2_000), ("g-c", 3_000)]),
+        )
+        .await
+        .unwrap();
+    // Read again by a later walk (a redelivery's newer attempt): once, at
+    // the earliest time.
+    store.seen("app:1", seen(&[("g-b", 9_000)])).await.unwrap();
+    store.seen("hook:o:2", seen(&[("g-z", 500)])).await.unwrap();
+    store
+        .found(
+            "app:1",
+            vec![
+                ("g-b".into(), 20, Some(2_000)),
+                ("g-c".into(), 30, Some(3_000)),
+            ],
+        )
+        .await
+        .unwrap();
+    append(store, "octo-org", "g-c").await;
+    let all = store.completeness(0).await.unwrap();
+    let app = all.iter().find(|c| c.source == "app:1").unwrap();
+    assert_eq!(
+        (
+            app.attempted,
+            app.recovered,
+            app.missing,
+            app.oldest_missing_ms
+        ),
+        (3, 1, 1, Some(2_000))
+    );
+    let hook = all.iter().find(|c| c.source == "hook:o:2").unwrap();
+    assert_eq!((hook.attempted, hook.missing), (1, 0));
+    let later = store.completeness(2_500).await.unwrap();
+    let app = later.iter().find(|c| c.source == "app:1").unwrap();
+    assert_eq!(
+        (app.attempted, app.recovered, app.missing),
+        (1, 1, 0),
+        "only g-c is in the window"
+    );
+    assert!(later.iter().all(|c| c.source != "hook:o:2"));
+
+    store.report("r1", "{\"a\":1}".into(), 1_000).await.unwrap();
+    store.report("r1", "{\"a\":2}".into(), 2_000).await.unwrap();
+    store.report("r2", "{\"b\":1}".into(), 3_000).await.unwrap();
+    let reports = store.replica_reports().await.unwrap();
+    assert_eq!(
+        reports,
+        [
+            ("r2".to_string(), 3_000, "{\"b\":1}".to_string()),
+            ("r1".to_string(), 2_000, "{\"a\":2}".to_string())
+        ]
+    );
+}

@@ -549,10 +549,11 @@ impl Aggregates {
                     None => RUN_PLACE_AT,
                 };
                 kept.fold(&mut key, at, &other);
-                gauges
-                    .entry(key.into())
-                    .or_default()
-                    .count(rank, stale(rank, created, started), created);
+                gauges.entry(key.into()).or_default().count(
+                    rank,
+                    stale(rank, created, started),
+                    created,
+                );
             };
         for j in &jobs {
             let times = (j.rank(), j.created_at_ms, j.started_at_ms);
