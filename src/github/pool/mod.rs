@@ -241,6 +241,15 @@ impl Pool {
 
     /// Records into these metrics (the server's registry) from now on.
     pub fn with_metrics(mut self, metrics: crate::github::metrics::GithubMetrics) -> Pool {
+        // At zero from the start: Prometheus's increase() needs a sample
+        // before the first one, or an alert never sees it.
+        for r in [Resource::Core, Resource::Graphql, Resource::Search] {
+            metrics
+                .exhausted
+                .get_or_create(&crate::github::metrics::ResourceLabel {
+                    resource: r.as_str().to_string(),
+                });
+        }
         self.metrics = metrics;
         self
     }
@@ -270,7 +279,16 @@ impl Pool {
             .lock()
             .expect("slots lock")
             .entry(id.clone())
-            .or_insert_with(|| Arc::new(Slot::new(id.clone())))
+            .or_insert_with(|| {
+                // A credential's secondary limits count from zero, for
+                // the same reason as `exhausted`.
+                self.metrics.secondary_limits.get_or_create(
+                    &crate::github::metrics::CredentialLabel {
+                        credential: id.to_string(),
+                    },
+                );
+                Arc::new(Slot::new(id.clone()))
+            })
             .clone()
     }
 
