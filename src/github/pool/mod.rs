@@ -244,11 +244,13 @@ impl Pool {
         // At zero from the start: Prometheus's increase() needs a sample
         // before the first one, or an alert never sees it.
         for r in [Resource::Core, Resource::Graphql, Resource::Search] {
-            metrics
-                .exhausted
-                .get_or_create(&crate::github::metrics::ResourceLabel {
-                    resource: r.as_str().to_string(),
-                });
+            drop(
+                metrics
+                    .exhausted
+                    .get_or_create(&crate::github::metrics::ResourceLabel {
+                        resource: r.as_str().to_string(),
+                    }),
+            );
         }
         self.metrics = metrics;
         self
@@ -282,11 +284,11 @@ impl Pool {
             .or_insert_with(|| {
                 // A credential's secondary limits count from zero, for
                 // the same reason as `exhausted`.
-                self.metrics.secondary_limits.get_or_create(
+                drop(self.metrics.secondary_limits.get_or_create(
                     &crate::github::metrics::CredentialLabel {
                         credential: id.to_string(),
                     },
-                );
+                ));
                 Arc::new(Slot::new(id.clone()))
             })
             .clone()
