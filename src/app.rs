@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Secret};
 use crate::metrics::Metrics;
+use crate::server::activation::{self, Role};
 use crate::store::{OpenError, Store, StoreError};
 use crate::{clock, ingest, ops, server, shutdown, systemd};
 
@@ -133,7 +134,7 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     };
 
     let addr = config.server.listen;
-    let listener = TcpListener::bind(addr)
+    let (listener, _) = activation::listen(Role::Webhooks, addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;
     let addr = listener.local_addr().expect("bound socket has an address");
@@ -233,8 +234,8 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     // (and GitHub's deliveries keep their slots); health answers on both.
     let (router, admin_listener) = match config.admin.listen {
         Some(admin_addr) => {
-            let listener =
-                TcpListener::bind(admin_addr)
+            let (listener, _) =
+                activation::listen(Role::Admin, admin_addr)
                     .await
                     .map_err(|source| StartError::Listen {
                         addr: admin_addr,
@@ -260,6 +261,7 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     };
     let router = finish(router);
 
+    let scheduler_beat = crate::watchdog::Beat::default();
     let scheduler = crate::scheduler::Scheduler::new(
         journal.clone(),
         crate::sinks::scheduled_with(
@@ -276,6 +278,7 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     .with_attempt_minutes(attempt_minutes.clone())
     .with_clock(clock.clone())
     .with_owner(&replica)
+    .with_beat(scheduler_beat.clone())
     .spawn()
     .await
     .map_err(StartError::Scheduler)?;
@@ -307,6 +310,15 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     ];
     if let Some(recovery) = recovery {
         tasks.push(tokio::spawn(recovery.run(stop_rx.clone())));
+    }
+    if let Some(period) = crate::watchdog::period() {
+        tracing::info!(period_secs = period.as_secs_f64(), "systemd watchdog on");
+        tasks.push(tokio::spawn(crate::watchdog::run(
+            journal.clone(),
+            scheduler_beat,
+            period,
+            stop_rx.clone(),
+        )));
     }
     if let Some(pool) = pool.as_ref().filter(|_| journal.is_shared()) {
         tasks.push(tokio::spawn(pool.clone().follow_shared(stop_rx.clone())));
@@ -535,7 +547,7 @@ async fn gateway(
     }
     .map_err(StartError::Cache)?;
     let addr = gw.listen;
-    let listener = TcpListener::bind(addr)
+    let (listener, _) = activation::listen(Role::Gateway, addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;
     let throttle =

@@ -29,4 +29,5 @@ pub mod sinks;
 pub mod store;
 pub mod systemd;
 pub mod throttle;
+pub mod watchdog;
 pub mod webhook;

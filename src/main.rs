@@ -91,6 +91,20 @@ enum Command {
         #[command(subcommand)]
         action: ActionsCmd,
     },
+    /// Write the man pages (one per command) and shell completions: what
+    /// scripts/package puts in the Debian package.
+    #[command(hide = true)]
+    GenerateDocs {
+        /// The directory for the man pages (section 1).
+        #[arg(long)]
+        man: PathBuf,
+        #[arg(long)]
+        bash: Option<PathBuf>,
+        #[arg(long)]
+        zsh: Option<PathBuf>,
+        #[arg(long)]
+        fish: Option<PathBuf>,
+    },
     /// What runs and what is wrong: each running server's version, uptime,
     /// config, listeners and credential budgets, the journal's size, the
     /// backlog per route, completeness and the open problems. Ends 1 while
@@ -258,6 +272,7 @@ enum ActionsCmd {
 
 #[derive(Subcommand)]
 enum GithubCmd {
+    /// Probe every App installation and token for its budgets now.
     Status {
         #[arg(long)]
         json: bool,
@@ -368,23 +383,21 @@ enum HoldCmd {
         #[arg(long)]
         json: bool,
     },
-    Pause {
-        route: String,
-    },
-    Resume {
-        route: String,
-    },
+    /// Stop sending a route's deliveries (they keep arriving and wait).
+    Pause { route: String },
+    /// Send a paused route's deliveries again, in order.
+    Resume { route: String },
     /// Delete every job of a route no longer in the config (pending jobs
     /// and dead letters included), so its deliveries can be pruned. Without
     /// this, its jobs wait for the route to come back.
-    Drop {
-        route: String,
-    },
+    Drop { route: String },
 }
 
 #[derive(Subcommand)]
 enum PartitionHoldCmd {
+    /// Stop sending one partition's deliveries on a route (they wait).
     Pause { route: String, partition: String },
+    /// Send a paused partition's deliveries again, in order.
     Resume { route: String, partition: String },
 }
 
@@ -398,6 +411,27 @@ fn default_sigpipe() {
     }
 }
 
+/// Man pages for the command and every (visible) subcommand, and the
+/// completions for bash, zsh and fish, where given.
+fn generate_docs(man: &std::path::Path, shells: [Option<PathBuf>; 3]) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(man)?;
+    clap_mangen::generate_to(Cli::command(), man)?;
+    for (shell, path) in [Shell::Bash, Shell::Zsh, Shell::Fish]
+        .into_iter()
+        .zip(shells)
+    {
+        let Some(path) = path else { continue };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = std::fs::File::create(&path)?;
+        clap_complete::generate(shell, &mut Cli::command(), "gatehouse", &mut file);
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. }) {
@@ -405,6 +439,18 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Serve { config } => cli::serve::serve(config.as_deref()),
+        Command::GenerateDocs {
+            man,
+            bash,
+            zsh,
+            fish,
+        } => match generate_docs(&man, [bash, zsh, fish]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gatehouse: writing the docs: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig { config } => cli::config::check(config),
         Command::Migrate { config, dry_run } => cli::storage::migrate(config, dry_run),
         Command::Storage {

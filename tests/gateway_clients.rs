@@ -400,8 +400,18 @@ fn print_entry(config: &Path, args: &[&str]) -> (String, String) {
     let mut all = vec!["clients", "add"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--print-entry", "--config", config.to_str().unwrap()]);
-    let (status, out) = binary::run(&all, None);
-    assert!(status.success(), "{out}");
+    // Stdout alone: the explanations go to stderr, and two pipes read
+    // apart interleave as they please.
+    let run = std::process::Command::new(binary::BIN)
+        .args(&all)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let token = out
         .lines()
         .find(|l| l.starts_with("gth_"))

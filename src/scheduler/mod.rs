@@ -51,6 +51,8 @@ struct Shared {
     attempts: Arc<samples::AttemptMinutes>,
     /// Every time the scheduler compares: due times, leases, pauses.
     clock: Arc<dyn Clock>,
+    /// Beaten at every turn of the dispatcher's loop (the watchdog's).
+    beat: crate::watchdog::Beat,
 }
 
 #[derive(Default)]
@@ -85,6 +87,7 @@ pub struct Scheduler {
     attempts: Arc<samples::AttemptMinutes>,
     clock: Arc<dyn Clock>,
     owner: Option<String>,
+    beat: crate::watchdog::Beat,
     shared: std::sync::OnceLock<Arc<Shared>>,
 }
 
@@ -106,6 +109,7 @@ impl Scheduler {
             attempts: samples::AttemptMinutes::new(),
             clock: clock::system(),
             owner: None,
+            beat: crate::watchdog::Beat::default(),
             shared: std::sync::OnceLock::new(),
         }
     }
@@ -125,6 +129,12 @@ impl Scheduler {
     /// Compares times on this clock instead of the system's.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Scheduler {
         self.clock = clock;
+        self
+    }
+
+    /// Beats `beat` at every turn of the dispatcher's loop.
+    pub fn with_beat(mut self, beat: crate::watchdog::Beat) -> Scheduler {
+        self.beat = beat;
         self
     }
 
@@ -152,6 +162,7 @@ impl Scheduler {
                     in_flight: self.in_flight.clone(),
                     attempts: self.attempts.clone(),
                     clock: self.clock.clone(),
+                    beat: self.beat.clone(),
                 })
             })
             .clone()
@@ -270,6 +281,7 @@ async fn dispatch(
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     rescan.tick().await;
     loop {
+        shared.beat.beat();
         let now = shared.clock.now_ms();
         while running < workers {
             let Some((at, key)) = d.due.first().cloned() else {

@@ -4,6 +4,7 @@
 //! lets in-flight requests finish (each may be waiting on a journal
 //! commit).
 
+pub mod activation;
 pub mod body;
 pub mod metrics;
 
@@ -135,6 +136,8 @@ impl Drop for AddressSlot {
 /// an idle connection can be told from a busy one.
 struct Activity {
     active: AtomicUsize,
+    /// Requests begun on this connection, ever.
+    started: AtomicUsize,
     /// Milliseconds since `born` when a request last ended.
     last_ms: AtomicU64,
     born: Instant,
@@ -145,6 +148,7 @@ struct InFlight(Arc<Activity>);
 impl Activity {
     fn enter(self: &Arc<Self>) -> InFlight {
         self.active.fetch_add(1, Ordering::SeqCst);
+        self.started.fetch_add(1, Ordering::SeqCst);
         InFlight(self.clone())
     }
 
@@ -170,6 +174,10 @@ impl Drop for InFlight {
         a.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// How often a connection accepted just before shutdown looks whether its
+/// first request has begun.
+const FIRST_REQUEST_POLL: Duration = Duration::from_millis(5);
 
 /// Serves `router` on `listener` until `stop` turns true, then stops
 /// accepting, waits up to the grace period for open requests, and returns.
@@ -232,6 +240,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity {
             active: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
             born: Instant::now(),
         });
@@ -283,6 +292,10 @@ pub async fn serve(
                 .into_owned();
             tokio::pin!(conn);
             let mut closing = false;
+            // Shutting down before its first request was read: hyper would
+            // close it unanswered, so it is closed after that request (its
+            // bytes are here: it was peeked), at most `first_byte` later.
+            let mut first_request_by: Option<Instant> = None;
             // An idle HTTP/2 peer may never answer the ping that ends a
             // graceful close; past this it is cut off.
             let mut cut_at = None;
@@ -309,9 +322,21 @@ pub async fn serve(
                         tracing::debug!(%peer, "idle connection did not close in time; cut off");
                         break;
                     }
-                    _ = shutdown::requested(&mut stop), if !closing => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
+                    _ = shutdown::requested(&mut stop), if !closing && first_request_by.is_none() => {
+                        if activity.started.load(Ordering::SeqCst) > 0 {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        } else {
+                            first_request_by = Some(Instant::now() + first_byte);
+                        }
+                    }
+                    _ = tokio::time::sleep(FIRST_REQUEST_POLL), if !closing && first_request_by.is_some() => {
+                        if activity.started.load(Ordering::SeqCst) > 0
+                            || first_request_by.is_some_and(|t| Instant::now() >= t)
+                        {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
                     }
                 }
             }
