@@ -180,12 +180,12 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
             window_hours: Default::default(),
         });
     // The open problems, read by the overview, /metrics and the reporter.
-    let watch = Arc::new(crate::problems::Watch::new(
-        &config,
-        journal.clone(),
-        pool.clone(),
-        clock.clone(),
-    ));
+    let live = crate::reload::LiveConfig::new(&config);
+    let watch = Arc::new(crate::problems::Watch {
+        sinks: live.names.clone(),
+        thresholds: live.thresholds.clone(),
+        ..crate::problems::Watch::new(&config, journal.clone(), pool.clone(), clock.clone())
+    });
     let stopping = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);
     // One budget for every request body in memory, webhooks and gateway.
@@ -201,11 +201,11 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     let attempt_minutes = crate::scheduler::samples::AttemptMinutes::new();
     let ingest = ingest::router(ingest::IngestState {
         journal: journal.clone(),
-        secrets: config.webhooks.secrets.clone(),
+        secrets: live.secrets.clone(),
         partition_by: config.webhooks.partition_by,
         body: body_limits(config.webhooks.max_body_bytes),
         metrics: metrics.ingest.clone(),
-        sinks: crate::sinks::Catalog::new(&config),
+        sinks: live.catalog.clone(),
         pool: pool.clone(),
         rejections: rejections.clone(),
     });
@@ -218,16 +218,16 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
         recovery: recovery.is_some(),
         watch: watch.clone(),
         bodies: budget.clone(),
-        sinks: crate::sinks::Catalog::new(&config).names(),
+        sinks: live.names.clone(),
     };
     let admin = admin_router(
         &config,
         &journal,
         &pool,
         watch.clone(),
+        &live,
         rejections,
         in_flight.clone(),
-        clock.clone(),
     );
     // With [admin] listen, the admin UI and /metrics get a listener of
     // their own, so a flood on the webhook port cannot lock operators out
@@ -278,10 +278,28 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     .with_attempt_minutes(attempt_minutes.clone())
     .with_clock(clock.clone())
     .with_owner(&replica)
-    .with_beat(scheduler_beat.clone())
-    .spawn()
-    .await
-    .map_err(StartError::Scheduler)?;
+    .with_beat(scheduler_beat.clone());
+    // Reloads replace the routes the scheduler runs, the secrets ingest
+    // checks, the pool's keys and the thresholds, all in place.
+    let reloader = Arc::new(crate::reload::Reloader {
+        path: config.source.as_ref().map(|s| s.0.clone()),
+        live: live.clone(),
+        sinks: scheduler.sinks(),
+        actions: actions.clone(),
+        pool: pool.clone(),
+        journal: journal.clone(),
+        gateway_metrics: metrics.gateway.clone(),
+        metrics: metrics.reload.clone(),
+        current: tokio::sync::Mutex::new(config.clone()),
+        loaded_at_ms: config
+            .source
+            .as_ref()
+            .map_or(clock.now_ms(), |s| s.1)
+            .into(),
+        last: Default::default(),
+        reloaded: Default::default(),
+    });
+    let scheduler = scheduler.spawn().await.map_err(StartError::Scheduler)?;
     let mut tasks = vec![
         scheduler,
         tokio::spawn(heal(journal.clone(), stop_rx.clone())),
@@ -346,7 +364,6 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
         tracing::info!("admin UI and metrics on http://{addr}");
     }
     let mut gateway_addr = None;
-    let mut clients_file = None;
     if let (Some(gw), Some(pool)) = (&config.gateway, &pool) {
         let (listener, state) = gateway(
             &config,
@@ -364,7 +381,12 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
         if !gw.clients_file.as_os_str().is_empty() {
             // A bad file at start is a bad config: refuse to start, as
             // check-config would.
-            let applied = apply_clients_file(&journal, &gw.clients_file, &metrics.gateway).await?;
+            let applied = crate::gateway::registry::apply_counted(
+                &journal,
+                &gw.clients_file,
+                &metrics.gateway,
+            )
+            .await?;
             tracing::info!(
                 file = %gw.clients_file.display(),
                 added = applied.added.len(),
@@ -372,7 +394,6 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
                 revoked = applied.revoked.len(),
                 "clients file applied"
             );
-            clients_file = Some(gw.clients_file.clone());
         }
         gateway_addr = Some(listener.local_addr().expect("bound socket has an address"));
         let upkeep = tokio::spawn(gateway_upkeep(state.clone(), stop_rx.clone()));
@@ -396,12 +417,10 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
             gateway_addr.expect("just set")
         );
     }
-    // SIGHUP is taken even with nothing to reload: its default would end
+    // SIGHUP is taken even with no file to reload: its default would end
     // the process.
     tasks.push(tokio::spawn(reload_on_hangup(
-        journal.clone(),
-        clients_file,
-        metrics.gateway.clone(),
+        reloader.clone(),
         stop_rx.clone(),
     )));
     let mut listeners = vec![("webhooks".to_string(), format!("http://{addr}"))];
@@ -425,9 +444,9 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
             notifiers: crate::problems::notify::Notifier::all(&config.notify),
             duty: duty("notify", Duration::from_secs(120)),
             holder: replica.clone(),
+            reloader: reloader.clone(),
             facts: crate::problems::report::Facts {
                 config_file: config.source.as_ref().map(|(p, _)| p.display().to_string()),
-                config_loaded_at_ms: config.source.as_ref().map_or(clock.now_ms(), |s| s.1),
                 listeners,
                 admin_base,
             },
@@ -467,9 +486,9 @@ fn admin_router(
     journal: &Store,
     pool: &Option<Arc<crate::github::Pool>>,
     problems: Arc<crate::problems::Watch>,
+    live: &crate::reload::LiveConfig,
     rejections: Arc<ingest::rejections::Rejections>,
     in_flight: Arc<crate::scheduler::in_flight::InFlight>,
-    clock: Arc<dyn clock::Clock>,
 ) -> axum::Router {
     if !config.admin.enabled {
         return axum::Router::new();
@@ -479,42 +498,24 @@ fn admin_router(
         config.admin.clone(),
         &config.storage.path,
         journal.clone(),
-        clock,
+        problems.clock.clone(),
     );
     if !auth.has_password() {
         tracing::warn!(
             "the admin UI has no password yet: run `gatehouse admin set-password` to set one"
         );
     }
-    let mut sinks: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
-    if actions {
-        sinks.push(crate::sinks::actions::SINK.to_string());
-    }
     crate::admin::router(crate::admin::AdminState {
         journal: journal.clone(),
         auth,
         pool: pool.clone(),
-        sinks,
+        sinks: live.names.clone(),
         recovery: problems.recovery.is_some(),
         problems,
         actions,
         rejections,
         in_flight,
-        routes: config
-            .routes
-            .iter()
-            .map(|r| {
-                (
-                    r.name.clone(),
-                    crate::admin::RouteFacts {
-                        schedule: r.schedule().map_or_else(|e| e, |s| s.summary()),
-                        sends: r.sends(),
-                        max_attempts: r.max_attempts(),
-                        strict: r.ordering == crate::config::Ordering::Strict,
-                    },
-                )
-            })
-            .collect(),
+        routes: live.catalog.clone(),
         clients_file: config
             .gateway
             .as_ref()
@@ -595,33 +596,11 @@ async fn gateway_upkeep(state: Arc<crate::gateway::GatewayState>, mut stop: watc
     }
 }
 
-async fn apply_clients_file(
-    journal: &Store,
-    path: &Path,
-    m: &crate::gateway::metrics::GatewayMetrics,
-) -> Result<crate::store::clients::Applied, crate::gateway::registry::RegistryError> {
-    let result = crate::gateway::registry::apply(journal, path, clock::now_ms()).await;
-    let label = crate::gateway::metrics::ResultLabel {
-        result: if result.is_ok() { "applied" } else { "refused" }.into(),
-    };
-    m.clients_file_loads.get_or_create(&label).inc();
-    m.clients_file_ok.set(i64::from(result.is_ok()));
-    result
-}
-
-/// SIGHUP (`systemctl reload`) applies the clients file again; a bad one
-/// keeps the registry as it was and says why in the log and in
-/// `gatehouse_gateway_clients_file_ok`. Everything else in the config
-/// needs a restart.
-async fn reload_on_hangup(
-    journal: Store,
-    clients_file: Option<PathBuf>,
-    m: crate::gateway::metrics::GatewayMetrics,
-    mut stop: watch::Receiver<bool>,
-) {
+/// SIGHUP (`systemctl reload`, `gatehouse reload`) reloads the config.
+async fn reload_on_hangup(reloader: Arc<crate::reload::Reloader>, mut stop: watch::Receiver<bool>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: the clients file applies at start only");
+        tracing::warn!("cannot listen for SIGHUP: the config applies at start only");
         return;
     };
     loop {
@@ -629,27 +608,7 @@ async fn reload_on_hangup(
             _ = hangup.recv() => {}
             _ = shutdown::requested(&mut stop) => return,
         }
-        let Some(path) = &clients_file else {
-            tracing::info!(
-                "SIGHUP: nothing to reload (only [gateway] clients_file is; other changes need a restart)"
-            );
-            continue;
-        };
-        systemd::notify("RELOADING=1");
-        match apply_clients_file(&journal, path, &m).await {
-            Ok(a) => tracing::info!(
-                file = %path.display(),
-                added = ?a.added,
-                changed = ?a.changed,
-                revoked = ?a.revoked,
-                unchanged = a.unchanged,
-                "clients file applied"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "clients file not applied; the registry is unchanged")
-            }
-        }
-        systemd::notify("READY=1");
+        reloader.reload().await;
     }
 }
 

@@ -115,9 +115,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Apply what changes without a restart: the clients file ([gateway]
-    /// clients_file), checked whole first, so a bad file changes nothing.
-    /// A running server does the same on SIGHUP (`systemctl reload`).
+    /// Ask the servers running here to read the config and secret files
+    /// again (SIGHUP, as `systemctl reload`), and print what each applied,
+    /// refused (it keeps the running config) or leaves for a restart.
+    /// With no server running, applies the clients file to the store.
     Reload {
         #[arg(long, env = "GATEHOUSE_CONFIG")]
         config: Option<PathBuf>,
@@ -544,8 +545,7 @@ fn main() -> ExitCode {
             cli::status::status(config, store, json).await
         }),
         Command::Reload { config } => operate(config, async |config, store| {
-            let file = config.gateway.as_ref().map(|g| g.clients_file.as_path());
-            cli::clients::reload(store, file).await
+            cli::reload::reload(config, store).await
         }),
         Command::Backup { config, path } => {
             operate(config, async |_, store| cli::backup::backup(store, &path))

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub recovery: RecoveryMetrics,
     pub connections: ConnectionMetrics,
     pub problems: ProblemMetrics,
+    pub reload: crate::reload::ReloadMetrics,
 }
 
 impl Default for Metrics {
@@ -52,6 +53,7 @@ impl Metrics {
             connections: ConnectionMetrics::register(&mut r),
             recovery: RecoveryMetrics::register(&mut r),
             problems: ProblemMetrics::register(&mut r),
+            reload: crate::reload::ReloadMetrics::register(&mut r),
             registry: Arc::new(r),
         }
     }

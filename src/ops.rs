@@ -28,7 +28,7 @@ pub struct OpsState {
     /// The request body budget, for its gauges.
     pub bodies: crate::server::body::Budget,
     /// Configured sinks: jobs of any other are orphaned.
-    pub sinks: Vec<String>,
+    pub sinks: crate::live::Live<Vec<String>>,
 }
 
 /// `/healthz` and `/readyz`, for every listener a load balancer checks.
@@ -83,8 +83,9 @@ async fn render(State(s): State<Arc<OpsState>>) -> Response {
             let sg = &s.metrics.sink_gauges;
             // Sinks dropped since the last scrape must not linger.
             sg.orphaned.clear();
+            let configured = s.sinks.get();
             for (sink, pending, _, dead) in &b.per_sink {
-                if !s.sinks.contains(sink) && pending + dead > 0 {
+                if !configured.contains(sink) && pending + dead > 0 {
                     sg.orphaned
                         .get_or_create(&crate::scheduler::metrics::SinkLabel { sink: sink.clone() })
                         .set(pending + dead);
@@ -99,13 +100,13 @@ async fn render(State(s): State<Arc<OpsState>>) -> Response {
             }
             sg.partitions_paused.set(b.partitions_paused);
             let open = s.journal.breakers().await.unwrap_or_default();
-            for sink in &s.sinks {
+            for sink in configured.iter() {
                 let is_open = open.iter().any(|(k, _)| k == sink);
                 sg.breaker_open
                     .get_or_create(&crate::scheduler::metrics::SinkLabel { sink: sink.clone() })
                     .set(i64::from(is_open));
             }
-            for sink in &s.sinks {
+            for sink in configured.iter() {
                 let held = b
                     .held_by_dead
                     .iter()

@@ -110,6 +110,9 @@ pub struct App {
     pub id: i64,
     pub slug: String,
     pub key: DecodingKey,
+    /// More keys GitHub accepts for this App (while one is rotated, both
+    /// are valid, as on GitHub until the old one is deleted).
+    pub more_keys: Vec<DecodingKey>,
     pub json: Value,
     pub hook: Option<HookTarget>,
 }
@@ -372,6 +375,7 @@ impl World {
                 id: app.id,
                 slug: app.slug.clone(),
                 key,
+                more_keys: Vec::new(),
                 json,
                 hook,
             },

@@ -197,7 +197,7 @@ pub async fn list(
         chrome,
         bulk: format!("/admin/bulk?{qs}"),
         form,
-        sinks: state.sinks.clone(),
+        sinks: state.sinks(),
         rows,
         error,
         newer,

@@ -203,10 +203,9 @@ pub async fn page(
             attempts: j.attempts,
             paused: j.history.iter().filter(|a| a.outcome == "paused").count(),
             max_attempts: state
-                .routes
-                .get(&j.route)
+                .route(&j.route)
                 .map_or(String::new(), |r| format!(" of {}", r.max_attempts)),
-            next: match j.waiting(now, state.routes.get(&j.route).is_none_or(|r| r.strict)) {
+            next: match j.waiting(now, state.route(&j.route).is_none_or(|r| r.strict)) {
                 Waiting::Nothing => String::new(),
                 Waiting::Behind(head) => {
                     format!("waiting behind job #{head}, the first pending job of its partition")

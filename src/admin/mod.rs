@@ -41,8 +41,9 @@ pub struct AdminState {
     pub journal: Store,
     pub auth: Auth,
     pub pool: Option<Arc<crate::github::Pool>>,
-    /// Configured routes and built-in sinks, for filters and pause buttons.
-    pub sinks: Vec<String>,
+    /// Configured routes and built-in sinks, for filters and pause
+    /// buttons (replaced by a reload).
+    pub sinks: crate::live::Live<Vec<String>>,
     /// Recovery walks run (else its panel says it is off).
     pub recovery: bool,
     /// The open problems and completeness the overview leads with.
@@ -53,8 +54,8 @@ pub struct AdminState {
     pub rejections: Arc<crate::ingest::rejections::Rejections>,
     /// What this process's scheduler is sending now.
     pub in_flight: Arc<crate::scheduler::in_flight::InFlight>,
-    /// Forward routes as configured, by name.
-    pub routes: std::collections::HashMap<String, RouteFacts>,
+    /// Forward routes as configured now (replaced by a reload).
+    pub routes: crate::live::Live<crate::sinks::Catalog>,
     /// The gateway's clients file, shown; empty = none.
     pub clients_file: String,
     /// The gateway's settings the GitHub page reads (None = no gateway).
@@ -71,6 +72,34 @@ pub struct RouteFacts {
     pub max_attempts: u32,
     /// Strict order: a failing head holds the jobs behind it.
     pub strict: bool,
+}
+
+impl RouteFacts {
+    pub fn of(r: &crate::config::RouteConfig) -> RouteFacts {
+        RouteFacts {
+            schedule: r.schedule().map_or_else(|e| e, |s| s.summary()),
+            sends: r.sends(),
+            max_attempts: r.max_attempts(),
+            strict: r.ordering == crate::config::Ordering::Strict,
+        }
+    }
+}
+
+impl AdminState {
+    /// What the pages say of route `name`, as configured now.
+    pub fn route(&self, name: &str) -> Option<RouteFacts> {
+        self.routes
+            .get()
+            .routes
+            .iter()
+            .find(|r| r.name == name)
+            .map(RouteFacts::of)
+    }
+
+    /// Configured routes and built-in sinks now.
+    pub fn sinks(&self) -> Vec<String> {
+        self.sinks.get().to_vec()
+    }
 }
 
 type Shared = Arc<AdminState>;

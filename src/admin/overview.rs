@@ -144,7 +144,7 @@ pub async fn page(
     let now = clock::now_ms();
     let (minute0, hour0) = (now / 60_000 - 59, now / 3_600_000 - 23);
     let recovery = state.recovery;
-    let sinks_known = state.sinks.clone();
+    let sinks_known = state.sinks();
     let data = state
         .journal
         .overview(OverviewQuery {
@@ -405,7 +405,7 @@ pub async fn drop_sink(
     State(state): State<Shared>,
     axum::Form(form): axum::Form<DropForm>,
 ) -> Result<Response, AdminError> {
-    if state.sinks.contains(&form.sink) {
+    if state.sinks().contains(&form.sink) {
         return Err(AdminError::BadRequest(format!(
             "route {:?} is in the config: remove it there first",
             form.sink

@@ -86,18 +86,12 @@ pub async fn page(
         .partitions(sink.as_deref(), now, LIMIT)
         .await?;
     let routes = backlog
-        .by_sink(&state.sinks)
+        .by_sink(&state.sinks())
         .into_iter()
         .filter(|b| b.configured)
         .map(|b| RouteView {
-            schedule: state
-                .routes
-                .get(&b.sink)
-                .map_or(String::new(), |r| r.schedule.clone()),
-            sends: state
-                .routes
-                .get(&b.sink)
-                .map_or(String::new(), |r| r.sends.clone()),
+            schedule: state.route(&b.sink).map_or(String::new(), |r| r.schedule),
+            sends: state.route(&b.sink).map_or(String::new(), |r| r.sends),
             held: held.contains(&b.sink),
             pending: view::count(b.pending),
             dead: view::count(b.dead),
@@ -111,7 +105,7 @@ pub async fn page(
         .map(|p| {
             let breaker = breakers.iter().find(|(s, _)| *s == p.sink).map(|(_, b)| b);
             let sending = state.in_flight.get(&p.sink, &p.partition);
-            let max = state.routes.get(&p.sink).map(|r| r.max_attempts);
+            let max = state.route(&p.sink).map(|r| r.max_attempts);
             let route_held = held.contains(&p.sink);
             partition_view(p, sending, max, route_held, breaker, now)
         })
@@ -122,7 +116,7 @@ pub async fn page(
         rows,
         total,
         sink: q.sink,
-        sinks: state.sinks.clone(),
+        sinks: state.sinks(),
     })
 }
 
@@ -247,7 +241,7 @@ pub async fn hold(
             )));
         }
     };
-    if !state.sinks.contains(&form.sink) {
+    if !state.sinks().contains(&form.sink) {
         return Err(AdminError::BadRequest(format!(
             "no route {:?} in the config",
             form.sink

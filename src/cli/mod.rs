@@ -10,6 +10,7 @@ pub mod config;
 pub mod deliveries;
 pub mod github;
 pub mod recovery;
+pub mod reload;
 pub mod routes;
 pub mod serve;
 pub mod status;

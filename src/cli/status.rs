@@ -94,6 +94,27 @@ fn print_text(s: &Status, config: &Config, now: i64) {
             r.config_file.as_deref().unwrap_or("the embedded default"),
             span(now - r.config_loaded_at_ms)
         );
+        if let Some(reload) = &r.reload {
+            match &reload.error {
+                Some(why) => println!(
+                    "  RELOAD REFUSED {} ago, the previous config runs: {}",
+                    span(now - reload.at_ms),
+                    super::safe(why)
+                ),
+                None => println!(
+                    "  reloaded   {} ago: {}",
+                    span(now - reload.at_ms),
+                    if reload.applied.is_empty() {
+                        "nothing changed".to_string()
+                    } else {
+                        reload.applied.join("; ")
+                    }
+                ),
+            }
+            for what in &reload.restart_needed {
+                println!("  needs a restart to apply: {}", super::safe(what));
+            }
+        }
         for (what, at) in &r.listeners {
             println!("  listening  {at}  {what}");
         }

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 /// The built-in `actions-metrics` sink: GitHub Actions metrics derived from
 /// `workflow_run` and `workflow_job` deliveries.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActionsMetricsConfig {
     pub enabled: bool,

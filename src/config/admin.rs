@@ -10,7 +10,7 @@ use super::expand_credentials_dir;
 /// The admin UI under `/admin/`. Its password is an argon2 hash (PHC string,
 /// as `gatehouse admin set-password` writes): `password_hash`, or
 /// `password_hash_file`, or else `admin-password.hash` beside the journal.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub enabled: bool,

@@ -9,7 +9,7 @@ use super::DEFAULT_MAX_BODY_BYTES;
 
 /// The GitHub API gateway: its listener, how it routes requests that name
 /// no owner, and its response cache.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
@@ -55,7 +55,7 @@ pub struct GatewayConfig {
 /// Serve answers for paths matching `path` (a regex on the path and query)
 /// for `secs` after they were fetched or revalidated, without asking
 /// GitHub. Off unless configured: a change on GitHub shows up late.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FreshRule {
     pub path: String,

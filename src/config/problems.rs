@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::Secret;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProblemsConfig {
     /// A route whose oldest pending delivery waited longer than this.
@@ -40,7 +40,7 @@ impl Default for ProblemsConfig {
 
 /// One `[[notify]]` receiver: a JSON POST (`text`, Slack-compatible) when
 /// a problem opens and when it clears.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     /// Where to post (a Slack incoming webhook, say). A secret: never

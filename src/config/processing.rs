@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 /// The scheduler: how many partitions are worked on at once, how long a
 /// lease lasts without renewal, and how many jobs one lease takes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcessingConfig {
     pub workers: usize,

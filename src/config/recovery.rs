@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 /// Recovery of deliveries GitHub failed to make (it does not retry them):
 /// each App's webhook and each `[[github.hooks]]` entry is walked.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecoveryConfig {
     pub enabled: bool,

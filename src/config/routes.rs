@@ -19,7 +19,7 @@ pub enum Ordering {
 }
 
 /// A forward sink: one internal consumer that receives matching deliveries.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub name: String,

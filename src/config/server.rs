@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::DEFAULT_LISTEN;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,

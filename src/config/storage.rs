@@ -10,7 +10,7 @@ use super::secret::Secret;
 use crate::store::Location;
 use crate::store::postgres::Target;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// The SQLite journal; with `url`, the directory beside it still holds

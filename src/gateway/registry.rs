@@ -171,6 +171,22 @@ pub async fn apply(store: &Store, path: &Path, now_ms: i64) -> Result<Applied, R
         })
 }
 
+/// [`apply`] at the system's now, counted in the gateway's metrics
+/// (`gatehouse_gateway_clients_file_loads_total`, `..._ok`).
+pub async fn apply_counted(
+    store: &Store,
+    path: &Path,
+    m: &crate::gateway::metrics::GatewayMetrics,
+) -> Result<Applied, RegistryError> {
+    let result = apply(store, path, crate::clock::now_ms()).await;
+    let label = crate::gateway::metrics::ResultLabel {
+        result: if result.is_ok() { "applied" } else { "refused" }.into(),
+    };
+    m.clients_file_loads.get_or_create(&label).inc();
+    m.clients_file_ok.set(i64::from(result.is_ok()));
+    result
+}
+
 /// The entry to paste into the clients file for a client holding `token`.
 pub fn entry(settings: &Settings, token: &str) -> Result<String, clients::ClientError> {
     let spec = clients::spec(settings, clients::hash_token(token))?;

@@ -11,7 +11,9 @@ const LIFETIME_SECS: i64 = 540;
 
 pub struct AppAuth {
     pub id: i64,
-    key: EncodingKey,
+    /// The key and its PEM's SHA-256 (to tell a rotation from the same
+    /// key read again); replaced by a reload.
+    key: std::sync::RwLock<(EncodingKey, [u8; 32])>,
 }
 
 impl AppAuth {
@@ -19,8 +21,28 @@ impl AppAuth {
     pub fn new(id: i64, pem: &[u8]) -> Result<AppAuth, jsonwebtoken::errors::Error> {
         Ok(AppAuth {
             id,
-            key: EncodingKey::from_rsa_pem(pem)?,
+            key: std::sync::RwLock::new(Self::parse(pem)?),
         })
+    }
+
+    fn parse(pem: &[u8]) -> Result<(EncodingKey, [u8; 32]), jsonwebtoken::errors::Error> {
+        use sha2::Digest;
+        Ok((
+            EncodingKey::from_rsa_pem(pem)?,
+            sha2::Sha256::digest(pem).into(),
+        ))
+    }
+
+    /// Signs from now on with the key in `pem`; true when it differs from
+    /// the key in use. JWTs signed before stay what they are.
+    pub fn rotate(&self, pem: &[u8]) -> Result<bool, jsonwebtoken::errors::Error> {
+        let new = Self::parse(pem)?;
+        let mut key = self.key.write().expect("app key lock");
+        if key.1 == new.1 {
+            return Ok(false);
+        }
+        *key = new;
+        Ok(true)
     }
 
     /// A JWT for now. GitHub judges `iat` and `exp` by its clock, so they
@@ -35,7 +57,8 @@ impl AppAuth {
             "exp": now_secs + LIFETIME_SECS,
             "iss": self.id.to_string(),
         });
-        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
+        let key = self.key.read().expect("app key lock");
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key.0)
             .expect("signing with a parsed RSA key cannot fail")
     }
 }

@@ -35,13 +35,15 @@ const RETRY_AFTER_SECS: u64 = 5;
 /// What the webhook handler needs, and nothing more.
 pub struct IngestState {
     pub journal: Store,
-    pub secrets: Vec<Secret>,
+    /// Replaced by a reload (rotation: list the old and the new).
+    pub secrets: crate::live::Live<Vec<Secret>>,
     pub partition_by: PartitionBy,
     /// How bodies are read: size, shared memory budget, pace.
     pub body: body::Limits,
     pub metrics: IngestMetrics,
     /// The sinks; a delivery becomes one job per sink that wants it.
-    pub sinks: crate::sinks::Catalog,
+    /// Replaced by a reload.
+    pub sinks: crate::live::Live<crate::sinks::Catalog>,
     /// Told when an installation changes, so it discovers again.
     pub pool: Option<Arc<crate::github::Pool>>,
     /// Refused requests, for the admin overview.
@@ -268,7 +270,7 @@ async fn accept(
         .headers
         .get("x-hub-signature-256")
         .map(|v| v.as_bytes());
-    if !signature::verify(&state.secrets, &body, signature) {
+    if !signature::verify(&state.secrets.get(), &body, signature) {
         return Err(Rejection::BadSignature);
     }
 
@@ -298,7 +300,7 @@ async fn accept(
         .then(|| meta.owner.clone())
         .flatten();
     let delivery = NewDelivery {
-        sinks: state.sinks.sinks_for(&meta),
+        sinks: state.sinks.get().sinks_for(&meta),
         event_label: crate::github::events::label(Some(&meta.event)),
         meta,
         headers,

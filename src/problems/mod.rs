@@ -83,11 +83,11 @@ pub struct Watch {
     pub store: Store,
     pub pool: Option<Arc<Pool>>,
     /// Configured routes.
-    pub sinks: Vec<String>,
+    pub sinks: crate::live::Live<Vec<String>>,
     pub recovery: Option<RecoveryWatch>,
     /// The Actions metrics' stale horizon (None: no Actions metrics).
     pub actions_stale_ms: Option<i64>,
-    pub thresholds: ProblemsConfig,
+    pub thresholds: crate::live::Live<ProblemsConfig>,
     pub clock: Arc<dyn Clock>,
     /// When this process started: a source never walked is overdue only
     /// after half a window of running.
@@ -104,13 +104,13 @@ impl Watch {
         Watch {
             store,
             pool,
-            sinks: crate::sinks::Catalog::new(config).names(),
+            sinks: crate::live::Live::new(crate::sinks::Catalog::new(config).names()),
             recovery: RecoveryWatch::of(config),
             actions_stale_ms: config
                 .actions_metrics
                 .enabled
                 .then_some(config.actions_metrics.stale_after_secs as i64 * 1000),
-            thresholds: config.problems.clone(),
+            thresholds: crate::live::Live::new(config.problems.clone()),
             started_ms: clock.now_ms(),
             clock,
         }
@@ -179,8 +179,8 @@ impl Watch {
     }
 
     async fn routes(&self, now: i64, out: &mut Vec<Problem>) -> Result<(), StoreError> {
-        let t = &self.thresholds;
-        let states = self.store.route_states(&self.sinks, now).await?;
+        let t = self.thresholds.get();
+        let states = self.store.route_states(&self.sinks.get(), now).await?;
         let backlog = self.store.backlog(now).await?;
         let breakers = self.store.breakers().await?;
         for r in &states {
@@ -315,7 +315,7 @@ impl Watch {
                 });
             }
         }
-        let objective = self.thresholds.completeness_objective;
+        let objective = self.thresholds.get().completeness_objective;
         for c in self.completeness().await?.unwrap_or_default() {
             if c.missing > 0 && c.ratio() < objective {
                 out.push(Problem {
@@ -342,7 +342,7 @@ impl Watch {
         let Some(stale) = self.actions_stale_ms else {
             return Ok(());
         };
-        let limit = self.thresholds.queued_secs as i64 * 1000;
+        let limit = self.thresholds.get().queued_secs as i64 * 1000;
         let (_, jobs) = self.store.active_workflows().await?;
         let mut stuck: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
         for j in &jobs {

@@ -23,12 +23,18 @@ use crate::shutdown;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub version: String,
+    /// The machine it runs on (`gatehouse reload` signals only its own).
+    #[serde(default)]
+    pub host: String,
     pub pid: u32,
     pub started_at_ms: i64,
     pub reported_at_ms: i64,
     /// The config file (None: the embedded default) and when it was read.
     pub config_file: Option<String>,
     pub config_loaded_at_ms: i64,
+    /// The last reload (SIGHUP, `gatehouse reload`), if any.
+    #[serde(default)]
+    pub reload: Option<crate::reload::ReloadStatus>,
     /// What each listener serves, and where.
     pub listeners: Vec<(String, String)>,
     /// Credential budgets: (credential, remaining, limit, reset epoch s).
@@ -78,7 +84,6 @@ impl ProblemMetrics {
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub config_file: Option<String>,
-    pub config_loaded_at_ms: i64,
     pub listeners: Vec<(String, String)>,
     /// Where notification links point.
     pub admin_base: String,
@@ -89,18 +94,20 @@ pub struct Reporter {
     pub notifiers: Vec<Notifier>,
     pub duty: Duty,
     pub holder: Arc<str>,
+    /// When the running config was read, and the last reload.
+    pub reloader: Arc<crate::reload::Reloader>,
     pub facts: Facts,
     pub metrics: ProblemMetrics,
 }
 
 impl Reporter {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let every = Duration::from_secs(self.watch.thresholds.interval_secs.max(1));
         let started = self.watch.started_ms;
         // None until this replica holds the notify duty and knows what was
         // notified before.
         let mut notified: Option<Vec<Problem>> = None;
         loop {
+            let every = Duration::from_secs(self.watch.thresholds.get().interval_secs.max(1));
             let problems = self.watch.gather().await;
             let now = self.watch.clock.now_ms();
             for severity in [Severity::Critical, Severity::Warning] {
@@ -117,11 +124,13 @@ impl Reporter {
             }
             let report = Report {
                 version: env!("CARGO_PKG_VERSION").into(),
+                host: hostname(),
                 pid: std::process::id(),
                 started_at_ms: started,
                 reported_at_ms: now,
                 config_file: self.facts.config_file.clone(),
-                config_loaded_at_ms: self.facts.config_loaded_at_ms,
+                config_loaded_at_ms: self.reloader.loaded_at_ms(),
+                reload: self.reloader.last(),
                 listeners: self.facts.listeners.clone(),
                 budgets: budgets(&self.watch),
                 problems,
@@ -133,6 +142,8 @@ impl Reporter {
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
+                // A reload is reported at once (`gatehouse reload` waits).
+                _ = self.reloader.reloaded.notified() => {}
                 _ = shutdown::requested(&mut stop) => return,
             }
         }
@@ -185,6 +196,13 @@ impl Reporter {
             .find_map(|r| r.notified)
             .unwrap_or_default()
     }
+}
+
+/// This machine's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn budgets(w: &Watch) -> Vec<(String, u64, u64, i64)> {

@@ -41,7 +41,8 @@ pub const LEASE_MARGIN_SECS: u64 = 5;
 struct Shared {
     store: Store,
     /// Every sink by name: the routes and the built-in ones.
-    sinks: HashMap<String, Arc<dyn Sink>>,
+    /// Replaced whole by a reload; a turn keeps the sink it began with.
+    sinks: Sinks,
     owner: String,
     lease_ms: i64,
     batch_size: usize,
@@ -74,12 +75,15 @@ enum Wake {
     NotBefore(i64),
 }
 
+/// Every sink by name, as the config has them now.
+pub type Sinks = crate::live::Live<HashMap<String, Arc<dyn Sink>>>;
+
 /// The scheduler for a set of sinks (each forward route and the built-in
 /// ones, by name): built, then spawned to run until `stop`, or stepped
 /// with [`Scheduler::run_once`] by a test that holds the clock.
 pub struct Scheduler {
     store: Store,
-    sinks: Vec<(String, Arc<dyn Sink>)>,
+    sinks: Sinks,
     processing: ProcessingConfig,
     metrics: crate::scheduler::metrics::SinkMetrics,
     stop: watch::Receiver<bool>,
@@ -101,7 +105,7 @@ impl Scheduler {
     ) -> Scheduler {
         Scheduler {
             store,
-            sinks,
+            sinks: Sinks::new(sinks.into_iter().collect()),
             processing,
             metrics,
             stop,
@@ -132,6 +136,11 @@ impl Scheduler {
         self
     }
 
+    /// The sinks, for a reload to replace.
+    pub fn sinks(&self) -> Sinks {
+        self.sinks.clone()
+    }
+
     /// Beats `beat` at every turn of the dispatcher's loop.
     pub fn with_beat(mut self, beat: crate::watchdog::Beat) -> Scheduler {
         self.beat = beat;
@@ -150,7 +159,7 @@ impl Scheduler {
             .get_or_init(|| {
                 Arc::new(Shared {
                     store: self.store.clone(),
-                    sinks: self.sinks.iter().cloned().collect(),
+                    sinks: self.sinks.clone(),
                     owner: self
                         .owner
                         .clone()
@@ -182,11 +191,7 @@ impl Scheduler {
                 "leases of a process that is gone expired (their fences stay)"
             );
         }
-        report_orphans(
-            &self.store,
-            self.sinks.iter().map(|s| s.0.clone()).collect(),
-        )
-        .await;
+        report_orphans(&self.store, self.sinks.get().keys().cloned().collect()).await;
         let initial = self.store.due_partitions().await?;
         let shared = self.shared();
         Ok(tokio::spawn(dispatch(
@@ -389,7 +394,7 @@ fn lost(s: &Shared, sink: &str, partition: &str) -> Option<i64> {
 
 async fn work_inner(s: &Shared, sink: &str, partition: &str) -> Result<Wake, StoreError> {
     // Jobs of a sink that is no longer configured wait for it to return.
-    let Some(runner) = s.sinks.get(sink).cloned() else {
+    let Some(runner) = s.sinks.get().get(sink).cloned() else {
         return Ok(Wake::At(None));
     };
     let now = s.clock.now_ms();

@@ -92,7 +92,8 @@ pub struct CredStatus {
 /// A configured personal access token.
 pub(super) struct TokenEntry {
     pub name: String,
-    pub secret: Secret,
+    /// Replaced by a reload (rotation).
+    pub secret: std::sync::RwLock<Secret>,
     /// Lowercase; empty: any owner.
     pub owners: Vec<String>,
     /// The operator says this token reaches nothing beyond `owners` (a
@@ -103,6 +104,11 @@ pub(super) struct TokenEntry {
 }
 
 impl TokenEntry {
+    /// The token as configured now.
+    pub fn secret(&self) -> Secret {
+        self.secret.read().expect("token lock").clone()
+    }
+
     /// Whether it may be spent on `purpose` (None: asked for none).
     pub fn for_purpose(&self, purpose: Option<Purpose>) -> bool {
         purpose.is_none_or(|p| self.purposes.contains(&p))
@@ -155,7 +161,7 @@ mod tests {
     fn token(owners: &[&str], confined: bool) -> TokenEntry {
         TokenEntry {
             name: "t".into(),
-            secret: Secret::new("x"),
+            secret: std::sync::RwLock::new(Secret::new("x")),
             owners: owners.iter().map(|o| o.to_string()).collect(),
             confined,
             purposes: Purpose::ALL.to_vec(),

@@ -217,7 +217,7 @@ impl Pool {
             }
         }
         for t in &self.tokens {
-            let auth = format!("token {}", String::from_utf8_lossy(t.secret.expose()));
+            let auth = format!("token {}", String::from_utf8_lossy(t.secret().expose()));
             let scope = if t.owners.is_empty() {
                 "any owner".to_string()
             } else {

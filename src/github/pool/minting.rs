@@ -57,6 +57,12 @@ pub(super) struct AppEntry {
 }
 
 impl AppEntry {
+    /// Forgets the installation tokens minted so far: after a key
+    /// rotation, the next are minted with the new key.
+    pub fn forget_tokens(&self) {
+        self.tokens.lock().expect("tokens lock").clear();
+    }
+
     pub fn new(auth: AppAuth, purposes: Vec<crate::config::Purpose>) -> AppEntry {
         AppEntry {
             auth,
@@ -108,7 +114,7 @@ impl Pool {
                     .iter()
                     .find(|t| &t.name == name)
                     .ok_or_else(|| PoolError::Config(format!("token {name} is not configured")))?;
-                format!("token {}", String::from_utf8_lossy(t.secret.expose()))
+                format!("token {}", String::from_utf8_lossy(t.secret().expose()))
             }
             CredId::Installation { app, installation } => {
                 let app = self.app(*app)?;

@@ -81,6 +81,15 @@ pub struct Pool {
 /// freezes frees it by itself) and adopts the budget notes the last holder
 /// left on it; after, it leaves its own notes (what GitHub's answer said
 /// of remaining, reset and secondary limits) and gives the lane back.
+/// What a reload did to the pool's credentials.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// Credentials whose key or token changed and is in use now.
+    pub rotated: Vec<String>,
+    /// Changes left for a restart.
+    pub restart: Vec<String>,
+}
+
 /// Within a replica the in-process lane already queues callers.
 struct SharedLanes {
     store: crate::store::Store,
@@ -120,7 +129,7 @@ impl Pool {
             .filter_map(|t| {
                 Some(TokenEntry {
                     name: t.name.clone(),
-                    secret: t.token.clone()?,
+                    secret: std::sync::RwLock::new(t.token.clone()?),
                     owners: t.owners.iter().map(|o| o.to_lowercase()).collect(),
                     confined: t.confined,
                     purposes: t.purposes.clone(),
@@ -767,6 +776,86 @@ impl Pool {
     }
 
     /// Each known credential's budgets and pause, for status and metrics.
+    /// Takes a reloaded `[github]` section: new key material for the Apps
+    /// and tokens configured already is used from the next request (an
+    /// App's minted installation tokens are forgotten, so new ones come
+    /// from the new key); requests in flight finish with what they began
+    /// with. Anything else that changed (Apps or tokens added or removed,
+    /// their owners or purposes, the API URL, the pool's limits) is
+    /// returned as needing a restart, and left as it is.
+    pub fn rotate(&self, cfg: &GithubConfig) -> Result<Rotation, PoolError> {
+        let mut out = Rotation::default();
+        let ids: Vec<i64> = self.apps.iter().map(|a| a.auth.id).collect();
+        let new_ids: Vec<i64> = cfg.apps.iter().map(|a| a.id).collect();
+        let names: Vec<&str> = self.tokens.iter().map(|t| t.name.as_str()).collect();
+        let new_names: Vec<&str> = cfg
+            .tokens
+            .iter()
+            .filter(|t| t.token.is_some())
+            .map(|t| t.name.as_str())
+            .collect();
+        if ids != new_ids || names != new_names {
+            out.restart
+                .push("[[github.apps]] or [[github.tokens]] added or removed".into());
+        }
+        if cfg.api_url.trim_end_matches('/') != self.api
+            || cfg.reserve != self.reserve
+            || cfg.max_wait_secs != self.max_wait_secs
+            || cfg.max_queue.max(1) != self.max_queue
+        {
+            out.restart
+                .push("[github] api_url, reserve, max_wait_secs or max_queue".into());
+        }
+        // Parse every key first: a bad one changes nothing.
+        let mut keys = Vec::new();
+        for a in &cfg.apps {
+            let Some(entry) = self.apps.iter().find(|e| e.auth.id == a.id) else {
+                continue;
+            };
+            if entry.purposes != a.purposes {
+                out.restart.push(format!("app {}: purposes", a.id));
+            }
+            let pem = a
+                .private_key
+                .as_ref()
+                .ok_or_else(|| PoolError::Config(format!("app {}: no private key", a.id)))?;
+            crate::github::app::AppAuth::new(a.id, pem.expose())
+                .map_err(|e| PoolError::Config(format!("app {}: {e}", a.id)))?;
+            keys.push((entry, pem.clone()));
+        }
+        for (entry, pem) in keys {
+            let changed = entry
+                .auth
+                .rotate(pem.expose())
+                .map_err(|e| PoolError::Config(format!("app {}: {e}", entry.auth.id)))?;
+            if changed {
+                entry.forget_tokens();
+                out.rotated.push(format!("app {}", entry.auth.id));
+            }
+        }
+        for t in &cfg.tokens {
+            let (Some(entry), Some(secret)) =
+                (self.tokens.iter().find(|e| e.name == t.name), &t.token)
+            else {
+                continue;
+            };
+            let owners: Vec<String> = t.owners.iter().map(|o| o.to_lowercase()).collect();
+            if entry.owners != owners
+                || entry.confined != t.confined
+                || entry.purposes != t.purposes
+            {
+                out.restart
+                    .push(format!("token {}: owners, confined or purposes", t.name));
+            }
+            let mut current = entry.secret.write().expect("token lock");
+            if current.expose() != secret.expose() {
+                *current = secret.clone();
+                out.rotated.push(format!("token {}", t.name));
+            }
+        }
+        Ok(out)
+    }
+
     /// When a request last found every credential it may use spent (None:
     /// never since start).
     pub fn last_exhausted_ms(&self) -> Option<i64> {
