@@ -134,7 +134,7 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     };
 
     let addr = config.server.listen;
-    let (listener, _) = activation::listen(Role::Webhooks, addr)
+    let (listener, webhooks_passed) = activation::listen(Role::Webhooks, addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;
     let addr = listener.local_addr().expect("bound socket has an address");
@@ -426,6 +426,9 @@ pub async fn start_on(config: Config, clock: Arc<dyn clock::Clock>) -> Result<Ap
     let mut listeners = vec![("webhooks".to_string(), format!("http://{addr}"))];
     if admin_addr.is_none() && config.admin.enabled {
         listeners[0].0 = "webhooks, admin UI, metrics".into();
+    }
+    if webhooks_passed {
+        listeners[0].0.push_str(" (socket activation)");
     }
     if let Some(a) = admin_addr {
         listeners.push(("admin UI, metrics".into(), format!("http://{a}")));

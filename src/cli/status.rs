@@ -115,6 +115,15 @@ fn print_text(s: &Status, config: &Config, now: i64) {
                 println!("  needs a restart to apply: {}", super::safe(what));
             }
         }
+        println!(
+            "  journal    {}{}",
+            crate::human::bytes(r.journal_bytes),
+            r.journal_growth_per_day.map_or(String::new(), |g| format!(
+                ", {}{}/day since it started",
+                if g < 0 { "-" } else { "+" },
+                crate::human::bytes(g.unsigned_abs())
+            ))
+        );
         for (what, at) in &r.listeners {
             println!("  listening  {at}  {what}");
         }

@@ -37,6 +37,12 @@ pub struct Report {
     pub reload: Option<crate::reload::ReloadStatus>,
     /// What each listener serves, and where.
     pub listeners: Vec<(String, String)>,
+    /// The journal's size on disk now, and its growth per day since this
+    /// server started (None in its first minute).
+    #[serde(default)]
+    pub journal_bytes: u64,
+    #[serde(default)]
+    pub journal_growth_per_day: Option<i64>,
     /// Credential budgets: (credential, remaining, limit, reset epoch s).
     pub budgets: Vec<(String, u64, u64, i64)>,
     pub problems: Vec<Problem>,
@@ -103,6 +109,7 @@ pub struct Reporter {
 impl Reporter {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let started = self.watch.started_ms;
+        let size_at_start = self.watch.store.size_bytes();
         // None until this replica holds the notify duty and knows what was
         // notified before.
         let mut notified: Option<Vec<Problem>> = None;
@@ -132,6 +139,12 @@ impl Reporter {
                 config_loaded_at_ms: self.reloader.loaded_at_ms(),
                 reload: self.reloader.last(),
                 listeners: self.facts.listeners.clone(),
+                journal_bytes: self.watch.store.size_bytes(),
+                journal_growth_per_day: growth(
+                    size_at_start,
+                    self.watch.store.size_bytes(),
+                    now - started,
+                ),
                 budgets: budgets(&self.watch),
                 problems,
                 notified: notified.clone(),
@@ -198,6 +211,12 @@ impl Reporter {
     }
 }
 
+/// Bytes per day from a change over `elapsed_ms` (None under a minute:
+/// too short to say).
+fn growth(from: u64, to: u64, elapsed_ms: i64) -> Option<i64> {
+    (elapsed_ms >= 60_000).then(|| (to as i64 - from as i64) * 86_400_000 / elapsed_ms)
+}
+
 /// This machine's name.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -219,4 +238,16 @@ fn budgets(w: &Watch) -> Vec<(String, u64, u64, i64)> {
             Some((c.id.to_string(), b.remaining, b.limit, b.reset))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::growth;
+
+    #[test]
+    fn growth_is_per_day_and_not_guessed_in_the_first_minute() {
+        assert_eq!(growth(1_000, 2_000, 30_000), None);
+        assert_eq!(growth(1_000, 2_000, 3_600_000), Some(24_000));
+        assert_eq!(growth(2_000, 1_000, 86_400_000), Some(-1_000));
+    }
 }
