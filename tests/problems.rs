@@ -121,19 +121,7 @@ async fn a_dead_letter_opens_one_problem_and_its_retry_clears_it() {
 
     // Fixed and retried: the problem clears.
     healthy.store(true, Ordering::SeqCst);
-    let (ok, out) = binary::run(
-        &[
-            "deliveries",
-            "retry",
-            "--dead",
-            "--route",
-            "ci",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(ok.success(), "{out}");
+    binary::retry_dead(&config, "ci");
     receiver
         .wait_for("the problem's clearing", Duration::from_secs(20), |a| {
             a.len() >= 4
@@ -180,12 +168,7 @@ async fn a_dead_letter_opens_one_problem_and_its_retry_clears_it() {
     let (ok, out) = status();
     assert!(ok.success(), "{out}");
     assert!(out.contains("problems     none"), "{out}");
-    let text = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::scrape(&reqwest::Client::new(), &server.base).await;
     assert_eq!(
         common::metric(&text, "gatehouse_notifications_total{result=\"sent\"}"),
         Some(4.0)

@@ -222,36 +222,32 @@ impl Prometheus {
         }
     }
 
-    async fn query(&self, expr: &str) -> Vec<Value> {
-        let v: Value = self
-            .client
-            .get(format!(
-                "{}/api/v1/query?query={}",
-                self.base,
-                form_urlencoded::byte_serialize(expr.as_bytes()).collect::<String>()
-            ))
+    /// GET `path` of Prometheus's API, as JSON.
+    async fn api(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}/api/v1/{path}", self.base))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn query(&self, expr: &str) -> Vec<Value> {
+        let v = self
+            .api(&format!(
+                "query?query={}",
+                form_urlencoded::byte_serialize(expr.as_bytes()).collect::<String>()
+            ))
+            .await;
         assert_eq!(v["status"], "success", "{expr}: {v}");
         v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
 
     /// Alert names by state (firing, pending).
     async fn alerts(&self, state: &str) -> BTreeSet<String> {
-        let v: Value = self
-            .client
-            .get(format!("{}/api/v1/alerts", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["data"]["alerts"]
+        self.api("alerts").await["data"]["alerts"]
             .as_array()
             .unwrap()
             .iter()
@@ -553,19 +549,7 @@ async fn a_real_prometheus_fires_the_alerts_of_an_incident_and_clears_them() {
             .is_ok_and(|r| r.status() == 200)
     })
     .await;
-    let (ok, out) = binary::run(
-        &[
-            "deliveries",
-            "retry",
-            "--dead",
-            "--route",
-            "ci",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(ok.success(), "{out}");
+    binary::retry_dead(&config, "ci");
     prometheus
         .until_firing(
             "the incident's alerts to clear",

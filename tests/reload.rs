@@ -257,12 +257,7 @@ async fn routes_secrets_keys_and_clients_change_under_load_and_a_bad_file_change
         b.arrivals().len() > arrived_at_b,
         "route ci still sends to B"
     );
-    let metrics = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::scrape(&reqwest::Client::new(), &server.base).await;
     assert_eq!(
         common::metric(&metrics, "gatehouse_config_reload_ok"),
         Some(0.0)

@@ -88,6 +88,15 @@ fn binary_notifies_ready_then_stopping() {
     // READY comes after the listener is bound: the health check answers.
     let health = std::net::TcpStream::connect(server.addr);
     assert!(health.is_ok());
+    // systemctl reload: RELOADING=1, then READY=1 once the config is read
+    // again.
+    unsafe { libc::kill(server.pid(), libc::SIGHUP) };
+    let n = socket.recv(&mut buf).expect("RELOADING=1 arrives");
+    assert_eq!(&buf[..n], b"RELOADING=1");
+    let n = socket
+        .recv(&mut buf)
+        .expect("READY=1 arrives after the reload");
+    assert_eq!(&buf[..n], b"READY=1");
     assert!(server.terminate().success());
     let n = socket.recv(&mut buf).expect("STOPPING=1 arrives");
     assert_eq!(&buf[..n], b"STOPPING=1");

@@ -171,6 +171,24 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
 }
 
 /// Runs the binary to completion (bounded) and returns status and output.
+/// `gatehouse deliveries retry --dead --route ROUTE`, as an operator
+/// runs it once the consumer is fixed; it must succeed.
+pub fn retry_dead(config: &Path, route: &str) {
+    let (ok, out) = run(
+        &[
+            "deliveries",
+            "retry",
+            "--dead",
+            "--route",
+            route,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok.success(), "{out}");
+}
+
 pub fn run(args: &[&str], cwd: Option<&Path>) -> (ExitStatus, String) {
     run_with_input(args, cwd, None)
 }
