@@ -53,6 +53,16 @@ pub async fn reload(config: &Config, store: &Store) -> Result<(), CliError> {
                 source: std::io::Error::last_os_error(),
             });
         }
+        let given = config.source.as_ref().map(|s| s.0.display().to_string());
+        if let (Some(runs), Some(given)) = (&before.config_file, &given)
+            && runs != given
+        {
+            println!(
+                "gatehouse (pid {pid}) runs on {}: it reloads that file, not {}",
+                super::safe(runs),
+                super::safe(given)
+            );
+        }
         let since = before.reload.as_ref().map_or(0, |r| r.at_ms);
         let deadline = Instant::now() + WAIT;
         let after = loop {
