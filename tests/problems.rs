@@ -118,6 +118,24 @@ async fn a_dead_letter_opens_one_problem_and_its_retry_clears_it() {
         out.contains("PROBLEM      [warning] Route ci has 1 dead letter(s)"),
         "{out}"
     );
+    // The same as JSON, for scripts: the server's report and the problems.
+    let json = std::process::Command::new(binary::BIN)
+        .args(["status", "--json", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let keys: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"dead_letters:ci"), "{v}");
+    assert_eq!(v["stale"], false);
+    assert_eq!(v["servers"][0]["pid"], server.pid());
+    assert_eq!(v["backlog"][0]["route"], "ci");
+    assert_eq!(v["backlog"][0]["dead"], 1);
 
     // Fixed and retried: the problem clears.
     healthy.store(true, Ordering::SeqCst);
