@@ -229,16 +229,8 @@ async fn scrape_times(base: &str, n: usize) -> (Vec<f64>, usize, usize) {
     let mut times = Vec::new();
     let (mut bytes, mut lines) = (0, 0);
     for _ in 0..n {
-        let t = Instant::now();
-        let body = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        let (ms, body) = common::timed_scrape(&client, base).await;
+        times.push(ms);
         bytes = body.len();
         lines = body
             .lines()

@@ -319,16 +319,8 @@ async fn scrape(seen: usize) -> f64 {
     let client = reqwest::Client::new();
     let mut times = Vec::new();
     for _ in 0..20 {
-        let t = Instant::now();
-        let text = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        let (ms, text) = common::timed_scrape(&client, base).await;
+        times.push(ms);
         assert!(text.contains("gatehouse_recovery_completeness_ratio"));
     }
     stop(&mut child);

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -430,44 +429,12 @@ fn check_config_accepts_good_files_and_names_key_and_line_of_bad_ones() {
     );
 }
 
-/// A small tmpfs mounted for this test; unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(dir.to_path_buf()))
-    }
-
-    fn resize(&self, size: &str) {
-        let s = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(s.success());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn full_disk_answers_503_loses_nothing_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let Some(fs) = Tmpfs::mount(&data, "2m") else {
-        // Mounting needs root (CI and the dev machines run as root).
-        panic!("cannot mount a tmpfs for the disk-full test: run the suite as root");
-    };
+    let fs = common::tmpfs::Tmpfs::mount(&data, "2m");
     let db = data.join("gatehouse.db");
     let config = binary::write_config(dir.path(), &db, "");
     let mut server = Server::start(&config);

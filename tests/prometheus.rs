@@ -334,41 +334,6 @@ fn rules_at_test_speed() -> String {
     out
 }
 
-/// A small tmpfs for the journal, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "cannot mount a tmpfs for the disk-full incident: run the suite as root"
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-
-    /// Fills what is left with one file; returns it.
-    fn fill(&self) -> PathBuf {
-        use std::io::Write;
-        let path = self.0.join("filler");
-        let mut f = std::fs::File::create(&path).unwrap();
-        let block = vec![0u8; 64 * 1024];
-        while f.write_all(&block).is_ok() {}
-        let _ = f.sync_all();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_prometheus_fires_the_alerts_of_an_incident_and_clears_them() {
     let port = free_port();
@@ -401,7 +366,7 @@ async fn a_real_prometheus_fires_the_alerts_of_an_incident_and_clears_them() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let disk = Tmpfs::mount(&data, "64m");
+    let disk = common::tmpfs::Tmpfs::mount(&data, "64m");
     let db = data.join("gatehouse.db");
     let config = binary::write_config(
         dir.path(),

@@ -415,3 +415,17 @@ pub async fn paced_latencies(
     lat.sort_by(|a, b| a.total_cmp(b));
     lat
 }
+
+/// One `GET {base}/metrics`: how long it took (ms) and the exposition.
+pub async fn timed_scrape(client: &reqwest::Client, base: &str) -> (f64, String) {
+    let t = Instant::now();
+    let body = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (t.elapsed().as_secs_f64() * 1000.0, body)
+}

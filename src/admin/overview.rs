@@ -169,11 +169,8 @@ pub async fn page(
         recovery: walks,
     } = data;
     let (hour, day) = (Axis::last_hour(now), Axis::last_day(now));
-    let problems = state.problems.gather().await;
-    let completeness = match (
-        state.problems.completeness().await?,
-        &state.problems.recovery,
-    ) {
+    let (problems, completeness) = state.problems.look().await;
+    let completeness = match (completeness?, &state.problems.recovery) {
         (Some(all), Some(r)) => Some(CompletenessView::new(&all, r.window_hours, now)),
         _ => None,
     };

@@ -19,12 +19,11 @@ const FRESH_MS: i64 = 120_000;
 pub async fn reload(config: &Config, store: &Store) -> Result<(), CliError> {
     let host = crate::problems::report::hostname();
     let now = crate::clock::now_ms();
-    let here: Vec<(String, Report)> = store
-        .replica_reports()
+    let here: Vec<(String, Report)> = Report::all(store)
         .await?
         .into_iter()
         .filter(|(_, at, _)| now - at <= FRESH_MS)
-        .filter_map(|(holder, _, body)| Some((holder, serde_json::from_str::<Report>(&body).ok()?)))
+        .map(|(holder, _, r)| (holder, r))
         .collect();
     let (local, remote): (Vec<_>, Vec<_>) = here.into_iter().partition(|(_, r)| r.host == host);
     for (_, r) in &remote {
@@ -66,11 +65,11 @@ pub async fn reload(config: &Config, store: &Store) -> Result<(), CliError> {
         let since = before.reload.as_ref().map_or(0, |r| r.at_ms);
         let deadline = Instant::now() + WAIT;
         let after = loop {
-            let reports = store.replica_reports().await?;
-            let mine = reports
-                .iter()
+            let mine = Report::all(store)
+                .await?
+                .into_iter()
                 .find(|(h, _, _)| *h == holder)
-                .and_then(|(_, _, body)| serde_json::from_str::<Report>(body).ok());
+                .map(|(_, _, r)| r);
             if let Some(status) = mine.and_then(|r| r.reload).filter(|s| s.at_ms > since) {
                 break status;
             }

@@ -33,17 +33,17 @@ struct Status {
 pub async fn status(config: &Config, store: &Store, json: bool) -> Result<(), CliError> {
     let now = now_ms();
     let fresh_ms = (config.problems.interval_secs as i64 * 1000 * FRESH_INTERVALS).max(30_000);
-    let servers: Vec<Report> = store
-        .replica_reports()
+    let servers: Vec<Report> = Report::all(store)
         .await?
         .into_iter()
         .filter(|(_, at, _)| now - at <= fresh_ms)
-        .filter_map(|(_, _, body)| serde_json::from_str(&body).ok())
+        .map(|(_, _, r)| r)
         .collect();
     let watch = Watch::new(config, store.clone(), None, crate::clock::system());
     let stale = servers.is_empty();
-    let problems = if stale {
-        watch.gather().await
+    let (problems, completeness) = if stale {
+        let (problems, completeness) = watch.look().await;
+        (problems, completeness?)
     } else {
         // One line per problem, whichever replicas see it.
         let mut all: Vec<Problem> = Vec::new();
@@ -52,14 +52,14 @@ pub async fn status(config: &Config, store: &Store, json: bool) -> Result<(), Cl
                 all.push(p.clone());
             }
         }
-        all
+        (all, watch.completeness().await?)
     };
     let names = crate::sinks::Catalog::new(config).names();
     let status = Status {
         stale,
         journal_bytes: store.size_bytes(),
         backlog: store.route_states(&names, now).await?,
-        completeness: watch.completeness().await?,
+        completeness,
         problems,
         servers,
     };

@@ -146,6 +146,13 @@ impl Watch {
     /// Every open problem now, the most severe first. A part that cannot
     /// be read is a problem itself, not a silence.
     pub async fn gather(&self) -> Vec<Problem> {
+        self.look().await.0
+    }
+
+    /// [`Watch::gather`], and the completeness reading the problems were
+    /// judged on, for a caller that shows both (read once: it is the
+    /// costly part).
+    pub async fn look(&self) -> (Vec<Problem>, Result<Option<Vec<Completeness>>, StoreError>) {
         let now = self.clock.now_ms();
         let mut out = Vec::new();
         self.journal(&mut out);
@@ -153,14 +160,15 @@ impl Watch {
             out.push(unreadable("routes", &e));
         }
         self.credentials(now, &mut out);
-        if let Err(e) = self.recovery(now, &mut out).await {
+        let completeness = self.completeness().await;
+        if let Err(e) = self.recovery(now, &completeness, &mut out).await {
             out.push(unreadable("recovery", &e));
         }
         if let Err(e) = self.actions(now, &mut out).await {
             out.push(unreadable("actions", &e));
         }
         out.sort_by_key(|p| p.severity != Severity::Critical);
-        out
+        (out, completeness)
     }
 
     fn journal(&self, out: &mut Vec<Problem>) {
@@ -293,7 +301,12 @@ impl Watch {
         }
     }
 
-    async fn recovery(&self, now: i64, out: &mut Vec<Problem>) -> Result<(), StoreError> {
+    async fn recovery(
+        &self,
+        now: i64,
+        completeness: &Result<Option<Vec<Completeness>>, StoreError>,
+        out: &mut Vec<Problem>,
+    ) -> Result<(), StoreError> {
         let Some(r) = &self.recovery else {
             return Ok(());
         };
@@ -316,7 +329,15 @@ impl Watch {
             }
         }
         let objective = self.thresholds.get().completeness_objective;
-        for c in self.completeness().await?.unwrap_or_default() {
+        let all = match completeness {
+            Ok(all) => all.as_deref().unwrap_or_default(),
+            // Said as gather says any part it cannot read.
+            Err(e) => {
+                out.push(unreadable("recovery", e));
+                return Ok(());
+            }
+        };
+        for c in all {
             if c.missing > 0 && c.ratio() < objective {
                 out.push(Problem {
                     key: format!("completeness:{}", c.source),

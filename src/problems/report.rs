@@ -52,6 +52,22 @@ pub struct Report {
     pub notified: Option<Vec<Problem>>,
 }
 
+impl Report {
+    /// Every replica's last report, newest first, with when it was
+    /// written, as (holder, at, report); one that does not parse (an
+    /// older release's) is left out.
+    pub async fn all(
+        store: &crate::store::Store,
+    ) -> Result<Vec<(String, i64, Report)>, crate::store::StoreError> {
+        Ok(store
+            .replica_reports()
+            .await?
+            .into_iter()
+            .filter_map(|(holder, at, body)| Some((holder, at, serde_json::from_str(&body).ok()?)))
+            .collect())
+    }
+}
+
 /// What this part counts. Registered by this part.
 #[derive(Clone, Default)]
 pub struct ProblemMetrics {
@@ -202,11 +218,11 @@ impl Reporter {
     /// What the last duty holder notified (from the newest report that
     /// says), so taking the duty over notifies only what changed since.
     async fn last_notified(&self) -> Vec<Problem> {
-        let reports = self.watch.store.replica_reports().await.unwrap_or_default();
-        reports
-            .iter()
-            .filter_map(|(_, _, body)| serde_json::from_str::<Report>(body).ok())
-            .find_map(|r| r.notified)
+        Report::all(&self.watch.store)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|(_, _, r)| r.notified)
             .unwrap_or_default()
     }
 }
