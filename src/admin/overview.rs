@@ -355,19 +355,6 @@ fn refusals(r: &crate::ingest::rejections::Rejections, now: i64) -> Refusals {
 }
 
 /// Why a partition runs nothing now, in words.
-/// What an open breaker does, in words.
-pub fn breaker_text(b: &crate::store::jobs::Breaker, now_ms: i64) -> String {
-    format!(
-        "open for {}: nothing is sent but one probe (its oldest pending delivery); next probe {}",
-        view::span(now_ms - b.opened_at_ms),
-        if b.probe_at_ms > now_ms {
-            format!("in {}", view::span(b.probe_at_ms - now_ms))
-        } else {
-            "due now".into()
-        }
-    )
-}
-
 pub fn pause_reason(held: bool, until_ms: i64, reason: Option<&str>, now_ms: i64) -> String {
     if let (false, true, Some(why)) = (held, until_ms > now_ms, reason) {
         return format!(

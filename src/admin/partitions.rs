@@ -140,7 +140,7 @@ fn partition_view(
             view::count(p.pending)
         )
     } else if let Some(b) = breaker {
-        format!("route breaker {}", super::overview::breaker_text(b, now))
+        format!("route breaker {}", breaker_text(b, now))
     } else if route_held && !p.held {
         "its route is paused".into()
     } else if paused {
@@ -262,6 +262,19 @@ pub async fn hold(
         .append_pair("sink", &form.sink)
         .finish();
     Ok(see_other(&format!("/admin/partitions?{back}")))
+}
+
+/// What an open breaker does, in words.
+fn breaker_text(b: &crate::store::jobs::Breaker, now_ms: i64) -> String {
+    format!(
+        "open for {}: nothing is sent but one probe (its oldest pending delivery); next probe {}",
+        view::span(now_ms - b.opened_at_ms),
+        if b.probe_at_ms > now_ms {
+            format!("in {}", view::span(b.probe_at_ms - now_ms))
+        } else {
+            "due now".into()
+        }
+    )
 }
 
 #[cfg(test)]
