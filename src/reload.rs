@@ -143,8 +143,25 @@ impl Reloader {
 
     /// Reads, checks and applies the config file; one at a time.
     pub async fn reload(&self) -> ReloadStatus {
-        crate::systemd::notify("RELOADING=1");
         let now = crate::clock::now_ms();
+        // The embedded default has no file: nothing is wrong, and nothing
+        // to read (said, not counted as a refusal).
+        if self.path.is_none() {
+            tracing::info!("reload: the embedded default has no config file to read again");
+            let status = ReloadStatus {
+                at_ms: now,
+                ok: true,
+                restart_needed: vec![
+                    "the embedded default has no config file: run with --config to reload one"
+                        .into(),
+                ],
+                ..ReloadStatus::default()
+            };
+            *self.last.lock().expect("reload status lock") = Some(status.clone());
+            self.reloaded.notify_one();
+            return status;
+        }
+        crate::systemd::notify("RELOADING=1");
         let mut current = self.current.lock().await;
         let status = match self.apply(&current).await {
             Ok((config, status)) => {
