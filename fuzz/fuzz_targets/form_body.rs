@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(json) = gatehouse::ingest::form_payload(data) {
+    if let Some(json) = gatehouse::webhook::form_payload(data) {
         assert!(std::str::from_utf8(&json).is_ok());
     }
 });

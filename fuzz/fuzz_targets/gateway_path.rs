@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
             name: "fuzz".into(),
             scopes: vec![scope],
             owners: vec![],
+            limits: Default::default(),
         };
         let _ = client.check_scope(&http::Method::GET, &t.path);
         if let Some(owner) = &t.owner {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use gatehouse::config::Secret;
-use gatehouse::ingest::signature::{sign, verify};
+use gatehouse::webhook::signature::{sign, verify};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

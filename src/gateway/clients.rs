@@ -8,6 +8,7 @@ use regex::Regex;
 use sha2::{Digest, Sha256};
 
 use super::graphql::Operation;
+use super::refusal::Refusal;
 pub use crate::store::clients::{Actor, ClientSpec, Limits, Origin, Priority};
 use crate::store::{Store, StoreError};
 
@@ -113,7 +114,7 @@ pub struct Client {
 
 impl Client {
     /// Whether the scopes allow this request; the refusal names the rules.
-    pub fn check_scope(&self, method: &Method, path: &str) -> Result<(), String> {
+    pub fn check_scope(&self, method: &Method, path: &str) -> Result<(), Refusal> {
         if self.scopes.is_empty() || self.scopes.iter().any(|s| s.allows(method, path)) {
             return Ok(());
         }
@@ -121,32 +122,33 @@ impl Client {
     }
 
     /// Whether the scopes allow this GraphQL operation.
-    pub fn check_graphql(&self, op: Operation, path: &str) -> Result<(), String> {
+    pub fn check_graphql(&self, op: Operation, path: &str) -> Result<(), Refusal> {
         if self.scopes.is_empty() || self.scopes.iter().any(|s| s.allows_graphql(op, path)) {
             return Ok(());
         }
         Err(self.refusal(&format!("run a GraphQL {}", op.as_str()), path))
     }
 
-    fn refusal(&self, what: &str, path: &str) -> String {
+    fn refusal(&self, what: &str, path: &str) -> Refusal {
         let rules: Vec<&str> = self.scopes.iter().map(|s| s.text.as_str()).collect();
-        format!(
-            "gatehouse: client {:?} may not {what} {path}: no scope allows it (scopes: {})",
-            self.name,
-            rules.join("; ")
-        )
+        Refusal::Scope {
+            client: self.name.clone(),
+            what: what.to_string(),
+            path: path.to_string(),
+            scopes: rules.join("; "),
+        }
     }
 
     /// Whether the client may act for `owner`.
-    pub fn check_owner(&self, owner: &str) -> Result<(), String> {
+    pub fn check_owner(&self, owner: &str) -> Result<(), Refusal> {
         if self.owners.is_empty() || self.owners.iter().any(|o| o.eq_ignore_ascii_case(owner)) {
             return Ok(());
         }
-        Err(format!(
-            "gatehouse: client {:?} may act only for {}; this request is for {owner:?}",
-            self.name,
-            self.owners.join(", ")
-        ))
+        Err(Refusal::Owner {
+            client: self.name.clone(),
+            owners: self.owners.join(", "),
+            owner: owner.to_string(),
+        })
     }
 }
 
@@ -327,11 +329,15 @@ mod tests {
         assert!(c.check_scope(&Method::HEAD, "/repos/acme/w").is_ok());
         assert!(c.check_scope(&Method::POST, "/graphql").is_ok());
         // Anchored: a prefix elsewhere in the path does not match.
-        let e = c.check_scope(&Method::GET, "/x/repos/acme/w").unwrap_err();
+        let e = c
+            .check_scope(&Method::GET, "/x/repos/acme/w")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("GET /repos/acme/.*"), "{e}");
         let e = c
             .check_scope(&Method::POST, "/repos/acme/w/issues/1/comments")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("may not POST"), "{e}");
         assert!(client(&[], &[]).check_scope(&Method::DELETE, "/x").is_ok());
         assert!(
@@ -347,7 +353,8 @@ mod tests {
         assert!(ro.check_graphql(Operation::Query, "/graphql").is_ok());
         let e = ro
             .check_graphql(Operation::Mutation, "/graphql")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("may not run a GraphQL MUTATION"), "{e}");
         assert!(
             ro.check_scope(&Method::POST, "/graphql").is_err(),
@@ -378,7 +385,7 @@ mod tests {
     fn owners_are_case_insensitive() {
         let c = client(&[], &["acme"]);
         assert!(c.check_owner("ACME").is_ok());
-        let e = c.check_owner("evil").unwrap_err();
+        let e = c.check_owner("evil").unwrap_err().to_string();
         assert!(e.contains("only for acme") && e.contains("\"evil\""), "{e}");
     }
 }

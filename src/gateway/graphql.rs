@@ -21,6 +21,25 @@ impl Operation {
     }
 }
 
+/// Why the operation a body runs cannot be told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreadable {
+    #[error("a GraphQL request is a JSON object with a \"query\" string ({0})")]
+    NotJson(String),
+    #[error("the GraphQL document does not parse: {0}")]
+    Parse(String),
+    #[error("no operation named {0:?} in the document")]
+    NoSuchName(String),
+    #[error("two operations are named {0:?}")]
+    NameTwice(String),
+    #[error("the document has no operation")]
+    NoOperation,
+    #[error("the document has several operations and no operationName picks one")]
+    Ambiguous,
+    #[error("GitHub's GraphQL API has no subscriptions")]
+    Subscription,
+}
+
 /// The body GitHub's GraphQL endpoint takes.
 #[derive(Deserialize)]
 struct Body {
@@ -32,11 +51,11 @@ struct Body {
 /// The operation `body` (a GraphQL-over-HTTP JSON body) would run, as
 /// GitHub would pick it: the one named by `operationName`, else the only
 /// one in the document.
-pub fn operation(body: &[u8]) -> Result<Operation, String> {
-    let body: Body = serde_json::from_slice(body)
-        .map_err(|e| format!("a GraphQL request is a JSON object with a \"query\" string ({e})"))?;
+pub fn operation(body: &[u8]) -> Result<Operation, Unreadable> {
+    let body: Body =
+        serde_json::from_slice(body).map_err(|e| Unreadable::NotJson(e.to_string()))?;
     let doc = graphql_parser::parse_query::<&str>(&body.query)
-        .map_err(|e| format!("the GraphQL document does not parse: {e}"))?;
+        .map_err(|e| Unreadable::Parse(e.to_string()))?;
     let ops: Vec<(Option<&str>, Option<Operation>)> = doc
         .definitions
         .iter()
@@ -56,32 +75,24 @@ pub fn operation(body: &[u8]) -> Result<Operation, String> {
             let mut named = ops.iter().filter(|(n, _)| *n == Some(name));
             match (named.next(), named.next()) {
                 (Some(op), None) => op,
-                (None, _) => return Err(format!("no operation named {name:?} in the document")),
-                (Some(_), Some(_)) => {
-                    return Err(format!("two operations are named {name:?}"));
-                }
+                (None, _) => return Err(Unreadable::NoSuchName(name.to_string())),
+                (Some(_), Some(_)) => return Err(Unreadable::NameTwice(name.to_string())),
             }
         }
         None => match ops.as_slice() {
             [one] => one,
-            [] => return Err("the document has no operation".into()),
-            _ => {
-                return Err(
-                    "the document has several operations and no operationName picks one".into(),
-                );
-            }
+            [] => return Err(Unreadable::NoOperation),
+            _ => return Err(Unreadable::Ambiguous),
         },
     };
-    chosen
-        .1
-        .ok_or_else(|| "GitHub's GraphQL API has no subscriptions".to_string())
+    chosen.1.ok_or(Unreadable::Subscription)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn op(query: &str, name: Option<&str>) -> Result<Operation, String> {
+    fn op(query: &str, name: Option<&str>) -> Result<Operation, Unreadable> {
         let body = serde_json::json!({ "query": query, "operationName": name });
         operation(body.to_string().as_bytes())
     }
@@ -110,16 +121,22 @@ mod tests {
 
     #[test]
     fn undeterminable_documents_are_refused() {
-        for (query, name) in [
-            ("query R { a } mutation W { b }", None),
-            ("query R { a }", Some("W")),
-            ("query A { a } query A { b }", Some("A")),
-            ("subscription { a }", None),
-            ("mutation { a", None),
-            ("fragment F on User { login }", None),
-            ("", None),
+        use Unreadable::*;
+        for (query, name, why) in [
+            ("query R { a } mutation W { b }", None, Ambiguous),
+            ("query R { a }", Some("W"), NoSuchName("W".into())),
+            (
+                "query A { a } query A { b }",
+                Some("A"),
+                NameTwice("A".into()),
+            ),
+            ("subscription { a }", None, Subscription),
+            ("fragment F on User { login }", None, NoOperation),
         ] {
-            assert!(op(query, name).is_err(), "{query:?} {name:?}");
+            assert_eq!(op(query, name), Err(why), "{query:?} {name:?}");
+        }
+        for query in ["mutation { a", ""] {
+            assert!(matches!(op(query, None), Err(Parse(_))), "{query:?}");
         }
         for body in [
             &b"[{\"query\": \"{ a }\"}]"[..],
@@ -128,7 +145,7 @@ mod tests {
             b"{\"query\": 5}",
         ] {
             assert!(
-                operation(body).is_err(),
+                matches!(operation(body), Err(NotJson(_))),
                 "{}",
                 String::from_utf8_lossy(body)
             );

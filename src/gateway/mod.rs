@@ -9,6 +9,7 @@ pub mod clients;
 pub mod graphql;
 pub mod metrics;
 pub mod paths;
+pub mod refusal;
 pub mod registry;
 pub mod report;
 pub mod rewrite;
@@ -34,6 +35,7 @@ use crate::server::body::{self, BodyError};
 use crate::store::Store;
 use cache::Cache;
 use clients::Client;
+use refusal::Refusal;
 use upstream::{Fetched, Inflight, Route};
 use usage::{Outcome, Recorder, Served};
 
@@ -68,6 +70,10 @@ pub fn github_error(message: &str) -> (HeaderMap, Bytes) {
 fn refuse(status: StatusCode, message: &str) -> Fetched {
     let (headers, body) = github_error(message);
     Fetched::uncached(status, headers, body, Outcome::Bypass)
+}
+
+fn refused(why: &Refusal) -> Fetched {
+    refuse(why.status(), &why.to_string())
 }
 
 async fn handle(State(s): State<Arc<GatewayState>>, req: Request) -> Response {
@@ -371,13 +377,13 @@ async fn serve_admitted(
     body: Body,
 ) -> Fetched {
     if let Err(why) = route::check_path(&target.path) {
-        return refuse(StatusCode::BAD_REQUEST, &why);
+        return refused(&why);
     }
     // GraphQL's scope depends on the operation in the body; every other
     // request is refused before its body is read.
     let graphql_post = target.graphql && parts.method == Method::POST;
     if !graphql_post && let Err(why) = client.check_scope(&parts.method, &target.path) {
-        return refuse(StatusCode::FORBIDDEN, &why);
+        return refused(&why);
     }
     // Requests that name no owner act for the client's first owner, else
     // the configured default, else a token allowed for any owner. A client
@@ -387,7 +393,7 @@ async fn serve_admitted(
     if let Some(o) = owner
         && let Err(why) = client.check_owner(o)
     {
-        return refuse(StatusCode::FORBIDDEN, &why);
+        return refused(&why);
     }
     // The budget the body holds is given back once GitHub has answered.
     let (body, _held) = match read_body(s, parts, body).await {
@@ -397,15 +403,10 @@ async fn serve_admitted(
     if graphql_post {
         let op = match graphql::operation(&body) {
             Ok(op) => op,
-            Err(why) => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    &format!("gatehouse: cannot tell which GraphQL operation this runs: {why}"),
-                );
-            }
+            Err(why) => return refused(&Refusal::from(why)),
         };
         if let Err(why) = client.check_graphql(op, &target.path) {
-            return refuse(StatusCode::FORBIDDEN, &why);
+            return refused(&why);
         }
     }
     let within = sorted(&client.owners);

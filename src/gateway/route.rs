@@ -4,6 +4,8 @@
 
 use http::Uri;
 
+use super::refusal::Refusal;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The API path without prefix or query: `/repos/acme/w/pulls`.
@@ -120,7 +122,7 @@ pub fn target(uri: &Uri) -> Option<Target> {
 /// backslashes. Scopes and owners are checked on the path as sent, so
 /// `/repos/acme/x/../../other/secret` must never reach the upstream URL,
 /// where it would become `/repos/other/secret`.
-pub fn check_path(path: &str) -> Result<(), String> {
+pub fn check_path(path: &str) -> Result<(), Refusal> {
     for seg in path.split('/') {
         let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
         let bad = decoded == "."
@@ -128,9 +130,9 @@ pub fn check_path(path: &str) -> Result<(), String> {
             || decoded.contains(['/', '\\'])
             || decoded.chars().any(char::is_control);
         if bad {
-            return Err(format!(
-                "gatehouse: path segment {seg:?} is not allowed (dot segments and encoded slashes are refused)"
-            ));
+            return Err(Refusal::Path {
+                segment: seg.to_string(),
+            });
         }
     }
     Ok(())
