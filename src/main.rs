@@ -98,10 +98,13 @@ enum Command {
         /// The directory for the man pages (section 1).
         #[arg(long)]
         man: PathBuf,
+        /// Where to write the bash completion script.
         #[arg(long)]
         bash: Option<PathBuf>,
+        /// Where to write the zsh completion function.
         #[arg(long)]
         zsh: Option<PathBuf>,
+        /// Where to write the fish completions.
         #[arg(long)]
         fish: Option<PathBuf>,
     },
@@ -412,27 +415,6 @@ fn default_sigpipe() {
     }
 }
 
-/// Man pages for the command and every (visible) subcommand, and the
-/// completions for bash, zsh and fish, where given.
-fn generate_docs(man: &std::path::Path, shells: [Option<PathBuf>; 3]) -> std::io::Result<()> {
-    use clap::CommandFactory;
-    use clap_complete::Shell;
-    std::fs::create_dir_all(man)?;
-    clap_mangen::generate_to(Cli::command(), man)?;
-    for (shell, path) in [Shell::Bash, Shell::Zsh, Shell::Fish]
-        .into_iter()
-        .zip(shells)
-    {
-        let Some(path) = path else { continue };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut file = std::fs::File::create(&path)?;
-        clap_complete::generate(shell, &mut Cli::command(), "gatehouse", &mut file);
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. }) {
@@ -445,13 +427,11 @@ fn main() -> ExitCode {
             bash,
             zsh,
             fish,
-        } => match generate_docs(&man, [bash, zsh, fish]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("gatehouse: writing the docs: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        } => cli::docs::generate(
+            <Cli as clap::CommandFactory>::command(),
+            &man,
+            [bash, zsh, fish],
+        ),
         Command::CheckConfig { config } => cli::config::check(config),
         Command::Migrate { config, dry_run } => cli::storage::migrate(config, dry_run),
         Command::Storage {

@@ -8,6 +8,7 @@ pub mod check;
 pub mod clients;
 pub mod config;
 pub mod deliveries;
+pub mod docs;
 pub mod github;
 pub mod recovery;
 pub mod reload;
