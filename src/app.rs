@@ -578,6 +578,7 @@ async fn gateway(
             gw.fair_share_below,
             gw.priority_share,
             clock.clone(),
+            metrics.journal.replicas_alive.clone(),
         ),
         body,
     });

@@ -831,3 +831,121 @@ async fn three_replicas_share_githubs_limits_the_gateway_cache_and_the_login_thr
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Fair shares hold across replicas: each replica keeps its own tally and
+/// sees only the clients that reach it, so each grants its part of a
+/// share. A runaway pinned to one replica cannot spend what a client on
+/// another needs; GitHub refuses nothing and the reserve is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_runaway_on_one_replica_cannot_spend_another_replicas_clients_share() {
+    let mut hub_config = fakehub::Config::default()
+        .org("octo-org", &["widgets"])
+        .app(101, &common::hub::key("app-a.pub.pem"), &[(11, "octo-org")]);
+    hub_config.fixtures = Some(common::fixtures());
+    hub_config.rate_limit.core = 100;
+    hub_config.rate_limit.window_secs = 600;
+    let hub = fakehub::FakeHub::start(hub_config).await.unwrap();
+    let pg = Cluster::start();
+    let url = pg.database("shares").await;
+    let dir = tempfile::tempdir().unwrap();
+    let servers: Vec<Server> = (0..2)
+        .map(|i| {
+            let path = github_replica(dir.path(), i, &url, &hub);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let on = text.replace(
+                "fair_share_below = 0\npriority_share = 0\n",
+                "fair_share_below = 0.5\npriority_share = 0.1\n",
+            );
+            assert_ne!(on, text, "the replica's config turned the rules off");
+            std::fs::write(&path, on).unwrap();
+            Server::start(&path)
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    // Each replica counts the other alive (the first beat of the first
+    // one only saw itself).
+    common::eventually("both replicas alive", Duration::from_secs(30), async || {
+        for s in &servers {
+            let m = common::scrape(&http, &s.base).await;
+            if common::metric(&m, "gatehouse_storage_replicas_alive") != Some(2.0) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let config = dir.path().join("g0.toml");
+    let token = |name: &str| {
+        let (ok, out) = gatehouse(&[
+            "clients",
+            "add",
+            name,
+            "--owner",
+            "octo-org",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        assert!(ok, "{out}");
+        out.lines()
+            .find(|l| l.starts_with("gth_"))
+            .expect("token printed")
+            .trim()
+            .to_string()
+    };
+    let (runaway, normal) = (token("runaway"), token("normal"));
+    let gateways: Vec<String> = servers
+        .iter()
+        .map(|s| format!("http://{}", s.gateway_addr().expect("gateway started")))
+        .collect();
+    let get = |i: usize, token: &str, path: String| {
+        let (http, base, token) = (http.clone(), gateways[i].clone(), token.to_string());
+        async move {
+            let r = http
+                .get(format!("{base}{path}"))
+                .header("authorization", format!("token {token}"))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+
+    // The runaway reads without end through replica 0; the normal client
+    // reads now and then through replica 1.
+    let (mut refused, mut normal_ok, mut message) = (0, 0, String::new());
+    for i in 0..200 {
+        let (status, body) = get(0, &runaway, format!("/repos/octo-org/widgets?r={i}")).await;
+        if status == 403 {
+            refused += 1;
+            message = body;
+        } else {
+            assert_eq!(status, 200, "{body}");
+        }
+        if i % 20 == 0 {
+            let (status, body) = get(1, &normal, format!("/repos/octo-org/widgets?n={i}")).await;
+            assert_eq!(
+                status, 200,
+                "the normal client keeps working (read {i}): {body}"
+            );
+            normal_ok += 1;
+        }
+    }
+    assert_eq!(normal_ok, 10);
+    assert!(refused > 100, "{refused}");
+    assert!(
+        message.contains("fair_share") && message.contains("on this replica, one of 2"),
+        "{message}"
+    );
+    let spent = hub.stats().installations[&11].clone();
+    assert_eq!(spent.rate_limited, 0, "GitHub never had to refuse");
+    assert!(
+        spent.units_spent <= 100 - 10,
+        "the reserve of 10 is never touched: {spent:?}"
+    );
+    assert_eq!(
+        spent.requests,
+        (200 - refused) + normal_ok,
+        "nothing refused reached GitHub"
+    );
+}

@@ -11,7 +11,10 @@
 //!   that owner (a request in the last 10 minutes) share what remained
 //!   then, less the priority part, by weight; one over its share is
 //!   refused while the others keep working. High-priority clients are
-//!   never held to it.
+//!   never held to it. Each replica keeps its own tally, so with several
+//!   replicas alive each one grants its part of a share (the share over
+//!   the replicas alive): their sum stays within what remained, whichever
+//!   replicas a client's requests reach.
 //!
 //! A refusal is what GitHub sends when a limit is spent (403 with
 //! `x-ratelimit-*`), so well-behaved clients wait for the reset it names.
@@ -20,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderValue};
+use prometheus_client::metrics::gauge::Gauge;
 
 use super::clients::{Client, Priority};
 use crate::clock::Clock;
@@ -100,17 +104,20 @@ pub struct Shares {
     below: f64,
     priority_part: f64,
     clock: Arc<dyn Clock>,
+    /// Replicas alive (the heartbeat's count; 0 before its first beat).
+    replicas: Gauge,
     /// Per (owner, resource): the clients seen, their weights and when.
     active: Mutex<HashMap<OwnerKey, Seen>>,
     episodes: Mutex<HashMap<OwnerKey, Episode>>,
 }
 
 impl Shares {
-    pub fn new(below: f64, priority_part: f64, clock: Arc<dyn Clock>) -> Shares {
+    pub fn new(below: f64, priority_part: f64, clock: Arc<dyn Clock>, replicas: Gauge) -> Shares {
         Shares {
             below,
             priority_part,
             clock,
+            replicas,
             active: Mutex::default(),
             episodes: Mutex::default(),
         }
@@ -185,17 +192,27 @@ impl Shares {
                 spent: HashMap::new(),
             };
         }
-        let share = e.divided * u64::from(client.limits.weight.max(1)) / weights.max(1);
+        // Another replica knows neither what this one granted nor who is
+        // active here: each grants its part, so that a client whose
+        // requests reach every replica still gets one share in all, and one
+        // pinned elsewhere is never left with nothing.
+        let replicas = self.replicas.get().max(1) as u64;
+        let share = e.divided * u64::from(client.limits.weight.max(1)) / weights.max(1) / replicas;
         let spent = e.spent.get(&client.name).copied().unwrap_or(0);
         if spent >= share {
+            let part = if replicas > 1 {
+                format!(" on this replica, one of {replicas}")
+            } else {
+                String::new()
+            };
             return Err(refusal(
                 Rule::FairShare,
                 share,
                 spent,
                 format!(
                     "API rate limit exceeded for client {:?}: {owner}'s {} budget is low and \
-                     this client has spent its fair share ({share} units) of what remained \
-                     (gatehouse rule: fair_share). It may spend again after the reset.",
+                     this client has spent its fair share ({share} units{part}) of what \
+                     remained (gatehouse rule: fair_share). It may spend again after the reset.",
                     client.name,
                     resource.as_str()
                 ),
@@ -286,7 +303,7 @@ mod tests {
 
     #[test]
     fn when_the_budget_is_low_each_active_client_gets_its_weighted_share() {
-        let s = Shares::new(0.25, 0.1, crate::clock::system());
+        let s = Shares::new(0.25, 0.1, crate::clock::system(), Gauge::default());
         let (a, b) = (
             client("a", 1, Priority::Normal),
             client("b", 3, Priority::Normal),
@@ -323,6 +340,34 @@ mod tests {
             reset: 2_000_003_600,
         });
         assert!(s.admit(&a, "o", core, fresh).is_ok());
+    }
+
+    #[test]
+    fn with_replicas_alive_each_grants_its_part_of_a_share() {
+        let replicas = Gauge::default();
+        let s = Shares::new(0.25, 0.1, crate::clock::system(), replicas.clone());
+        let a = client("a", 1, Priority::Normal);
+        let core = Resource::Core;
+        // 200 left, 100 kept: alone here, a's share is 100, a third of it
+        // on each of three replicas.
+        replicas.set(3);
+        let mut spent = 0;
+        while s.admit(&a, "o", core, budget(200)).is_ok() {
+            s.spent("a", "o", core, 1);
+            spent += 1;
+            assert!(spent <= 100);
+        }
+        assert_eq!(spent, 33);
+        let r = s.admit(&a, "o", core, budget(167)).unwrap_err();
+        assert_eq!((r.rule, r.limit), (Rule::FairShare, 33));
+        assert!(
+            r.message.contains("on this replica, one of 3"),
+            "{}",
+            r.message
+        );
+        // The others gone, this replica grants the whole share again.
+        replicas.set(1);
+        assert!(s.admit(&a, "o", core, budget(167)).is_ok());
     }
 
     #[test]
