@@ -1213,6 +1213,10 @@ async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
     .await;
     let runaway = gw.client("runaway", &[], &[]);
     let normal = gw.client("normal", &[], &[]);
+    // Confined to another owner: its requests for octo-org are refused
+    // before the spending rules, so it never counts as one of the clients
+    // that share octo-org's budget.
+    let outsider = gw.client("outsider", &[], &["other-org"]);
     let deploy = gw.limited(
         "deploy",
         gatehouse::gateway::clients::Limits {
@@ -1221,7 +1225,7 @@ async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
         },
     );
     // The runaway reads without end; the normal client reads now and then.
-    let (mut runaway_refused, mut normal_ok) = (0u64, 0u64);
+    let (mut runaway_refused, mut normal_ok, mut share) = (0u64, 0u64, 0u64);
     for i in 0..200 {
         let r = gw
             .get(&runaway, &format!("/repos/octo-org/widgets?r={i}"))
@@ -1229,6 +1233,7 @@ async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
         if r.status() == 403 {
             runaway_refused += 1;
             assert_eq!(header(&r, "x-ratelimit-remaining"), "0");
+            share = header(&r, "x-ratelimit-limit").parse().unwrap();
         } else {
             assert_eq!(r.status(), 200);
         }
@@ -1242,10 +1247,23 @@ async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
                 "the normal client keeps working (read {i})"
             );
             normal_ok += 1;
+            let r = gw
+                .get(&outsider, &format!("/repos/octo-org/widgets?o={i}"))
+                .await;
+            assert_eq!(r.status(), 403);
+            assert!(
+                r.text()
+                    .await
+                    .unwrap()
+                    .contains("may act only for other-org")
+            );
         }
     }
     assert!(runaway_refused > 100, "{runaway_refused}");
     assert_eq!(normal_ok, 20);
+    // Crossing half of 100 with 10 kept, the shares divide about 39: two
+    // clients get about 19 each; had the outsider counted, a third (13).
+    assert!((17..=20).contains(&share), "the runaway's share: {share}");
     // The priority part is left for high priority: a deploy still reads.
     assert_eq!(
         gw.get(&deploy, "/repos/octo-org/widgets?d=1")

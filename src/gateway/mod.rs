@@ -282,6 +282,11 @@ async fn serve(
     target: &route::Target,
     body: Body,
 ) -> Fetched {
+    // Checked first, so that a request this client may not send neither
+    // counts it active for an owner's shares nor reads its quota.
+    if let Err(why) = may_send(client, owner, parts, target) {
+        return refused(&why);
+    }
     let resource = crate::github::budget::Resource::for_path(&target.path);
     // Only what a rule needs is looked up: most clients have no quota.
     let mut admitted = match client.limits.quota_per_hour {
@@ -368,6 +373,30 @@ fn reach(within: &[String]) -> Reach<'_> {
     }
 }
 
+/// The checks that need no body: the path, the scope (GraphQL's depends
+/// on the operation in the body, so it comes once that is read), and the
+/// owner. Requests that name no owner act for the client's first owner,
+/// else the configured default, else a token allowed for any owner. A
+/// client limited to owners is served only by credentials confined to
+/// them, whatever the path: GraphQL, /search or /repositories/{id} can
+/// reach any repository the credential can.
+fn may_send(
+    client: &Client,
+    owner: Option<&str>,
+    parts: &Parts,
+    target: &route::Target,
+) -> Result<(), Refusal> {
+    route::check_path(&target.path)?;
+    let graphql_post = target.graphql && parts.method == Method::POST;
+    if !graphql_post {
+        client.check_scope(&parts.method, &target.path)?;
+    }
+    match owner {
+        Some(o) => client.check_owner(o),
+        None => Ok(()),
+    }
+}
+
 async fn serve_admitted(
     s: &GatewayState,
     client: &Client,
@@ -376,25 +405,7 @@ async fn serve_admitted(
     target: &route::Target,
     body: Body,
 ) -> Fetched {
-    if let Err(why) = route::check_path(&target.path) {
-        return refused(&why);
-    }
-    // GraphQL's scope depends on the operation in the body; every other
-    // request is refused before its body is read.
     let graphql_post = target.graphql && parts.method == Method::POST;
-    if !graphql_post && let Err(why) = client.check_scope(&parts.method, &target.path) {
-        return refused(&why);
-    }
-    // Requests that name no owner act for the client's first owner, else
-    // the configured default, else a token allowed for any owner. A client
-    // limited to owners is served only by credentials confined to them,
-    // whatever the path: GraphQL, /search or /repositories/{id} can reach
-    // any repository the credential can.
-    if let Some(o) = owner
-        && let Err(why) = client.check_owner(o)
-    {
-        return refused(&why);
-    }
     // The budget the body holds is given back once GitHub has answered.
     let (body, _held) = match read_body(s, parts, body).await {
         Ok(read) => read.into_parts(),
