@@ -2,6 +2,10 @@
 
 use serde::Deserialize;
 
+/// The Actions sink's name in jobs, partitions and metrics; a route may
+/// not take it.
+pub const ACTIONS_SINK: &str = "actions-metrics";
+
 /// The built-in `actions-metrics` sink: GitHub Actions metrics derived from
 /// `workflow_run` and `workflow_job` deliveries.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -25,13 +25,13 @@ mod server;
 mod storage;
 mod webhooks;
 
-pub use actions::ActionsMetricsConfig;
+pub use actions::{ACTIONS_SINK, ActionsMetricsConfig};
 pub use admin::AdminConfig;
 pub use gateway::{FreshRule, GatewayConfig};
 pub use github::{GithubAppConfig, GithubConfig, GithubHookConfig, GithubTokenConfig, Purpose};
 pub use log::{LogConfig, LogFormat};
 pub use problems::{NotifyConfig, ProblemsConfig};
-pub use processing::ProcessingConfig;
+pub use processing::{LEASE_MARGIN_SECS, ProcessingConfig};
 pub use recovery::{GHES_WINDOW_HOURS, GITHUB_WINDOW_HOURS, RecoveryConfig};
 pub use routes::{
     BatchConfig, BatchFormat, Batching, BreakerConfig, Coalesce, DEFAULT_RETRY, OnDeadConfig,

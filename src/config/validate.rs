@@ -390,7 +390,7 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
                 ),
             );
         }
-        if r.name == crate::sinks::actions::SINK {
+        if r.name == super::ACTIONS_SINK {
             push(
                 &mut out,
                 (
@@ -418,7 +418,7 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
         }
         // A worker starts an attempt only while its lease outlives the
         // attempt's timeout by a margin (the trust window).
-        if r.timeout_secs + crate::scheduler::LEASE_MARGIN_SECS > c.processing.lease_secs {
+        if r.timeout_secs + super::LEASE_MARGIN_SECS > c.processing.lease_secs {
             push(
                 &mut out,
                 (
@@ -427,7 +427,7 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
                         "route {:?}: timeout_secs {} must be at least {} s under [processing] lease_secs {}, so a lease outlives an attempt",
                         r.name,
                         r.timeout_secs,
-                        crate::scheduler::LEASE_MARGIN_SECS,
+                        super::LEASE_MARGIN_SECS,
                         c.processing.lease_secs
                     ),
                 ),
@@ -484,11 +484,11 @@ pub(super) fn problems(c: &Config) -> Vec<(String, String)> {
             );
         }
         for e in &r.events {
-            if crate::github::events::KNOWN
+            if crate::journal::events::KNOWN
                 .binary_search(&e.as_str())
                 .is_err()
             {
-                let hint = did_you_mean(e, crate::github::events::KNOWN)
+                let hint = did_you_mean(e, crate::journal::events::KNOWN)
                     .map(|k| format!(" (did you mean {k:?}?)"))
                     .unwrap_or_default();
                 push(
@@ -555,7 +555,7 @@ mod tests {
 
     #[test]
     fn near_misses_are_suggested() {
-        let known = crate::github::events::KNOWN;
+        let known = crate::journal::events::KNOWN;
         assert_eq!(did_you_mean("pushh", known), Some("push"));
         assert_eq!(did_you_mean("pull_requests", known), Some("pull_request"));
         assert_eq!(did_you_mean("workflowjob", known), Some("workflow_job"));

@@ -5,7 +5,6 @@
 
 pub mod app;
 pub mod budget;
-pub mod events;
 pub mod metrics;
 pub mod pool;
 

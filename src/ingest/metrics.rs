@@ -51,7 +51,7 @@ pub struct IngestMetrics {
 }
 
 impl IngestMetrics {
-    /// `event` must already be bounded (see `github::events::label`): a
+    /// `event` must already be bounded (see `journal::events::label`): a
     /// sender could otherwise grow the label set without end.
     pub fn record(&self, event: &str, result: IngestResult, took: Duration) {
         self.deliveries

@@ -209,7 +209,7 @@ async fn receive(State(state): State<Arc<IngestState>>, req: Request) -> Respons
         Err(r) => r.result(),
     };
     state.metrics.record(
-        crate::github::events::label(event.as_deref()),
+        crate::journal::events::label(event.as_deref()),
         result,
         started.elapsed(),
     );
@@ -301,7 +301,7 @@ async fn accept(
         .flatten();
     let delivery = NewDelivery {
         sinks: state.sinks.get().sinks_for(&meta),
-        event_label: crate::github::events::label(Some(&meta.event)),
+        event_label: crate::journal::events::label(Some(&meta.event)),
         meta,
         headers,
         body,

@@ -31,11 +31,7 @@ type Key = (String, String);
 
 const RESCAN: Duration = Duration::from_secs(10);
 
-/// An attempt starts only if the lease, by this process's own monotonic
-/// clock, outlives the route's timeout by this much; else the lease is
-/// extended first (the trust window: a worker frozen past its lease must
-/// not send after it passed on).
-pub const LEASE_MARGIN_SECS: u64 = 5;
+pub use crate::config::LEASE_MARGIN_SECS;
 
 /// What the workers share.
 struct Shared {

@@ -22,7 +22,7 @@ use aggregate::{Aggregates, Exposition};
 use event::Observation;
 
 /// The sink's name in jobs, partitions and metrics (not usable by a route).
-pub const SINK: &str = "actions-metrics";
+pub const SINK: &str = crate::config::ACTIONS_SINK;
 const EVENTS: [&str; 2] = ["workflow_run", "workflow_job"];
 /// Rows read per page when the sums are rebuilt at start.
 const LOAD_PAGE: usize = 1_000;
