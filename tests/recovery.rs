@@ -123,9 +123,18 @@ async fn a_thousand_deliveries_missed_while_down_come_back_once_each() {
     let hub = hub_for(port, |_| {}).await;
     let dir = tempfile::tempdir().unwrap();
 
-    // Up: 30 deliveries arrive. Down: 1,000 fail on GitHub's side.
+    // Up: 30 deliveries arrive. Down: 1,000 fail on GitHub's side. The
+    // walk at start reads the empty log first: had it read a delivery, the
+    // next walk would stop at that checkpoint and see one entry fewer.
     let c = config(dir.path(), port, &hub);
     let t = TestApp::start_in(dir, c).await;
+    common::eventually("the walk at start", Duration::from_secs(30), async || {
+        let status = t.app.journal().recovery_status().await.unwrap();
+        status
+            .first()
+            .is_some_and(|s| s.last_complete_at_ms.is_some())
+    })
+    .await;
     let arrived = send(&hub, 30).await;
     let dir = t.stop().await;
     let missed = send(&hub, 1000).await;
