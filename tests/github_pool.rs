@@ -335,7 +335,9 @@ async fn a_secondary_limit_pauses_that_credential_for_its_retry_after() {
     secondary.max_hits = Some(1);
     c.faults.push(secondary);
     let hub = FakeHub::start(c).await.unwrap();
-    let p = pool(&hub, &[(101, "app-a.pem")], &["ghp_pooltoken"]);
+    // The pause is judged on the pool's clock, which the test moves.
+    let clock = gatehouse::clock::ManualClock::starting_now();
+    let p = pool(&hub, &[(101, "app-a.pem")], &["ghp_pooltoken"]).with_clock(clock.clone());
     // Fresh credentials are tried first: the installation, which is limited.
     let first = p
         .send("octo-org", Request::get("/repos/octo-org/widgets"))
@@ -349,8 +351,9 @@ async fn a_secondary_limit_pauses_that_credential_for_its_retry_after() {
             installation: 11
         }
     );
-    let paused_at = Instant::now();
-    while paused_at.elapsed() < Duration::from_millis(1700) {
+    // Until its retry-after (2 s) has passed, to the last millisecond.
+    for _ in 0..4 {
+        clock.advance(499);
         let a = p
             .send("octo-org", Request::get("/repos/octo-org/widgets"))
             .await
@@ -361,10 +364,9 @@ async fn a_secondary_limit_pauses_that_credential_for_its_retry_after() {
             CredId::Token("bot".into()),
             "the paused credential gets nothing"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(hub.stats().installations[&11].requests, 1);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(10);
     // After its retry-after it is chosen again (never used budget beats the token's).
     let a = p
         .send("octo-org", Request::get("/repos/octo-org/widgets"))
