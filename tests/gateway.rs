@@ -1292,3 +1292,72 @@ async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
         "{m}"
     );
 }
+
+/// The same on GraphQL's budget, where a scope is judged on the operation
+/// in the body: a client whose mutations its read-only scope refuses
+/// never counts as one of the clients that share the owner's points.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graphql_request_its_scope_refuses_takes_no_share_of_the_points() {
+    let mut hub = hub_config();
+    hub.rate_limit.graphql = 100;
+    hub.rate_limit.window_secs = 600;
+    let gw = Gw::start_reserving(
+        hub,
+        5,
+        |g| {
+            g.fair_share_below = 0.5;
+            g.priority_share = 0.1;
+        },
+        gatehouse::clock::system(),
+    )
+    .await;
+    let runaway = gw.client("runaway", &[], &["octo-org"]);
+    let normal = gw.client("normal", &[], &["octo-org"]);
+    let reader = gw.client("reader", &["QUERY /graphql"], &["octo-org"]);
+    let post = |token: &str, body: Value| {
+        let (http, base, token) = (gw.http.clone(), gw.base.clone(), token.to_string());
+        async move {
+            http.post(format!("{base}/graphql"))
+                .header("authorization", format!("token {token}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let query = graphql(r#"{ repository(owner: "octo-org", name: "widgets") { name } }"#);
+    let mutation = graphql(
+        r#"mutation { addComment(input: {subjectId: "I_1", body: "x"}) { clientMutationId } }"#,
+    );
+    let (mut refused, mut normal_ok) = (0u64, 0u64);
+    for i in 0..200 {
+        let r = post(&runaway, query.clone()).await;
+        if r.status() == 403 {
+            refused += 1;
+            assert_eq!(header(&r, "x-ratelimit-resource"), "graphql");
+        } else {
+            assert_eq!(r.status(), 200);
+        }
+        if i % 10 == 0 {
+            let r = post(&normal, query.clone()).await;
+            assert_eq!(
+                r.status(),
+                200,
+                "the normal client keeps working (query {i})"
+            );
+            normal_ok += 1;
+            let r = post(&reader, mutation.clone()).await;
+            assert_eq!(r.status(), 403);
+            assert!(
+                r.text()
+                    .await
+                    .unwrap()
+                    .contains("may not run a GraphQL MUTATION")
+            );
+        }
+    }
+    assert_eq!(normal_ok, 20);
+    assert!(refused > 100, "{refused}");
+    let spent = gw.installation_usage(INSTALLATION);
+    assert_eq!(spent.rate_limited, 0, "GitHub never had to refuse");
+}

@@ -283,8 +283,20 @@ async fn serve(
     body: Body,
 ) -> Fetched {
     // Checked first, so that a request this client may not send neither
-    // counts it active for an owner's shares nor reads its quota.
+    // counts it active for an owner's shares nor reads its quota; every
+    // request but GraphQL's is refused so before its body is read.
     if let Err(why) = may_send(client, owner, parts, target) {
+        return refused(&why);
+    }
+    // The budget the body holds is given back once GitHub has answered.
+    let (body, _held) = match read_body(s, parts, body).await {
+        Ok(read) => read.into_parts(),
+        Err(refusal) => return refusal,
+    };
+    if target.graphql
+        && parts.method == Method::POST
+        && let Err(why) = may_run(client, &body, &target.path)
+    {
         return refused(&why);
     }
     let resource = crate::github::budget::Resource::for_path(&target.path);
@@ -397,29 +409,19 @@ fn may_send(
     }
 }
 
+/// A GraphQL request's scope: which operation its body runs.
+fn may_run(client: &Client, body: &[u8], path: &str) -> Result<(), Refusal> {
+    client.check_graphql(graphql::operation(body)?, path)
+}
+
 async fn serve_admitted(
     s: &GatewayState,
     client: &Client,
     owner: Option<&str>,
     parts: &Parts,
     target: &route::Target,
-    body: Body,
+    body: Bytes,
 ) -> Fetched {
-    let graphql_post = target.graphql && parts.method == Method::POST;
-    // The budget the body holds is given back once GitHub has answered.
-    let (body, _held) = match read_body(s, parts, body).await {
-        Ok(read) => read.into_parts(),
-        Err(refusal) => return refusal,
-    };
-    if graphql_post {
-        let op = match graphql::operation(&body) {
-            Ok(op) => op,
-            Err(why) => return refused(&Refusal::from(why)),
-        };
-        if let Err(why) = client.check_graphql(op, &target.path) {
-            return refused(&why);
-        }
-    }
     let within = sorted(&client.owners);
     let reach = reach(&within);
     // Whose credentials read an answer decides who may see it again: an
