@@ -602,17 +602,26 @@ async fn missed_deliveries_are_asked_for_oldest_first_and_arrive_marked_recovere
     // GitHub was asked for them in the order it first sent them. fakehub
     // numbers each redelivery when it takes the request (its log lists
     // them as they finish: GitHub, too, redelivers after answering 202, so
-    // two redeliveries can cross on the way).
-    let mut asked: Vec<(i64, String)> = hub
-        .hub()
-        .log
-        .lock()
-        .unwrap()
-        .all()
-        .iter()
-        .filter(|r| r.redelivery)
-        .map(|r| (r.id, r.guid.clone()))
-        .collect();
+    // two redeliveries can cross on the way, and the last one can be in
+    // the journal a moment before it is in the log).
+    let logged = || -> Vec<(i64, String)> {
+        hub.hub()
+            .log
+            .lock()
+            .unwrap()
+            .all()
+            .iter()
+            .filter(|r| r.redelivery)
+            .map(|r| (r.id, r.guid.clone()))
+            .collect()
+    };
+    common::eventually(
+        "every redelivery in the log",
+        Duration::from_secs(10),
+        async || logged().len() >= missed.len(),
+    )
+    .await;
+    let mut asked = logged();
     asked.sort();
     let asked: Vec<String> = asked.into_iter().map(|(_, g)| g).collect();
     assert_eq!(asked, missed, "oldest first");
