@@ -351,7 +351,7 @@ async fn a_secondary_limit_pauses_that_credential_for_its_retry_after() {
             installation: 11
         }
     );
-    // Until its retry-after (2 s) has passed, to the last millisecond.
+    // Until 4 ms before its retry-after (2 s) has passed.
     for _ in 0..4 {
         clock.advance(499);
         let a = p

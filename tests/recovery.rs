@@ -108,9 +108,11 @@ async fn unsettled(store: &Store) -> i64 {
         .sum()
 }
 
-/// Waits (bounded) until every walk and request is settled.
+/// Waits (bounded) until every walk and request is settled. Generous: a
+/// walk retries a failed page after 1, 2, 4, 8... s, so against a GitHub
+/// failing half its answers one walk can take half a minute.
 async fn until_settled(t: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     while unsettled(&t.store()).await > 0 {
         assert!(Instant::now() < deadline, "still unsettled");
         tokio::time::sleep(Duration::from_millis(50)).await;
