@@ -1196,12 +1196,14 @@ async fn a_quota_refuses_the_first_unit_over_it_as_github_would_and_free_answers
     assert_eq!(header(&r, "x-ratelimit-used"), "1");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
+/// A gateway whose owner's budget (100 units of the resource `limits`
+/// sets, for 10 minutes, 5 in reserve) reaches the share rules quickly:
+/// shares from half of it, the last 10% kept for high priority.
+async fn sharing(limits: impl FnOnce(&mut fakehub::config::RateLimitConfig)) -> Gw {
     let mut hub = hub_config();
-    hub.rate_limit.core = 100;
+    limits(&mut hub.rate_limit);
     hub.rate_limit.window_secs = 600;
-    let gw = Gw::start_reserving(
+    Gw::start_reserving(
         hub,
         5,
         |g| {
@@ -1210,7 +1212,12 @@ async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
         },
         gatehouse::clock::system(),
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
+    let gw = sharing(|limits| limits.core = 100).await;
     let runaway = gw.client("runaway", &[], &[]);
     let normal = gw.client("normal", &[], &[]);
     // Confined to another owner: its requests for octo-org are refused
@@ -1298,19 +1305,7 @@ async fn a_runaway_client_is_held_to_its_share_while_the_others_keep_working() {
 /// never counts as one of the clients that share the owner's points.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_graphql_request_its_scope_refuses_takes_no_share_of_the_points() {
-    let mut hub = hub_config();
-    hub.rate_limit.graphql = 100;
-    hub.rate_limit.window_secs = 600;
-    let gw = Gw::start_reserving(
-        hub,
-        5,
-        |g| {
-            g.fair_share_below = 0.5;
-            g.priority_share = 0.1;
-        },
-        gatehouse::clock::system(),
-    )
-    .await;
+    let gw = sharing(|limits| limits.graphql = 100).await;
     let runaway = gw.client("runaway", &[], &["octo-org"]);
     let normal = gw.client("normal", &[], &["octo-org"]);
     let reader = gw.client("reader", &["QUERY /graphql"], &["octo-org"]);

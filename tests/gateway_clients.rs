@@ -62,24 +62,7 @@ fn run_client(
 }
 
 fn add_client(config: &Path, name: &str) -> String {
-    let (status, out) = binary::run(
-        &[
-            "clients",
-            "add",
-            name,
-            "--owner",
-            "octo-org",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(status.success(), "{out}");
-    out.lines()
-        .find(|l| l.starts_with("gth_"))
-        .unwrap_or_else(|| panic!("no token printed: {out}"))
-        .trim()
-        .to_string()
+    binary::add_client(config, name, "octo-org")
 }
 
 fn clients_list(config: &Path) -> Vec<Value> {

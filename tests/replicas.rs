@@ -698,22 +698,7 @@ async fn three_replicas_share_githubs_limits_the_gateway_cache_and_the_login_thr
         .map(|s| format!("http://{}", s.gateway_addr().expect("gateway started")))
         .collect();
     // A client added through one replica's CLI works on every replica.
-    let (ok, out) = gatehouse(&[
-        "clients",
-        "add",
-        "ci",
-        "--owner",
-        "octo-org",
-        "--config",
-        dir.path().join("g0.toml").to_str().unwrap(),
-    ]);
-    assert!(ok, "{out}");
-    let token = out
-        .lines()
-        .find(|l| l.starts_with("gth_"))
-        .expect("token printed")
-        .trim()
-        .to_string();
+    let token = common::binary::add_client(&dir.path().join("g0.toml"), "ci", "octo-org");
     let client = reqwest::Client::new();
     let get = |i: usize, path: String| {
         let (client, base, token) = (client.clone(), gateways[i % 3].clone(), token.clone());
@@ -875,23 +860,7 @@ async fn a_runaway_on_one_replica_cannot_spend_another_replicas_clients_share() 
     })
     .await;
     let config = dir.path().join("g0.toml");
-    let token = |name: &str| {
-        let (ok, out) = gatehouse(&[
-            "clients",
-            "add",
-            name,
-            "--owner",
-            "octo-org",
-            "--config",
-            config.to_str().unwrap(),
-        ]);
-        assert!(ok, "{out}");
-        out.lines()
-            .find(|l| l.starts_with("gth_"))
-            .expect("token printed")
-            .trim()
-            .to_string()
-    };
+    let token = |name: &str| common::binary::add_client(&config, name, "octo-org");
     let (runaway, normal) = (token("runaway"), token("normal"));
     let gateways: Vec<String> = servers
         .iter()

@@ -170,7 +170,6 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
-/// Runs the binary to completion (bounded) and returns status and output.
 /// `gatehouse deliveries retry --dead --route ROUTE`, as an operator
 /// runs it once the consumer is fixed; it must succeed.
 pub fn retry_dead(config: &Path, route: &str) {
@@ -189,6 +188,30 @@ pub fn retry_dead(config: &Path, route: &str) {
     assert!(ok.success(), "{out}");
 }
 
+/// `gatehouse clients add NAME --owner OWNER` through the CLI, as an
+/// operator adds a client; the token it prints once.
+pub fn add_client(config: &Path, name: &str, owner: &str) -> String {
+    let (status, out) = run(
+        &[
+            "clients",
+            "add",
+            name,
+            "--owner",
+            owner,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(status.success(), "{out}");
+    out.lines()
+        .find(|l| l.starts_with("gth_"))
+        .unwrap_or_else(|| panic!("no token printed: {out}"))
+        .trim()
+        .to_string()
+}
+
+/// Runs the binary to completion (bounded) and returns status and output.
 pub fn run(args: &[&str], cwd: Option<&Path>) -> (ExitStatus, String) {
     run_with_input(args, cwd, None)
 }
