@@ -94,6 +94,17 @@ impl Gw {
             .unwrap()
     }
 
+    /// A GraphQL-over-HTTP POST to `/graphql` with `body`.
+    async fn graphql(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/graphql", self.base))
+            .header("authorization", format!("token {token}"))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     fn installation_usage(&self, id: i64) -> fakehub::limits::Usage {
         self.hub
             .stats()
@@ -994,20 +1005,9 @@ async fn a_read_only_graphql_scope_refuses_mutations_before_they_go_upstream() {
     let gw = Gw::start(hub_config(), |_| {}).await;
     let reader = gw.client("reader", &["QUERY /graphql"], &["octo-org"]);
     let writer = gw.client("writer", &["MUTATION /graphql"], &["octo-org"]);
-    let post = |token: String, body: Value| {
-        let (http, base) = (gw.http.clone(), gw.base.clone());
-        async move {
-            http.post(format!("{base}/graphql"))
-                .header("authorization", format!("token {token}"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
     let sent = || gw.installation_usage(INSTALLATION).requests;
     let query = graphql(r#"{ repository(owner: "octo-org", name: "widgets") { name } }"#);
-    let r = post(reader.clone(), query.clone()).await;
+    let r = gw.graphql(&reader, &query).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["data"]["repository"]["name"], "widgets");
@@ -1023,7 +1023,7 @@ async fn a_read_only_graphql_scope_refuses_mutations_before_they_go_upstream() {
         "operationName": "Evil",
     });
     for body in [mutation.clone(), picked] {
-        let r = post(reader.clone(), body).await;
+        let r = gw.graphql(&reader, &body).await;
         assert_eq!(r.status(), 403);
         let v: Value = r.json().await.unwrap();
         assert!(v["message"].as_str().unwrap().contains("MUTATION"), "{v}");
@@ -1035,14 +1035,14 @@ async fn a_read_only_graphql_scope_refuses_mutations_before_they_go_upstream() {
         serde_json::json!([{"query": "{ viewer { login } }"}]),
         serde_json::json!({"query": "subscription { x }"}),
     ] {
-        let r = post(reader.clone(), body.clone()).await;
+        let r = gw.graphql(&reader, &body).await;
         assert_eq!(r.status(), 400, "{body}");
     }
     assert_eq!(sent(), after_query, "nothing refused reached GitHub");
 
     // The writer's mutation goes upstream; its query does not.
-    assert_eq!(post(writer.clone(), query).await.status(), 403);
-    post(writer, mutation).await;
+    assert_eq!(gw.graphql(&writer, &query).await.status(), 403);
+    gw.graphql(&writer, &mutation).await;
     assert_eq!(sent(), after_query + 1);
 }
 
@@ -1131,15 +1131,8 @@ async fn a_quota_refuses_the_first_unit_over_it_as_github_would_and_free_answers
     // credential's last GraphQL answer: another client's query comes first
     // (a credential's first query after a start counts 1).
     let other = gw.client("other", &[], &[]);
-    let query = async |token: &str| {
-        gw.http
-            .post(format!("{}/graphql", gw.base))
-            .header("authorization", format!("token {token}"))
-            .json(&graphql("query { viewer { login } }"))
-            .send()
-            .await
-            .unwrap()
-    };
+    let viewer = graphql("query { viewer { login } }");
+    let query = async |token: &str| gw.graphql(token, &viewer).await;
     assert_eq!(query(&other).await.status(), 200);
     let r = query(&token).await;
     assert_eq!(r.status(), 200);
@@ -1309,24 +1302,13 @@ async fn a_graphql_request_its_scope_refuses_takes_no_share_of_the_points() {
     let runaway = gw.client("runaway", &[], &["octo-org"]);
     let normal = gw.client("normal", &[], &["octo-org"]);
     let reader = gw.client("reader", &["QUERY /graphql"], &["octo-org"]);
-    let post = |token: &str, body: Value| {
-        let (http, base, token) = (gw.http.clone(), gw.base.clone(), token.to_string());
-        async move {
-            http.post(format!("{base}/graphql"))
-                .header("authorization", format!("token {token}"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
     let query = graphql(r#"{ repository(owner: "octo-org", name: "widgets") { name } }"#);
     let mutation = graphql(
         r#"mutation { addComment(input: {subjectId: "I_1", body: "x"}) { clientMutationId } }"#,
     );
     let (mut refused, mut normal_ok) = (0u64, 0u64);
     for i in 0..200 {
-        let r = post(&runaway, query.clone()).await;
+        let r = gw.graphql(&runaway, &query).await;
         if r.status() == 403 {
             refused += 1;
             assert_eq!(header(&r, "x-ratelimit-resource"), "graphql");
@@ -1334,14 +1316,14 @@ async fn a_graphql_request_its_scope_refuses_takes_no_share_of_the_points() {
             assert_eq!(r.status(), 200);
         }
         if i % 10 == 0 {
-            let r = post(&normal, query.clone()).await;
+            let r = gw.graphql(&normal, &query).await;
             assert_eq!(
                 r.status(),
                 200,
                 "the normal client keeps working (query {i})"
             );
             normal_ok += 1;
-            let r = post(&reader, mutation.clone()).await;
+            let r = gw.graphql(&reader, &mutation).await;
             assert_eq!(r.status(), 403);
             assert!(
                 r.text()
