@@ -135,15 +135,7 @@ async fn kill_9_mid_backlog(route_extra: &str, per_request: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_consumer_opens_the_breaker_which_survives_kill_9_and_closes_on_success() {
     let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let is_up = up.clone();
-    let c = consumer::start(
-        Duration::ZERO,
-        std::sync::Arc::new(move |_, _| {
-            let ok = is_up.load(std::sync::atomic::Ordering::SeqCst);
-            (if ok { 200 } else { 500 }, vec![])
-        }),
-    )
-    .await;
+    let c = consumer::start(Duration::ZERO, consumer::up_when(up.clone())).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("gatehouse.db");
     let config = binary::write_config(

@@ -23,12 +23,7 @@ fn cli(config: &std::path::Path, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_letters_are_listed_shown_and_retried_from_the_cli() {
     let healthy = Arc::new(AtomicBool::new(false));
-    let h = healthy.clone();
-    let c = consumer::start(
-        Duration::ZERO,
-        Arc::new(move |_, _| (if h.load(Ordering::SeqCst) { 200 } else { 500 }, vec![])),
-    )
-    .await;
+    let c = consumer::start(Duration::ZERO, consumer::up_when(healthy.clone())).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("g.db");
     let config = binary::write_config(

@@ -61,12 +61,7 @@ async fn looks(db: &std::path::Path, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_letter_opens_one_problem_and_its_retry_clears_it() {
     let healthy = Arc::new(AtomicBool::new(false));
-    let h = healthy.clone();
-    let ci = consumer::start(
-        Duration::ZERO,
-        Arc::new(move |_, _| (if h.load(Ordering::SeqCst) { 200 } else { 500 }, vec![])),
-    )
-    .await;
+    let ci = consumer::start(Duration::ZERO, consumer::up_when(healthy.clone())).await;
     let receiver = consumer::start(Duration::ZERO, consumer::always(200)).await;
     let dir = tempfile::tempdir().unwrap();
     let url_file = dir.path().join("notify-url");

@@ -354,15 +354,7 @@ async fn a_real_prometheus_fires_the_alerts_of_an_incident_and_clears_them() {
     common::hub::push_deliveries(&hub, HookRef::App(101), 3).await;
 
     let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let h = healthy.clone();
-    let ci = consumer::start(
-        Duration::ZERO,
-        std::sync::Arc::new(move |_, _| {
-            let up = h.load(std::sync::atomic::Ordering::SeqCst);
-            (if up { 200 } else { 500 }, vec![])
-        }),
-    )
-    .await;
+    let ci = consumer::start(Duration::ZERO, consumer::up_when(healthy.clone())).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();

@@ -102,15 +102,7 @@ fn scheduler_for(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_consumer_down_for_three_hours_loses_nothing_and_order_holds_on_the_default_schedule() {
     let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let is_up = up.clone();
-    let c = common::consumer::start(
-        Duration::ZERO,
-        Arc::new(move |_, _| {
-            let ok = is_up.load(std::sync::atomic::Ordering::SeqCst);
-            (if ok { 200 } else { 500 }, vec![])
-        }),
-    )
-    .await;
+    let c = common::consumer::start(Duration::ZERO, common::consumer::up_when(up.clone())).await;
     let dir = tempfile::tempdir().unwrap();
     let journal = common::open_store(&dir.path().join("gatehouse.db"));
     for (i, guid) in ["g1", "g2", "g3"].iter().enumerate() {

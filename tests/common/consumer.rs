@@ -221,6 +221,14 @@ pub fn always(status: u16) -> Script {
     Arc::new(move |_, _| (status, vec![]))
 }
 
+/// 500 while `up` is false (a consumer that is down), 200 once it is set.
+pub fn up_when(up: Arc<std::sync::atomic::AtomicBool>) -> Script {
+    Arc::new(move |_, _| {
+        let ok = up.load(std::sync::atomic::Ordering::SeqCst);
+        (if ok { 200 } else { 500 }, vec![])
+    })
+}
+
 impl Consumer {
     pub fn arrivals(&self) -> Vec<Arrival> {
         self.arrivals.lock().unwrap().clone()
