@@ -27,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{SECRET, bin, bodies, post_push};
+use common::{bin, bodies, post_push, write_config};
 
 struct Args {
     rate: u32,
@@ -55,20 +55,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-fn write_config(dir: &Path, listen: &str, extra: &str) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = dir.join("gatehouse.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = {listen:?}\n[storage]\npath = {:?}\n[webhooks]\nsecrets = [{SECRET:?}]\n[log]\nlevel = \"warn\"\n{extra}",
-            dir.join("gatehouse.db").display().to_string()
-        ),
-    )
-    .unwrap();
-    config
 }
 
 /// gatehouse on `config`; with `fd`, on that listener as descriptor 3 (as
@@ -209,7 +195,7 @@ async fn restart(a: &Args, held: bool, run: usize) -> Load {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
     let base = format!("http://{addr}");
-    let config = write_config(&dir, &addr.to_string(), "");
+    let config = write_config(&dir, &addr.to_string(), "", "");
     let fd = held.then(|| socket.as_raw_fd());
     if !held {
         drop(socket);
@@ -235,7 +221,7 @@ async fn reload(a: &Args, run: usize) -> (Load, Duration) {
         std::env::temp_dir().join(format!("gatehouse-ops-reload-{}-{run}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let route = |url: &str| format!("[[routes]]\nname = \"ci\"\nurl = {url:?}\n");
-    let config = write_config(&dir, "127.0.0.1:18931", &route("http://127.0.0.1:9/a"));
+    let config = write_config(&dir, "127.0.0.1:18931", "", &route("http://127.0.0.1:9/a"));
     let mut child = spawn(&config, None);
     let base = "http://127.0.0.1:18931".to_string();
     ready(&base).await;
@@ -244,7 +230,7 @@ async fn reload(a: &Args, run: usize) -> (Load, Duration) {
     let took: Arc<std::sync::Mutex<Duration>> = Arc::default();
     let (spent, d, cfg) = (took.clone(), dir.clone(), config.clone());
     let l = load(&base, a, move || {
-        write_config(&d, "127.0.0.1:18931", &route("http://127.0.0.1:9/b"));
+        write_config(&d, "127.0.0.1:18931", "", &route("http://127.0.0.1:9/b"));
         let t = Instant::now();
         let out = Command::new(bin())
             .args(["reload", "--config", cfg.to_str().unwrap()])
@@ -278,7 +264,7 @@ async fn scrape(seen: usize) -> f64 {
     let extra = format!(
         "[recovery]\ninterval_secs = 86400\n[github]\napi_url = \"http://127.0.0.1:9\"\ntimeout_secs = 1\n[[github.apps]]\nid = 1\nprivate_key_file = {keys:?}\n"
     );
-    let config = write_config(&dir, "127.0.0.1:18932", &extra);
+    let config = write_config(&dir, "127.0.0.1:18932", "", &extra);
     // The schema first (a server start), then the rows, then the server.
     let out = Command::new(bin())
         .args(["migrate", "--config", config.to_str().unwrap()])

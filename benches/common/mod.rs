@@ -50,6 +50,23 @@ pub struct Server {
     pub config: PathBuf,
 }
 
+/// `dir/gatehouse.toml` for a server on `listen` with its journal in
+/// `dir`, `storage` added to `[storage]` and `extra` after; it logs where
+/// it listens (`Server` reads that from its stderr).
+pub fn write_config(dir: &Path, listen: &str, storage: &str, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = {listen:?}\n[storage]\npath = {:?}\n{storage}\n[webhooks]\nsecrets = [{SECRET:?}]\n[log]\nlevel = \"warn,gatehouse::app=info\"\n{extra}",
+            dir.join("gatehouse.db").display().to_string()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 impl Server {
     /// Starts `gatehouse serve` with a fresh journal in `dir`; `extra` is
     /// appended to the config (routes, say).
@@ -66,16 +83,7 @@ impl Server {
     /// Starts `gatehouse serve` with `storage` added to its `[storage]`
     /// section (`url = ...` for PostgreSQL).
     pub fn start_with_storage(dir: &Path, storage: &str, extra: &str) -> Server {
-        std::fs::create_dir_all(dir).unwrap();
-        let config = dir.join("gatehouse.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = {:?}\n{storage}\n[webhooks]\nsecrets = [{SECRET:?}]\n[log]\nlevel = \"warn,gatehouse::app=info\"\n{extra}",
-                dir.join("gatehouse.db").display().to_string()
-            ),
-        )
-        .unwrap();
+        let config = write_config(dir, "127.0.0.1:0", storage, extra);
         let mut child = Command::new(bin())
             .args(["serve", "--config", config.to_str().unwrap()])
             .env_remove("RUST_LOG")
