@@ -93,23 +93,30 @@ impl<'a> Turn<'a> {
 
     /// Makes sure the lease outlives a step of `timeout` plus the margin,
     /// extending it first if not (the trust window: a worker frozen past
-    /// its lease must not send after it passed on). False: it passed on.
+    /// its lease must not send after it passed on). False: it passed on,
+    /// or this worker cannot tell that it did not.
     pub async fn ensure_lease(&mut self, timeout: Duration) -> Result<bool, StoreError> {
         let needed = timeout + Duration::from_secs(LEASE_MARGIN_SECS);
-        if Instant::now() + needed <= self.trust_until {
-            return Ok(true);
-        }
-        let before = Instant::now();
-        let until = self.now_ms() + self.lease_ms;
-        if self
-            .store
-            .extend(self.sink, self.partition, &self.fence, until)
-            .await?
-        {
+        // Twice at most: a process frozen between the extension's commit
+        // and reading its answer wakes with the window already spent, and
+        // the lease may have passed on meanwhile; the second extension
+        // finds out (its fence no longer holds) or starts a fresh window.
+        for _ in 0..2 {
+            if Instant::now() + needed <= self.trust_until {
+                return Ok(true);
+            }
+            let before = Instant::now();
+            let until = self.now_ms() + self.lease_ms;
+            if !self
+                .store
+                .extend(self.sink, self.partition, &self.fence, until)
+                .await?
+            {
+                return Ok(false);
+            }
             self.renewed(before);
-            return Ok(true);
         }
-        Ok(false)
+        Ok(Instant::now() + needed <= self.trust_until)
     }
 
     /// After a write that renewed the lease, issued at `before`.
@@ -145,4 +152,150 @@ pub trait Sink: Send + Sync {
     /// recorded under `turn.fence`; says when the partition is next due,
     /// or that the lease was lost (then nothing more is written).
     fn turn<'a>(&'a self, turn: &'a mut Turn<'_>) -> TurnResult<'a>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::journal::{ContentKind, DeliveryMeta, NewDelivery, ParseStatus, model};
+    use crate::store::jobs::Lease;
+    use crate::store::{Location, Options, metrics::JournalMetrics};
+
+    const LEASE_MS: i64 = 10_000;
+
+    fn push(guid: &str) -> NewDelivery {
+        NewDelivery {
+            meta: DeliveryMeta {
+                hook_id: "1".into(),
+                guid: guid.into(),
+                event: "push".into(),
+                action: None,
+                installation_id: None,
+                target_type: None,
+                target_id: None,
+                repository: Some("acme/repo".into()),
+                owner: Some("acme".into()),
+                partition_key: "acme".into(),
+                received_at_ms: crate::clock::now_ms(),
+                content_kind: ContentKind::Json,
+                parse_status: ParseStatus::Ok,
+            },
+            headers: model::encode_headers([("x-github-event", b"push".as_slice())]),
+            body: b"{}".to_vec().into(),
+            sinks: vec!["ci".into()],
+            event_label: "push",
+        }
+    }
+
+    /// A lease taken 5 s ago by this process's clock: a step needing 9.8 s
+    /// of its 10 must extend it first.
+    fn turn<'a>(
+        store: &'a Store,
+        fence: &Fence,
+        parts: &'a (watch::Receiver<bool>, SinkMetrics, InFlight, AttemptMinutes),
+        clock: &'a ManualClock,
+    ) -> Turn<'a> {
+        let taken_at = Instant::now() - Duration::from_secs(5);
+        let (stop, metrics, in_flight, attempts) = parts;
+        Turn::new(
+            store,
+            "ci",
+            "acme",
+            0,
+            fence.clone(),
+            taken_at,
+            LEASE_MS,
+            1,
+            stop,
+            metrics,
+            in_flight,
+            attempts,
+            clock,
+        )
+    }
+
+    const STEP: Duration = Duration::from_millis(LEASE_MS as u64 - LEASE_MARGIN_SECS * 1000 - 200);
+
+    #[tokio::test]
+    async fn a_worker_frozen_while_its_lease_is_extended_does_not_trust_the_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("gatehouse.db");
+        let store = crate::store::open(
+            &Location::Sqlite(db.clone()),
+            JournalMetrics::unregistered(),
+            Options::default(),
+        )
+        .unwrap();
+        store.append(push("g1")).await.unwrap();
+        let clock = ManualClock::starting_now();
+        let t0 = clock.now_ms();
+        let Lease::Taken { fence, .. } = store
+            .acquire("ci", "acme", "worker-a", t0, LEASE_MS)
+            .await
+            .unwrap()
+        else {
+            panic!("a free partition is taken");
+        };
+        let parts = (
+            watch::channel(false).1,
+            SinkMetrics::register(&mut Default::default()),
+            InFlight::default(),
+            AttemptMinutes::default(),
+        );
+
+        // Not frozen: the extension gives a fresh window.
+        clock.advance(500);
+        assert!(
+            turn(&store, &fence, &parts, &clock)
+                .ensure_lease(STEP)
+                .await
+                .unwrap()
+        );
+
+        // Frozen (this runtime's only thread blocked, as SIGSTOP would)
+        // from just after the next extension committed until another
+        // worker took the partition over.
+        clock.advance(500);
+        let extended_to = clock.now_ms() + LEASE_MS;
+        let freeze = async {
+            std::thread::scope(|s| {
+                s.spawn(|| takeover(&db, extended_to)).join().unwrap();
+            });
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        let mut frozen = turn(&store, &fence, &parts, &clock);
+        let (trusted, ()) = tokio::join!(frozen.ensure_lease(STEP), freeze);
+        assert!(
+            !trusted.unwrap(),
+            "a window spent while frozen is not trusted: the lease passed on"
+        );
+    }
+
+    /// Another worker, on its own handle: waits until the extension to
+    /// `extended_to` is committed, then claims the partition once that
+    /// lease has expired by the database's clock.
+    fn takeover(db: &std::path::Path, extended_to: i64) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let other = crate::store::open_beside(&Location::Sqlite(db.to_path_buf())).unwrap();
+        rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let view = other.partitions(Some("ci"), extended_to, 10).await.unwrap();
+                if view.rows[0].lease_until_ms == extended_to {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the extension never committed");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let taken = other
+                .acquire("ci", "acme", "worker-b", extended_to + 1, LEASE_MS)
+                .await
+                .unwrap();
+            assert!(matches!(taken, Lease::Taken { .. }), "expired: claimable");
+        });
+    }
 }
