@@ -73,6 +73,48 @@ fn org_of(body: &[u8]) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// One request in flight for its organisation (and in the total, unless
+/// a batch), until dropped: however the handler ends, a cancelled one
+/// included (hyper drops it when its sender dies mid-request, and that
+/// request is over then).
+struct Counted {
+    in_flight: Arc<Mutex<(HashMap<String, usize>, usize)>>,
+    org: String,
+    total: bool,
+}
+
+impl Counted {
+    fn start(s: &St, org: &str, total: bool) -> Counted {
+        let mut f = s.in_flight.lock().unwrap();
+        let n = f.0.entry(org.to_string()).or_insert(0);
+        *n += 1;
+        let n = *n;
+        let mut m = s.c.max_in_flight.lock().unwrap();
+        let e = m.entry(org.to_string()).or_insert(0);
+        *e = (*e).max(n);
+        if total {
+            f.1 += 1;
+            let mut t = s.c.max_total_in_flight.lock().unwrap();
+            *t = (*t).max(f.1);
+        }
+        Counted {
+            in_flight: s.in_flight.clone(),
+            org: org.to_string(),
+            total,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut f = self.in_flight.lock().unwrap();
+        *f.0.get_mut(&self.org).unwrap() -= 1;
+        if self.total {
+            f.1 -= 1;
+        }
+    }
+}
+
 async fn receive(State(s): State<St>, headers: HeaderMap, body: bytes::Bytes) -> Response {
     if headers.contains_key("x-gatehouse-batch") {
         return receive_batch(s, headers, body).await;
@@ -94,19 +136,7 @@ async fn receive(State(s): State<St>, headers: HeaderMap, body: bytes::Bytes) ->
         at: Instant::now(),
         batch: None,
     };
-    {
-        let mut f = s.in_flight.lock().unwrap();
-        let n = f.0.entry(arrival.org.clone()).or_insert(0);
-        *n += 1;
-        let n = *n;
-        f.1 += 1;
-        let total = f.1;
-        let mut m = s.c.max_in_flight.lock().unwrap();
-        let e = m.entry(arrival.org.clone()).or_insert(0);
-        *e = (*e).max(n);
-        let mut t = s.c.max_total_in_flight.lock().unwrap();
-        *t = (*t).max(total);
-    }
+    let counted = Counted::start(&s, &arrival.org, true);
     tokio::time::sleep(s.delay).await;
     let seen =
         s.c.arrivals
@@ -117,11 +147,7 @@ async fn receive(State(s): State<St>, headers: HeaderMap, body: bytes::Bytes) ->
             .count();
     let (status, extra) = (s.script)(&arrival, seen);
     s.c.arrivals.lock().unwrap().push(arrival.clone());
-    {
-        let mut f = s.in_flight.lock().unwrap();
-        *f.0.get_mut(&arrival.org).unwrap() -= 1;
-        f.1 -= 1;
-    }
+    drop(counted);
     let mut r = http::StatusCode::from_u16(status).unwrap().into_response();
     for (k, v) in extra {
         r.headers_mut().insert(k, v.parse().unwrap());
@@ -175,19 +201,11 @@ async fn receive_batch(s: St, headers: HeaderMap, body: bytes::Bytes) -> Respons
         })
         .collect();
     let org = arrivals.first().map_or("-".to_string(), |a| a.org.clone());
-    {
-        let mut f = s.in_flight.lock().unwrap();
-        let n = f.0.entry(org.clone()).or_insert(0);
-        *n += 1;
-        let n = *n;
-        let mut m = s.c.max_in_flight.lock().unwrap();
-        let e = m.entry(org.clone()).or_insert(0);
-        *e = (*e).max(n);
-    }
+    let counted = Counted::start(&s, &org, false);
     tokio::time::sleep(s.delay).await;
     let (status, answer) = (s.batch_script)(&arrivals);
     s.c.arrivals.lock().unwrap().extend(arrivals);
-    *s.in_flight.lock().unwrap().0.get_mut(&org).unwrap() -= 1;
+    drop(counted);
     (http::StatusCode::from_u16(status).unwrap(), answer).into_response()
 }
 
