@@ -96,15 +96,16 @@ impl<'a> Turn<'a> {
     /// its lease must not send after it passed on). False: it passed on,
     /// or this worker cannot tell that it did not.
     pub async fn ensure_lease(&mut self, timeout: Duration) -> Result<bool, StoreError> {
-        let needed = timeout + Duration::from_secs(LEASE_MARGIN_SECS);
-        // Twice at most: a process frozen between the extension's commit
-        // and reading its answer wakes with the window already spent, and
-        // the lease may have passed on meanwhile; the second extension
-        // finds out (its fence no longer holds) or starts a fresh window.
+        if Instant::now() + timeout + Duration::from_secs(LEASE_MARGIN_SECS) <= self.trust_until {
+            return Ok(true);
+        }
+        // Twice at most. The window runs from before the write, so a
+        // process frozen between the extension's commit and reading its
+        // answer wakes with it spent, and the lease may have passed on
+        // meanwhile. A slow write may eat into the margin, not into the
+        // step; if the step no longer fits, a second extension finds out
+        // (its fence no longer holds) or opens a fresh window.
         for _ in 0..2 {
-            if Instant::now() + needed <= self.trust_until {
-                return Ok(true);
-            }
             let before = Instant::now();
             let until = self.now_ms() + self.lease_ms;
             if !self
@@ -115,8 +116,11 @@ impl<'a> Turn<'a> {
                 return Ok(false);
             }
             self.renewed(before);
+            if Instant::now() + timeout <= self.trust_until {
+                return Ok(true);
+            }
         }
-        Ok(Instant::now() + needed <= self.trust_until)
+        Ok(false)
     }
 
     /// After a write that renewed the lease, issued at `before`.
@@ -188,8 +192,8 @@ mod tests {
         }
     }
 
-    /// A lease taken 5 s ago by this process's clock: a step needing 9.8 s
-    /// of its 10 must extend it first.
+    /// A lease taken 5 s ago by this process's clock: a step needing its
+    /// timeout plus the margin must extend it first.
     fn turn<'a>(
         store: &'a Store,
         fence: &Fence,
@@ -215,7 +219,9 @@ mod tests {
         )
     }
 
-    const STEP: Duration = Duration::from_millis(LEASE_MS as u64 - LEASE_MARGIN_SECS * 1000 - 200);
+    /// The longest route timeout the configuration allows beside this
+    /// lease: only the margin is left for the extension's write.
+    const STEP: Duration = Duration::from_millis(LEASE_MS as u64 - LEASE_MARGIN_SECS * 1000);
 
     #[tokio::test]
     async fn a_worker_frozen_while_its_lease_is_extended_does_not_trust_the_extension() {
@@ -244,25 +250,27 @@ mod tests {
             AttemptMinutes::default(),
         );
 
-        // Not frozen: the extension gives a fresh window.
+        // Not frozen: the extension gives a fresh window, even for the
+        // longest timeout the configuration allows.
         clock.advance(500);
         assert!(
             turn(&store, &fence, &parts, &clock)
                 .ensure_lease(STEP)
                 .await
-                .unwrap()
+                .unwrap(),
+            "a lease extended in time is trusted for a step of the full timeout"
         );
 
         // Frozen (this runtime's only thread blocked, as SIGSTOP would)
-        // from just after the next extension committed until another
-        // worker took the partition over.
+        // from just after the next extension committed, longer than the
+        // margin, while another worker took the partition over.
         clock.advance(500);
         let extended_to = clock.now_ms() + LEASE_MS;
         let freeze = async {
             std::thread::scope(|s| {
                 s.spawn(|| takeover(&db, extended_to)).join().unwrap();
             });
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_secs(LEASE_MARGIN_SECS) + Duration::from_millis(100));
         };
         let mut frozen = turn(&store, &fence, &parts, &clock);
         let (trusted, ()) = tokio::join!(frozen.ensure_lease(STEP), freeze);
