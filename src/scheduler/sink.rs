@@ -92,9 +92,10 @@ impl<'a> Turn<'a> {
     }
 
     /// Makes sure the lease outlives a step of `timeout` plus the margin,
-    /// extending it first if not (the trust window: a worker frozen past
-    /// its lease must not send after it passed on). False: it passed on,
-    /// or this worker cannot tell that it did not.
+    /// extending it first if not; once extended, the step must still fit
+    /// (the trust window: a worker frozen past its lease must not send
+    /// after it passed on). False: it passed on, or this worker cannot
+    /// tell that it did not.
     pub async fn ensure_lease(&mut self, timeout: Duration) -> Result<bool, StoreError> {
         if Instant::now() + timeout + Duration::from_secs(LEASE_MARGIN_SECS) <= self.trust_until {
             return Ok(true);
@@ -192,8 +193,7 @@ mod tests {
         }
     }
 
-    /// A lease taken 5 s ago by this process's clock: a step needing its
-    /// timeout plus the margin must extend it first.
+    /// A turn on a lease taken 5 s ago by this process's clock.
     fn turn<'a>(
         store: &'a Store,
         fence: &Fence,
@@ -220,7 +220,8 @@ mod tests {
     }
 
     /// The longest route timeout the configuration allows beside this
-    /// lease: only the margin is left for the extension's write.
+    /// lease: with the margin it fills the lease, so every step extends
+    /// first, and only the margin is left for the extension's write.
     const STEP: Duration = Duration::from_millis(LEASE_MS as u64 - LEASE_MARGIN_SECS * 1000);
 
     #[tokio::test]
