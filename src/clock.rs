@@ -1,10 +1,36 @@
 //! Wall-clock time in the units the journal stores, and the [`Clock`]
 //! the parts that compare times (leases, backoff, pauses) are given, so a
-//! test can set and move it instead of sleeping.
+//! test can set and move it instead of sleeping; and the [`Term`] a
+//! grant from a shared store (a lease, a lane) is trusted for.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long this process may act on something the store granted for a
+/// term (a partition's lease, a credential's lane), by its own monotonic
+/// clock, from before the write that granted it: never later than the
+/// store's own idea. A freeze (SIGSTOP, a VM paused) spends it as any wait
+/// does, so a process that wakes after the grant passed on does not act
+/// on it.
+#[derive(Debug, Clone, Copy)]
+pub struct Term {
+    until: Instant,
+}
+
+impl Term {
+    /// Granted for `length` by a write issued at `before`.
+    pub fn granted(before: Instant, length: Duration) -> Term {
+        Term {
+            until: before + length,
+        }
+    }
+
+    /// Whether a step of `step`, starting now, ends within the term.
+    pub fn covers(&self, step: Duration) -> bool {
+        Instant::now() + step <= self.until
+    }
+}
 
 /// Milliseconds since the Unix epoch, as some part sees them.
 pub trait Clock: Send + Sync + 'static {
@@ -102,7 +128,22 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, BadSince> {
 
 #[cfg(test)]
 mod tests {
+    use super::Term;
     use super::parse_rfc3339_ms as parse_time;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_term_covers_a_step_only_while_the_step_ends_within_it() {
+        let before = Instant::now();
+        let term = Term::granted(before, Duration::from_secs(30));
+        assert!(term.covers(Duration::from_secs(20)));
+        assert!(!term.covers(Duration::from_secs(31)));
+        // Granted by a write issued 25 s ago (a process frozen since):
+        // 5 s are left, whatever the store said then.
+        let spent = Term::granted(before - Duration::from_secs(25), Duration::from_secs(30));
+        assert!(spent.covers(Duration::from_secs(4)));
+        assert!(!spent.covers(Duration::from_secs(6)));
+    }
 
     #[test]
     fn times_come_from_rfc3339_in_any_of_githubs_spellings() {

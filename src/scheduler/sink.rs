@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::LEASE_MARGIN_SECS;
 use super::in_flight::InFlight;
 use super::samples::AttemptMinutes;
-use crate::clock::Clock;
+use crate::clock::{Clock, Term};
 use crate::scheduler::metrics::SinkMetrics;
 use crate::store::jobs::Fence;
 pub use crate::store::jobs::{Attempt, Outcome};
@@ -51,10 +51,8 @@ pub struct Turn<'a> {
     pub in_flight: &'a InFlight,
     attempts: &'a AttemptMinutes,
     clock: &'a dyn Clock,
-    /// Until when the lease can be trusted by this process's monotonic
-    /// clock (measured from before the write that took or renewed it, so
-    /// never later than the database's idea).
-    trust_until: Instant,
+    /// How long the lease can be trusted by this process's clock.
+    trust: Term,
 }
 
 impl<'a> Turn<'a> {
@@ -87,7 +85,7 @@ impl<'a> Turn<'a> {
             in_flight,
             attempts,
             clock,
-            trust_until: taken_at + Duration::from_millis(lease_ms as u64),
+            trust: Term::granted(taken_at, Duration::from_millis(lease_ms as u64)),
         }
     }
 
@@ -97,7 +95,10 @@ impl<'a> Turn<'a> {
     /// after it passed on). False: it passed on, or this worker cannot
     /// tell that it did not.
     pub async fn ensure_lease(&mut self, timeout: Duration) -> Result<bool, StoreError> {
-        if Instant::now() + timeout + Duration::from_secs(LEASE_MARGIN_SECS) <= self.trust_until {
+        if self
+            .trust
+            .covers(timeout + Duration::from_secs(LEASE_MARGIN_SECS))
+        {
             return Ok(true);
         }
         // Twice at most. The window runs from before the write, so a
@@ -117,7 +118,7 @@ impl<'a> Turn<'a> {
                 return Ok(false);
             }
             self.renewed(before);
-            if Instant::now() + timeout <= self.trust_until {
+            if self.trust.covers(timeout) {
                 return Ok(true);
             }
         }
@@ -126,7 +127,7 @@ impl<'a> Turn<'a> {
 
     /// After a write that renewed the lease, issued at `before`.
     pub fn renewed(&mut self, before: Instant) {
-        self.trust_until = before + Duration::from_millis(self.lease_ms as u64);
+        self.trust = Term::granted(before, Duration::from_millis(self.lease_ms as u64));
     }
 
     /// Now, on the scheduler's clock: what due times, retries and pauses
