@@ -185,6 +185,95 @@ async fn replicas_sharing_a_database_keep_one_request_in_flight_per_credential()
     );
 }
 
+/// A replica that took a credential's lane but hears so only after the
+/// lane's margin (frozen, or its database's answers delayed) may find it
+/// lapsed and taken by another replica, whose request is at GitHub now:
+/// it must not send on the lane it took, but take it again, and wait.
+/// Here the first replica's answers from PostgreSQL pass through a relay
+/// that holds them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_hears_late_that_it_took_a_lane_does_not_send_on_it() {
+    use gatehouse::clock::{Clock, ManualClock};
+    use gatehouse::store::postgres::{Postgres, Target};
+    let mut c = two_apps();
+    // The other replica's read stays at GitHub well past the hold below.
+    let mut slow = FaultConfig::new("GET /repos/octo-org/gadgets");
+    slow.latency_ms = 8_000;
+    c.faults.push(slow);
+    let hub = FakeHub::start(c).await.unwrap();
+    let pg = common::pg::Cluster::start();
+    let url = pg.database("late").await;
+    let mut config = github_config(&hub, &[], &["ghp_pooltoken"]);
+    config.max_wait_secs = 30;
+    let hold = Duration::from_secs(config.timeout_secs + 5);
+
+    // The other replica first (it brings the schema), on a clock past the
+    // first's lane: once that is taken, it has lapsed for this one.
+    let other_store = Postgres::connect(
+        &Target::new(&url, None).unwrap(),
+        gatehouse::store::metrics::JournalMetrics::unregistered(),
+    )
+    .await
+    .unwrap();
+    let later = ManualClock::starting_now();
+    later.advance(hold.as_millis() as i64 + 1_000);
+    let other = std::sync::Arc::new(
+        Pool::new(&config)
+            .unwrap()
+            .with_clock(later.clone() as std::sync::Arc<dyn Clock>)
+            .with_shared_lanes(
+                gatehouse::store::Store::from_backend(std::sync::Arc::new(other_store)),
+                "replica-b".into(),
+            ),
+    );
+    let relay = common::relay::Relay::start(pg.port).await;
+    let relayed = url.replace(&format!(":{}/", pg.port), &format!(":{}/", relay.port));
+    let late_store = Postgres::connect_beside(&Target::new(&relayed, None).unwrap())
+        .await
+        .unwrap();
+    let late = std::sync::Arc::new(Pool::new(&config).unwrap().with_shared_lanes(
+        gatehouse::store::Store::from_backend(std::sync::Arc::new(late_store)),
+        "replica-a".into(),
+    ));
+    let read = |p: &std::sync::Arc<Pool>, repo: &'static str| {
+        let p = p.clone();
+        tokio::spawn(async move {
+            p.send("octo-org", Request::get(&format!("/repos/octo-org/{repo}")))
+                .await
+                .unwrap()
+                .status
+        })
+    };
+    // Once with nothing held: its statements are prepared, so the next
+    // answer it waits for is the lane's.
+    assert_eq!(read(&late, "widgets").await.unwrap(), 200);
+
+    relay.hold();
+    let first = read(&late, "widgets");
+    tokio::time::timeout(Duration::from_secs(10), relay.holding())
+        .await
+        .expect("the lane was taken, its answer held");
+    let frozen_at = Instant::now();
+    let second = read(&other, "gadgets");
+    common::eventually(
+        "the other replica's read is at GitHub",
+        Duration::from_secs(10),
+        async || hub.stats().tokens["pat:bot"].in_flight == 1,
+    )
+    .await;
+    // Longer than the lane's margin: what the first replica took is spent.
+    tokio::time::sleep_until((frozen_at + Duration::from_millis(5_500)).into()).await;
+    relay.release();
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(second.await.unwrap(), 200);
+    let s = hub.stats();
+    assert_eq!(s.tokens["pat:bot"].requests, 3);
+    assert_eq!(
+        s.tokens["pat:bot"].max_concurrency, 1,
+        "the late replica waited for the lane instead of sending beside the other"
+    );
+}
+
 /// `each` callers per pool read the same repository at once; every read
 /// succeeds.
 async fn read_at_once(pools: &[std::sync::Arc<Pool>], each: usize) {

@@ -13,6 +13,7 @@ pub mod haproxy;
 pub mod hub;
 pub mod load;
 pub mod pg;
+pub mod relay;
 pub mod tmpfs;
 
 use std::path::{Path, PathBuf};

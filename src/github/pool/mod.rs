@@ -29,7 +29,7 @@ use http::StatusCode;
 
 use super::app::AppAuth;
 use super::budget::Resource;
-use crate::clock::Clock;
+use crate::clock::{Clock, Term};
 use crate::config::{GithubConfig, Purpose};
 use bookkeeping::Slot;
 use credential::TokenEntry;
@@ -177,14 +177,22 @@ impl Pool {
         let name = lane_name(&slot.id);
         // Held past the request's own timeout: a holder that never gives
         // it back (killed, frozen) frees it by itself.
-        let ttl_ms = (self.timeout + Duration::from_secs(5)).as_millis() as i64;
+        let hold = self.timeout + Duration::from_secs(5);
+        let ttl_ms = hold.as_millis() as i64;
         let deadline = Instant::now() + Duration::from_secs(self.max_wait_secs.max(1));
         loop {
+            let before = Instant::now();
             let taken = shared
                 .store
                 .take_lane(&name, &shared.replica, self.clock.now_ms(), ttl_ms)
                 .await;
-            if let Ok(Some(notes)) = taken {
+            // The request must end within the hold as this process counts
+            // it. A replica frozen (or answered late) after the take may
+            // find the lane lapsed and taken by another: it takes it again,
+            // which fails while the other holds it.
+            if let Ok(Some(notes)) = taken
+                && Term::granted(before, hold).covers(self.timeout)
+            {
                 if let Some(notes) = notes {
                     slot.adopt(&notes);
                 }
