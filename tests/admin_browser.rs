@@ -411,11 +411,8 @@ async fn an_operator_adds_rotates_and_revokes_a_gateway_client_in_chromium() {
     let gw = format!("http://{}", t.app.gateway_addr().unwrap());
     let http = reqwest::Client::new();
     let status = async |token: &str| {
-        http.get(format!("{gw}/repos/octo-org/widgets"))
-            .header("authorization", format!("token {token}"))
-            .send()
+        common::gateway_get(&http, format!("{gw}/repos/octo-org/widgets"), token)
             .await
-            .unwrap()
             .status()
             .as_u16()
     };

@@ -1429,13 +1429,8 @@ async fn the_github_page_shows_who_spends_what_and_the_incidents_avoided() {
     let token = common::add_client(&t.db_path, "ci", &[], &["octo-org"]);
     // One miss and four 304s: 1 unit spent, 4 saved, 5 asked for.
     for _ in 0..5 {
-        let r = t
-            .client
-            .get(format!("{gw}/repos/octo-org/widgets"))
-            .header("authorization", format!("token {token}"))
-            .send()
-            .await
-            .unwrap();
+        let r =
+            common::gateway_get(&t.client, format!("{gw}/repos/octo-org/widgets"), &token).await;
         assert_eq!(r.status(), 200);
     }
     let admin = Admin::login(&t.base).await;

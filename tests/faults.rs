@@ -463,12 +463,7 @@ async fn no_secret_reaches_the_logs_of_a_full_run() {
         .wait_for("the forward", Duration::from_secs(15), |a| !a.is_empty())
         .await;
     let gw = format!("http://{}", server.gateway_addr().unwrap());
-    let r = http
-        .get(format!("{gw}/repos/octo-org/widgets"))
-        .header("authorization", format!("token {client_token}"))
-        .send()
-        .await
-        .unwrap();
+    let r = common::gateway_get(&http, format!("{gw}/repos/octo-org/widgets"), &client_token).await;
     assert_eq!(r.status(), 200);
     let mut admin = Admin::anonymous(&server.base);
     assert_eq!(admin.try_login("not the password at all").await.status, 401);

@@ -419,13 +419,8 @@ async fn github_budget_pauses_an_organisation_whose_credentials_are_spent_until_
     let token = common::add_client(&t.db_path, "tool", &[], &[]);
     let mut reset_ms = 0;
     for n in 0..3 {
-        let r = t
-            .client
-            .get(format!("{gw}/repos/acme/widgets?n={n}"))
-            .header("authorization", format!("token {token}"))
-            .send()
-            .await
-            .unwrap();
+        let r =
+            common::gateway_get(&t.client, format!("{gw}/repos/acme/widgets?n={n}"), &token).await;
         assert_eq!(r.status(), 200);
         let reset: i64 = r.headers()["x-ratelimit-reset"]
             .to_str()

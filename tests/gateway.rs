@@ -685,13 +685,7 @@ async fn cache_and_usage_survive_a_restart() {
     let t = common::add_client(&app.db_path, "ci", &[], &[]);
     let get = |base: String| {
         let (http, t) = (http.clone(), t.clone());
-        async move {
-            http.get(format!("{base}/repos/octo-org/widgets"))
-                .header("authorization", format!("token {t}"))
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { common::gateway_get(&http, format!("{base}/repos/octo-org/widgets"), &t).await }
     };
     let base = format!("http://{}", app.app.gateway_addr().unwrap());
     assert_eq!(cache_of(&get(base).await), "miss");
@@ -913,22 +907,17 @@ async fn a_client_limited_to_one_owner_never_reads_another_owners_data() {
         "the token that reaches every organisation served none of it"
     );
     // Naming the victim is refused before anything is sent.
-    let r = http
-        .get(format!("{base}/repos/victim-org/crown-jewels"))
-        .header("authorization", format!("token {limited}"))
-        .send()
-        .await
-        .unwrap();
+    let r = common::gateway_get(
+        &http,
+        format!("{base}/repos/victim-org/crown-jewels"),
+        &limited,
+    )
+    .await;
     assert_eq!(r.status(), 403);
 
     // A client allowed every owner is still served by the token.
     let open = common::add_client(&app.db_path, "anyone", &[], &[]);
-    let r = http
-        .get(format!("{base}/user"))
-        .header("authorization", format!("token {open}"))
-        .send()
-        .await
-        .unwrap();
+    let r = common::gateway_get(&http, format!("{base}/user"), &open).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["login"], "fakehub-bot");

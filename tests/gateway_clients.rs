@@ -479,11 +479,8 @@ async fn a_clients_file_is_the_registry_at_start_on_sighup_and_on_reload() {
     let gw = format!("http://{}", server.gateway_addr().unwrap());
     let http = reqwest::Client::new();
     let get = async |token: &str| {
-        http.get(format!("{gw}/repos/octo-org/widgets"))
-            .header("authorization", format!("token {token}"))
-            .send()
+        common::gateway_get(&http, format!("{gw}/repos/octo-org/widgets"), token)
             .await
-            .unwrap()
             .status()
             .as_u16()
     };

@@ -60,12 +60,7 @@ async fn each_repository_goes_to_an_app_that_can_see_it_as_selections_change() {
     let token = common::add_client(&t.db_path, "ci", &[], &[]);
     let client = reqwest::Client::new();
     let get = async |path: &str| {
-        let r = client
-            .get(format!("{gw}{path}"))
-            .header("authorization", format!("token {token}"))
-            .send()
-            .await
-            .unwrap();
+        let r = common::gateway_get(&client, format!("{gw}{path}"), &token).await;
         let status = r.status().as_u16();
         (status, r.text().await.unwrap())
     };

@@ -703,12 +703,7 @@ async fn three_replicas_share_githubs_limits_the_gateway_cache_and_the_login_thr
     let get = |i: usize, path: String| {
         let (client, base, token) = (client.clone(), gateways[i % 3].clone(), token.clone());
         async move {
-            let r = client
-                .get(format!("{base}{path}"))
-                .header("authorization", format!("token {token}"))
-                .send()
-                .await
-                .unwrap();
+            let r = common::gateway_get(&client, format!("{base}{path}"), &token).await;
             let cache = r
                 .headers()
                 .get("x-gatehouse-cache")
@@ -869,12 +864,7 @@ async fn a_runaway_on_one_replica_cannot_spend_another_replicas_clients_share() 
     let get = |i: usize, token: &str, path: String| {
         let (http, base, token) = (http.clone(), gateways[i].clone(), token.to_string());
         async move {
-            let r = http
-                .get(format!("{base}{path}"))
-                .header("authorization", format!("token {token}"))
-                .send()
-                .await
-                .unwrap();
+            let r = common::gateway_get(&http, format!("{base}{path}"), &token).await;
             let status = r.status().as_u16();
             (status, r.text().await.unwrap())
         }

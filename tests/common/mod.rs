@@ -444,3 +444,12 @@ pub fn open_store(path: &Path) -> gatehouse::store::Store {
     )
     .unwrap()
 }
+
+/// A GET through the gateway at `url` as the client whose token this is.
+pub async fn gateway_get(http: &reqwest::Client, url: String, token: &str) -> reqwest::Response {
+    http.get(url)
+        .header("authorization", format!("token {token}"))
+        .send()
+        .await
+        .unwrap()
+}
